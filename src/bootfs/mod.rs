@@ -1,0 +1,257 @@
+//! The FAT boot partition, edited offline through `fatfs` on a byte range of the disk.
+//!
+//! Nothing is mounted: the partition is a [`Slice`] of an [`OverlayDisk`], so every write lands
+//! in the overlay and the base image stays untouched until the caller decides otherwise.
+
+pub mod cmdline;
+pub mod config_txt;
+
+use std::io::{self, Read, Write};
+
+use crate::disk::{OverlayDisk, Partition, Slice};
+
+type Storage<'d> = fatfs::StdIoWrapper<Slice<&'d mut OverlayDisk>>;
+type Fs<'d> = fatfs::FileSystem<Storage<'d>, Clock, fatfs::LossyOemCpConverter>;
+
+/// Files pinode reads from the boot partition are small text files; anything bigger than this
+/// is not what we think it is, and refusing it keeps memory bounded.
+pub const MAX_TEXT_FILE: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootFsError {
+    #[error("partition {index} is not a readable FAT file system ({reason})")]
+    NotFat { index: u32, reason: String },
+    #[error("{path}: {source}")]
+    File { path: String, source: io::Error },
+    #[error(
+        "{path} on the boot partition is {len} bytes; pinode only edits files up to {max} bytes"
+    )]
+    TooLarge { path: String, len: u64, max: u64 },
+    #[error("the FAT file system could not be closed cleanly: {0}")]
+    Close(io::Error),
+    #[error("the boot partition has no {0}; is this a Raspberry Pi OS image?")]
+    Missing(&'static str),
+    #[error("{0} on the boot partition is not UTF-8 text")]
+    NotText(&'static str),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The FAT variant, as the spec decides it: by cluster count, not by what the boot sector says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FatKind {
+    Fat12,
+    Fat16,
+    Fat32,
+}
+
+impl std::fmt::Display for FatKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FatKind::Fat12 => "fat12",
+            FatKind::Fat16 => "fat16",
+            FatKind::Fat32 => "fat32",
+        })
+    }
+}
+
+/// An open boot partition.
+pub struct BootFs<'d> {
+    fs: Fs<'d>,
+    index: u32,
+}
+
+impl<'d> BootFs<'d> {
+    /// Opens the FAT file system of `partition` on `disk`.
+    pub fn open(disk: &'d mut OverlayDisk, partition: &Partition) -> Result<Self, BootFsError> {
+        let slice = Slice::new(disk, partition.start, partition.size);
+        let options = fatfs::FsOptions::new().time_provider(Clock::from_env());
+        let fs = fatfs::FileSystem::new(slice, options).map_err(|e| BootFsError::NotFat {
+            index: partition.index,
+            reason: describe(&e),
+        })?;
+        Ok(BootFs {
+            fs,
+            index: partition.index,
+        })
+    }
+
+    /// The partition number this file system lives on.
+    pub fn partition_index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn fat_kind(&self) -> FatKind {
+        match self.fs.fat_type() {
+            fatfs::FatType::Fat12 => FatKind::Fat12,
+            fatfs::FatType::Fat16 => FatKind::Fat16,
+            fatfs::FatType::Fat32 => FatKind::Fat32,
+        }
+    }
+
+    /// Volume label from the boot sector, trimmed.
+    pub fn label(&self) -> String {
+        self.fs.volume_label().trim_end().to_string()
+    }
+
+    /// Whether a file (not a directory) exists at `path`.
+    pub fn is_file(&self, path: &str) -> Result<bool, BootFsError> {
+        match self.fs.root_dir().open_file(path) {
+            Ok(_) => Ok(true),
+            Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
+            Err(e) => Err(file_error(path, e)),
+        }
+    }
+
+    /// Reads a file of at most [`MAX_TEXT_FILE`] bytes; `None` if it does not exist.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, BootFsError> {
+        let mut file = match self.fs.root_dir().open_file(path) {
+            Ok(file) => file,
+            Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => return Ok(None),
+            Err(e) => return Err(file_error(path, e)),
+        };
+        let mut contents = Vec::new();
+        let read = (&mut file)
+            .take(MAX_TEXT_FILE + 1)
+            .read_to_end(&mut contents)
+            .map_err(|source| BootFsError::File {
+                path: path.to_string(),
+                source,
+            })?;
+        if read as u64 > MAX_TEXT_FILE {
+            return Err(BootFsError::TooLarge {
+                path: path.to_string(),
+                len: read as u64,
+                max: MAX_TEXT_FILE,
+            });
+        }
+        Ok(Some(contents))
+    }
+
+    /// Makes `path` hold exactly `contents`, creating parent directories as needed. A file that
+    /// already holds these bytes is left alone, so repeating a patch changes nothing.
+    pub fn write(&mut self, path: &str, contents: &[u8]) -> Result<Change, BootFsError> {
+        let existing = self.read(path)?;
+        if existing.as_deref() == Some(contents) {
+            return Ok(Change::Unchanged);
+        }
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.create_dir_all(parent)?;
+        }
+        let root = self.fs.root_dir();
+        let mut file = root.create_file(path).map_err(|e| file_error(path, e))?;
+        file.truncate().map_err(|e| file_error(path, e))?;
+        file.write_all(contents)
+            .and_then(|()| file.flush())
+            .map_err(|source| BootFsError::File {
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(if existing.is_some() {
+            Change::Updated
+        } else {
+            Change::Created
+        })
+    }
+
+    /// Removes a file; `false` if there was none.
+    pub fn remove(&mut self, path: &str) -> Result<bool, BootFsError> {
+        match self.fs.root_dir().remove(path) {
+            Ok(()) => Ok(true),
+            Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
+            Err(e) => Err(file_error(path, e)),
+        }
+    }
+
+    fn create_dir_all(&mut self, path: &str) -> Result<(), BootFsError> {
+        let mut dir = self.fs.root_dir();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            dir = dir.create_dir(part).map_err(|e| file_error(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes FSInfo and clears the volume's dirty flag. Must be called after writing.
+    pub fn close(self) -> Result<(), BootFsError> {
+        self.fs.unmount().map_err(|e| BootFsError::Close(e.into()))
+    }
+}
+
+fn file_error(path: &str, e: fatfs::Error<io::Error>) -> BootFsError {
+    BootFsError::File {
+        path: path.to_string(),
+        source: e.into(),
+    }
+}
+
+fn describe(e: &fatfs::Error<io::Error>) -> String {
+    match e {
+        fatfs::Error::CorruptedFileSystem => "invalid or corrupt boot sector".to_string(),
+        fatfs::Error::UnexpectedEof => "the partition ends inside the file system".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Timestamps for files pinode writes: `SOURCE_DATE_EPOCH` when set (reproducible images in
+/// CI), the current time otherwise. FAT stores local time without a zone; we store UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    unix_seconds: i64,
+}
+
+impl Clock {
+    pub fn from_env() -> Self {
+        let from_env = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        };
+        Clock {
+            unix_seconds: from_env.unwrap_or_else(now),
+        }
+    }
+
+    fn date_time(&self) -> fatfs::DateTime {
+        // FAT can represent 1980-01-01 to 2107-12-31.
+        let t = time::OffsetDateTime::from_unix_timestamp(self.unix_seconds)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let year = t.year().clamp(1980, 2107) as u16;
+        let (month, day, hour, min, sec) = if (1980..=2107).contains(&t.year()) {
+            (
+                u8::from(t.month()) as u16,
+                t.day() as u16,
+                t.hour() as u16,
+                t.minute() as u16,
+                t.second() as u16,
+            )
+        } else {
+            (1, 1, 0, 0, 0)
+        };
+        fatfs::DateTime::new(
+            fatfs::Date::new(year, month, day),
+            fatfs::Time::new(hour, min, sec, 0),
+        )
+    }
+}
+
+impl fatfs::TimeProvider for Clock {
+    fn get_current_date(&self) -> fatfs::Date {
+        self.date_time().date
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        self.date_time()
+    }
+}

@@ -1,0 +1,146 @@
+//! The command line, as `docs/cli.md` fixes it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use pinode::osinfo::Generation;
+use pinode::profile::InitChoice;
+use pinode::sink::file::Compression;
+
+/// Provision Raspberry Pi nodes for a K3s cluster from one YAML profile.
+#[derive(Debug, Parser)]
+#[command(name = "pinode", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More detail (how the OS generation was decided, every file written).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate profiles and print their JSON Schema.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Show an image's or card's partitions, OS generation and customisation state.
+    Inspect(InspectArgs),
+    /// Customise an existing image file or card in place (cost: the size of the change).
+    Patch(PatchArgs),
+    /// Write one ready image per node (no root, the base image untouched).
+    Prepare(PrepareArgs),
+    /// Write a node's first-boot files and boot-file edits to a folder, touching no image.
+    Render(RenderArgs),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Validate a profile and print the expanded node list.
+    Check { profile: PathBuf },
+    /// Print the profile format's JSON Schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An image file (.img) or a block device.
+    pub target: PathBuf,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// The image file (.img) or card to change in place.
+    pub target: PathBuf,
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    /// The node to apply (may be omitted when the profile has exactly one).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    /// Where HOST.img and HOST.img.sha256 are written.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// The base image (raw, .xz, .gz or .zst); default: the profile's os.image when it is a
+    /// local path.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Prepare only these nodes (repeatable); default: all.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    #[arg(long, value_enum, default_value = "none")]
+    pub compress: Compression,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    #[arg(long)]
+    pub node: Option<String>,
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Read the OS generation from this image (read-only) and show the edited cmdline.txt
+    /// and config.txt; default: the profile's os.image when it is a local path.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Render for this generation without an image.
+    #[arg(long, value_parser = parse_generation, conflicts_with = "image")]
+    pub generation: Option<Generation>,
+    /// First-boot route (overrides the profile's os.init).
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InitArg {
+    Firstrun,
+    #[value(name = "cloud-init")]
+    CloudInit,
+}
+
+impl From<InitArg> for InitChoice {
+    fn from(a: InitArg) -> Self {
+        match a {
+            InitArg::Firstrun => InitChoice::Firstrun,
+            InitArg::CloudInit => InitChoice::CloudInit,
+        }
+    }
+}
+
+fn parse_generation(s: &str) -> Result<Generation, String> {
+    match s {
+        "bullseye" => Ok(Generation::Bullseye),
+        "bookworm" => Ok(Generation::Bookworm),
+        "trixie" => Ok(Generation::Trixie),
+        _ => Err("one of bullseye, bookworm, trixie".into()),
+    }
+}

@@ -1,0 +1,98 @@
+//! `pinode inspect IMAGE|DEVICE`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use pinode::Error;
+use pinode::customise::boot_state;
+use pinode::image::Image;
+
+use super::{Output, size};
+
+pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
+    let mut image = Image::open(target, false)?;
+    let os = image.detect_os(None, None)?;
+    let fat = image.boot_fat_kind()?;
+    let mount = os.boot_mount();
+    let (label, state) = image.with_boot_fs(|fs| Ok((fs.label(), boot_state(fs, mount)?)))?;
+    let table = image.table().clone();
+    let boot = image.boot_partition().clone();
+    if out.json {
+        out.json(&json!({
+            "path": target,
+            "size_bytes": image.len(),
+            "partition_table": table.kind,
+            "disk_id": table.disk_id,
+            "partitions": table.partitions.iter().map(|p| json!({
+                "index": p.index, "start_bytes": p.start, "size_bytes": p.size, "type": p.kind.to_string(),
+            })).collect::<Vec<_>>(),
+            "boot_partition": {
+                "index": boot.index, "start_bytes": boot.start, "size_bytes": boot.size,
+                "fs": fat, "label": label,
+            },
+            "os": os,
+            "boot": state,
+        }));
+        return Ok(());
+    }
+    out.say(format!(
+        "{}: {} image, {} partition table (disk id {})",
+        target.display(),
+        size(image.len()),
+        table.kind,
+        table.disk_id
+    ));
+    for p in &table.partitions {
+        let marker = if p.index == boot.index {
+            "  <- boot"
+        } else {
+            ""
+        };
+        out.say(format!(
+            "  p{}: {:>10} at {:>10}  type {}{marker}",
+            p.index,
+            size(p.size),
+            p.start,
+            p.kind
+        ));
+    }
+    out.say(format!("boot partition: p{} {fat} \"{label}\"", boot.index));
+    let name = os
+        .pretty_name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    out.say(format!(
+        "os: {}{name}, first boot via {}",
+        os.generation, os.init
+    ));
+    if out.verbose > 0 {
+        for e in &os.evidence {
+            out.say(format!("  because {e}"));
+        }
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    out.say(format!(
+        "boot: ssh {}, cgroups {}, arm_64bit {}, first boot pending {}",
+        yes(state.ssh),
+        yes(state.cgroups),
+        yes(state.arm_64bit),
+        yes(state.firstboot)
+    ));
+    match (&state.hostname, &state.pinode) {
+        (Some(h), Some(m)) => out.say(format!(
+            "node: {h} ({}), prepared by pinode {}",
+            m.role, m.pinode
+        )),
+        (Some(h), None) => out.say(format!("node: {h}")),
+        _ => out.say("node: not customised"),
+    }
+    if let Some(status) = &state.status {
+        out.say("first-boot report (pinode-status.txt):");
+        for line in status.lines() {
+            out.say(format!("  {line}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! One module per subcommand.
+
+pub mod inspect;
+pub mod patch;
+pub mod prepare;
+pub mod profile;
+pub mod render;
+
+use pinode::Error;
+use pinode::profile::{LoadedProfile, NodeConfig};
+
+/// Output settings shared by every command.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Output {
+    /// Prints a line for humans (suppressed by `--json` and `-q`).
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.json && !self.quiet {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Prints a warning on stderr (suppressed by `-q`).
+    pub fn warn(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("warning: {}", line.as_ref());
+        }
+    }
+
+    /// Prints one JSON document on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    }
+}
+
+/// Loads a profile and shows its warnings.
+pub fn load_profile(path: &std::path::Path, out: &Output) -> Result<LoadedProfile, Error> {
+    let loaded = LoadedProfile::load(path)?;
+    for w in &loaded.warnings {
+        out.warn(w.to_string());
+    }
+    Ok(loaded)
+}
+
+/// The nodes named on the command line, or all of them.
+pub fn select_nodes<'p>(
+    profile: &'p LoadedProfile,
+    names: &[String],
+) -> Result<Vec<&'p NodeConfig>, Error> {
+    if names.is_empty() {
+        return Ok(profile.nodes.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            profile.node(name).ok_or_else(|| {
+                let known: Vec<&str> = profile.nodes.iter().map(|n| n.hostname.as_str()).collect();
+                Error::Usage(format!(
+                    "{}: no node {name:?} (the profile has {})",
+                    profile.path.display(),
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The one node `name` picks, or the only node when `name` is omitted.
+pub fn single_node<'p>(
+    profile: &'p LoadedProfile,
+    name: Option<&str>,
+) -> Result<&'p NodeConfig, Error> {
+    match name {
+        Some(name) => Ok(select_nodes(profile, &[name.to_string()])?[0]),
+        None if profile.nodes.len() == 1 => Ok(&profile.nodes[0]),
+        None => {
+            let known: Vec<&str> = profile.nodes.iter().map(|n| n.hostname.as_str()).collect();
+            Err(Error::Usage(format!(
+                "the profile has several nodes; choose one with --node ({})",
+                known.join(", ")
+            )))
+        }
+    }
+}
+
+/// Human-readable size.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,84 @@
+//! `pinode prepare`: one ready image per node, for CI. No root, no mounting; the base image
+//! is opened read-only and each node's changes live in an overlay until streamed out.
+
+use serde_json::json;
+
+use pinode::Error;
+use pinode::cache::source::SourceImage;
+use pinode::customise::customise_image;
+use pinode::image::Image;
+use pinode::sink::file::write_image;
+use pinode::ui::progress::ProgressPolicy;
+
+use super::{Output, load_profile, select_nodes, size};
+use crate::cli::PrepareArgs;
+
+pub fn run(args: &PrepareArgs, out: &Output) -> Result<(), Error> {
+    let profile = load_profile(&args.profile, out)?;
+    let nodes = select_nodes(&profile, &args.nodes)?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    let Some(source) = SourceImage::locate(&profile, args.image.as_deref())? else {
+        return Err(Error::Usage(format!(
+            "os.image is {:?}, which this pinode cannot fetch yet; pass --image with a local \
+             Raspberry Pi OS image (.img, .img.xz, .img.gz or .img.zst)",
+            profile.profile.os.image
+        )));
+    };
+    let progress = if out.json {
+        ProgressPolicy::hidden()
+    } else {
+        ProgressPolicy::detect(out.quiet)
+    };
+    let base = SourceImage::open(&source, &args.out_dir, progress)?;
+    let mut os = None;
+    let mut results = Vec::new();
+    for node in nodes {
+        let mut image = Image::open(&base.path, false)?;
+        let info = match &os {
+            Some(info) => Clone::clone(info),
+            None => {
+                let info = image.detect_os(None, profile.init_override())?;
+                os = Some(info.clone());
+                info
+            }
+        };
+        let (custom, _) = customise_image(&mut image, &profile, node, &info)?;
+        let len = image.len();
+        let disk = image.into_disk();
+        let bar = progress.bytes(len, node.hostname.clone());
+        let written = write_image(
+            disk.base(),
+            len,
+            disk.overlay(),
+            &args.out_dir,
+            &node.hostname,
+            args.compress,
+            &bar,
+        )?;
+        out.say(format!(
+            "{}: {} ({}, sha256 {}…)",
+            custom.hostname,
+            written.path.display(),
+            size(written.size),
+            &written.sha256[..12]
+        ));
+        results.push(json!({
+            "hostname": custom.hostname,
+            "role": custom.role.as_str(),
+            "image": written.path,
+            "size_bytes": written.size,
+            "sha256": written.sha256,
+            "sha256_file": written.sha256_file,
+            "compressed_sha256": written.compressed_sha256,
+            "changed_bytes": disk.overlay().bytes(),
+        }));
+    }
+    if out.json {
+        out.json(&json!({
+            "base": { "path": base.original, "os": os },
+            "compression": args.compress,
+            "nodes": results,
+        }));
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `pinode render`: a node's first-boot files and boot-file edits in a folder, for review or
+//! for people who write cards with other tools. No image is modified.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use pinode::Error;
+use pinode::cache::source::SourceImage;
+use pinode::image::Image;
+use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::profile::InitChoice;
+use pinode::provision::{self, NodePlan};
+use pinode::rootfs::OsRelease;
+use pinode::sink::file::write_atomic;
+use pinode::ui::progress::ProgressPolicy;
+
+use super::{Output, load_profile, single_node};
+use crate::cli::RenderArgs;
+
+pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
+    let profile = load_profile(&args.profile, out)?;
+    let node = single_node(&profile, args.node.as_deref())?;
+    let forced = match args
+        .init
+        .map(InitChoice::from)
+        .unwrap_or(profile.profile.os.init)
+    {
+        InitChoice::Auto => None,
+        InitChoice::Firstrun => Some(osinfo::InitRoute::Firstrun),
+        InitChoice::CloudInit => Some(osinfo::InitRoute::CloudInit),
+    };
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    let image_path = match args.generation {
+        Some(_) => None,
+        None => SourceImage::locate(&profile, args.image.as_deref())?,
+    };
+    let mut image = None;
+    let os: OsInfo = if let Some(path) = &image_path {
+        let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
+        let source = SourceImage::open(path, scratch.path(), ProgressPolicy::detect(out.quiet))?;
+        let mut opened = Image::open(&source.path, false)?;
+        let os = opened.detect_os(None, forced)?;
+        image = Some((opened, source, scratch));
+        os
+    } else if let Some(generation) = args.generation {
+        let codename = generation.as_str().to_string();
+        let root = RootEvidence {
+            os_release: Some(OsRelease {
+                version_codename: Some(codename),
+                ..Default::default()
+            }),
+            has_cloud_init: generation == osinfo::Generation::Trixie,
+        };
+        osinfo::detect(&BootEvidence::default(), Some(&root), None, forced)
+    } else {
+        return Err(Error::Usage(
+            "render needs to know the OS generation: pass --image IMAGE or --generation bullseye|bookworm|trixie".into(),
+        ));
+    };
+
+    let plan = NodePlan::resolve(&profile, node)?;
+    let custom = provision::render(&plan, &os).map_err(|source| Error::Render {
+        node: node.hostname.clone(),
+        source,
+    })?;
+    let dir = &args.out_dir;
+    let boot_dir = dir.join("boot");
+    std::fs::create_dir_all(&boot_dir).map_err(|e| Error::path(&boot_dir, e))?;
+    for file in &custom.files {
+        let path = boot_dir.join(&file.path);
+        write_file(
+            &path,
+            &file.contents,
+            if file.secret { 0o600 } else { 0o644 },
+        )?;
+    }
+    let tokens: Vec<String> = custom.cmdline.iter().map(|e| e.token()).collect();
+    write_file(
+        &dir.join("cmdline.txt.append"),
+        format!("{}\n", tokens.join(" ")).as_bytes(),
+        0o644,
+    )?;
+    let mut lines = custom.config_extra.clone();
+    if custom.arm_64bit {
+        lines.insert(0, "arm_64bit=1".into());
+    }
+    write_file(
+        &dir.join("config.txt.append"),
+        format!("[all]\n{}\n", lines.join("\n")).as_bytes(),
+        0o644,
+    )?;
+
+    // With an image at hand, show the exact edited files too (applied to an in-memory overlay).
+    if let Some((mut opened, _source, _scratch)) = image.take() {
+        let edited = opened.with_boot_fs(|fs| {
+            pinode::customise::apply(fs, &custom)?;
+            Ok((fs.read("cmdline.txt")?, fs.read("config.txt")?))
+        })?;
+        if let (Some(cmdline), Some(config)) = edited {
+            write_file(&boot_dir.join("cmdline.txt"), &cmdline, 0o644)?;
+            write_file(&boot_dir.join("config.txt"), &config, 0o644)?;
+        }
+    }
+    let readme = format!(
+        "pinode {version} rendered node {host} for Raspberry Pi OS {generation} (first boot via {init}).\n\n\
+         boot/               files for the root of the boot partition{edited}\n\
+         cmdline.txt.append  tokens to add to the END of the single line in cmdline.txt\n\
+         config.txt.append   lines to add at the END of config.txt\n\n\
+         Files in boot/ with mode 0600 hold secrets (password hash, Wi-Fi key): the node removes\n\
+         them from the card on first boot; do not commit them.\n",
+        version = env!("CARGO_PKG_VERSION"),
+        host = custom.hostname,
+        generation = os.generation,
+        init = os.init,
+        edited = if image_path.is_some() {
+            " (cmdline.txt and config.txt as edited)"
+        } else {
+            ""
+        },
+    );
+    write_file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    out.say(format!(
+        "{}: rendered {} for {} ({}) into {}",
+        custom.hostname,
+        custom.files.len(),
+        os.generation,
+        os.init,
+        dir.display()
+    ));
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    write_atomic(path, contents).map_err(|e| Error::path(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::path(path, e))
+}

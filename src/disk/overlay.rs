@@ -1,0 +1,316 @@
+//! A copy-on-write layer of changed blocks over a read-only base image.
+//!
+//! Preparing a node must never modify the cached base image, and patching a card must cost
+//! the size of the change rather than the size of the card. Both follow from the same idea:
+//! every write lands in an in-memory map of 4 KiB blocks, reads see those blocks first and the
+//! base everywhere else. `prepare` streams "base + overlay" into a new file; `patch` writes the
+//! changed blocks back in place ([`OverlayDisk::commit`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+/// Granularity of the overlay. 4 KiB matches page size and the alignment that direct I/O to
+/// cards needs, and is a multiple of every FAT sector size.
+pub const BLOCK_SIZE: usize = 4096;
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// Blocks read from the base are kept so that fatfs' many small reads (4-byte FAT entries,
+/// 32-byte directory entries) do not each become a system call. Bounded so that memory stays
+/// flat whatever the image size.
+const CLEAN_CACHE_LIMIT: usize = 2048; // 8 MiB
+
+type Block = Box<[u8; BLOCK_SIZE]>;
+
+/// The changed blocks of an image, keyed by block index.
+#[derive(Default, Clone)]
+pub struct Overlay {
+    blocks: BTreeMap<u64, Block>,
+}
+
+impl Overlay {
+    /// Number of changed blocks.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Bytes held in the overlay.
+    pub fn bytes(&self) -> u64 {
+        self.blocks.len() as u64 * BLOCK
+    }
+
+    /// Changed blocks in ascending order: `(byte offset, contents)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
+        self.blocks
+            .iter()
+            .map(|(index, data)| (index * BLOCK, &**data))
+    }
+
+    /// Changed blocks that overlap the byte range `start..end`, in ascending order.
+    pub fn blocks_in(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
+        self.blocks
+            .range(start / BLOCK..end.div_ceil(BLOCK))
+            .map(|(index, data)| (index * BLOCK, &**data))
+    }
+
+    /// The changed block containing `offset`, if any.
+    pub fn block_at(&self, offset: u64) -> Option<&[u8; BLOCK_SIZE]> {
+        self.blocks.get(&(offset / BLOCK)).map(|b| &**b)
+    }
+}
+
+/// A read-only base (an image file or a block device) seen through an [`Overlay`].
+///
+/// Implements `Read + Write + Seek` over the whole disk so that partition-table readers and the
+/// FAT driver can work on it as if it were the real thing. Writes never reach the base until
+/// [`OverlayDisk::commit`] is called, so a failure half-way through leaves nothing changed.
+pub struct OverlayDisk {
+    base: File,
+    len: u64,
+    overlay: Overlay,
+    clean: HashMap<u64, Block>,
+    pos: u64,
+}
+
+impl OverlayDisk {
+    /// Wraps `base`, whose usable size is `len` bytes.
+    pub fn new(base: File, len: u64) -> Self {
+        OverlayDisk {
+            base,
+            len,
+            overlay: Overlay::default(),
+            clean: HashMap::new(),
+            pos: 0,
+        }
+    }
+
+    /// Size of the disk in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The changes made so far.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    /// Gives up the base file and the changes.
+    pub fn into_parts(self) -> (File, Overlay) {
+        (self.base, self.overlay)
+    }
+
+    /// The base file (read-only use).
+    pub fn base(&self) -> &File {
+        &self.base
+    }
+
+    /// Writes the changed blocks to the base in place and flushes them to stable storage.
+    ///
+    /// The base must have been opened for writing. Cost is proportional to the overlay.
+    pub fn commit(&mut self) -> io::Result<u64> {
+        let mut written = 0;
+        for (offset, data) in self.overlay.iter() {
+            let n = block_len(offset, self.len);
+            self.base.write_all_at(&data[..n], offset)?;
+            written += n as u64;
+        }
+        if written > 0 {
+            self.base.sync_data()?;
+        }
+        Ok(written)
+    }
+
+    /// Reads the current contents of the block at `index` (overlay first, then base).
+    fn load_block(&mut self, index: u64) -> io::Result<&mut Block> {
+        if self.overlay.blocks.contains_key(&index) {
+            return Ok(self.overlay.blocks.get_mut(&index).expect("checked above"));
+        }
+        if !self.clean.contains_key(&index) {
+            if self.clean.len() >= CLEAN_CACHE_LIMIT {
+                self.clean.clear();
+            }
+            let mut data: Block = Box::new([0u8; BLOCK_SIZE]);
+            let offset = index * BLOCK;
+            let n = block_len(offset, self.len);
+            self.base.read_exact_at(&mut data[..n], offset)?;
+            self.clean.insert(index, data);
+        }
+        Ok(self.clean.get_mut(&index).expect("inserted above"))
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.len - offset) as usize);
+        let mut done = 0;
+        while done < n {
+            let at = offset + done as u64;
+            let within = (at % BLOCK) as usize;
+            let chunk = (BLOCK_SIZE - within).min(n - done);
+            let block = self.load_block(at / BLOCK)?;
+            buf[done..done + chunk].copy_from_slice(&block[within..within + chunk]);
+            done += chunk;
+        }
+        Ok(n)
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("write past the end of the disk ({} bytes)", self.len),
+            ));
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let index = at / BLOCK;
+            let within = (at % BLOCK) as usize;
+            let chunk = (BLOCK_SIZE - within).min(buf.len() - done);
+            let new = &buf[done..done + chunk];
+            let current = self.load_block(index)?;
+            // Writing what is already there is not a change: keeping such blocks out of the
+            // overlay is what makes a repeated patch byte-for-byte free.
+            if &current[within..within + chunk] != new {
+                let mut block = match self.clean.remove(&index) {
+                    Some(block) => block,
+                    None => self.overlay.blocks.remove(&index).expect("loaded above"),
+                };
+                block[within..within + chunk].copy_from_slice(new);
+                self.overlay.blocks.insert(index, block);
+            }
+            done += chunk;
+        }
+        Ok(buf.len())
+    }
+}
+
+/// Bytes of the block starting at `offset` that lie inside a disk of `len` bytes.
+fn block_len(offset: u64, len: u64) -> usize {
+    (len.saturating_sub(offset)).min(BLOCK) as usize
+}
+
+impl Read for OverlayDisk {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_at(self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for OverlayDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.write_at(self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for OverlayDisk {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.pos = resolve_seek(pos, self.pos, self.len)?;
+        Ok(self.pos)
+    }
+}
+
+impl std::fmt::Debug for OverlayDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlayDisk")
+            .field("len", &self.len)
+            .field("changed_blocks", &self.overlay.len())
+            .finish()
+    }
+}
+
+/// Computes a new position for `Seek` on a stream of `len` bytes, refusing negative results.
+pub fn resolve_seek(pos: SeekFrom, current: u64, len: u64) -> io::Result<u64> {
+    let target = match pos {
+        SeekFrom::Start(n) => Some(n),
+        SeekFrom::End(d) => len.checked_add_signed(d),
+        SeekFrom::Current(d) => current.checked_add_signed(d),
+    };
+    target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek to a negative offset"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk_with(contents: &[u8]) -> OverlayDisk {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(contents).unwrap();
+        OverlayDisk::new(file, contents.len() as u64)
+    }
+
+    #[test]
+    fn writes_stay_in_the_overlay_until_commit() {
+        let base: Vec<u8> = (0..3 * BLOCK_SIZE + 100).map(|i| (i % 251) as u8).collect();
+        let mut disk = disk_with(&base);
+        disk.seek(SeekFrom::Start(4090)).unwrap();
+        disk.write_all(b"hello world").unwrap();
+        let mut back = vec![0; 11];
+        disk.seek(SeekFrom::Start(4090)).unwrap();
+        disk.read_exact(&mut back).unwrap();
+        assert_eq!(back, b"hello world");
+        assert_eq!(disk.overlay().len(), 2, "the write spans two blocks");
+        let mut on_disk = vec![0; 11];
+        disk.base().read_exact_at(&mut on_disk, 4090).unwrap();
+        assert_eq!(on_disk, &base[4090..4101], "base untouched before commit");
+        assert_eq!(disk.commit().unwrap(), 2 * BLOCK);
+        disk.base().read_exact_at(&mut on_disk, 4090).unwrap();
+        assert_eq!(on_disk, b"hello world");
+    }
+
+    #[test]
+    fn identical_writes_are_not_changes() {
+        let base = vec![7u8; 2 * BLOCK_SIZE];
+        let mut disk = disk_with(&base);
+        disk.write_all(&[7u8; 100]).unwrap();
+        assert!(disk.overlay().is_empty());
+    }
+
+    #[test]
+    fn partial_last_block_and_bounds() {
+        let base = vec![1u8; BLOCK_SIZE + 10];
+        let mut disk = disk_with(&base);
+        disk.seek(SeekFrom::Start(BLOCK + 5)).unwrap();
+        disk.write_all(&[9u8; 5]).unwrap();
+        assert!(disk.write_all(&[9u8; 1]).is_err(), "no growth past the end");
+        let mut rest = Vec::new();
+        disk.seek(SeekFrom::Start(BLOCK)).unwrap();
+        disk.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, [1, 1, 1, 1, 1, 9, 9, 9, 9, 9]);
+        assert_eq!(disk.commit().unwrap(), 10);
+        assert_eq!(disk.base().metadata().unwrap().len(), BLOCK + 10);
+    }
+
+    #[test]
+    fn negative_seek_is_an_error() {
+        let mut disk = disk_with(&[0u8; 10]);
+        assert!(disk.seek(SeekFrom::Current(-1)).is_err());
+    }
+}

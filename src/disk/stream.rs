@@ -1,0 +1,191 @@
+//! Streaming "base + overlay" out, in order, without holding the image in memory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::overlay::{BLOCK_SIZE, Overlay};
+
+/// Size of the pieces the image is streamed in. Large enough to amortise system calls,
+/// small enough that a few in flight keep memory flat.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// A piece of the composed image.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes at `offset`.
+    Data { offset: u64, bytes: Vec<u8> },
+    /// `len` zero bytes at `offset` that the base stores as a hole: no need to read them.
+    Hole { offset: u64, len: u64 },
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Data { bytes, .. } => bytes.len() as u64,
+            Chunk::Hole { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Yields the composed image (`base` with `overlay` applied) as ordered chunks.
+///
+/// Holes in the base (found with `SEEK_DATA`) that the overlay does not touch come out as
+/// [`Chunk::Hole`], so a sparse base is never read in full.
+pub struct ComposedReader<'a> {
+    base: &'a File,
+    len: u64,
+    overlay: &'a Overlay,
+    pos: u64,
+    /// Start of the next data region of the base at or after `pos`, when known.
+    next_data: Option<u64>,
+    holes_supported: bool,
+}
+
+impl<'a> ComposedReader<'a> {
+    pub fn new(base: &'a File, len: u64, overlay: &'a Overlay) -> Self {
+        ComposedReader {
+            base,
+            len,
+            overlay,
+            pos: 0,
+            next_data: None,
+            holes_supported: true,
+        }
+    }
+
+    /// Start of the first byte at or after `pos` the base stores as data (`len` if none).
+    fn data_from(&mut self, pos: u64) -> u64 {
+        if !self.holes_supported {
+            return pos;
+        }
+        if let Some(next) = self.next_data
+            && next >= pos
+        {
+            return next;
+        }
+        let next = match rustix::fs::seek(self.base, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(next) => next.min(self.len),
+            Err(rustix::io::Errno::NXIO) => self.len,
+            Err(_) => {
+                // Block devices and some file systems do not know about holes.
+                self.holes_supported = false;
+                pos
+            }
+        };
+        self.next_data = Some(next);
+        next
+    }
+
+    /// The first overlay block at or after `pos`, as a byte offset.
+    fn next_overlay_block(&self, pos: u64) -> Option<u64> {
+        self.overlay
+            .blocks_in(pos, u64::MAX)
+            .map(|(offset, _)| offset)
+            .next()
+    }
+
+    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if self.pos >= self.len {
+            return Ok(None);
+        }
+        let pos = self.pos;
+        let data = self.data_from(pos);
+        let changed = self.next_overlay_block(pos).unwrap_or(self.len);
+        if data > pos && changed > pos {
+            // A hole in the base that the overlay does not touch.
+            let end = data.min(changed).min(self.len);
+            // Keep chunk boundaries aligned so later chunks line up with overlay blocks.
+            let end = if end < self.len {
+                end / BLOCK_SIZE as u64 * BLOCK_SIZE as u64
+            } else {
+                end
+            };
+            if end > pos {
+                self.pos = end;
+                return Ok(Some(Chunk::Hole {
+                    offset: pos,
+                    len: end - pos,
+                }));
+            }
+        }
+        let aligned_end = (pos / CHUNK_SIZE as u64 + 1) * CHUNK_SIZE as u64;
+        let end = aligned_end.min(self.len);
+        let mut bytes = vec![0u8; (end - pos) as usize];
+        self.base.read_exact_at(&mut bytes, pos)?;
+        for (offset, block) in self.overlay.blocks_in(pos, end) {
+            let block_end = offset + BLOCK_SIZE as u64;
+            let from = offset.max(pos);
+            let to = block_end.min(end);
+            bytes[(from - pos) as usize..(to - pos) as usize]
+                .copy_from_slice(&block[(from - offset) as usize..(to - offset) as usize]);
+        }
+        self.pos = end;
+        Ok(Some(Chunk::Data { offset: pos, bytes }))
+    }
+}
+
+impl Iterator for ComposedReader<'_> {
+    type Item = io::Result<Chunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::OverlayDisk;
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn compose(file: &File, len: u64, overlay: &Overlay) -> Vec<u8> {
+        let mut out = vec![0u8; len as usize];
+        for chunk in ComposedReader::new(file, len, overlay) {
+            match chunk.unwrap() {
+                Chunk::Data { offset, bytes } => {
+                    out[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes)
+                }
+                Chunk::Hole { offset, len } => {
+                    assert!(
+                        out[offset as usize..(offset + len) as usize]
+                            .iter()
+                            .all(|b| *b == 0)
+                    )
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn composes_sparse_base_and_overlay() {
+        let len = 5 * CHUNK_SIZE as u64 + 123;
+        let mut file = tempfile::tempfile().unwrap();
+        file.set_len(len).unwrap();
+        file.write_all_at(b"start", 0).unwrap();
+        file.write_all_at(b"middle", 3 * CHUNK_SIZE as u64 + 7)
+            .unwrap();
+        file.write_all_at(b"end", len - 3).unwrap();
+        let mut expected = vec![0u8; len as usize];
+        expected[..5].copy_from_slice(b"start");
+        expected[3 * CHUNK_SIZE + 7..3 * CHUNK_SIZE + 13].copy_from_slice(b"middle");
+        expected[len as usize - 3..].copy_from_slice(b"end");
+
+        let mut disk = OverlayDisk::new(file.try_clone().unwrap(), len);
+        disk.seek(SeekFrom::Start(CHUNK_SIZE as u64 + 4000))
+            .unwrap();
+        disk.write_all(b"changed in a hole").unwrap();
+        disk.seek(SeekFrom::Start(1)).unwrap();
+        disk.write_all(b"T").unwrap();
+        expected[CHUNK_SIZE + 4000..CHUNK_SIZE + 4017].copy_from_slice(b"changed in a hole");
+        expected[1] = b'T';
+
+        let (_, overlay) = disk.into_parts();
+        assert_eq!(compose(&file, len, &overlay), expected);
+    }
+}

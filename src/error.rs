@@ -1,0 +1,35 @@
+//! The error type the command line reports: one readable line per problem.
+
+use std::path::PathBuf;
+
+use crate::image::ImageError;
+use crate::profile::{FieldError, ProfileError};
+use crate::provision::RenderError;
+use crate::sink::file::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("node {node}: {source}")]
+    Render { node: String, source: RenderError },
+    #[error("{path}: {message}", path = .path.display())]
+    Path { path: PathBuf, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn path(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Error {
+        Error::Path {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! pinode: provision Raspberry Pi nodes for a K3s cluster from one YAML profile.
+//!
+//! The library is the engine behind the `pinode` command: it reads profiles, edits the FAT
+//! boot partition of Raspberry Pi OS images offline (no mounting, no root), renders the
+//! first-boot program for the image's OS generation, and writes ready images.
+
+pub mod bootfs;
+pub mod cache;
+pub mod customise;
+pub mod disk;
+pub mod error;
+pub mod guard;
+pub mod image;
+pub mod osinfo;
+pub mod profile;
+pub mod provision;
+pub mod rootfs;
+pub mod sink;
+pub mod ui;
+pub use error::Error;

@@ -1,0 +1,211 @@
+//! Profiles: loading, validation with file/line/field errors, node expansion and secrets.
+
+pub mod countries;
+pub mod node;
+pub mod schema;
+pub mod secrets;
+pub mod spans;
+mod validate;
+pub mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use node::{NodeConfig, Password, Sourced, UserConfig};
+pub use schema::{InitChoice, Profile, Role};
+pub use spans::{Position, SpanIndex};
+
+/// Profiles are hand-written YAML; anything this large is a mistake, and refusing it keeps a
+/// stray `pinode profile check /dev/zero` from eating memory.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// One problem in a profile, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub file: PathBuf,
+    pub position: Option<Position>,
+    /// Dotted path of the field, e.g. `nodes[1].hostname`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{path}: {source}", path = .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// One or more problems; each is a line of its own.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// A profile read from a file, validated, with its nodes expanded.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub path: PathBuf,
+    pub profile: Profile,
+    pub spans: SpanIndex,
+    pub nodes: Vec<NodeConfig>,
+    pub warnings: Vec<FieldError>,
+}
+
+impl LoadedProfile {
+    /// Reads and validates the profile at `path`.
+    pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
+        let read_err = |source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if meta.len() > MAX_PROFILE_BYTES {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} bytes is too large for a profile", meta.len()),
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedProfile, ProfileError> {
+        let at = |field: String, position, message: String| FieldError {
+            file: path.to_path_buf(),
+            position,
+            field,
+            message,
+        };
+        if text.trim().is_empty() {
+            return Err(ProfileError::Invalid(vec![at(
+                String::new(),
+                None,
+                "the profile is empty (it needs at least `version: 1` and `nodes`)".into(),
+            )]));
+        }
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let profile: Profile = match serde_path_to_error::deserialize(deserializer) {
+            Ok(profile) => profile,
+            Err(e) => {
+                let field = match e.path().to_string() {
+                    p if p == "." => String::new(),
+                    p => p,
+                };
+                let inner = e.into_inner();
+                let position = inner.location().map(|l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                });
+                return Err(ProfileError::Invalid(vec![at(
+                    field,
+                    position,
+                    clean_yaml_message(&inner),
+                )]));
+            }
+        };
+        let spans = SpanIndex::build(text);
+        let locate =
+            |field: &str, message: String| at(field.to_string(), spans.find(field), message);
+        let mut report = validate::Report::default();
+        validate::profile(&profile, &mut report);
+        let nodes = if report.errors.is_empty() {
+            node::expand(&profile, &mut report)
+        } else {
+            Vec::new()
+        };
+        if !report.errors.is_empty() {
+            return Err(ProfileError::Invalid(
+                report
+                    .errors
+                    .into_iter()
+                    .map(|(f, m)| locate(&f, m))
+                    .collect(),
+            ));
+        }
+        let warnings = report
+            .warnings
+            .into_iter()
+            .map(|(f, m)| locate(&f, m))
+            .collect();
+        Ok(LoadedProfile {
+            path: path.to_path_buf(),
+            profile,
+            spans,
+            nodes,
+            warnings,
+        })
+    }
+
+    /// An error about `field`, located in this profile's file.
+    pub fn error_at(&self, field: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            file: self.path.clone(),
+            position: self.spans.find(field),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The directory relative paths in the profile are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The node called `hostname`.
+    pub fn node(&self, hostname: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.hostname == hostname)
+    }
+
+    /// The profile's first-boot route override.
+    pub fn init_override(&self) -> Option<crate::osinfo::InitRoute> {
+        match self.profile.os.init {
+            InitChoice::Auto => None,
+            InitChoice::Firstrun => Some(crate::osinfo::InitRoute::Firstrun),
+            InitChoice::CloudInit => Some(crate::osinfo::InitRoute::CloudInit),
+        }
+    }
+}
+
+/// serde_yaml's message without the path prefix and position suffix we print ourselves.
+fn clean_yaml_message(e: &serde_yaml::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    if let Some((prefix, rest)) = message.split_once(": ")
+        && !prefix.contains(' ')
+    {
+        message = rest.to_string();
+    }
+    message
+}
+
+/// The JSON Schema of the profile format.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Profile)).unwrap_or_default()
+}

@@ -1,0 +1,339 @@
+//! The profile's types, exactly as `docs/profile-v1.md` describes them.
+//!
+//! Deserialisation only checks shape (unknown keys, types); [`super::validate`] checks values.
+//! The JSON Schema printed by `pinode profile schema` is derived from these same types, so the
+//! two cannot drift apart. Fields that a node may override are `Option`s: "absent" means
+//! "inherit", and only `wifi` needs to tell "absent" from an explicit `null` (no Wi-Fi here).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A pinode profile: one cluster of Raspberry Pi nodes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pinode profile, version 1")]
+pub struct Profile {
+    /// Profile format version; must be 1.
+    pub version: u32,
+    /// Which operating system image to start from.
+    #[serde(default)]
+    pub os: OsSpec,
+    /// Settings every node gets; a node may override any of them.
+    #[serde(default)]
+    pub defaults: NodeSettings,
+    /// The K3s cluster the nodes form. Without it, nodes get an OS but no K3s.
+    #[serde(default)]
+    pub cluster: Option<ClusterSpec>,
+    /// The nodes, at least one. A hostname may hold a numeric range: `worker-[1-3]`.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// The operating system image.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OsSpec {
+    /// A catalog alias (see `pinode os list`), an https:// URL, or a local path
+    /// (.img, .img.xz, .img.gz, .img.zst).
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// SHA-256 of the UNCOMPRESSED image, for URLs and paths.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// First-boot route: detected from the image (`auto`), or forced.
+    #[serde(default)]
+    pub init: InitChoice,
+}
+
+impl Default for OsSpec {
+    fn default() -> Self {
+        OsSpec {
+            image: default_image(),
+            sha256: None,
+            init: InitChoice::Auto,
+        }
+    }
+}
+
+fn default_image() -> String {
+    "raspios-lite-arm64".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum InitChoice {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "firstrun")]
+    Firstrun,
+    #[serde(rename = "cloud-init")]
+    CloudInit,
+}
+
+/// Per-node settings. In `defaults` they apply to every node; in a node they override.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    #[serde(default)]
+    pub user: Option<UserSpec>,
+    #[serde(default)]
+    pub ssh: Option<SshSpec>,
+    /// Wi-Fi network, or null for none.
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schemars(with = "Option<WifiSpec>")]
+    pub wifi: Option<Option<WifiSpec>>,
+    /// An IANA time zone name, e.g. Europe/Berlin.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// A locale such as en_GB.UTF-8.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// An XKB keyboard layout such as gb, us or de.
+    #[serde(default)]
+    pub keyboard: Option<String>,
+    #[serde(default)]
+    pub boot: Option<BootSpec>,
+}
+
+/// The login user (the first user, uid 1000).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// A valid Linux user name; "root" is refused.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Public keys, one per entry, as in authorized_keys.
+    #[serde(default)]
+    pub ssh_authorized_keys: Option<Vec<String>>,
+    /// A .pub or authorized_keys file (~ expands), read when the profile is used.
+    #[serde(default)]
+    pub ssh_authorized_keys_file: Option<String>,
+    /// A crypt(3) hash: $6$ (sha512-crypt), $5$ (sha256-crypt) or $y$ (yescrypt).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Name of an environment variable holding a plaintext password, hashed by pinode.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Whether sudo asks for the password.
+    #[serde(default)]
+    pub sudo: Option<SudoMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SudoMode {
+    Nopasswd,
+    Password,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Default: false when keys are given, true otherwise.
+    #[serde(default)]
+    pub password_authentication: Option<bool>,
+}
+
+/// A WPA2-PSK Wi-Fi network.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WifiSpec {
+    /// 1 to 32 bytes, any characters.
+    pub ssid: String,
+    /// The passphrase in the profile itself (accepted, with a warning: prefer psk_env or psk_file).
+    #[serde(default)]
+    pub psk: Option<String>,
+    /// Name of an environment variable holding the passphrase.
+    #[serde(default)]
+    pub psk_env: Option<String>,
+    /// A file holding the passphrase.
+    #[serde(default)]
+    pub psk_file: Option<String>,
+    /// ISO 3166 alpha-2 country code, for the regulatory domain.
+    pub country: String,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// Boot-partition settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {
+    /// Add cgroup_memory=1 cgroup_enable=memory cgroup_enable=cpuset to cmdline.txt.
+    #[serde(default)]
+    pub cgroups: Option<bool>,
+    /// arm_64bit=1 for every board.
+    #[serde(default)]
+    pub arm_64bit: Option<bool>,
+    /// More cmdline.txt tokens.
+    #[serde(default)]
+    pub cmdline_extra: Option<Vec<String>>,
+    /// More config.txt lines, placed under [all].
+    #[serde(default)]
+    pub config_extra: Option<Vec<String>>,
+}
+
+/// The K3s cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// DNS-label-safe cluster name.
+    pub name: String,
+    /// Environment variable holding the K3s join token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the K3s join token.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// API server URL; default https://<first server hostname>.local:6443.
+    #[serde(default)]
+    pub api: Option<String>,
+    #[serde(default)]
+    pub k3s: K3sSpec,
+    /// The CI runner, installed once from the first server.
+    #[serde(default)]
+    pub runner: Option<RunnerSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct K3sSpec {
+    /// e.g. v1.33.5+k3s1; null = follow the channel.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    #[serde(default = "default_install_url")]
+    pub install_url: String,
+    #[serde(default)]
+    pub server_args: Vec<String>,
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// Extra SANs; the server's hostname(.local) is always added.
+    #[serde(default)]
+    pub tls_san: Vec<String>,
+}
+
+impl Default for K3sSpec {
+    fn default() -> Self {
+        K3sSpec {
+            version: None,
+            channel: default_channel(),
+            install_url: default_install_url(),
+            server_args: Vec::new(),
+            agent_args: Vec::new(),
+            tls_san: Vec::new(),
+        }
+    }
+}
+
+fn default_channel() -> String {
+    "stable".to_string()
+}
+
+fn default_install_url() -> String {
+    "https://get.k3s.io".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerSpec {
+    pub kind: RunnerKind,
+    /// The GitLab instance, e.g. https://gitlab.example.com.
+    pub url: String,
+    /// Environment variable holding the glrt- runner authentication token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the glrt- runner authentication token.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Pin the gitlab-runner Helm chart version.
+    #[serde(default)]
+    pub chart_version: Option<String>,
+    #[serde(default = "default_concurrent")]
+    pub concurrent: u32,
+    #[serde(default = "default_job_image")]
+    pub default_image: String,
+}
+
+fn default_concurrent() -> u32 {
+    2
+}
+
+fn default_job_image() -> String {
+    "alpine:3.20".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    Gitlab,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// One node, or a numbered range of nodes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// RFC 1123 label, unique across the profile; `worker-[1-3]` expands to three nodes.
+    pub hostname: String,
+    /// server or agent; the first server founds the cluster.
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub user: Option<UserSpec>,
+    #[serde(default)]
+    pub ssh: Option<SshSpec>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schemars(with = "Option<WifiSpec>")]
+    pub wifi: Option<Option<WifiSpec>>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub keyboard: Option<String>,
+    #[serde(default)]
+    pub boot: Option<BootSpec>,
+}
+
+impl NodeEntry {
+    /// The overridable part of this entry.
+    pub fn settings(&self) -> NodeSettings {
+        NodeSettings {
+            user: self.user.clone(),
+            ssh: self.ssh.clone(),
+            wifi: self.wifi.clone(),
+            timezone: self.timezone.clone(),
+            locale: self.locale.clone(),
+            keyboard: self.keyboard.clone(),
+            boot: self.boot.clone(),
+        }
+    }
+}
+
+/// Deserialises a present key (even `null`) as `Some(..)`, so that `#[serde(default)]` can
+/// leave an absent key as `None`.
+fn explicit_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

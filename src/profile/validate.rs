@@ -1,0 +1,304 @@
+//! Value checks over a parsed profile. Each problem is recorded with the dotted path of the
+//! field, which [`super::SpanIndex`] turns into a line and column.
+
+use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
+use super::values;
+
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub errors: Vec<(String, String)>,
+    pub warnings: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push((field.into(), message.into()));
+    }
+
+    pub fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push((field.into(), message.into()));
+    }
+
+    fn check(&mut self, field: String, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.error(field, message);
+        }
+    }
+}
+
+pub(crate) fn profile(p: &Profile, r: &mut Report) {
+    if p.version != 1 {
+        r.error(
+            "version",
+            format!(
+                "version {} is not supported; this pinode reads version 1",
+                p.version
+            ),
+        );
+    }
+    if p.os.image.trim().is_empty() {
+        r.error(
+            "os.image",
+            "must name a catalog alias, an https:// URL or a local image path",
+        );
+    }
+    if p.os.image.starts_with("http://") {
+        r.error("os.image", "plain http:// is not accepted; use https://");
+    }
+    if let Some(sha) = &p.os.sha256
+        && !(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        r.error(
+            "os.sha256",
+            "must be 64 hex digits (the SHA-256 of the uncompressed image)",
+        );
+    }
+    settings("defaults", &p.defaults, r);
+    if p.nodes.is_empty() {
+        r.error("nodes", "at least one node is needed");
+    }
+    for (i, node) in p.nodes.iter().enumerate() {
+        settings(&format!("nodes[{i}]"), &node.settings(), r);
+    }
+    if let Some(cluster) = &p.cluster {
+        cluster_spec(cluster, p, r);
+    }
+}
+
+fn settings(at: &str, s: &NodeSettings, r: &mut Report) {
+    if let Some(user) = &s.user {
+        user_spec(&format!("{at}.user"), user, r);
+    }
+    if let Some(Some(wifi)) = &s.wifi {
+        wifi_spec(&format!("{at}.wifi"), wifi, r);
+    }
+    if let Some(tz) = &s.timezone {
+        r.check(format!("{at}.timezone"), values::timezone(tz));
+    }
+    if let Some(locale) = &s.locale {
+        r.check(format!("{at}.locale"), values::locale(locale));
+    }
+    if let Some(kb) = &s.keyboard {
+        r.check(format!("{at}.keyboard"), values::keyboard(kb));
+    }
+    if let Some(boot) = &s.boot {
+        boot_spec(&format!("{at}.boot"), boot, r);
+    }
+}
+
+fn user_spec(at: &str, u: &UserSpec, r: &mut Report) {
+    if let Some(name) = &u.name {
+        r.check(format!("{at}.name"), values::user_name(name));
+    }
+    for (i, key) in u.ssh_authorized_keys.iter().flatten().enumerate() {
+        r.check(
+            format!("{at}.ssh_authorized_keys[{i}]"),
+            values::ssh_public_key(key),
+        );
+    }
+    if let Some(file) = &u.ssh_authorized_keys_file
+        && file.trim().is_empty()
+    {
+        r.error(format!("{at}.ssh_authorized_keys_file"), "must be a path");
+    }
+    if let Some(hash) = &u.password_hash {
+        r.check(format!("{at}.password_hash"), values::password_hash(hash));
+    }
+    if let Some(var) = &u.password_env {
+        r.check(format!("{at}.password_env"), values::env_var_name(var));
+    }
+    if u.password_hash.is_some() && u.password_env.is_some() {
+        r.error(
+            format!("{at}.password_env"),
+            "give password_hash or password_env, not both",
+        );
+    }
+}
+
+fn wifi_spec(at: &str, w: &WifiSpec, r: &mut Report) {
+    r.check(format!("{at}.ssid"), values::ssid(&w.ssid));
+    r.check(format!("{at}.country"), values::country(&w.country));
+    let sources = [w.psk.is_some(), w.psk_env.is_some(), w.psk_file.is_some()];
+    match sources.iter().filter(|s| **s).count() {
+        0 => r.error(
+            format!("{at}.psk_env"),
+            "the Wi-Fi passphrase is missing: give psk_env (an environment variable), psk_file or psk",
+        ),
+        1 => {}
+        _ => r.error(format!("{at}.psk"), "give only one of psk, psk_env and psk_file"),
+    }
+    if let Some(psk) = &w.psk {
+        r.check(format!("{at}.psk"), values::wifi_passphrase(psk));
+        r.warn(
+            format!("{at}.psk"),
+            "the Wi-Fi passphrase is written in the profile; prefer psk_env or psk_file so the \
+             profile can be shared and committed",
+        );
+    }
+    if let Some(var) = &w.psk_env {
+        r.check(format!("{at}.psk_env"), values::env_var_name(var));
+    }
+}
+
+/// Tokens the first-boot machinery owns; a user token with these keys would break it.
+const RESERVED_CMDLINE_KEYS: &[&str] = &[
+    "systemd.run",
+    "systemd.run_success_action",
+    "systemd.unit",
+    "ds",
+    "root",
+];
+
+fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
+    for (i, token) in b.cmdline_extra.iter().flatten().enumerate() {
+        let field = format!("{at}.cmdline_extra[{i}]");
+        if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            r.error(
+                field,
+                format!(
+                    "{} is not one kernel command-line token (no spaces or line breaks)",
+                    values::printable(token)
+                ),
+            );
+        } else if RESERVED_CMDLINE_KEYS
+            .iter()
+            .any(|k| token.split('=').next() == Some(k))
+        {
+            r.error(
+                field,
+                format!(
+                    "{} is managed by pinode or the image and cannot be set here",
+                    values::printable(token)
+                ),
+            );
+        }
+    }
+    for (i, line) in b.config_extra.iter().flatten().enumerate() {
+        let field = format!("{at}.config_extra[{i}]");
+        let trimmed = line.trim();
+        if line
+            .chars()
+            .any(|c| c == '\n' || c == '\r' || (c.is_control() && c != '\t'))
+        {
+            r.error(field, "one config.txt line per entry (no line breaks)");
+        } else if trimmed.starts_with('[') {
+            r.error(
+                field,
+                "section headers are not allowed: config_extra lines always go under [all]",
+            );
+        } else if trimmed.starts_with("# BEGIN pinode") || trimmed == "# END pinode" {
+            r.error(field, "this line is pinode's own block marker");
+        }
+    }
+}
+
+fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
+    r.check("cluster.name".into(), values::cluster_name(&c.name));
+    if c.token_env.is_some() && c.token_file.is_some() {
+        r.error(
+            "cluster.token_file",
+            "give token_env or token_file, not both",
+        );
+    }
+    if let Some(var) = &c.token_env {
+        r.check("cluster.token_env".into(), values::env_var_name(var));
+    }
+    if let Some(api) = &c.api
+        && !(api.starts_with("https://")
+            && api.len() > "https://".len()
+            && !api.contains(char::is_whitespace))
+    {
+        r.error(
+            "cluster.api",
+            "must be an https:// URL, e.g. https://matrix.local:6443",
+        );
+    }
+    let k3s = &c.k3s;
+    if let Some(v) = &k3s.version {
+        let ok = v.starts_with('v')
+            && v.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
+            && v[1..].starts_with(|ch: char| ch.is_ascii_digit());
+        if !ok {
+            r.error(
+                "cluster.k3s.version",
+                format!(
+                    "{} is not a K3s version (e.g. v1.33.5+k3s1)",
+                    values::printable(v)
+                ),
+            );
+        }
+    }
+    if k3s.channel.is_empty()
+        || !k3s
+            .channel
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
+    {
+        r.error(
+            "cluster.k3s.channel",
+            "a channel name such as stable, latest or v1.33",
+        );
+    }
+    if !k3s.install_url.starts_with("https://") {
+        r.error("cluster.k3s.install_url", "must be an https:// URL");
+    }
+    for (name, args) in [
+        ("server_args", &k3s.server_args),
+        ("agent_args", &k3s.agent_args),
+        ("tls_san", &k3s.tls_san),
+    ] {
+        for (i, arg) in args.iter().enumerate() {
+            if arg.is_empty() || arg.chars().any(|ch| ch.is_control()) {
+                r.error(
+                    format!("cluster.k3s.{name}[{i}]"),
+                    "must be a non-empty single-line value",
+                );
+            }
+        }
+    }
+    if let Some(runner) = &c.runner {
+        if !(runner.url.starts_with("https://") || runner.url.starts_with("http://"))
+            || runner.url.contains(char::is_whitespace)
+        {
+            r.error(
+                "cluster.runner.url",
+                "must be the GitLab instance URL, e.g. https://gitlab.example.com",
+            );
+        }
+        match (&runner.token_env, &runner.token_file) {
+            (None, None) => r.error(
+                "cluster.runner.token_env",
+                "the runner needs its glrt- token: give token_env or token_file",
+            ),
+            (Some(_), Some(_)) => r.error(
+                "cluster.runner.token_file",
+                "give token_env or token_file, not both",
+            ),
+            (Some(var), None) => {
+                r.check("cluster.runner.token_env".into(), values::env_var_name(var))
+            }
+            (None, Some(_)) => {}
+        }
+        if runner.concurrent == 0 {
+            r.error("cluster.runner.concurrent", "must be at least 1");
+        }
+        if runner.default_image.is_empty() || runner.default_image.contains(char::is_whitespace) {
+            r.error(
+                "cluster.runner.default_image",
+                "must be an image reference such as alpine:3.20",
+            );
+        }
+    }
+    let servers = p
+        .nodes
+        .iter()
+        .filter(|n| n.role == Some(Role::Server))
+        .count();
+    if servers == 0 {
+        r.error(
+            "nodes",
+            "the cluster needs a server: give one node `role: server`",
+        );
+    }
+}

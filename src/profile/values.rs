@@ -1,0 +1,404 @@
+//! Checks for single values: hostnames, user names, keys, zones… Each returns a message that
+//! explains what a valid value looks like, so the CLI and the wizard can show it as is.
+
+use base64::Engine;
+
+use super::countries;
+
+/// An RFC 1123 label in lower case: what a hostname, an mDNS name and a K3s node name all
+/// accept.
+pub fn hostname(name: &str) -> Result<(), String> {
+    let shown = printable(name);
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!(
+            "{shown} is not a valid hostname: it must be 1 to 63 characters long"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        let hint = if c.is_ascii_uppercase() {
+            " (use lower case)".to_string()
+        } else if c == '_' {
+            " (underscores are not allowed in hostnames; use '-')".to_string()
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "{shown} is not a valid hostname: {} is not allowed; use a-z, 0-9 and '-'{hint}",
+            printable(&c.to_string())
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "{shown} is not a valid hostname: it must not start or end with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Accounts that exist on Raspberry Pi OS or would give a false sense of identity.
+const RESERVED_USERS: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "messagebus",
+    "sshd",
+    "avahi",
+    "polkitd",
+    "systemd-network",
+    "systemd-resolve",
+    "systemd-timesync",
+    "_apt",
+];
+
+/// A user name Debian's `adduser` accepts (its default NAME_REGEX), not a system account.
+pub fn user_name(name: &str) -> Result<(), String> {
+    let shown = printable(name);
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !valid {
+        return Err(format!(
+            "{shown} is not a valid user name: use up to 32 characters a-z, 0-9, '_' and '-', \
+             starting with a letter or '_'"
+        ));
+    }
+    if RESERVED_USERS.contains(&name) {
+        return Err(format!(
+            "{shown} is a system account; choose another user name"
+        ));
+    }
+    Ok(())
+}
+
+/// Key types OpenSSH accepts in authorized_keys.
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-dss",
+];
+
+/// One OpenSSH public key: `type base64 [comment]`, whose encoded blob names the same type.
+pub fn ssh_public_key(key: &str) -> Result<(), String> {
+    let key = key.trim();
+    if key.contains("PRIVATE KEY") {
+        return Err("this is a PRIVATE key: give the public key (the .pub file) instead".into());
+    }
+    if key.contains(['\n', '\r', '\0']) {
+        return Err("one key per entry: a key must not contain a line break".into());
+    }
+    let mut parts = key.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "{} is not an SSH public key (expected \"ssh-ed25519 AAAA… comment\")",
+            printable(&abbreviate(key))
+        ));
+    };
+    if !KEY_TYPES.contains(&kind) {
+        return Err(format!(
+            "{} is not an SSH public key type (expected one of {})",
+            printable(&abbreviate(kind)),
+            KEY_TYPES.join(", ")
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| format!("the {kind} key's data is not valid base64"))?;
+    let embedded = decoded
+        .get(..4)
+        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        .and_then(|n| decoded.get(4..4 + n));
+    if embedded != Some(kind.as_bytes()) {
+        return Err(format!(
+            "the {kind} key's data does not hold a {kind} key (damaged when copied?)"
+        ));
+    }
+    Ok(())
+}
+
+/// A crypt(3) hash that chpasswd -e, userconf.txt and cloud-init accept.
+pub fn password_hash(hash: &str) -> Result<(), String> {
+    let scheme = ["$6$", "$5$", "$y$"]
+        .into_iter()
+        .find(|p| hash.starts_with(p));
+    let Some(scheme) = scheme else {
+        return Err(
+            "not a supported password hash: use a $6$ (sha512-crypt), $5$ (sha256-crypt) \
+                    or $y$ (yescrypt) hash, e.g. from `mkpasswd -m sha-512`, or password_env"
+                .into(),
+        );
+    };
+    let fields: Vec<&str> = hash.split('$').collect();
+    let well_formed = fields.len() >= 4
+        && fields.iter().skip(2).all(|f| !f.is_empty())
+        && hash
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./$=,".contains(c));
+    if !well_formed {
+        return Err(format!(
+            "this {scheme} hash is malformed (expected {scheme}…$salt$hash with characters \
+             a-z A-Z 0-9 . /); do not paste a plaintext password here"
+        ));
+    }
+    Ok(())
+}
+
+/// The name of an environment variable.
+pub fn env_var_name(name: &str) -> Result<(), String> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not an environment variable name",
+            printable(name)
+        ))
+    }
+}
+
+/// An IANA time zone name known to the tz database.
+pub fn timezone(zone: &str) -> Result<(), String> {
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "{} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, Etc/UTC)",
+            printable(zone)
+        )),
+    }
+}
+
+/// A glibc locale name such as `en_GB.UTF-8` or `de_DE@euro`.
+pub fn locale(name: &str) -> Result<(), String> {
+    let (base, modifier) = match name.split_once('@') {
+        Some((b, m)) => (b, Some(m)),
+        None => (name, None),
+    };
+    let (lang_territory, codeset) = match base.split_once('.') {
+        Some((lt, cs)) => (lt, Some(cs)),
+        None => (base, None),
+    };
+    let (lang, territory) = match lang_territory.split_once('_') {
+        Some((l, t)) => (l, Some(t)),
+        None => (lang_territory, None),
+    };
+    let valid = (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_lowercase())
+        && territory.is_none_or(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_uppercase()))
+        && codeset.is_none_or(|c| {
+            !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && modifier.is_none_or(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_lowercase()));
+    if valid || name == "C.UTF-8" || name == "C" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a locale name (e.g. en_GB.UTF-8, de_DE.UTF-8)",
+            printable(name)
+        ))
+    }
+}
+
+/// An XKB layout name such as `gb`, `us` or `de`.
+pub fn keyboard(layout: &str) -> Result<(), String> {
+    let valid = (2..=16).contains(&layout.len())
+        && layout
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase())
+        && layout
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not an XKB keyboard layout (e.g. gb, us, de, fr)",
+            printable(layout)
+        ))
+    }
+}
+
+/// An ISO 3166 alpha-2 country code.
+pub fn country(code: &str) -> Result<(), String> {
+    if countries::is_country(code) {
+        Ok(())
+    } else if countries::is_country(&code.to_ascii_uppercase()) {
+        Err(format!(
+            "write the country code in capitals: {}",
+            code.to_ascii_uppercase()
+        ))
+    } else if code == "UK" {
+        Err("UK is not an ISO 3166 code; the United Kingdom is GB".into())
+    } else {
+        Err(format!(
+            "{} is not an ISO 3166 alpha-2 country code (e.g. GB, DE, US)",
+            printable(code)
+        ))
+    }
+}
+
+/// An SSID: 1 to 32 bytes.
+pub fn ssid(ssid: &str) -> Result<(), String> {
+    if ssid.contains('\0') {
+        return Err("the SSID must not contain a NUL character".into());
+    }
+    match ssid.len() {
+        1..=32 => Ok(()),
+        0 => Err("the SSID must not be empty".into()),
+        n => Err(format!(
+            "the SSID is {n} bytes long; Wi-Fi allows at most 32"
+        )),
+    }
+}
+
+/// A WPA2 passphrase (8 to 63 printable ASCII characters) or a raw 64-hex-digit PSK.
+/// The message never contains the value.
+pub fn wifi_passphrase(psk: &str) -> Result<(), String> {
+    if psk.len() == 64 && psk.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    if !psk.chars().all(|c| (' '..='~').contains(&c)) {
+        return Err(
+            "the Wi-Fi passphrase must be printable ASCII (WPA2 allows nothing else)".into(),
+        );
+    }
+    match psk.len() {
+        8..=63 => Ok(()),
+        n => Err(format!(
+            "the Wi-Fi passphrase is {n} characters long; WPA2 needs 8 to 63 (or a 64-digit hex key)"
+        )),
+    }
+}
+
+/// A DNS label used as the cluster name.
+pub fn cluster_name(name: &str) -> Result<(), String> {
+    hostname(name).map_err(|e| e.replacen("hostname", "cluster name", 2))
+}
+
+/// Shows a value in an error message: quoted, control characters escaped.
+pub fn printable(value: &str) -> String {
+    format!("{value:?}")
+}
+
+fn abbreviate(value: &str) -> String {
+    if value.chars().count() > 40 {
+        format!("{}…", value.chars().take(40).collect::<String>())
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E alice@laptop";
+
+    #[test]
+    fn hostnames() {
+        assert!(hostname("worker-1").is_ok());
+        assert!(hostname("a").is_ok());
+        assert!(hostname("my_host").unwrap_err().contains("underscores"));
+        assert!(hostname("My").unwrap_err().contains("lower case"));
+        assert!(hostname("bad host").is_err());
+        assert!(hostname("-x").is_err());
+        assert!(hostname(&"a".repeat(64)).is_err());
+        assert!(hostname("x\ny").unwrap_err().contains("\\n"));
+    }
+
+    #[test]
+    fn users() {
+        assert!(user_name("alice").is_ok());
+        assert!(user_name("root").unwrap_err().contains("system account"));
+        assert!(user_name("Alice").is_err());
+        assert!(user_name("1x").is_err());
+        assert!(user_name("a$(x)").is_err());
+    }
+
+    #[test]
+    fn keys() {
+        assert!(ssh_public_key(ED25519).is_ok());
+        assert!(ssh_public_key("ssh-ed25519 AAAA").is_err());
+        assert!(
+            ssh_public_key("-----BEGIN OPENSSH PRIVATE KEY-----")
+                .unwrap_err()
+                .contains("PRIVATE")
+        );
+        assert!(ssh_public_key("hello world").is_err());
+        assert!(ssh_public_key(&format!("{ED25519}\nssh-rsa AAAA")).is_err());
+        // An RSA blob presented as ed25519.
+        let wrong = ED25519.replace("ssh-ed25519 ", "ssh-rsa ");
+        assert!(ssh_public_key(&wrong).is_err());
+    }
+
+    #[test]
+    fn hashes() {
+        assert!(password_hash("$6$rounds=5000$abcdefgh$Zx./09").is_ok());
+        assert!(password_hash("$y$j9T$salt$hash").is_ok());
+        assert!(password_hash("hunter2").is_err());
+        assert!(password_hash("$6$salt$ha:sh").is_err());
+        assert!(password_hash("$6$$").is_err());
+    }
+
+    #[test]
+    fn zones_locales_keyboards_countries() {
+        assert!(timezone("Europe/Berlin").is_ok() && timezone("Etc/UTC").is_ok());
+        assert!(timezone("Mars/Olympus").is_err());
+        assert!(
+            locale("en_GB.UTF-8").is_ok()
+                && locale("de_DE@euro").is_ok()
+                && locale("C.UTF-8").is_ok()
+        );
+        assert!(locale("english").is_err());
+        assert!(keyboard("gb").is_ok() && keyboard("G B").is_err());
+        assert!(country("DE").is_ok() && country("XX").is_err());
+        assert!(country("de").unwrap_err().contains("DE"));
+    }
+
+    #[test]
+    fn wifi_values() {
+        assert!(ssid(&"x".repeat(32)).is_ok() && ssid(&"x".repeat(33)).is_err());
+        assert!(ssid("é").is_ok());
+        assert!(wifi_passphrase(&"p".repeat(63)).is_ok());
+        assert!(wifi_passphrase(&"p".repeat(64)).is_err());
+        assert!(
+            wifi_passphrase(&"a".repeat(64)).is_ok(),
+            "64 hex digits is a raw PSK"
+        );
+        assert!(wifi_passphrase("short").is_err());
+        let err = wifi_passphrase("pässwörd1").unwrap_err();
+        assert!(!err.contains("pässwörd1"));
+    }
+}

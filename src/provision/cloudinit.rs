@@ -1,0 +1,207 @@
+//! The cloud-init route (Trixie): a NoCloud seed on the boot partition.
+//!
+//! Every file is produced by serialising typed values with serde_yaml, never by pasting
+//! strings into YAML, so no value can change the document's structure. The seed holds the
+//! password hash and the Wi-Fi key until first boot; a final `runcmd` overwrites the files
+//! that carry secrets and leaves harmless stubs behind (cloud-init re-reads the seed on every
+//! boot, so the files must stay parseable).
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use super::RenderError;
+use super::plan::NodePlan;
+use crate::osinfo::Generation;
+use crate::profile::schema::SudoMode;
+
+/// Groups the first user of Raspberry Pi OS belongs to; cloud-init creates missing ones.
+const GROUPS: &str =
+    "adm,dialout,cdrom,audio,video,plugdev,games,users,input,render,netdev,gpio,i2c,spi,sudo";
+
+/// Runs last on the first boot: scrubs the secrets from the seed and leaves a status report.
+/// Static text: it takes no values from the profile.
+const FINISH_SCRIPT: &str = r#"boot="$1"
+scrub() {
+	[ -f "$1" ] || return 0
+	if command -v shred >/dev/null 2>&1; then shred --zero --remove "$1"; else rm -f "$1"; fi
+}
+scrub "$boot/user-data"
+printf '#cloud-config\n# pinode: the first-boot user-data held secrets and was removed after use.\n' >"$boot/user-data"
+if [ -f "$boot/network-config" ] && grep -q 'access-points' "$boot/network-config"; then
+	scrub "$boot/network-config"
+	printf '# pinode: the Wi-Fi key was removed after first boot; the node keeps its network.\nnetwork:\n  config: disabled\n' >"$boot/network-config"
+fi
+printf 'pinode first boot of %s\ncloud-init: done\nfinished: %s\nlog: /var/log/cloud-init-output.log on the node\n' \
+	"$(hostname)" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >"$boot/pinode-status.txt"
+sync
+"#;
+
+#[derive(Serialize)]
+struct CloudConfig<'a> {
+    hostname: &'a str,
+    manage_etc_hosts: bool,
+    users: Vec<CloudUser<'a>>,
+    ssh_pwauth: bool,
+    timezone: &'a str,
+    locale: &'a str,
+    keyboard: Keyboard<'a>,
+    runcmd: Vec<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct CloudUser<'a> {
+    name: &'a str,
+    groups: &'static str,
+    shell: &'static str,
+    lock_passwd: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashed_passwd: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ssh_authorized_keys: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sudo: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Keyboard<'a> {
+    layout: &'a str,
+    model: &'static str,
+}
+
+/// `user-data`.
+pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
+    let boot = generation.boot_mount();
+    let mut runcmd = Vec::new();
+    if plan.ssh_enabled {
+        runcmd.push(args(&["systemctl", "enable", "--now", "ssh"]));
+    }
+    if plan.wifi.is_some() {
+        runcmd.push(args(&[
+            "sh",
+            "-c",
+            "command -v rfkill >/dev/null 2>&1 && rfkill unblock wifi; true",
+        ]));
+    }
+    runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
+    let config = CloudConfig {
+        hostname: &plan.hostname,
+        manage_etc_hosts: true,
+        users: vec![CloudUser {
+            name: &plan.user.name,
+            groups: GROUPS,
+            shell: "/bin/bash",
+            lock_passwd: plan.user.password_hash.is_none(),
+            hashed_passwd: plan.user.password_hash.as_deref(),
+            ssh_authorized_keys: plan.user.keys.iter().map(String::as_str).collect(),
+            sudo: match plan.user.sudo {
+                SudoMode::Nopasswd => Some("ALL=(ALL) NOPASSWD:ALL"),
+                SudoMode::Password => None,
+            },
+        }],
+        ssh_pwauth: plan.ssh_password_authentication,
+        timezone: &plan.timezone,
+        locale: &plan.locale,
+        keyboard: Keyboard {
+            layout: &plan.keyboard,
+            model: "pc105",
+        },
+        runcmd,
+    };
+    let yaml =
+        serde_yaml::to_string(&config).map_err(|e| RenderError(format!("user-data: {e}")))?;
+    Ok(format!(
+        "#cloud-config\n# Written by pinode {} for node {}. Holds secrets until first boot.\n{yaml}",
+        env!("CARGO_PKG_VERSION"),
+        plan.hostname
+    ))
+}
+
+/// `meta-data` with a fresh instance-id, so cloud-init treats every preparation as new.
+pub fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderError> {
+    let mut map = BTreeMap::new();
+    map.insert("instance-id", instance_id);
+    map.insert("local-hostname", plan.hostname.as_str());
+    serde_yaml::to_string(&map).map_err(|e| RenderError(format!("meta-data: {e}")))
+}
+
+/// A new instance-id: `pinode-<hostname>-<12 random hex digits>`.
+pub fn new_instance_id(hostname: &str) -> Result<String, RenderError> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| RenderError(format!("no randomness for the instance-id: {e}")))?;
+    Ok(format!("pinode-{hostname}-{}", hex::encode(bytes)))
+}
+
+#[derive(Serialize)]
+struct NetworkConfig<'a> {
+    network: Network<'a>,
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    version: u8,
+    renderer: &'static str,
+    ethernets: BTreeMap<&'static str, Interface<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    wifis: BTreeMap<&'static str, Interface<'a>>,
+}
+
+#[derive(Serialize)]
+struct Interface<'a> {
+    dhcp4: bool,
+    optional: bool,
+    #[serde(rename = "regulatory-domain", skip_serializing_if = "Option::is_none")]
+    regulatory_domain: Option<&'a str>,
+    #[serde(rename = "access-points", skip_serializing_if = "Option::is_none")]
+    access_points: Option<BTreeMap<&'a str, AccessPoint>>,
+}
+
+#[derive(Serialize)]
+struct AccessPoint {
+    password: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hidden: bool,
+}
+
+/// `network-config` (netplan v2): wired DHCP as before, plus the Wi-Fi network. `None` when
+/// the node has no Wi-Fi: the image's own template (all comments) then leaves cloud-init's
+/// default networking in place.
+pub fn network_config(plan: &NodePlan) -> Result<Option<String>, RenderError> {
+    let Some(wifi) = &plan.wifi else {
+        return Ok(None);
+    };
+    let wired = Interface {
+        dhcp4: true,
+        optional: true,
+        regulatory_domain: None,
+        access_points: None,
+    };
+    let wireless = Interface {
+        dhcp4: true,
+        optional: true,
+        regulatory_domain: Some(&wifi.country),
+        access_points: Some(BTreeMap::from([(
+            wifi.ssid.as_str(),
+            AccessPoint {
+                password: wifi.psk_hex.expose_secret().to_string(),
+                hidden: wifi.hidden,
+            },
+        )])),
+    };
+    let config = NetworkConfig {
+        network: Network {
+            version: 2,
+            renderer: "NetworkManager",
+            ethernets: BTreeMap::from([("eth0", wired)]),
+            wifis: BTreeMap::from([("wlan0", wireless)]),
+        },
+    };
+    serde_yaml::to_string(&config)
+        .map(Some)
+        .map_err(|e| RenderError(format!("network-config: {e}")))
+}
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}

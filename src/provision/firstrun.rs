@@ -1,0 +1,301 @@
+//! The `firstrun.sh` route (Bullseye, Bookworm): a script on the boot partition that the
+//! kernel command line runs once through `systemd.run=`, early in boot (basic.target).
+//!
+//! It works on real Raspberry Pi OS and on plain Debian alike: where Raspberry Pi OS ships a
+//! helper (`userconf`), it is used; otherwise the script does the same with standard tools.
+//! The user from `userconf.txt` does not exist yet when it runs, so the first user is found
+//! by uid 1000 and renamed here. Every step is idempotent, failures are logged and reported
+//! in `pinode-status.txt` on the boot partition, and the script always ends by removing its
+//! kernel command-line tokens and overwriting itself: it holds the Wi-Fi key.
+
+use super::plan::NodePlan;
+use super::shell::ShellProgram;
+use super::{RenderError, wifi};
+use crate::osinfo::Generation;
+use crate::profile::schema::SudoMode;
+
+/// Name of the script on the boot partition (Imager uses the same).
+pub const SCRIPT: &str = "firstrun.sh";
+
+/// The static part of the script. Values come in through variables set above it.
+const LIBRARY: &str = r##"
+PINODE_LOG=/var/log/pinode-firstboot.log
+FAILED=''
+
+log() {
+	printf '%s pinode firstrun: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ' 2>/dev/null)" "$*" >>"$PINODE_LOG" 2>/dev/null
+	printf 'pinode firstrun: %s\n' "$*" >&2
+}
+
+# step LABEL COMMAND [ARG...]: run one step, log the outcome, remember failures.
+step() {
+	label=$1
+	shift
+	if "$@"; then
+		log "ok: $label"
+	else
+		log "FAILED: $label"
+		FAILED="$FAILED${FAILED:+, }$label"
+	fi
+}
+
+# write_file PATH MODE CONTENT: replace PATH atomically with exactly CONTENT.
+write_file() {
+	mkdir -p "$(dirname "$1")" || return 1
+	tmp="$1.pinode-new"
+	(umask 077 && printf '%s' "$3" >"$tmp") && chmod "$2" "$tmp" && mv -f "$tmp" "$1"
+}
+
+# scrub FILE: overwrite, then delete. A deleted file's clusters stay readable on FAT.
+scrub() {
+	[ -f "$1" ] || return 0
+	if command -v shred >/dev/null 2>&1; then
+		shred --zero --remove "$1"
+	else
+		size=$(wc -c <"$1")
+		dd if=/dev/zero of="$1" bs=1 count="$size" conv=notrunc 2>/dev/null
+		rm -f "$1"
+	fi
+}
+
+set_hostname() {
+	write_file /etc/hostname 644 "$1
+" || return 1
+	if grep -q '^127\.0\.1\.1[[:space:]]' /etc/hosts 2>/dev/null; then
+		sed -i "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1	$1/" /etc/hosts
+	else
+		printf '127.0.1.1\t%s\n' "$1" >>/etc/hosts
+	fi
+}
+
+# setup_user NAME PASSWORD_HASH: make the first user (uid 1000) NAME.
+setup_user() {
+	first=$(getent passwd 1000 | cut -d: -f1)
+	if [ "$first" = "$1" ]; then
+		:
+	elif [ -x /usr/lib/userconf-pi/userconf ] && [ -n "$first" ]; then
+		# Raspberry Pi OS's own tool: renames the user and retires its first-boot wizard.
+		/usr/lib/userconf-pi/userconf "$1" "${2:-*}" || return 1
+	elif [ -n "$first" ]; then
+		group=$(getent group 1000 | cut -d: -f1)
+		usermod --login "$1" "$first" || return 1
+		usermod --move-home --home "/home/$1" "$1" || return 1
+		if [ -n "$group" ] && [ "$group" = "$first" ]; then
+			groupmod --new-name "$1" "$group" || return 1
+		fi
+	elif ! getent passwd "$1" >/dev/null; then
+		useradd --create-home --uid 1000 --user-group --shell /bin/bash "$1" || return 1
+	fi
+	for group in adm dialout cdrom audio video plugdev games users input render netdev gpio i2c spi; do
+		if getent group "$group" >/dev/null; then
+			usermod --append --groups "$group" "$1" || return 1
+		fi
+	done
+}
+
+# set_password NAME HASH: an empty HASH locks password login (keys only).
+set_password() {
+	if [ -n "$2" ]; then
+		printf '%s:%s\n' "$1" "$2" | chpasswd --encrypted
+	else
+		usermod --password '*' "$1"
+	fi
+}
+
+# install_keys NAME KEYS
+install_keys() {
+	home=$(getent passwd "$1" | cut -d: -f6)
+	[ -n "$home" ] || return 1
+	if [ ! -d "$home" ]; then
+		mkdir -p "$home" && chown "$1:" "$home" && chmod 750 "$home" || return 1
+	fi
+	mkdir -p "$home/.ssh" &&
+		chmod 700 "$home/.ssh" &&
+		write_file "$home/.ssh/authorized_keys" 600 "$2" &&
+		chown -R "$1:" "$home/.ssh"
+}
+
+# configure_sudo NAME MODE (nopasswd | password)
+configure_sudo() {
+	# Raspberry Pi OS's rule for the original first user; pinode writes its own.
+	rm -f /etc/sudoers.d/010_pi-nopasswd
+	if [ "$2" = nopasswd ]; then
+		write_file /etc/sudoers.d/010_pinode-nopasswd 440 "$1 ALL=(ALL) NOPASSWD: ALL
+" || return 1
+	else
+		rm -f /etc/sudoers.d/010_pinode-nopasswd
+	fi
+	if getent group sudo >/dev/null; then
+		usermod --append --groups sudo "$1" || return 1
+	fi
+	if command -v visudo >/dev/null 2>&1 && ! visudo -c -q >/dev/null 2>&1; then
+		rm -f /etc/sudoers.d/010_pinode-nopasswd
+		return 1
+	fi
+}
+
+# configure_ssh ENABLED(yes|no) PASSWORD_AUTHENTICATION(yes|no)
+configure_ssh() {
+	write_file /etc/ssh/sshd_config.d/10-pinode.conf 644 "# Written by pinode on first boot.
+PasswordAuthentication $2
+" || return 1
+	if [ "$1" = yes ]; then
+		systemctl enable ssh
+	else
+		systemctl disable ssh
+	fi
+}
+
+set_timezone() {
+	[ -e "/usr/share/zoneinfo/$1" ] || return 1
+	ln -sf "/usr/share/zoneinfo/$1" /etc/localtime && write_file /etc/timezone 644 "$1
+"
+}
+
+set_locale() {
+	if command -v locale-gen >/dev/null 2>&1 && [ -f /etc/locale.gen ]; then
+		pattern=$(printf '%s' "$1" | sed 's/[.]/[.]/g')
+		if ! grep -q "^$pattern " /etc/locale.gen; then
+			if grep -q "^# *$pattern " /etc/locale.gen; then
+				sed -i "s/^# *\($pattern \)/\1/" /etc/locale.gen
+			else
+				charset=$(awk -v l="$1" '$1 == l { print $2; exit }' /usr/share/i18n/SUPPORTED 2>/dev/null)
+				printf '%s %s\n' "$1" "${charset:-UTF-8}" >>/etc/locale.gen
+			fi
+			locale-gen >/dev/null || return 1
+		fi
+	fi
+	write_file /etc/default/locale 644 "LANG=$1
+"
+}
+
+set_keyboard() {
+	write_file /etc/default/keyboard 644 "XKBMODEL=\"pc105\"
+XKBLAYOUT=\"$1\"
+XKBVARIANT=\"\"
+XKBOPTIONS=\"\"
+BACKSPACE=\"guess\"
+"
+}
+
+# Wi-Fi is soft-blocked on Raspberry Pi OS until a country is set.
+unblock_wifi() {
+	if command -v rfkill >/dev/null 2>&1; then
+		rfkill unblock wifi 2>/dev/null
+	fi
+	for f in /var/lib/systemd/rfkill/*:wlan; do
+		if [ -e "$f" ]; then
+			echo 0 >"$f"
+		fi
+	done
+	return 0
+}
+
+# configure_wifi PATH CONTENT
+configure_wifi() {
+	write_file "$1" 600 "$2" && unblock_wifi
+}
+
+# finish BOOT_DIR SCRIPT: leave a report, restore a normal boot, remove every secret.
+finish() {
+	sed -i -e 's# systemd\.run=[^ ]*##g' -e 's# systemd\.run_success_action=[^ ]*##g' \
+		-e 's# systemd\.unit=kernel-command-line\.target##g' "$1/cmdline.txt"
+	if [ -n "$FAILED" ]; then
+		result="failed: $FAILED"
+	else
+		result=ok
+	fi
+	write_file "$1/pinode-status.txt" 644 "pinode first boot of $NODE_HOSTNAME
+firstrun: $result
+finished: $(date -u '+%Y-%m-%dT%H:%M:%SZ')
+log: $PINODE_LOG on the node
+"
+	log "firstrun $result"
+	scrub "$2"
+	sync
+}
+"##;
+
+/// Renders `firstrun.sh` for `plan` on `generation`.
+pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
+    let boot_dir = generation.boot_mount();
+    let mut p = ShellProgram::default();
+    p.comment(format!(
+        "pinode {} first-boot script for node {}.",
+        env!("CARGO_PKG_VERSION"),
+        plan.hostname
+    ))
+    .comment(format!(
+        "Run once by systemd.run= from {boot_dir}/cmdline.txt; it removes itself and its"
+    ))
+    .comment("cmdline.txt tokens when done, and the system reboots (systemd.run_success_action).")
+    .comment("It contains secrets until then: do not share it.")
+    .library(LIBRARY);
+    p.var("BOOT_DIR", boot_dir)?
+        .var("SCRIPT", &format!("{boot_dir}/{SCRIPT}"))?
+        .var("NODE_HOSTNAME", &plan.hostname)?
+        .var("USER_NAME", &plan.user.name)?
+        .var(
+            "USER_PASSWORD_HASH",
+            plan.user.password_hash.as_deref().unwrap_or(""),
+        )?;
+    p.step(r#"log "configuring node $NODE_HOSTNAME""#)
+        .step(r#"step "hostname" set_hostname "$NODE_HOSTNAME""#)
+        .step(r#"step "user" setup_user "$USER_NAME" "$USER_PASSWORD_HASH""#)
+        .step(r#"step "password" set_password "$USER_NAME" "$USER_PASSWORD_HASH""#);
+    if !plan.user.keys.is_empty() {
+        let keys: String = plan.user.keys.iter().map(|k| format!("{k}\n")).collect();
+        p.var("USER_SSH_KEYS", &keys)?;
+        p.step(r#"step "ssh keys" install_keys "$USER_NAME" "$USER_SSH_KEYS""#);
+    }
+    let sudo = match plan.user.sudo {
+        SudoMode::Nopasswd => "nopasswd",
+        SudoMode::Password => "password",
+    };
+    p.var("SUDO_MODE", sudo)?
+        .var("SSH_ENABLED", yes_no(plan.ssh_enabled))?
+        .var(
+            "SSH_PASSWORD_AUTHENTICATION",
+            yes_no(plan.ssh_password_authentication),
+        )?;
+    p.step(r#"step "sudo" configure_sudo "$USER_NAME" "$SUDO_MODE""#)
+        .step(r#"step "ssh" configure_ssh "$SSH_ENABLED" "$SSH_PASSWORD_AUTHENTICATION""#);
+    if let Some(wifi) = &plan.wifi {
+        let (path, content) = match generation {
+            Generation::Bullseye => (
+                "/etc/wpa_supplicant/wpa_supplicant.conf".to_string(),
+                wifi::wpa_supplicant_conf(wifi),
+            ),
+            _ => (
+                "/etc/NetworkManager/system-connections/preconfigured.nmconnection".to_string(),
+                wifi::nm_keyfile(wifi, &wifi::connection_uuid(&plan.hostname, &wifi.ssid)),
+            ),
+        };
+        p.var("WIFI_FILE", &path)?.var("WIFI_CONFIG", &content)?;
+        p.step(r#"step "wi-fi" configure_wifi "$WIFI_FILE" "$WIFI_CONFIG""#);
+    }
+    p.var("TIMEZONE", &plan.timezone)?
+        .var("LOCALE", &plan.locale)?
+        .var("KEYBOARD", &plan.keyboard)?;
+    p.step(r#"step "timezone" set_timezone "$TIMEZONE""#)
+        .step(r#"step "locale" set_locale "$LOCALE""#)
+        .step(r#"step "keyboard" set_keyboard "$KEYBOARD""#)
+        .step(r#"finish "$BOOT_DIR" "$SCRIPT""#);
+    Ok(p.render())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The kernel command-line tokens that make the firmware run the script once.
+pub fn cmdline_tokens(generation: Generation) -> [(&'static str, String); 3] {
+    [
+        (
+            "systemd.run",
+            format!("{}/{SCRIPT}", generation.boot_mount()),
+        ),
+        ("systemd.run_success_action", "reboot".to_string()),
+        ("systemd.unit", "kernel-command-line.target".to_string()),
+    ]
+}

@@ -1,0 +1,153 @@
+//! A node with every secret resolved: what the renderers turn into files.
+//!
+//! Secrets are read here, once, when a node is prepared. Plaintext passwords are hashed on the
+//! spot and Wi-Fi passphrases turned into the PBKDF2 key, so neither plaintext reaches an
+//! image. Errors name the profile field and the variable or file, never the value.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::profile::node::BootConfig;
+use crate::profile::schema::SudoMode;
+use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secrets, values};
+
+use super::{password, wifi};
+
+/// The login user.
+#[derive(Clone)]
+pub struct UserPlan {
+    pub name: String,
+    /// One public key per entry.
+    pub keys: Vec<String>,
+    /// A crypt(3) hash; `None` for a key-only account.
+    pub password_hash: Option<String>,
+    pub sudo: SudoMode,
+}
+
+/// A Wi-Fi network with its key derived.
+#[derive(Clone)]
+pub struct WifiPlan {
+    pub ssid: String,
+    /// 64 lowercase hex digits: the WPA PSK itself, as Raspberry Pi Imager stores it.
+    pub psk_hex: SecretString,
+    pub country: String,
+    pub hidden: bool,
+}
+
+/// Everything needed to render one node's first boot.
+#[derive(Clone)]
+pub struct NodePlan {
+    pub hostname: String,
+    pub role: Role,
+    pub user: UserPlan,
+    pub ssh_enabled: bool,
+    pub ssh_password_authentication: bool,
+    pub wifi: Option<WifiPlan>,
+    pub timezone: String,
+    pub locale: String,
+    pub keyboard: String,
+    pub boot: BootConfig,
+}
+
+impl std::fmt::Debug for NodePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Deliberately shows no secret.
+        f.debug_struct("NodePlan")
+            .field("hostname", &self.hostname)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl NodePlan {
+    /// Resolves `node` of `profile`: reads key files, environment variables and secret files.
+    pub fn resolve(profile: &LoadedProfile, node: &NodeConfig) -> Result<NodePlan, FieldError> {
+        let base = profile.base_dir();
+        let mut keys: Vec<String> = node
+            .user
+            .keys
+            .iter()
+            .map(|k| k.trim().to_string())
+            .collect();
+        if let Some(file) = &node.user.keys_file {
+            let path = secrets::expand_path(&file.value, &base);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                profile.error_at(&file.field, format!("cannot read {}: {e}", path.display()))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                values::ssh_public_key(line).map_err(|e| {
+                    profile.error_at(
+                        &file.field,
+                        format!("{} line {}: {e}", path.display(), n + 1),
+                    )
+                })?;
+                keys.push(line.to_string());
+            }
+            if keys.is_empty() {
+                return Err(profile.error_at(
+                    &file.field,
+                    format!("{} holds no public key", path.display()),
+                ));
+            }
+        }
+        let password_hash = match &node.user.password {
+            Password::None => None,
+            Password::Hash(hash) => Some(hash.clone()),
+            Password::Env(var) => {
+                let plain =
+                    secrets::from_env(&var.value).map_err(|e| profile.error_at(&var.field, e))?;
+                Some(
+                    password::sha512_crypt(plain.expose_secret())
+                        .map_err(|e| profile.error_at(&var.field, e))?,
+                )
+            }
+        };
+        let wifi = match &node.wifi {
+            None => None,
+            Some(w) => {
+                let spec = &w.value;
+                let (passphrase, field) = if let Some(var) = &spec.psk_env {
+                    (secrets::from_env(var), format!("{}.psk_env", w.field))
+                } else if let Some(file) = &spec.psk_file {
+                    (
+                        secrets::from_file(file, &base),
+                        format!("{}.psk_file", w.field),
+                    )
+                } else {
+                    let inline = spec.psk.clone().unwrap_or_default();
+                    (Ok(SecretString::from(inline)), format!("{}.psk", w.field))
+                };
+                let passphrase = passphrase.map_err(|e| profile.error_at(&field, e))?;
+                values::wifi_passphrase(passphrase.expose_secret())
+                    .map_err(|e| profile.error_at(&field, e))?;
+                Some(WifiPlan {
+                    ssid: spec.ssid.clone(),
+                    psk_hex: wifi::psk_hex(&spec.ssid, passphrase.expose_secret()),
+                    country: spec.country.clone(),
+                    hidden: spec.hidden,
+                })
+            }
+        };
+        let has_keys = !keys.is_empty();
+        Ok(NodePlan {
+            hostname: node.hostname.clone(),
+            role: node.role,
+            user: UserPlan {
+                name: node.user.name.clone(),
+                keys,
+                password_hash,
+                sudo: node.user.sudo,
+            },
+            ssh_enabled: node.ssh_enabled,
+            ssh_password_authentication: node.ssh_password_authentication.unwrap_or(!has_keys),
+            wifi,
+            timezone: node.timezone.clone(),
+            locale: node.locale.clone(),
+            keyboard: node.keyboard.clone(),
+            boot: node.boot.clone(),
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Terminal output: progress bars and their policy.
+
+pub mod progress;
