@@ -13,6 +13,9 @@ use crate::provision::{CmdlineEdit, Customisation};
 
 /// Where pinode records what it changed. Holds no secret.
 pub const MANIFEST: &str = "pinode/node.json";
+/// Where pinode keeps the image's own version of a file it replaces (Trixie's cloud-init
+/// templates), to put it back when a later patch no longer needs the file.
+pub const ORIGINALS: &str = "pinode/original";
 /// Written by the node on first boot; stale once the card is customised again.
 pub const STATUS_FILE: &str = "pinode-status.txt";
 
@@ -32,6 +35,9 @@ pub struct Manifest {
     /// Files that did not exist before pinode (removed again when no longer wanted).
     #[serde(default)]
     pub files_created: Vec<String>,
+    /// Files of the image that pinode replaced; the originals are under [`ORIGINALS`].
+    #[serde(default)]
+    pub files_replaced: Vec<String>,
 }
 
 impl Manifest {
@@ -48,6 +54,7 @@ impl Manifest {
 pub struct ApplyReport {
     pub files: Vec<(String, Change)>,
     pub removed: Vec<String>,
+    pub restored: Vec<String>,
     pub cmdline: Change,
     pub cmdline_added: Vec<String>,
     pub config: Change,
@@ -99,26 +106,50 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
         fs.write("config.txt", rendered.as_bytes())?
     };
 
-    // Files.
+    // Files. A file of the image's own that pinode replaces is kept aside first, and put
+    // back when a later patch no longer writes it.
     let mut created = Vec::new();
+    let mut replaced = Vec::new();
     for file in &c.files {
-        let existed = fs.is_file(&file.path)?;
-        let change = fs.write(&file.path, &file.contents)?;
-        if !existed || previous.files_created.contains(&file.path) {
+        let was_created = previous.files_created.contains(&file.path);
+        let was_replaced = previous.files_replaced.contains(&file.path);
+        if !was_created && !was_replaced {
+            if let Some(original) = fs.read(&file.path)? {
+                copy_file(fs, &file.path, &original_path(&file.path), &original)?;
+                replaced.push(file.path.clone());
+            } else {
+                created.push(file.path.clone());
+            }
+        } else if was_created {
             created.push(file.path.clone());
+        } else {
+            replaced.push(file.path.clone());
         }
+        let change = fs.write(&file.path, &file.contents)?;
         report.files.push((file.path.clone(), change));
     }
-    for old in &previous.files_created {
-        if !c.files.iter().any(|f| &f.path == old) && fs.remove(old)? {
+    let wanted = |path: &String| c.files.iter().any(|f| &f.path == path);
+    for old in previous.files_created.iter().filter(|p| !wanted(p)) {
+        if fs.remove(old)? {
             report.removed.push(old.clone());
         }
+    }
+    for old in previous.files_replaced.iter().filter(|p| !wanted(p)) {
+        if let Some(original) = fs.read(&original_path(old))? {
+            copy_file(fs, &original_path(old), old, &original)?;
+            fs.remove(&original_path(old))?;
+            report.restored.push(old.clone());
+        }
+    }
+    if replaced.is_empty() {
+        fs.remove(ORIGINALS)?;
     }
     if fs.remove(STATUS_FILE)? {
         report.removed.push(STATUS_FILE.to_string());
     }
 
     created.sort();
+    replaced.sort();
     let manifest = Manifest {
         pinode: env!("CARGO_PKG_VERSION").to_string(),
         hostname: c.hostname.clone(),
@@ -128,11 +159,25 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
         instance_id: c.instance_id.clone(),
         cmdline_added: report.cmdline_added.clone(),
         files_created: created,
+        files_replaced: replaced,
     };
     let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     json.push(b'\n');
     fs.write(MANIFEST, &json)?;
     Ok(report)
+}
+
+/// Copies `from` (whose bytes are `contents`) to `to`, timestamps included.
+fn copy_file(fs: &mut BootFs<'_>, from: &str, to: &str, contents: &[u8]) -> Result<(), BootFsError> {
+    fs.write(to, contents)?;
+    if let Some(times) = fs.times(from)? {
+        fs.set_times(to, times)?;
+    }
+    Ok(())
+}
+
+fn original_path(path: &str) -> String {
+    format!("{ORIGINALS}/{path}")
 }
 
 fn read_text(fs: &BootFs<'_>, path: &'static str) -> Result<Option<String>, BootFsError> {

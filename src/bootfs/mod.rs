@@ -35,6 +35,14 @@ pub enum BootFsError {
     NotText(&'static str),
 }
 
+/// A FAT directory entry's timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub created: fatfs::DateTime,
+    pub modified: fatfs::DateTime,
+    pub accessed: fatfs::Date,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +168,42 @@ impl<'d> BootFs<'d> {
         } else {
             Change::Created
         })
+    }
+
+    /// The timestamps of a file or directory; `None` if absent.
+    pub fn times(&self, path: &str) -> Result<Option<Times>, BootFsError> {
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((parent, name)) => (Some(parent), name),
+            None => (None, path),
+        };
+        let dir = match parent {
+            Some(parent) => match self.fs.root_dir().open_dir(parent) {
+                Ok(dir) => dir,
+                Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => return Ok(None),
+                Err(e) => return Err(file_error(path, e)),
+            },
+            None => self.fs.root_dir(),
+        };
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| file_error(path, e))?;
+            if entry.file_name().eq_ignore_ascii_case(name) {
+                return Ok(Some(Times {
+                    created: entry.created(),
+                    modified: entry.modified(),
+                    accessed: entry.accessed(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets the timestamps of a file (to put back a file exactly as it was).
+    pub fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
+        let mut file = self.fs.root_dir().open_file(path).map_err(|e| file_error(path, e))?;
+        file.set_created(times.created);
+        file.set_modified(times.modified);
+        file.set_accessed(times.accessed);
+        file.flush().map_err(|source| BootFsError::File { path: path.to_string(), source })
     }
 
     /// Removes a file; `false` if there was none.

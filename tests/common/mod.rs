@@ -1,0 +1,236 @@
+//! Helpers shared by the integration tests: fixture images built by the real script, the
+//! pinode binary, and independent readers (sfdisk, fsck.fat, mtools) to check its work.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub const KEY_1: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E alice@laptop";
+pub const KEY_2: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXG6IZ3jSPmxJOq8ol1MHb0OI8XPEem3a1JdyW5eL+b bob@desk";
+/// sha512-crypt of "pinode" (crypt(3), salt pinodesalt).
+pub const HASH: &str =
+    "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJTF0ExUBxp3TkOiD6Kh21B4pR8moDI..taezW1";
+
+pub const ALL_FIXTURES: [&str; 7] = ["bullseye", "bookworm", "bookworm-armhf", "trixie", "gpt", "dirty", "fullroot"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture images, built once per change of the fixture script and shared by all tests
+/// (nextest runs tests in separate processes, hence the file lock).
+pub fn fixture(name: &str) -> PathBuf {
+    let mut hasher = Sha256::new();
+    hasher.update(std::fs::read(repo().join("fixtures/make-images.sh")).unwrap());
+    for entry in walk(&repo().join("fixtures/stock")) {
+        hasher.update(entry.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&entry).unwrap());
+    }
+    let key = &hex::encode(hasher.finalize())[..16];
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{key}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = File::create(dir.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let image = dir.join(format!("{name}.img"));
+    if !dir.join(".complete").exists() {
+        let out = Command::new("bash")
+            .arg(repo().join("fixtures/make-images.sh"))
+            .arg(&dir)
+            .output()
+            .expect("run fixtures/make-images.sh");
+        assert!(out.status.success(), "fixture build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        File::create(dir.join(".complete")).unwrap();
+    }
+    lock.unlock().unwrap();
+    assert!(image.exists(), "no fixture {name}");
+    image
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A private sparse copy of a fixture.
+pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
+    let dst = dir.join(format!("{name}.img"));
+    run(Command::new("cp").arg("--sparse=always").arg(fixture(name)).arg(&dst));
+    dst
+}
+
+pub fn pinode() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pinode"));
+    c.env_remove("RUST_BACKTRACE").env("CI", "true");
+    c
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Partition `index` (1-based) of an image, per sfdisk: (start bytes, size bytes).
+pub fn partition(image: &Path, index: usize) -> (u64, u64) {
+    let json = run(Command::new("sfdisk").arg("-J").arg(image));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let p = &v["partitiontable"]["partitions"][index - 1];
+    (p["start"].as_u64().unwrap() * 512, p["size"].as_u64().unwrap() * 512)
+}
+
+/// Copies the boot partition (p1) of `image` into a file of its own, for fsck and mtools.
+pub fn extract_boot(image: &Path, dir: &Path) -> PathBuf {
+    let (start, size) = partition(image, 1);
+    let out = dir.join(format!(
+        "{}.p1.fat",
+        image.file_name().unwrap().to_string_lossy()
+    ));
+    run(Command::new("dd")
+        .arg(format!("if={}", image.display()))
+        .arg(format!("of={}", out.display()))
+        .arg("bs=512")
+        .arg(format!("skip={}", start / 512))
+        .arg(format!("count={}", size / 512))
+        .arg("status=none"));
+    out
+}
+
+/// `fsck.fat -n`: Ok, or its complaints.
+pub fn fsck_fat(fat: &Path) -> Result<(), String> {
+    let out = output(Command::new("fsck.fat").arg("-n").arg(fat));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn mtools(tool: &str) -> Command {
+    let mut c = Command::new(tool);
+    c.env("MTOOLS_SKIP_CHECK", "1");
+    c
+}
+
+/// Reads a file with mtools (`None` if it does not exist).
+pub fn mread(fat: &Path, path: &str) -> Option<Vec<u8>> {
+    let out = output(mtools("mtype").arg("-i").arg(fat).arg(format!("::/{path}")));
+    out.status.success().then_some(out.stdout)
+}
+
+/// One entry of the FAT as mtools sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub dir: bool,
+    pub sha256: String,
+    /// The entry's line in `mdir -a` (short name, size, date, time, long name).
+    pub meta: String,
+}
+
+/// Every file and directory of the FAT: path → entry. Paths have no leading `/`; directories
+/// end with `/`.
+pub fn listing(fat: &Path) -> BTreeMap<String, Entry> {
+    let bare = run(mtools("mdir").arg("-i").arg(fat).args(["-/", "-b", "-a", "::/"]));
+    let mut out = BTreeMap::new();
+    let mut metas: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in bare.lines() {
+        let path = line.trim_start_matches("::/").to_string();
+        if path.is_empty() {
+            continue;
+        }
+        let (parent, name) = match path.trim_end_matches('/').rsplit_once('/') {
+            Some((p, n)) => (p.to_string(), n.to_string()),
+            None => (String::new(), path.trim_end_matches('/').to_string()),
+        };
+        let lines = metas.entry(parent.clone()).or_insert_with(|| dir_lines(fat, &parent));
+        let meta = lines
+            .iter()
+            .find(|l| entry_name(l).eq_ignore_ascii_case(&name))
+            .cloned()
+            .unwrap_or_default();
+        let dir = path.ends_with('/');
+        let sha256 = if dir { String::new() } else { sha256(&mread(fat, &path).unwrap()) };
+        out.insert(path, Entry { dir, sha256, meta });
+    }
+    out
+}
+
+fn dir_lines(fat: &Path, dir: &str) -> Vec<String> {
+    let text = run(mtools("mdir").arg("-i").arg(fat).arg("-a").arg(format!("::/{dir}")));
+    text.lines()
+        .skip_while(|l| !l.starts_with("Directory for"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty() && !l.contains(" bytes") && !l.contains(" file"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The long name at the end of an `mdir -a` line, or the short name for 8.3-only entries.
+fn entry_name(line: &str) -> String {
+    // Columns: NAME(8) EXT(3) SIZE|<DIR> DATE TIME [LONG NAME]
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let time_at = fields.iter().position(|f| f.contains(':') && f.len() <= 5);
+    match time_at {
+        Some(i) if i + 1 < fields.len() => line[line.find(fields[i]).unwrap() + fields[i].len()..].trim().to_string(),
+        _ => {
+            let (name, ext) = (line.get(..8).unwrap_or("").trim(), line.get(9..12).unwrap_or("").trim());
+            if ext.is_empty() { name.to_string() } else { format!("{name}.{ext}") }
+        }
+    }
+}
+
+/// Writes a profile into `dir` and returns its path.
+pub fn write_profile(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Whether the tests run as root (CI does; some checks need namespaces).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
