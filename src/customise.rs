@@ -168,7 +168,12 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
 }
 
 /// Copies `from` (whose bytes are `contents`) to `to`, timestamps included.
-fn copy_file(fs: &mut BootFs<'_>, from: &str, to: &str, contents: &[u8]) -> Result<(), BootFsError> {
+fn copy_file(
+    fs: &mut BootFs<'_>,
+    from: &str,
+    to: &str,
+    contents: &[u8],
+) -> Result<(), BootFsError> {
     fs.write(to, contents)?;
     if let Some(times) = fs.times(from)? {
         fs.set_times(to, times)?;

@@ -40,7 +40,9 @@ impl Node {
 
     fn profile(&self) -> String {
         let wifi = match &self.wifi {
-            Some((ssid, country)) => json!({"ssid": ssid, "psk": "correct horse battery", "country": country}),
+            Some((ssid, country)) => {
+                json!({"ssid": ssid, "psk": "correct horse battery", "country": country})
+            }
             None => serde_json::Value::Null,
         };
         let doc = json!({
@@ -90,19 +92,32 @@ fn stock(name: &str, dir: &Path) -> Stock {
 fn verify(image: &Path, stock: &Stock, custom: &Customisation, node: &Node, dir: &Path) {
     let fat = extract_boot(image, dir);
     if let Err(e) = fsck_fat(&fat) {
-        panic!("fsck.fat -n failed after patching as {}: {e}", node.hostname);
+        panic!(
+            "fsck.fat -n failed after patching as {}: {e}",
+            node.hostname
+        );
     }
-    let bare = run(Command::new("mdir").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&fat).args(["-/", "-b", "-a", "::/"]));
+    let bare = run(Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&fat)
+        .args(["-/", "-b", "-a", "::/"]));
     let mut seen = BTreeSet::new();
     for line in bare.lines() {
-        assert!(seen.insert(line.to_ascii_lowercase()), "duplicate directory entry {line}");
+        assert!(
+            seen.insert(line.to_ascii_lowercase()),
+            "duplicate directory entry {line}"
+        );
     }
     let after = listing(&fat);
 
     // Exactly the expected entries: the stock ones, pinode's files, its manifest, and the
     // stock files it replaced, kept aside.
     let written: BTreeSet<String> = custom.files.iter().map(|f| f.path.clone()).collect();
-    let replaced: Vec<&String> = written.iter().filter(|p| stock.listing.contains_key(*p)).collect();
+    let replaced: Vec<&String> = written
+        .iter()
+        .filter(|p| stock.listing.contains_key(*p))
+        .collect();
     let mut expected: BTreeSet<String> = stock.listing.keys().cloned().collect();
     expected.extend(written.iter().cloned());
     expected.extend(["pinode/".to_string(), "pinode/node.json".to_string()]);
@@ -111,18 +126,37 @@ fn verify(image: &Path, stock: &Stock, custom: &Customisation, node: &Node, dir:
         expected.extend(replaced.iter().map(|p| format!("pinode/original/{p}")));
     }
     let actual: BTreeSet<String> = after.keys().cloned().collect();
-    assert_eq!(actual, expected, "entries on the boot partition after patching as {}", node.hostname);
+    assert_eq!(
+        actual, expected,
+        "entries on the boot partition after patching as {}",
+        node.hostname
+    );
 
     // What pinode meant, byte for byte.
     for file in &custom.files {
-        assert_eq!(mread(&fat, &file.path).unwrap(), file.contents, "{} as read back by mtools", file.path);
+        assert_eq!(
+            mread(&fat, &file.path).unwrap(),
+            file.contents,
+            "{} as read back by mtools",
+            file.path
+        );
     }
     for path in &replaced {
-        assert_eq!(after[&format!("pinode/original/{path}")].sha256, stock.listing[*path].sha256);
+        assert_eq!(
+            after[&format!("pinode/original/{path}")].sha256,
+            stock.listing[*path].sha256
+        );
     }
     let tokens: Vec<String> = custom.cmdline.iter().map(|e| e.token()).collect();
     let cmdline = String::from_utf8(mread(&fat, "cmdline.txt").unwrap()).unwrap();
-    assert_eq!(cmdline, format!("{} {}\n", stock.cmdline.trim_end_matches('\n'), tokens.join(" ")));
+    assert_eq!(
+        cmdline,
+        format!(
+            "{} {}\n",
+            stock.cmdline.trim_end_matches('\n'),
+            tokens.join(" ")
+        )
+    );
     let mut all: Vec<&str> = cmdline.split_whitespace().collect();
     all.sort();
     let n = all.len();
@@ -154,7 +188,8 @@ fn verify(image: &Path, stock: &Stock, custom: &Customisation, node: &Node, dir:
         assert_eq!(&after[path], entry, "{path} must be untouched");
     }
 
-    let manifest: Manifest = serde_json::from_slice(&mread(&fat, "pinode/node.json").unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&mread(&fat, "pinode/node.json").unwrap()).unwrap();
     assert_eq!(manifest.hostname, node.hostname);
     assert_eq!(manifest.cmdline_added, tokens);
 }
@@ -165,9 +200,16 @@ fn every_fixture_is_patched_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let stock = stock(name, dir.path());
         let image = copy_fixture(name, dir.path());
-        let node = Node { config_extra: vec!["dtparam=spi=on".into()], ..Node::new("matrix") };
+        let node = Node {
+            config_extra: vec!["dtparam=spi=on".into()],
+            ..Node::new("matrix")
+        };
         let (custom, _, _) = patch(&image, &node, dir.path());
-        let expected_init = if name == "trixie" { "cloud-init" } else { "firstrun" };
+        let expected_init = if name == "trixie" {
+            "cloud-init"
+        } else {
+            "firstrun"
+        };
         assert_eq!(custom.os.init.as_str(), expected_init, "{name}");
         verify(&image, &stock, &custom, &node, dir.path());
     }
@@ -182,7 +224,10 @@ fn patching_again_with_the_same_values_writes_nothing() {
     assert!(first > 0);
     let before = sha256_file(&image);
     let (_, report, second) = patch(&image, &node, dir.path());
-    assert_eq!(second, 0, "second identical patch wrote {second} bytes: {report:?}");
+    assert_eq!(
+        second, 0,
+        "second identical patch wrote {second} bytes: {report:?}"
+    );
     assert_eq!(sha256_file(&image), before);
 }
 
@@ -207,7 +252,9 @@ fn torture(name: &str) {
             },
             ssh: i % 3 != 2,
             cmdline_extra: (0..i % 3).map(|k| format!("pinode.test{k}={i}")).collect(),
-            config_extra: (0..(i % 4)).map(|k| format!("dtparam=test{k}={i}")).collect(),
+            config_extra: (0..(i % 4))
+                .map(|k| format!("dtparam=test{k}={i}"))
+                .collect(),
         };
         let (custom, _, _) = patch(&image, &node, dir.path());
         verify(&image, &stock, &custom, &node, dir.path());

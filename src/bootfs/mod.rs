@@ -199,11 +199,18 @@ impl<'d> BootFs<'d> {
 
     /// Sets the timestamps of a file (to put back a file exactly as it was).
     pub fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
-        let mut file = self.fs.root_dir().open_file(path).map_err(|e| file_error(path, e))?;
+        let mut file = self
+            .fs
+            .root_dir()
+            .open_file(path)
+            .map_err(|e| file_error(path, e))?;
         file.set_created(times.created);
         file.set_modified(times.modified);
         file.set_accessed(times.accessed);
-        file.flush().map_err(|source| BootFsError::File { path: path.to_string(), source })
+        file.flush().map_err(|source| BootFsError::File {
+            path: path.to_string(),
+            source,
+        })
     }
 
     /// Removes a file; `false` if there was none.

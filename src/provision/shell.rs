@@ -64,10 +64,12 @@ impl ShellProgram {
         }
         // Functions run through `step "label" function args`, which shellcheck cannot follow.
         out.push_str("# shellcheck disable=SC2317\n{\nset -u\n\n");
+        // Values are literal: a `$(` inside single quotes is data, which shellcheck cannot know.
+        out.push_str("# shellcheck disable=SC2016\n{\n");
         for (name, value) in &self.vars {
             out.push_str(&format!("{name}={value}\n"));
         }
-        out.push('\n');
+        out.push_str("}\n\n");
         for code in &self.library {
             out.push_str(code.trim_start_matches('\n'));
             if !code.ends_with('\n') {

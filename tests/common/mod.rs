@@ -14,10 +14,17 @@ pub const KEY_1: &str =
 pub const KEY_2: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXG6IZ3jSPmxJOq8ol1MHb0OI8XPEem3a1JdyW5eL+b bob@desk";
 /// sha512-crypt of "pinode" (crypt(3), salt pinodesalt).
-pub const HASH: &str =
-    "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJTF0ExUBxp3TkOiD6Kh21B4pR8moDI..taezW1";
+pub const HASH: &str = "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJTF0ExUBxp3TkOiD6Kh21B4pR8moDI..taezW1";
 
-pub const ALL_FIXTURES: [&str; 7] = ["bullseye", "bookworm", "bookworm-armhf", "trixie", "gpt", "dirty", "fullroot"];
+pub const ALL_FIXTURES: [&str; 7] = [
+    "bullseye",
+    "bookworm",
+    "bookworm-armhf",
+    "trixie",
+    "gpt",
+    "dirty",
+    "fullroot",
+];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,7 +51,11 @@ pub fn fixture(name: &str) -> PathBuf {
             .arg(&dir)
             .output()
             .expect("run fixtures/make-images.sh");
-        assert!(out.status.success(), "fixture build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fixture build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         File::create(dir.join(".complete")).unwrap();
     }
     lock.unlock().unwrap();
@@ -54,7 +65,10 @@ pub fn fixture(name: &str) -> PathBuf {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -69,7 +83,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A private sparse copy of a fixture.
 pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
     let dst = dir.join(format!("{name}.img"));
-    run(Command::new("cp").arg("--sparse=always").arg(fixture(name)).arg(&dst));
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(fixture(name))
+        .arg(&dst));
     dst
 }
 
@@ -120,7 +137,10 @@ pub fn partition(image: &Path, index: usize) -> (u64, u64) {
     let json = run(Command::new("sfdisk").arg("-J").arg(image));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let p = &v["partitiontable"]["partitions"][index - 1];
-    (p["start"].as_u64().unwrap() * 512, p["size"].as_u64().unwrap() * 512)
+    (
+        p["start"].as_u64().unwrap() * 512,
+        p["size"].as_u64().unwrap() * 512,
+    )
 }
 
 /// Copies the boot partition (p1) of `image` into a file of its own, for fsck and mtools.
@@ -146,7 +166,11 @@ pub fn fsck_fat(fat: &Path) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -174,7 +198,10 @@ pub struct Entry {
 /// Every file and directory of the FAT: path → entry. Paths have no leading `/`; directories
 /// end with `/`.
 pub fn listing(fat: &Path) -> BTreeMap<String, Entry> {
-    let bare = run(mtools("mdir").arg("-i").arg(fat).args(["-/", "-b", "-a", "::/"]));
+    let bare = run(mtools("mdir")
+        .arg("-i")
+        .arg(fat)
+        .args(["-/", "-b", "-a", "::/"]));
     let mut out = BTreeMap::new();
     let mut metas: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in bare.lines() {
@@ -186,21 +213,31 @@ pub fn listing(fat: &Path) -> BTreeMap<String, Entry> {
             Some((p, n)) => (p.to_string(), n.to_string()),
             None => (String::new(), path.trim_end_matches('/').to_string()),
         };
-        let lines = metas.entry(parent.clone()).or_insert_with(|| dir_lines(fat, &parent));
+        let lines = metas
+            .entry(parent.clone())
+            .or_insert_with(|| dir_lines(fat, &parent));
         let meta = lines
             .iter()
             .find(|l| entry_name(l).eq_ignore_ascii_case(&name))
             .cloned()
             .unwrap_or_default();
         let dir = path.ends_with('/');
-        let sha256 = if dir { String::new() } else { sha256(&mread(fat, &path).unwrap()) };
+        let sha256 = if dir {
+            String::new()
+        } else {
+            sha256(&mread(fat, &path).unwrap())
+        };
         out.insert(path, Entry { dir, sha256, meta });
     }
     out
 }
 
 fn dir_lines(fat: &Path, dir: &str) -> Vec<String> {
-    let text = run(mtools("mdir").arg("-i").arg(fat).arg("-a").arg(format!("::/{dir}")));
+    let text = run(mtools("mdir")
+        .arg("-i")
+        .arg(fat)
+        .arg("-a")
+        .arg(format!("::/{dir}")));
     text.lines()
         .skip_while(|l| !l.starts_with("Directory for"))
         .skip(1)
@@ -215,10 +252,19 @@ fn entry_name(line: &str) -> String {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let time_at = fields.iter().position(|f| f.contains(':') && f.len() <= 5);
     match time_at {
-        Some(i) if i + 1 < fields.len() => line[line.find(fields[i]).unwrap() + fields[i].len()..].trim().to_string(),
+        Some(i) if i + 1 < fields.len() => line[line.find(fields[i]).unwrap() + fields[i].len()..]
+            .trim()
+            .to_string(),
         _ => {
-            let (name, ext) = (line.get(..8).unwrap_or("").trim(), line.get(9..12).unwrap_or("").trim());
-            if ext.is_empty() { name.to_string() } else { format!("{name}.{ext}") }
+            let (name, ext) = (
+                line.get(..8).unwrap_or("").trim(),
+                line.get(9..12).unwrap_or("").trim(),
+            );
+            if ext.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}.{ext}")
+            }
         }
     }
 }
