@@ -60,12 +60,6 @@ pub struct ApplyReport {
     pub config: Change,
 }
 
-impl Default for Change {
-    fn default() -> Self {
-        Change::Unchanged
-    }
-}
-
 /// Applies `c` to the open boot partition.
 pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, BootFsError> {
     let previous = Manifest::read(fs)?.unwrap_or_default();

@@ -50,11 +50,12 @@ pub struct Times {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Created,
     Updated,
+    #[default]
     Unchanged,
 }
 

@@ -133,22 +133,35 @@ impl OverlayDisk {
         Ok(written)
     }
 
-    /// Reads the current contents of the block at `index` (overlay first, then base).
-    fn load_block(&mut self, index: u64) -> io::Result<&mut Block> {
-        if self.overlay.blocks.contains_key(&index) {
-            return Ok(self.overlay.blocks.get_mut(&index).expect("checked above"));
+    /// Reads block `index` from the base.
+    fn fetch(&self, index: u64) -> io::Result<Block> {
+        let mut data: Block = Box::new([0u8; BLOCK_SIZE]);
+        let offset = index * BLOCK;
+        let n = block_len(offset, self.len);
+        self.base.read_exact_at(&mut data[..n], offset)?;
+        Ok(data)
+    }
+
+    /// Runs `f` on the current contents of block `index`: the overlay's if changed, else the
+    /// base's (cached).
+    fn with_block<R>(
+        &mut self,
+        index: u64,
+        f: impl FnOnce(&[u8; BLOCK_SIZE]) -> R,
+    ) -> io::Result<R> {
+        if let Some(block) = self.overlay.blocks.get(&index) {
+            return Ok(f(block));
         }
-        if !self.clean.contains_key(&index) {
-            if self.clean.len() >= CLEAN_CACHE_LIMIT {
-                self.clean.clear();
-            }
-            let mut data: Block = Box::new([0u8; BLOCK_SIZE]);
-            let offset = index * BLOCK;
-            let n = block_len(offset, self.len);
-            self.base.read_exact_at(&mut data[..n], offset)?;
-            self.clean.insert(index, data);
+        if let Some(block) = self.clean.get(&index) {
+            return Ok(f(block));
         }
-        Ok(self.clean.get_mut(&index).expect("inserted above"))
+        if self.clean.len() >= CLEAN_CACHE_LIMIT {
+            self.clean.clear();
+        }
+        let block = self.fetch(index)?;
+        let result = f(&block);
+        self.clean.insert(index, block);
+        Ok(result)
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -161,8 +174,10 @@ impl OverlayDisk {
             let at = offset + done as u64;
             let within = (at % BLOCK) as usize;
             let chunk = (BLOCK_SIZE - within).min(n - done);
-            let block = self.load_block(at / BLOCK)?;
-            buf[done..done + chunk].copy_from_slice(&block[within..within + chunk]);
+            let dst = &mut buf[done..done + chunk];
+            self.with_block(at / BLOCK, |block| {
+                dst.copy_from_slice(&block[within..within + chunk])
+            })?;
             done += chunk;
         }
         Ok(n)
@@ -188,13 +203,18 @@ impl OverlayDisk {
             let within = (at % BLOCK) as usize;
             let chunk = (BLOCK_SIZE - within).min(buf.len() - done);
             let new = &buf[done..done + chunk];
-            let current = self.load_block(index)?;
             // Writing what is already there is not a change: keeping such blocks out of the
             // overlay is what makes a repeated patch byte-for-byte free.
-            if &current[within..within + chunk] != new {
-                let mut block = match self.clean.remove(&index) {
+            let same = self.with_block(index, |block| &block[within..within + chunk] == new)?;
+            if !same {
+                let mut block = match self
+                    .overlay
+                    .blocks
+                    .remove(&index)
+                    .or_else(|| self.clean.remove(&index))
+                {
                     Some(block) => block,
-                    None => self.overlay.blocks.remove(&index).expect("loaded above"),
+                    None => self.fetch(index)?,
                 };
                 block[within..within + chunk].copy_from_slice(new);
                 self.overlay.blocks.insert(index, block);

@@ -41,8 +41,8 @@ pub struct ComposedReader<'a> {
     len: u64,
     overlay: &'a Overlay,
     pos: u64,
-    /// Start of the next data region of the base at or after `pos`, when known.
-    next_data: Option<u64>,
+    /// The base's data extent `start..end` found last, to ask the kernel once per extent.
+    extent: Option<(u64, u64)>,
     holes_supported: bool,
 }
 
@@ -53,7 +53,7 @@ impl<'a> ComposedReader<'a> {
             len,
             overlay,
             pos: 0,
-            next_data: None,
+            extent: None,
             holes_supported: true,
         }
     }
@@ -63,22 +63,26 @@ impl<'a> ComposedReader<'a> {
         if !self.holes_supported {
             return pos;
         }
-        if let Some(next) = self.next_data
-            && next >= pos
+        if let Some((start, end)) = self.extent
+            && pos < end
         {
-            return next;
+            return start.max(pos);
         }
-        let next = match rustix::fs::seek(self.base, rustix::fs::SeekFrom::Data(pos)) {
-            Ok(next) => next.min(self.len),
+        let start = match rustix::fs::seek(self.base, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(start) => start.min(self.len),
             Err(rustix::io::Errno::NXIO) => self.len,
             Err(_) => {
                 // Block devices and some file systems do not know about holes.
                 self.holes_supported = false;
-                pos
+                return pos;
             }
         };
-        self.next_data = Some(next);
-        next
+        let end = match rustix::fs::seek(self.base, rustix::fs::SeekFrom::Hole(start)) {
+            Ok(end) => end.min(self.len),
+            Err(_) => self.len,
+        };
+        self.extent = Some((start, end));
+        start
     }
 
     /// The first overlay block at or after `pos`, as a byte offset.
@@ -165,7 +169,7 @@ mod tests {
     #[test]
     fn composes_sparse_base_and_overlay() {
         let len = 5 * CHUNK_SIZE as u64 + 123;
-        let mut file = tempfile::tempfile().unwrap();
+        let file = tempfile::tempfile().unwrap();
         file.set_len(len).unwrap();
         file.write_all_at(b"start", 0).unwrap();
         file.write_all_at(b"middle", 3 * CHUNK_SIZE as u64 + 7)

@@ -130,11 +130,7 @@ impl LoadedProfile {
             |field: &str, message: String| at(field.to_string(), spans.find(field), message);
         let mut report = validate::Report::default();
         validate::profile(&profile, &mut report);
-        let nodes = if report.errors.is_empty() {
-            node::expand(&profile, &mut report)
-        } else {
-            Vec::new()
-        };
+        let nodes = node::expand(&profile, &mut report);
         if !report.errors.is_empty() {
             return Err(ProfileError::Invalid(
                 report

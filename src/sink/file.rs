@@ -103,9 +103,14 @@ pub fn write_image(
             });
             let hasher = scope.spawn(move || hash_pieces(hash_rx));
             let written = match compression {
-                Compression::None => {
-                    write_sparse(temp.as_file(), len, chunk_rx, &hash_tx, progress)
-                }
+                Compression::None => write_sparse(
+                    temp.as_file(),
+                    (base, overlay),
+                    len,
+                    chunk_rx,
+                    &hash_tx,
+                    progress,
+                ),
                 Compression::Xz | Compression::Zst => {
                     write_compressed(temp.as_file(), compression, chunk_rx, &hash_tx, progress)
                 }
@@ -178,11 +183,18 @@ fn hash_pieces(rx: Receiver<Piece>) -> String {
 
 fn write_sparse(
     out: &File,
+    source: (&File, &Overlay),
     len: u64,
     chunks: Receiver<io::Result<Chunk>>,
     hash: &SyncSender<Piece>,
     progress: &ProgressBar,
 ) -> io::Result<Option<String>> {
+    let mut writer = SparseWriter {
+        out,
+        base: source.0,
+        overlay: source.1,
+        kernel_copy: true,
+    };
     for chunk in chunks {
         match chunk? {
             Chunk::Hole { len, .. } => {
@@ -192,7 +204,7 @@ fn write_sparse(
             Chunk::Data { offset, bytes } => {
                 let bytes = Arc::new(bytes);
                 send(hash, Piece::Data(Arc::clone(&bytes)))?;
-                write_nonzero_runs(out, offset, &bytes)?;
+                writer.write(offset, &bytes)?;
                 progress.inc(bytes.len() as u64);
             }
         }
@@ -201,27 +213,86 @@ fn write_sparse(
     Ok(None)
 }
 
-/// Writes the runs of `bytes` that are not all-zero 4 KiB blocks.
-fn write_nonzero_runs(out: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
-    let mut run_start: Option<usize> = None;
-    let mut at = 0;
-    while at < bytes.len() {
-        let end = (at + ZERO_BLOCK).min(bytes.len());
-        let zero = is_zero(&bytes[at..end]);
-        match (zero, run_start) {
-            (false, None) => run_start = Some(at),
-            (true, Some(start)) => {
-                out.write_all_at(&bytes[start..at], offset + start as u64)?;
-                run_start = None;
+/// What a 4 KiB block of output needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// All zero: left as a hole.
+    Zero,
+    /// As in the base: copied inside the kernel (a shared extent on file systems that can).
+    Base,
+    /// Changed by the overlay: written from memory.
+    Changed,
+}
+
+/// Writes the non-zero parts of the composed image. Unchanged data is copied from the base
+/// with `copy_file_range`, which saves moving it through this process (and costs nothing on
+/// Btrfs or XFS, which share the extents); where the kernel cannot, it is written from the
+/// bytes already in memory.
+struct SparseWriter<'a> {
+    out: &'a File,
+    base: &'a File,
+    overlay: &'a Overlay,
+    kernel_copy: bool,
+}
+
+impl SparseWriter<'_> {
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let kind = |at: usize| {
+            let end = (at + ZERO_BLOCK).min(bytes.len());
+            let abs = offset + at as u64;
+            if self
+                .overlay
+                .blocks_in(abs, offset + end as u64)
+                .next()
+                .is_some()
+            {
+                Block::Changed
+            } else if is_zero(&bytes[at..end]) {
+                Block::Zero
+            } else {
+                Block::Base
             }
-            _ => {}
+        };
+        let mut at = 0;
+        while at < bytes.len() {
+            let current = kind(at);
+            let mut end = (at + ZERO_BLOCK).min(bytes.len());
+            while end < bytes.len() && kind(end) == current {
+                end = (end + ZERO_BLOCK).min(bytes.len());
+            }
+            match current {
+                Block::Zero => {}
+                Block::Changed => self.out.write_all_at(&bytes[at..end], offset + at as u64)?,
+                Block::Base => self.copy(offset + at as u64, &bytes[at..end])?,
+            }
+            at = end;
         }
-        at = end;
+        Ok(())
     }
-    if let Some(start) = run_start {
-        out.write_all_at(&bytes[start..], offset + start as u64)?;
+
+    /// Copies `bytes.len()` bytes at `offset` from the base, in the kernel when it can.
+    fn copy(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        while self.kernel_copy && done < bytes.len() {
+            let (mut from, mut to) = (offset + done as u64, offset + done as u64);
+            match rustix::fs::copy_file_range(
+                self.base,
+                Some(&mut from),
+                self.out,
+                Some(&mut to),
+                bytes.len() - done,
+            ) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(_) => self.kernel_copy = false,
+            }
+        }
+        if done < bytes.len() {
+            self.out
+                .write_all_at(&bytes[done..], offset + done as u64)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// OR-folding has no early exit, which lets the compiler vectorise it; on 4 KiB that is
