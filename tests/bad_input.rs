@@ -356,3 +356,65 @@ fn randomly_damaged_fat_never_panics_or_hangs() {
         }
     }
 }
+
+/// A card stand-in: a loop device over a fixture copy. `patch` works on the device; while
+/// something holds it (a mount does), the exclusive open fails and nothing is written.
+#[test]
+fn block_devices_are_patched_only_when_not_in_use() {
+    assert!(
+        is_root(),
+        "this test uses loop devices and needs root (as CI has)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let image = copy_fixture("bookworm", dir.path());
+    let device = run(Command::new("losetup")
+        .args(["--find", "--show", "--partscan"])
+        .arg(&image))
+    .trim()
+    .to_string();
+    let detach = scopeguard(&device);
+    let p = profile(dir.path());
+    let doc: serde_json::Value =
+        serde_json::from_str(&run(pinode().args(["inspect", "--json", &device]))).unwrap();
+    assert_eq!(doc["os"]["generation"], "bookworm");
+
+    // Claim the device the way a mount does (an exclusive open), then try to patch it.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _claim = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(0o200 /* O_EXCL */)
+            .open(&device)
+            .unwrap();
+        let before = sha256_file(&image);
+        fails_with(
+            &[
+                "patch".as_ref(),
+                device.as_ref(),
+                "--profile".as_ref(),
+                p.as_os_str(),
+            ],
+            "the device is in use",
+        );
+        assert_eq!(sha256_file(&image), before);
+    }
+
+    run(pinode().args(["patch", &device, "--profile"]).arg(&p));
+    drop(detach);
+    let fat = extract_boot(&image, dir.path());
+    fsck_fat(&fat).unwrap();
+    assert!(mread(&fat, "firstrun.sh").is_some());
+}
+
+/// Detaches a loop device when dropped.
+struct Detach(String);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+fn scopeguard(device: &str) -> Detach {
+    Detach(device.to_string())
+}

@@ -83,8 +83,21 @@ pub fn decompress(
             }
         }
         offset += filled as u64;
-        progress.set_position(offset);
     }
     dst.set_len(offset)?;
     Ok(offset)
+}
+
+/// Reports the bytes read through it to a progress bar.
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a ProgressBar,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
 }

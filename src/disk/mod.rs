@@ -8,7 +8,7 @@ pub mod table;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 pub use overlay::{BLOCK_SIZE, Overlay, OverlayDisk};
@@ -37,6 +37,8 @@ pub enum DiskError {
         end: u64,
         len: u64,
     },
+    #[error("the device is in use (a partition is mounted?); unmount it first")]
+    Busy,
     #[error("this is a {0}-compressed file; pinode patches raw images (decompress it first)")]
     Compressed(&'static str),
 }
@@ -54,7 +56,22 @@ pub enum DiskKind {
 /// something confusing about an `.img.xz`.
 pub fn open(path: &Path, writable: bool) -> Result<(File, u64, DiskKind), DiskError> {
     let mut file = OpenOptions::new().read(true).write(writable).open(path)?;
-    let meta = file.metadata()?;
+    let mut meta = file.metadata()?;
+    if writable && meta.file_type().is_block_device() {
+        // Exclusive open: the kernel refuses it (EBUSY) while any partition of the device is
+        // mounted or otherwise claimed, so a card in use is never written behind its back.
+        drop(file);
+        file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(code) if code == rustix::io::Errno::BUSY.raw_os_error() => DiskError::Busy,
+                _ => DiskError::Io(e),
+            })?;
+        meta = file.metadata()?;
+    }
     let kind = if meta.file_type().is_block_device() {
         DiskKind::BlockDevice
     } else if meta.is_file() {
