@@ -43,14 +43,15 @@ impl Format {
 }
 
 /// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes.
-/// Returns the uncompressed size.
+/// Returns the uncompressed size. `progress` counts compressed bytes consumed.
 pub fn decompress(
     src: &Path,
     format: Format,
     dst: &File,
     progress: &ProgressBar,
 ) -> io::Result<u64> {
-    let input = io::BufReader::with_capacity(BUFFER, File::open(src)?);
+    let counted = Counting { inner: File::open(src)?, progress };
+    let input = io::BufReader::with_capacity(BUFFER, counted);
     let mut reader: Box<dyn Read> = match format {
         // Multi-stream aware: pixz and `xz -T` output may hold several streams.
         Format::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
