@@ -32,6 +32,9 @@ pub struct Manifest {
     /// cmdline.txt tokens that were not there before pinode.
     #[serde(default)]
     pub cmdline_added: Vec<String>,
+    /// The image's own `key=value` tokens that pinode changed (put back when no longer set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmdline_replaced: Vec<String>,
     /// Files that did not exist before pinode (removed again when no longer wanted).
     #[serde(default)]
     pub files_created: Vec<String>,
@@ -71,11 +74,24 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
     for token in &previous.cmdline_added {
         cmdline.remove(token);
     }
+    for token in &previous.cmdline_replaced {
+        if let Some((key, _)) = token.split_once('=')
+            && cmdline.value_of(key).is_none()
+        {
+            cmdline.ensure(token);
+        }
+    }
     let baseline: Vec<String> = cmdline.tokens().map(str::to_string).collect();
+    let mut tokens_replaced = Vec::new();
     for edit in &c.cmdline {
         match edit {
             CmdlineEdit::Ensure(token) => cmdline.ensure(token),
-            CmdlineEdit::Set(key, value) => cmdline.set(key, value),
+            CmdlineEdit::Set(key, value) => {
+                if let Some(old) = cmdline.value_of(key).filter(|old| old != value) {
+                    tokens_replaced.push(format!("{key}={old}"));
+                }
+                cmdline.set(key, value)
+            }
         };
     }
     report.cmdline_added = cmdline
@@ -114,22 +130,30 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
             } else {
                 created.push(file.path.clone());
             }
-        } else if was_created {
-            created.push(file.path.clone());
         } else {
-            replaced.push(file.path.clone());
+            // pinode's own earlier version may hold secrets: clear it where it lies first.
+            if fs.read(&file.path)?.as_deref() != Some(&file.contents[..]) {
+                fs.scrub(&file.path)?;
+            }
+            if was_created {
+                created.push(file.path.clone());
+            } else {
+                replaced.push(file.path.clone());
+            }
         }
         let change = fs.write(&file.path, &file.contents)?;
         report.files.push((file.path.clone(), change));
     }
     let wanted = |path: &String| c.files.iter().any(|f| &f.path == path);
     for old in previous.files_created.iter().filter(|p| !wanted(p)) {
+        fs.scrub(old)?;
         if fs.remove(old)? {
             report.removed.push(old.clone());
         }
     }
     for old in previous.files_replaced.iter().filter(|p| !wanted(p)) {
         if let Some(original) = fs.read(&original_path(old))? {
+            fs.scrub(old)?;
             copy_file(fs, &original_path(old), old, &original)?;
             fs.remove(&original_path(old))?;
             report.restored.push(old.clone());
@@ -152,6 +176,7 @@ pub fn apply(fs: &mut BootFs<'_>, c: &Customisation) -> Result<ApplyReport, Boot
         init: c.os.init.as_str().to_string(),
         instance_id: c.instance_id.clone(),
         cmdline_added: report.cmdline_added.clone(),
+        cmdline_replaced: tokens_replaced,
         files_created: created,
         files_replaced: replaced,
     };

@@ -11,11 +11,18 @@ use cli::{Cli, Command, ProfileCommand};
 use commands::Output;
 
 fn main() -> ExitCode {
-    // Library panics are caught at the image boundary and reported as errors; the default
-    // hook would print a backtrace-style message first.
-    if std::env::var_os("RUST_BACKTRACE").is_none() {
-        std::panic::set_hook(Box::new(|_| {}));
-    }
+    // Panics inside the image boundary become ordinary errors (see pinode::guard); any other
+    // is a bug, reported as one error line rather than Rust's multi-line message.
+    std::panic::set_hook(Box::new(|info| {
+        if !pinode::guard::is_contained() {
+            let message = info.payload_as_str().unwrap_or("panic");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!("error: internal error, please report it: {message}{at}");
+        }
+    }));
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Inspect(a) => a.json,

@@ -153,6 +153,9 @@ pub struct OsInfo {
     pub init: InitRoute,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pretty_name: Option<String>,
+    /// Whether the root file system has cloud-init; `None` when it could not be read.
+    #[serde(skip)]
+    pub cloud_init_installed: Option<bool>,
     pub evidence: Vec<String>,
 }
 
@@ -233,6 +236,9 @@ pub fn detect(
         generation,
         init,
         pretty_name: release.and_then(|r| r.pretty_name.clone()),
+        cloud_init_installed: root
+            .filter(|r| r.os_release.is_some())
+            .map(|r| r.has_cloud_init),
         evidence,
     }
 }

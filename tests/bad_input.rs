@@ -234,6 +234,30 @@ fn missing_secret_variable_names_the_variable_not_a_value() {
 }
 
 #[test]
+fn forcing_cloud_init_on_an_image_without_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = copy_fixture("bookworm", dir.path());
+    let before = sha256_file(&image);
+    let p = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\nos: {{init: cloud-init}}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: matrix\n"
+        ),
+    );
+    fails_with(
+        &[
+            "patch".as_ref(),
+            image.as_os_str(),
+            "--profile".as_ref(),
+            p.as_os_str(),
+        ],
+        "the image has no cloud-init",
+    );
+    assert_eq!(sha256_file(&image), before);
+}
+
+#[test]
 fn missing_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path());

@@ -115,6 +115,14 @@ fn errors_name_file_line_and_field() {
             "nodes: the cluster needs a server",
         ),
         ("version: [1\n".into(), "p.yaml:"),
+        (base("", "  - hostname: a\n    user: {name: video}\n"), "\"video\" is a system account or group"),
+        (base("  timezone: US/Eastern\n", "  - hostname: a\n"), "use the Area/Location name (e.g. America/New_York"),
+        (base("  boot: {cmdline_extra: [\"a=\\\"b\"]}\n", "  - hostname: a\n"), "quotes are not allowed"),
+        (base("  boot: {cmdline_extra: [\"init=/bin/sh\"]}\n", "  - hostname: a\n"), "is managed by pinode or the image"),
+        (
+            "version: 1\ndefaults:\n  user: {name: a, password_hash: \"$6$s$h\"}\n  ssh: {password_authentication: false}\nnodes: [{hostname: a}]\n".into(),
+            "would accept neither keys nor passwords over SSH",
+        ),
         ("".into(), "the profile is empty"),
     ];
     for (text, expected) in cases {

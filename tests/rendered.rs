@@ -226,8 +226,9 @@ impl ScratchRoot {
             .join("boot")
             .join(boot_dir.trim_start_matches("/boot").trim_start_matches('/'));
         std::fs::create_dir_all(&boot).unwrap();
-        let script = std::fs::read(render.join("boot/firstrun.sh")).unwrap();
-        std::fs::write(boot.join("firstrun.sh"), script).unwrap();
+        for file in ["firstrun.sh", "userconf.txt"] {
+            std::fs::copy(render.join("boot").join(file), boot.join(file)).unwrap();
+        }
         let tokens = std::fs::read_to_string(render.join("cmdline.txt.append")).unwrap();
         std::fs::write(
             boot.join("cmdline.txt"),
@@ -459,4 +460,42 @@ fn hostile_values_arrive_byte_exact_on_a_scratch_root() {
             assert!(stubs.contains("systemctl enable ssh"), "{stubs}");
         }
     }
+}
+
+/// cloud-init reads YAML 1.1, where plain `no`, `ON` or `12:30` are booleans and numbers:
+/// Norway's keyboard and country code, an SSID called "ON". They must arrive as strings.
+#[test]
+fn yaml_1_1_lookalikes_stay_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = json!({
+        "version": 1,
+        "defaults": {
+            "user": {"name": "yes", "ssh_authorized_keys": [KEY_1]},
+            "wifi": {"ssid": "ON", "psk": "12:30:00:00", "country": "NO"},
+            "keyboard": "no",
+            "locale": "nb_NO.UTF-8",
+            "timezone": "Europe/Oslo",
+        },
+        "nodes": [{"hostname": "off"}],
+    });
+    let profile = write_profile(dir.path(), "no.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let out = dir.path().join("r");
+    run(pinode()
+        .args(["render", "--profile"])
+        .arg(&profile)
+        .args(["--generation", "trixie", "--out-dir"])
+        .arg(&out));
+    let boot = out.join("boot");
+    run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(boot.join("user-data")));
+    let user_data = pyyaml(&boot.join("user-data"));
+    assert_eq!(user_data["hostname"], "off");
+    assert_eq!(user_data["users"][0]["name"], "yes");
+    assert_eq!(user_data["keyboard"]["layout"], "no");
+    let network = pyyaml(&boot.join("network-config"));
+    let wlan = &network["network"]["wifis"]["wlan0"];
+    assert_eq!(wlan["regulatory-domain"], "NO");
+    assert!(wlan["access-points"].get("ON").is_some(), "{wlan}");
+    assert_eq!(pyyaml(&boot.join("meta-data"))["local-hostname"], "off");
 }

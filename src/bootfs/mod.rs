@@ -6,7 +6,7 @@
 pub mod cmdline;
 pub mod config_txt;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 
 use crate::disk::{OverlayDisk, Partition, Slice};
 
@@ -221,6 +221,40 @@ impl<'d> BootFs<'d> {
             path: path.to_string(),
             source,
         })
+    }
+
+    /// Overwrites a file's contents with zeros where they lie, before it is rewritten or
+    /// removed: FAT frees clusters without clearing them, so an old Wi-Fi key or password
+    /// hash would otherwise stay readable on the card. `false` if there was no such file.
+    pub fn scrub(&mut self, path: &str) -> Result<bool, BootFsError> {
+        let mut file = match self.fs.root_dir().open_file(path) {
+            Ok(file) => file,
+            Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => return Ok(false),
+            Err(e) => return Err(file_error(path, e)),
+        };
+        let len = file
+            .seek(io::SeekFrom::End(0))
+            .and_then(|len| file.seek(io::SeekFrom::Start(0)).map(|_| len));
+        let len = len.map_err(|source| BootFsError::File {
+            path: path.to_string(),
+            source,
+        })?;
+        let zeros = vec![0u8; len.min(MAX_TEXT_FILE) as usize];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            file.write_all(&zeros[..n])
+                .map_err(|source| BootFsError::File {
+                    path: path.to_string(),
+                    source,
+                })?;
+            left -= n as u64;
+        }
+        file.flush().map_err(|source| BootFsError::File {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(true)
     }
 
     /// Removes a file; `false` if there was none.

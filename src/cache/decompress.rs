@@ -50,7 +50,10 @@ pub fn decompress(
     dst: &File,
     progress: &ProgressBar,
 ) -> io::Result<u64> {
-    let counted = Counting { inner: File::open(src)?, progress };
+    let counted = Counting {
+        inner: File::open(src)?,
+        progress,
+    };
     let input = io::BufReader::with_capacity(BUFFER, counted);
     let mut reader: Box<dyn Read> = match format {
         // Multi-stream aware: pixz and `xz -T` output may hold several streams.

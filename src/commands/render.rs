@@ -51,7 +51,10 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
             }),
             has_cloud_init: generation == osinfo::Generation::Trixie,
         };
-        osinfo::detect(&BootEvidence::default(), Some(&root), None, forced)
+        let mut os = osinfo::detect(&BootEvidence::default(), Some(&root), None, forced);
+        // Without an image nothing is known about what is installed.
+        os.cloud_init_installed = None;
+        os
     } else {
         return Err(Error::Usage(
             "render needs to know the OS generation: pass --image IMAGE or --generation bullseye|bookworm|trixie".into(),

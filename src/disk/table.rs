@@ -80,8 +80,9 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// The first byte after the partition (saturating: a hostile table cannot wrap it).
     pub fn end(&self) -> u64 {
-        self.start + self.size
+        self.start.saturating_add(self.size)
     }
 }
 

@@ -249,6 +249,11 @@ fn merge(
             ),
             format!("node {hostname} would have SSH off and no password: nobody could log in"),
         );
+    } else if ssh_enabled && !has_keys && ssh.password_authentication == Some(false) {
+        report.error(
+            format!("{at}.ssh.password_authentication"),
+            format!("node {hostname} would accept neither keys nor passwords over SSH: give a key or allow password authentication"),
+        );
     } else if has_keys && ssh.password_authentication == Some(true) && !has_password {
         report.warn(
             format!("{at}.ssh"),

@@ -142,6 +142,7 @@ fn wifi_spec(at: &str, w: &WifiSpec, r: &mut Report) {
 
 /// Tokens the first-boot machinery owns; a user token with these keys would break it.
 const RESERVED_CMDLINE_KEYS: &[&str] = &[
+    "init",
     "systemd.run",
     "systemd.run_success_action",
     "systemd.unit",
@@ -152,7 +153,12 @@ const RESERVED_CMDLINE_KEYS: &[&str] = &[
 fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
     for (i, token) in b.cmdline_extra.iter().flatten().enumerate() {
         let field = format!("{at}.cmdline_extra[{i}]");
-        if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if token.contains('"') {
+            r.error(
+                field,
+                "quotes are not allowed: an unbalanced quote would swallow the tokens after it",
+            );
+        } else if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
             r.error(
                 field,
                 format!(

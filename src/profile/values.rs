@@ -66,6 +66,42 @@ const RESERVED_USERS: &[&str] = &[
     "systemd-resolve",
     "systemd-timesync",
     "_apt",
+    // Groups of Raspberry Pi OS: useradd refuses a user whose name is an existing group.
+    "adm",
+    "tty",
+    "disk",
+    "kmem",
+    "dialout",
+    "fax",
+    "voice",
+    "cdrom",
+    "floppy",
+    "tape",
+    "sudo",
+    "audio",
+    "dip",
+    "operator",
+    "src",
+    "shadow",
+    "utmp",
+    "video",
+    "sasl",
+    "plugdev",
+    "staff",
+    "users",
+    "nogroup",
+    "input",
+    "kvm",
+    "render",
+    "netdev",
+    "gpio",
+    "i2c",
+    "spi",
+    "lpadmin",
+    "bluetooth",
+    "ssl-cert",
+    "crontab",
+    "systemd-journal",
 ];
 
 /// A user name Debian's `adduser` accepts (its default NAME_REGEX), not a system account.
@@ -88,7 +124,7 @@ pub fn user_name(name: &str) -> Result<(), String> {
     }
     if RESERVED_USERS.contains(&name) {
         return Err(format!(
-            "{shown} is a system account; choose another user name"
+            "{shown} is a system account or group; choose another user name"
         ));
     }
     Ok(())
@@ -103,7 +139,6 @@ const KEY_TYPES: &[&str] = &[
     "ecdsa-sha2-nistp521",
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
-    "ssh-dss",
 ];
 
 /// One OpenSSH public key: `type base64 [comment]`, whose encoded blob names the same type.
@@ -122,6 +157,13 @@ pub fn ssh_public_key(key: &str) -> Result<(), String> {
             printable(&abbreviate(key))
         ));
     };
+    if kind == "ssh-dss" {
+        return Err(
+            "DSA keys (ssh-dss) are refused by the OpenSSH of Bookworm and removed from \
+                    Trixie's; use an ed25519 key (ssh-keygen -t ed25519)"
+                .into(),
+        );
+    }
     if !KEY_TYPES.contains(&kind) {
         return Err(format!(
             "{} is not an SSH public key type (expected one of {})",
@@ -188,10 +230,33 @@ pub fn env_var_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// An IANA time zone name known to the tz database.
+/// Areas of canonical tz names. Old-style names (`US/Eastern`, `GB`, `Japan`) are links that
+/// Debian 13 moved to the optional tzdata-legacy package, so a node might not have them.
+const TZ_AREAS: &[&str] = &[
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+    "Etc",
+];
+
+/// An IANA time zone name known to the tz database, in its canonical Area/Location form.
 pub fn timezone(zone: &str) -> Result<(), String> {
+    let area = zone.split('/').next().unwrap_or("");
+    let canonical = zone == "UTC" || (zone.contains('/') && TZ_AREAS.contains(&area));
     match zone.parse::<chrono_tz::Tz>() {
-        Ok(_) => Ok(()),
+        Ok(_) if canonical => Ok(()),
+        Ok(_) => Err(format!(
+            "{} is an old-style alias that newer Raspberry Pi OS images may lack; use the \
+             Area/Location name (e.g. America/New_York for US/Eastern, Europe/London for GB)",
+            printable(zone)
+        )),
         Err(_) => Err(format!(
             "{} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, Etc/UTC)",
             printable(zone)
@@ -342,6 +407,7 @@ mod tests {
     fn users() {
         assert!(user_name("alice").is_ok());
         assert!(user_name("root").unwrap_err().contains("system account"));
+        assert!(user_name("video").is_err() && user_name("gpio").is_err());
         assert!(user_name("Alice").is_err());
         assert!(user_name("1x").is_err());
         assert!(user_name("a$(x)").is_err());
@@ -357,6 +423,11 @@ mod tests {
                 .contains("PRIVATE")
         );
         assert!(ssh_public_key("hello world").is_err());
+        assert!(
+            ssh_public_key("ssh-dss AAAAB3NzaC1kc3MAAACBAP x")
+                .unwrap_err()
+                .contains("ed25519")
+        );
         assert!(ssh_public_key(&format!("{ED25519}\nssh-rsa AAAA")).is_err());
         // An RSA blob presented as ed25519.
         let wrong = ED25519.replace("ssh-ed25519 ", "ssh-rsa ");
@@ -376,6 +447,12 @@ mod tests {
     fn zones_locales_keyboards_countries() {
         assert!(timezone("Europe/Berlin").is_ok() && timezone("Etc/UTC").is_ok());
         assert!(timezone("Mars/Olympus").is_err());
+        assert!(
+            timezone("US/Eastern")
+                .unwrap_err()
+                .contains("America/New_York")
+        );
+        assert!(timezone("GB").is_err() && timezone("UTC").is_ok());
         assert!(
             locale("en_GB.UTF-8").is_ok()
                 && locale("de_DE@euro").is_ok()

@@ -1,7 +1,9 @@
 //! The cloud-init route (Trixie): a NoCloud seed on the boot partition.
 //!
-//! Every file is produced by serialising typed values with serde_yaml, never by pasting
-//! strings into YAML, so no value can change the document's structure. The seed holds the
+//! Every file is produced by serialising typed values, never by pasting strings into YAML, so
+//! no value can change the document's structure. The serialisation is JSON, which is YAML too:
+//! cloud-init reads YAML 1.1, where a plain `no` (Norway's keyboard and country code), `on` or
+//! `12:30` is a boolean or a number; JSON quotes every string, so each arrives as written. The seed holds the
 //! password hash and the Wi-Fi key until first boot; a final `runcmd` overwrites the files
 //! that carry secrets and leaves harmless stubs behind (cloud-init re-reads the seed on every
 //! boot, so the files must stay parseable).
@@ -39,6 +41,7 @@ sync
 
 #[derive(Serialize)]
 struct CloudConfig<'a> {
+    bootcmd: Vec<Vec<String>>,
     hostname: &'a str,
     manage_etc_hosts: bool,
     users: Vec<CloudUser<'a>>,
@@ -84,7 +87,25 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
         ]));
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
+    // cloud-init's locale module fails on a locale that is not generated yet; bootcmd runs
+    // before it. Once per instance, and the same code as the firstrun route.
+    let generate_locale = format!(
+        "{}
+generate_locale \"$1\"\n",
+        super::firstrun::GENERATE_LOCALE
+    );
+    let bootcmd = vec![args(&[
+        "cloud-init-per",
+        "once",
+        "pinode-locale",
+        "sh",
+        "-c",
+        &generate_locale,
+        "pinode-locale",
+        &plan.locale,
+    ])];
     let config = CloudConfig {
+        bootcmd,
         hostname: &plan.hostname,
         manage_etc_hosts: true,
         users: vec![CloudUser {
@@ -108,8 +129,7 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
         },
         runcmd,
     };
-    let yaml =
-        serde_yaml::to_string(&config).map_err(|e| RenderError(format!("user-data: {e}")))?;
+    let yaml = to_yaml(&config, "user-data")?;
     Ok(format!(
         "#cloud-config\n# Written by pinode {} for node {}. Holds secrets until first boot.\n{yaml}",
         env!("CARGO_PKG_VERSION"),
@@ -122,7 +142,7 @@ pub fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderErr
     let mut map = BTreeMap::new();
     map.insert("instance-id", instance_id);
     map.insert("local-hostname", plan.hostname.as_str());
-    serde_yaml::to_string(&map).map_err(|e| RenderError(format!("meta-data: {e}")))
+    to_yaml(&map, "meta-data")
 }
 
 /// A new instance-id: `pinode-<hostname>-<12 random hex digits>`.
@@ -197,9 +217,14 @@ pub fn network_config(plan: &NodePlan) -> Result<Option<String>, RenderError> {
             wifis: BTreeMap::from([("wlan0", wireless)]),
         },
     };
-    serde_yaml::to_string(&config)
-        .map(Some)
-        .map_err(|e| RenderError(format!("network-config: {e}")))
+    to_yaml(&config, "network-config").map(Some)
+}
+
+/// YAML in its JSON form (see the module comment), with a final newline.
+fn to_yaml(value: &impl Serialize, what: &str) -> Result<String, RenderError> {
+    serde_json::to_string_pretty(value)
+        .map(|json| json + "\n")
+        .map_err(|e| RenderError(format!("{what}: {e}")))
 }
 
 fn args(items: &[&str]) -> Vec<String> {

@@ -153,18 +153,7 @@ set_timezone() {
 }
 
 set_locale() {
-	if command -v locale-gen >/dev/null 2>&1 && [ -f /etc/locale.gen ]; then
-		pattern=$(printf '%s' "$1" | sed 's/[.]/[.]/g')
-		if ! grep -q "^$pattern " /etc/locale.gen; then
-			if grep -q "^# *$pattern " /etc/locale.gen; then
-				sed -i "s/^# *\($pattern \)/\1/" /etc/locale.gen
-			else
-				charset=$(awk -v l="$1" '$1 == l { print $2; exit }' /usr/share/i18n/SUPPORTED 2>/dev/null)
-				printf '%s %s\n' "$1" "${charset:-UTF-8}" >>/etc/locale.gen
-			fi
-			locale-gen >/dev/null || return 1
-		fi
-	fi
+	generate_locale "$1" || return 1
 	write_file /etc/default/locale 644 "LANG=$1
 "
 }
@@ -211,10 +200,28 @@ finished: $(date -u '+%Y-%m-%dT%H:%M:%SZ')
 log: $PINODE_LOG on the node
 "
 	log "firstrun $result"
+	# Raspberry Pi OS's userconf tool retires the service that would delete this file.
+	scrub "$1/userconf.txt"
 	scrub "$2"
 	sync
 }
 "##;
+
+/// `generate_locale LOCALE`: enables LOCALE in /etc/locale.gen and generates it, unless it
+/// is there already. Shared with the cloud-init route, whose locale module needs it done first.
+pub const GENERATE_LOCALE: &str = r#"generate_locale() {
+	command -v locale-gen >/dev/null 2>&1 && [ -f /etc/locale.gen ] || return 0
+	pattern=$(printf '%s' "$1" | sed 's/[.]/[.]/g')
+	grep -q "^$pattern " /etc/locale.gen && return 0
+	if grep -q "^# *$pattern " /etc/locale.gen; then
+		sed -i "s/^# *\($pattern \)/\1/" /etc/locale.gen
+	else
+		charset=$(awk -v l="$1" '$1 == l { print $2; exit }' /usr/share/i18n/SUPPORTED 2>/dev/null)
+		printf '%s %s\n' "$1" "${charset:-UTF-8}" >>/etc/locale.gen
+	fi
+	locale-gen >/dev/null
+}
+"#;
 
 /// Renders `firstrun.sh` for `plan` on `generation`.
 pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
@@ -230,7 +237,8 @@ pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderE
     ))
     .comment("cmdline.txt tokens when done, and the system reboots (systemd.run_success_action).")
     .comment("It contains secrets until then: do not share it.")
-    .library(LIBRARY);
+    .library(LIBRARY)
+    .library(GENERATE_LOCALE);
     p.var("BOOT_DIR", boot_dir)?
         .var("SCRIPT", &format!("{boot_dir}/{SCRIPT}"))?
         .var("NODE_HOSTNAME", &plan.hostname)?

@@ -121,6 +121,14 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<Customisation, RenderError
             }
         }
         InitRoute::CloudInit => {
+            if os.cloud_init_installed == Some(false) {
+                return Err(RenderError(
+                    "the image has no cloud-init (/usr/bin/cloud-init is missing on its root \
+                     partition), so a cloud-init seed would be ignored and nobody could log in; \
+                     use os.init: firstrun"
+                        .into(),
+                ));
+            }
             let id = cloudinit::new_instance_id(&plan.hostname)?;
             files.push(BootFile {
                 path: "user-data".into(),

@@ -12,6 +12,9 @@ use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secr
 
 use super::{password, wifi};
 
+/// An authorized_keys file is a few lines; anything larger is the wrong file.
+const MAX_KEYS_FILE: u64 = 256 * 1024;
+
 /// The login user.
 #[derive(Clone)]
 pub struct UserPlan {
@@ -70,6 +73,16 @@ impl NodePlan {
             .collect();
         if let Some(file) = &node.user.keys_file {
             let path = secrets::expand_path(&file.value, &base);
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if size > MAX_KEYS_FILE {
+                return Err(profile.error_at(
+                    &file.field,
+                    format!(
+                        "{} is {size} bytes: too large for an authorized_keys file",
+                        path.display()
+                    ),
+                ));
+            }
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 profile.error_at(&file.field, format!("cannot read {}: {e}", path.display()))
             })?;
