@@ -18,3 +18,4 @@ pub mod rootfs;
 pub mod sink;
 pub mod ui;
 pub use error::Error;
+pub mod cluster;

@@ -19,14 +19,31 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
         p.os.image,
         init_name(p.os.init)
     ));
-    if let Some(cluster) = &p.cluster {
-        out.say(format!("  cluster: {}", cluster.name));
+    let plan = pinode::cluster::ClusterPlan::of(&loaded);
+    if let Some(plan) = &plan {
+        let servers = plan.servers.len();
+        let datastore = if plan.ha { "embedded etcd (HA)" } else { "single server, default datastore" };
+        out.say(format!("  cluster: {} ({servers} server(s), {datastore})", plan.name));
+        out.say(format!("  api: {}", plan.api));
+        out.say(format!("  token: {}", plan.token));
+        let k3s = &plan.spec.k3s;
+        let version = k3s.version.clone().unwrap_or_else(|| format!("channel {}", k3s.channel));
+        out.say(format!("  k3s: {version}, installer {}", k3s.install_url));
+        if let Some(runner) = &plan.spec.runner {
+            let source = match (&runner.token_env, &runner.token_file) {
+                (Some(var), _) => format!("env {var}"),
+                (None, Some(file)) => format!("file {file}"),
+                (None, None) => String::new(),
+            };
+            out.say(format!("  runner: GitLab {} from {} (token: {source})", runner.url, plan.founder));
+        }
     }
     for node in &loaded.nodes {
-        let mut facts = vec![
-            node.role.as_str().to_string(),
-            format!("user {}", node.user.name),
-        ];
+        let role = match &plan {
+            Some(plan) => plan.role_of(&node.hostname).describe(plan.ha).to_string(),
+            None => "no cluster".to_string(),
+        };
+        let mut facts = vec![role, format!("user {}", node.user.name)];
         let keys = node.user.keys.len();
         if keys > 0 {
             facts.push(format!("{keys} key(s)"));

@@ -104,13 +104,18 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
             write_file(&boot_dir.join("config.txt"), &config, 0o644)?;
         }
     }
+    let has_runner = plan.cluster.as_ref().is_some_and(|c| c.runner.is_some());
+    if has_runner {
+        let example = pinode::provision::k3s::BUILDKIT_EXAMPLE.as_bytes();
+        write_file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
+    }
     let readme = format!(
         "pinode {version} rendered node {host} for Raspberry Pi OS {generation} (first boot via {init}).\n\n\
          boot/               files for the root of the boot partition{edited}\n\
          cmdline.txt.append  tokens to add to the END of the single line in cmdline.txt\n\
-         config.txt.append   lines to add at the END of config.txt\n\n\
-         Files in boot/ with mode 0600 hold secrets (password hash, Wi-Fi key): the node removes\n\
-         them from the card on first boot; do not commit them.\n",
+         config.txt.append   lines to add at the END of config.txt\n{ci}\n\
+         Files in boot/ with mode 0600 hold secrets (password hash, Wi-Fi key, cluster and runner\n\
+         tokens): the node removes them from the card on first boot; do not commit them.\n",
         version = env!("CARGO_PKG_VERSION"),
         host = custom.hostname,
         generation = os.generation,
@@ -120,10 +125,15 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
         } else {
             ""
         },
+        ci = if has_runner {
+            "gitlab-ci-buildkit.yml  example CI job: arm64 images built rootless on this runner\n"
+        } else {
+            ""
+        },
     );
     write_file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
     out.say(format!(
-        "{}: rendered {} for {} ({}) into {}",
+        "{}: rendered {} files for {} ({}) into {}",
         custom.hostname,
         custom.files.len(),
         os.generation,
@@ -134,6 +144,9 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::path(parent, e))?;
+    }
     write_atomic(path, contents).map_err(|e| Error::path(path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::path(path, e))

@@ -249,21 +249,27 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
-    for (name, args) in [
-        ("server_args", &k3s.server_args),
-        ("agent_args", &k3s.agent_args),
-        ("tls_san", &k3s.tls_san),
-    ] {
+    for (name, args) in [("server_args", &k3s.server_args), ("agent_args", &k3s.agent_args)] {
         for (i, arg) in args.iter().enumerate() {
-            if arg.is_empty() || arg.chars().any(|ch| ch.is_control()) {
-                r.error(
-                    format!("cluster.k3s.{name}[{i}]"),
-                    "must be a non-empty single-line value",
-                );
+            let field = format!("cluster.k3s.{name}[{i}]");
+            if arg.chars().any(|ch| ch.is_control()) {
+                r.error(field, "must be a single line");
+            } else if let Err(e) = crate::provision::k3s::parse_flag(arg) {
+                r.error(field, e);
             }
         }
     }
+    for (i, san) in k3s.tls_san.iter().enumerate() {
+        let ok = !san.is_empty()
+            && san.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch));
+        if !ok {
+            r.error(format!("cluster.k3s.tls_san[{i}]"), format!("{} is not a host name or IP address", values::printable(san)));
+        }
+    }
     if let Some(runner) = &c.runner {
+        if runner.url.starts_with("http://") {
+            r.warn("cluster.runner.url", "plain http: the runner token travels unencrypted; use https");
+        }
         if !(runner.url.starts_with("https://") || runner.url.starts_with("http://"))
             || runner.url.contains(char::is_whitespace)
         {

@@ -86,6 +86,12 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
             "command -v rfkill >/dev/null 2>&1 && rfkill unblock wifi; true",
         ]));
     }
+    if plan.cluster.is_some() {
+        // Hand over to the second stage: K3s and the runner, once the network is up.
+        let script = format!("{boot}/{}", super::firstboot::SCRIPT);
+        runcmd.push(args(&["sh", &script, "install", boot]));
+        runcmd.push(args(&["systemctl", "start", "--no-block", "pinode-firstboot.service"]));
+    }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
     // cloud-init's locale module fails on a locale that is not generated yet; bootcmd runs
     // before it. Once per instance, and the same code as the firstrun route.

@@ -17,14 +17,14 @@ use crate::profile::schema::SudoMode;
 /// Name of the script on the boot partition (Imager uses the same).
 pub const SCRIPT: &str = "firstrun.sh";
 
-/// The static part of the script. Values come in through variables set above it.
-const LIBRARY: &str = r##"
+/// Logging, steps and file helpers shared by both first-boot stages.
+pub const CORE: &str = r##"
 PINODE_LOG=/var/log/pinode-firstboot.log
 FAILED=''
 
 log() {
-	printf '%s pinode firstrun: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ' 2>/dev/null)" "$*" >>"$PINODE_LOG" 2>/dev/null
-	printf 'pinode firstrun: %s\n' "$*" >&2
+	printf '%s pinode %s: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ' 2>/dev/null)" "$PINODE_STAGE" "$*" >>"$PINODE_LOG" 2>/dev/null
+	printf 'pinode %s: %s\n' "$PINODE_STAGE" "$*" >&2
 }
 
 # step LABEL COMMAND [ARG...]: run one step, log the outcome, remember failures.
@@ -58,6 +58,10 @@ scrub() {
 	fi
 }
 
+"##;
+
+/// The identity steps of the first stage. Values come in through variables set above them.
+const LIBRARY: &str = r##"
 set_hostname() {
 	write_file /etc/hostname 644 "$1
 " || return 1
@@ -237,9 +241,11 @@ pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderE
     ))
     .comment("cmdline.txt tokens when done, and the system reboots (systemd.run_success_action).")
     .comment("It contains secrets until then: do not share it.")
+    .library(CORE)
     .library(LIBRARY)
     .library(GENERATE_LOCALE);
-    p.var("BOOT_DIR", boot_dir)?
+    p.var("PINODE_STAGE", "firstrun")?
+        .var("BOOT_DIR", boot_dir)?
         .var("SCRIPT", &format!("{boot_dir}/{SCRIPT}"))?
         .var("NODE_HOSTNAME", &plan.hostname)?
         .var("USER_NAME", &plan.user.name)?
@@ -287,7 +293,12 @@ pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderE
         .var("KEYBOARD", &plan.keyboard)?;
     p.step(r#"step "timezone" set_timezone "$TIMEZONE""#)
         .step(r#"step "locale" set_locale "$LOCALE""#)
-        .step(r#"step "keyboard" set_keyboard "$KEYBOARD""#)
+        .step(r#"step "keyboard" set_keyboard "$KEYBOARD""#);
+    if plan.cluster.is_some() {
+        // Hand over to the second stage, which runs once the network is up.
+        p.step(r#"step "k3s first-boot service" sh "$BOOT_DIR/pinode/firstboot.sh" install "$BOOT_DIR""#);
+    }
+    p
         .step(r#"finish "$BOOT_DIR" "$SCRIPT""#);
     Ok(p.render())
 }

@@ -5,7 +5,9 @@
 //! engine ([`crate::customise`]) applies it to a FAT partition.
 
 pub mod cloudinit;
+pub mod firstboot;
 pub mod firstrun;
+pub mod k3s;
 pub mod password;
 pub mod plan;
 pub mod shell;
@@ -157,6 +159,9 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<Customisation, RenderError
                 os.evidence.join("; ")
             )));
         }
+    }
+    if let Some(cluster) = &plan.cluster {
+        files.extend(firstboot::files(plan, cluster, generation.boot_mount())?);
     }
     Ok(Customisation {
         hostname: plan.hostname.clone(),

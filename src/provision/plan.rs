@@ -10,7 +10,9 @@ use crate::profile::node::BootConfig;
 use crate::profile::schema::SudoMode;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secrets, values};
 
+use super::k3s::{NodeCluster, RunnerPlan, check_runner_token};
 use super::{password, wifi};
+use crate::cluster::{ClusterPlan, K3sRole};
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
 const MAX_KEYS_FILE: u64 = 256 * 1024;
@@ -49,6 +51,8 @@ pub struct NodePlan {
     pub locale: String,
     pub keyboard: String,
     pub boot: BootConfig,
+    /// The node's part in the K3s cluster, when the profile has one.
+    pub cluster: Option<NodeCluster>,
 }
 
 impl std::fmt::Debug for NodePlan {
@@ -144,6 +148,10 @@ impl NodePlan {
                 })
             }
         };
+        let cluster = match ClusterPlan::of(profile) {
+            None => None,
+            Some(plan) => Some(resolve_cluster(profile, &plan, &node.hostname)?),
+        };
         let has_keys = !keys.is_empty();
         Ok(NodePlan {
             hostname: node.hostname.clone(),
@@ -161,6 +169,34 @@ impl NodePlan {
             locale: node.locale.clone(),
             keyboard: node.keyboard.clone(),
             boot: node.boot.clone(),
+            cluster,
         })
     }
+}
+
+/// The node's part in the cluster: its role, the token, and the runner on the founder.
+fn resolve_cluster(profile: &LoadedProfile, plan: &ClusterPlan, hostname: &str) -> Result<NodeCluster, FieldError> {
+    let role = plan.role_of(hostname);
+    let runner = match (&plan.spec.runner, role) {
+        (Some(spec), K3sRole::Founder) => {
+            let (token, field) = match (&spec.token_env, &spec.token_file) {
+                (Some(var), _) => (secrets::from_env(var), "cluster.runner.token_env"),
+                (None, Some(path)) => (secrets::from_file(path, &profile.base_dir()), "cluster.runner.token_file"),
+                (None, None) => (Err("no token source".to_string()), "cluster.runner"),
+            };
+            let token = token.map_err(|e| profile.error_at(field, e))?;
+            check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
+            Some(RunnerPlan { spec: spec.clone(), token })
+        }
+        _ => None,
+    };
+    Ok(NodeCluster {
+        cluster: plan.name.clone(),
+        role,
+        ha: plan.ha,
+        api: plan.api.clone(),
+        token: plan.token(profile)?,
+        k3s: plan.spec.k3s.clone(),
+        runner,
+    })
 }

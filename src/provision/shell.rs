@@ -22,6 +22,7 @@ pub struct ShellProgram {
     library: Vec<&'static str>,
     vars: Vec<(String, String)>,
     steps: Vec<String>,
+    propagate_status: bool,
 }
 
 impl ShellProgram {
@@ -45,6 +46,13 @@ impl ShellProgram {
         );
         self.vars.push((name.to_string(), quote(value)?));
         Ok(self)
+    }
+
+    /// Makes the script exit with `main`'s status (the default is 0: `firstrun.sh` must
+    /// succeed for `systemd.run_success_action` to reboot into the configured system).
+    pub fn propagate_status(&mut self) -> &mut Self {
+        self.propagate_status = true;
+        self
     }
 
     /// Adds a line to `main`. Only static code and `"$VARIABLE"` references belong here.
@@ -83,7 +91,8 @@ impl ShellProgram {
             out.push_str(step);
             out.push('\n');
         }
-        out.push_str("}\n\nmain \"$@\"\nexit 0\n}\n");
+        let exit = if self.propagate_status { "exit $?" } else { "exit 0" };
+        out.push_str(&format!("}}\n\nmain \"$@\"\n{exit}\n}}\n"));
         out
     }
 }

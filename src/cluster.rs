@@ -1,0 +1,231 @@
+//! The cluster plan: which node founds the cluster, which servers join it, where the API
+//! is, and where the join token comes from.
+//!
+//! With one server K3s keeps its default datastore; with more, the first server starts the
+//! embedded etcd (`cluster-init`) and the others join it. Agents join the API URL. The token
+//! comes from `token_env` or `token_file`, or is generated once and kept (mode 0600) in
+//! pinode's state directory, so that a node prepared next month joins the same cluster.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::profile::schema::{ClusterSpec, Role};
+use crate::profile::{FieldError, LoadedProfile, secrets};
+
+/// What K3s does on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum K3sRole {
+    /// The first server: alone, or starting embedded etcd (`cluster-init`) for HA.
+    Founder,
+    /// A further server joining the founder (HA).
+    JoiningServer,
+    Agent,
+}
+
+impl K3sRole {
+    pub fn describe(self, ha: bool) -> &'static str {
+        match (self, ha) {
+            (K3sRole::Founder, false) => "server",
+            (K3sRole::Founder, true) => "server, founds the cluster (cluster-init)",
+            (K3sRole::JoiningServer, _) => "server, joins the founder",
+            (K3sRole::Agent, _) => "agent",
+        }
+    }
+}
+
+/// Where the cluster token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env {
+        var: String,
+    },
+    File {
+        path: String,
+    },
+    /// Generated on first use and kept at this path.
+    State {
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Env { var } => write!(f, "environment variable {var}"),
+            TokenSource::File { path } => write!(f, "file {path}"),
+            TokenSource::State { path } => write!(f, "generated once, kept in {}", path.display()),
+        }
+    }
+}
+
+/// The cluster, as planned from a profile.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub name: String,
+    pub api: String,
+    pub founder: String,
+    pub servers: Vec<String>,
+    pub ha: bool,
+    pub token: TokenSource,
+    pub spec: ClusterSpec,
+}
+
+impl ClusterPlan {
+    /// The plan of `profile`, if it has a cluster (and at least one server: validation
+    /// guarantees that).
+    pub fn of(profile: &LoadedProfile) -> Option<ClusterPlan> {
+        let spec = profile.profile.cluster.clone()?;
+        let servers: Vec<String> = profile
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::Server)
+            .map(|n| n.hostname.clone())
+            .collect();
+        let founder = servers.first()?.clone();
+        let api = spec
+            .api
+            .clone()
+            .unwrap_or_else(|| format!("https://{founder}.local:6443"));
+        let token = match (&spec.token_env, &spec.token_file) {
+            (Some(var), _) => TokenSource::Env { var: var.clone() },
+            (None, Some(path)) => TokenSource::File { path: path.clone() },
+            (None, None) => TokenSource::State {
+                path: state_dir().join("clusters").join(&spec.name).join("token"),
+            },
+        };
+        Some(ClusterPlan {
+            name: spec.name.clone(),
+            api,
+            ha: servers.len() > 1,
+            founder,
+            servers,
+            token,
+            spec,
+        })
+    }
+
+    /// What K3s does on `hostname`.
+    pub fn role_of(&self, hostname: &str) -> K3sRole {
+        if hostname == self.founder {
+            K3sRole::Founder
+        } else if self.servers.iter().any(|s| s == hostname) {
+            K3sRole::JoiningServer
+        } else {
+            K3sRole::Agent
+        }
+    }
+
+    /// Reads (or, the first time, generates and keeps) the cluster token.
+    pub fn token(&self, profile: &LoadedProfile) -> Result<SecretString, FieldError> {
+        let (token, field) = match &self.token {
+            TokenSource::Env { var } => (secrets::from_env(var), "cluster.token_env"),
+            TokenSource::File { path } => (
+                secrets::from_file(path, &profile.base_dir()),
+                "cluster.token_file",
+            ),
+            TokenSource::State { path } => (kept_token(path), "cluster"),
+        };
+        let token = token.map_err(|e| profile.error_at(field, e))?;
+        let t = token.expose_secret();
+        let printable = t.chars().all(|c| c.is_ascii_graphic());
+        if !printable || t.len() < 16 {
+            return Err(profile.error_at(
+                field,
+                "the cluster token must be at least 16 printable ASCII characters without spaces",
+            ));
+        }
+        Ok(token)
+    }
+}
+
+/// pinode's state directory: `$PINODE_STATE_DIR`, else the XDG state directory
+/// (`~/.local/state/pinode`).
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PINODE_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    use etcetera::app_strategy::{AppStrategy, AppStrategyArgs, Xdg};
+    let args = AppStrategyArgs {
+        top_level_domain: String::new(),
+        author: String::new(),
+        app_name: "pinode".into(),
+    };
+    Xdg::new(args)
+        .ok()
+        .and_then(|x| x.state_dir())
+        .unwrap_or_else(|| std::env::temp_dir().join("pinode-state"))
+}
+
+/// Reads the token kept at `path`, generating it (32 random bytes, hex) if there is none yet.
+/// The file is created exclusively, so two pinode processes cannot write different tokens.
+fn kept_token(path: &Path) -> Result<SecretString, String> {
+    if path.exists() {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by others; chmod 600 it",
+                path.display()
+            ));
+        }
+        return secrets::from_file(&path.to_string_lossy(), Path::new("/"));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the cluster token: {e}"))?;
+    let token = hex::encode(bytes);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(mut file) => {
+            file.write_all(format!("{token}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!(
+                "note: generated the K3s token for this cluster and kept it in {} (back it up)",
+                path.display()
+            );
+            Ok(SecretString::from(token))
+        }
+        // Another pinode got there first: use its token.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            secrets::from_file(&path.to_string_lossy(), Path::new("/"))
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_token_is_generated_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clusters/c/token");
+        let first = kept_token(&path).unwrap();
+        assert_eq!(first.expose_secret().len(), 64);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            kept_token(&path).unwrap().expose_secret(),
+            first.expose_secret()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(kept_token(&path).unwrap_err().contains("chmod 600"));
+    }
+}
