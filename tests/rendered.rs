@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::scratch::ScratchRoot;
 use common::*;
 use serde_json::{Value, json};
 
@@ -173,133 +174,27 @@ fn hostnames_with_underscores_are_refused_with_the_line() {
     );
 }
 
-/// Runs `firstrun.sh` as the node would, but against a scratch copy of /etc, /home, /boot and
-/// /var/log bind-mounted in a private mount namespace. The user tools (usermod, chpasswd,
-/// visudo…) are the real ones; only systemctl and locale-gen, which would touch the host,
-/// are recording stand-ins.
-struct ScratchRoot {
-    dir: tempfile::TempDir,
+/// A scratch root holding a rendered node's first stage, as the node would have it.
+fn scratch_for(render: &Path, boot_dir: &str) -> ScratchRoot {
+    let scratch = ScratchRoot::new(boot_dir);
+    for file in ["firstrun.sh", "userconf.txt"] {
+        std::fs::copy(render.join("boot").join(file), scratch.boot().join(file)).unwrap();
+    }
+    let tokens = std::fs::read_to_string(render.join("cmdline.txt.append")).unwrap();
+    std::fs::write(
+        scratch.boot().join("cmdline.txt"),
+        format!("console=tty1 root=PARTUUID=1234-02 rootwait {tokens}"),
+    )
+    .unwrap();
+    scratch
 }
 
-impl ScratchRoot {
-    fn new(boot_dir: &str, render: &Path) -> ScratchRoot {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        run(Command::new("cp")
-            .arg("-a")
-            .arg("/etc")
-            .arg(root.join("etc")));
-        // The host may have its own uid 1000; the scratch system's first user is "pi".
-        let taken = drop_id_1000(&root.join("etc/passwd"), &root.join("etc/group"));
-        for file in ["etc/shadow", "etc/gshadow"] {
-            let path = root.join(file);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !taken.iter().any(|n| l.starts_with(&format!("{n}:"))))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                std::fs::write(&path, kept).unwrap();
-            }
-        }
-        append(
-            &root.join("etc/passwd"),
-            "pi:x:1000:1000:,,,:/home/pi:/bin/bash\n",
-        );
-        append(&root.join("etc/group"), "pi:x:1000:\n");
-        append(&root.join("etc/shadow"), "pi:*:19000:0:99999:7:::\n");
-        if root.join("etc/gshadow").exists() {
-            append(&root.join("etc/gshadow"), "pi:!::\n");
-        }
-        std::fs::write(root.join("etc/hostname"), "raspberrypi\n").unwrap();
-        std::fs::write(
-            root.join("etc/hosts"),
-            "127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(root.join("home/pi")).unwrap();
-        run(Command::new("chown")
-            .arg("1000:1000")
-            .arg(root.join("home/pi")));
-        std::fs::create_dir_all(root.join("varlog")).unwrap();
-        let boot = root
-            .join("boot")
-            .join(boot_dir.trim_start_matches("/boot").trim_start_matches('/'));
-        std::fs::create_dir_all(&boot).unwrap();
-        for file in ["firstrun.sh", "userconf.txt"] {
-            std::fs::copy(render.join("boot").join(file), boot.join(file)).unwrap();
-        }
-        let tokens = std::fs::read_to_string(render.join("cmdline.txt.append")).unwrap();
-        std::fs::write(
-            boot.join("cmdline.txt"),
-            format!("console=tty1 root=PARTUUID=1234-02 rootwait {}", tokens),
-        )
-        .unwrap();
-        let stubs = root.join("stubs");
-        std::fs::create_dir_all(&stubs).unwrap();
-        for tool in ["systemctl", "locale-gen", "rfkill"] {
-            let path = stubs.join(tool);
-            std::fs::write(
-                &path,
-                format!(
-                    "#!/bin/sh\necho \"{tool} $*\" >>'{}'\n",
-                    root.join("stub.log").display()
-                ),
-            )
-            .unwrap();
-            run(Command::new("chmod").arg("755").arg(&path));
-        }
-        ScratchRoot { dir }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p.trim_start_matches('/'))
-    }
-
-    /// Runs the script inside the namespace; returns its stderr.
-    fn run_firstrun(&self, boot_dir: &str) -> String {
-        let r = self.dir.path().display();
-        let script = format!(
-            "set -e; mount --make-rprivate /; \
-             mount --bind {r}/etc /etc; mount --bind {r}/home /home; mount --bind {r}/boot /boot; \
-             mount --bind {r}/varlog /var/log; \
-             PATH={r}/stubs:$PATH sh {boot_dir}/firstrun.sh"
-        );
-        let out = output(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "firstrun.sh failed: {stderr}");
-        stderr
-    }
-}
-
-/// Removes users and groups with id 1000; returns their names.
-fn drop_id_1000(passwd: &Path, group: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    for path in [passwd, group] {
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut kept = String::new();
-        for line in text.lines() {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.get(2) == Some(&"1000") {
-                names.push(fields[0].to_string());
-            } else {
-                kept.push_str(line);
-                kept.push('\n');
-            }
-        }
-        std::fs::write(path, kept).unwrap();
-    }
-    names
-}
-
-fn append(path: &Path, line: &str) {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
+/// Runs `firstrun.sh` in the scratch root; returns its stderr.
+fn run_firstrun(scratch: &ScratchRoot) -> String {
+    let out = scratch.run(&format!("sh {}/firstrun.sh", scratch.boot_dir));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "firstrun.sh failed: {stderr}");
+    stderr
 }
 
 fn read(path: &Path) -> String {
@@ -335,12 +230,10 @@ fn hostile_values_arrive_byte_exact_on_a_scratch_root() {
     for case in &CASES {
         for (generation, boot_dir) in [("bookworm", "/boot/firmware"), ("bullseye", "/boot")] {
             let rendered = render(work.path(), case, generation);
-            let root = ScratchRoot::new(boot_dir, &rendered);
-            let boot = root
-                .path("boot")
-                .join(boot_dir.trim_start_matches("/boot").trim_start_matches('/'));
+            let root = scratch_for(&rendered, boot_dir);
+            let boot = root.boot();
             let script = std::fs::read(boot.join("firstrun.sh")).unwrap();
-            let log = root.run_firstrun(boot_dir);
+            let log = run_firstrun(&root);
             assert!(!log.contains("FAILED"), "{generation}: {log}");
             // Every step is idempotent: running the script again (a power cut before it
             // finished, say) changes nothing and fails nothing.
@@ -349,7 +242,7 @@ fn hostile_values_arrive_byte_exact_on_a_scratch_root() {
                 root.path("").display()
             )));
             std::fs::write(boot.join("firstrun.sh"), &script).unwrap();
-            let again = root.run_firstrun(boot_dir);
+            let again = run_firstrun(&root);
             assert!(
                 !again.contains("FAILED"),
                 "{generation} second run: {again}"

@@ -22,12 +22,22 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     let plan = pinode::cluster::ClusterPlan::of(&loaded);
     if let Some(plan) = &plan {
         let servers = plan.servers.len();
-        let datastore = if plan.ha { "embedded etcd (HA)" } else { "single server, default datastore" };
-        out.say(format!("  cluster: {} ({servers} server(s), {datastore})", plan.name));
+        let datastore = if plan.ha {
+            "embedded etcd (HA)"
+        } else {
+            "single server, default datastore"
+        };
+        out.say(format!(
+            "  cluster: {} ({servers} server(s), {datastore})",
+            plan.name
+        ));
         out.say(format!("  api: {}", plan.api));
         out.say(format!("  token: {}", plan.token));
         let k3s = &plan.spec.k3s;
-        let version = k3s.version.clone().unwrap_or_else(|| format!("channel {}", k3s.channel));
+        let version = k3s
+            .version
+            .clone()
+            .unwrap_or_else(|| format!("channel {}", k3s.channel));
         out.say(format!("  k3s: {version}, installer {}", k3s.install_url));
         if let Some(runner) = &plan.spec.runner {
             let source = match (&runner.token_env, &runner.token_file) {
@@ -35,7 +45,10 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
                 (None, Some(file)) => format!("file {file}"),
                 (None, None) => String::new(),
             };
-            out.say(format!("  runner: GitLab {} from {} (token: {source})", runner.url, plan.founder));
+            out.say(format!(
+                "  runner: GitLab {} from {} (token: {source})",
+                runner.url, plan.founder
+            ));
         }
     }
     for node in &loaded.nodes {

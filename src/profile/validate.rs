@@ -249,7 +249,10 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
-    for (name, args) in [("server_args", &k3s.server_args), ("agent_args", &k3s.agent_args)] {
+    for (name, args) in [
+        ("server_args", &k3s.server_args),
+        ("agent_args", &k3s.agent_args),
+    ] {
         for (i, arg) in args.iter().enumerate() {
             let field = format!("cluster.k3s.{name}[{i}]");
             if arg.chars().any(|ch| ch.is_control()) {
@@ -261,14 +264,25 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     }
     for (i, san) in k3s.tls_san.iter().enumerate() {
         let ok = !san.is_empty()
-            && san.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch));
+            && san
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch));
         if !ok {
-            r.error(format!("cluster.k3s.tls_san[{i}]"), format!("{} is not a host name or IP address", values::printable(san)));
+            r.error(
+                format!("cluster.k3s.tls_san[{i}]"),
+                format!(
+                    "{} is not a host name or IP address",
+                    values::printable(san)
+                ),
+            );
         }
     }
     if let Some(runner) = &c.runner {
         if runner.url.starts_with("http://") {
-            r.warn("cluster.runner.url", "plain http: the runner token travels unencrypted; use https");
+            r.warn(
+                "cluster.runner.url",
+                "plain http: the runner token travels unencrypted; use https",
+            );
         }
         if !(runner.url.starts_with("https://") || runner.url.starts_with("http://"))
             || runner.url.contains(char::is_whitespace)

@@ -90,7 +90,12 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
         // Hand over to the second stage: K3s and the runner, once the network is up.
         let script = format!("{boot}/{}", super::firstboot::SCRIPT);
         runcmd.push(args(&["sh", &script, "install", boot]));
-        runcmd.push(args(&["systemctl", "start", "--no-block", "pinode-firstboot.service"]));
+        runcmd.push(args(&[
+            "systemctl",
+            "start",
+            "--no-block",
+            "pinode-firstboot.service",
+        ]));
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
     // cloud-init's locale module fails on a locale that is not generated yet; bootcmd runs

@@ -223,24 +223,43 @@ run_stage() {
 "##;
 
 /// The files of this stage for `plan` (which must have a cluster part).
-pub fn files(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<Vec<BootFile>, RenderError> {
+pub fn files(
+    plan: &NodePlan,
+    node: &NodeCluster,
+    boot_dir: &str,
+) -> Result<Vec<BootFile>, RenderError> {
     let mut files = vec![
-        BootFile { path: SCRIPT.into(), contents: script(plan, node, boot_dir)?.into_bytes(), secret: false },
-        BootFile { path: UNIT.into(), contents: UNIT_TEXT.as_bytes().to_vec(), secret: false },
+        BootFile {
+            path: SCRIPT.into(),
+            contents: script(plan, node, boot_dir)?.into_bytes(),
+            secret: false,
+        },
+        BootFile {
+            path: UNIT.into(),
+            contents: UNIT_TEXT.as_bytes().to_vec(),
+            secret: false,
+        },
         BootFile {
             path: K3S_CONFIG.into(),
-            contents: k3s::config_yaml(&plan.hostname, node, &format!("{NODE_SECRETS}/k3s-token"))?.into_bytes(),
+            contents: k3s::config_yaml(&plan.hostname, node, &format!("{NODE_SECRETS}/k3s-token"))?
+                .into_bytes(),
             secret: false,
         },
         BootFile {
             path: K3S_TOKEN.into(),
             // No line break: the file is the token, byte for byte.
-            contents: secrecy::ExposeSecret::expose_secret(&node.token).as_bytes().to_vec(),
+            contents: secrecy::ExposeSecret::expose_secret(&node.token)
+                .as_bytes()
+                .to_vec(),
             secret: true,
         },
     ];
     if mdns_host(node).is_some() {
-        files.push(BootFile { path: HOSTS_UNIT.into(), contents: HOSTS_UNIT_TEXT.as_bytes().to_vec(), secret: false });
+        files.push(BootFile {
+            path: HOSTS_UNIT.into(),
+            contents: HOSTS_UNIT_TEXT.as_bytes().to_vec(),
+            secret: false,
+        });
     }
     if let Some(runner) = &node.runner {
         files.push(BootFile {
@@ -248,7 +267,11 @@ pub fn files(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<Vec<
             contents: k3s::runner_manifest(&runner.spec)?.into_bytes(),
             secret: false,
         });
-        files.push(BootFile { path: RUNNER_TOKEN.into(), contents: k3s::runner_token_file(runner), secret: true });
+        files.push(BootFile {
+            path: RUNNER_TOKEN.into(),
+            contents: k3s::runner_token_file(runner),
+            secret: true,
+        });
     }
     Ok(files)
 }
@@ -258,7 +281,11 @@ fn mdns_host(node: &NodeCluster) -> Option<&str> {
     if node.role == K3sRole::Founder {
         return None;
     }
-    let rest = node.api.split_once("://").map(|(_, r)| r).unwrap_or(&node.api);
+    let rest = node
+        .api
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(&node.api);
     let host = rest.split(['/', ':']).next().unwrap_or("");
     host.ends_with(".local").then_some(host)
 }
@@ -269,13 +296,21 @@ fn script(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<String,
         K3sRole::Agent => "agent",
     };
     let mut p = ShellProgram::default();
-    p.comment(format!("pinode {} second first-boot stage for node {}.", env!("CARGO_PKG_VERSION"), plan.hostname))
-        .comment("`firstboot.sh install BOOT_DIR` (run by the first stage) moves the secrets off the boot")
-        .comment("partition and enables pinode-firstboot.service, which runs `firstboot.sh run` once the")
-        .comment("network is up. No secrets in here: they are files of their own.")
-        .library(firstrun::CORE)
-        .library(LIBRARY)
-        .propagate_status();
+    p.comment(format!(
+        "pinode {} second first-boot stage for node {}.",
+        env!("CARGO_PKG_VERSION"),
+        plan.hostname
+    ))
+    .comment(
+        "`firstboot.sh install BOOT_DIR` (run by the first stage) moves the secrets off the boot",
+    )
+    .comment(
+        "partition and enables pinode-firstboot.service, which runs `firstboot.sh run` once the",
+    )
+    .comment("network is up. No secrets in here: they are files of their own.")
+    .library(firstrun::CORE)
+    .library(LIBRARY)
+    .propagate_status();
     p.var("PINODE_STAGE", "firstboot")?
         .var("BOOT_DIR", boot_dir)?
         .var("NODE_HOSTNAME", &plan.hostname)?
@@ -286,7 +321,10 @@ fn script(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<String,
         .var("K3S_VERSION", node.k3s.version.as_deref().unwrap_or(""))?
         .var("K3S_CHANNEL", &node.k3s.channel)?
         .var("K3S_INSTALL_URL", &node.k3s.install_url)?
-        .var("HAS_RUNNER", if node.runner.is_some() { "yes" } else { "no" })?
+        .var(
+            "HAS_RUNNER",
+            if node.runner.is_some() { "yes" } else { "no" },
+        )?
         .var("API_MDNS_HOST", mdns_host(node).unwrap_or(""))?
         .var("RETRIES", "6")?;
     p.step(r#"case "${1:-run}" in"#)

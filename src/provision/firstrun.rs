@@ -298,8 +298,7 @@ pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderE
         // Hand over to the second stage, which runs once the network is up.
         p.step(r#"step "k3s first-boot service" sh "$BOOT_DIR/pinode/firstboot.sh" install "$BOOT_DIR""#);
     }
-    p
-        .step(r#"finish "$BOOT_DIR" "$SCRIPT""#);
+    p.step(r#"finish "$BOOT_DIR" "$SCRIPT""#);
     Ok(p.render())
 }
 

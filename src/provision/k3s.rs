@@ -207,7 +207,10 @@ pub fn runner_manifest(runner: &RunnerSpec) -> Result<String, RenderError> {
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
     let version = match &runner.chart_version {
-        Some(v) => format!("  version: {}\n", serde_json::to_string(v).map_err(|e| RenderError(e.to_string()))?),
+        Some(v) => format!(
+            "  version: {}\n",
+            serde_json::to_string(v).map_err(|e| RenderError(e.to_string()))?
+        ),
         None => String::new(),
     };
     let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();

@@ -175,18 +175,28 @@ impl NodePlan {
 }
 
 /// The node's part in the cluster: its role, the token, and the runner on the founder.
-fn resolve_cluster(profile: &LoadedProfile, plan: &ClusterPlan, hostname: &str) -> Result<NodeCluster, FieldError> {
+fn resolve_cluster(
+    profile: &LoadedProfile,
+    plan: &ClusterPlan,
+    hostname: &str,
+) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(hostname);
     let runner = match (&plan.spec.runner, role) {
         (Some(spec), K3sRole::Founder) => {
             let (token, field) = match (&spec.token_env, &spec.token_file) {
                 (Some(var), _) => (secrets::from_env(var), "cluster.runner.token_env"),
-                (None, Some(path)) => (secrets::from_file(path, &profile.base_dir()), "cluster.runner.token_file"),
+                (None, Some(path)) => (
+                    secrets::from_file(path, &profile.base_dir()),
+                    "cluster.runner.token_file",
+                ),
                 (None, None) => (Err("no token source".to_string()), "cluster.runner"),
             };
             let token = token.map_err(|e| profile.error_at(field, e))?;
             check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
-            Some(RunnerPlan { spec: spec.clone(), token })
+            Some(RunnerPlan {
+                spec: spec.clone(),
+                token,
+            })
         }
         _ => None,
     };

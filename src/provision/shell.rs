@@ -91,7 +91,11 @@ impl ShellProgram {
             out.push_str(step);
             out.push('\n');
         }
-        let exit = if self.propagate_status { "exit $?" } else { "exit 0" };
+        let exit = if self.propagate_status {
+            "exit $?"
+        } else {
+            "exit 0"
+        };
         out.push_str(&format!("}}\n\nmain \"$@\"\n{exit}\n}}\n"));
         out
     }

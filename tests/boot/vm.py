@@ -105,7 +105,7 @@ def boot_partition_files(image: str | os.PathLike) -> list[str]:
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     out = subprocess.run(["mdir", "-b", "-i", f"{image}@@{offset}", "::"], check=True, env=env,
                          capture_output=True, text=True).stdout
-    return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line.strip()]
+    return [line.rstrip("/").rsplit("/", 1)[-1] for line in out.splitlines() if line.strip()]
 
 
 def qemu_cmdline(cmdline_txt: str) -> str:

@@ -2,6 +2,8 @@
 //! pinode binary, and independent readers (sfdisk, fsck.fat, mtools) to check its work.
 #![allow(dead_code)]
 
+pub mod scratch;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,546 @@
+//! Cluster provisioning without booting: the rendered K3s and runner files per role, checked
+//! by shellcheck, cloud-init's validator and YAML/TOML parsers, and the whole first-boot chain
+//! (firstrun.sh, then pinode-firstboot) run for real against a scratch root with a recording
+//! stand-in for the K3s installer. The boot test (tests/boot) proves the same on a booted VM.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::scratch::ScratchRoot;
+use common::*;
+use serde_json::{Value, json};
+
+const K3S_TOKEN: &str = "k3s-cluster-token-0123456789abcdef";
+const RUNNER_TOKEN: &str = "glrt-test_runner-token-0123456789";
+const DEPRECATED_RUNNER_KEYS: [&str; 6] = [
+    "tags",
+    "locked",
+    "runUntagged",
+    "protected",
+    "maximumTimeout",
+    "runnerRegistrationToken",
+];
+
+/// An environment like a user's: a home with an SSH key, the tokens, a private state dir.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        std::fs::write(
+            dir.path().join("home/.ssh/id_ed25519.pub"),
+            format!("{KEY_1}\n"),
+        )
+        .unwrap();
+        Env { dir }
+    }
+
+    fn pinode(&self) -> Command {
+        let mut c = pinode();
+        c.env("HOME", self.dir.path().join("home"))
+            .env("PINODE_STATE_DIR", self.dir.path().join("state"))
+            .env("K3S_TOKEN", K3S_TOKEN)
+            .env("GITLAB_RUNNER_TOKEN", RUNNER_TOKEN)
+            .env("WIFI_PSK", "cluster passphrase");
+        c
+    }
+
+    /// Renders `node` of `profile` for `generation` into a folder; returns it.
+    fn render(&self, profile: &Path, node: &str, generation: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("render-{node}-{generation}"));
+        run(self
+            .pinode()
+            .args(["render", "--profile"])
+            .arg(profile)
+            .args(["--node", node, "--generation", generation, "--out-dir"])
+            .arg(&out));
+        out
+    }
+}
+
+fn repo_profile(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")).join(name)
+}
+
+fn pyyaml_all(path: &Path) -> Vec<Value> {
+    let script =
+        "import yaml,json,sys; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
+    serde_json::from_str(&run(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)))
+    .unwrap()
+}
+
+fn pytoml(text: &str) -> Value {
+    let script = "import tomllib,json,sys; print(json.dumps(tomllib.loads(sys.stdin.read())))";
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every node of the three example profiles, on both routes.
+#[test]
+fn example_profiles_render_every_role_correctly() {
+    let env = Env::new();
+    let cases = [
+        ("single-node.yaml", vec![("solo", "founder")], None),
+        (
+            "cluster.yaml",
+            vec![
+                ("matrix", "founder"),
+                ("worker-1", "agent"),
+                ("worker-3", "agent"),
+            ],
+            Some("https://matrix.local:6443"),
+        ),
+        (
+            "ha.yaml",
+            vec![
+                ("ha-1", "founder-ha"),
+                ("ha-2", "server"),
+                ("ha-3", "server"),
+                ("edge-2", "agent"),
+            ],
+            Some("https://ha-1.local:6443"),
+        ),
+    ];
+    for (file, nodes, api) in cases {
+        let profile = repo_profile(file);
+        for (node, role) in nodes {
+            for generation in ["bookworm", "trixie"] {
+                let out = env.render(&profile, node, generation);
+                let boot = out.join("boot");
+                let what = format!("{file} {node} {generation}");
+                // The shell passes shellcheck and parses.
+                let mut scripts = vec![boot.join("pinode/firstboot.sh")];
+                if generation == "bookworm" {
+                    scripts.push(boot.join("firstrun.sh"));
+                } else {
+                    run(Command::new("cloud-init")
+                        .args(["schema", "--config-file"])
+                        .arg(boot.join("user-data")));
+                }
+                for script in &scripts {
+                    run(Command::new("shellcheck")
+                        .args(["--shell=sh", "--severity=style"])
+                        .arg(script));
+                    run(Command::new("sh").arg("-n").arg(script));
+                }
+                // The K3s config for the role.
+                let config = &pyyaml_all(&boot.join("pinode/k3s/config.yaml"))[0];
+                assert_eq!(config["node-name"], node, "{what}");
+                assert_eq!(config["token-file"], "/etc/pinode/secrets/k3s-token");
+                match role {
+                    "founder" | "founder-ha" | "server" => {
+                        let sans = config["tls-san"].as_array().unwrap();
+                        assert!(
+                            sans.contains(&json!(node))
+                                && sans.contains(&json!(format!("{node}.local"))),
+                            "{what}: {sans:?}"
+                        );
+                        assert_eq!(config["write-kubeconfig-mode"], "0600");
+                    }
+                    _ => assert!(config.get("tls-san").is_none()),
+                }
+                assert_eq!(
+                    config.get("cluster-init").is_some(),
+                    role == "founder-ha",
+                    "{what}"
+                );
+                match (role, api) {
+                    ("server" | "agent", Some(api)) => assert_eq!(config["server"], api, "{what}"),
+                    _ => assert!(config.get("server").is_none(), "{what}"),
+                }
+                if file == "cluster.yaml" && role == "founder" {
+                    assert_eq!(config["disable"], "traefik");
+                }
+                if file == "ha.yaml" && role != "agent" {
+                    assert!(
+                        config["tls-san"]
+                            .as_array()
+                            .unwrap()
+                            .contains(&json!("ha.example.internal"))
+                    );
+                }
+                // Secrets: private files holding exactly the token.
+                let token = std::fs::read(boot.join("pinode/secrets/k3s-token")).unwrap();
+                if file != "single-node.yaml" {
+                    assert_eq!(token, K3S_TOKEN.as_bytes());
+                }
+                let mode = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(boot.join("pinode/secrets/k3s-token"))
+                        .unwrap()
+                        .permissions(),
+                );
+                assert_eq!(mode & 0o777, 0o600);
+                // The runner, on the founder only.
+                let manifest = boot.join("pinode/k3s/pinode-gitlab-runner.yaml");
+                let founder = role.starts_with("founder");
+                assert_eq!(manifest.exists(), founder, "{what}");
+                assert_eq!(boot.join("pinode/secrets/runner-token").exists(), founder);
+                assert_eq!(out.join("gitlab-ci-buildkit.yml").exists(), founder);
+                if founder {
+                    check_runner(&manifest, &std::fs::read_to_string(&profile).unwrap());
+                    assert_eq!(
+                        std::fs::read(boot.join("pinode/secrets/runner-token")).unwrap(),
+                        RUNNER_TOKEN.as_bytes()
+                    );
+                    let job = &pyyaml_all(&out.join("gitlab-ci-buildkit.yml"))[0]["build-image"];
+                    assert_eq!(job["image"]["name"], "moby/buildkit:rootless");
+                    let job_text =
+                        std::fs::read_to_string(out.join("gitlab-ci-buildkit.yml")).unwrap();
+                    assert!(
+                        !job_text.contains("privileged: true") && !job_text.contains("docker.sock")
+                    );
+                }
+                // Joining nodes pin the founder's mDNS address for K3s.
+                let mdns = api.is_some_and(|a| a.contains(".local")) && !founder;
+                assert_eq!(
+                    boot.join("pinode/pinode-hosts.service").exists(),
+                    mdns,
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+fn check_runner(manifest: &Path, profile_text: &str) {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let docs = pyyaml_all(manifest);
+    assert_eq!(docs[0]["kind"], "Namespace");
+    let chart = &docs[1];
+    assert_eq!(chart["apiVersion"], "helm.cattle.io/v1");
+    assert_eq!(chart["kind"], "HelmChart");
+    assert_eq!(chart["spec"]["repo"], "https://charts.gitlab.io");
+    assert_eq!(chart["spec"]["chart"], "gitlab-runner");
+    assert_eq!(chart["spec"]["targetNamespace"], "gitlab-runner");
+    let values: Value =
+        serde_yaml::from_str(chart["spec"]["valuesContent"].as_str().unwrap()).unwrap();
+    assert!(profile_text.contains(values["gitlabUrl"].as_str().unwrap()));
+    assert_eq!(values["rbac"]["create"], true);
+    assert_eq!(values["runners"]["secret"], "gitlab-runner-token");
+    assert!(values["concurrent"].as_u64().unwrap() >= 1);
+    let toml = pytoml(values["runners"]["config"].as_str().unwrap());
+    let kubernetes = &toml["runners"][0]["kubernetes"];
+    assert_eq!(kubernetes["node_selector"]["kubernetes.io/arch"], "arm64");
+    assert_eq!(kubernetes["image"], "alpine:3.20");
+    for key in DEPRECATED_RUNNER_KEYS {
+        assert!(!text.contains(key), "deprecated runner key {key} in {text}");
+    }
+    assert!(
+        !text.contains(RUNNER_TOKEN),
+        "the token must not be in the manifest"
+    );
+}
+
+#[test]
+fn a_registration_token_is_refused_with_an_explanation() {
+    let env = Env::new();
+    for token in ["GR1348941abcdefghij", "not-a-token"] {
+        let out = output(
+            env.pinode()
+                .env("GITLAB_RUNNER_TOKEN", token)
+                .args(["render", "--profile"])
+                .arg(repo_profile("cluster.yaml"))
+                .args(["--node", "matrix", "--generation", "bookworm", "--out-dir"])
+                .arg(env.dir.path().join("r")),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("cluster.yaml:")
+                && err.contains("cluster.runner.token_env")
+                && err.contains("glrt-"),
+            "{err}"
+        );
+        assert!(!err.contains(token), "the token must not be echoed: {err}");
+    }
+    // Agents do not need the runner token at all.
+    let out = output(
+        env.pinode()
+            .env_remove("GITLAB_RUNNER_TOKEN")
+            .args(["render", "--profile"])
+            .arg(repo_profile("cluster.yaml"))
+            .args([
+                "--node",
+                "worker-1",
+                "--generation",
+                "bookworm",
+                "--out-dir",
+            ])
+            .arg(env.dir.path().join("w")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = output(
+        env.pinode()
+            .env_remove("K3S_TOKEN")
+            .args(["render", "--profile"])
+            .arg(repo_profile("cluster.yaml"))
+            .args([
+                "--node",
+                "worker-1",
+                "--generation",
+                "bookworm",
+                "--out-dir",
+            ])
+            .arg(env.dir.path().join("w2")),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("environment variable K3S_TOKEN is not set")
+    );
+}
+
+#[test]
+fn a_generated_token_is_kept_and_shared_by_every_node() {
+    let env = Env::new();
+    let profile = repo_profile("single-node.yaml");
+    let first = env.render(&profile, "solo", "bookworm");
+    let kept = env.dir.path().join("state/clusters/solo/token");
+    let token = std::fs::read_to_string(&kept).unwrap();
+    assert_eq!(token.trim().len(), 64);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(first.join("boot/pinode/secrets/k3s-token")).unwrap(),
+        token.trim()
+    );
+    let again = env.render(&profile, "solo", "trixie");
+    assert_eq!(
+        std::fs::read_to_string(again.join("boot/pinode/secrets/k3s-token")).unwrap(),
+        token.trim()
+    );
+    let check = run(env.pinode().args(["profile", "check"]).arg(&profile));
+    assert!(
+        check.contains("generated once, kept in") && !check.contains(token.trim()),
+        "{check}"
+    );
+}
+
+/// The recording stand-in for the K3s install script: it notes how it was called.
+const FAKE_INSTALLER: &str = r#"#!/bin/sh
+mkdir -p /var/lib/pinode-test
+{
+	printf 'args=%s\n' "$*"
+	env | grep -E '^(INSTALL_K3S_|K3S_)' | sort
+	printf 'token=%s\n' "$(cat "$K3S_TOKEN_FILE")"
+	echo ---
+} >>/var/lib/pinode-test/install.log
+mkdir -p /etc/rancher/k3s
+echo 'apiVersion: v1 # a stand-in kubeconfig' >/etc/rancher/k3s/k3s.yaml
+"#;
+
+/// Runs the node's whole first boot in a scratch root: firstrun.sh (which hands over to the
+/// second stage), then `pinode-firstboot.service`'s command, twice.
+fn first_boot(
+    env: &Env,
+    profile: &Path,
+    node: &str,
+    memory_cgroup: bool,
+) -> (ScratchRoot, PathBuf) {
+    let rendered = env.render(profile, node, "bookworm");
+    let root = ScratchRoot::new("/boot/firmware");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rendered.join("boot").display()))
+        .arg(root.boot()));
+    let tokens = std::fs::read_to_string(rendered.join("cmdline.txt.append")).unwrap();
+    std::fs::write(
+        root.boot().join("cmdline.txt"),
+        format!("console=tty1 root=PARTUUID=1234-02 rootwait {tokens}"),
+    )
+    .unwrap();
+    if !memory_cgroup {
+        std::fs::write(
+            root.path("cgroup/cgroup.controllers"),
+            "cpuset cpu io pids\n",
+        )
+        .unwrap();
+    }
+    let installer = root.path("fake-installer.sh");
+    std::fs::write(&installer, FAKE_INSTALLER).unwrap();
+    root.stub("curl", &format!(
+        "while [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift ;; esac; shift; done\ncp '{}' \"$out\"",
+        installer.display()
+    ));
+    // mDNS is not available here: answer for .local names, defer everything else.
+    root.stub("getent", "case \"$1 $2\" in 'ahostsv4 '*.local) echo \"10.0.0.5 STREAM $2\"; exit 0 ;; esac\nexec /usr/bin/getent \"$@\"");
+    let out = root.run("sh /boot/firmware/firstrun.sh");
+    assert!(
+        out.status.success(),
+        "firstrun.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (root, rendered)
+}
+
+fn run_second_stage(root: &ScratchRoot) -> (bool, String) {
+    let out = root.run("/usr/local/lib/pinode/firstboot.sh run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn install_log(root: &ScratchRoot) -> Vec<BTreeMap<String, String>> {
+    read(&root.path("varlib/pinode-test/install.log"))
+        .split("---\n")
+        .filter(|r| !r.trim().is_empty())
+        .map(|record| {
+            record
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+#[test]
+fn the_first_boot_chain_installs_k3s_in_each_role() {
+    assert!(
+        is_root(),
+        "this test runs the first-boot scripts in a mount namespace and needs root (as CI has)"
+    );
+    let env = Env::new();
+    let cluster = repo_profile("cluster.yaml");
+
+    // The server: founds the cluster, carries the runner.
+    let (root, rendered) = first_boot(&env, &cluster, "matrix", true);
+    let boot = root.boot();
+    assert!(
+        !boot.join("pinode/secrets").exists(),
+        "secrets are moved off the boot partition"
+    );
+    assert!(!boot.join("firstrun.sh").exists() && !boot.join("userconf.txt").exists());
+    for (name, token) in [("k3s-token", K3S_TOKEN), ("runner-token", RUNNER_TOKEN)] {
+        let path = root.path(&format!("etc/pinode/secrets/{name}"));
+        assert_eq!(read(&path), token);
+        assert_eq!(mode(&path), 0o600);
+    }
+    assert!(
+        root.stub_log()
+            .contains("systemctl enable pinode-firstboot.service"),
+        "{}",
+        root.stub_log()
+    );
+    let (ok, log) = run_second_stage(&root);
+    assert!(ok, "{log}");
+    let runs = install_log(&root);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["args"], "server");
+    assert_eq!(runs[0]["INSTALL_K3S_VERSION"], "v1.33.5+k3s1");
+    assert_eq!(runs[0]["K3S_TOKEN_FILE"], "/etc/pinode/secrets/k3s-token");
+    assert_eq!(runs[0]["token"], K3S_TOKEN);
+    assert!(!runs[0].contains_key("K3S_URL"));
+    assert!(root.stub_log().contains("curl") && root.stub_log().contains("https://get.k3s.io"));
+    let config = root.path("etc/rancher/k3s/config.yaml");
+    assert_eq!(
+        read(&config),
+        read(&rendered.join("boot/pinode/k3s/config.yaml"))
+    );
+    assert_eq!(mode(&config), 0o600);
+    let manifests = root.path("varlib/rancher/k3s/server/manifests");
+    assert_eq!(
+        read(&manifests.join("pinode-gitlab-runner.yaml")),
+        read(&rendered.join("boot/pinode/k3s/pinode-gitlab-runner.yaml"))
+    );
+    let secret = pyyaml_all(&manifests.join("pinode-gitlab-runner-token.yaml"));
+    assert_eq!(secret[1]["kind"], "Secret");
+    assert_eq!(secret[1]["metadata"]["name"], "gitlab-runner-token");
+    let b64 = secret[1]["data"]["runner-token"].as_str().unwrap();
+    let decoded = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{b64}' | base64 -d")));
+    assert_eq!(decoded, RUNNER_TOKEN);
+    assert_eq!(
+        mode(&manifests.join("pinode-gitlab-runner-token.yaml")),
+        0o600
+    );
+    assert_eq!(
+        read(&root.path("home/pi-admin/.kube/config")),
+        "apiVersion: v1 # a stand-in kubeconfig\n"
+    );
+    let status = read(&boot.join("pinode-status.txt"));
+    assert!(
+        status.contains("firstrun: ok") && status.contains("k3s (server): ok"),
+        "{status}"
+    );
+    assert!(!status.contains(K3S_TOKEN) && !status.contains(RUNNER_TOKEN));
+    assert!(root.path("varlib/pinode/firstboot.done").exists());
+    // A second boot does nothing.
+    let (ok, log) = run_second_stage(&root);
+    assert!(ok && log.contains("nothing to do"), "{log}");
+    assert_eq!(install_log(&root).len(), 1);
+
+    // An agent joins the API, whose mDNS address it pins for K3s; no runner.
+    let (root, _) = first_boot(&env, &cluster, "worker-2", true);
+    let (ok, log) = run_second_stage(&root);
+    assert!(ok, "{log}");
+    let runs = install_log(&root);
+    assert_eq!(runs[0]["args"], "agent");
+    assert_eq!(runs[0]["K3S_URL"], "https://matrix.local:6443");
+    assert_eq!(runs[0]["K3S_TOKEN_FILE"], "/etc/pinode/secrets/k3s-token");
+    assert!(!root.path("varlib/rancher/k3s/server/manifests").exists());
+    assert!(!root.path("etc/pinode/secrets/runner-token").exists());
+    assert!(read(&root.path("etc/hosts")).contains("10.0.0.5\tmatrix.local # pinode-mdns\n"));
+    assert!(
+        root.stub_log()
+            .contains("systemctl enable pinode-hosts.service")
+    );
+
+    // A second HA server joins the founder.
+    let (root, _) = first_boot(&env, &repo_profile("ha.yaml"), "ha-2", true);
+    let (ok, log) = run_second_stage(&root);
+    assert!(ok, "{log}");
+    assert_eq!(install_log(&root)[0]["args"], "server");
+    let config = &pyyaml_all(&root.path("etc/rancher/k3s/config.yaml"))[0];
+    assert_eq!(config["server"], "https://ha-1.local:6443");
+    assert!(config.get("cluster-init").is_none());
+}
+
+#[test]
+fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
+    assert!(is_root(), "this test needs root (as CI has)");
+    let env = Env::new();
+    let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "worker-1", false);
+    let (ok, log) = run_second_stage(&root);
+    assert!(!ok, "a failed stage exits non-zero so systemd shows it");
+    assert!(log.contains("memory cgroup is off"), "{log}");
+    let status = read(&root.boot().join("pinode-status.txt"));
+    assert!(
+        status.contains("failed: memory cgroup (the next boot tries again)"),
+        "{status}"
+    );
+    assert!(!root.path("varlib/pinode/firstboot.done").exists());
+}
