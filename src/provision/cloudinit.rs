@@ -87,17 +87,15 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
         ]));
     }
     if plan.cluster.is_some() {
-        // Hand over to the second stage: K3s and the runner, once the network is up.
+        // Hand over to the second stage (K3s and the runner): install it, which moves the
+        // secrets off the boot partition, report and scrub, then start it.
         let script = format!("{boot}/{}", super::firstboot::SCRIPT);
         runcmd.push(args(&["sh", &script, "install", boot]));
-        runcmd.push(args(&[
-            "systemctl",
-            "start",
-            "--no-block",
-            "pinode-firstboot.service",
-        ]));
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
+    if plan.cluster.is_some() {
+        runcmd.push(args(&["systemctl", "start", "--no-block", "pinode-firstboot.service"]));
+    }
     // cloud-init's locale module fails on a locale that is not generated yet; bootcmd runs
     // before it. Once per instance, and the same code as the firstrun route.
     let generate_locale = format!(
