@@ -124,6 +124,27 @@ fn rendered_cloud_init_passes_schema_and_parses_byte_exact() {
             .args(["schema", "--config-file"])
             .arg(boot.join("user-data")));
         let user_data = pyyaml(&boot.join("user-data"));
+        // Every shell snippet the seed runs passes shellcheck too.
+        for command in user_data["bootcmd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(user_data["runcmd"].as_array().unwrap())
+        {
+            let argv: Vec<&str> = command
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            if let Some(at) = argv.iter().position(|a| *a == "-c") {
+                let script = dir.path().join("snippet.sh");
+                std::fs::write(&script, format!("#!/bin/sh\n{}", argv[at + 1])).unwrap();
+                run(Command::new("shellcheck")
+                    .args(["--shell=sh", "--severity=style"])
+                    .arg(&script));
+            }
+        }
         assert_eq!(user_data["hostname"], "matrix");
         let user = &user_data["users"][0];
         assert_eq!(user["name"], "alice");
@@ -385,7 +406,13 @@ fn yaml_1_1_lookalikes_stay_strings() {
     let user_data = pyyaml(&boot.join("user-data"));
     assert_eq!(user_data["hostname"], "off");
     assert_eq!(user_data["users"][0]["name"], "yes");
-    assert_eq!(user_data["keyboard"]["layout"], "no");
+    let keyboard = user_data["runcmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c[3] == "pinode-keyboard")
+        .unwrap();
+    assert_eq!(keyboard[4], "no");
     let network = pyyaml(&boot.join("network-config"));
     let wlan = &network["network"]["wifis"]["wlan0"];
     assert_eq!(wlan["regulatory-domain"], "NO");

@@ -12,7 +12,14 @@ use super::{Output, size};
 
 pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
     let mut image = Image::open(target, false)?;
-    let os = image.detect_os(None, None)?;
+    // A card pinode prepared says which route it was prepared for (os.init may have forced it).
+    let prepared = image.with_boot_fs(|fs| pinode::customise::Manifest::read(fs))?;
+    let forced = prepared.as_ref().and_then(|m| match m.init.as_str() {
+        "firstrun" => Some(pinode::osinfo::InitRoute::Firstrun),
+        "cloud-init" => Some(pinode::osinfo::InitRoute::CloudInit),
+        _ => None,
+    });
+    let os = image.detect_os(None, forced)?;
     let fat = image.boot_fat_kind()?;
     let mount = os.boot_mount();
     let (label, state) = image.with_boot_fs(|fs| Ok((fs.label(), boot_state(fs, mount)?)))?;

@@ -39,6 +39,16 @@ printf 'pinode first boot of %s\ncloud-init: done\nfinished: %s\nlog: /var/log/c
 sync
 "#;
 
+/// Renames an existing uid-1000 user (and its group and home) to `$1`. Static text.
+const RENAME_FIRST_USER: &str = r#"first=$(getent passwd 1000 | cut -d: -f1)
+[ -n "$first" ] && [ "$first" != "$1" ] || exit 0
+getent passwd "$1" >/dev/null && exit 0
+group=$(getent group 1000 | cut -d: -f1)
+usermod --login "$1" "$first" && usermod --move-home --home "/home/$1" "$1" || exit 1
+if [ -n "$group" ] && [ "$group" = "$first" ]; then groupmod --new-name "$1" "$group"; fi
+rm -f /etc/sudoers.d/010_pi-nopasswd
+"#;
+
 #[derive(Serialize)]
 struct CloudConfig<'a> {
     bootcmd: Vec<Vec<String>>,
@@ -48,7 +58,6 @@ struct CloudConfig<'a> {
     ssh_pwauth: bool,
     timezone: &'a str,
     locale: &'a str,
-    keyboard: Keyboard<'a>,
     runcmd: Vec<Vec<String>>,
 }
 
@@ -64,12 +73,6 @@ struct CloudUser<'a> {
     ssh_authorized_keys: Vec<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sudo: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Keyboard<'a> {
-    layout: &'a str,
-    model: &'static str,
 }
 
 /// `user-data`.
@@ -94,7 +97,12 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
     if plan.cluster.is_some() {
-        runcmd.push(args(&["systemctl", "start", "--no-block", "pinode-firstboot.service"]));
+        runcmd.push(args(&[
+            "systemctl",
+            "start",
+            "--no-block",
+            "pinode-firstboot.service",
+        ]));
     }
     // cloud-init's locale module fails on a locale that is not generated yet; bootcmd runs
     // before it. Once per instance, and the same code as the firstrun route.
@@ -103,16 +111,38 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
 generate_locale \"$1\"\n",
         super::firstrun::GENERATE_LOCALE
     );
-    let bootcmd = vec![args(&[
-        "cloud-init-per",
-        "once",
-        "pinode-locale",
-        "sh",
-        "-c",
-        &generate_locale,
-        "pinode-locale",
-        &plan.locale,
-    ])];
+    let bootcmd = vec![
+        args(&[
+            "cloud-init-per",
+            "once",
+            "pinode-locale",
+            "sh",
+            "-c",
+            &generate_locale,
+            "pinode-locale",
+            &plan.locale,
+        ]),
+        // The user becomes the first user (uid 1000) as on the firstrun route and as Raspberry
+        // Pi OS tools expect: an image's placeholder first user is renamed before cloud-init's
+        // users module runs, which then finds the user and sets keys, groups and password.
+        args(&[
+            "cloud-init-per",
+            "once",
+            "pinode-first-user",
+            "sh",
+            "-c",
+            RENAME_FIRST_USER,
+            "pinode-first-user",
+            &plan.user.name,
+        ]),
+    ];
+    // The keyboard with the same code as the firstrun route: cloud-init's keyboard module
+    // needs console-setup, which not every image has.
+    let set_keyboard = format!("{}\nset_keyboard \"$1\"\n", super::firstrun::SET_KEYBOARD);
+    runcmd.insert(
+        0,
+        args(&["sh", "-c", &set_keyboard, "pinode-keyboard", &plan.keyboard]),
+    );
     let config = CloudConfig {
         bootcmd,
         hostname: &plan.hostname,
@@ -132,10 +162,6 @@ generate_locale \"$1\"\n",
         ssh_pwauth: plan.ssh_password_authentication,
         timezone: &plan.timezone,
         locale: &plan.locale,
-        keyboard: Keyboard {
-            layout: &plan.keyboard,
-            model: "pc105",
-        },
         runcmd,
     };
     let yaml = to_yaml(&config, "user-data")?;

@@ -162,15 +162,6 @@ set_locale() {
 "
 }
 
-set_keyboard() {
-	write_file /etc/default/keyboard 644 "XKBMODEL=\"pc105\"
-XKBLAYOUT=\"$1\"
-XKBVARIANT=\"\"
-XKBOPTIONS=\"\"
-BACKSPACE=\"guess\"
-"
-}
-
 # Wi-Fi is soft-blocked on Raspberry Pi OS until a country is set.
 unblock_wifi() {
 	if command -v rfkill >/dev/null 2>&1; then
@@ -211,6 +202,14 @@ log: $PINODE_LOG on the node
 }
 "##;
 
+/// `set_keyboard LAYOUT`: the console and X keyboard layout. Shared with the cloud-init route:
+/// cloud-init's own keyboard module fails on images without console-setup.
+pub const SET_KEYBOARD: &str = r#"set_keyboard() {
+	printf 'XKBMODEL="pc105"\nXKBLAYOUT="%s"\nXKBVARIANT=""\nXKBOPTIONS=""\nBACKSPACE="guess"\n' "$1" >/etc/default/keyboard.pinode-new &&
+		chmod 644 /etc/default/keyboard.pinode-new && mv -f /etc/default/keyboard.pinode-new /etc/default/keyboard
+}
+"#;
+
 /// `generate_locale LOCALE`: enables LOCALE in /etc/locale.gen and generates it, unless it
 /// is there already. Shared with the cloud-init route, whose locale module needs it done first.
 pub const GENERATE_LOCALE: &str = r#"generate_locale() {
@@ -243,7 +242,8 @@ pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderE
     .comment("It contains secrets until then: do not share it.")
     .library(CORE)
     .library(LIBRARY)
-    .library(GENERATE_LOCALE);
+    .library(GENERATE_LOCALE)
+    .library(SET_KEYBOARD);
     p.var("PINODE_STAGE", "firstrun")?
         .var("BOOT_DIR", boot_dir)?
         .var("SCRIPT", &format!("{boot_dir}/{SCRIPT}"))?

@@ -23,11 +23,13 @@ Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-    rm -f /var/lib/pinode-e2e-apt-updated
 fi
 
-PKGS_MAIN="mmdebstrap binfmt-support mtools dosfstools e2fsprogs fdisk socat openssl
-openssh-client python3 arch-test ca-certificates debian-archive-keyring xz-utils zstd"
+# build-base-image.sh: mmdebstrap (+ arch-test, keyring), systemctl --root (systemd, not
+# running), mkfs.vfat + mcopy, mke2fs -d + debugfs, sfdisk, openssl (test CA), zstd (cache)
+# vm.py / https_server.py / smoke.py: python3, mtools, socat (guestfwd relay), ssh, ssh-keygen
+PKGS_MAIN="mmdebstrap arch-test debian-archive-keyring binfmt-support systemd mtools dosfstools
+e2fsprogs fdisk util-linux socat openssl openssh-client python3 ca-certificates xz-utils zstd"
 PKGS_BPO="qemu-system-arm qemu-user-static"
 
 missing=""

@@ -31,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 from https_server import HttpsServer  # noqa: E402
 from vm import Vm, boot_partition_files, read_boot_file  # noqa: E402
@@ -161,6 +162,15 @@ def smoke_variant(variant: str, args, base: Path, key: Path, checks: Checks) -> 
             print("  serial log tail:\n" + vm.tail_log(40))
             return
 
+        with Phase(f"{variant}: wait until the boot has settled"):
+            # SSH answers before provisioning is over: on the cloud-init route sshd is
+            # started by the `ssh` file, then cloud-init regenerates host keys, sets
+            # PasswordAuthentication and restarts sshd (connections reset) until cloud-final.
+            r = vm.settle("alice", key, timeout=600)
+            out = "" if r is None else (r.stdout + r.stderr).strip()
+            print("  " + out.replace("\n", "\n  "))
+            checks.check(f"{variant}: boot settles (systemd/cloud-init done)", r is not None, out)
+
         with Phase(f"{variant}: checks"):
             def sh(cmd: str) -> subprocess.CompletedProcess:
                 return vm.ssh("alice", key, cmd, timeout=60)
@@ -183,6 +193,13 @@ def smoke_variant(variant: str, args, base: Path, key: Path, checks: Checks) -> 
                 r = sh("grep -c 'systemd.run' /boot/firmware/cmdline.txt")
                 checks.check(f"{variant}: cmdline.txt no longer has systemd.run", r.stdout.strip() == "0",
                              r.stdout)
+            r = sh("systemctl --failed --no-legend --plain")
+            checks.check(f"{variant}: no failed systemd units", r.returncode == 0 and not r.stdout.strip(),
+                         r.stdout + r.stderr)
+            if variant == "cloud-init":
+                r = sh("cloud-init status --long")
+                checks.check(f"{variant}: cloud-init status: done (no module failed)",
+                             "status: done" in r.stdout, r.stdout + r.stderr)
             # the test CA and the guestfwd relay: the e2e test's way to serve files to the node
             r = sh("curl -sS --max-time 20 https://10.0.2.100/probe.txt")
             checks.check(f"{variant}: guest fetches https://10.0.2.100/ (test CA trusted)",
@@ -192,7 +209,9 @@ def smoke_variant(variant: str, args, base: Path, key: Path, checks: Checks) -> 
                    "cat /sys/fs/cgroup/cgroup.controllers; systemctl is-enabled ssh; "
                    "sudo -n cat /var/log/pinode-firstboot.log 2>/dev/null | tail -n 20; "
                    "systemctl --failed --no-legend; nmcli -t -f NAME,DEVICE,TYPE connection show --active; "
-                   "systemd-analyze 2>/dev/null | head -n 1")
+                   "systemd-analyze 2>/dev/null | head -n 1; "
+                   "if [ ! -e /etc/cloud/cloud-init.disabled ]; then cloud-init status --long; "
+                   "sudo -n grep -h -i -E 'warn|fail|error' /var/log/cloud-init-output.log | head -n 20; fi")
             print("  guest state:\n" + "\n".join("    " + line for line in (r.stdout + r.stderr).splitlines()))
 
         with Phase(f"{variant}: reboot and SSH again"):

@@ -172,6 +172,7 @@ class Vm:
         if not self.image.exists():
             raise FileNotFoundError(self.image)
         self._stopping.clear()
+        _exit_on_sigterm()
         self._thread = threading.Thread(target=self._run, name=f"vm-{self.image.name}", daemon=True)
         self._thread.start()
         return self
@@ -361,15 +362,46 @@ class Vm:
             time.sleep(3)
         return False
 
+    def wait_for_command(self, user: str, key, command: str, timeout: float = 600.0,
+                         ok_codes=(0,), interval: float = 5.0) -> subprocess.CompletedProcess | None:
+        """Run command until its exit status is in ok_codes (retrying through SSH failures,
+        e.g. while cloud-init restarts sshd); the last result, or None if SSH never answered."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline and self.running:
+            left = max(5.0, deadline - time.monotonic())
+            r = self.ssh(user, key, command, timeout=left)
+            if r.returncode != 255:
+                last = r
+                if r.returncode in ok_codes:
+                    return r
+            time.sleep(interval)
+        return last
+
+    def settle(self, user: str, key, timeout: float = 600.0) -> subprocess.CompletedProcess | None:
+        """Wait until the boot is over: systemd's start-up jobs are done (running/degraded)
+        and, where cloud-init is enabled, cloud-init has finished all its stages."""
+        return self.wait_for_command(
+            user, key,
+            "systemctl is-system-running --wait; "
+            "if [ ! -e /etc/cloud/cloud-init.disabled ] && command -v cloud-init >/dev/null; then "
+            "cloud-init status --wait >/dev/null 2>&1; cloud-init status; fi; true",
+            timeout=timeout)
+
     def reboot_and_wait(self, user: str, key, timeout: float = 600.0,
                         command: str = "sudo -n systemctl reboot") -> bool:
         """Reboot the guest (QEMU ends and is started again from the FAT's files) and wait
-        for SSH on the new boot."""
+        for SSH on the new boot. The reboot command is sent again if QEMU has not ended
+        within 90 s (e.g. sshd was restarting when it was sent)."""
+        deadline = time.monotonic() + timeout
         before = self.boots
-        self.ssh(user, key, command, timeout=30)
-        if not self.wait_for_boot(before + 1, timeout):
-            return False
-        return self.wait_for_ssh(user, key, timeout, min_boot=before + 1)
+        while self.boots == before:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.running:
+                return False
+            self.ssh(user, key, command, timeout=30)
+            self.wait_for_boot(before + 1, min(90.0, max(1.0, deadline - time.monotonic())))
+        return self.wait_for_ssh(user, key, max(1.0, deadline - time.monotonic()), min_boot=before + 1)
 
     # ---------------------------------------------------------------- logs
     def log_text(self) -> str:
@@ -383,6 +415,17 @@ class Vm:
 
     def grep_log(self, needle: str) -> list[str]:
         return [line for line in self.log_text().splitlines() if needle in line]
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM exit through SystemExit, so that atexit/finally stop QEMU (it runs in
+    its own session and would outlive this process). Only if nobody set a handler yet."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def handler(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _text(b) -> str:

@@ -1,0 +1,376 @@
+#!/usr/bin/python3
+"""End-to-end boot test: pinode-prepared cluster nodes boot under QEMU and provision themselves.
+
+One command, as root, after `tests/boot/setup-host.sh` and `cargo build --release`:
+
+    python3 tests/boot/e2e.py [--work DIR] [--route firstrun|cloud-init]...
+
+It builds (or reuses, cached by content) a bootable arm64 Debian image laid out like Raspberry
+Pi OS (build-base-image.sh), writes a cluster profile full of hostile values, runs
+`pinode prepare`, and boots the nodes one after another under qemu-system-aarch64 with the
+kernel command line taken from each image's own cmdline.txt. QEMU user networking is
+restricted (`restrict=on`); the only way out is a relay to an HTTPS server on 127.0.0.1 that
+serves a recording stand-in for the K3s install script (the real one needs the internet).
+Over SSH with the profile's key it checks the hostname, the user, sudo, key login and no
+password login, the cgroup tokens, how the installer ran (version, role, server URL, token
+file), /etc/rancher/k3s/config.yaml, the runner manifests (on the first server only), that no
+secret is left anywhere on the FAT partition (its raw bytes), the status file, that hostile
+values arrived byte-exact, and that a second boot does nothing again.
+
+Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
+on the firstrun route, and the first server again on the cloud-init route. Exit status 0 when
+every check passed; the last line is "N passed, N failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from https_server import HttpsServer  # noqa: E402
+from smoke import TIMINGS, T0, Checks, Phase, run, serial_excerpt  # noqa: E402
+from vm import SSH_OPTIONS, Vm  # noqa: E402
+
+# Hostile values: quotes, command substitutions, backslashes, unicode and a newline.
+SSID = "e2e 'n' \"$(x)\" `id` \\ ü\nx"
+PASSPHRASE = "pass 'phrase' \"$(reboot)\" `id` \\ ;&|<>*?"
+K3S_TOKEN = "k3s'tok\"en$(reboot)`id`\\;&|<>*?-0123456789"
+RUNNER_TOKEN = "glrt-e2e'run\"ner$(reboot)`id`\\;&|-0123456789"
+PASSWORD_HASH = "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJTF0ExUBxp3TkOiD6Kh21B4pR8moDI..taezW1"
+K3S_VERSION = "v1.33.5+k3s1"
+API = "https://e2e-1.cluster.internal:6443"
+INSTALL_URL = "https://10.0.2.100/k3s-install.sh"
+
+# The stand-in for https://get.k3s.io: records how it was called, on the node and (by POSTing)
+# on the host, and leaves what the first-boot program expects from a real install.
+FAKE_INSTALLER = r"""#!/bin/sh
+set -u
+mkdir -p /var/lib/pinode-e2e
+record=$( {
+	printf 'args=%s\n' "$*"
+	env | grep -E '^(INSTALL_K3S_|K3S_)' | sort
+	printf 'token_b64=%s\n' "$(base64 -w 0 "$K3S_TOKEN_FILE")"
+} )
+printf '%s\n---\n' "$record" >>/var/lib/pinode-e2e/install.log
+printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https://10.0.2.100/installed/$(hostname)" || true
+mkdir -p /etc/rancher/k3s
+printf 'apiVersion: v1\n# stand-in kubeconfig from the e2e test\n' >/etc/rancher/k3s/k3s.yaml
+chmod 600 /etc/rancher/k3s/k3s.yaml
+"""
+
+
+def profile(pubkey: Path, init: str) -> dict:
+    return {
+        "version": 1,
+        "os": {"image": "raspios-lite-arm64", "init": init},
+        "defaults": {
+            "user": {"name": "alice", "ssh_authorized_keys_file": str(pubkey), "password_hash": PASSWORD_HASH,
+                     "sudo": "nopasswd"},
+            "ssh": {"enabled": True},
+            "wifi": {"ssid": SSID, "psk_env": "E2E_WIFI_PSK", "country": "DE"},
+            "timezone": "Europe/Berlin",
+            "locale": "en_GB.UTF-8",
+            "keyboard": "de",
+        },
+        "cluster": {
+            "name": "e2e",
+            "token_env": "E2E_K3S_TOKEN",
+            "api": API,
+            "k3s": {"version": K3S_VERSION, "install_url": INSTALL_URL, "server_args": ["--disable=traefik"]},
+            "runner": {"kind": "gitlab", "url": "https://gitlab.example.com", "token_env": "E2E_RUNNER_TOKEN",
+                       "concurrent": 3, "default_image": "alpine:3.20"},
+        },
+        "nodes": [
+            {"hostname": "e2e-[1-3]", "role": "server"},
+            {"hostname": "e2e-agent", "role": "agent"},
+        ],
+    }
+
+
+def psk_hex(ssid: str, passphrase: str) -> str:
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
+
+
+def nm_ssid(value: str) -> bytes:
+    if value.endswith(";"):
+        return bytes(int(b) for b in value.rstrip(";").split(";"))
+    return value.encode()
+
+
+def parse_record(text: str) -> dict:
+    return dict(line.split("=", 1) for line in text.strip().splitlines() if "=" in line)
+
+
+class Node:
+    """One booted node and the checks on it."""
+
+    def __init__(self, name: str, role: str, route: str, image: Path, work: Path, srv: HttpsServer, key: Path,
+                 checks: Checks, timeout: float):
+        self.name, self.role, self.route = name, role, route
+        self.key, self.checks, self.srv = key, checks, srv
+        self.label = f"{route} {name} ({role})"
+        self.vm = Vm(image, work / "vm", https_port=srv.port)
+        self.timeout = timeout
+
+    def sh(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.vm.ssh("alice", self.key, command, timeout=timeout)
+
+    def check(self, what: str, ok: bool, detail: str = "") -> bool:
+        return self.checks.check(f"{self.label}: {what}", ok, detail)
+
+    def boot(self) -> bool:
+        with Phase(f"{self.label}: boot until SSH as alice"):
+            self.vm.start()
+            up = self.vm.wait_for_ssh("alice", self.key, timeout=self.timeout)
+        if not self.check("SSH login with the profile's key", up, f"boots={self.vm.boots}"):
+            print("  serial log excerpt:\n" + serial_excerpt(self.vm))
+            return False
+        # SSH answers before the boot is over (cloud-init restarts sshd, for one); then the
+        # second stage runs once the network is up: give both time to finish.
+        with Phase(f"{self.label}: wait for the boot and pinode-firstboot"):
+            self.vm.settle("alice", self.key, timeout=900)
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                r = self.sh("sudo -n test -e /var/lib/pinode/firstboot.done && echo done; "
+                            "systemctl is-failed pinode-firstboot.service || true")
+                if "done" in r.stdout or r.stdout.strip().endswith("failed"):
+                    break
+                time.sleep(10)
+        return True
+
+    def identity(self) -> None:
+        r = self.sh("hostname")
+        self.check("hostname", r.stdout.strip() == self.name, r.stdout + r.stderr)
+        r = self.sh("id -un; id -u")
+        self.check("user alice is uid 1000", r.stdout.split() == ["alice", "1000"], r.stdout)
+        r = self.sh("sudo -n true")
+        self.check("sudo without a password", r.returncode == 0, r.stderr)
+        r = self.sh("sudo -n grep -c '^alice:' /etc/shadow; sudo -n awk -F: '$1 == \"alice\" { print $2 }' /etc/shadow")
+        self.check("password hash set byte-exact", r.stdout.split("\n")[1].strip() == PASSWORD_HASH, r.stdout)
+        # Password login is off: the server offers nothing but publickey.
+        argv = ["ssh", *SSH_OPTIONS, "-o", "PubkeyAuthentication=no",
+                "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "BatchMode=yes",
+                "-p", str(self.vm.ssh_port), "alice@127.0.0.1", "true"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        self.check("password login is refused (only publickey offered)",
+                   r.returncode != 0 and "Permission denied (publickey)" in r.stderr, r.stderr)
+        r = self.sh("cat /proc/cmdline")
+        tokens = r.stdout.split()
+        self.check("cgroup tokens on the kernel command line",
+                   all(t in tokens for t in ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")), r.stdout)
+        self.check("no first-boot tokens left", not any(t.startswith(("systemd.run", "systemd.unit")) for t in tokens), r.stdout)
+        r = self.sh("grep -qw memory /sys/fs/cgroup/cgroup.controllers")
+        self.check("memory cgroup enabled", r.returncode == 0)
+        r = self.sh("sudo -n sh -c 'cat /etc/NetworkManager/system-connections/*.nmconnection "
+                    "/etc/netplan/*.yaml /run/NetworkManager/system-connections/*.nmconnection' 2>/dev/null")
+        text = r.stdout
+        if self.route == "firstrun":
+            section = text[text.find("id=preconfigured"):]
+            fields = dict(line.split("=", 1) for line in section.splitlines() if "=" in line)
+            self.check("Wi-Fi SSID byte-exact (NetworkManager keyfile)", nm_ssid(fields.get("ssid", "")) == SSID.encode(), text)
+            self.check("Wi-Fi PSK byte-exact", fields.get("psk") == psk_hex(SSID, PASSPHRASE), text)
+        else:
+            self.check("Wi-Fi PSK in the netplan cloud-init rendered", psk_hex(SSID, PASSPHRASE) in text, text[:400])
+
+    def cluster(self) -> None:
+        server = self.role != "agent"
+        r = self.sh("sudo -n cat /var/lib/pinode-e2e/install.log")
+        runs = [parse_record(rec) for rec in r.stdout.split("---") if rec.strip()]
+        if not self.check("the K3s installer ran once", len(runs) == 1, r.stdout + r.stderr):
+            return
+        run_ = runs[0]
+        self.check("installer version", run_.get("INSTALL_K3S_VERSION") == K3S_VERSION, str(run_))
+        self.check("installer role", run_.get("args") == ("server" if server else "agent"), str(run_))
+        self.check("installer token file", run_.get("K3S_TOKEN_FILE") == "/etc/pinode/secrets/k3s-token", str(run_))
+        self.check("cluster token byte-exact", base64.b64decode(run_.get("token_b64", "")) == K3S_TOKEN.encode(), str(run_))
+        if server:
+            self.check("no K3S_URL for a server", "K3S_URL" not in run_, str(run_))
+        else:
+            self.check("agent joins the API (K3S_URL)", run_.get("K3S_URL") == API, str(run_))
+        posted = [q for q in self.srv.requests() if q["path"] == f"/installed/{self.name}"]
+        self.check("the installer reported to the host", len(posted) >= 1)
+
+        r = self.sh("sudo -n stat -c %a /etc/rancher/k3s/config.yaml; sudo -n cat /etc/rancher/k3s/config.yaml")
+        mode, _, body = r.stdout.partition("\n")
+        try:
+            config = json.loads(body)
+        except ValueError:
+            config = {}
+        self.check("config.yaml is root-only", mode.strip() == "600", mode)
+        self.check("config.yaml node-name and token-file",
+                   config.get("node-name") == self.name and config.get("token-file") == "/etc/pinode/secrets/k3s-token", body)
+        if self.role == "founder":
+            self.check("config.yaml: cluster-init on the first server", config.get("cluster-init") is True, body)
+        if self.role in ("server", "agent"):
+            self.check("config.yaml: server is the API", config.get("server") == API, body)
+        if server:
+            sans = config.get("tls-san", [])
+            self.check("config.yaml: tls-san has hostname and hostname.local",
+                       self.name in sans and f"{self.name}.local" in sans, body)
+            self.check("config.yaml: extra server args", config.get("disable") == "traefik", body)
+
+        r = self.sh("sudo -n ls /var/lib/rancher/k3s/server/manifests 2>/dev/null")
+        manifests = r.stdout.split()
+        if self.role == "founder":
+            self.check("runner manifests on the first server",
+                       manifests == ["pinode-gitlab-runner-token.yaml", "pinode-gitlab-runner.yaml"], r.stdout)
+            r = self.sh("sudo -n grep 'runner-token:' /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner-token.yaml")
+            b64 = r.stdout.split(":", 1)[1].strip() if ":" in r.stdout else ""
+            self.check("runner token byte-exact in its Secret", base64.b64decode(b64 or "") == RUNNER_TOKEN.encode(), r.stdout)
+            r = self.sh("sudo -n cat /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner.yaml")
+            text = r.stdout
+            self.check("HelmChart for gitlab-runner with the arm64 node selector",
+                       "kind: HelmChart" in text and "chart: gitlab-runner" in text and "kubernetes.io/arch" in text, text[:300])
+            for deprecated in ("runnerRegistrationToken", "tags", "locked", "runUntagged"):
+                self.check(f"no deprecated runner key {deprecated}", deprecated not in text)
+            r = self.sh("cat ~/.kube/config")
+            self.check("kubeconfig copied for alice", "stand-in kubeconfig" in r.stdout, r.stdout + r.stderr)
+        else:
+            self.check("no runner manifests off the first server", manifests == [], r.stdout)
+
+    def secrets_gone(self) -> None:
+        """Not a byte of any secret on the FAT partition: files, freed clusters, anything."""
+        secrets = {
+            "cluster token": K3S_TOKEN.encode(),
+            "runner token": RUNNER_TOKEN.encode(),
+            "Wi-Fi PSK": psk_hex(SSID, PASSPHRASE).encode(),
+            "password hash": PASSWORD_HASH.encode(),
+        }
+        # Searched on the node (moving 256 MiB out of an emulated machine is slow); the
+        # pattern goes in on stdin, never on a command line.
+        r = self.sh("sudo -n blockdev --getsize64 /dev/vda1")
+        self.check("the raw FAT partition is readable", r.returncode == 0 and int(r.stdout.strip() or 0) > 1 << 20, r.stderr)
+        r = self.vm.ssh("alice", self.key, "sudo -n grep -a -c -F -f /dev/stdin /dev/vda1", timeout=300,
+                        input="cgroup_enable=memory\n")
+        self.check("the search finds what is there (cmdline.txt)", r.stdout.strip() not in ("", "0"), r.stdout + r.stderr)
+        for name, value in secrets.items():
+            if name == "runner token" and self.role != "founder":
+                continue
+            r = self.vm.ssh("alice", self.key, "sudo -n grep -a -c -F -f /dev/stdin /dev/vda1", timeout=300,
+                            input=value.decode() + "\n")
+            self.check(f"no {name} anywhere on the FAT partition", r.stdout.strip() == "0", r.stdout + r.stderr)
+        r = self.sh("ls /boot/firmware /boot/firmware/pinode")
+        self.check("no secret files on the boot partition",
+                   all(x not in r.stdout.split() for x in ("firstrun.sh", "userconf.txt", "secrets")), r.stdout)
+        r = self.sh("sudo -n stat -c '%a %U' /etc/pinode/secrets/k3s-token")
+        self.check("the token lives root-only on the node", r.stdout.strip() == "600 root", r.stdout)
+
+    def status(self) -> None:
+        r = self.sh("cat /boot/firmware/pinode-status.txt")
+        first = "firstrun: ok" if self.route == "firstrun" else "cloud-init: done"
+        self.check(f"status file: {first}", first in r.stdout, r.stdout)
+        self.check("status file: k3s ok", "k3s (" in r.stdout and "): ok" in r.stdout, r.stdout)
+
+    def second_boot(self) -> None:
+        with Phase(f"{self.label}: second boot"):
+            before = self.sh("sudo -n wc -l < /var/log/pinode-firstboot.log").stdout.strip()
+            ok = self.vm.reboot_and_wait("alice", self.key, timeout=900)
+            self.check("reboots and SSH comes back", ok)
+            time.sleep(20)
+            r = self.sh("sudo -n grep -c '^args=' /var/lib/pinode-e2e/install.log")
+            self.check("second boot: the installer did not run again", r.stdout.strip() == "1", r.stdout)
+            r = self.sh("systemctl show -p ConditionResult --value pinode-firstboot.service")
+            self.check("second boot: pinode-firstboot skipped by its done-marker", r.stdout.strip() == "no", r.stdout)
+            r = self.sh("sudo -n grep -c 'firstrun' /var/log/pinode-firstboot.log; hostname")
+            self.check("second boot: nothing else ran either", r.stdout.split()[-1] == self.name, r.stdout)
+            after = self.sh("sudo -n wc -l < /var/log/pinode-firstboot.log").stdout.strip()
+            self.check("second boot: the first-boot log did not grow", before == after, f"{before} -> {after}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("PINODE_E2E_WORK", "/var/tmp/pinode-e2e")))
+    ap.add_argument("--pinode", type=Path, default=REPO / "target" / "release" / "pinode")
+    ap.add_argument("--route", choices=["firstrun", "cloud-init"], action="append", help="default: both")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for SSH per node")
+    ap.add_argument("--skip-build", action="store_true", help="reuse WORK/base as it is")
+    args = ap.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    checks = Checks()
+    if not args.pinode.exists():
+        print(f"error: {args.pinode} missing: run cargo build --release", file=sys.stderr)
+        return 1
+
+    base = work / "base"
+    if not args.skip_build:
+        with Phase("build base images (cached rootfs)"):
+            r = run(["bash", HERE / "build-base-image.sh", base])
+            if not checks.check("build-base-image.sh exits 0", r.returncode == 0):
+                return 1
+
+    key = work / "id_ed25519"
+    for p in (key, key.with_suffix(".pub")):
+        p.unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e@pinode", "-f", key], check=True)
+
+    www = work / "www"
+    shutil.rmtree(www, ignore_errors=True)
+    www.mkdir()
+    (www / "k3s-install.sh").write_text(FAKE_INSTALLER)
+    env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true")
+
+    plan = {
+        "firstrun": [("e2e-1", "founder"), ("e2e-2", "server"), ("e2e-agent", "agent")],
+        "cloud-init": [("e2e-1", "founder")],
+    }
+    for route in args.route or ["firstrun", "cloud-init"]:
+        rdir = work / route
+        shutil.rmtree(rdir, ignore_errors=True)
+        (rdir / "out").mkdir(parents=True)
+        profile_path = rdir / "profile.yaml"
+        profile_path.write_text(json.dumps(profile(key.with_suffix(".pub"), route), indent=2, ensure_ascii=False) + "\n")
+        names = [n for n, _ in plan[route]]
+        with Phase(f"{route}: pinode prepare {' '.join(names)}"):
+            argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / f"{route}.img",
+                    "--out-dir", rdir / "out"] + [a for n in names for a in ("--node", n)]
+            r = run(argv, capture_output=True, text=True, env=env)
+            print(r.stdout + r.stderr, end="")
+            if not checks.check(f"{route}: pinode prepare exits 0", r.returncode == 0, r.stderr):
+                continue
+        for name, role in plan[route]:
+            ndir = rdir / name
+            ndir.mkdir()
+            image = ndir / "node.img"
+            run(["cp", "--sparse=always", rdir / "out" / f"{name}.img", image], check=True)
+            srv = HttpsServer(www, ndir / "https", base / "test-ca.pem", base / "test-ca.key").start()
+            node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout)
+            try:
+                if node.boot():
+                    with Phase(f"{node.label}: checks"):
+                        node.identity()
+                        node.cluster()
+                        node.secrets_gone()
+                        node.status()
+                    if route == "firstrun" and role == "founder":
+                        node.second_boot()
+            except Exception as e:  # report, then go on with the next node
+                node.check("ran without an exception", False, repr(e))
+            finally:
+                node.vm.stop()
+                srv.stop()
+                if checks.failed:
+                    print("  serial log excerpt:\n" + serial_excerpt(node.vm))
+
+    print("\ntimings:")
+    for name, took in TIMINGS:
+        print(f"  {name:55s} {took:7.1f}s")
+    print(f"  {'total':55s} {time.monotonic() - T0:7.1f}s")
+    print(f"\n{checks.passed} passed, {checks.failed} failed")
+    return 0 if checks.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
