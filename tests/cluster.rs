@@ -450,7 +450,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     }
     assert!(
         root.stub_log()
-            .contains("systemctl enable pinode-firstboot.service"),
+            .contains("systemctl --no-reload enable pinode-firstboot.service"),
         "{}",
         root.stub_log()
     );
@@ -516,7 +516,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     assert!(read(&root.path("etc/hosts")).contains("10.0.0.5\tmatrix.local # pinode-mdns\n"));
     assert!(
         root.stub_log()
-            .contains("systemctl enable pinode-hosts.service")
+            .contains("systemctl --no-reload enable pinode-hosts.service")
     );
 
     // A second HA server joins the founder.

@@ -97,6 +97,8 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));
     if plan.cluster.is_some() {
+        // The unit was installed without a reload (see firstboot.rs): load it now.
+        runcmd.push(args(&["systemctl", "daemon-reload"]));
         runcmd.push(args(&[
             "systemctl",
             "start",

@@ -64,7 +64,8 @@ WantedBy=multi-user.target
 ";
 
 const LIBRARY: &str = r##"
-# install_stage BOOT_DIR: called by the first stage; moves secrets and enables the unit.
+# install_stage BOOT_DIR: called by the first stage; moves secrets and enables the unit (without
+# a daemon reload, slow on a small board: the firstrun route reboots, the cloud-init route reloads).
 install_stage() {
 	boot=$1
 	mkdir -p /usr/local/lib/pinode /var/lib/pinode /etc/pinode/secrets || return 1
@@ -83,9 +84,9 @@ install_stage() {
 	rmdir "$boot/pinode/secrets" 2>/dev/null
 	if [ -n "$API_MDNS_HOST" ]; then
 		install -m 644 "$boot/pinode/pinode-hosts.service" /etc/systemd/system/pinode-hosts.service || return 1
-		systemctl enable pinode-hosts.service || return 1
+		systemctl --no-reload enable pinode-hosts.service || return 1
 	fi
-	systemctl enable pinode-firstboot.service
+	systemctl --no-reload enable pinode-firstboot.service
 }
 
 # refresh_hosts: the API host's mDNS address into a marked /etc/hosts line (see pinode-hosts.service).

@@ -138,15 +138,16 @@ configure_sudo() {
 	fi
 }
 
-# configure_ssh ENABLED(yes|no) PASSWORD_AUTHENTICATION(yes|no)
+# configure_ssh ENABLED(yes|no) PASSWORD_AUTHENTICATION(yes|no). No daemon reload: the change
+# takes effect with the reboot that follows this script, and a reload is slow on a small board.
 configure_ssh() {
 	write_file /etc/ssh/sshd_config.d/10-pinode.conf 644 "# Written by pinode on first boot.
 PasswordAuthentication $2
 " || return 1
 	if [ "$1" = yes ]; then
-		systemctl enable ssh
+		systemctl --no-reload enable ssh
 	else
-		systemctl disable ssh
+		systemctl --no-reload disable ssh
 	fi
 }
 

@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,14 +60,22 @@ class Phase:
 
 
 class Checks:
+    """Check results; safe to use from several threads (e2e.py boots nodes in parallel)."""
+
     def __init__(self):
         self.results: list[tuple[str, bool, str]] = []
+        self._lock = threading.Lock()
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        self.results.append((name, ok, detail))
         mark = "PASS" if ok else "FAIL"
-        print(f"  [{mark}] {name}" + (f": {detail.strip()[:300]}" if detail and not ok else ""), flush=True)
+        with self._lock:
+            self.results.append((name, ok, detail))
+            print(f"  [{mark}] {name}" + (f": {detail.strip()[:300]}" if detail and not ok else ""), flush=True)
         return ok
+
+    def failed_for(self, prefix: str) -> int:
+        with self._lock:
+            return sum(1 for name, ok, _ in self.results if not ok and name.startswith(prefix))
 
     @property
     def failed(self) -> int:
