@@ -9,17 +9,31 @@ with incompressible data), then measures:
   prepare    pinode prepare of one node vs `cp --sparse=always` of the same base (ratio <= 1.2)
   memory     peak RSS of every pinode run (target: < 64 MiB whatever the size)
 
-Usage: bench/bench.py [--workdir DIR] [--runs N]     (needs sfdisk, mkfs.vfat, mtools, mke2fs)
-The working directory keeps the images between runs (they take a minute to build).
+and the cache (`--only cache`; an image of real files from /usr, 512 MiB, compressed once
+the way pi-gen does it, `xz -6 -T0`, and single-threaded for a single-block file):
+
+  xz multi   pinode decompressing a multi-block .img.xz into the cache (hashing, sparse
+             writes, fsync included) vs `xz -dc -T0 > file` (target: ratio <= 1.1)
+  xz single  the same for a single-block file vs `xz -dc > file` (target: ratio <= 1.1)
+  download   pinode downloading a raw image from 127.0.0.1 (hashing included) vs
+             `curl -o` of the same URL from the same server (target: ratio <= 1.2)
+
+Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache]
+(needs sfdisk, mkfs.vfat, mtools, mke2fs, xz, curl)
+The working directory keeps the images between runs (they take a minute or two to build).
 """
 
 import argparse
+import hashlib
+import http.server
+import json
 import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,11 +141,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=os.path.join(REPO, "target/bench"))
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--only", choices=["engine", "cache"])
     args = ap.parse_args()
     work = args.workdir
     os.makedirs(work, exist_ok=True)
     sh("cargo", "build", "--release", "--quiet", cwd=REPO)
     pinode = os.path.join(REPO, "target/release/pinode")
+    ok = True
+    if args.only in (None, "engine"):
+        ok &= bench_engine(args, work, pinode)
+    if args.only in (None, "cache"):
+        ok &= bench_cache(args, work, pinode)
+    return 0 if ok else 1
+
+
+def bench_engine(args, work, pinode):
 
     print("building images (kept in", work, "for the next run)...", flush=True)
     small, large = work + "/pi-300M.img", work + "/pi-3G.img"
@@ -209,9 +233,172 @@ def main():
         ("prepare <= cp + sync + openssl sha256", med(prep) <= med(cp_sum)),
         ("peak RSS < 64 MiB", max(prep_rss, prep_small_rss, *patch_rss.values()) < 64 * 1024),
     ]
+    return report(checks)
+
+
+def report(checks):
     for name, ok in checks:
         print(f"  {'ok  ' if ok else 'MISS'} {name}")
-    return 0 if all(ok for _, ok in checks) else 1
+    return all(ok for _, ok in checks)
+
+
+class _FileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with sendfile(2), so that the server is not what limits the clients."""
+
+    def copyfile(self, source, outputfile):
+        self.wfile.flush()
+        self.connection.sendfile(source)
+
+    def log_message(self, *a):
+        pass
+
+
+def serve(directory):
+    handler = lambda *a, **kw: _FileHandler(*a, directory=directory, **kw)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_usr_image(path, size):
+    """`size` bytes of real files (binaries, libraries, text) from /usr: compressible the way
+    an OS image is, unlike random data."""
+    if os.path.exists(path):
+        return
+    tmp = path + ".building"
+    with open(tmp, "wb") as out:
+        tar = subprocess.Popen(["tar", "cf", "-", "--ignore-failed-read", "/usr/lib", "/usr/share", "/usr/bin"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        left = size
+        while left:
+            chunk = tar.stdout.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            left -= len(chunk)
+        tar.kill()
+        tar.wait()
+        out.truncate(size)
+    os.rename(tmp, path)
+
+
+def bench_cache(args, work, pinode):
+    raw = work + "/usr-512M.img"
+    multi, single = raw + ".multi.xz", raw + ".single.xz"
+    print("building the cache benchmark image (kept for the next run)...", flush=True)
+    build_usr_image(raw, 512 * MIB)
+    for path, threads in ((multi, "0"), (single, "1")):
+        if not os.path.exists(path):
+            with open(path + ".tmp", "wb") as f:
+                sh("xz", "-6", "-c", f"-T{threads}", raw, stdout=f)
+            os.rename(path + ".tmp", path)
+    sha = file_sha256(raw)
+    blocks = lambda p: sum(1 for line in subprocess.run(["xz", "--robot", "-lv", p], capture_output=True,
+                                                       text=True, check=True).stdout.splitlines()
+                           if line.startswith("block\t"))
+    srv_dir = work + "/srv"
+    os.makedirs(srv_dir, exist_ok=True)
+    for path in (raw, multi, single):
+        link = os.path.join(srv_dir, os.path.basename(path))
+        if not os.path.exists(link):
+            os.link(path, link)
+    server = serve(srv_dir)
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    cache = work + "/cache"
+    env = dict(os.environ, CI="true", PINODE_CACHE_DIR=cache)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    out_file = work + "/xz-out.img"
+    runs = max(3, args.runs // 2)
+    med = statistics.median
+
+    def pinode_download(url):
+        return [pinode, "download", "--json", "--os", url, "--sha256", sha]
+
+    def decompress_series(url):
+        """pinode's decompression alone: the download stays in the cache, image.img goes."""
+        shutil.rmtree(cache, ignore_errors=True)
+        proc = subprocess.run(pinode_download(url), env=env, capture_output=True, text=True, check=True)
+        image = json.loads(proc.stdout)["path"]
+        times = []
+        for _ in range(runs):
+            os.remove(image)
+            sh("sync")
+            t, _ = timed(pinode_download(url), env)
+            times.append(t)
+        rss = peak_rss_after_remove(image, pinode_download(url), env)
+        return times, rss
+
+    def baseline(argv):
+        times = []
+        for _ in range(runs):
+            if os.path.exists(out_file):
+                os.remove(out_file)
+            sh("sync")
+            t, _ = timed(["sh", "-c", argv])
+            times.append(t)
+        return times
+
+    xz_multi = baseline(f"xz -dc -T0 '{multi}' > '{out_file}'")
+    xz_multi_sync = baseline(f"xz -dc -T0 '{multi}' > '{out_file}' && sync '{out_file}'")
+    pin_multi, rss_multi = decompress_series(base + os.path.basename(multi))
+    xz_single = baseline(f"xz -dc '{single}' > '{out_file}'")
+    pin_single, rss_single = decompress_series(base + os.path.basename(single))
+
+    # Downloads of the raw image: curl vs pinode (which hashes as it writes, then fsyncs).
+    curl, curl_sync, pin_dl = [], [], []
+    url = base + os.path.basename(raw)
+    for _ in range(runs):
+        for series, argv in ((curl, ["curl", "-sS", "-o", out_file, url]),
+                             (curl_sync, ["sh", "-c", f"curl -sS -o '{out_file}' '{url}' && sync '{out_file}'"]),
+                             (pin_dl, pinode_download(url))):
+            shutil.rmtree(cache, ignore_errors=True)
+            if os.path.exists(out_file):
+                os.remove(out_file)
+            sh("sync")
+            t, _ = timed(argv, env)
+            series.append(t)
+    shutil.rmtree(cache, ignore_errors=True)
+    rss_dl = peak_rss(pinode_download(url), env)
+    server.shutdown()
+    os.remove(out_file)
+
+    ms = lambda s: f"{s * 1000:.0f} ms"
+    r_multi, r_single, r_dl = med(pin_multi) / med(xz_multi), med(pin_single) / med(xz_single), med(pin_dl) / med(curl)
+    size_mib = os.path.getsize(raw) / MIB
+    rows = [
+        (f"xz -dc -T0 ({blocks(multi)} blocks)", ms(med(xz_multi)), "", ""),
+        ("xz -dc -T0 + sync", ms(med(xz_multi_sync)), "", ""),
+        ("pinode, multi-block .xz", ms(med(pin_multi)), f"{r_multi:.2f}x xz -T0; {med(pin_multi) / med(xz_multi_sync):.2f}x xz -T0 + sync", f"{rss_multi / 1024:.1f} MiB"),
+        ("xz -dc (1 block)", ms(med(xz_single)), "", ""),
+        ("pinode, single-block .xz", ms(med(pin_single)), f"{r_single:.2f}x xz", f"{rss_single / 1024:.1f} MiB"),
+        (f"curl -o ({size_mib:.0f} MiB)", ms(med(curl)), f"{size_mib / med(curl):.0f} MiB/s", ""),
+        ("curl -o + sync", ms(med(curl_sync)), "", ""),
+        ("pinode download (+sha256)", ms(med(pin_dl)), f"{r_dl:.2f}x curl; {med(pin_dl) / med(curl_sync):.2f}x curl + sync", f"{rss_dl / 1024:.1f} MiB"),
+    ]
+    print(f"\n{'cache measurement':<28} {'median time':>12}  {'ratio':<58} {'peak RSS':>9}")
+    for name, t, ratio, rss in rows:
+        print(f"{name:<28} {t:>12}  {ratio:<58} {rss:>9}")
+    print(f"\nruns: {runs} each; cpus: {os.cpu_count()}")
+    return report([
+        ("multi-block .xz <= 1.1x xz -dc -T0", r_multi <= 1.1),
+        ("single-block .xz <= 1.1x xz -dc", r_single <= 1.1),
+        ("download <= 1.2x curl -o", r_dl <= 1.2),
+        ("peak RSS < 64 MiB", max(rss_multi, rss_single, rss_dl) < 64 * 1024),
+    ])
+
+
+def peak_rss_after_remove(image, argv, env):
+    os.remove(image)
+    return peak_rss(argv, env)
 
 
 def sha256_seconds(size):

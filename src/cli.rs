@@ -26,6 +26,15 @@ pub struct Global {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// The OS catalog (Imager OS list v4), a URL or a file [default: Raspberry Pi's].
+    #[arg(long, global = true, value_name = "URL|FILE", env = "PINODE_CATALOG")]
+    pub catalog: Option<String>,
+    /// Where downloads and base images are kept [default: $XDG_CACHE_HOME/pinode].
+    #[arg(long, global = true, value_name = "DIR", env = "PINODE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use only the cache (and its copy of the catalog); never touch the network.
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +50,14 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Write a node's first-boot files and boot-file edits to a folder, touching no image.
     Render(RenderArgs),
+    /// The images the OS catalog offers.
+    #[command(subcommand)]
+    Os(OsCommand),
+    /// Download an image into the cache, verify it and decompress it once.
+    Download(DownloadArgs),
+    /// Show or empty the image cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -54,6 +71,48 @@ pub enum ProfileCommand {
     Check { profile: PathBuf },
     /// Print the profile format's JSON Schema.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OsCommand {
+    /// List the catalog's images with their aliases.
+    List {
+        /// Also fetch every remote sub-list (third-party systems); slower.
+        #[arg(long)]
+        all: bool,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// A catalog alias (raspios-lite-arm64, raspios-lite-arm64@2025-10-01) or an https://
+    /// URL [default: the profile's os.image, else raspios-lite-arm64].
+    #[arg(long = "os", value_name = "ALIAS|URL")]
+    pub os: Option<String>,
+    /// SHA-256 of the uncompressed image (required for a URL).
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Take os.image and os.sha256 from this profile.
+    #[arg(long, short)]
+    pub profile: Option<PathBuf>,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show what the cache holds.
+    List {
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every cached image and catalog copy (entries in use are left alone).
+    Clean,
 }
 
 #[derive(Debug, Args)]

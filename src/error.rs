@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::cache::resolve::ResolveError;
+use crate::cache::store::CacheError;
+use crate::catalog::CatalogError;
+use crate::fetch::FetchError;
 use crate::image::ImageError;
 use crate::profile::{FieldError, ProfileError};
 use crate::provision::RenderError;
@@ -17,12 +21,32 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]
     Path { path: PathBuf, message: String },
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<CacheError> for Error {
+    fn from(e: CacheError) -> Self {
+        Error::Resolve(ResolveError::Cache(e))
+    }
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        Error::Resolve(ResolveError::Catalog(e))
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(e: FetchError) -> Self {
+        Error::Resolve(ResolveError::Fetch(e))
+    }
 }
 
 impl Error {

@@ -6,9 +6,11 @@
 
 pub mod bootfs;
 pub mod cache;
+pub mod catalog;
 pub mod customise;
 pub mod disk;
 pub mod error;
+pub mod fetch;
 pub mod guard;
 pub mod image;
 pub mod osinfo;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, ProfileCommand};
+use cli::{CacheCommand, Cli, Command, OsCommand, ProfileCommand};
 use commands::Output;
 
 fn main() -> ExitCode {
@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Command::Inspect(a) => a.json,
         Command::Patch(a) => a.json,
         Command::Prepare(a) => a.json,
+        Command::Os(OsCommand::List { json, .. }) => *json,
+        Command::Download(a) => a.json,
+        Command::Cache(CacheCommand::List { json }) => *json,
         _ => false,
     };
     let out = Output {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
     };
+    let sources = commands::Sources::from(&cli.global);
     let result = match &cli.command {
         Command::Profile(ProfileCommand::Check { profile }) => {
             commands::profile::check(profile, &out)
@@ -42,7 +46,11 @@ fn main() -> ExitCode {
         Command::Profile(ProfileCommand::Schema) => commands::profile::schema(&out),
         Command::Inspect(a) => commands::inspect::run(&a.target, &out),
         Command::Patch(a) => commands::patch::run(a, &out),
-        Command::Prepare(a) => commands::prepare::run(a, &out),
+        Command::Prepare(a) => commands::prepare::run(a, &sources, &out),
+        Command::Os(OsCommand::List { all, .. }) => commands::os::list(*all, &sources, &out),
+        Command::Download(a) => commands::download::run(a, &sources, &out),
+        Command::Cache(CacheCommand::List { .. }) => commands::cache::list(&sources, &out),
+        Command::Cache(CacheCommand::Clean) => commands::cache::clean(&sources, &out),
         Command::Render(a) => commands::render::run(a, &out),
         Command::Completions { shell } => {
             clap_complete::generate(

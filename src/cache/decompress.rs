@@ -1,17 +1,26 @@
 //! Streaming decompression to a sparse raw image, with the format taken from the magic
-//! bytes rather than the file name.
+//! bytes rather than the file name, and the SHA-256 of the output computed on the way (the
+//! catalog vouches for the uncompressed bytes, so this is the check that matters).
+//!
+//! xz is decoded with liblzma's multi-threaded decoder: files written by `xz -T0` (as pi-gen
+//! does) have many blocks, which it decodes in parallel; a single-block file is decoded by
+//! the same decoder in one thread. Memory stays bounded by the block size, not the image.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use indicatif::ProgressBar;
+use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
+use sha2::{Digest, Sha256};
 
 use crate::disk::compression_of;
 
 const BUFFER: usize = 1 << 20;
 const BLOCK: usize = 4096;
+/// Above this much decoder memory liblzma uses fewer threads (it never fails because of it).
+const XZ_THREADING_MEMLIMIT: u64 = 1 << 30;
 
 /// A compression format pinode can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,27 +49,55 @@ impl Format {
             _ => None,
         })
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Xz => "xz",
+            Format::Gzip => "gzip",
+            Format::Zstd => "zstd",
+        }
+    }
+}
+
+/// The compressed data could not be decoded (as opposed to a disk error while writing).
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt {format} data: {message}")]
+pub struct CorruptInput {
+    pub format: &'static str,
+    pub message: String,
+}
+
+/// Whether `e` came from undecodable input.
+pub fn is_corrupt_input(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<CorruptInput>())
+}
+
+/// The uncompressed image that was written.
+#[derive(Debug, Clone)]
+pub struct Decompressed {
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes.
-/// Returns the uncompressed size. `progress` counts compressed bytes consumed.
+/// `progress` counts compressed bytes consumed.
 pub fn decompress(
     src: &Path,
     format: Format,
     dst: &File,
     progress: &ProgressBar,
-) -> io::Result<u64> {
+) -> io::Result<Decompressed> {
     let counted = Counting {
         inner: File::open(src)?,
         progress,
     };
     let input = io::BufReader::with_capacity(BUFFER, counted);
     let mut reader: Box<dyn Read> = match format {
-        // Multi-stream aware: pixz and `xz -T` output may hold several streams.
-        Format::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Format::Xz => Box::new(XzMtDecoder::new(input)?),
         Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
     };
+    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];
     let mut offset = 0u64;
     loop {
@@ -73,7 +110,10 @@ pub fn decompress(
                 Err(e) => {
                     return Err(io::Error::new(
                         e.kind(),
-                        format!("corrupt compressed image: {e}"),
+                        CorruptInput {
+                            format: format.as_str(),
+                            message: e.to_string(),
+                        },
                     ));
                 }
             }
@@ -81,15 +121,129 @@ pub fn decompress(
         if filled == 0 {
             break;
         }
+        hasher.update(&buf[..filled]);
         for (i, block) in buf[..filled].chunks(BLOCK).enumerate() {
-            if block.iter().fold(0u8, |a, b| a | b) != 0 {
+            if block.iter().any(|&b| b != 0) {
                 dst.write_all_at(block, offset + (i * BLOCK) as u64)?;
             }
         }
         offset += filled as u64;
     }
     dst.set_len(offset)?;
-    Ok(offset)
+    Ok(Decompressed {
+        size: offset,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// The SHA-256 and size of a raw file, read once.
+pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<Decompressed> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUFFER];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        progress.inc(n as u64);
+    }
+    Ok(Decompressed {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// liblzma's multi-threaded .xz decoder as a reader, over every concatenated stream of the
+/// input (the Rust binding offers no CONCATENATED flag for it, so streams are chained here,
+/// skipping the stream padding between them).
+struct XzMtDecoder<R> {
+    input: R,
+    stream: Stream,
+    done: bool,
+}
+
+impl<R: BufRead> XzMtDecoder<R> {
+    fn new(input: R) -> io::Result<Self> {
+        Ok(XzMtDecoder {
+            input,
+            stream: new_mt_decoder()?,
+            done: false,
+        })
+    }
+
+    /// After a stream ended: skip padding; true when another stream follows.
+    fn next_stream(&mut self) -> io::Result<bool> {
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let zeros = buf.iter().take_while(|&&b| b == 0).count();
+            if zeros == 0 {
+                self.stream = new_mt_decoder()?;
+                return Ok(true);
+            }
+            self.input.consume(zeros);
+        }
+    }
+}
+
+fn new_mt_decoder() -> io::Result<Stream> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    MtStreamBuilder::new()
+        .threads(threads)
+        .memlimit_threading(XZ_THREADING_MEMLIMIT)
+        .memlimit_stop(u64::MAX)
+        .decoder()
+        .map_err(io::Error::other)
+}
+
+impl<R: BufRead> Read for XzMtDecoder<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            let input = self.input.fill_buf()?;
+            let eof = input.is_empty();
+            let (in_before, out_before) = (self.stream.total_in(), self.stream.total_out());
+            let action = if eof { Action::Finish } else { Action::Run };
+            let status = self
+                .stream
+                .process(input, out, action)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let consumed = (self.stream.total_in() - in_before) as usize;
+            let produced = (self.stream.total_out() - out_before) as usize;
+            self.input.consume(consumed);
+            if status == Status::StreamEnd {
+                if !self.next_stream()? {
+                    self.done = true;
+                }
+                if produced > 0 {
+                    return Ok(produced);
+                }
+                continue;
+            }
+            if produced > 0 {
+                return Ok(produced);
+            }
+            if eof && consumed == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the xz stream is truncated",
+                ));
+            }
+        }
+    }
 }
 
 /// Reports the bytes read through it to a progress bar.

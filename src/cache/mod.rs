@@ -1,4 +1,8 @@
-//! Getting a raw base image: decompression of local `.img.xz` / `.img.gz` / `.img.zst` files.
+//! Getting a raw base image: from the OS catalog through the image cache (download, verify,
+//! decompress once), or from a local `.img` / `.img.xz` / `.img.gz` / `.img.zst` file.
 
 pub mod decompress;
+pub mod lock;
+pub mod resolve;
 pub mod source;
+pub mod store;

@@ -1,5 +1,6 @@
-//! The base image for `prepare` and `render`: a local raw image used as is, or a compressed
-//! one decompressed once into a temporary sparse file next to the output.
+//! The base image for `prepare` and `render`: a local file used in place (a compressed one
+//! is decompressed once into a temporary sparse file next to the output), or a catalog
+//! alias / URL obtained through the image cache and used there, read-only.
 
 use std::path::{Path, PathBuf};
 
@@ -7,14 +8,21 @@ use crate::Error;
 use crate::profile::LoadedProfile;
 use crate::ui::progress::ProgressPolicy;
 
-use super::decompress::{Format, decompress};
+use super::decompress::{Format, decompress, hash_file};
+use super::lock::Lock;
+use super::resolve::{ImageRef, ResolveError, Resolver};
 
 /// A raw image on disk, possibly temporary.
 pub struct SourceImage {
     pub path: PathBuf,
-    /// The original file, when it had to be decompressed.
-    pub original: PathBuf,
+    /// What the user named: the original file, URL or alias.
+    pub original: String,
+    /// The catalog's `init_format`, when the image came from the catalog.
+    pub init_format: Option<String>,
+    /// Repairs made on the way (see [`super::store::CachedImage::notes`]).
+    pub notes: Vec<String>,
     _temp: Option<tempfile::TempPath>,
+    _lock: Option<Lock>,
 }
 
 impl SourceImage {
@@ -27,11 +35,7 @@ impl SourceImage {
             return Ok(Some(path.to_path_buf()));
         }
         let image = &profile.profile.os.image;
-        if image.starts_with("https://") || image.starts_with("http://") {
-            return Ok(None);
-        }
-        let looks_like_path = image.contains('/') || image.contains(".img");
-        if !looks_like_path {
+        if !matches!(ImageRef::classify(image), ImageRef::Path(_)) {
             return Ok(None);
         }
         let path = crate::profile::secrets::expand_path(image, &profile.base_dir());
@@ -44,18 +48,86 @@ impl SourceImage {
         Ok(Some(path))
     }
 
-    /// Opens `path`, decompressing it into `scratch_dir` when it is compressed.
+    /// The base image `prepare` uses: `--image`, or the profile's `os.image` (a path, used in
+    /// place and checked against `os.sha256` when given; an alias or URL, from the cache).
+    pub fn for_profile(
+        profile: &LoadedProfile,
+        explicit: Option<&Path>,
+        resolver: &Resolver,
+        scratch_dir: &Path,
+        progress: ProgressPolicy,
+        on_wait: impl FnOnce(),
+    ) -> Result<SourceImage, Error> {
+        let os = &profile.profile.os;
+        if let Some(path) = Self::locate(profile, explicit)? {
+            let expected = if explicit.is_none() {
+                os.sha256.as_deref()
+            } else {
+                None
+            };
+            return Self::open(&path, scratch_dir, progress, expected).map_err(|e| match e {
+                Error::Path { message, .. } if message.contains("SHA-256") => {
+                    Error::Field(profile.error_at("os.sha256", message))
+                }
+                other => other,
+            });
+        }
+        let http = resolver.http()?;
+        let wanted = resolver
+            .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
+            .map_err(|e| match e {
+                ResolveError::Usage(message) => Error::Field(profile.error_at("os.image", message)),
+                ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
+                    Error::Field(profile.error_at("os.image", message))
+                }
+                other => Error::from(other),
+            })?;
+        let cached = resolver.obtain(&wanted, http.as_ref(), progress, on_wait)?;
+        let lock_path = resolver.cache.lock_path(&wanted.sha256);
+        let lock = Lock::shared(&lock_path).map_err(|e| Error::path(&lock_path, e))?;
+        Ok(SourceImage {
+            path: cached.path,
+            original: os.image.clone(),
+            init_format: wanted.init_format.clone(),
+            notes: cached.notes,
+            _temp: None,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens `path`, decompressing it into `scratch_dir` when it is compressed, and checks
+    /// the SHA-256 of the raw image against `expected` when given.
     pub fn open(
         path: &Path,
         scratch_dir: &Path,
         progress: ProgressPolicy,
+        expected: Option<&str>,
     ) -> Result<SourceImage, Error> {
         let format = Format::sniff(path).map_err(|e| Error::path(path, e))?;
+        let check = |actual: &str| -> Result<(), Error> {
+            match expected.map(|e| e.trim().to_ascii_lowercase()) {
+                Some(e) if e != actual => Err(Error::path(
+                    path,
+                    format!("SHA-256 mismatch: os.sha256 is {e}, the image has {actual}"),
+                )),
+                _ => Ok(()),
+            }
+        };
         let Some(format) = format else {
+            if expected.is_some() {
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let bar = progress.bytes(len, "checking");
+                let hashed = hash_file(path, &bar).map_err(|e| Error::path(path, e))?;
+                bar.finish_and_clear();
+                check(&hashed.sha256)?;
+            }
             return Ok(SourceImage {
                 path: path.to_path_buf(),
-                original: path.to_path_buf(),
+                original: path.display().to_string(),
+                init_format: None,
+                notes: Vec::new(),
                 _temp: None,
+                _lock: None,
             });
         };
         let temp = tempfile::Builder::new()
@@ -65,13 +137,18 @@ impl SourceImage {
             .map_err(|e| Error::path(scratch_dir, e))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = progress.bytes(compressed, "decompressing");
-        decompress(path, format, temp.as_file(), &bar).map_err(|e| Error::path(path, e))?;
+        let out =
+            decompress(path, format, temp.as_file(), &bar).map_err(|e| Error::path(path, e))?;
         bar.finish_and_clear();
+        check(&out.sha256)?;
         let temp = temp.into_temp_path();
         Ok(SourceImage {
             path: temp.to_path_buf(),
-            original: path.to_path_buf(),
+            original: path.display().to_string(),
+            init_format: None,
+            notes: Vec::new(),
             _temp: Some(temp),
+            _lock: None,
         })
     }
 }

@@ -1,13 +1,46 @@
 //! One module per subcommand.
 
+pub mod cache;
+pub mod download;
 pub mod inspect;
+pub mod os;
 pub mod patch;
 pub mod prepare;
 pub mod profile;
 pub mod render;
 
+use std::path::PathBuf;
+
 use pinode::Error;
+use pinode::cache::resolve::Resolver;
+use pinode::cache::store::Cache;
 use pinode::profile::{LoadedProfile, NodeConfig};
+use pinode::ui::progress::ProgressPolicy;
+
+/// Where images come from: the global `--catalog`, `--cache-dir` and `--offline`.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub catalog: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub offline: bool,
+}
+
+impl From<&crate::cli::Global> for Sources {
+    fn from(g: &crate::cli::Global) -> Self {
+        Sources {
+            catalog: g.catalog.clone(),
+            cache_dir: g.cache_dir.clone(),
+            offline: g.offline,
+        }
+    }
+}
+
+impl Sources {
+    pub fn resolver(&self) -> Result<Resolver, Error> {
+        let cache = Cache::open(self.cache_dir.as_deref())?;
+        Ok(Resolver::new(cache, self.catalog.clone(), self.offline))
+    }
+}
 
 /// Output settings shared by every command.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +54,7 @@ impl Output {
     /// Prints a line for humans (suppressed by `--json` and `-q`).
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.json && !self.quiet {
-            println!("{}", line.as_ref());
+            stdout_line(line.as_ref());
         }
     }
 
@@ -32,12 +65,39 @@ impl Output {
         }
     }
 
+    /// Progress bars, unless `--json`, `-q` or CI.
+    pub fn progress(&self) -> ProgressPolicy {
+        if self.json {
+            ProgressPolicy::hidden()
+        } else {
+            ProgressPolicy::detect(self.quiet)
+        }
+    }
+
+    /// Tells the user that another pinode process holds the image they want.
+    pub fn waiting_note(&self) -> impl FnOnce() + '_ {
+        move || {
+            if !self.quiet {
+                eprintln!("waiting for another pinode process working on the same image…");
+            }
+        }
+    }
+
     /// Prints one JSON document on stdout.
     pub fn json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        stdout_line(&serde_json::to_string_pretty(value).unwrap_or_default());
+    }
+}
+
+/// Writes a line to stdout. A closed pipe (`pinode os list | head`) ends the program
+/// quietly, as it does for other command-line tools, instead of a panic.
+fn stdout_line(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

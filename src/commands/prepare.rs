@@ -8,28 +8,26 @@ use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
 use pinode::image::Image;
 use pinode::sink::file::write_image;
-use pinode::ui::progress::ProgressPolicy;
 
-use super::{Output, load_profile, select_nodes, size};
+use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
-pub fn run(args: &PrepareArgs, out: &Output) -> Result<(), Error> {
+pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
-    let Some(source) = SourceImage::locate(&profile, args.image.as_deref())? else {
-        return Err(Error::Usage(format!(
-            "os.image is {:?}, which this pinode cannot fetch yet; pass --image with a local \
-             Raspberry Pi OS image (.img, .img.xz, .img.gz or .img.zst)",
-            profile.profile.os.image
-        )));
-    };
-    let progress = if out.json {
-        ProgressPolicy::hidden()
-    } else {
-        ProgressPolicy::detect(out.quiet)
-    };
-    let base = SourceImage::open(&source, &args.out_dir, progress)?;
+    let progress = out.progress();
+    let base = SourceImage::for_profile(
+        &profile,
+        args.image.as_deref(),
+        &sources.resolver()?,
+        &args.out_dir,
+        progress,
+        out.waiting_note(),
+    )?;
+    for note in &base.notes {
+        out.warn(note);
+    }
     let mut os = None;
     let mut results = Vec::new();
     for node in nodes {
@@ -37,7 +35,7 @@ pub fn run(args: &PrepareArgs, out: &Output) -> Result<(), Error> {
         let info = match &os {
             Some(info) => Clone::clone(info),
             None => {
-                let info = image.detect_os(None, profile.init_override())?;
+                let info = image.detect_os(base.init_format.as_deref(), profile.init_override())?;
                 os = Some(info.clone());
                 info
             }

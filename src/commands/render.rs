@@ -37,7 +37,12 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
     let mut image = None;
     let os: OsInfo = if let Some(path) = &image_path {
         let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
-        let source = SourceImage::open(path, scratch.path(), ProgressPolicy::detect(out.quiet))?;
+        let source = SourceImage::open(
+            path,
+            scratch.path(),
+            ProgressPolicy::detect(out.quiet),
+            None,
+        )?;
         let mut opened = Image::open(&source.path, false)?;
         let os = opened.detect_os(None, forced)?;
         image = Some((opened, source, scratch));

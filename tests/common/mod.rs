@@ -2,6 +2,7 @@
 //! pinode binary, and independent readers (sfdisk, fsck.fat, mtools) to check its work.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod scratch;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,23 @@ pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
 pub fn pinode() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pinode"));
     c.env_remove("RUST_BACKTRACE").env("CI", "true");
+    // Never the real catalog, the user's cache or a proxy: tests that need a catalog or a
+    // cache set their own.
+    c.env("PINODE_CATALOG", "/nonexistent/pinode-test-catalog.json")
+        .env(
+            "PINODE_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-cache-here"),
+        );
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        c.env_remove(var);
+    }
     c
 }
 

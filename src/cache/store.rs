@@ -1,0 +1,604 @@
+//! The image cache: downloads and their decompressed base images, content-addressed by the
+//! SHA-256 of the uncompressed image (the hash the catalog publishes).
+//!
+//! ```text
+//! CACHE/images/<sha256>/entry.json        what it is, where it came from, what was checked
+//! CACHE/images/<sha256>/<file name>       the download as served (.img.xz, …)
+//! CACHE/images/<sha256>/image.img         the decompressed base image, sparse
+//! CACHE/images/<sha256>.lock              held while a pinode process works on the entry
+//! CACHE/catalogs/<hash of URL>.json       the last copy of each catalog, for --offline
+//! ```
+//!
+//! Nothing unverified is ever used: a download becomes `image.img` only after the SHA-256 of
+//! the decompressed bytes matched; a base image whose size or modification time changed since
+//! it was verified is hashed again, and deleted (and rebuilt) if it no longer matches.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::decompress::{Format, decompress, hash_file, is_corrupt_input};
+use super::lock::Lock;
+use crate::fetch::{FetchError, Http, display_url};
+use crate::ui::progress::ProgressPolicy;
+
+const ENTRY: &str = "entry.json";
+const IMAGE: &str = "image.img";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(
+        "{what}: SHA-256 mismatch (expected {expected}, got {actual}); the corrupt download was deleted from the cache, run again to download it anew"
+    )]
+    Corrupt {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{what}: {message}; the corrupt download was deleted from the cache")]
+    Undecodable { what: String, message: String },
+    #[error("{what}: {message}")]
+    Size { what: String, message: String },
+    #[error("{0} is not in the cache, and --offline forbids downloading it")]
+    Offline(String),
+    #[error("cannot find a cache directory (no HOME?); pass --cache-dir")]
+    NoDirectory,
+}
+
+/// What pinode wants in the cache: an image known by the SHA-256 of its uncompressed bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Wanted {
+    pub sha256: String,
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub release_date: Option<String>,
+    #[serde(default)]
+    pub init_format: Option<String>,
+    /// Expected bytes of the uncompressed image.
+    #[serde(default)]
+    pub extract_size: Option<u64>,
+    /// Expected bytes and SHA-256 of the download, when the source says.
+    #[serde(default)]
+    pub download_size: Option<u64>,
+    #[serde(default)]
+    pub download_sha256: Option<String>,
+}
+
+impl Wanted {
+    fn label(&self) -> String {
+        if self.name.is_empty() {
+            display_url(&self.url)
+        } else {
+            format!("{} ({})", self.name, display_url(&self.url))
+        }
+    }
+
+    /// The file name the download is kept under: the URL's last segment, sanitised.
+    fn download_name(&self) -> String {
+        file_name_of(&self.url)
+    }
+}
+
+/// The last path segment of `url` (no query or fragment), safe as a file name.
+pub fn file_name_of(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() || clean == IMAGE || clean == ENTRY || clean.starts_with('.') {
+        "download".into()
+    } else {
+        clean
+    }
+}
+
+/// A file in an entry and what it was checked against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The stamp of a verified base image: if either changes, it is hashed again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Stamp> {
+        let m = fs::metadata(path)?;
+        Ok(Stamp {
+            size: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })
+    }
+}
+
+/// `entry.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub wanted: Wanted,
+    pub download: Option<FileRecord>,
+    /// Set once image.img matched `wanted.sha256`.
+    pub image_verified: Option<Stamp>,
+    pub added: String,
+    pub last_used: String,
+}
+
+/// A verified base image ready to use.
+#[derive(Debug, Clone)]
+pub struct CachedImage {
+    pub path: PathBuf,
+    pub entry: Entry,
+    /// Bytes fetched from the network by this call (0 when the cache had it).
+    pub downloaded_bytes: u64,
+    pub resumed_from: u64,
+    pub decompressed: bool,
+    /// Problems found and repaired on the way (a stale image rebuilt, …), for warnings.
+    pub notes: Vec<String>,
+}
+
+/// One entry as `cache list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub sha256: String,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub release_date: Option<String>,
+    pub url: String,
+    pub download_bytes: u64,
+    pub image_bytes: u64,
+    /// Bytes the entry occupies on disk (the image is sparse).
+    pub disk_bytes: u64,
+    pub complete: bool,
+    pub partial_bytes: u64,
+    pub last_used: Option<String>,
+    pub path: PathBuf,
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    /// `dir`, or `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`).
+    pub fn open(dir: Option<&Path>) -> Result<Cache, CacheError> {
+        let root = match dir {
+            Some(d) => d.to_path_buf(),
+            None => {
+                use etcetera::BaseStrategy;
+                etcetera::choose_base_strategy()
+                    .map_err(|_| CacheError::NoDirectory)?
+                    .cache_dir()
+                    .join("pinode")
+            }
+        };
+        Ok(Cache { root })
+    }
+
+    fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    fn entry_dir(&self, sha: &str) -> PathBuf {
+        self.images().join(sha)
+    }
+
+    /// The lock file of the entry for `sha`.
+    pub fn lock_path(&self, sha: &str) -> PathBuf {
+        self.images().join(format!("{sha}.lock"))
+    }
+
+    /// Where the last copy of the catalog at `url` is kept.
+    pub fn catalog_copy(&self, url: &str) -> PathBuf {
+        let digest = hex::encode(Sha256::digest(url.as_bytes()));
+        self.root
+            .join("catalogs")
+            .join(format!("{}.json", &digest[..16]))
+    }
+
+    /// Keeps `bytes` as the last copy of the catalog at `url` (best effort).
+    pub fn save_catalog(&self, url: &str, bytes: &[u8]) {
+        let path = self.catalog_copy(url);
+        if let Some(dir) = path.parent()
+            && fs::create_dir_all(dir).is_ok()
+            && let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+        {
+            use std::io::Write;
+            if tmp.write_all(bytes).is_ok() {
+                let _ = tmp.persist(&path);
+            }
+        }
+    }
+
+    /// The verified base image for `wanted`: from the cache, from a kept download, or
+    /// downloaded now (unless `http` is `None`, i.e. offline). `on_wait` is called if another
+    /// pinode process holds the entry.
+    pub fn obtain(
+        &self,
+        wanted: &Wanted,
+        http: Option<&Http>,
+        progress: ProgressPolicy,
+        on_wait: impl FnOnce(),
+    ) -> Result<CachedImage, CacheError> {
+        let dir = self.entry_dir(&wanted.sha256);
+        let io_at = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let lock_path = self.lock_path(&wanted.sha256);
+        let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;
+
+        let now = now();
+        let mut entry = read_entry(&dir).unwrap_or_else(|| Entry {
+            wanted: wanted.clone(),
+            download: None,
+            image_verified: None,
+            added: now.clone(),
+            last_used: now.clone(),
+        });
+        // Newer catalog facts (aliases, dates) win; the hash is the identity.
+        // The URL is kept without credentials or query (they may be secrets).
+        entry.wanted = Wanted {
+            aliases: merge(&entry.wanted.aliases, &wanted.aliases),
+            url: display_url(&wanted.url),
+            ..wanted.clone()
+        };
+        entry.last_used = now;
+        let mut result = CachedImage {
+            path: dir.join(IMAGE),
+            entry: entry.clone(),
+            downloaded_bytes: 0,
+            resumed_from: 0,
+            decompressed: false,
+            notes: Vec::new(),
+        };
+        let image = dir.join(IMAGE);
+
+        // 1. A base image that was verified and has not changed since.
+        if image.exists() {
+            let stamp = Stamp::of(&image).map_err(io_at(&image))?;
+            if entry.image_verified.as_ref() == Some(&stamp) {
+                write_entry(&dir, &entry)?;
+                result.entry = entry;
+                return Ok(result);
+            }
+            let bar = progress.bytes(stamp.size, "checking");
+            let hashed = hash_file(&image, &bar).map_err(io_at(&image))?;
+            bar.finish_and_clear();
+            if hashed.sha256 == wanted.sha256 {
+                entry.image_verified = Some(Stamp::of(&image).map_err(io_at(&image))?);
+                write_entry(&dir, &entry)?;
+                result.entry = entry;
+                return Ok(result);
+            }
+            fs::remove_file(&image).map_err(io_at(&image))?;
+            entry.image_verified = None;
+            result.notes.push(format!(
+                "cache: the base image of {} no longer matched its SHA-256; deleted and rebuilt",
+                wanted.label()
+            ));
+        }
+
+        // 2. The download: kept from before, or fetched now.
+        let download_path = dir.join(wanted.download_name());
+        let kept = entry.download.as_ref().is_some_and(|d| {
+            dir.join(&d.file) == download_path
+                && fs::metadata(&download_path).is_ok_and(|m| m.len() == d.size)
+        });
+        if !kept {
+            let Some(http) = http else {
+                return Err(CacheError::Offline(wanted.label()));
+            };
+            let part = dir.join(format!("{}.part", wanted.download_name()));
+            let bar = progress.bytes(wanted.download_size.unwrap_or(0), "downloading");
+            let got = match crate::fetch::download(http, &wanted.url, &part, &bar) {
+                Ok(got) => got,
+                Err(e) => {
+                    // Keep a partial download for the next run; an empty one is noise.
+                    if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
+                        let _ = fs::remove_file(&part);
+                        let _ = fs::remove_file(part.with_extension("part.meta"));
+                    }
+                    return Err(e.into());
+                }
+            };
+            bar.finish_and_clear();
+            result.downloaded_bytes = got.size - got.resumed_from;
+            result.resumed_from = got.resumed_from;
+            let bad = |message: String| {
+                let _ = fs::remove_file(&part);
+                CacheError::Size {
+                    what: wanted.label(),
+                    message: format!("{message}; the download was deleted from the cache"),
+                }
+            };
+            if let Some(size) = wanted.download_size
+                && size != got.size
+            {
+                return Err(bad(format!(
+                    "the server sent {} bytes, the catalog says {size}",
+                    got.size
+                )));
+            }
+            if let Some(sha) = &wanted.download_sha256
+                && *sha != got.sha256
+            {
+                let _ = fs::remove_file(&part);
+                return Err(CacheError::Corrupt {
+                    what: wanted.label(),
+                    expected: sha.clone(),
+                    actual: got.sha256,
+                });
+            }
+            fs::rename(&part, &download_path).map_err(io_at(&download_path))?;
+            entry.download = Some(FileRecord {
+                file: wanted.download_name(),
+                size: got.size,
+                sha256: got.sha256,
+            });
+            write_entry(&dir, &entry)?;
+        }
+
+        // 3. The base image, verified on the way.
+        let format = Format::sniff(&download_path).map_err(io_at(&download_path))?;
+        let discard = |path: &Path| {
+            let _ = fs::remove_file(path);
+        };
+        match format {
+            None => {
+                // A raw download: its hash is the image's; it becomes the image.
+                let record = entry.download.clone();
+                let sha = match record {
+                    Some(r) => r.sha256,
+                    None => {
+                        hash_file(&download_path, &indicatif::ProgressBar::hidden())
+                            .map_err(io_at(&download_path))?
+                            .sha256
+                    }
+                };
+                if sha != wanted.sha256 {
+                    discard(&download_path);
+                    entry.download = None;
+                    write_entry(&dir, &entry)?;
+                    return Err(CacheError::Corrupt {
+                        what: wanted.label(),
+                        expected: wanted.sha256.clone(),
+                        actual: sha,
+                    });
+                }
+                fs::rename(&download_path, &image).map_err(io_at(&image))?;
+                entry.download = None;
+            }
+            Some(format) => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(".image.")
+                    .tempfile_in(&dir)
+                    .map_err(io_at(&dir))?;
+                let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
+                let bar = progress.bytes(compressed, "decompressing");
+                let out = decompress(&download_path, format, tmp.as_file(), &bar);
+                bar.finish_and_clear();
+                let out = match out {
+                    Ok(out) => out,
+                    Err(e) if is_corrupt_input(&e) => {
+                        discard(&download_path);
+                        entry.download = None;
+                        write_entry(&dir, &entry)?;
+                        return Err(CacheError::Undecodable {
+                            what: wanted.label(),
+                            message: e.to_string(),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(CacheError::Io {
+                            path: tmp.path().to_path_buf(),
+                            source: e,
+                        });
+                    }
+                };
+                if out.sha256 != wanted.sha256 {
+                    discard(&download_path);
+                    entry.download = None;
+                    write_entry(&dir, &entry)?;
+                    return Err(CacheError::Corrupt {
+                        what: wanted.label(),
+                        expected: wanted.sha256.clone(),
+                        actual: out.sha256,
+                    });
+                }
+                tmp.as_file().sync_all().map_err(io_at(&image))?;
+                tmp.persist(&image).map_err(|e| CacheError::Io {
+                    path: image.clone(),
+                    source: e.error,
+                })?;
+                result.decompressed = true;
+            }
+        }
+        if let Some(size) = wanted.extract_size {
+            let actual = fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+            if actual != size {
+                result.notes.push(format!(
+                    "{}: the image has {actual} bytes, the catalog says {size} (its SHA-256 matched)",
+                    wanted.label()
+                ));
+            }
+        }
+        entry.image_verified = Some(Stamp::of(&image).map_err(io_at(&image))?);
+        write_entry(&dir, &entry)?;
+        result.entry = entry;
+        Ok(result)
+    }
+
+    /// Every entry (complete or not), newest use first.
+    pub fn list(&self) -> Result<Vec<Listing>, CacheError> {
+        let images = self.images();
+        let read = match fs::read_dir(&images) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CacheError::Io {
+                    path: images,
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for item in read.flatten() {
+            let dir = item.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let sha = item.file_name().to_string_lossy().into_owned();
+            let entry = read_entry(&dir);
+            let mut listing = Listing {
+                sha256: sha,
+                name: String::new(),
+                aliases: Vec::new(),
+                release_date: None,
+                url: String::new(),
+                download_bytes: 0,
+                image_bytes: 0,
+                disk_bytes: 0,
+                complete: false,
+                partial_bytes: 0,
+                last_used: None,
+                path: dir.clone(),
+            };
+            for file in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let Ok(m) = file.metadata() else { continue };
+                listing.disk_bytes += m.blocks() * 512;
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name == IMAGE {
+                    listing.image_bytes = m.len();
+                } else if name.ends_with(".part") {
+                    listing.partial_bytes += m.len();
+                } else if entry
+                    .as_ref()
+                    .and_then(|e| e.download.as_ref())
+                    .is_some_and(|d| d.file == name)
+                {
+                    listing.download_bytes = m.len();
+                }
+            }
+            if let Some(e) = entry {
+                listing.complete = e.image_verified.is_some() && listing.image_bytes > 0;
+                listing.name = e.wanted.name;
+                listing.aliases = e.wanted.aliases;
+                listing.release_date = e.wanted.release_date;
+                listing.url = display_url(&e.wanted.url);
+                listing.last_used = Some(e.last_used);
+            }
+            out.push(listing);
+        }
+        out.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        Ok(out)
+    }
+
+    /// Removes every entry nobody is using (and the catalog copies); returns the bytes freed
+    /// and the entries skipped because another pinode process holds them.
+    pub fn clean(&self) -> Result<(u64, Vec<String>), CacheError> {
+        let mut freed = 0;
+        let mut busy = Vec::new();
+        for listing in self.list()? {
+            let lock_path = self.lock_path(&listing.sha256);
+            let lock = Lock::try_acquire(&lock_path).map_err(|source| CacheError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+            let Some(_lock) = lock else {
+                busy.push(listing.sha256);
+                continue;
+            };
+            fs::remove_dir_all(&listing.path).map_err(|source| CacheError::Io {
+                path: listing.path.clone(),
+                source,
+            })?;
+            let _ = fs::remove_file(&lock_path);
+            freed += listing.disk_bytes;
+        }
+        let catalogs = self.root.join("catalogs");
+        if catalogs.exists() {
+            fs::remove_dir_all(&catalogs).map_err(|source| CacheError::Io {
+                path: catalogs,
+                source,
+            })?;
+        }
+        Ok((freed, busy))
+    }
+
+    /// Complete entries whose recorded aliases include `alias` (for --offline without a
+    /// catalog copy).
+    pub fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {
+        let images = fs::read_dir(self.images()).ok()?;
+        images
+            .flatten()
+            .filter_map(|d| read_entry(&d.path()))
+            .filter(|e| e.image_verified.is_some())
+            .map(|e| e.wanted)
+            .filter(|w| w.aliases.iter().any(|a| a == alias))
+            .filter(|w| date.is_none_or(|d| w.release_date.as_deref() == Some(d)))
+            .max_by(|a, b| a.release_date.cmp(&b.release_date))
+    }
+}
+
+fn merge(old: &[String], new: &[String]) -> Vec<String> {
+    let mut all = new.to_vec();
+    for a in old {
+        if !all.contains(a) {
+            all.push(a.clone());
+        }
+    }
+    all
+}
+
+fn read_entry(dir: &Path) -> Option<Entry> {
+    let bytes = fs::read(dir.join(ENTRY)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_entry(dir: &Path, entry: &Entry) -> Result<(), CacheError> {
+    let io = |source| CacheError::Io {
+        path: dir.join(ENTRY),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let text = serde_json::to_vec_pretty(entry).unwrap_or_default();
+    std::io::Write::write_all(&mut tmp, &text).map_err(io)?;
+    tmp.persist(dir.join(ENTRY)).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

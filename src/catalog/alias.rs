@@ -1,0 +1,186 @@
+//! Stable names for catalog entries.
+//!
+//! Entry names in the catalog change wording between releases ("Raspberry Pi OS Lite",
+//! "Raspberry Pi OS (Legacy, 64-bit) Lite"), but the download URLs follow one pattern:
+//! `https://downloads.raspberrypi.com/<series>/images/<series>-<date>/<date>-raspios-<codename>-<arch>-lite.img.xz`.
+//! Aliases come from that pattern:
+//! - the series with `-` for `_`: `raspios-lite-arm64`, `raspios-lite-armhf`, `raspios-arm64`;
+//! - for the "oldstable" series also `raspios-legacy-…` (what Imager calls it);
+//! - the codename form from the file name: `raspios-bookworm-lite-arm64`, which stays valid
+//!   when Bookworm moves from "current" to "legacy".
+//!
+//! `alias@YYYY-MM-DD` pins a release by its `release_date` (when the catalog lists it).
+
+use super::{Catalog, OsEntry};
+
+/// Every alias of the image at `url` (empty for images that are not Raspberry Pi OS).
+pub fn aliases_for(url: &str) -> Vec<String> {
+    let Some(path) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, path)| path)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let series = path.split('/').next().unwrap_or("");
+    if series.starts_with("raspios") {
+        let dashed = series.replace('_', "-");
+        if dashed.contains("-oldstable") {
+            out.push(dashed.replace("-oldstable", "-legacy"));
+        }
+        out.push(dashed);
+    }
+    // "2025-10-01-raspios-trixie-arm64-lite.img.xz" -> raspios-trixie-lite-arm64
+    let file = path.rsplit('/').next().unwrap_or("");
+    let stem = file.split(".img").next().unwrap_or("");
+    if let (Some(date), Some(rest)) = (stem.get(..10), stem.get(11..))
+        && is_date(date)
+    {
+        let parts: Vec<&str> = rest.split('-').collect();
+        if let ["raspios", codename, arch, flavour @ ..] = parts.as_slice() {
+            let mut name = format!("raspios-{codename}");
+            for f in flavour {
+                name.push('-');
+                name.push_str(f);
+            }
+            name.push('-');
+            name.push_str(arch);
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// A parsed `alias[@YYYY-MM-DD]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub alias: String,
+    pub date: Option<String>,
+}
+
+impl Spec {
+    pub fn parse(spec: &str) -> Result<Spec, String> {
+        let (alias, date) = match spec.split_once('@') {
+            Some((alias, date)) => (alias, Some(date)),
+            None => (spec, None),
+        };
+        if alias.is_empty()
+            || !alias
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "{spec:?} is not an OS alias (like raspios-lite-arm64 or \
+                 raspios-lite-arm64@2025-10-01; see `pinode os list`)"
+            ));
+        }
+        if let Some(date) = date
+            && !is_date(date)
+        {
+            return Err(format!(
+                "{spec:?}: the release after @ must be a date like 2025-10-01"
+            ));
+        }
+        Ok(Spec {
+            alias: alias.to_string(),
+            date: date.map(str::to_string),
+        })
+    }
+
+    /// The newest entry with this alias (and date, when pinned).
+    pub fn find<'e>(&self, entries: &'e [OsEntry]) -> Option<&'e OsEntry> {
+        entries
+            .iter()
+            .filter(|e| e.aliases().contains(&self.alias))
+            .filter(|e| match &self.date {
+                Some(date) => e.release_date.as_deref() == Some(date.as_str()),
+                None => true,
+            })
+            .max_by(|a, b| a.release_date.cmp(&b.release_date))
+    }
+
+    /// Why nothing matched, with what the catalog does offer.
+    pub fn not_found_message(&self, catalog: &Catalog) -> String {
+        let same_alias: Vec<&str> = catalog
+            .entries
+            .iter()
+            .filter(|e| e.aliases().contains(&self.alias))
+            .filter_map(|e| e.release_date.as_deref())
+            .collect();
+        if let (Some(date), false) = (&self.date, same_alias.is_empty()) {
+            return format!(
+                "the OS catalog {} lists {} only as released {}, not {date}; for an older \
+                 release give its image URL as os.image with os.sha256",
+                catalog.source,
+                self.alias,
+                same_alias.join(", ")
+            );
+        }
+        let mut known: Vec<String> = catalog.entries.iter().flat_map(|e| e.aliases()).collect();
+        known.sort();
+        known.dedup();
+        let known = if known.is_empty() {
+            "no Raspberry Pi OS images at all".to_string()
+        } else {
+            known.join(", ")
+        };
+        format!(
+            "the OS catalog {} has no image called {:?} (it has: {known})",
+            catalog.source, self.alias
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_follow_the_download_url() {
+        let url = "https://downloads.raspberrypi.com/raspios_lite_arm64/images/raspios_lite_arm64-2025-10-02/2025-10-01-raspios-trixie-arm64-lite.img.xz";
+        assert_eq!(
+            aliases_for(url),
+            ["raspios-lite-arm64", "raspios-trixie-lite-arm64"]
+        );
+        let url = "https://downloads.raspberrypi.com/raspios_oldstable_lite_armhf/images/raspios_oldstable_lite_armhf-2025-10-02/2025-10-01-raspios-bookworm-armhf-lite.img.xz";
+        assert_eq!(
+            aliases_for(url),
+            [
+                "raspios-legacy-lite-armhf",
+                "raspios-oldstable-lite-armhf",
+                "raspios-bookworm-lite-armhf"
+            ]
+        );
+        let url = "https://downloads.raspberrypi.com/raspios_arm64/images/raspios_arm64-2025-10-02/2025-10-01-raspios-trixie-arm64.img.xz";
+        assert_eq!(aliases_for(url), ["raspios-arm64", "raspios-trixie-arm64"]);
+        assert!(aliases_for("https://example.com/ubuntu.img.xz").is_empty());
+        assert!(aliases_for("not a url").is_empty());
+    }
+
+    #[test]
+    fn specs_parse_and_refuse() {
+        assert_eq!(
+            Spec::parse("raspios-lite-arm64@2025-10-01").unwrap(),
+            Spec {
+                alias: "raspios-lite-arm64".into(),
+                date: Some("2025-10-01".into())
+            }
+        );
+        assert!(Spec::parse("raspios-lite-arm64@latest").is_err());
+        assert!(Spec::parse("Raspios").is_err());
+        assert!(Spec::parse("").is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! `pinode cache list` / `pinode cache clean`.
+
+use serde_json::json;
+
+use pinode::Error;
+
+use super::{Output, Sources, size};
+
+pub fn list(sources: &Sources, out: &Output) -> Result<(), Error> {
+    let resolver = sources.resolver()?;
+    let entries = resolver.cache.list()?;
+    if out.json {
+        out.json(&json!({
+            "cache_dir": resolver.cache.root,
+            "entries": entries,
+        }));
+        return Ok(());
+    }
+    out.say(format!("cache: {}", resolver.cache.root.display()));
+    if entries.is_empty() {
+        out.say("(empty)");
+    }
+    for e in &entries {
+        let name = e.aliases.first().cloned().unwrap_or_else(|| {
+            if e.name.is_empty() {
+                "?".into()
+            } else {
+                e.name.clone()
+            }
+        });
+        let state = if e.complete {
+            format!("image {}", size(e.image_bytes))
+        } else if e.partial_bytes > 0 {
+            format!("partial download {}", size(e.partial_bytes))
+        } else {
+            "incomplete".to_string()
+        };
+        out.say(format!(
+            "{name:30} {:10} {}…  {state}, {} on disk",
+            e.release_date.as_deref().unwrap_or(""),
+            &e.sha256[..e.sha256.len().min(12)],
+            size(e.disk_bytes)
+        ));
+    }
+    Ok(())
+}
+
+pub fn clean(sources: &Sources, out: &Output) -> Result<(), Error> {
+    let resolver = sources.resolver()?;
+    let (freed, busy) = resolver.cache.clean()?;
+    for sha in &busy {
+        out.warn(format!(
+            "{}…: in use by another pinode process, left alone",
+            &sha[..sha.len().min(12)]
+        ));
+    }
+    out.say(format!(
+        "cache: {} freed in {}",
+        size(freed),
+        resolver.cache.root.display()
+    ));
+    Ok(())
+}

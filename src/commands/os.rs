@@ -1,0 +1,72 @@
+//! `pinode os list`: the images the catalog offers, with the aliases pinode accepts.
+
+use serde_json::json;
+
+use pinode::Error;
+
+use super::{Output, Sources, size};
+
+pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
+    let resolver = sources.resolver()?;
+    let http = resolver.http()?;
+    let mut catalog = resolver.load_catalog(http.as_ref())?;
+    if all {
+        catalog.load_all(http.as_ref());
+    }
+    for skipped in &catalog.skipped {
+        out.warn(format!("sub-list skipped: {skipped}"));
+    }
+    let mut entries = catalog.entries.clone();
+    // Raspberry Pi OS (the entries with aliases) first, newest first within a name.
+    entries.sort_by(|a, b| {
+        b.aliases()
+            .is_empty()
+            .cmp(&a.aliases().is_empty())
+            .reverse()
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| b.release_date.cmp(&a.release_date))
+    });
+    if out.json {
+        let items: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "name": e.name,
+                    "aliases": e.aliases(),
+                    "release_date": e.release_date,
+                    "url": e.url,
+                    "download_bytes": e.image_download_size,
+                    "extract_size": e.extract_size,
+                    "extract_sha256": e.extract_sha256,
+                    "init_format": e.init_format,
+                    "devices": e.devices,
+                    "category": e.category,
+                })
+            })
+            .collect();
+        out.json(&json!({
+            "catalog": catalog.source,
+            "images": items,
+            "skipped_sublists": catalog.skipped,
+        }));
+        return Ok(());
+    }
+    out.say(format!("catalog: {}", catalog.source));
+    for e in &entries {
+        let aliases = e.aliases();
+        let first = aliases.first().cloned().unwrap_or_else(|| "-".into());
+        out.say(format!(
+            "{first:30} {:10} {:>10}  {}",
+            e.release_date.as_deref().unwrap_or("?"),
+            e.image_download_size.map(size).unwrap_or_default(),
+            e.name
+        ));
+        if aliases.len() > 1 {
+            out.say(format!("{:30} also: {}", "", aliases[1..].join(", ")));
+        }
+    }
+    if entries.iter().all(|e| e.aliases().is_empty()) {
+        out.warn("no Raspberry Pi OS images in this catalog (none has an alias)");
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! HTTP(S) for catalogs and images: one blocking reqwest client (rustls, the standard proxy
+//! variables), idle timeouts rather than total ones (a 500 MB image may take a while; a
+//! silent server must not), and retries with a growing pause for failures worth retrying.
+
+pub mod download;
+
+use std::io::Read;
+use std::time::Duration;
+
+pub use download::{Downloaded, download};
+
+/// Network settings; the environment can override them (see [`HttpSettings::from_env`]).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub connect_timeout: Duration,
+    /// How long a connection may stay silent (connecting, waiting for headers, or between
+    /// two reads of the body) before the attempt is given up.
+    pub idle_timeout: Duration,
+    /// Attempts after the first one, for failures that may pass (timeouts, dropped
+    /// connections, 5xx, 429). An attempt that made progress does not count.
+    pub retries: u32,
+    /// The first pause between attempts; it doubles each time, up to 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            retries: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Defaults, overridden by `PINODE_HTTP_TIMEOUT` (seconds, idle and connect),
+    /// `PINODE_HTTP_RETRIES` and `PINODE_HTTP_BACKOFF_MS`. Unparsable values are ignored.
+    pub fn from_env() -> HttpSettings {
+        let mut s = HttpSettings::default();
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        if let Some(secs) = num("PINODE_HTTP_TIMEOUT").filter(|v| *v > 0.0) {
+            s.idle_timeout = Duration::from_secs_f64(secs);
+            s.connect_timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(n) = num("PINODE_HTTP_RETRIES") {
+            s.retries = n.min(100.0) as u32;
+        }
+        if let Some(ms) = num("PINODE_HTTP_BACKOFF_MS") {
+            s.backoff = Duration::from_secs_f64(ms / 1000.0);
+        }
+        s
+    }
+
+    /// The pause before attempt `n` (1-based count of failures so far).
+    pub fn pause(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        (self.backoff * factor).min(Duration::from_secs(30))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: String },
+    #[error("{url}: {message} (after {attempts} attempt(s))")]
+    Transport {
+        url: String,
+        message: String,
+        attempts: u32,
+    },
+    #[error("{url}: larger than {limit} bytes, which is not a catalog")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url}: {message}")]
+    Protocol { url: String, message: String },
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up HTTPS: {0}")]
+    Setup(String),
+}
+
+/// A URL fit for messages: no user:password, no query string (either may carry a secret).
+pub fn display_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let path = match path.split_once('?') {
+        Some((p, _)) => format!("{p}?…"),
+        None => path.to_string(),
+    };
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
+/// The HTTP client.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::blocking::Client,
+    pub settings: HttpSettings,
+}
+
+impl Http {
+    pub fn new(settings: HttpSettings) -> Result<Http, FetchError> {
+        // reqwest is built without a default crypto provider: use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("pinode/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.connect_timeout)
+            // In reqwest's blocking client this bounds each wait (headers, every read), so
+            // it is an idle timeout, not a limit on the whole download.
+            .timeout(settings.idle_timeout)
+            .build()
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
+        Ok(Http { client, settings })
+    }
+
+    /// A GET whose status has been checked, retried while retrying may help.
+    pub(crate) fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::blocking::Response, FetchError> {
+        let mut failures = 0;
+        loop {
+            let mut request = self.client.get(url);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            let outcome = match request.send() {
+                Ok(response) => classify(url, response),
+                Err(e) => Err(Attempt::Retry(describe(&e))),
+            };
+            match outcome {
+                Ok(response) => return Ok(response),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(message)) => {
+                    failures += 1;
+                    if failures > self.settings.retries {
+                        return Err(FetchError::Transport {
+                            url: display_url(url),
+                            message,
+                            attempts: failures,
+                        });
+                    }
+                    std::thread::sleep(self.settings.pause(failures));
+                }
+            }
+        }
+    }
+
+    /// The whole body of a small document (a catalog), at most `limit` bytes.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut failures = 0;
+        loop {
+            let response = self.get(url, &[])?;
+            let mut body = Vec::new();
+            match response.take(limit + 1).read_to_end(&mut body) {
+                Ok(_) if body.len() as u64 > limit => {
+                    return Err(FetchError::TooLarge {
+                        url: display_url(url),
+                        limit,
+                    });
+                }
+                Ok(_) => return Ok(body),
+                Err(e) => {
+                    failures += 1;
+                    if failures > self.settings.retries {
+                        return Err(FetchError::Transport {
+                            url: display_url(url),
+                            message: io_message(&e),
+                            attempts: failures,
+                        });
+                    }
+                    std::thread::sleep(self.settings.pause(failures));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) enum Attempt {
+    Retry(String),
+    Fatal(FetchError),
+}
+
+/// Sorts a response into success, worth retrying, or final.
+fn classify(
+    url: &str,
+    response: reqwest::blocking::Response,
+) -> Result<reqwest::blocking::Response, Attempt> {
+    let status = response.status();
+    if status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+        return Ok(response);
+    }
+    let text = match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    };
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(Attempt::Retry(format!("HTTP {text}")))
+    } else {
+        Err(Attempt::Fatal(FetchError::Status {
+            url: display_url(url),
+            status: text,
+        }))
+    }
+}
+
+/// A transport error in one line, without the URL (the caller adds a redacted one).
+fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "no answer in time (timed out)".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "connection failed".to_string()
+    };
+    // The innermost cause is the useful part ("Connection refused", "dns error: ...").
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    match last {
+        Some(cause) if !e.is_timeout() => format!("{what}: {cause}"),
+        _ => what,
+    }
+}
+
+/// An I/O error from reading a body: reqwest wraps its own errors (timeouts) in io::Error.
+fn io_message(e: &std::io::Error) -> String {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+        return describe(inner);
+    }
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return "the server went silent (timed out)".into();
+    }
+    format!("connection lost: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_carry_no_credentials() {
+        assert_eq!(
+            display_url("https://user:secret@example.com/a/b.img.xz?token=x"),
+            "https://example.com/a/b.img.xz?…"
+        );
+        assert_eq!(
+            display_url("http://127.0.0.1:8080/x"),
+            "http://127.0.0.1:8080/x"
+        );
+    }
+
+    #[test]
+    fn pauses_grow_and_stop_at_thirty_seconds() {
+        let s = HttpSettings::default();
+        assert_eq!(s.pause(1), Duration::from_secs(1));
+        assert_eq!(s.pause(3), Duration::from_secs(4));
+        assert_eq!(s.pause(40), Duration::from_secs(30));
+    }
+}
