@@ -542,7 +542,8 @@ impl Cache {
                 path: listing.path.clone(),
                 source,
             })?;
-            let _ = fs::remove_file(&lock_path);
+            // The lock file stays: a process waiting on it must not end up holding a lock
+            // on a deleted file while a newcomer locks a fresh one.
             freed += listing.disk_bytes;
         }
         let catalogs = self.root.join("catalogs");
