@@ -670,3 +670,71 @@ fn the_standard_proxy_variables_are_honoured() {
     );
     fails_with(&out, &[url]);
 }
+
+#[test]
+fn a_cached_base_image_that_changed_is_rebuilt_from_the_kept_download() {
+    let world = World::new(images().xz_multi.clone(), Behaviour::Normal);
+    let doc = json_of(&world.download(&[]));
+    let image = PathBuf::from(doc["path"].as_str().unwrap());
+    // Damage one byte of the cached base image (its mtime changes with it).
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[5_000_000] ^= 0xff;
+    std::fs::write(&image, &bytes).unwrap();
+    let out = world.download(&[]);
+    let again = json_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: cache:") && stderr.contains("no longer matched its SHA-256"),
+        "{stderr}"
+    );
+    assert_eq!(again["decompressed"], true);
+    assert_eq!(
+        again["downloaded_bytes"], 0,
+        "rebuilt from the kept download"
+    );
+    assert_eq!(sha256_file(&image), sha256(&images().raw));
+    assert_eq!(world.server.requests(IMAGE_PATH).len(), 1);
+}
+
+#[test]
+fn a_local_os_image_is_checked_against_os_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.img.gz"), &images().gz).unwrap();
+    let profile = |sha: &str| {
+        write_profile(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "version: 1\nos:\n  image: ./base.img.gz\n  sha256: {sha}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
+            ),
+        )
+    };
+    let out_dir = dir.path().join("out");
+    let wrong = profile(&"0".repeat(64));
+    let out = output(
+        pinode()
+            .args(["prepare", "--profile"])
+            .arg(&wrong)
+            .arg("--out-dir")
+            .arg(&out_dir),
+    );
+    fails_with(
+        &out,
+        &[
+            "p.yaml:4",
+            "os.sha256",
+            "SHA-256 mismatch",
+            &sha256(&images().raw),
+        ],
+    );
+    assert!(!out_dir.join("node-1.img").exists());
+    // The user's file is never deleted.
+    assert!(dir.path().join("base.img.gz").exists());
+    let right = profile(&sha256(&images().raw).to_uppercase());
+    run(pinode()
+        .args(["prepare", "--profile"])
+        .arg(&right)
+        .arg("--out-dir")
+        .arg(&out_dir));
+    assert!(out_dir.join("node-1.img").exists());
+}
