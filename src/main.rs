@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Command::Download(a) => commands::download::run(a, &sources, &out),
         Command::Cache(CacheCommand::List { .. }) => commands::cache::list(&sources, &out),
         Command::Cache(CacheCommand::Clean) => commands::cache::clean(&sources, &out),
-        Command::Render(a) => commands::render::run(a, &out),
+        Command::Render(a) => commands::render::run(a, &sources, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

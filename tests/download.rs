@@ -738,3 +738,39 @@ fn a_local_os_image_is_checked_against_os_sha256() {
         .arg(&out_dir));
     assert!(out_dir.join("node-1.img").exists());
 }
+
+#[test]
+fn render_reads_the_os_generation_from_the_cached_image() {
+    let world = World::new(images().xz_single.clone(), Behaviour::Normal);
+    let profile = write_profile(
+        world.dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\nos:\n  image: {ALIAS}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
+        ),
+    );
+    let render = |dir: &str| {
+        output(
+            world
+                .pinode()
+                .args(["render", "--profile"])
+                .arg(&profile)
+                .arg("--out-dir")
+                .arg(world.dir.path().join(dir)),
+        )
+    };
+    // Not cached yet: render does not download, and says what to do.
+    fails_with(&render("r1"), &["--generation", "pinode download"]);
+    assert_eq!(world.server.requests(IMAGE_PATH).len(), 0);
+    run(world.pinode().args(["download", "--profile"]).arg(&profile));
+    let out = render("r2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bookworm (firstrun)"));
+    let cmdline = std::fs::read_to_string(world.dir.path().join("r2/boot/cmdline.txt")).unwrap();
+    assert!(cmdline.contains("cgroup_enable=memory"), "{cmdline}");
+    assert_eq!(world.server.requests(IMAGE_PATH).len(), 1);
+}

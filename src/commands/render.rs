@@ -14,10 +14,10 @@ use pinode::rootfs::OsRelease;
 use pinode::sink::file::write_atomic;
 use pinode::ui::progress::ProgressPolicy;
 
-use super::{Output, load_profile, single_node};
+use super::{Output, Sources, load_profile, single_node};
 use crate::cli::RenderArgs;
 
-pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
+pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
     let forced = match args
@@ -30,22 +30,21 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
         InitChoice::CloudInit => Some(osinfo::InitRoute::CloudInit),
     };
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
-    let image_path = match args.generation {
+    let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
+    let progress = ProgressPolicy::detect(out.quiet);
+    let source = match args.generation {
         Some(_) => None,
-        None => SourceImage::locate(&profile, args.image.as_deref())?,
+        None => match SourceImage::locate(&profile, args.image.as_deref())? {
+            Some(path) => Some(SourceImage::open(&path, scratch.path(), progress, None)?),
+            None => cached_base(&profile, sources, scratch.path(), progress),
+        },
     };
+    let image_used = source.is_some();
     let mut image = None;
-    let os: OsInfo = if let Some(path) = &image_path {
-        let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
-        let source = SourceImage::open(
-            path,
-            scratch.path(),
-            ProgressPolicy::detect(out.quiet),
-            None,
-        )?;
+    let os: OsInfo = if let Some(source) = source {
         let mut opened = Image::open(&source.path, false)?;
-        let os = opened.detect_os(None, forced)?;
-        image = Some((opened, source, scratch));
+        let os = opened.detect_os(source.init_format.as_deref(), forced)?;
+        image = Some((opened, source));
         os
     } else if let Some(generation) = args.generation {
         let codename = generation.as_str().to_string();
@@ -62,7 +61,9 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
         os
     } else {
         return Err(Error::Usage(
-            "render needs to know the OS generation: pass --image IMAGE or --generation bullseye|bookworm|trixie".into(),
+            "render needs to know the OS generation: pass --image IMAGE or --generation \
+             bullseye|bookworm|trixie, or put os.image in the cache first (pinode download -p PROFILE)"
+                .into(),
         ));
     };
 
@@ -99,7 +100,7 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
     )?;
 
     // With an image at hand, show the exact edited files too (applied to an in-memory overlay).
-    if let Some((mut opened, _source, _scratch)) = image.take() {
+    if let Some((mut opened, _source)) = image.take() {
         let edited = opened.with_boot_fs(|fs| {
             pinode::customise::apply(fs, &custom)?;
             Ok((fs.read("cmdline.txt")?, fs.read("config.txt")?))
@@ -125,7 +126,7 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
         host = custom.hostname,
         generation = os.generation,
         init = os.init,
-        edited = if image_path.is_some() {
+        edited = if image_used {
             " (cmdline.txt and config.txt as edited)"
         } else {
             ""
@@ -146,6 +147,22 @@ pub fn run(args: &RenderArgs, out: &Output) -> Result<(), Error> {
         dir.display()
     ));
     Ok(())
+}
+
+/// The profile's `os.image` (an alias or URL) when it is already in the cache: render never
+/// downloads, so this looks only at the cache and its copy of the catalog.
+fn cached_base(
+    profile: &pinode::profile::LoadedProfile,
+    sources: &Sources,
+    scratch: &Path,
+    progress: ProgressPolicy,
+) -> Option<SourceImage> {
+    let offline = Sources {
+        offline: true,
+        ..sources.clone()
+    };
+    let resolver = offline.resolver().ok()?;
+    SourceImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
