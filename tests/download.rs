@@ -176,6 +176,17 @@ fn fails_with(out: &Output, needles: &[&str]) -> String {
     stderr
 }
 
+/// A one-node profile whose `os:` section is `os_lines` (indented YAML lines).
+fn node_profile(dir: &Path, name: &str, os_lines: &str) -> PathBuf {
+    write_profile(
+        dir,
+        name,
+        &format!(
+            "version: 1\nos:\n{os_lines}defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
+        ),
+    )
+}
+
 #[test]
 fn alias_to_verified_base_image_and_a_second_run_downloads_nothing() {
     let world = World::new(images().xz_multi.clone(), Behaviour::Normal);
@@ -597,13 +608,7 @@ fn every_compression_decompresses_to_the_raw_bytes() {
 #[test]
 fn prepare_takes_the_base_image_from_the_catalog() {
     let world = World::new(images().xz_multi.clone(), Behaviour::Normal);
-    let profile = write_profile(
-        world.dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\nos:\n  image: {ALIAS}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
-        ),
-    );
+    let profile = node_profile(world.dir.path(), "p.yaml", &format!("  image: {ALIAS}\n"));
     let out_dir = world.dir.path().join("out");
     let doc = json_of(&output(
         world
@@ -625,13 +630,10 @@ fn prepare_takes_the_base_image_from_the_catalog() {
     assert_eq!(names.len(), 2, "{names:?}");
 
     // A wrong os.sha256 for the alias: the profile's line and field.
-    let profile = write_profile(
+    let profile = node_profile(
         world.dir.path(),
         "q.yaml",
-        &format!(
-            "version: 1\nos:\n  image: {ALIAS}\n  sha256: {}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n",
-            "ab".repeat(32)
-        ),
+        &format!("  image: {ALIAS}\n  sha256: {}\n", "ab".repeat(32)),
     );
     let out = output(
         world
@@ -701,12 +703,10 @@ fn a_local_os_image_is_checked_against_os_sha256() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.img.gz"), &images().gz).unwrap();
     let profile = |sha: &str| {
-        write_profile(
+        node_profile(
             dir.path(),
             "p.yaml",
-            &format!(
-                "version: 1\nos:\n  image: ./base.img.gz\n  sha256: {sha}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
-            ),
+            &format!("  image: ./base.img.gz\n  sha256: {sha}\n"),
         )
     };
     let out_dir = dir.path().join("out");
@@ -742,13 +742,7 @@ fn a_local_os_image_is_checked_against_os_sha256() {
 #[test]
 fn render_reads_the_os_generation_from_the_cached_image() {
     let world = World::new(images().xz_single.clone(), Behaviour::Normal);
-    let profile = write_profile(
-        world.dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\nos:\n  image: {ALIAS}\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\nnodes:\n  - hostname: node-1\n"
-        ),
-    );
+    let profile = node_profile(world.dir.path(), "p.yaml", &format!("  image: {ALIAS}\n"));
     let render = |dir: &str| {
         output(
             world
