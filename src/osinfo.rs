@@ -75,7 +75,8 @@ impl Generation {
     }
 }
 
-fn is_iso_date(w: &str) -> bool {
+/// `YYYY-MM-DD` (digits only; the catalog's release dates and Pi OS issue dates).
+pub(crate) fn is_iso_date(w: &str) -> bool {
     let b = w.as_bytes();
     b.len() == 10
         && b[4] == b'-'

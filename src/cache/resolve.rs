@@ -12,10 +12,9 @@
 use std::path::PathBuf;
 
 use crate::catalog::{self, Catalog, CatalogError, OsEntry};
-use crate::fetch::{FetchError, Http, HttpSettings};
-use crate::ui::progress::ProgressPolicy;
+use crate::fetch::{FetchError, Http, HttpSettings, is_http_url};
 
-use super::store::{Cache, CacheError, CachedImage, Wanted};
+use super::store::{Cache, CacheError, Wanted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -39,7 +38,7 @@ pub enum ImageRef {
 
 impl ImageRef {
     pub fn classify(image: &str) -> ImageRef {
-        if image.starts_with("https://") || image.starts_with("http://") {
+        if is_http_url(image) {
             ImageRef::Url(image.to_string())
         } else if image.contains('/') || image.contains(".img") || image.starts_with('~') {
             ImageRef::Path(PathBuf::from(image))
@@ -78,7 +77,7 @@ impl Resolver {
     }
 
     fn catalog_is_remote(&self) -> bool {
-        self.catalog.starts_with("https://") || self.catalog.starts_with("http://")
+        is_http_url(&self.catalog)
     }
 
     /// The catalog: fetched (and a copy kept), or offline from that copy.
@@ -89,7 +88,7 @@ impl Resolver {
         match http {
             Some(http) => {
                 let bytes = http
-                    .get_small(&self.catalog, 32 << 20)
+                    .get_small(&self.catalog, catalog::MAX_DOCUMENT)
                     .map_err(CatalogError::from)?;
                 let catalog = Catalog::parse(&self.catalog, &bytes)?;
                 self.cache.save_catalog(&self.catalog, &bytes);
@@ -180,17 +179,6 @@ impl Resolver {
             Err(e) => return Err(e),
         };
         Ok(catalog.resolve(spec, http)?)
-    }
-
-    /// The verified base image for `wanted`.
-    pub fn obtain(
-        &self,
-        wanted: &Wanted,
-        http: Option<&Http>,
-        progress: ProgressPolicy,
-        on_wait: impl FnOnce(),
-    ) -> Result<CachedImage, ResolveError> {
-        Ok(self.cache.obtain(wanted, http, progress, on_wait)?)
     }
 }
 

@@ -82,7 +82,9 @@ impl SourceImage {
                 }
                 other => Error::from(other),
             })?;
-        let cached = resolver.obtain(&wanted, http.as_ref(), progress, on_wait)?;
+        let cached = resolver
+            .cache
+            .obtain(&wanted, http.as_ref(), progress, on_wait)?;
         let lock_path = resolver.cache.lock_path(&wanted.sha256);
         let lock = Lock::shared(&lock_path).map_err(|e| Error::path(&lock_path, e))?;
         Ok(SourceImage {

@@ -334,20 +334,18 @@ impl Cache {
             bar.finish_and_clear();
             result.downloaded_bytes = got.size - got.resumed_from;
             result.resumed_from = got.resumed_from;
-            let bad = |message: String| {
-                let _ = fs::remove_file(&part);
-                CacheError::Size {
-                    what: wanted.label(),
-                    message: format!("{message}; the download was deleted from the cache"),
-                }
-            };
             if let Some(size) = wanted.download_size
                 && size != got.size
             {
-                return Err(bad(format!(
-                    "the server sent {} bytes, the catalog says {size}",
-                    got.size
-                )));
+                let _ = fs::remove_file(&part);
+                return Err(CacheError::Size {
+                    what: wanted.label(),
+                    message: format!(
+                        "the server sent {} bytes, the catalog says {size}; the download was \
+                         deleted from the cache",
+                        got.size
+                    ),
+                });
             }
             if let Some(sha) = &wanted.download_sha256
                 && *sha != got.sha256
@@ -370,25 +368,23 @@ impl Cache {
 
         // 3. The base image, verified on the way.
         let format = Format::sniff(&download_path).map_err(io_at(&download_path))?;
-        let discard = |path: &Path| {
-            let _ = fs::remove_file(path);
+        // A download that failed its check is deleted and forgotten before the error.
+        let forget_download = |entry: &mut Entry| -> Result<(), CacheError> {
+            let _ = fs::remove_file(&download_path);
+            entry.download = None;
+            write_entry(&dir, entry)
         };
         match format {
             None => {
-                // A raw download: its hash is the image's; it becomes the image.
-                let record = entry.download.clone();
-                let sha = match record {
-                    Some(r) => r.sha256,
-                    None => {
-                        hash_file(&download_path, &indicatif::ProgressBar::hidden())
-                            .map_err(io_at(&download_path))?
-                            .sha256
-                    }
-                };
+                // A raw download: its hash (taken while downloading) is the image's; it
+                // becomes the image.
+                let sha = entry
+                    .download
+                    .as_ref()
+                    .map(|d| d.sha256.clone())
+                    .unwrap_or_default();
                 if sha != wanted.sha256 {
-                    discard(&download_path);
-                    entry.download = None;
-                    write_entry(&dir, &entry)?;
+                    forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
                         expected: wanted.sha256.clone(),
@@ -410,9 +406,7 @@ impl Cache {
                 let out = match out {
                     Ok(out) => out,
                     Err(e) if is_corrupt_input(&e) => {
-                        discard(&download_path);
-                        entry.download = None;
-                        write_entry(&dir, &entry)?;
+                        forget_download(&mut entry)?;
                         return Err(CacheError::Undecodable {
                             what: wanted.label(),
                             message: e.to_string(),
@@ -426,9 +420,7 @@ impl Cache {
                     }
                 };
                 if out.sha256 != wanted.sha256 {
-                    discard(&download_path);
-                    entry.download = None;
-                    write_entry(&dir, &entry)?;
+                    forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
                         expected: wanted.sha256.clone(),

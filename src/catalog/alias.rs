@@ -12,6 +12,7 @@
 //! `alias@YYYY-MM-DD` pins a release by its `release_date` (when the catalog lists it).
 
 use super::{Catalog, OsEntry};
+use crate::osinfo::is_iso_date;
 
 /// Every alias of the image at `url` (empty for images that are not Raspberry Pi OS).
 pub fn aliases_for(url: &str) -> Vec<String> {
@@ -35,7 +36,7 @@ pub fn aliases_for(url: &str) -> Vec<String> {
     let file = path.rsplit('/').next().unwrap_or("");
     let stem = file.split(".img").next().unwrap_or("");
     if let (Some(date), Some(rest)) = (stem.get(..10), stem.get(11..))
-        && is_date(date)
+        && is_iso_date(date)
     {
         let parts: Vec<&str> = rest.split('-').collect();
         if let ["raspios", codename, arch, flavour @ ..] = parts.as_slice() {
@@ -52,16 +53,6 @@ pub fn aliases_for(url: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// A parsed `alias[@YYYY-MM-DD]`.
@@ -88,7 +79,7 @@ impl Spec {
             ));
         }
         if let Some(date) = date
-            && !is_date(date)
+            && !is_iso_date(date)
         {
             return Err(format!(
                 "{spec:?}: the release after @ must be a date like 2025-10-01"

@@ -10,11 +10,13 @@ pub mod alias;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::{FetchError, Http};
+use crate::fetch::{FetchError, Http, is_http_url};
 
 /// The official catalog, as Raspberry Pi Imager reads it.
 pub const DEFAULT_URL: &str = "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json";
 
+/// The largest catalog document accepted (the official list is well under 1 MiB).
+pub const MAX_DOCUMENT: u64 = 32 << 20;
 /// How deep `subitems` / `subitems_url` may nest (the official list uses two levels).
 const MAX_DEPTH: usize = 6;
 /// The most remote sub-lists one catalog may pull in.
@@ -197,7 +199,7 @@ fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> 
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    if !(entry.url.starts_with("https://") || entry.url.starts_with("http://")) {
+    if !is_http_url(&entry.url) {
         return None;
     }
     entry.extract_sha256 = sha;
@@ -211,9 +213,9 @@ fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> 
 
 /// The bytes of a catalog document: over HTTP(S) or from a file.
 fn fetch_document(location: &str, http: Option<&Http>) -> Result<Vec<u8>, CatalogError> {
-    if location.starts_with("https://") || location.starts_with("http://") {
+    if is_http_url(location) {
         match http {
-            Some(http) => Ok(http.get_small(location, 32 << 20)?),
+            Some(http) => Ok(http.get_small(location, MAX_DOCUMENT)?),
             None => Err(CatalogError::Invalid {
                 source_name: crate::fetch::display_url(location),
                 message: "not fetched (--offline)".into(),

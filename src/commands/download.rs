@@ -26,7 +26,10 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
     let resolver = sources.resolver()?;
     let http = resolver.http()?;
     let wanted = resolver.wanted(&image, sha256.as_deref(), http.as_ref())?;
-    let cached = resolver.obtain(&wanted, http.as_ref(), out.progress(), out.waiting_note())?;
+    let cached =
+        resolver
+            .cache
+            .obtain(&wanted, http.as_ref(), out.progress(), out.waiting_note())?;
     for note in &cached.notes {
         out.warn(note);
     }

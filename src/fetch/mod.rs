@@ -88,6 +88,11 @@ pub enum FetchError {
     Setup(String),
 }
 
+/// Whether `s` is an http(s) URL (rather than a path or an alias).
+pub fn is_http_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
 /// A URL fit for messages: no user:password, no query string (either may carry a secret).
 pub fn display_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
