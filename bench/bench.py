@@ -18,7 +18,15 @@ the way pi-gen does it, `xz -6 -T0`, and single-threaded for a single-block file
   download   pinode downloading a raw image from 127.0.0.1 (hashing included) vs
              `curl -o` of the same URL from the same server (target: ratio <= 1.2)
 
-Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache]
+and card writing (`--only flash`; root: a loop device with direct I/O stands in for the card):
+
+  flash      pinode flash of one node (write, flush, read back, SHA-256 compare) of the 3 GiB
+             image vs `dd bs=4M oflag=direct` plus `dd bs=4M iflag=direct | sha256sum` of the
+             same bytes (target: ratio <= 1.15); also against `openssl dgst -sha256` in place of
+             sha256sum, the faster hash, as a stricter baseline
+  memory     peak RSS of pinode flash on the 300 MiB and the 3 GiB image (target: < 64 MiB)
+
+Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache|flash]
 (needs sfdisk, mkfs.vfat, mtools, mke2fs, xz, curl)
 The working directory keeps the images between runs (they take a minute or two to build).
 """
@@ -141,7 +149,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=os.path.join(REPO, "target/bench"))
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--only", choices=["engine", "cache"])
+    ap.add_argument("--only", choices=["engine", "cache", "flash"])
     args = ap.parse_args()
     work = args.workdir
     os.makedirs(work, exist_ok=True)
@@ -152,6 +160,8 @@ def main():
         ok &= bench_engine(args, work, pinode)
     if args.only in (None, "cache"):
         ok &= bench_cache(args, work, pinode)
+    if args.only in (None, "flash"):
+        ok &= bench_flash(args, work, pinode)
     return 0 if ok else 1
 
 
@@ -419,3 +429,58 @@ def sha256_seconds(size):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def bench_flash(args, work, pinode):
+    if os.geteuid() != 0:
+        print("flash: skipped (needs root for a loop device)")
+        return True
+    small, large = work + "/pi-300M.img", work + "/pi-3G.img"
+    print("building images (kept in", work, "for the next run)...", flush=True)
+    build_image(small, 300, 24, work)
+    build_image(large, 3072, 1536, work)
+    profile(f"{work}/a.yaml", "bench-a")
+    env = dict(os.environ, CI="true")
+    size = os.path.getsize(large)
+    backing = work + "/card.bin"
+    with open(backing, "wb") as f:
+        f.truncate(size + 64 * MIB)
+    # Direct I/O on the loop device: the backing file's page cache does not absorb the writes
+    # or serve the read-back, as no card reader would.
+    dev = subprocess.run(["losetup", "-f", "--show", "--direct-io=on", backing], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    try:
+        def dd_baseline(hasher):
+            return ["sh", "-c",
+                    f"dd if='{large}' of={dev} bs=4M oflag=direct conv=fsync status=none && "
+                    f"dd if={dev} bs=4M iflag=direct,count_bytes count={size} status=none | {hasher} >/dev/null"]
+        flash = lambda image: [pinode, "flash", "--profile", f"{work}/a.yaml", "--image", image,
+                               "--device", dev, "--yes", "--allow-non-removable"]
+        dd_sum, dd_ssl, ours = [], [], []
+        for _ in range(max(3, args.runs // 2)):
+            for series, command in ((dd_sum, dd_baseline("sha256sum")),
+                                    (dd_ssl, dd_baseline("openssl dgst -sha256")),
+                                    (ours, flash(large))):
+                sh("sync")
+                t, _ = timed(command, env)
+                series.append(t)
+        rss_large = peak_rss(flash(large), env)
+        rss_small = peak_rss(flash(small), env)
+    finally:
+        subprocess.run(["losetup", "-d", dev])
+        os.remove(backing)
+    med = statistics.median
+    mbs = lambda t: f"{size / t / 1e6:.0f} MB/s"
+    r_sum, r_ssl = med(ours) / med(dd_sum), med(ours) / med(dd_ssl)
+    print(f"\n{'flash, 3 GiB, write + verify':<40} {'median time':>12}  {'image bytes/s':>13}  ratio")
+    print(f"{'dd oflag=direct + dd | sha256sum':<40} {med(dd_sum):>11.2f}s  {mbs(med(dd_sum)):>13}")
+    print(f"{'dd oflag=direct + dd | openssl sha256':<40} {med(dd_ssl):>11.2f}s  {mbs(med(dd_ssl)):>13}")
+    print(f"{'pinode flash':<40} {med(ours):>11.2f}s  {mbs(med(ours)):>13}  "
+          f"{r_sum:.2f}x dd+sha256sum, {r_ssl:.2f}x dd+openssl")
+    print(f"peak RSS of pinode flash: {rss_small / 1024:.1f} MiB (300 MiB image), "
+          f"{rss_large / 1024:.1f} MiB (3 GiB image)")
+    print(f"runs: {len(ours)} each, alternating; cpus: {os.cpu_count()}")
+    return report([
+        ("flash <= 1.15x dd + dd | sha256sum", r_sum <= 1.15),
+        ("flash peak RSS < 64 MiB", max(rss_large, rss_small) < 64 * 1024),
+    ])

@@ -58,6 +58,11 @@ pub enum Command {
     /// Show or empty the image cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// List the disks a card could be written to, each with a verdict (Linux).
+    Devices(DevicesArgs),
+    /// Write and verify one card per node, one after another (Linux, needs write access to
+    /// the card).
+    Flash(FlashArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -113,6 +118,48 @@ pub enum CacheCommand {
     },
     /// Delete every cached image and catalog copy (entries in use are left alone).
     Clean,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Also list loop devices.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    /// Flash only these nodes (repeatable), in this order; default: all, in profile order.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// The card to write: once for every node (cards are swapped in the same reader), or once
+    /// per node, in order. Default: ask, and watch for a card to be inserted.
+    #[arg(long = "device", value_name = "PATH")]
+    pub devices: Vec<PathBuf>,
+    /// Do not ask before writing a card named with --device.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Skip reading the card back.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Accept a disk that is not removable (a loop device, a USB-SATA bridge that hides the
+    /// flag); only with --device.
+    #[arg(long)]
+    pub allow_non_removable: bool,
+    /// Unmount the card's mounted partitions first; only with --device.
+    #[arg(long)]
+    pub unmount: bool,
+    /// The base image (raw, .xz, .gz or .zst); default: the profile's os.image.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// One JSON document on stdout (the summary); questions still go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,9 @@ use crate::fetch::FetchError;
 use crate::image::ImageError;
 use crate::profile::{FieldError, ProfileError};
 use crate::provision::RenderError;
+use crate::sink::blockdev::OpenError;
+use crate::sink::card::CardError;
+use crate::sink::discover::DiscoverError;
 use crate::sink::file::SinkError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,12 @@ pub enum Error {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Card(#[from] CardError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]

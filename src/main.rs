@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         Command::Os(OsCommand::List { json, .. }) => *json,
         Command::Download(a) => a.json,
         Command::Cache(CacheCommand::List { json }) => *json,
+        Command::Devices(a) => a.json,
+        Command::Flash(a) => a.json,
         _ => false,
     };
     let out = Output {
@@ -52,6 +54,8 @@ fn main() -> ExitCode {
         Command::Cache(CacheCommand::List { .. }) => commands::cache::list(&sources, &out),
         Command::Cache(CacheCommand::Clean) => commands::cache::clean(&sources, &out),
         Command::Render(a) => commands::render::run(a, &sources, &out),
+        Command::Devices(a) => commands::devices::run(a, &out),
+        Command::Flash(a) => commands::flash::run(a, &sources, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod cache;
+pub mod devices;
 pub mod download;
+pub mod flash;
 pub mod inspect;
 pub mod os;
 pub mod patch;
@@ -165,4 +167,31 @@ pub fn size(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    if i + 1 == N {
+                        cell.clone()
+                    } else {
+                        format!("{cell:<width$}", width = widths[i])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
 }

@@ -1,3 +1,9 @@
-//! Where composed images go: image files (`prepare`), and later cards.
+//! Where composed images go: image files (`prepare`) and cards (`flash`), and how a card is
+//! found and judged safe to write.
 
+pub mod aligned;
+pub mod blockdev;
+pub mod card;
+pub mod discover;
 pub mod file;
+pub mod safety;

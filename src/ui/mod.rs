@@ -1,3 +1,4 @@
-//! Terminal output: progress bars and their policy.
+//! What the user sees: progress bars and questions.
 
 pub mod progress;
+pub mod prompt;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod loopdev;
 pub mod scratch;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,360 @@
+//! `pinode flash`: one verified card per node, one after another.
+//!
+//! The base image is obtained once; each node's changes live in an overlay and are streamed
+//! with the base straight to the card (see `pinode::sink::card`). Which card gets which node
+//! is decided in [`target`]: named with `--device` (once per node, or once for a reader the
+//! cards are swapped in), or found by watching for a card to be inserted.
+
+mod target;
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use pinode::Error;
+use pinode::cache::source::SourceImage;
+use pinode::customise::customise_image;
+use pinode::image::Image;
+use pinode::osinfo::OsInfo;
+use pinode::profile::{LoadedProfile, NodeConfig};
+use pinode::sink::blockdev::{Card, reread_partition_table, unmount};
+use pinode::sink::card::{Bars, CardReport, Composed, TestHooks, write_card};
+use pinode::sink::discover::{BlockDevice, SystemView};
+use pinode::sink::safety::{Overrides, decimal_size};
+
+use super::{Output, Sources, load_profile, select_nodes, size, table};
+use crate::cli::FlashArgs;
+use target::{Choice, Targets};
+
+/// What happened to one node's card.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Outcome {
+    Written,
+    Failed,
+    Skipped,
+    /// The batch was aborted before this node.
+    NotReached,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct NodeResult {
+    hostname: String,
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<CardReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
+    let profile = load_profile(&args.profile, out)?;
+    let nodes = select_nodes(&profile, &args.nodes)?;
+    check_flags(args, nodes.len())?;
+    let overrides = Overrides {
+        unmount: args.unmount,
+        allow_non_removable: args.allow_non_removable,
+        named: !args.devices.is_empty(),
+    };
+    let view = SystemView::from_env();
+    // A refused device fails before anything is downloaded or written.
+    for path in &args.devices {
+        target::check_named(&view, path, None, &overrides)?;
+    }
+
+    let progress = out.progress();
+    let scratch = scratch_dir();
+    let base = SourceImage::for_profile(
+        &profile,
+        args.image.as_deref(),
+        &sources.resolver()?,
+        &scratch,
+        progress,
+        out.waiting_note(),
+    )?;
+    for note in &base.notes {
+        out.warn(note);
+    }
+    let image_len = std::fs::metadata(&base.path)
+        .map_err(|e| Error::path(&base.path, e))?
+        .len();
+
+    let mut targets = Targets::new(args, view, overrides, image_len, nodes.len());
+    let hooks = TestHooks::from_env();
+    let mut os: Option<OsInfo> = None;
+    let mut results: Vec<NodeResult> = Vec::new();
+    'nodes: for (i, node) in nodes.iter().enumerate() {
+        loop {
+            let disk = match targets.choose(i, node)? {
+                Choice::Device(disk) => disk,
+                Choice::Skip => {
+                    results.push(result(node, Outcome::Skipped, None, None, None));
+                    continue 'nodes;
+                }
+                Choice::Abort => break 'nodes,
+            };
+            let written = flash_node(
+                &FlashJob {
+                    base: &base,
+                    profile: &profile,
+                    node,
+                    disk: &disk,
+                    verify: !args.no_verify,
+                    hooks: &hooks,
+                    out,
+                },
+                &mut os,
+            );
+            match written {
+                Ok(report) => {
+                    say_written(out, node, &disk, &report);
+                    targets.remember(&disk, &node.hostname);
+                    results.push(result(
+                        node,
+                        Outcome::Written,
+                        Some(&disk),
+                        Some(report),
+                        None,
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", node.hostname);
+                    let message = Some(e.to_string());
+                    match targets.after_failure(node) {
+                        target::AfterFailure::Retry => continue,
+                        target::AfterFailure::Next => {
+                            results.push(result(node, Outcome::Failed, Some(&disk), None, message));
+                            break;
+                        }
+                        target::AfterFailure::Abort => {
+                            results.push(result(node, Outcome::Failed, Some(&disk), None, message));
+                            break 'nodes;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for node in nodes.iter().skip(results.len()) {
+        results.push(result(node, Outcome::NotReached, None, None, None));
+    }
+    report(out, &results, nodes.len() > 1)
+}
+
+/// Flags that only make sense together, checked before any work.
+fn check_flags(args: &FlashArgs, nodes: usize) -> Result<(), Error> {
+    if args.devices.is_empty() && (args.allow_non_removable || args.unmount) {
+        return Err(Error::Usage(
+            "--allow-non-removable and --unmount apply only to a device named with --device".into(),
+        ));
+    }
+    let n = args.devices.len();
+    if n > 1 && n != nodes {
+        return Err(Error::Usage(format!(
+            "{n} devices for {nodes} nodes: give one --device per node (in node order), or one \
+             for all (the cards are swapped in the same reader)"
+        )));
+    }
+    Ok(())
+}
+
+/// Where a compressed local image is decompressed for the duration of the run: `$TMPDIR`, or
+/// `/var/tmp` (not `/tmp`, often a RAM disk too small for a multi-gigabyte image).
+fn scratch_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+}
+
+struct FlashJob<'a> {
+    base: &'a SourceImage,
+    profile: &'a LoadedProfile,
+    node: &'a NodeConfig,
+    disk: &'a BlockDevice,
+    verify: bool,
+    hooks: &'a TestHooks,
+    out: &'a Output,
+}
+
+/// Customises the node in memory and writes base + changes to the card.
+fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport, Error> {
+    let mut image = Image::open(&job.base.path, false)?;
+    let info = match os {
+        Some(info) => info.clone(),
+        None => {
+            let info =
+                image.detect_os(job.base.init_format.as_deref(), job.profile.init_override())?;
+            *os = Some(info.clone());
+            info
+        }
+    };
+    customise_image(&mut image, job.profile, job.node, &info)?;
+    let len = image.len();
+    let disk = image.into_disk();
+
+    for mount in unmount_order(job.disk) {
+        unmount(&mount).map_err(|e| Error::path(&mount, format!("could not unmount: {e}")))?;
+        job.out.say(format!("unmounted {mount}"));
+    }
+    let card = Card::open(&job.disk.path)?;
+    if !card.direct && job.out.verbose > 0 {
+        job.out.say(format!(
+            "{}: no direct I/O; writing through the page cache",
+            card.path.display()
+        ));
+    }
+    let progress = job.out.progress();
+    let write_bar = progress.bytes(len, format!("{} write", job.node.hostname));
+    let verify_bar = progress.bytes(len, format!("{} verify", job.node.hostname));
+    let report = write_card(
+        &card,
+        Composed {
+            base: disk.base(),
+            len,
+            overlay: disk.overlay(),
+        },
+        job.verify,
+        Bars {
+            write: &write_bar,
+            verify: &verify_bar,
+        },
+        job.hooks,
+    )?;
+    // The kernel still has the old partitions; tell it about the new ones.
+    if let Err(e) = reread_partition_table(&card.file)
+        && job.out.verbose > 0
+    {
+        job.out.say(format!(
+            "{}: the kernel did not re-read the partition table ({e}); unplug and replug the \
+             card to see its partitions",
+            card.path.display()
+        ));
+    }
+    Ok(report)
+}
+
+/// Mount points to take down for `--unmount`, deepest first. Empty unless the user allowed it
+/// (otherwise the card was refused before this point).
+fn unmount_order(disk: &BlockDevice) -> Vec<String> {
+    let mut mounts = disk.all_mount_points();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts
+}
+
+fn result(
+    node: &NodeConfig,
+    outcome: Outcome,
+    disk: Option<&BlockDevice>,
+    report: Option<CardReport>,
+    error: Option<String>,
+) -> NodeResult {
+    NodeResult {
+        hostname: node.hostname.clone(),
+        outcome,
+        device: disk.map(|d| d.path.clone()),
+        report,
+        error,
+    }
+}
+
+fn say_written(out: &Output, node: &NodeConfig, disk: &BlockDevice, r: &CardReport) {
+    let verify = match r.verified {
+        Some(true) => format!(", verified in {:.1} s", r.verify_seconds.unwrap_or(0.0)),
+        _ => ", not verified".to_string(),
+    };
+    out.say(format!(
+        "{}: {} written to {} in {:.1} s ({}/s){verify}",
+        node.hostname,
+        size(r.bytes),
+        disk.path.display(),
+        r.write_seconds,
+        decimal_size(r.write_bytes_per_sec as u64),
+    ));
+    if r.is_slow() {
+        out.warn(format!(
+            "{} writes at only {}/s: K3s on a card this slow restarts in a loop (its datastore \
+             misses fsync deadlines); use an A1/A2-rated card or a USB SSD",
+            disk.path.display(),
+            decimal_size(r.write_bytes_per_sec as u64)
+        ));
+    }
+}
+
+/// The summary (a table for batches, JSON with `--json`), and the exit status: success only
+/// when every selected node's card was written (and verified, unless `--no-verify`).
+fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error> {
+    if out.json {
+        out.json(&json!({ "nodes": results }));
+    } else if batch {
+        let rows: Vec<[String; 6]> = results
+            .iter()
+            .map(|r| {
+                let (bytes, speed, verify) = match &r.report {
+                    Some(rep) => (
+                        size(rep.bytes),
+                        format!("{}/s", decimal_size(rep.write_bytes_per_sec as u64)),
+                        match rep.verified {
+                            Some(true) => "ok".to_string(),
+                            _ => "skipped".to_string(),
+                        },
+                    ),
+                    None if matches!(r.outcome, Outcome::Failed) => {
+                        ("-".into(), "-".into(), "failed".into())
+                    }
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                [
+                    r.hostname.clone(),
+                    r.device
+                        .as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    bytes,
+                    speed,
+                    verify,
+                    match r.outcome {
+                        Outcome::Written => "written",
+                        Outcome::Failed => "FAILED",
+                        Outcome::Skipped => "skipped",
+                        Outcome::NotReached => "not reached",
+                    }
+                    .to_string(),
+                ]
+            })
+            .collect();
+        let header = ["NODE", "DEVICE", "BYTES", "SPEED", "VERIFY", "RESULT"].map(String::from);
+        out.say("");
+        for line in table(&header, &rows) {
+            out.say(line);
+        }
+    }
+    let written = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Written))
+        .count();
+    if written == results.len() {
+        return Ok(());
+    }
+    let names = |wanted: fn(&Outcome) -> bool| -> Vec<&str> {
+        results
+            .iter()
+            .filter(|r| wanted(&r.outcome))
+            .map(|r| r.hostname.as_str())
+            .collect()
+    };
+    let mut parts = vec![format!("{written} of {} cards written", results.len())];
+    for (label, list) in [
+        ("failed", names(|o| matches!(o, Outcome::Failed))),
+        ("skipped", names(|o| matches!(o, Outcome::Skipped))),
+        ("not reached", names(|o| matches!(o, Outcome::NotReached))),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{label}: {}", list.join(", ")));
+        }
+    }
+    Err(Error::Usage(parts.join("; ")))
+}

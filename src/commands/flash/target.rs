@@ -1,0 +1,368 @@
+//! Which card gets the next node, and the questions around it.
+//!
+//! Three ways to name cards: one `--device` per node (unattended with `--yes`), one
+//! `--device` for all nodes (a single reader; pinode waits while the cards are swapped), or
+//! none (pinode watches for a card to be inserted and asks before writing it). Whatever the
+//! way, the refusals of `pinode::sink::safety` apply, and a card that already holds a node is
+//! named in the question.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pinode::Error;
+use pinode::customise::Manifest;
+use pinode::image::Image;
+use pinode::profile::NodeConfig;
+use pinode::sink::discover::{BlockDevice, Located, SystemView};
+use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain};
+use pinode::ui::prompt::{Prompter, Reply};
+
+use crate::cli::FlashArgs;
+
+/// How often the disks are listed again while waiting for a card.
+const POLL: Duration = Duration::from_millis(500);
+
+pub enum Choice {
+    Device(Box<BlockDevice>),
+    Skip,
+    Abort,
+}
+
+pub enum AfterFailure {
+    Retry,
+    Next,
+    Abort,
+}
+
+pub struct Targets {
+    devices: Vec<PathBuf>,
+    yes: bool,
+    view: SystemView,
+    overrides: Overrides,
+    image_len: u64,
+    node_count: usize,
+    prompter: Option<Prompter>,
+    /// Cards written in this run: (device, hostname).
+    written: Vec<(PathBuf, String)>,
+}
+
+/// Checks a device named on the command line (or typed at a prompt): a whole disk, and no
+/// refusal that the flags do not lift.
+pub fn check_named(
+    view: &SystemView,
+    path: &Path,
+    image_len: Option<u64>,
+    overrides: &Overrides,
+) -> Result<BlockDevice, Error> {
+    let disk = match view.locate(path)? {
+        Located::Disk(disk) => disk,
+        Located::Partition { partition, disk } => {
+            return Err(Error::Usage(format!(
+                "{} is a partition of {}: pinode writes whole cards; name the disk ({})",
+                partition.display(),
+                disk.path.display(),
+                disk.path.display()
+            )));
+        }
+    };
+    let refusals = assess(&disk, image_len);
+    let blocked = blocking(&refusals, overrides);
+    if !blocked.is_empty() {
+        return Err(Error::Usage(explain(&disk, &blocked, overrides)));
+    }
+    Ok(disk)
+}
+
+impl Targets {
+    pub fn new(
+        args: &FlashArgs,
+        view: SystemView,
+        overrides: Overrides,
+        image_len: u64,
+        node_count: usize,
+    ) -> Targets {
+        Targets {
+            devices: args.devices.clone(),
+            yes: args.yes,
+            view,
+            overrides,
+            image_len,
+            node_count,
+            prompter: None,
+            written: Vec::new(),
+        }
+    }
+
+    /// Nobody needs to be asked: every node has its own named device and `--yes` was given.
+    fn unattended(&self) -> bool {
+        self.yes
+            && (self.devices.len() == self.node_count || self.node_count == 1)
+            && !self.devices.is_empty()
+    }
+
+    fn prompter(&mut self) -> &Prompter {
+        self.prompter.get_or_insert_with(Prompter::new)
+    }
+
+    pub fn remember(&mut self, disk: &BlockDevice, hostname: &str) {
+        self.written.push((disk.path.clone(), hostname.to_string()));
+    }
+
+    /// The card for node number `i`.
+    pub fn choose(&mut self, i: usize, node: &NodeConfig) -> Result<Choice, Error> {
+        match self.devices.len() {
+            0 => self.watch_for_card(node),
+            n if n == self.node_count => {
+                let path = self.devices[i].clone();
+                self.named(&path, node)
+            }
+            _ => {
+                let path = self.devices[0].clone();
+                if i > 0 || !self.written.is_empty() {
+                    return self.swap_in(&path, node);
+                }
+                self.named(&path, node)
+            }
+        }
+    }
+
+    /// A device from the command line: checked, then confirmed unless `--yes`.
+    fn named(&mut self, path: &Path, node: &NodeConfig) -> Result<Choice, Error> {
+        let disk = check_named(&self.view, path, Some(self.image_len), &self.overrides)?;
+        if self.yes {
+            return Ok(Choice::Device(Box::new(disk)));
+        }
+        Ok(self.confirm(disk, node))
+    }
+
+    /// One reader, several cards: wait until the card in it is not the one just written.
+    fn swap_in(&mut self, path: &Path, node: &NodeConfig) -> Result<Choice, Error> {
+        loop {
+            let question = format!(
+                "Insert the card for {} into {} and press Enter (s: skip this node, a: abort):",
+                node.hostname,
+                path.display()
+            );
+            match self.prompter().ask(&question) {
+                Reply::Line(l) if l.eq_ignore_ascii_case("s") => return Ok(Choice::Skip),
+                Reply::Line(l) if l.eq_ignore_ascii_case("a") => return Ok(Choice::Abort),
+                Reply::Line(_) => {}
+                Reply::Closed | Reply::Pending => return Ok(self.nobody_to_ask(node)),
+            }
+            let disk = match check_named(&self.view, path, Some(self.image_len), &self.overrides) {
+                Ok(disk) => disk,
+                Err(e) => {
+                    eprintln!("{e}");
+                    continue;
+                }
+            };
+            if let Some(host) = self.just_written(&disk) {
+                eprintln!(
+                    "{} still holds {host}, written a moment ago: swap the card",
+                    disk.path.display()
+                );
+                continue;
+            }
+            if self.yes {
+                return Ok(Choice::Device(Box::new(disk)));
+            }
+            return Ok(self.confirm(disk, node));
+        }
+    }
+
+    /// No device named: take the one usable card, ask which of several, or wait for one.
+    fn watch_for_card(&mut self, node: &NodeConfig) -> Result<Choice, Error> {
+        loop {
+            let cards = self.usable_cards()?;
+            match cards.len() {
+                1 => {
+                    let card = cards
+                        .into_iter()
+                        .next()
+                        .ok_or(Error::Usage(String::new()))?;
+                    return Ok(self.confirm(card, node));
+                }
+                0 => {}
+                _ => {
+                    eprintln!("Cards found:");
+                    for (n, card) in cards.iter().enumerate() {
+                        eprintln!("  {}) {}", n + 1, one_line(card));
+                    }
+                    let question = format!(
+                        "Which one for {}? (number, Enter to look again, s: skip, a: abort)",
+                        node.hostname
+                    );
+                    match self.prompter().ask(&question) {
+                        Reply::Line(l) if l.eq_ignore_ascii_case("s") => return Ok(Choice::Skip),
+                        Reply::Line(l) if l.eq_ignore_ascii_case("a") => return Ok(Choice::Abort),
+                        Reply::Line(l) => {
+                            if let Some(card) = l
+                                .parse::<usize>()
+                                .ok()
+                                .and_then(|n| n.checked_sub(1))
+                                .and_then(|n| cards.get(n))
+                            {
+                                return Ok(self.confirm(card.clone(), node));
+                            }
+                        }
+                        Reply::Closed | Reply::Pending => return Ok(self.nobody_to_ask(node)),
+                    }
+                    continue;
+                }
+            }
+            // Nothing usable: wait for a card to appear, or for the user.
+            let before: Vec<PathBuf> = self.view.scan()?.into_iter().map(|d| d.path).collect();
+            self.prompter().show(&format!(
+                "Insert the card for {} (Enter: look again, a device path, s: skip, a: abort):",
+                node.hostname
+            ));
+            loop {
+                match self.prompter().poll(POLL) {
+                    Reply::Pending => {
+                        let now = self.usable_cards()?;
+                        if now.iter().any(|d| !before.contains(&d.path)) {
+                            eprintln!();
+                            break;
+                        }
+                    }
+                    Reply::Line(l) if l.eq_ignore_ascii_case("s") => return Ok(Choice::Skip),
+                    Reply::Line(l) if l.eq_ignore_ascii_case("a") => return Ok(Choice::Abort),
+                    Reply::Line(l) if l.starts_with('/') => {
+                        let typed = Overrides::default();
+                        match check_named(&self.view, Path::new(&l), Some(self.image_len), &typed) {
+                            Ok(disk) => return Ok(self.confirm(disk, node)),
+                            Err(e) => {
+                                eprintln!("{e}");
+                                break;
+                            }
+                        }
+                    }
+                    Reply::Line(_) => break,
+                    Reply::Closed => return Ok(self.nobody_to_ask(node)),
+                }
+            }
+        }
+    }
+
+    /// Usable removable disks that do not hold a card written in this run.
+    fn usable_cards(&self) -> Result<Vec<BlockDevice>, Error> {
+        Ok(self
+            .view
+            .scan()?
+            .into_iter()
+            .filter(|d| assess(d, Some(self.image_len)).is_empty())
+            .filter(|d| self.just_written(d).is_none())
+            .collect())
+    }
+
+    /// The node this run wrote to the card now in `disk`, if it is one of them.
+    fn just_written(&self, disk: &BlockDevice) -> Option<String> {
+        let host = contents(&disk.path).pinode_host?;
+        self.written
+            .iter()
+            .any(|(path, h)| path == &disk.path && h == &host)
+            .then_some(host)
+    }
+
+    /// Shows the card and what is on it, and asks.
+    fn confirm(&mut self, disk: BlockDevice, node: &NodeConfig) -> Choice {
+        let now = contents(&disk.path);
+        let mut holds = now.text.clone();
+        if let Some(host) = &now.pinode_host
+            && host != &node.hostname
+        {
+            holds = format!("{holds}: another node than {}", node.hostname);
+        }
+        eprintln!(
+            "{}: {}, {}, {}\n  holds now: {holds}",
+            disk.path.display(),
+            disk.description(),
+            decimal_size(disk.size_bytes),
+            disk.transport.as_str(),
+        );
+        let question = format!(
+            "Erase it and write {}? Everything on it will be lost.",
+            node.hostname
+        );
+        if self.prompter().confirm(&question) {
+            Choice::Device(Box::new(disk))
+        } else {
+            eprintln!("{} not written", node.hostname);
+            Choice::Skip
+        }
+    }
+
+    /// After a failed card: retry, go on, or stop. Unattended runs go on to the next node
+    /// (the summary and the exit status report the failure).
+    pub fn after_failure(&mut self, node: &NodeConfig) -> AfterFailure {
+        if self.unattended() {
+            return AfterFailure::Next;
+        }
+        let question = format!(
+            "{} failed. r: retry (with another card if you like), s: skip it, a: abort",
+            node.hostname
+        );
+        loop {
+            match self.prompter().ask(&question) {
+                Reply::Line(l) if l.eq_ignore_ascii_case("r") => return AfterFailure::Retry,
+                Reply::Line(l) if l.eq_ignore_ascii_case("s") => return AfterFailure::Next,
+                Reply::Line(l) if l.eq_ignore_ascii_case("a") => return AfterFailure::Abort,
+                Reply::Line(_) => continue,
+                Reply::Closed | Reply::Pending => return AfterFailure::Abort,
+            }
+        }
+    }
+
+    fn nobody_to_ask(&self, node: &NodeConfig) -> Choice {
+        eprintln!(
+            "\nno answer for {} (standard input is closed); to flash unattended, name the cards \
+             with --device and pass --yes",
+            node.hostname
+        );
+        Choice::Abort
+    }
+}
+
+/// What a card holds now, for the question before it is erased.
+struct Contents {
+    text: String,
+    pinode_host: Option<String>,
+}
+
+fn contents(path: &Path) -> Contents {
+    let Ok(mut image) = Image::open(path, false) else {
+        return Contents {
+            text: "no partition table pinode recognises (empty, or not a Raspberry Pi card)".into(),
+            pinode_host: None,
+        };
+    };
+    let manifest = image.with_boot_fs(|fs| Manifest::read(fs)).ok().flatten();
+    let parts = image.table().partitions.len();
+    if let Some(m) = manifest {
+        return Contents {
+            text: format!("pinode node {} ({}, {})", m.hostname, m.role, m.generation),
+            pinode_host: Some(m.hostname),
+        };
+    }
+    let os = image
+        .detect_os(None, None)
+        .ok()
+        .and_then(|os| os.pretty_name.clone().or(Some(os.generation.to_string())));
+    Contents {
+        text: format!(
+            "{} ({parts} partitions, not prepared by pinode)",
+            os.unwrap_or_else(|| "a Raspberry Pi boot partition".into())
+        ),
+        pinode_host: None,
+    }
+}
+
+fn one_line(d: &BlockDevice) -> String {
+    format!(
+        "{}  {}  {}  {}",
+        d.path.display(),
+        decimal_size(d.size_bytes),
+        d.transport.as_str(),
+        d.description()
+    )
+}

@@ -1,0 +1,436 @@
+//! Writing a composed image (base + node overlay) to a card, then reading it back.
+//!
+//! The order protects the card from a half-finished write: the first MiB (partition table,
+//! boot sector) is zeroed first and written last, after everything else is on the medium, so
+//! an interrupted write leaves a card with no partition table (nothing mounts it, nothing
+//! boots it, and the next run simply overwrites it), never a card that looks complete. A stale
+//! backup GPT at the end of the card is zeroed too.
+//!
+//! Reading the base, writing and hashing overlap: one thread composes 4 MiB buffers, the
+//! caller's thread writes them with direct I/O, another hashes them. The read-back pipelines
+//! the same way. A fixed pool of buffers keeps memory flat whatever the image size.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+
+use super::aligned::{AlignedBuf, Pool, Pooled};
+use super::blockdev::{Card, drop_cached_pages};
+use crate::disk::Overlay;
+
+/// Size of each write and read: large enough that the card sees long sequential writes.
+pub const IO_SIZE: usize = 4 << 20;
+/// Written last: holds the partition table and the start of the boot partition.
+const HEAD: u64 = 1 << 20;
+/// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
+const BUFFERS: usize = 4;
+/// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
+/// deadlines), so pinode says so.
+pub const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
+
+/// The image to write: `len` bytes of `base` with `overlay` applied.
+#[derive(Clone, Copy)]
+pub struct Composed<'a> {
+    pub base: &'a File,
+    pub len: u64,
+    pub overlay: &'a Overlay,
+}
+
+impl Composed<'_> {
+    /// Fills `buf` with the image bytes at `offset` (zeros past the end, to pad the last
+    /// block for direct I/O).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = (offset + buf.len() as u64).min(self.len);
+        let valid = end.saturating_sub(offset) as usize;
+        self.base.read_exact_at(&mut buf[..valid], offset)?;
+        buf[valid..].fill(0);
+        for (at, block) in self.overlay.blocks_in(offset, end) {
+            let from = at.max(offset);
+            let to = (at + block.len() as u64).min(end);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&block[(from - at) as usize..(to - at) as usize]);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{path}: write failed at byte {offset}: {source}{hint}", path = .path.display(), hint = io_hint(.source))]
+    Write {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("{path}: reading the card back failed at byte {offset}: {source}{hint}", path = .path.display(), hint = io_hint(.source))]
+    Read {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("reading the image failed: {0}")]
+    Source(io::Error),
+    #[error(
+        "{path}: verify failed: the card does not hold what was written{at} (SHA-256 {actual}, \
+         expected {expected}); the card may be failing or fake (its real capacity smaller than \
+         it claims)",
+        path = .path.display(),
+        at = .first_bad.map(|o| format!(", first difference at byte {o}")).unwrap_or_default()
+    )]
+    Mismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+        first_bad: Option<u64>,
+    },
+    #[error("{path}: the card holds {have} bytes, the image needs {need}", path = .path.display())]
+    TooSmall { path: PathBuf, need: u64, have: u64 },
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
+        Some(rustix::io::Errno::IO) => " (the card may be failing, or was removed)",
+        Some(rustix::io::Errno::NOSPC) => " (the card ended early: fake capacity?)",
+        Some(rustix::io::Errno::NOMEDIUM) | Some(rustix::io::Errno::NODEV) => {
+            " (the card was removed)"
+        }
+        _ => "",
+    }
+}
+
+/// What writing one card did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CardReport {
+    pub bytes: u64,
+    pub write_seconds: f64,
+    /// Sustained write speed, bytes per second, final flush included.
+    pub write_bytes_per_sec: f64,
+    pub sha256: String,
+    /// Whether the read-back matched (`None`: not verified).
+    pub verified: Option<bool>,
+    pub verify_seconds: Option<f64>,
+    pub direct_io: bool,
+}
+
+impl CardReport {
+    pub fn is_slow(&self) -> bool {
+        // Small writes are all latency; judge only writes long enough to show the rate.
+        self.bytes >= 32 << 20 && self.write_bytes_per_sec < SLOW_CARD_BYTES_PER_SEC
+    }
+}
+
+/// Progress bars for the two passes.
+pub struct Bars<'a> {
+    pub write: &'a ProgressBar,
+    pub verify: &'a ProgressBar,
+}
+
+/// Writes `image` to `card`, flushes it to the medium, and (unless `verify` is false) reads
+/// it back and compares SHA-256.
+pub fn write_card(
+    card: &Card,
+    image: Composed<'_>,
+    verify: bool,
+    bars: Bars<'_>,
+    hooks: &TestHooks,
+) -> Result<CardReport, CardError> {
+    let block = card.block.max(512);
+    let padded = image.len.div_ceil(block) * block;
+    if padded > card.len {
+        return Err(CardError::TooSmall {
+            path: card.path.clone(),
+            need: image.len,
+            have: card.len,
+        });
+    }
+    let write_err = |offset: u64| {
+        let path = card.path.clone();
+        move |source| CardError::Write {
+            path,
+            offset,
+            source,
+        }
+    };
+    let started = Instant::now();
+
+    // 1. Invalidate: no partition table until the whole image is on the card.
+    let head_len = HEAD.min(padded) as usize;
+    let zeros = AlignedBuf::zeroed(HEAD as usize);
+    card.file
+        .write_all_at(&zeros[..head_len], 0)
+        .map_err(write_err(0))?;
+    let tail = card.len.saturating_sub(HEAD) / block * block;
+    if tail >= padded && card.len - tail <= HEAD {
+        card.file
+            .write_all_at(&zeros[..(card.len - tail) as usize], tail)
+            .map_err(write_err(tail))?;
+    }
+    card.file.sync_data().map_err(write_err(0))?;
+
+    // 2. Everything after the head, hashed in order (the head's bytes first).
+    let mut head = AlignedBuf::zeroed(head_len);
+    image.read_at(0, &mut head).map_err(CardError::Source)?;
+    let digest = std::thread::scope(|scope| -> Result<String, CardError> {
+        let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Pooled>>(BUFFERS);
+        let (hash_tx, hash_rx) = sync_channel::<Arc<Pooled>>(BUFFERS);
+        let head_hash = Sha256::new_with_prefix(&head[..(image.len.min(head_len as u64)) as usize]);
+        let hasher = scope.spawn(move || hash_in_order(head_hash, hash_rx, image.len));
+        scope.spawn(move || {
+            let pool = Pool::new(BUFFERS, IO_SIZE);
+            let mut offset = head_len as u64;
+            while offset < padded {
+                let Some(mut buf) = pool.take() else { break };
+                let n = (padded - offset).min(IO_SIZE as u64) as usize;
+                buf.offset = offset;
+                buf.filled = n;
+                let filled = image.read_at(offset, &mut buf.space()[..n]).map(|()| buf);
+                let failed = filled.is_err();
+                if chunk_tx.send(filled).is_err() || failed {
+                    break;
+                }
+                offset += n as u64;
+            }
+        });
+        bars.write.inc(head_len as u64);
+        for chunk in chunk_rx {
+            let chunk = Arc::new(chunk.map_err(CardError::Source)?);
+            hash_tx
+                .send(Arc::clone(&chunk))
+                .map_err(|_| CardError::Internal("the hashing thread stopped"))?;
+            card.file
+                .write_all_at(chunk.bytes(), chunk.offset)
+                .map_err(write_err(chunk.offset))?;
+            bars.write.inc(chunk.bytes().len() as u64);
+            hooks.after_write(chunk.offset + chunk.bytes().len() as u64);
+        }
+        drop(hash_tx);
+        hasher
+            .join()
+            .map_err(|_| CardError::Internal("the hashing thread failed"))
+    })?;
+
+    // 3. The rest is on the medium: now the head, and flush again.
+    card.file.sync_data().map_err(write_err(head_len as u64))?;
+    card.file.write_all_at(&head, 0).map_err(write_err(0))?;
+    card.file.sync_data().map_err(write_err(0))?;
+    let write_seconds = started.elapsed().as_secs_f64().max(1e-6);
+    bars.write.finish_and_clear();
+
+    let mut report = CardReport {
+        bytes: image.len,
+        write_seconds,
+        write_bytes_per_sec: image.len as f64 / write_seconds,
+        sha256: digest.clone(),
+        verified: None,
+        verify_seconds: None,
+        direct_io: card.direct,
+    };
+    if !verify {
+        return Ok(report);
+    }
+    hooks.before_verify();
+    let started = Instant::now();
+    let actual = read_back_hash(card, image.len, block, bars.verify)?;
+    report.verify_seconds = Some(started.elapsed().as_secs_f64());
+    bars.verify.finish_and_clear();
+    if actual != digest {
+        return Err(CardError::Mismatch {
+            path: card.path.clone(),
+            expected: digest,
+            actual,
+            first_bad: first_difference(card, image, block).ok().flatten(),
+        });
+    }
+    report.verified = Some(true);
+    Ok(report)
+}
+
+/// SHA-256 of the first `len` bytes of the card, read past any cache.
+fn read_back_hash(
+    card: &Card,
+    len: u64,
+    block: u64,
+    bar: &ProgressBar,
+) -> Result<String, CardError> {
+    if !card.direct {
+        drop_cached_pages(&card.file);
+    }
+    let padded = len.div_ceil(block) * block;
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Result<Pooled, CardError>>(BUFFERS);
+        scope.spawn(move || {
+            let pool = Pool::new(BUFFERS, IO_SIZE);
+            let mut offset = 0;
+            while offset < padded {
+                let Some(mut buf) = pool.take() else { break };
+                let n = (padded - offset).min(IO_SIZE as u64) as usize;
+                buf.offset = offset;
+                buf.filled = n;
+                let read = card
+                    .file
+                    .read_exact_at(&mut buf.space()[..n], offset)
+                    .map(|()| buf)
+                    .map_err(|source| CardError::Read {
+                        path: card.path.clone(),
+                        offset,
+                        source,
+                    });
+                let failed = read.is_err();
+                if tx.send(read).is_err() || failed {
+                    break;
+                }
+                offset += n as u64;
+            }
+        });
+        let mut hasher = Sha256::new();
+        for chunk in rx {
+            let chunk = chunk?;
+            let valid = (len - chunk.offset).min(chunk.filled as u64) as usize;
+            hasher.update(&chunk.bytes()[..valid]);
+            bar.inc(chunk.filled as u64);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })
+}
+
+/// Hashes the pieces in the order they come, counting at most `len` bytes (the last piece
+/// may carry padding).
+fn hash_in_order(mut hasher: Sha256, pieces: Receiver<Arc<Pooled>>, len: u64) -> String {
+    for piece in pieces {
+        let valid = len.saturating_sub(piece.offset).min(piece.filled as u64) as usize;
+        hasher.update(&piece.bytes()[..valid]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// After a failed verify: where the card first differs from the image (a slow second pass,
+/// only ever run on failure, to make the report useful).
+fn first_difference(card: &Card, image: Composed<'_>, block: u64) -> io::Result<Option<u64>> {
+    let mut expected = AlignedBuf::zeroed(IO_SIZE);
+    let mut actual = AlignedBuf::zeroed(IO_SIZE);
+    let padded = image.len.div_ceil(block) * block;
+    let mut offset = 0;
+    while offset < padded {
+        let n = (padded - offset).min(IO_SIZE as u64) as usize;
+        image.read_at(offset, &mut expected[..n])?;
+        card.file.read_exact_at(&mut actual[..n], offset)?;
+        if let Some(i) = (0..n).find(|&i| expected[i] != actual[i]) {
+            return Ok(Some(offset + i as u64).filter(|o| *o < image.len));
+        }
+        offset += n as u64;
+    }
+    Ok(None)
+}
+
+/// Places where a test can stop pinode to act on the card (`PINODE_TEST_PAUSE`), so that an
+/// interrupted write and a card that changes under the read-back are tested for real.
+///
+/// `PINODE_TEST_PAUSE=verify@FILE` stops before the read-back, `write:N@FILE` once N bytes
+/// are written. pinode creates FILE (with its process id) and waits until FILE is removed.
+#[derive(Debug, Default)]
+pub struct TestHooks {
+    pause_after: Option<u64>,
+    pause_before_verify: bool,
+    file: Option<PathBuf>,
+    paused_write: std::sync::atomic::AtomicBool,
+}
+
+impl TestHooks {
+    pub fn from_env() -> TestHooks {
+        let Some(spec) = std::env::var_os("PINODE_TEST_PAUSE") else {
+            return TestHooks::default();
+        };
+        let spec = spec.to_string_lossy().into_owned();
+        let Some((stage, file)) = spec.split_once('@') else {
+            return TestHooks::default();
+        };
+        TestHooks {
+            pause_after: stage.strip_prefix("write:").and_then(|n| n.parse().ok()),
+            pause_before_verify: stage == "verify",
+            file: Some(PathBuf::from(file)),
+            paused_write: Default::default(),
+        }
+    }
+
+    fn after_write(&self, written: u64) {
+        if let Some(limit) = self.pause_after
+            && written >= limit
+            && !self
+                .paused_write
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.pause();
+        }
+    }
+
+    fn before_verify(&self) {
+        if self.pause_before_verify {
+            self.pause();
+        }
+    }
+
+    fn pause(&self) {
+        let Some(file) = &self.file else { return };
+        if std::fs::write(file, std::process::id().to_string()).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_cards_are_only_judged_on_long_writes() {
+        let mut r = CardReport {
+            bytes: 1 << 30,
+            write_seconds: 200.0,
+            write_bytes_per_sec: 5e6,
+            sha256: String::new(),
+            verified: None,
+            verify_seconds: None,
+            direct_io: true,
+        };
+        assert!(r.is_slow());
+        r.write_bytes_per_sec = 20e6;
+        assert!(!r.is_slow());
+        r.bytes = 1 << 20;
+        r.write_bytes_per_sec = 1e6;
+        assert!(!r.is_slow());
+    }
+
+    #[test]
+    fn composed_reads_pad_and_apply_the_overlay() {
+        use std::io::{Seek, SeekFrom, Write};
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&[1u8; 10_000], 0).unwrap();
+        let mut disk = crate::disk::OverlayDisk::new(file.try_clone().unwrap(), 10_000);
+        disk.seek(SeekFrom::Start(4095)).unwrap();
+        disk.write_all(b"XY").unwrap();
+        let (_, overlay) = disk.into_parts();
+        let image = Composed {
+            base: &file,
+            len: 10_000,
+            overlay: &overlay,
+        };
+        let mut buf = vec![9u8; 8192];
+        image.read_at(4096, &mut buf).unwrap();
+        assert_eq!(buf[0], b'Y');
+        assert_eq!(buf[1], 1);
+        assert!(buf[10_000 - 4096..].iter().all(|b| *b == 0));
+    }
+}

@@ -1,0 +1,492 @@
+//! `pinode flash` and `pinode devices` on loop devices standing in for cards (CI runs as
+//! root), with made-up `/sys` trees for the refusals a test host cannot stage.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::loopdev::{FakeSystem, Loop};
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+fn profile(dir: &Path, nodes: &str) -> PathBuf {
+    write_profile(
+        dir,
+        "cards.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n{nodes}"
+        ),
+    )
+}
+
+fn one_node(dir: &Path) -> PathBuf {
+    profile(dir, "  - hostname: card-1\n    role: server\n")
+}
+
+fn flash(profile: &Path, devices: &[&Loop], extra: &[&str]) -> Command {
+    let mut c = pinode();
+    c.env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["flash", "--profile"])
+        .arg(profile)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .args(extra);
+    for d in devices {
+        c.arg("--device").arg(&d.dev);
+    }
+    c
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn image_len() -> u64 {
+    std::fs::metadata(fixture("bookworm")).unwrap().len()
+}
+
+/// The boot partition of the card's first `len` bytes, as a file for fsck.fat and mtools.
+fn boot_of(card: &Loop, dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(format!("{name}.img"));
+    std::fs::write(&copy, card.read(image_len())).unwrap();
+    extract_boot(&copy, dir)
+}
+
+#[test]
+fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let p = one_node(dir.path());
+    let out = run(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let node = &v["nodes"][0];
+    assert_eq!(node["hostname"], "card-1");
+    assert_eq!(node["outcome"], "written");
+    assert_eq!(node["report"]["verified"], true);
+    assert_eq!(node["report"]["bytes"], image_len());
+
+    // Byte for byte what `prepare` makes for the same node.
+    run(pinode()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["prepare", "--profile"])
+        .arg(&p)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--out-dir")
+        .arg(dir.path().join("out")));
+    let prepared = std::fs::read(dir.path().join("out/card-1.img")).unwrap();
+    let on_card = card.read(image_len());
+    assert!(
+        prepared == on_card,
+        "the card differs from the prepared image"
+    );
+    assert_eq!(node["report"]["sha256"], sha256(&on_card));
+
+    let boot = boot_of(&card, dir.path(), "card");
+    fsck_fat(&boot).unwrap();
+    let manifest = mread(&boot, "pinode/node.json").unwrap();
+    assert!(String::from_utf8_lossy(&manifest).contains("\"hostname\": \"card-1\""));
+    assert!(mread(&boot, "ssh").is_some());
+    let cmdline = String::from_utf8(mread(&boot, "cmdline.txt").unwrap()).unwrap();
+    assert!(cmdline.contains("cgroup_enable=memory"), "{cmdline}");
+
+    // `inspect` reads the card itself and agrees.
+    let v: serde_json::Value =
+        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    assert_eq!(v["boot"]["hostname"], "card-1");
+    assert_eq!(v["boot"]["firstboot"], true);
+    assert_eq!(v["boot"]["ssh"], true);
+    assert_eq!(v["boot"]["cgroups"], true);
+    assert_eq!(v["os"]["generation"], "bookworm");
+    assert_eq!(v["size_bytes"], 100 * MIB);
+}
+
+/// Starts pinode paused at `stage` (`verify` or `write:N`); returns the child and the pause
+/// file once pinode has reached it.
+fn start_paused(mut cmd: Command, dir: &Path, stage: &str) -> (std::process::Child, PathBuf) {
+    let pause = dir.join("pause");
+    let child = cmd
+        .env("PINODE_TEST_PAUSE", format!("{stage}@{}", pause.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(Instant::now() < deadline, "pinode never reached {stage}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, pause)
+}
+
+#[test]
+fn a_byte_changed_on_the_card_before_the_read_back_fails_the_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let cmd = flash(
+        &one_node(dir.path()),
+        &[&card],
+        &["--yes", "--allow-non-removable"],
+    );
+    let (child, pause) = start_paused(cmd, dir.path(), "verify");
+    // The card "loses" a byte in the root partition: change the loop device's backing file.
+    let at = 50 * MIB + 12345;
+    let backing = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&card.backing)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    backing.read_exact_at(&mut byte, at).unwrap();
+    backing.write_all_at(&[!byte[0]], at).unwrap();
+    backing.sync_all().unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("verify failed"), "{err}");
+    assert!(
+        err.contains(&format!("first difference at byte {at}")),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        2,
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupted_write_leaves_no_partition_table_and_the_next_run_overwrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Start from a complete card: the interrupted run must not leave it looking complete.
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let p = one_node(dir.path());
+    run(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable"],
+    ));
+    let cmd = flash(&p, &[&card], &["--yes", "--allow-non-removable"]);
+    let (mut child, pause) = start_paused(cmd, dir.path(), &format!("write:{}", 20 * MIB));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(&pause).unwrap();
+
+    let head = card.read(MIB);
+    assert!(
+        head.iter().all(|b| *b == 0),
+        "the first MiB must still be zero"
+    );
+    let out = output(pinode().arg("inspect").arg(&card.dev));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no partition table"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable", "--json"],
+    ));
+    assert!(out.contains("\"verified\": true"), "{out}");
+    fsck_fat(&boot_of(&card, dir.path(), "again")).unwrap();
+}
+
+#[test]
+fn three_nodes_onto_three_cards_unattended() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards: Vec<Loop> = (1..=3)
+        .filter_map(|i| Loop::new(dir.path(), &format!("card{i}"), 80 * MIB))
+        .collect();
+    if cards.len() < 3 {
+        return;
+    }
+    let p = profile(
+        dir.path(),
+        "  - hostname: cp-1\n    role: server\n  - hostname: worker-[1-2]\n    role: agent\n",
+    );
+    let refs: Vec<&Loop> = cards.iter().collect();
+    let stdout = run(&mut flash(&p, &refs, &["--yes", "--allow-non-removable"]));
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("NODE"))
+        .collect();
+    assert_eq!(table.len(), 4, "{stdout}");
+    for (line, (host, card)) in table[1..]
+        .iter()
+        .zip(["cp-1", "worker-1", "worker-2"].iter().zip(&cards))
+    {
+        assert!(line.starts_with(host), "{line}");
+        assert!(line.contains(&card.dev.display().to_string()), "{line}");
+        assert!(line.contains(" ok ") && line.ends_with("written"), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json")))
+                .unwrap();
+        assert_eq!(v["boot"]["hostname"], *host);
+    }
+}
+
+#[test]
+fn asks_before_writing_and_names_the_node_already_on_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let p = profile(
+        dir.path(),
+        "  - hostname: old-node\n    role: server\n  - hostname: new-node\n    role: agent\n",
+    );
+    run(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable", "--node", "old-node"],
+    ));
+
+    let answer = |text: &str| {
+        let mut child = flash(
+            &p,
+            &[&card],
+            &["--allow-non-removable", "--node", "new-node"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let hostname = || {
+        let v: serde_json::Value =
+            serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json")))
+                .unwrap();
+        v["boot"]["hostname"].as_str().unwrap().to_string()
+    };
+    let no = answer("n\n");
+    assert!(!no.status.success());
+    let err = stderr(&no);
+    assert!(err.contains("pinode node old-node"), "{err}");
+    assert!(err.contains("another node than new-node"), "{err}");
+    assert!(err.contains("[y/N]"), "{err}");
+    assert_eq!(hostname(), "old-node", "a card is written only after a yes");
+    let closed = answer("");
+    assert!(!closed.status.success());
+    assert_eq!(hostname(), "old-node");
+
+    let yes = answer("y\n");
+    assert!(yes.status.success(), "{}", stderr(&yes));
+    assert_eq!(hostname(), "new-node");
+}
+
+#[test]
+fn refuses_a_non_removable_disk_without_the_flag_and_a_card_too_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(small) = Loop::new(dir.path(), "small", 32 * MIB) else {
+        return;
+    };
+    let p = one_node(dir.path());
+    let before = sha256(&small.read(32 * MIB));
+
+    let out = output(&mut flash(&p, &[&small], &["--yes"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("not removable"), "{err}");
+    assert!(err.contains("add --allow-non-removable"), "{err}");
+
+    let out = output(&mut flash(
+        &p,
+        &[&small],
+        &["--yes", "--allow-non-removable"],
+    ));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("too small"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(sha256(&small.read(32 * MIB)), before, "nothing written");
+
+    // The flag is only honoured for a device named on the command line.
+    let out = output(
+        pinode()
+            .args(["flash", "--allow-non-removable", "--profile"])
+            .arg(&p),
+    );
+    assert!(stderr(&out).contains("only to a device named with --device"));
+}
+
+#[test]
+fn refuses_a_mounted_card_unless_asked_to_unmount_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    // A file system on the whole card, mounted (this kernel lists no partitions of loop
+    // devices, so the whole disk carries it).
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&card.dev));
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount").arg(&card.dev).arg(&mnt));
+    let p = one_node(dir.path());
+
+    let out = output(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable"],
+    ));
+    let still_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&mnt.display().to_string());
+    if !still_mounted {
+        panic!("the refused run unmounted the card");
+    }
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("mounted at {}", mnt.display())),
+        "{err}"
+    );
+    assert!(err.contains("--unmount"), "{err}");
+
+    run(Command::new("mount").arg(&card.dev).arg(&mnt));
+    let out = output(&mut flash(
+        &p,
+        &[&card],
+        &["--yes", "--allow-non-removable", "--unmount"],
+    ));
+    let mounted_after = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&mnt.display().to_string());
+    if mounted_after {
+        let _ = Command::new("umount").arg(&mnt).status();
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!mounted_after);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("unmounted {}", mnt.display())));
+}
+
+#[test]
+fn refuses_the_system_disk_whatever_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    // A machine whose root file system is on partition 2 of this very device.
+    let fake = FakeSystem::new(
+        dir.path(),
+        "22 1 259:77 / / rw,relatime shared:1 - ext4 /dev/fakeroot rw\n",
+    );
+    fake.disk(
+        &card.name(),
+        &card.devno(),
+        100 * MIB,
+        &[("rootp2", "259:77")],
+    );
+    let before = sha256(&card.read(MIB));
+
+    let out = output(
+        flash(
+            &one_node(dir.path()),
+            &[&card],
+            &["--yes", "--allow-non-removable", "--unmount"],
+        )
+        .env("PINODE_SYSTEM_ROOT", &fake.root),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("system disk (holds /)"), "{err}");
+    assert!(!err.contains("add --"), "no flag lifts it: {err}");
+    assert_eq!(sha256(&card.read(MIB)), before);
+
+    let v: serde_json::Value = serde_json::from_str(&run(pinode()
+        .args(["devices", "--json", "--all"])
+        .env("PINODE_SYSTEM_ROOT", &fake.root)))
+    .unwrap();
+    let disk = &v["devices"][0];
+    assert_eq!(disk["path"], card.dev.display().to_string());
+    assert_eq!(disk["usable"], false);
+    assert_eq!(disk["refusals"][0]["code"], "system-disk");
+    assert_eq!(disk["system_mounts"][0], "/");
+}
+
+#[test]
+fn refuses_a_partition_and_names_its_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    // A machine on which this device node is partition 1 of a card reader's disk.
+    let fake = FakeSystem::new(dir.path(), "");
+    fake.disk("sdz", "8:240", 100 * MIB, &[("sdz1", &card.devno())]);
+    let out = output(
+        flash(
+            &one_node(dir.path()),
+            &[&card],
+            &["--yes", "--allow-non-removable"],
+        )
+        .env("PINODE_SYSTEM_ROOT", &fake.root),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("/dev/sdz1 is a partition of /dev/sdz") && err.contains("name the disk"),
+        "{err}"
+    );
+}
+
+#[test]
+fn devices_lists_the_loop_card_with_its_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&run(pinode().args(["devices", "--json", "--all"]))).unwrap();
+    let ours = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == card.dev.display().to_string())
+        .unwrap();
+    assert_eq!(ours["transport"], "loop");
+    assert_eq!(ours["size_bytes"], 100 * MIB);
+    assert_eq!(ours["backing_file"], card.backing.display().to_string());
+    assert_eq!(ours["refusals"][0]["code"], "not-removable");
+    assert_eq!(ours["refusals"][0]["override"], "--allow-non-removable");
+
+    let human = run(pinode().args(["devices", "--all"]));
+    let line = human
+        .lines()
+        .find(|l| l.starts_with(&card.dev.display().to_string()))
+        .unwrap();
+    assert!(line.contains("refused: not removable"), "{line}");
+    let plain = run(pinode().arg("devices"));
+    assert!(
+        !plain.contains(&card.dev.display().to_string()),
+        "loop devices only with --all"
+    );
+}
