@@ -490,3 +490,157 @@ fn devices_lists_the_loop_card_with_its_verdict() {
         "loop devices only with --all"
     );
 }
+
+/// Collects a child's stderr as it comes, so a test can answer the questions it asks.
+fn watch_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::Read;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err = child.stderr.take().unwrap();
+    let sink = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
+
+fn wait_for(seen: &std::sync::Mutex<String>, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.lock().unwrap().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {text:?} in:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn without_a_device_it_waits_for_a_card_to_be_inserted_and_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    // A machine with no card yet; the card "appears" while pinode waits.
+    let fake = FakeSystem::new(dir.path(), "");
+    let mut child = flash(&one_node(dir.path()), &[], &[])
+        .env("PINODE_SYSTEM_ROOT", &fake.root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = watch_stderr(&mut child);
+    wait_for(&seen, "Insert the card for card-1");
+    fake.disk(&card.name(), &card.devno(), 100 * MIB, &[]);
+    wait_for(&seen, "[y/N]");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains(&format!("{}: loop disk, 104.9 MB", card.dev.display())),
+        "{}",
+        seen.lock().unwrap()
+    );
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", seen.lock().unwrap());
+    let v: serde_json::Value =
+        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    assert_eq!(v["boot"]["hostname"], "card-1");
+}
+
+#[test]
+fn a_failed_card_can_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let pause = dir.path().join("pause");
+    let mut child = flash(&one_node(dir.path()), &[&card], &["--allow-non-removable"])
+        .env("PINODE_TEST_PAUSE", format!("verify@{}", pause.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = watch_stderr(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    let wait_pause = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pause.exists() {
+            assert!(Instant::now() < deadline, "{}", seen.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    wait_for(&seen, "[y/N]");
+    stdin.write_all(b"y\n").unwrap();
+    // First attempt: the card changes under the read-back.
+    wait_pause();
+    let backing = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&card.backing)
+        .unwrap();
+    backing.write_all_at(b"\xff\x00\xff", 30 * MIB).unwrap();
+    backing.sync_all().unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    wait_for(&seen, "r: retry");
+    assert!(seen.lock().unwrap().contains("verify failed"));
+    stdin.write_all(b"r\n").unwrap();
+    // Second attempt: asked again, written again, verified.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().matches("[y/N]").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdin.write_all(b"y\n").unwrap();
+    wait_pause();
+    std::fs::remove_file(&pause).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", seen.lock().unwrap());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+    fsck_fat(&boot_of(&card, dir.path(), "retried")).unwrap();
+}
+
+#[test]
+fn without_write_access_it_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    // The token state and the profile must be usable by the unprivileged user.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    for p in [dir.path(), state.as_path()] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    let p = one_node(dir.path());
+    let flash = flash(&p, &[&card], &["--yes", "--allow-non-removable"]);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(flash.get_program())
+        .args(flash.get_args())
+        .envs(flash.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("PINODE_STATE_DIR", &state)
+        .env("HOME", dir.path());
+    let before = sha256(&card.read(MIB));
+    let out = output(&mut cmd);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied") && err.contains("sudo"),
+        "{err}"
+    );
+    assert_eq!(sha256(&card.read(MIB)), before);
+}

@@ -200,7 +200,6 @@ pub fn write_card(
                 offset += n as u64;
             }
         });
-        bars.write.inc(head_len as u64);
         for chunk in chunk_rx {
             let chunk = Arc::new(chunk.map_err(CardError::Source)?);
             hash_tx
@@ -222,6 +221,7 @@ pub fn write_card(
     card.file.sync_data().map_err(write_err(head_len as u64))?;
     card.file.write_all_at(&head, 0).map_err(write_err(0))?;
     card.file.sync_data().map_err(write_err(0))?;
+    bars.write.inc(head_len as u64);
     let write_seconds = started.elapsed().as_secs_f64().max(1e-6);
     bars.write.finish_and_clear();
 

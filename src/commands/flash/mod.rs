@@ -80,6 +80,10 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
     let image_len = std::fs::metadata(&base.path)
         .map_err(|e| Error::path(&base.path, e))?
         .len();
+    // …and a card too small for this image fails before the first card is written.
+    for path in &args.devices {
+        target::check_named(&view, path, Some(image_len), &overrides)?;
+    }
 
     let mut targets = Targets::new(args, view, overrides, image_len, nodes.len());
     let hooks = TestHooks::from_env();

@@ -330,11 +330,14 @@ struct Contents {
 }
 
 fn contents(path: &Path) -> Contents {
-    let Ok(mut image) = Image::open(path, false) else {
-        return Contents {
-            text: "no partition table pinode recognises (empty, or not a Raspberry Pi card)".into(),
-            pinode_host: None,
-        };
+    let mut image = match Image::open(path, false) {
+        Ok(image) => image,
+        Err(_) => {
+            return Contents {
+                text: partitions_only(path),
+                pinode_host: None,
+            };
+        }
     };
     let manifest = image.with_boot_fs(|fs| Manifest::read(fs)).ok().flatten();
     let parts = image.table().partitions.len();
@@ -354,6 +357,26 @@ fn contents(path: &Path) -> Contents {
             os.unwrap_or_else(|| "a Raspberry Pi boot partition".into())
         ),
         pinode_host: None,
+    }
+}
+
+/// For a card without a Raspberry Pi boot partition: how many partitions it has, if any.
+fn partitions_only(path: &Path) -> String {
+    let table = pinode::disk::open(path, false)
+        .ok()
+        .and_then(|(file, len, _)| {
+            let mut disk = pinode::disk::OverlayDisk::new(file, len);
+            pinode::guard::contain(|| pinode::disk::read_partition_table(&mut disk, len))
+                .ok()?
+                .ok()
+        });
+    match table {
+        Some(t) => format!(
+            "{} partition table with {} partition(s), no Raspberry Pi boot partition",
+            t.kind,
+            t.partitions.len()
+        ),
+        None => "no partition table (empty, or data pinode does not recognise)".into(),
     }
 }
 
