@@ -18,7 +18,9 @@ secret is left anywhere on the FAT partition (its raw bytes), the status file, t
 values arrived byte-exact, and that a second boot does nothing again.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
-on the firstrun route, and the first server again on the cloud-init route. Exit status 0 when
+on the firstrun route, and the first server again on the cloud-init route. The agent boots from
+a card that `pinode flash` wrote and verified: a loop device larger than the image, which QEMU
+boots as its disk. Exit status 0 when
 every check passed; the last line is "N passed, N failed".
 """
 
@@ -357,11 +359,42 @@ def main() -> int:
         jobs += [(route, name, role) for name, role in plan[route]]
     jobs.sort(key=lambda job: ["founder", "agent", "server"].index(job[2]))
 
+    def flash_card(route: str, name: str, ndir: Path) -> Path | None:
+        backing = ndir / "card.bin"
+        size = (work / route / "out" / f"{name}.img").stat().st_size
+        with open(backing, "wb") as f:
+            f.truncate(size + 256 * 1024 * 1024)
+        dev = run(["losetup", "-f", "--show", backing], capture_output=True, text=True, check=True).stdout.strip()
+        with Phase(f"{route}/{name}: pinode flash to {dev}"):
+            argv = [args.pinode, "flash", "--profile", work / route / "profile.yaml", "--image", base / f"{route}.img",
+                    "--node", name, "--device", dev, "--yes", "--allow-non-removable", "--json"]
+            r = run(argv, capture_output=True, text=True, env=env)
+            ok = r.returncode == 0
+            try:
+                verified = ok and json.loads(r.stdout)["nodes"][0]["report"]["verified"] is True
+            except (ValueError, KeyError, IndexError, TypeError):
+                verified = False
+            checks.check(f"{route}/{name}: pinode flash writes and verifies the card", ok and verified,
+                         r.stderr + r.stdout[-2000:])
+        if not (ok and verified):
+            run(["losetup", "-d", dev])
+            return None
+        return Path(dev)
+
     def boot_and_check(route: str, name: str, role: str) -> None:
         ndir = work / route / name
         ndir.mkdir()
         image = ndir / "node.img"
-        run(["cp", "--sparse=always", work / route / "out" / f"{name}.img", image], check=True)
+        card = None
+        if route == "firstrun" and role == "agent":
+            # This node boots from a card `pinode flash` wrote: a loop device bigger than the
+            # image, as cards are, and QEMU boots the device itself.
+            card = flash_card(route, name, ndir)
+            if card is None:
+                return
+            image = card
+        else:
+            run(["cp", "--sparse=always", work / route / "out" / f"{name}.img", image], check=True)
         srv = HttpsServer(www, ndir / "https", base / "test-ca.pem", base / "test-ca.key").start()
         node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout)
         failed_before = checks.failed_for(node.label)
@@ -379,6 +412,8 @@ def main() -> int:
         finally:
             node.vm.stop()
             srv.stop()
+            if card is not None:
+                run(["losetup", "-d", card])
             if checks.failed_for(node.label) > failed_before:
                 print(f"  {node.label}: serial log excerpt:\n" + serial_excerpt(node.vm), flush=True)
 

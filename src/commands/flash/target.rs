@@ -174,18 +174,12 @@ impl Targets {
     fn watch_for_card(&mut self, node: &NodeConfig) -> Result<Choice, Error> {
         loop {
             let cards = self.usable_cards()?;
-            match cards.len() {
-                1 => {
-                    let card = cards
-                        .into_iter()
-                        .next()
-                        .ok_or(Error::Usage(String::new()))?;
-                    return Ok(self.confirm(card, node));
-                }
-                0 => {}
-                _ => {
+            match cards.as_slice() {
+                [] => {}
+                [card] => return Ok(self.confirm(card.clone(), node)),
+                several => {
                     eprintln!("Cards found:");
-                    for (n, card) in cards.iter().enumerate() {
+                    for (n, card) in several.iter().enumerate() {
                         eprintln!("  {}) {}", n + 1, one_line(card));
                     }
                     let question = format!(
@@ -210,8 +204,8 @@ impl Targets {
                     continue;
                 }
             }
-            // Nothing usable: wait for a card to appear, or for the user.
-            let before: Vec<PathBuf> = self.view.scan()?.into_iter().map(|d| d.path).collect();
+            // Nothing usable: wait until a card is (a new disk, or media in an empty reader),
+            // or for the user.
             self.prompter().show(&format!(
                 "Insert the card for {} (Enter: look again, a device path, s: skip, a: abort):",
                 node.hostname
@@ -219,8 +213,7 @@ impl Targets {
             loop {
                 match self.prompter().poll(POLL) {
                     Reply::Pending => {
-                        let now = self.usable_cards()?;
-                        if now.iter().any(|d| !before.contains(&d.path)) {
+                        if !self.usable_cards()?.is_empty() {
                             eprintln!();
                             break;
                         }
