@@ -14,8 +14,9 @@ use pinode::sink::file::Compression;
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// Without a command: the wizard.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +40,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Questions in the terminal, a saved profile, then cards or image files (the default).
+    Wizard,
     /// Validate profiles and print their JSON Schema.
     #[command(subcommand)]
     Profile(ProfileCommand),

@@ -13,6 +13,7 @@ use crate::sink::blockdev::OpenError;
 use crate::sink::card::CardError;
 use crate::sink::discover::DiscoverError;
 use crate::sink::file::SinkError;
+use crate::wizard::save::SaveError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,6 +33,8 @@ pub enum Error {
     Open(#[from] OpenError),
     #[error(transparent)]
     Card(#[from] CardError),
+    #[error(transparent)]
+    Save(#[from] SaveError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]

@@ -19,5 +19,6 @@ pub mod provision;
 pub mod rootfs;
 pub mod sink;
 pub mod ui;
+pub mod wizard;
 pub use error::Error;
 pub mod cluster;

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
         }
     }));
     let cli = Cli::parse();
-    let json = match &cli.command {
+    let command = cli.command.unwrap_or(Command::Wizard);
+    let json = match &command {
         Command::Inspect(a) => a.json,
         Command::Patch(a) => a.json,
         Command::Prepare(a) => a.json,
@@ -41,7 +42,8 @@ fn main() -> ExitCode {
         verbose: cli.global.verbose,
     };
     let sources = commands::Sources::from(&cli.global);
-    let result = match &cli.command {
+    let result = match &command {
+        Command::Wizard => commands::wizard::run(&sources, &out),
         Command::Profile(ProfileCommand::Check { profile }) => {
             commands::profile::check(profile, &out)
         }

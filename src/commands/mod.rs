@@ -10,6 +10,7 @@ pub mod patch;
 pub mod prepare;
 pub mod profile;
 pub mod render;
+pub mod wizard;
 
 use std::path::PathBuf;
 

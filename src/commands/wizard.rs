@@ -1,0 +1,595 @@
+//! `pinode` / `pinode wizard`: questions in the terminal, a saved profile, then cards or
+//! image files.
+//!
+//! Every answer is checked where it is asked, by the same rules `profile check` applies, and a
+//! bad one is explained and asked again. Nothing is written until the summary is confirmed
+//! (see `pinode::wizard::save`), so Ctrl-C at any question leaves no file behind.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Confirm, Input, Password, Select};
+use secrecy::SecretString;
+
+use pinode::Error;
+use pinode::profile::node::expand_hostname;
+use pinode::profile::values;
+use pinode::provision::k3s::check_runner_token;
+use pinode::provision::password::sha512_crypt;
+use pinode::sink::discover::SystemView;
+use pinode::sink::safety::{Refusal, assess, decimal_size};
+use pinode::wizard::{
+    Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,
+};
+
+use super::{Output, Sources};
+use crate::cli::{FlashArgs, PrepareArgs};
+
+/// The alias offered first: what most clusters want.
+const DEFAULT_OS: &str = "raspios-lite-arm64";
+
+pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::Usage(
+            "the wizard needs a terminal. Without one, write a profile (examples in profiles/, \
+             the format in README.md and `pinode profile schema`), check it with `pinode \
+             profile check PROFILE`, and make images with `pinode prepare --profile PROFILE \
+             --out-dir DIR`"
+                .into(),
+        ));
+    }
+    let w = Wizard {
+        theme: ColorfulTheme::default(),
+    };
+    eprintln!(
+        "pinode: a profile for your cluster in a few questions. Nothing is written until you \
+         confirm the summary; Ctrl-C stops at any time.\n"
+    );
+    let answers = w.ask_all(sources)?;
+
+    eprintln!("\nThe profile (secrets are not in it):\n");
+    for line in render_profile(&answers).lines() {
+        eprintln!("  {line}");
+    }
+    for (file, _) in save::secret_files(&answers) {
+        eprintln!("  + {file} (mode 0600, holds a secret)");
+    }
+    eprintln!();
+    let path = w.profile_path(&answers)?;
+    let saved = save::save(&answers, &path)?;
+    out.say(format!("saved {}", saved.profile.display()));
+    for file in &saved.secret_files {
+        out.say(format!("saved {} (mode 0600)", file.display()));
+    }
+
+    let next = Select::with_theme(&w.theme)
+        .with_prompt("What now?")
+        .items([
+            "Flash cards now",
+            "Prepare image files (for CI, or another flasher)",
+            "Quit",
+        ])
+        .default(0)
+        .interact()
+        .map_err(stopped)?;
+    let profile = saved.profile;
+    match next {
+        0 => {
+            let Some(device) = w.pick_device()? else {
+                return Ok(());
+            };
+            super::flash::run(&flash_args(profile, device), sources, out)
+        }
+        1 => {
+            let dir: String = Input::with_theme(&w.theme)
+                .with_prompt("Write the images to")
+                .default("images".into())
+                .interact_text()
+                .map_err(stopped)?;
+            super::prepare::run(&prepare_args(profile, PathBuf::from(dir)), sources, out)
+        }
+        _ => {
+            out.say(format!(
+                "later: sudo pinode flash --profile {0}   or   pinode prepare --profile {0} \
+                 --out-dir images",
+                profile.display()
+            ));
+            Ok(())
+        }
+    }
+}
+
+fn stopped(e: dialoguer::Error) -> Error {
+    Error::Usage(format!("the wizard stopped ({e}); nothing was saved"))
+}
+
+fn flash_args(profile: PathBuf, device: PathBuf) -> FlashArgs {
+    FlashArgs {
+        profile,
+        nodes: Vec::new(),
+        devices: vec![device],
+        yes: false,
+        no_verify: false,
+        allow_non_removable: false,
+        unmount: false,
+        image: None,
+        json: false,
+    }
+}
+
+fn prepare_args(profile: PathBuf, out_dir: PathBuf) -> PrepareArgs {
+    PrepareArgs {
+        profile,
+        out_dir,
+        image: None,
+        nodes: Vec::new(),
+        compress: pinode::sink::file::Compression::None,
+        json: false,
+    }
+}
+
+/// How secrets are kept, asked the first time one is needed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SecretStore {
+    Files,
+    Env,
+}
+
+struct Wizard {
+    theme: ColorfulTheme,
+}
+
+impl Wizard {
+    fn input(
+        &self,
+        prompt: &str,
+        default: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<String, Error> {
+        let mut input = Input::<String>::with_theme(&self.theme).with_prompt(prompt);
+        if !default.is_empty() {
+            input = input.default(default.to_string());
+        }
+        input
+            .validate_with(|s: &String| check(s.trim()))
+            .interact_text()
+            .map(|s| s.trim().to_string())
+            .map_err(stopped)
+    }
+
+    fn confirm(&self, prompt: &str, default: bool) -> Result<bool, Error> {
+        Confirm::with_theme(&self.theme)
+            .with_prompt(prompt)
+            .default(default)
+            .interact()
+            .map_err(stopped)
+    }
+
+    fn secret(
+        &self,
+        prompt: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<SecretString, Error> {
+        Password::with_theme(&self.theme)
+            .with_prompt(prompt)
+            .with_confirmation("Again, to be sure", "The two entries differ; once more")
+            .validate_with(|s: &String| check(s))
+            .interact()
+            .map(SecretString::from)
+            .map_err(stopped)
+    }
+
+    fn ask_all(&self, sources: &Sources) -> Result<Answers, Error> {
+        let os_image = self.ask_os(sources)?;
+
+        eprintln!("\nThe cluster");
+        let cluster_name = self.input("Cluster name", "pi-cluster", values::cluster_name)?;
+        let server_count: usize = self
+            .input(
+                "How many servers (control plane; 1, or 3 for HA)",
+                "1",
+                |s| count(s, 1, 9),
+            )?
+            .parse()
+            .unwrap_or(1);
+        let servers = self.input(
+            "Server hostnames (a pattern such as cp-[1-3])",
+            &pattern(&format!("{cluster_name}-server"), server_count),
+            |s| hostnames(s, server_count, &[]),
+        )?;
+        let agent_count: usize = self
+            .input("How many agents (workers)", "2", |s| count(s, 0, 99))?
+            .parse()
+            .unwrap_or(0);
+        let server_names = expand_hostname(&servers).unwrap_or_default();
+        let agents = if agent_count == 0 {
+            None
+        } else {
+            Some(self.input(
+                "Agent hostnames (a pattern such as worker-[1-3])",
+                &pattern(&format!("{cluster_name}-worker"), agent_count),
+                |s| hostnames(s, agent_count, &server_names),
+            )?)
+        };
+        let k3s = self.input(
+            "K3s channel or version (stable, latest, v1.33, v1.33.5+k3s1)",
+            "stable",
+            |s| K3sRelease::parse(s).map(|_| ()),
+        )?;
+        let k3s = K3sRelease::parse(&k3s).map_err(Error::Usage)?;
+
+        eprintln!("\nThe user on every node");
+        let user = self.input(
+            "User name",
+            &host::user().unwrap_or_else(|| "pi-admin".into()),
+            |s| {
+                if s == "root" {
+                    Err("root is not allowed: pick a user name".into())
+                } else {
+                    values::user_name(s)
+                }
+            },
+        )?;
+        let ssh_keys = self.ask_ssh_key()?;
+        let password_hash = if ssh_keys.is_empty()
+            || self.confirm("Also set a password (for the console)?", false)?
+        {
+            let password = self.secret("Password", |p| {
+                if p.is_empty() {
+                    Err("the password must not be empty".into())
+                } else {
+                    Ok(())
+                }
+            })?;
+            use secrecy::ExposeSecret;
+            Some(sha512_crypt(password.expose_secret()).map_err(Error::Usage)?)
+        } else {
+            None
+        };
+
+        let mut store = None;
+        eprintln!("\nNetwork and region");
+        let locale_default = host::locale();
+        let wifi = if self.confirm("Connect to Wi-Fi? (wired Ethernet needs nothing)", false)? {
+            let ssid = self.input("Wi-Fi name (SSID)", "", values::ssid)?;
+            let psk = self.ask_secret(
+                &mut store,
+                "Wi-Fi passphrase",
+                "wifi-psk",
+                "PINODE_WIFI_PSK",
+                &cluster_name,
+                values::wifi_passphrase,
+            )?;
+            let country = self.input(
+                "Wi-Fi country (two letters, e.g. GB, DE, US)",
+                &host::country(&locale_default).unwrap_or_default(),
+                values::country,
+            )?;
+            Some(WifiAnswers { ssid, psk, country })
+        } else {
+            None
+        };
+        let timezone = self.input("Time zone", &host::timezone(), values::timezone)?;
+        let locale = self.input("Locale", &locale_default, values::locale)?;
+        let keyboard = self.input("Keyboard layout", &host::keyboard(), values::keyboard)?;
+
+        eprintln!("\nCI runner");
+        let runner = if self.confirm(
+            "Install a GitLab Runner (Kubernetes executor) on the first server?",
+            false,
+        )? {
+            let url = self.input("GitLab URL", "https://gitlab.com", |s| {
+                if s.starts_with("https://") && s.len() > 8 && !s.contains(char::is_whitespace) {
+                    Ok(())
+                } else {
+                    Err("an https:// URL, e.g. https://gitlab.com".into())
+                }
+            })?;
+            let token = self.ask_secret(
+                &mut store,
+                "Runner authentication token (glrt-…)",
+                "runner-token",
+                "GITLAB_RUNNER_TOKEN",
+                &cluster_name,
+                check_runner_token,
+            )?;
+            Some(RunnerAnswers { url, token })
+        } else {
+            None
+        };
+
+        Ok(Answers {
+            os_image,
+            cluster_name,
+            servers,
+            agents,
+            k3s,
+            user,
+            ssh_keys,
+            password_hash,
+            wifi,
+            timezone,
+            locale,
+            keyboard,
+            runner,
+        })
+    }
+
+    /// The catalog's Raspberry Pi OS images (Lite 64-bit first), or a local file.
+    fn ask_os(&self, sources: &Sources) -> Result<String, Error> {
+        let mut choices: Vec<(String, Option<String>)> = Vec::new();
+        let catalog = sources.resolver().and_then(|r| {
+            let http = r.http()?;
+            Ok(r.load_catalog(http.as_ref())?)
+        });
+        match catalog {
+            Ok(catalog) => {
+                let mut entries: Vec<_> = catalog
+                    .entries
+                    .iter()
+                    .filter(|e| !e.aliases().is_empty())
+                    .collect();
+                entries.sort_by_key(|e| !e.aliases().iter().any(|a| a == DEFAULT_OS));
+                for e in entries {
+                    let alias = e.aliases()[0].clone();
+                    let date = e.release_date.as_deref().unwrap_or("?");
+                    choices.push((format!("{} ({date}): {alias}", e.name), Some(alias)));
+                }
+            }
+            Err(e) => eprintln!("(the OS catalog is not available: {e})"),
+        }
+        if !choices
+            .iter()
+            .any(|(_, a)| a.as_deref() == Some(DEFAULT_OS))
+        {
+            choices.insert(
+                0,
+                (
+                    format!("Raspberry Pi OS Lite (64-bit), downloaded when needed: {DEFAULT_OS}"),
+                    Some(DEFAULT_OS.to_string()),
+                ),
+            );
+        }
+        choices.push((
+            "A local image file (.img, .img.xz, .img.gz, .img.zst)".into(),
+            None,
+        ));
+        let labels: Vec<&str> = choices.iter().map(|(l, _)| l.as_str()).collect();
+        let pick = Select::with_theme(&self.theme)
+            .with_prompt("Operating system")
+            .items(&labels)
+            .default(0)
+            .interact()
+            .map_err(stopped)?;
+        if let Some(alias) = &choices[pick].1 {
+            return Ok(alias.clone());
+        }
+        let path = self.input("Image file", "", |s| {
+            let path = expand_home(s);
+            if path.is_file() {
+                Ok(())
+            } else {
+                Err(format!("{} is not a file", path.display()))
+            }
+        })?;
+        let path = expand_home(&path);
+        Ok(std::fs::canonicalize(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string())
+    }
+
+    /// A key from `~/.ssh/*.pub`, a pasted one, or none.
+    fn ask_ssh_key(&self) -> Result<Vec<String>, Error> {
+        let found = host::ssh_public_keys();
+        let mut labels: Vec<String> = found
+            .iter()
+            .map(|(path, key)| {
+                let comment = key.split_whitespace().nth(2).unwrap_or("");
+                format!(
+                    "{} ({} {comment})",
+                    path.display(),
+                    key.split_whitespace().next().unwrap_or("")
+                )
+            })
+            .collect();
+        labels.push("Paste a public key".into());
+        labels.push("No key: log in with a password".into());
+        let pick = Select::with_theme(&self.theme)
+            .with_prompt("SSH public key for logging in")
+            .items(&labels)
+            .default(0)
+            .interact()
+            .map_err(stopped)?;
+        if pick < found.len() {
+            return Ok(vec![found[pick].1.clone()]);
+        }
+        if pick == found.len() {
+            let key = self.input(
+                "Public key (one line, ssh-ed25519 AAAA… you@host)",
+                "",
+                values::ssh_public_key,
+            )?;
+            return Ok(vec![key]);
+        }
+        Ok(Vec::new())
+    }
+
+    /// A secret: its value into a 0600 file next to the profile, or the name of the
+    /// environment variable that will hold it.
+    fn ask_secret(
+        &self,
+        store: &mut Option<SecretStore>,
+        prompt: &str,
+        suffix: &str,
+        default_env: &str,
+        cluster: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Secret, Error> {
+        let how = match store {
+            Some(how) => *how,
+            None => {
+                let pick = Select::with_theme(&self.theme)
+                    .with_prompt("Where should secrets (passphrase, tokens) be kept?")
+                    .items([
+                        "In files next to the profile, readable only by you (mode 0600)",
+                        "In environment variables that you set before flashing",
+                    ])
+                    .default(0)
+                    .interact()
+                    .map_err(stopped)?;
+                let how = if pick == 0 {
+                    SecretStore::Files
+                } else {
+                    SecretStore::Env
+                };
+                *store = Some(how);
+                how
+            }
+        };
+        match how {
+            SecretStore::Files => Ok(Secret::File {
+                file: format!("{cluster}.{suffix}"),
+                value: self.secret(prompt, check)?,
+            }),
+            SecretStore::Env => Ok(Secret::Env(self.input(
+                &format!("{prompt}: environment variable"),
+                default_env,
+                values::env_var_name,
+            )?)),
+        }
+    }
+
+    /// Where to save the profile; an existing file is replaced only after a yes.
+    fn profile_path(&self, answers: &Answers) -> Result<PathBuf, Error> {
+        loop {
+            let path = PathBuf::from(self.input(
+                "Save the profile as",
+                &format!("{}.yaml", answers.cluster_name),
+                |s| {
+                    let p = expand_home(s);
+                    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                    match dir {
+                        Some(d) if !d.is_dir() => {
+                            Err(format!("{} is not a directory", d.display()))
+                        }
+                        _ if p.is_dir() => Err(format!("{} is a directory", p.display())),
+                        _ => Ok(()),
+                    }
+                },
+            )?);
+            let path = expand_home(&path.display().to_string());
+            let clashes: Vec<PathBuf> = std::iter::once(path.clone())
+                .chain(
+                    save::secret_files(answers)
+                        .iter()
+                        .map(|(f, _)| path.parent().unwrap_or(Path::new(".")).join(f)),
+                )
+                .filter(|p| p.exists())
+                .collect();
+            if clashes.is_empty() {
+                return Ok(path);
+            }
+            let names: Vec<String> = clashes.iter().map(|p| p.display().to_string()).collect();
+            if self.confirm(&format!("Replace {}?", names.join(", ")), false)? {
+                return Ok(path);
+            }
+        }
+    }
+
+    /// A card to flash, from the devices and their verdicts; `None` to stop.
+    fn pick_device(&self) -> Result<Option<PathBuf>, Error> {
+        let view = SystemView::from_env();
+        loop {
+            let devices = view.scan()?;
+            let mut labels: Vec<String> = devices
+                .iter()
+                .map(|d| {
+                    let refusals = assess(d, None);
+                    let verdict = if refusals.is_empty() {
+                        "usable".to_string()
+                    } else {
+                        let why: Vec<String> = refusals.iter().map(Refusal::message).collect();
+                        format!("refused: {}", why.join("; "))
+                    };
+                    format!(
+                        "{}  {}  {}  {}  ({verdict})",
+                        d.path.display(),
+                        decimal_size(d.size_bytes),
+                        d.transport.as_str(),
+                        d.description()
+                    )
+                })
+                .collect();
+            labels.push("Look again (insert the card first)".into());
+            labels.push("Cancel".into());
+            let pick = Select::with_theme(&self.theme)
+                .with_prompt("Which card?")
+                .items(&labels)
+                .default(0)
+                .interact()
+                .map_err(stopped)?;
+            if pick == devices.len() {
+                continue;
+            }
+            let Some(disk) = devices.get(pick) else {
+                return Ok(None);
+            };
+            let refusals = assess(disk, None);
+            if refusals.is_empty() {
+                return Ok(Some(disk.path.clone()));
+            }
+            eprintln!(
+                "{} cannot be written here: {}",
+                disk.path.display(),
+                refusals
+                    .iter()
+                    .map(Refusal::message)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+    }
+}
+
+/// `worker` for one host, `worker-[1-3]` for three.
+fn pattern(stem: &str, n: usize) -> String {
+    if n == 1 {
+        stem.to_string()
+    } else {
+        format!("{stem}-[1-{n}]")
+    }
+}
+
+fn count(text: &str, min: usize, max: usize) -> Result<(), String> {
+    match text.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(()),
+        _ => Err(format!("a number from {min} to {max}")),
+    }
+}
+
+/// A hostname pattern that expands to `n` valid hostnames, none of them in `taken`.
+fn hostnames(pattern: &str, n: usize, taken: &[String]) -> Result<(), String> {
+    let names = expand_hostname(pattern)?;
+    for name in &names {
+        values::hostname(name)?;
+        if taken.contains(name) {
+            return Err(format!("{name} is already a server's name"));
+        }
+    }
+    if names.len() != n {
+        return Err(format!(
+            "{pattern} names {} host(s), {n} wanted (e.g. worker-[1-{n}])",
+            names.len()
+        ));
+    }
+    Ok(())
+}
+
+fn expand_home(text: &str) -> PathBuf {
+    match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(text),
+    }
+}

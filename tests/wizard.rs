@@ -1,0 +1,289 @@
+//! The wizard, driven through a pseudo-terminal as a person would: answers typed, arrow keys
+//! for lists, invalid answers re-asked, Ctrl-C mid-way.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use expectrl::Expect;
+use expectrl::process::unix::{Signal, WaitStatus};
+use expectrl::session::OsSession as Session;
+
+use common::*;
+
+const DOWN: &str = "\x1b[B";
+
+/// A home with one SSH key, and a wizard in a terminal in `dir`.
+fn wizard(dir: &Path) -> Session {
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let base = pinode();
+    let mut cmd = Command::new(base.get_program());
+    cmd.arg("wizard")
+        .current_dir(&work)
+        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("HOME", &home)
+        .env("USER", "alice")
+        .env("TZ", "Europe/Berlin")
+        .env("LANG", "de_DE.UTF-8")
+        .env("TERM", "xterm")
+        .env("PINODE_STATE_DIR", dir.join("state"))
+        .env_remove("CI");
+    let mut session = Session::spawn(cmd).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(60)));
+    session
+}
+
+fn work(dir: &Path) -> PathBuf {
+    dir.join("work")
+}
+
+/// Waits for `prompt`, then types `answer`.
+fn answer(s: &mut Session, prompt: &str, answer: &str) {
+    s.expect(prompt)
+        .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
+    s.send(answer).unwrap();
+}
+
+fn exit_code(s: &mut Session) -> i32 {
+    match s.get_process_mut().wait().unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("wizard ended with {other:?}"),
+    }
+}
+
+#[test]
+fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = wizard(dir.path());
+    answer(&mut s, "Operating system", "\r");
+    answer(&mut s, "Cluster name", "lab\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "bad host\r");
+    answer(&mut s, "not a valid hostname", "cp\r");
+    answer(&mut s, "How many agents", "\r");
+    answer(&mut s, "Agent hostnames", "worker-[1-3]\r");
+    answer(&mut s, "3 host(s), 2 wanted", "worker-[1-2]\r");
+    answer(&mut s, "K3s channel or version", "v1.33.5+k3s1\r");
+    answer(&mut s, "User name", "\r");
+    // Not the key found in ~/.ssh: paste another, after a bad one.
+    answer(&mut s, "SSH public key", &format!("{DOWN}\r"));
+    answer(&mut s, "Public key", "not a key\r");
+    answer(
+        &mut s,
+        "is not an SSH public key type",
+        &format!("{KEY_2}\r"),
+    );
+    answer(&mut s, "Also set a password", "y");
+    answer(&mut s, "Password", "s3cret-pw\r");
+    answer(&mut s, "Again", "s3cret-pw\r");
+    answer(&mut s, "Connect to Wi-Fi", "y");
+    answer(&mut s, "Wi-Fi name", "Lab Net\r");
+    answer(&mut s, "Where should secrets", "\r");
+    answer(&mut s, "Wi-Fi passphrase", "correct horse\r");
+    answer(&mut s, "Again", "correct horse\r");
+    answer(&mut s, "Wi-Fi country", "XX\r");
+    answer(&mut s, "not an ISO 3166", "DE\r");
+    answer(&mut s, "Time zone", "\r");
+    answer(&mut s, "Locale", "\r");
+    answer(&mut s, "Keyboard layout", "de\r");
+    answer(&mut s, "Install a GitLab Runner", "y");
+    answer(&mut s, "GitLab URL", "\r");
+    answer(&mut s, "Runner authentication token", "GR1348941oldstyle\r");
+    answer(&mut s, "registration token", "glrt-t3st-t0ken-value\r");
+    answer(&mut s, "Again", "glrt-t3st-t0ken-value\r");
+    answer(&mut s, "Save the profile as", "\r");
+    answer(&mut s, "What now?", &format!("{DOWN}{DOWN}\r"));
+    s.expect("later: sudo pinode flash").unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+
+    let profile = work(dir.path()).join("lab.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let hash_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("password_hash:"))
+        .unwrap();
+    let hash: String = serde_json::from_str(
+        hash_line
+            .trim_start()
+            .trim_start_matches("password_hash:")
+            .split("   #")
+            .next()
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    // The hash is of the password typed, by an independent implementation.
+    // The salt, with its `rounds=N$` prefix, which openssl accepts as part of it.
+    let salt = hash.trim_start_matches("$6$").rsplit_once('$').unwrap().0;
+    let again = run(Command::new("openssl").args(["passwd", "-6", "-salt", salt, "s3cret-pw"]));
+    assert_eq!(again.trim(), hash);
+    let expected = EXPECTED.replace("KEY_2", KEY_2).replace("HASH", &hash);
+    assert_eq!(text, expected, "the saved profile:\n{text}");
+    assert!(!text.contains("correct horse") && !text.contains("glrt-t3st"));
+
+    for (file, value) in [
+        ("lab.wifi-psk", "correct horse\n"),
+        ("lab.runner-token", "glrt-t3st-t0ken-value\n"),
+    ] {
+        let path = work(dir.path()).join(file);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), value);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let check = run(pinode()
+        .env("PINODE_STATE_DIR", dir.path().join("state"))
+        .args(["profile", "check"])
+        .arg(&profile));
+    assert!(check.contains("cp"), "{check}");
+    assert!(check.contains("worker-2"), "{check}");
+}
+
+const EXPECTED: &str = r#"# A pinode profile, written by `pinode wizard`.
+# Check it:        pinode profile check THIS-FILE
+# Flash cards:     sudo pinode flash --profile THIS-FILE
+# Image files:     pinode prepare --profile THIS-FILE --out-dir images
+# The format: README.md, "The profile"; `pinode profile schema` prints its JSON Schema.
+version: 1
+
+os:
+  image: "raspios-lite-arm64"   # a catalog alias (pinode os list) or an image file
+  init: auto   # firstrun (Bullseye, Bookworm) or cloud-init (Trixie), from the image
+
+defaults:
+  user:
+    name: "alice"
+    ssh_authorized_keys:
+      - "KEY_2"
+    password_hash: "HASH"   # sha512-crypt; the password itself is not kept
+    sudo: nopasswd
+  ssh:
+    enabled: true
+  wifi:
+    ssid: "Lab Net"
+    psk_file: "lab.wifi-psk"   # the passphrase: mode 0600, next to this profile
+    country: "DE"
+  timezone: "Europe/Berlin"
+  locale: "de_DE.UTF-8"
+  keyboard: "de"
+
+cluster:
+  name: "lab"
+  # The join token: generated on first use and kept (0600) in pinode's state directory;
+  # set token_env or token_file to bring your own.
+  k3s:
+    version: "v1.33.5+k3s1"
+  runner:
+    kind: gitlab
+    url: "https://gitlab.com"
+    token_file: "lab.runner-token"   # the glrt- token: mode 0600, next to this profile
+
+nodes:
+  - hostname: "cp"   # the first server founds the cluster
+    role: server
+  - hostname: "worker-[1-2]"
+    role: agent
+"#;
+
+#[test]
+fn ctrl_c_mid_way_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = wizard(dir.path());
+    answer(&mut s, "Operating system", "\r");
+    answer(&mut s, "Cluster name", "lab\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "User name", "\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    answer(&mut s, "Connect to Wi-Fi", "y");
+    answer(&mut s, "Wi-Fi name", "Lab Net\r");
+    answer(&mut s, "Where should secrets", "\r");
+    answer(&mut s, "Wi-Fi passphrase", "correct horse\r");
+    answer(&mut s, "Again", "\x03");
+    match s.get_process_mut().wait().unwrap() {
+        WaitStatus::Signaled(_, signal, _) => {
+            assert_eq!(signal, Signal::SIGINT)
+        }
+        other => panic!("expected death by SIGINT, got {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(work(dir.path()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_second_run_prepares_verified_images_from_a_local_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = wizard(dir.path());
+    answer(&mut s, "Operating system", &format!("{DOWN}\r"));
+    answer(
+        &mut s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "\r");
+    answer(&mut s, "How many agents", "1\r");
+    answer(&mut s, "Agent hostnames", "\r");
+    answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "User name", "\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    answer(&mut s, "Connect to Wi-Fi", "n");
+    answer(&mut s, "Time zone", "\r");
+    answer(&mut s, "Locale", "\r");
+    answer(&mut s, "Keyboard layout", "gb\r");
+    answer(&mut s, "Install a GitLab Runner", "n");
+    answer(&mut s, "Save the profile as", "\r");
+    answer(&mut s, "What now?", &format!("{DOWN}\r"));
+    answer(&mut s, "Write the images to", "\r");
+    s.expect("pi-cluster-worker: ").unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+
+    let images = work(dir.path()).join("images");
+    for host in ["pi-cluster-server", "pi-cluster-worker"] {
+        assert!(images.join(format!("{host}.img")).is_file(), "{host}");
+    }
+    run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("pi-cluster-server.img.sha256")
+        .arg("pi-cluster-worker.img.sha256")
+        .current_dir(&images));
+    let v: serde_json::Value = serde_json::from_str(&run(pinode()
+        .arg("inspect")
+        .arg(images.join("pi-cluster-worker.img"))
+        .arg("--json")))
+    .unwrap();
+    assert_eq!(v["boot"]["hostname"], "pi-cluster-worker");
+    let profile = std::fs::read_to_string(work(dir.path()).join("pi-cluster.yaml")).unwrap();
+    assert!(profile.contains(&format!(
+        "image: {:?}",
+        std::fs::canonicalize(fixture("bookworm")).unwrap().display().to_string()
+    )));
+}
+
+#[test]
+fn without_a_terminal_it_points_to_the_other_commands() {
+    for args in [&["wizard"][..], &[][..]] {
+        let out = output(pinode().args(args).stdin(std::process::Stdio::null()));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("needs a terminal"), "{err}");
+        assert!(
+            err.contains("pinode profile check") && err.contains("pinode prepare"),
+            "{err}"
+        );
+    }
+}
