@@ -11,12 +11,17 @@ use expectrl::Expect;
 use expectrl::process::unix::{Signal, WaitStatus};
 use expectrl::session::OsSession as Session;
 
+use common::loopdev::{FakeSystem, Loop};
 use common::*;
 
 const DOWN: &str = "\x1b[B";
 
 /// A home with one SSH key, and a wizard in a terminal in `dir`.
 fn wizard(dir: &Path) -> Session {
+    wizard_with(dir, &[])
+}
+
+fn wizard_with(dir: &Path, env: &[(&str, &Path)]) -> Session {
     let home = dir.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
@@ -34,6 +39,9 @@ fn wizard(dir: &Path) -> Session {
         .env("TERM", "xterm")
         .env("PINODE_STATE_DIR", dir.join("state"))
         .env_remove("CI");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut session = Session::spawn(cmd).unwrap();
     session.set_expect_timeout(Some(Duration::from_secs(60)));
     session
@@ -225,7 +233,9 @@ fn ctrl_c_mid_way_leaves_no_file_behind() {
 #[test]
 fn a_second_run_prepares_verified_images_from_a_local_image() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = wizard(dir.path());
+    // Run as if under sudo: the saved profile goes back to the invoking user.
+    let nobody = Path::new("65534");
+    let mut s = wizard_with(dir.path(), &[("SUDO_UID", nobody), ("SUDO_GID", nobody)]);
     answer(&mut s, "Operating system", &format!("{DOWN}\r"));
     answer(
         &mut s,
@@ -267,7 +277,17 @@ fn a_second_run_prepares_verified_images_from_a_local_image() {
         .arg("--json")))
     .unwrap();
     assert_eq!(v["boot"]["hostname"], "pi-cluster-worker");
-    let profile = std::fs::read_to_string(work(dir.path()).join("pi-cluster.yaml")).unwrap();
+    let profile_path = work(dir.path()).join("pi-cluster.yaml");
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&profile_path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "owned by the sudo user"
+        );
+    }
+    let profile = std::fs::read_to_string(&profile_path).unwrap();
     assert!(profile.contains(&format!(
         "image: {:?}",
         std::fs::canonicalize(fixture("bookworm")).unwrap().display().to_string()
@@ -286,4 +306,58 @@ fn without_a_terminal_it_points_to_the_other_commands() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn flashes_from_the_device_picker_which_explains_refused_disks() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::new(dir.path(), "card", 100 << 20) else {
+        return;
+    };
+    // A machine with the card in a reader, and a system disk.
+    let fake = FakeSystem::new(dir.path(), "22 1 8:241 / / rw - ext4 /dev/sdz1 rw\n");
+    fake.disk(&card.name(), &card.devno(), 100 << 20, &[]).disk(
+        "sdz",
+        "8:240",
+        64 << 30,
+        &[("sdz1", "8:241")],
+    );
+    let mut s = wizard_with(dir.path(), &[("PINODE_SYSTEM_ROOT", &fake.root)]);
+    answer(&mut s, "Operating system", &format!("{DOWN}\r"));
+    answer(
+        &mut s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "solo\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "User name", "\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    answer(&mut s, "Connect to Wi-Fi", "n");
+    answer(&mut s, "Time zone", "\r");
+    answer(&mut s, "Locale", "\r");
+    answer(&mut s, "Keyboard layout", "gb\r");
+    answer(&mut s, "Install a GitLab Runner", "n");
+    answer(&mut s, "Save the profile as", "\r");
+    answer(&mut s, "What now?", "\r");
+    // The system disk is listed with its verdict; choosing it is explained, then re-asked.
+    s.expect("Which card?").unwrap();
+    answer(
+        &mut s,
+        "refused: system disk (holds /)",
+        &format!("{DOWN}\r"),
+    );
+    s.expect("/dev/sdz cannot be written here: system disk")
+        .unwrap();
+    answer(&mut s, "Which card?", "\r");
+    answer(&mut s, "[y/N]", "y\r");
+    s.expect("solo: 60.0 MiB written to").unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    assert_eq!(v["boot"]["hostname"], "solo");
 }

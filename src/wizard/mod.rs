@@ -186,6 +186,46 @@ pub fn render_profile(a: &Answers) -> String {
 mod tests {
     use super::*;
 
+    fn answers() -> Answers {
+        Answers {
+            os_image: "/images/pi os: \"lite\".img".into(),
+            cluster_name: "lab".into(),
+            servers: "cp-[1-3]".into(),
+            agents: None,
+            k3s: K3sRelease::Channel("latest".into()),
+            user: "alice".into(),
+            ssh_keys: vec![],
+            password_hash: Some("$6$salt$hash".into()),
+            wifi: Some(WifiAnswers {
+                ssid: "no".into(),
+                psk: Secret::Env("LAB_PSK".into()),
+                country: "NO".into(),
+            }),
+            timezone: "Europe/Oslo".into(),
+            locale: "nb_NO.UTF-8".into(),
+            keyboard: "no".into(),
+            runner: Some(RunnerAnswers {
+                url: "https://gitlab.example.com".into(),
+                token: Secret::Env("LAB_RUNNER".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn environment_references_and_yaml_lookalikes_survive_a_round_trip() {
+        let text = render_profile(&answers());
+        let loaded = crate::profile::LoadedProfile::parse(std::path::Path::new("lab.yaml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let p = &loaded.profile;
+        assert_eq!(p.os.image, "/images/pi os: \"lite\".img");
+        let wifi = serde_json::to_value(&p.defaults.wifi).unwrap();
+        assert_eq!(wifi["ssid"], "no", "the SSID `no` stays a string");
+        assert_eq!(wifi["psk_env"], "LAB_PSK");
+        assert_eq!(wifi["country"], "NO");
+        assert!(text.contains("token_env: \"LAB_RUNNER\""));
+        assert_eq!(loaded.nodes.len(), 3);
+    }
+
     #[test]
     fn k3s_release_is_a_channel_or_a_version() {
         assert!(matches!(

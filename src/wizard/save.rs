@@ -83,6 +83,19 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(io(profile_path))?;
     staged.push((temp, profile_path.to_path_buf()));
+    if let Some((uid, gid)) = super::host::sudo_owner() {
+        for (temp, path) in &staged {
+            rustix::fs::fchown(
+                temp.as_file(),
+                Some(rustix::process::Uid::from_raw(uid)),
+                Some(rustix::process::Gid::from_raw(gid)),
+            )
+            .map_err(|e| SaveError::Io {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        }
+    }
 
     let mut done: Vec<PathBuf> = Vec::new();
     for (temp, path) in staged {
