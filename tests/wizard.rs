@@ -361,3 +361,45 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
         serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
     assert_eq!(v["boot"]["hostname"], "solo");
 }
+
+#[test]
+fn offers_the_catalog_with_lite_64_bit_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |name: &str, series: &str, file: &str| {
+        serde_json::json!({
+            "name": name,
+            "description": "test entry",
+            "url": format!("https://downloads.raspberrypi.com/{series}/images/{series}-2025-10-02/{file}"),
+            "extract_size": 1 << 20,
+            "extract_sha256": "0".repeat(64),
+            "image_download_size": 1 << 19,
+            "release_date": "2025-10-01",
+            "init_format": "cloudinit-rpi",
+        })
+    };
+    let catalog = dir.path().join("os_list.json");
+    std::fs::write(
+        &catalog,
+        serde_json::to_vec(&serde_json::json!({ "os_list": [
+            entry("Raspberry Pi OS (64-bit)", "raspios_arm64", "2025-10-01-raspios-trixie-arm64.img.xz"),
+            { "name": "Raspberry Pi OS (other)", "subitems": [
+                entry("Raspberry Pi OS Lite (32-bit)", "raspios_lite_armhf", "2025-10-01-raspios-trixie-armhf-lite.img.xz"),
+                entry("Raspberry Pi OS Lite (64-bit)", "raspios_lite_arm64", "2025-10-01-raspios-trixie-arm64-lite.img.xz"),
+            ]},
+        ]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut s = wizard_with(dir.path(), &[("PINODE_CATALOG", &catalog)]);
+    s.expect("Operating system").unwrap();
+    // Lite 64-bit first and chosen by default; the others follow.
+    answer(
+        &mut s,
+        "Raspberry Pi OS Lite (64-bit) (2025-10-01): raspios-lite-arm64",
+        "",
+    );
+    s.expect("raspios-arm64").unwrap();
+    s.expect("A local image file").unwrap();
+    s.send("\x03").unwrap();
+    let _ = s.get_process_mut().wait();
+}
