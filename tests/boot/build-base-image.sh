@@ -447,7 +447,9 @@ make_image cloud-init "$WORK/root.ext4"
 : >"$WORK/empty"
 chmod 644 "$WORK/empty"
 debugfs -w -R "write $WORK/empty /etc/cloud/cloud-init.disabled" "$WORK/root.ext4" >/dev/null 2>&1
-if ! debugfs -R "stat /etc/cloud/cloud-init.disabled" "$WORK/root.ext4" 2>/dev/null | grep -q 'User: *0 *Group: *0'; then
+# Captured, not piped: with pipefail, grep -q exiting early could fail the check with SIGPIPE.
+stat_out=$(debugfs -R "stat /etc/cloud/cloud-init.disabled" "$WORK/root.ext4" 2>/dev/null || true)
+if ! grep -q 'User: *0 *Group: *0' <<<"$stat_out"; then
     echo "build-base-image: could not add /etc/cloud/cloud-init.disabled" >&2
     exit 1
 fi
