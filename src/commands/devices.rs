@@ -4,7 +4,7 @@ use serde_json::json;
 
 use pinode::Error;
 use pinode::sink::discover::{BlockDevice, SystemView, Transport};
-use pinode::sink::safety::{Refusal, assess, decimal_size};
+use pinode::sink::safety::{Refusal, assess, decimal_size, verdict};
 
 use super::Output;
 use crate::cli::DevicesArgs;
@@ -36,13 +36,6 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
     let rows: Vec<[String; 5]> = devices
         .iter()
         .map(|d| {
-            let refusals = assess(d, None);
-            let verdict = if refusals.is_empty() {
-                "usable".to_string()
-            } else {
-                let reasons: Vec<String> = refusals.iter().map(Refusal::message).collect();
-                format!("refused: {}", reasons.join("; "))
-            };
             [
                 d.path.display().to_string(),
                 if d.size_bytes == 0 {
@@ -52,7 +45,7 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
                 },
                 d.transport.as_str().to_string(),
                 d.description(),
-                verdict,
+                verdict(&assess(d, None)),
             ]
         })
         .collect();

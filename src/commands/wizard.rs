@@ -18,7 +18,7 @@ use pinode::profile::values;
 use pinode::provision::k3s::check_runner_token;
 use pinode::provision::password::sha512_crypt;
 use pinode::sink::discover::SystemView;
-use pinode::sink::safety::{Refusal, assess, decimal_size};
+use pinode::sink::safety::{assess, one_line, reasons, verdict};
 use pinode::wizard::{
     Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,
 };
@@ -63,16 +63,14 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
         out.say(format!("saved {} (mode 0600)", file.display()));
     }
 
-    let next = Select::with_theme(&w.theme)
-        .with_prompt("What now?")
-        .items([
+    let next = w.select(
+        "What now?",
+        [
             "Flash cards now",
             "Prepare image files (for CI, or another flasher)",
             "Quit",
-        ])
-        .default(0)
-        .interact()
-        .map_err(stopped)?;
+        ],
+    )?;
     let profile = saved.profile;
     match next {
         0 => {
@@ -155,6 +153,20 @@ impl Wizard {
             .validate_with(|s: &String| check(s.trim()))
             .interact_text()
             .map(|s| s.trim().to_string())
+            .map_err(stopped)
+    }
+
+    /// One of `items`, the first preselected.
+    fn select(
+        &self,
+        prompt: &str,
+        items: impl IntoIterator<Item = impl ToString>,
+    ) -> Result<usize, Error> {
+        Select::with_theme(&self.theme)
+            .with_prompt(prompt)
+            .items(items)
+            .default(0)
+            .interact()
             .map_err(stopped)
     }
 
@@ -356,12 +368,7 @@ impl Wizard {
             None,
         ));
         let labels: Vec<&str> = choices.iter().map(|(l, _)| l.as_str()).collect();
-        let pick = Select::with_theme(&self.theme)
-            .with_prompt("Operating system")
-            .items(&labels)
-            .default(0)
-            .interact()
-            .map_err(stopped)?;
+        let pick = self.select("Operating system", &labels)?;
         if let Some(alias) = &choices[pick].1 {
             return Ok(alias.clone());
         }
@@ -396,12 +403,7 @@ impl Wizard {
             .collect();
         labels.push("Paste a public key".into());
         labels.push("No key: log in with a password".into());
-        let pick = Select::with_theme(&self.theme)
-            .with_prompt("SSH public key for logging in")
-            .items(&labels)
-            .default(0)
-            .interact()
-            .map_err(stopped)?;
+        let pick = self.select("SSH public key for logging in", &labels)?;
         if pick < found.len() {
             return Ok(vec![found[pick].1.clone()]);
         }
@@ -430,15 +432,13 @@ impl Wizard {
         let how = match store {
             Some(how) => *how,
             None => {
-                let pick = Select::with_theme(&self.theme)
-                    .with_prompt("Where should secrets (passphrase, tokens) be kept?")
-                    .items([
+                let pick = self.select(
+                    "Where should secrets (passphrase, tokens) be kept?",
+                    [
                         "In files next to the profile, readable only by you (mode 0600)",
                         "In environment variables that you set before flashing",
-                    ])
-                    .default(0)
-                    .interact()
-                    .map_err(stopped)?;
+                    ],
+                )?;
                 let how = if pick == 0 {
                     SecretStore::Files
                 } else {
@@ -505,31 +505,11 @@ impl Wizard {
             let devices = view.scan()?;
             let mut labels: Vec<String> = devices
                 .iter()
-                .map(|d| {
-                    let refusals = assess(d, None);
-                    let verdict = if refusals.is_empty() {
-                        "usable".to_string()
-                    } else {
-                        let why: Vec<String> = refusals.iter().map(Refusal::message).collect();
-                        format!("refused: {}", why.join("; "))
-                    };
-                    format!(
-                        "{}  {}  {}  {}  ({verdict})",
-                        d.path.display(),
-                        decimal_size(d.size_bytes),
-                        d.transport.as_str(),
-                        d.description()
-                    )
-                })
+                .map(|d| format!("{}  ({})", one_line(d), verdict(&assess(d, None))))
                 .collect();
             labels.push("Look again (insert the card first)".into());
             labels.push("Cancel".into());
-            let pick = Select::with_theme(&self.theme)
-                .with_prompt("Which card?")
-                .items(&labels)
-                .default(0)
-                .interact()
-                .map_err(stopped)?;
+            let pick = self.select("Which card?", &labels)?;
             if pick == devices.len() {
                 continue;
             }
@@ -543,11 +523,7 @@ impl Wizard {
             eprintln!(
                 "{} cannot be written here: {}",
                 disk.path.display(),
-                refusals
-                    .iter()
-                    .map(Refusal::message)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                reasons(&refusals)
             );
         }
     }

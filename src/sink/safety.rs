@@ -140,14 +140,39 @@ pub fn blocking<'a>(refusals: &'a [Refusal], overrides: &Overrides) -> Vec<&'a R
         .collect()
 }
 
+/// The refusals' messages, in one line.
+pub fn reasons<'a>(refusals: impl IntoIterator<Item = &'a Refusal>) -> String {
+    let messages: Vec<String> = refusals.into_iter().map(Refusal::message).collect();
+    messages.join("; ")
+}
+
+/// A disk's verdict as `pinode devices` and the wizard's picker show it.
+pub fn verdict(refusals: &[Refusal]) -> String {
+    if refusals.is_empty() {
+        "usable".to_string()
+    } else {
+        format!("refused: {}", reasons(refusals))
+    }
+}
+
+/// A disk in one line: path, size, bus and model.
+pub fn one_line(d: &BlockDevice) -> String {
+    format!(
+        "{}  {}  {}  {}",
+        d.path.display(),
+        decimal_size(d.size_bytes),
+        d.transport.as_str(),
+        d.description()
+    )
+}
+
 /// One line that says why `disk` is refused and, where a flag would help, which.
 pub fn explain(disk: &BlockDevice, refusals: &[&Refusal], overrides: &Overrides) -> String {
-    let reasons: Vec<String> = refusals.iter().map(|r| r.message()).collect();
     let mut line = format!(
         "refusing to write {} ({}): {}",
         disk.path.display(),
         disk.description(),
-        reasons.join("; ")
+        reasons(refusals.iter().copied())
     );
     let flags: Vec<&str> = refusals.iter().filter_map(|r| r.override_flag()).collect();
     if !flags.is_empty() && refusals.iter().all(|r| r.override_flag().is_some()) {

@@ -14,7 +14,7 @@ use pinode::customise::Manifest;
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::sink::discover::{BlockDevice, Located, SystemView};
-use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain};
+use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::ui::prompt::{Prompter, Reply};
 
 use crate::cli::FlashArgs;
@@ -371,14 +371,4 @@ fn partitions_only(path: &Path) -> String {
         ),
         None => "no partition table (empty, or data pinode does not recognise)".into(),
     }
-}
-
-fn one_line(d: &BlockDevice) -> String {
-    format!(
-        "{}  {}  {}  {}",
-        d.path.display(),
-        decimal_size(d.size_bytes),
-        d.transport.as_str(),
-        d.description()
-    )
 }
