@@ -398,8 +398,7 @@ fn block_devices_are_patched_only_when_not_in_use() {
     .to_string();
     let detach = scopeguard(&device);
     let p = profile(dir.path());
-    let doc: serde_json::Value =
-        serde_json::from_str(&run(pinode().args(["inspect", "--json", &device]))).unwrap();
+    let doc = inspect_json(&device);
     assert_eq!(doc["os"]["generation"], "bookworm");
 
     // Claim the device the way a mount does (an exclusive open), then try to patch it.

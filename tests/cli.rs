@@ -188,8 +188,7 @@ fn schema_is_json_schema_and_strict() {
 fn inspect_json_carries_the_documented_fields() {
     let dir = tempfile::tempdir().unwrap();
     let image = copy_fixture("trixie", dir.path());
-    let doc: Value =
-        serde_json::from_str(&run(pinode().args(["inspect", "--json"]).arg(&image))).unwrap();
+    let doc = inspect_json(&image);
     assert_eq!(doc["partition_table"], "mbr");
     assert_eq!(doc["boot_partition"]["index"], 1);
     assert_eq!(doc["boot_partition"]["start_bytes"], 16384 * 512);
@@ -205,16 +204,14 @@ fn inspect_json_carries_the_documented_fields() {
         .arg(&image)
         .arg("--profile")
         .arg(&profile));
-    let doc: Value =
-        serde_json::from_str(&run(pinode().args(["inspect", "--json"]).arg(&image))).unwrap();
+    let doc = inspect_json(&image);
     for key in ["ssh", "cgroups", "arm_64bit", "firstboot"] {
         assert_eq!(doc["boot"][key], true, "{key}");
     }
     assert_eq!(doc["boot"]["hostname"], "matrix");
 
     let gpt = copy_fixture("gpt", dir.path());
-    let doc: Value =
-        serde_json::from_str(&run(pinode().args(["inspect", "--json"]).arg(&gpt))).unwrap();
+    let doc = inspect_json(&gpt);
     assert_eq!(doc["partition_table"], "gpt");
     assert_eq!(doc["os"]["generation"], "bookworm");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::loopdev::{FakeSystem, Loop};
+use common::loopdev::{FakeSystem, Loop, card_in_tempdir};
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -60,8 +60,7 @@ fn boot_of(card: &Loop, dir: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     let p = one_node(dir.path());
@@ -103,8 +102,7 @@ fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
     assert!(cmdline.contains("cgroup_enable=memory"), "{cmdline}");
 
     // `inspect` reads the card itself and agrees.
-    let v: serde_json::Value =
-        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    let v = inspect_json(&card.dev);
     assert_eq!(v["boot"]["hostname"], "card-1");
     assert_eq!(v["boot"]["firstboot"], true);
     assert_eq!(v["boot"]["ssh"], true);
@@ -133,8 +131,7 @@ fn start_paused(mut cmd: Command, dir: &Path, stage: &str) -> (std::process::Chi
 
 #[test]
 fn a_byte_changed_on_the_card_before_the_read_back_fails_the_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     let cmd = flash(
@@ -172,9 +169,8 @@ fn a_byte_changed_on_the_card_before_the_read_back_fails_the_verify() {
 
 #[test]
 fn an_interrupted_write_leaves_no_partition_table_and_the_next_run_overwrites_it() {
-    let dir = tempfile::tempdir().unwrap();
     // Start from a complete card: the interrupted run must not leave it looking complete.
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     let p = one_node(dir.path());
@@ -238,17 +234,14 @@ fn three_nodes_onto_three_cards_unattended() {
         assert!(line.starts_with(host), "{line}");
         assert!(line.contains(&card.dev.display().to_string()), "{line}");
         assert!(line.contains(" ok ") && line.ends_with("written"), "{line}");
-        let v: serde_json::Value =
-            serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json")))
-                .unwrap();
+        let v = inspect_json(&card.dev);
         assert_eq!(v["boot"]["hostname"], *host);
     }
 }
 
 #[test]
 fn asks_before_writing_and_names_the_node_already_on_the_card() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     let p = profile(
@@ -282,9 +275,7 @@ fn asks_before_writing_and_names_the_node_already_on_the_card() {
         child.wait_with_output().unwrap()
     };
     let hostname = || {
-        let v: serde_json::Value =
-            serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json")))
-                .unwrap();
+        let v = inspect_json(&card.dev);
         v["boot"]["hostname"].as_str().unwrap().to_string()
     };
     let no = answer("n\n");
@@ -340,8 +331,7 @@ fn refuses_a_non_removable_disk_without_the_flag_and_a_card_too_small() {
 
 #[test]
 fn refuses_a_mounted_card_unless_asked_to_unmount_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // A file system on the whole card, mounted (this kernel lists no partitions of loop
@@ -391,8 +381,7 @@ fn refuses_a_mounted_card_unless_asked_to_unmount_it() {
 
 #[test]
 fn refuses_the_system_disk_whatever_the_flags() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // A machine whose root file system is on partition 2 of this very device.
@@ -435,8 +424,7 @@ fn refuses_the_system_disk_whatever_the_flags() {
 
 #[test]
 fn refuses_a_partition_and_names_its_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // A machine on which this device node is partition 1 of a card reader's disk.
@@ -460,8 +448,7 @@ fn refuses_a_partition_and_names_its_disk() {
 
 #[test]
 fn devices_lists_the_loop_card_with_its_verdict() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((_dir, card)) = card_in_tempdir() else {
         return;
     };
     let v: serde_json::Value =
@@ -525,8 +512,7 @@ fn wait_for(seen: &std::sync::Mutex<String>, text: &str) {
 
 #[test]
 fn without_a_device_it_waits_for_a_card_to_be_inserted_and_asks() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // A machine with no card yet; the card "appears" while pinode waits.
@@ -553,15 +539,13 @@ fn without_a_device_it_waits_for_a_card_to_be_inserted_and_asks() {
     child.stdin.take().unwrap().write_all(b"y\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", seen.lock().unwrap());
-    let v: serde_json::Value =
-        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    let v = inspect_json(&card.dev);
     assert_eq!(v["boot"]["hostname"], "card-1");
 }
 
 #[test]
 fn a_failed_card_can_be_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     let pause = dir.path().join("pause");
@@ -615,8 +599,7 @@ fn a_failed_card_can_be_retried() {
 
 #[test]
 fn without_write_access_it_says_how_to_get_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // The token state and the profile must be usable by the unprivileged user.

@@ -11,7 +11,7 @@ use expectrl::Expect;
 use expectrl::process::unix::{Signal, WaitStatus};
 use expectrl::session::OsSession as Session;
 
-use common::loopdev::{FakeSystem, Loop};
+use common::loopdev::{FakeSystem, card_in_tempdir};
 use common::*;
 
 const DOWN: &str = "\x1b[B";
@@ -56,6 +56,34 @@ fn answer(s: &mut Session, prompt: &str, answer: &str) {
     s.expect(prompt)
         .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
     s.send(answer).unwrap();
+}
+
+/// From the OS (the bookworm fixture, a local image) to the saved profile: defaults
+/// everywhere but the servers' names (empty: the default) and the number of agents.
+fn walk_with_local_image(s: &mut Session, servers: &str, agents: usize) {
+    answer(s, "Operating system", &format!("{DOWN}\r"));
+    answer(
+        s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    answer(s, "Cluster name", "\r");
+    answer(s, "How many servers", "\r");
+    answer(s, "Server hostnames", &format!("{servers}\r"));
+    answer(s, "How many agents", &format!("{agents}\r"));
+    if agents > 0 {
+        answer(s, "Agent hostnames", "\r");
+    }
+    answer(s, "K3s channel or version", "\r");
+    answer(s, "User name", "\r");
+    answer(s, "SSH public key", "\r");
+    answer(s, "Also set a password", "n");
+    answer(s, "Connect to Wi-Fi", "n");
+    answer(s, "Time zone", "\r");
+    answer(s, "Locale", "\r");
+    answer(s, "Keyboard layout", "gb\r");
+    answer(s, "Install a GitLab Runner", "n");
+    answer(s, "Save the profile as", "\r");
 }
 
 fn exit_code(s: &mut Session) -> i32 {
@@ -236,27 +264,7 @@ fn a_second_run_prepares_verified_images_from_a_local_image() {
     // Run as if under sudo: the saved profile goes back to the invoking user.
     let nobody = Path::new("65534");
     let mut s = wizard_with(dir.path(), &[("SUDO_UID", nobody), ("SUDO_GID", nobody)]);
-    answer(&mut s, "Operating system", &format!("{DOWN}\r"));
-    answer(
-        &mut s,
-        "Image file",
-        &format!("{}\r", fixture("bookworm").display()),
-    );
-    answer(&mut s, "Cluster name", "\r");
-    answer(&mut s, "How many servers", "\r");
-    answer(&mut s, "Server hostnames", "\r");
-    answer(&mut s, "How many agents", "1\r");
-    answer(&mut s, "Agent hostnames", "\r");
-    answer(&mut s, "K3s channel or version", "\r");
-    answer(&mut s, "User name", "\r");
-    answer(&mut s, "SSH public key", "\r");
-    answer(&mut s, "Also set a password", "n");
-    answer(&mut s, "Connect to Wi-Fi", "n");
-    answer(&mut s, "Time zone", "\r");
-    answer(&mut s, "Locale", "\r");
-    answer(&mut s, "Keyboard layout", "gb\r");
-    answer(&mut s, "Install a GitLab Runner", "n");
-    answer(&mut s, "Save the profile as", "\r");
+    walk_with_local_image(&mut s, "", 1);
     answer(&mut s, "What now?", &format!("{DOWN}\r"));
     answer(&mut s, "Write the images to", "\r");
     s.expect("pi-cluster-worker: ").unwrap();
@@ -271,11 +279,7 @@ fn a_second_run_prepares_verified_images_from_a_local_image() {
         .arg("pi-cluster-server.img.sha256")
         .arg("pi-cluster-worker.img.sha256")
         .current_dir(&images));
-    let v: serde_json::Value = serde_json::from_str(&run(pinode()
-        .arg("inspect")
-        .arg(images.join("pi-cluster-worker.img"))
-        .arg("--json")))
-    .unwrap();
+    let v = inspect_json(images.join("pi-cluster-worker.img"));
     assert_eq!(v["boot"]["hostname"], "pi-cluster-worker");
     let profile_path = work(dir.path()).join("pi-cluster.yaml");
     if is_root() {
@@ -310,8 +314,7 @@ fn without_a_terminal_it_points_to_the_other_commands() {
 
 #[test]
 fn flashes_from_the_device_picker_which_explains_refused_disks() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(card) = Loop::new(dir.path(), "card", 100 << 20) else {
+    let Some((dir, card)) = card_in_tempdir() else {
         return;
     };
     // A machine with the card in a reader, and a system disk.
@@ -323,26 +326,7 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
         &[("sdz1", "8:241")],
     );
     let mut s = wizard_with(dir.path(), &[("PINODE_SYSTEM_ROOT", &fake.root)]);
-    answer(&mut s, "Operating system", &format!("{DOWN}\r"));
-    answer(
-        &mut s,
-        "Image file",
-        &format!("{}\r", fixture("bookworm").display()),
-    );
-    answer(&mut s, "Cluster name", "\r");
-    answer(&mut s, "How many servers", "\r");
-    answer(&mut s, "Server hostnames", "solo\r");
-    answer(&mut s, "How many agents", "0\r");
-    answer(&mut s, "K3s channel or version", "\r");
-    answer(&mut s, "User name", "\r");
-    answer(&mut s, "SSH public key", "\r");
-    answer(&mut s, "Also set a password", "n");
-    answer(&mut s, "Connect to Wi-Fi", "n");
-    answer(&mut s, "Time zone", "\r");
-    answer(&mut s, "Locale", "\r");
-    answer(&mut s, "Keyboard layout", "gb\r");
-    answer(&mut s, "Install a GitLab Runner", "n");
-    answer(&mut s, "Save the profile as", "\r");
+    walk_with_local_image(&mut s, "solo", 0);
     answer(&mut s, "What now?", "\r");
     // The system disk is listed with its verdict; choosing it is explained, then re-asked.
     s.expect("Which card?").unwrap();
@@ -357,8 +341,7 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
     answer(&mut s, "[y/N]", "y\r");
     s.expect("solo: 60.0 MiB written to").unwrap();
     assert_eq!(exit_code(&mut s), 0);
-    let v: serde_json::Value =
-        serde_json::from_str(&run(pinode().arg("inspect").arg(&card.dev).arg("--json"))).unwrap();
+    let v = inspect_json(&card.dev);
     assert_eq!(v["boot"]["hostname"], "solo");
 }
 

@@ -62,6 +62,14 @@ impl Loop {
     }
 }
 
+/// A temporary directory with a 100 MiB card in it; `None` when not root. (Bind it as
+/// `(dir, card)`: the card is detached before the directory goes.)
+pub fn card_in_tempdir() -> Option<(tempfile::TempDir, Loop)> {
+    let dir = tempfile::tempdir().unwrap();
+    let card = Loop::new(dir.path(), "card", 100 << 20)?;
+    Some((dir, card))
+}
+
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = output(Command::new("losetup").arg("-d").arg(&self.dev));

@@ -117,6 +117,11 @@ pub fn pinode() -> Command {
     c
 }
 
+/// `pinode inspect --json` of an image or device, which must succeed.
+pub fn inspect_json(target: impl AsRef<std::ffi::OsStr>) -> serde_json::Value {
+    serde_json::from_str(&run(pinode().args(["inspect", "--json"]).arg(target))).unwrap()
+}
+
 /// Runs a command that must succeed; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
