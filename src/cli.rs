@@ -150,6 +150,11 @@ pub struct FlashArgs {
     /// Skip reading the card back.
     #[arg(long)]
     pub no_verify: bool,
+    /// Write every byte of the image, free space included. By default only the blocks the
+    /// image's ext4 and FAT file systems use are written (plus their metadata, the partition
+    /// table and anything outside a known file system), and only those are read back.
+    #[arg(long)]
+    pub full: bool,
     /// Accept a disk that is not removable (a loop device, a USB-SATA bridge that hides the
     /// flag); only with --device.
     #[arg(long)]
@@ -204,6 +209,10 @@ pub struct PrepareArgs {
     pub nodes: Vec<String>,
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compression,
+    /// Also write HOST.img.bmap: the blocks the image's file systems use, for
+    /// `bmaptool copy HOST.img[.xz] /dev/sdX`, which then writes and checks only those.
+    #[arg(long)]
+    pub bmap: bool,
     /// One JSON document on stdout.
     #[arg(long)]
     pub json: bool,

@@ -64,10 +64,12 @@ fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
         return;
     };
     let p = one_node(dir.path());
+    // --full: every byte, so that the card can be compared with the prepared image whole
+    // (tests/allocation.rs proves the default, allocation-aware writes).
     let out = run(&mut flash(
         &p,
         &[&card],
-        &["--yes", "--allow-non-removable", "--json"],
+        &["--yes", "--allow-non-removable", "--json", "--full"],
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let node = &v["nodes"][0];
@@ -75,6 +77,7 @@ fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
     assert_eq!(node["outcome"], "written");
     assert_eq!(node["report"]["verified"], true);
     assert_eq!(node["report"]["bytes"], image_len());
+    assert_eq!(node["report"]["allocation_aware"], false);
 
     // Byte for byte what `prepare` makes for the same node.
     run(pinode()
@@ -140,8 +143,9 @@ fn a_byte_changed_on_the_card_before_the_read_back_fails_the_verify() {
         &["--yes", "--allow-non-removable"],
     );
     let (child, pause) = start_paused(cmd, dir.path(), "verify");
-    // The card "loses" a byte in the root partition: change the loop device's backing file.
-    let at = 50 * MIB + 12345;
+    // The card "loses" a byte of the boot partition's FAT (written, so read back): change
+    // the loop device's backing file.
+    let at = 4 * MIB + 12345;
     let backing = std::fs::OpenOptions::new()
         .write(true)
         .read(true)
@@ -575,7 +579,9 @@ fn a_failed_card_can_be_retried() {
         .write(true)
         .open(&card.backing)
         .unwrap();
-    backing.write_all_at(b"\xff\x00\xff", 30 * MIB).unwrap();
+    backing
+        .write_all_at(b"\xff\x00\xff", 4 * MIB + 20_000)
+        .unwrap();
     backing.sync_all().unwrap();
     std::fs::remove_file(&pause).unwrap();
     wait_for(&seen, "r: retry");

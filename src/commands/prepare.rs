@@ -6,8 +6,13 @@ use serde_json::json;
 use pinode::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
+use pinode::disk::PartitionTable;
+use pinode::disk::usage::allocation;
 use pinode::image::Image;
-use pinode::sink::file::write_image;
+use pinode::profile::NodeConfig;
+use pinode::sink::bmap;
+use pinode::sink::card::Composed;
+use pinode::sink::file::{write_atomic, write_image};
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
@@ -42,6 +47,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         };
         let (custom, _) = customise_image(&mut image, &profile, node, &info)?;
         let len = image.len();
+        let table = image.table().clone();
         let disk = image.into_disk();
         let bar = progress.bytes(len, node.hostname.clone());
         let written = write_image(
@@ -60,6 +66,23 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             size(written.size),
             &written.sha256[..12]
         ));
+        let bmap = if args.bmap {
+            let composed = Composed {
+                base: disk.base(),
+                len,
+                overlay: disk.overlay(),
+            };
+            let (path, mapped) = write_bmap(&composed, len, &table, &args.out_dir, node)?;
+            out.say(format!(
+                "{}: {} ({} of the image in use)",
+                custom.hostname,
+                path.display(),
+                size(mapped)
+            ));
+            Some(json!({ "path": path, "mapped_bytes": mapped }))
+        } else {
+            None
+        };
         results.push(json!({
             "hostname": custom.hostname,
             "role": custom.role.as_str(),
@@ -69,6 +92,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             "sha256_file": written.sha256_file,
             "compressed_sha256": written.compressed_sha256,
             "changed_bytes": disk.overlay().bytes(),
+            "bmap": bmap,
         }));
     }
     if out.json {
@@ -79,4 +103,21 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         }));
     }
     Ok(())
+}
+
+/// Writes `HOST.img.bmap` (found by `bmaptool copy` next to `HOST.img` and `HOST.img.xz`);
+/// returns its path and the bytes it maps.
+fn write_bmap(
+    image: &Composed<'_>,
+    len: u64,
+    table: &PartitionTable,
+    dir: &std::path::Path,
+    node: &NodeConfig,
+) -> Result<(std::path::PathBuf, u64), Error> {
+    let path = dir.join(format!("{}.img.bmap", node.hostname));
+    let failed = |e: std::io::Error| Error::path(&path, e);
+    let allocation = allocation(image, len, table).map_err(failed)?;
+    let text = bmap::render(image, len, &allocation.map).map_err(failed)?;
+    write_atomic(&path, text.as_bytes()).map_err(failed)?;
+    Ok((path, allocation.map.bytes()))
 }

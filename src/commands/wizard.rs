@@ -109,6 +109,7 @@ fn flash_args(profile: PathBuf, device: PathBuf) -> FlashArgs {
         devices: vec![device],
         yes: false,
         no_verify: false,
+        full: false,
         allow_non_removable: false,
         unmount: false,
         image: None,
@@ -123,6 +124,7 @@ fn prepare_args(profile: PathBuf, out_dir: PathBuf) -> PrepareArgs {
         image: None,
         nodes: Vec::new(),
         compress: pinode::sink::file::Compression::None,
+        bmap: false,
         json: false,
     }
 }

@@ -5,6 +5,7 @@ pub mod overlay;
 pub mod slice;
 pub mod stream;
 pub mod table;
+pub mod usage;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};

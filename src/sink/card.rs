@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use super::aligned::{AlignedBuf, Pool, Pooled};
 use super::blockdev::{Card, drop_cached_pages};
 use crate::disk::Overlay;
+use crate::disk::usage::{RangeSet, ReadAt};
 
 /// Size of each write and read: large enough that the card sees long sequential writes.
 pub const IO_SIZE: usize = 4 << 20;
@@ -58,6 +59,12 @@ impl Composed<'_> {
                 .copy_from_slice(&block[(from - at) as usize..(to - at) as usize]);
         }
         Ok(())
+    }
+}
+
+impl ReadAt for Composed<'_> {
+    fn read_bytes_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_at(offset, buf)
     }
 }
 
@@ -110,7 +117,14 @@ fn io_hint(e: &io::Error) -> &'static str {
 /// What writing one card did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CardReport {
+    /// Bytes written (and read back): the whole image, or only its allocated blocks.
     pub bytes: u64,
+    /// Size of the image.
+    pub image_bytes: u64,
+    /// Whether only the allocated blocks were written (the default), not the whole image.
+    pub allocation_aware: bool,
+    /// How many separate byte ranges were written (1 for a full write).
+    pub ranges: usize,
     pub write_seconds: f64,
     /// Sustained write speed, bytes per second, final flush included.
     pub write_bytes_per_sec: f64,
@@ -134,11 +148,25 @@ pub struct Bars<'a> {
     pub verify: &'a ProgressBar,
 }
 
-/// Writes `image` to `card`, flushes it to the medium, and (unless `verify` is false) reads
-/// it back and compares SHA-256.
+/// Which bytes of the image go to the card.
+#[derive(Debug, Clone, Copy)]
+pub enum Extent<'a> {
+    /// Every byte (`--full`).
+    Full,
+    /// Only these ranges (the allocated blocks, metadata and everything outside a known file
+    /// system, from [`crate::disk::usage`]). The rest of the card keeps whatever it held.
+    Mapped(&'a RangeSet),
+}
+
+/// Writes `image` (all of it, or the ranges `extent` names) to `card`, flushes it to the
+/// medium, and (unless `verify` is false) reads the same ranges back and compares SHA-256.
+///
+/// The digest covers the written ranges in order; for [`Extent::Full`] that is the SHA-256
+/// of the image itself.
 pub fn write_card(
     card: &Card,
     image: Composed<'_>,
+    extent: Extent<'_>,
     verify: bool,
     bars: Bars<'_>,
     hooks: &TestHooks,
@@ -152,6 +180,18 @@ pub fn write_card(
             have: card.len,
         });
     }
+    let head_len = HEAD.min(padded);
+    let ranges = match extent {
+        Extent::Full => RangeSet::whole(0..padded),
+        Extent::Mapped(map) => {
+            // The head is always written whole: it is what makes the card valid, last.
+            let mut ranges = map.clone();
+            ranges.insert(0..head_len);
+            ranges.aligned(block, padded)
+        }
+    };
+    let ranges = &ranges;
+    let written_bytes = ranges.bytes();
     let write_err = |offset: u64| {
         let path = card.path.clone();
         move |source| CardError::Write {
@@ -163,7 +203,7 @@ pub fn write_card(
     let started = Instant::now();
 
     // 1. Invalidate: no partition table until the whole image is on the card.
-    let head_len = HEAD.min(padded) as usize;
+    let head_len = head_len as usize;
     let zeros = AlignedBuf::zeroed(HEAD as usize);
     card.file
         .write_all_at(&zeros[..head_len], 0)
@@ -186,18 +226,18 @@ pub fn write_card(
         let hasher = scope.spawn(move || hash_in_order(head_hash, hash_rx, image.len));
         scope.spawn(move || {
             let pool = Pool::new(BUFFERS, IO_SIZE);
-            let mut offset = head_len as u64;
-            while offset < padded {
+            for piece in ranges.pieces(head_len as u64, IO_SIZE as u64) {
                 let Some(mut buf) = pool.take() else { break };
-                let n = (padded - offset).min(IO_SIZE as u64) as usize;
-                buf.offset = offset;
+                let n = (piece.end - piece.start) as usize;
+                buf.offset = piece.start;
                 buf.filled = n;
-                let filled = image.read_at(offset, &mut buf.space()[..n]).map(|()| buf);
+                let filled = image
+                    .read_at(piece.start, &mut buf.space()[..n])
+                    .map(|()| buf);
                 let failed = filled.is_err();
                 if chunk_tx.send(filled).is_err() || failed {
                     break;
                 }
-                offset += n as u64;
             }
         });
         for chunk in chunk_rx {
@@ -226,9 +266,12 @@ pub fn write_card(
     bars.write.finish_and_clear();
 
     let mut report = CardReport {
-        bytes: image.len,
+        bytes: written_bytes,
+        image_bytes: image.len,
+        allocation_aware: matches!(extent, Extent::Mapped(_)),
+        ranges: ranges.len(),
         write_seconds,
-        write_bytes_per_sec: image.len as f64 / write_seconds,
+        write_bytes_per_sec: written_bytes as f64 / write_seconds,
         sha256: digest.clone(),
         verified: None,
         verify_seconds: None,
@@ -239,7 +282,7 @@ pub fn write_card(
     }
     hooks.before_verify();
     let started = Instant::now();
-    let actual = read_back_hash(card, image.len, block, bars.verify)?;
+    let actual = read_back_hash(card, ranges, image.len, bars.verify)?;
     report.verify_seconds = Some(started.elapsed().as_secs_f64());
     bars.verify.finish_and_clear();
     if actual != digest {
@@ -247,32 +290,31 @@ pub fn write_card(
             path: card.path.clone(),
             expected: digest,
             actual,
-            first_bad: first_difference(card, image, block).ok().flatten(),
+            first_bad: first_difference(card, image, ranges).ok().flatten(),
         });
     }
     report.verified = Some(true);
     Ok(report)
 }
 
-/// SHA-256 of the first `len` bytes of the card, read past any cache.
+/// SHA-256 of the card's bytes in `ranges` (counting none past `len`), read past any cache.
 fn read_back_hash(
     card: &Card,
+    ranges: &RangeSet,
     len: u64,
-    block: u64,
     bar: &ProgressBar,
 ) -> Result<String, CardError> {
     if !card.direct {
         drop_cached_pages(&card.file);
     }
-    let padded = len.div_ceil(block) * block;
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Result<Pooled, CardError>>(BUFFERS);
         scope.spawn(move || {
             let pool = Pool::new(BUFFERS, IO_SIZE);
-            let mut offset = 0;
-            while offset < padded {
+            for piece in ranges.pieces(0, IO_SIZE as u64) {
+                let offset = piece.start;
                 let Some(mut buf) = pool.take() else { break };
-                let n = (padded - offset).min(IO_SIZE as u64) as usize;
+                let n = (piece.end - piece.start) as usize;
                 buf.offset = offset;
                 buf.filled = n;
                 let read = card
@@ -288,13 +330,12 @@ fn read_back_hash(
                 if tx.send(read).is_err() || failed {
                     break;
                 }
-                offset += n as u64;
             }
         });
         let mut hasher = Sha256::new();
         for chunk in rx {
             let chunk = chunk?;
-            let valid = (len - chunk.offset).min(chunk.filled as u64) as usize;
+            let valid = len.saturating_sub(chunk.offset).min(chunk.filled as u64) as usize;
             hasher.update(&chunk.bytes()[..valid]);
             bar.inc(chunk.filled as u64);
         }
@@ -314,19 +355,21 @@ fn hash_in_order(mut hasher: Sha256, pieces: Receiver<Arc<Pooled>>, len: u64) ->
 
 /// After a failed verify: where the card first differs from the image (a slow second pass,
 /// only ever run on failure, to make the report useful).
-fn first_difference(card: &Card, image: Composed<'_>, block: u64) -> io::Result<Option<u64>> {
+fn first_difference(
+    card: &Card,
+    image: Composed<'_>,
+    ranges: &RangeSet,
+) -> io::Result<Option<u64>> {
     let mut expected = AlignedBuf::zeroed(IO_SIZE);
     let mut actual = AlignedBuf::zeroed(IO_SIZE);
-    let padded = image.len.div_ceil(block) * block;
-    let mut offset = 0;
-    while offset < padded {
-        let n = (padded - offset).min(IO_SIZE as u64) as usize;
+    for piece in ranges.pieces(0, IO_SIZE as u64) {
+        let offset = piece.start;
+        let n = (piece.end - piece.start) as usize;
         image.read_at(offset, &mut expected[..n])?;
         card.file.read_exact_at(&mut actual[..n], offset)?;
         if let Some(i) = (0..n).find(|&i| expected[i] != actual[i]) {
             return Ok(Some(offset + i as u64).filter(|o| *o < image.len));
         }
-        offset += n as u64;
     }
     Ok(None)
 }
@@ -398,6 +441,9 @@ mod tests {
     fn slow_cards_are_only_judged_on_long_writes() {
         let mut r = CardReport {
             bytes: 1 << 30,
+            image_bytes: 1 << 30,
+            allocation_aware: false,
+            ranges: 1,
             write_seconds: 200.0,
             write_bytes_per_sec: 5e6,
             sha256: String::new(),

@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod blockdev;
+pub mod bmap;
 pub mod card;
 pub mod discover;
 pub mod file;

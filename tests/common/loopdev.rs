@@ -15,6 +15,15 @@ pub struct Loop {
 impl Loop {
     /// `None` when not root (loop devices need it); CI runs as root.
     pub fn new(dir: &Path, name: &str, size: u64) -> Option<Loop> {
+        Loop::filled(dir, name, size, false)
+    }
+
+    /// A card whose every byte is random: whatever a write leaves alone stays garbage.
+    pub fn random(dir: &Path, name: &str, size: u64) -> Option<Loop> {
+        Loop::filled(dir, name, size, true)
+    }
+
+    fn filled(dir: &Path, name: &str, size: u64, random: bool) -> Option<Loop> {
         if !is_root() {
             eprintln!("skipped: loop devices need root");
             return None;
@@ -22,14 +31,20 @@ impl Loop {
         let backing = dir.join(format!("{name}.card"));
         let file = std::fs::File::create(&backing).unwrap();
         file.set_len(size).unwrap();
-        // Old contents, so that a write that skipped a region would show.
+        use std::io::Read;
         use std::os::unix::fs::FileExt;
-        let junk = vec![0xA5u8; 1 << 20];
+        let mut junk = vec![0xA5u8; 1 << 20];
+        let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
         let mut at = 0;
         while at < size {
+            if random {
+                urandom.read_exact(&mut junk).unwrap();
+            }
             file.write_all_at(&junk[..junk.len().min((size - at) as usize)], at)
                 .unwrap();
-            at += 16 << 20;
+            // Old contents every 16 MiB are enough to show a skipped region; random cards
+            // are random throughout.
+            at += if random { 1 << 20 } else { 16 << 20 };
         }
         drop(file);
         let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&backing))

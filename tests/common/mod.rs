@@ -171,9 +171,15 @@ pub fn partition(image: &Path, index: usize) -> (u64, u64) {
 
 /// Copies the boot partition (p1) of `image` into a file of its own, for fsck and mtools.
 pub fn extract_boot(image: &Path, dir: &Path) -> PathBuf {
-    let (start, size) = partition(image, 1);
+    extract_partition(image, 1, dir, "fat")
+}
+
+/// Copies partition `index` of `image` (a file or a device the size of the image's table)
+/// into `dir/NAME.pINDEX.SUFFIX`.
+pub fn extract_partition(image: &Path, index: usize, dir: &Path, suffix: &str) -> PathBuf {
+    let (start, size) = partition(image, index);
     let out = dir.join(format!(
-        "{}.p1.fat",
+        "{}.p{index}.{suffix}",
         image.file_name().unwrap().to_string_lossy()
     ));
     run(Command::new("dd")

@@ -14,11 +14,12 @@ use serde_json::json;
 use pinode::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
+use pinode::disk::usage::{Allocation, allocation};
 use pinode::image::Image;
 use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::blockdev::{Card, reread_partition_table, unmount};
-use pinode::sink::card::{Bars, CardReport, Composed, TestHooks, write_card};
+use pinode::sink::card::{Bars, CardReport, Composed, Extent, TestHooks, write_card};
 use pinode::sink::discover::{BlockDevice, SystemView};
 use pinode::sink::safety::{Overrides, decimal_size};
 
@@ -106,6 +107,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
                     node,
                     disk: &disk,
                     verify: !args.no_verify,
+                    full: args.full,
                     hooks: &hooks,
                     out,
                 },
@@ -180,6 +182,7 @@ struct FlashJob<'a> {
     node: &'a NodeConfig,
     disk: &'a BlockDevice,
     verify: bool,
+    full: bool,
     hooks: &'a TestHooks,
     out: &'a Output,
 }
@@ -198,7 +201,29 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
     };
     customise_image(&mut image, job.profile, job.node, &info)?;
     let len = image.len();
+    let table = image.table().clone();
     let disk = image.into_disk();
+    let composed = Composed {
+        base: disk.base(),
+        len,
+        overlay: disk.overlay(),
+    };
+    // Read after customising: the node's files changed the boot partition's FAT.
+    let allocation = if job.full {
+        None
+    } else {
+        let allocation = allocation(&composed, len, &table)
+            .map_err(|e| Error::path(&job.base.path, format!("reading the image failed: {e}")))?;
+        if job.out.verbose > 0 {
+            say_allocation(job.out, &allocation, len);
+        }
+        Some(allocation)
+    };
+    let extent = match &allocation {
+        Some(a) => Extent::Mapped(&a.map),
+        None => Extent::Full,
+    };
+    let to_write = allocation.as_ref().map_or(len, |a| a.map.bytes());
 
     for mount in unmount_order(job.disk) {
         unmount(&mount).map_err(|e| Error::path(&mount, format!("could not unmount: {e}")))?;
@@ -212,15 +237,12 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
         ));
     }
     let progress = job.out.progress();
-    let write_bar = progress.bytes(len, format!("{} write", job.node.hostname));
-    let verify_bar = progress.bytes(len, format!("{} verify", job.node.hostname));
+    let write_bar = progress.bytes(to_write, format!("{} write", job.node.hostname));
+    let verify_bar = progress.bytes(to_write, format!("{} verify", job.node.hostname));
     let report = write_card(
         &card,
-        Composed {
-            base: disk.base(),
-            len,
-            overlay: disk.overlay(),
-        },
+        composed,
+        extent,
         job.verify,
         Bars {
             write: &write_bar,
@@ -265,15 +287,43 @@ fn result(
     }
 }
 
+/// `-v`: how each partition is written.
+fn say_allocation(out: &Output, allocation: &Allocation, len: u64) {
+    for p in &allocation.partitions {
+        let how = match &p.whole_because {
+            Some(why) => format!("written whole ({why})"),
+            None => format!("{} of {} in use", size(p.mapped), size(p.size)),
+        };
+        out.say(format!("partition {} ({}): {how}", p.index, p.filesystem));
+    }
+    out.say(format!(
+        "writing {} of the {} image",
+        size(allocation.map.bytes()),
+        size(len)
+    ));
+}
+
 fn say_written(out: &Output, node: &NodeConfig, disk: &BlockDevice, r: &CardReport) {
     let verify = match r.verified {
+        Some(true) if r.allocation_aware => format!(
+            ", the written blocks verified in {:.1} s",
+            r.verify_seconds.unwrap_or(0.0)
+        ),
         Some(true) => format!(", verified in {:.1} s", r.verify_seconds.unwrap_or(0.0)),
         _ => ", not verified".to_string(),
     };
+    let what = if r.allocation_aware {
+        format!(
+            "{} of {} (the blocks in use)",
+            size(r.bytes),
+            size(r.image_bytes)
+        )
+    } else {
+        size(r.bytes)
+    };
     out.say(format!(
-        "{}: {} written to {} in {:.1} s ({}/s){verify}",
+        "{}: {what} written to {} in {:.1} s ({}/s){verify}",
         node.hostname,
-        size(r.bytes),
         disk.path.display(),
         r.write_seconds,
         decimal_size(r.write_bytes_per_sec as u64),
