@@ -20,14 +20,20 @@ the way pi-gen does it, `xz -6 -T0`, and single-threaded for a single-block file
 
 and card writing (`--only flash`; root: a loop device with direct I/O stands in for the card):
 
-  flash      pinode flash of one node (write, flush, read back, SHA-256 compare) of the 3 GiB
-             image vs `dd bs=4M oflag=direct` plus `dd bs=4M iflag=direct | sha256sum` of the
-             same bytes (target: ratio <= 1.15); also against `openssl dgst -sha256` in place of
-             sha256sum, the faster hash, as a stricter baseline
+  flash      pinode flash --full of one node (write, flush, read back, SHA-256 compare) of the
+             3 GiB image vs `dd bs=4M oflag=direct` plus `dd bs=4M iflag=direct | sha256sum`
+             of the same bytes (target: ratio <= 1.15); also against `openssl dgst -sha256` in
+             place of sha256sum, the faster hash, as a stricter baseline
+  allocated  pinode flash (allocation-aware: only the blocks in use, read back) vs --full
+             (target: <= 0.7x), write only and with the read-back, and Debian's `bmaptool
+             copy` of the node's prepared image, with `bmaptool create`'s map and with
+             pinode's `prepare --bmap` map
   memory     peak RSS of pinode flash on the 300 MiB and the 3 GiB image (target: < 64 MiB)
 
-Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache|flash]
-(needs sfdisk, mkfs.vfat, mtools, mke2fs, xz, curl)
+Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache|flash] [--record FILE]
+(needs sfdisk, mkfs.vfat, mtools, mke2fs, xz, curl, bmaptool; flash needs root)
+--record FILE also writes the output, with the machine it ran on, to FILE (the repository
+keeps the latest full run in docs/performance.md).
 The working directory keeps the images between runs (they take a minute or two to build).
 """
 
@@ -150,7 +156,10 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(REPO, "target/bench"))
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--only", choices=["engine", "cache", "flash"])
+    ap.add_argument("--record", metavar="FILE", help="also write the output to FILE (Markdown)")
     args = ap.parse_args()
+    if args.record:
+        sys.stdout = _Tee(sys.stdout)
     work = args.workdir
     os.makedirs(work, exist_ok=True)
     sh("cargo", "build", "--release", "--quiet", cwd=REPO)
@@ -162,7 +171,45 @@ def main():
         ok &= bench_cache(args, work, pinode)
     if args.only in (None, "flash"):
         ok &= bench_flash(args, work, pinode)
+    if args.record:
+        write_record(args.record, sys.stdout.captured.getvalue(), " ".join(sys.argv[1:]))
     return 0 if ok else 1
+
+
+class _Tee:
+    """Prints as usual and keeps a copy for --record."""
+
+    def __init__(self, out):
+        import io
+        self.out, self.captured = out, io.StringIO()
+
+    def write(self, text):
+        self.captured.write(text)
+        return self.out.write(text)
+
+    def flush(self):
+        self.out.flush()
+
+
+def write_record(path, output, argv):
+    def first_line(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    with open(path, "w") as f:
+        f.write("# Performance: the latest full benchmark run\n\n")
+        f.write("Written by `bench/bench.py --record docs/performance.md` (see the README's Performance\n"
+                "section for what each measurement means). Times are medians; every baseline ran in\n"
+                "the same run, alternating with pinode, on the same files and the same loop device.\n\n")
+        f.write(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+        f.write(f"- command: `bench/bench.py {argv}`\n")
+        f.write(f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}\n")
+        f.write(f"- pinode: {first_line(os.path.join(REPO, 'target/release/pinode'), '--version')}; "
+                f"{first_line('xz', '--version')}; {first_line('bmaptool', '--version')}; "
+                f"{first_line('dd', '--version')}\n\n")
+        f.write("```\n" + output.strip() + "\n```\n")
 
 
 def bench_engine(args, work, pinode):
@@ -429,6 +476,36 @@ def sha256_seconds(size):
 
 
 
+def used_bytes(image):
+    """What the image's file systems count as used (dumpe2fs: blocks - free; fsck.fat: the
+    area before the data clusters plus the clusters in use), and the bytes outside any
+    partition. Read through read-only loop devices at the partitions' offsets."""
+    parts = json.loads(subprocess.run(["sfdisk", "-J", image], check=True, capture_output=True,
+                                      text=True).stdout)["partitiontable"]["partitions"]
+    used, inside = 0, 0
+    for p in parts:
+        offset, length = p["start"] * 512, p["size"] * 512
+        inside += length
+        loop = subprocess.run(["losetup", "-r", "-f", "--show", "-o", str(offset), "--sizelimit", str(length), image],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        try:
+            if p["type"] == "83":
+                text = subprocess.run(["dumpe2fs", "-h", loop], check=True, capture_output=True, text=True).stdout
+                field = lambda name: int(next(l for l in text.splitlines() if l.startswith(name)).split(":")[1])
+                used += (field("Block count") - field("Free blocks")) * field("Block size")
+            else:
+                text = subprocess.run(["fsck.fat", "-n", "-v", loop], capture_output=True, text=True).stdout
+                lines = text.splitlines()
+                data_start = int(next(l for l in lines if l.startswith("Data area starts at byte")).split()[5])
+                cluster = int(next(l for l in lines if "bytes per cluster" in l).split()[0])
+                clusters = int(next(l for l in lines if "data clusters" in l).split()[0])
+                in_use = int(lines[-1].rsplit(", ", 1)[1].split("/")[0])
+                used += data_start + in_use * cluster + (length - data_start - clusters * cluster)
+        finally:
+            subprocess.run(["losetup", "-d", loop])
+    return used, os.path.getsize(image) - inside
+
+
 def bench_flash(args, work, pinode):
     if os.geteuid() != 0:
         print("flash: skipped (needs root for a loop device)")
@@ -440,6 +517,16 @@ def bench_flash(args, work, pinode):
     profile(f"{work}/a.yaml", "bench-a")
     env = dict(os.environ, CI="true")
     size = os.path.getsize(large)
+    # bmaptool's inputs: the node's prepared image with pinode's .bmap, and bmaptool's own map
+    # of the same file (`bmaptool create`: the blocks the file stores, holes left out).
+    prepared_dir = work + "/bmap"
+    shutil.rmtree(prepared_dir, ignore_errors=True)
+    sh(pinode, "prepare", "--bmap", "--profile", f"{work}/a.yaml", "--image", large, "--out-dir", prepared_dir,
+       stdout=subprocess.DEVNULL, env=env)
+    prepared = prepared_dir + "/bench-a.img"
+    own_bmap = prepared_dir + "/bmaptool-create.bmap"
+    sh("bmaptool", "-q", "create", "-o", own_bmap, prepared)
+    mapped = lambda bmap: int(open(bmap).read().split("<MappedBlocksCount>")[1].split("<")[0]) * 4096
     backing = work + "/card.bin"
     with open(backing, "wb") as f:
         f.truncate(size + 64 * MIB)
@@ -454,39 +541,67 @@ def bench_flash(args, work, pinode):
                     f"dd if={dev} bs=4M iflag=direct,count_bytes count={size} status=none | {hasher} >/dev/null"]
         flash = lambda image: [pinode, "flash", "--profile", f"{work}/a.yaml", "--image", image,
                                "--device", dev, "--yes", "--allow-non-removable"]
+        bmaptool = lambda bmap: ["bmaptool", "-q", "copy", "--bmap", bmap, prepared, dev]
         dd_write = ["dd", f"if={large}", f"of={dev}", "bs=4M", "oflag=direct", "conv=fsync", "status=none"]
-        dd_sum, dd_ssl, ours, dd_w, ours_w = [], [], [], [], []
+        series = {k: [] for k in ("dd_sum", "dd_ssl", "full", "ours", "dd_w", "full_w", "ours_w", "bmap_own", "bmap_ours")}
         for _ in range(max(3, args.runs // 2)):
-            for series, command in ((dd_sum, dd_baseline("sha256sum")),
-                                    (dd_ssl, dd_baseline("openssl dgst -sha256")),
-                                    (ours, flash(large)),
-                                    (dd_w, dd_write),
-                                    (ours_w, flash(large) + ["--no-verify"])):
+            for key, command in (("dd_sum", dd_baseline("sha256sum")),
+                                 ("dd_ssl", dd_baseline("openssl dgst -sha256")),
+                                 ("full", flash(large) + ["--full"]),
+                                 ("ours", flash(large)),
+                                 ("dd_w", dd_write),
+                                 ("full_w", flash(large) + ["--full", "--no-verify"]),
+                                 ("ours_w", flash(large) + ["--no-verify"]),
+                                 ("bmap_own", bmaptool(own_bmap)),
+                                 ("bmap_ours", bmaptool(prepared + ".bmap"))):
                 sh("sync")
                 t, _ = timed(command, env)
-                series.append(t)
+                series[key].append(t)
+        report_json = subprocess.run(flash(large) + ["--json"], env=env, check=True, capture_output=True,
+                                     text=True).stdout
+        card_report = json.loads(report_json)["nodes"][0]["report"]
+        written, ranges = card_report["bytes"], card_report["ranges"]
+        used, outside = used_bytes(prepared)
         rss_large = peak_rss(flash(large), env)
         rss_small = peak_rss(flash(small), env)
+        rss_full = peak_rss(flash(large) + ["--full"], env)
     finally:
         subprocess.run(["losetup", "-d", dev])
         os.remove(backing)
-    med = statistics.median
-    mbs = lambda t: f"{size / t / 1e6:.0f} MB/s"
-    r_sum, r_ssl = med(ours) / med(dd_sum), med(ours) / med(dd_ssl)
-    print(f"\n{'flash, 3 GiB, write + verify':<40} {'median time':>12}  {'image bytes/s':>13}  ratio")
-    print(f"{'dd oflag=direct + dd | sha256sum':<40} {med(dd_sum):>11.2f}s  {mbs(med(dd_sum)):>13}")
-    print(f"{'dd oflag=direct + dd | openssl sha256':<40} {med(dd_ssl):>11.2f}s  {mbs(med(dd_ssl)):>13}")
-    print(f"{'pinode flash':<40} {med(ours):>11.2f}s  {mbs(med(ours)):>13}  "
-          f"{r_sum:.2f}x dd+sha256sum, {r_ssl:.2f}x dd+openssl")
-    print(f"{'write only: dd oflag=direct conv=fsync':<40} {med(dd_w):>11.2f}s  {mbs(med(dd_w)):>13}")
-    print(f"{'write only: pinode flash --no-verify':<40} {med(ours_w):>11.2f}s  {mbs(med(ours_w)):>13}  "
-          f"{med(ours_w) / med(dd_w):.2f}x dd")
+    med = lambda key: statistics.median(series[key])
+    gib = lambda n: f"{n / (1 << 30):.2f} GiB"
+    rows = [
+        ("dd oflag=direct + dd | sha256sum", "dd_sum", gib(size), "yes", ""),
+        ("dd oflag=direct + dd | openssl sha256", "dd_ssl", gib(size), "yes", ""),
+        ("pinode flash --full", "full", gib(size), "yes",
+         f"{med('full') / med('dd_sum'):.2f}x dd+sha256sum, {med('full') / med('dd_ssl'):.2f}x dd+openssl"),
+        ("pinode flash (allocation-aware)", "ours", gib(written), "written blocks",
+         f"{med('ours') / med('full'):.2f}x --full, {med('ours') / med('dd_ssl'):.2f}x dd+openssl"),
+        ("write only: dd oflag=direct conv=fsync", "dd_w", gib(size), "no", ""),
+        ("write only: pinode --full --no-verify", "full_w", gib(size), "no", f"{med('full_w') / med('dd_w'):.2f}x dd"),
+        ("write only: pinode --no-verify", "ours_w", gib(written), "no",
+         f"{med('ours_w') / med('full_w'):.2f}x --full, {med('ours_w') / med('dd_w'):.2f}x dd"),
+        ("bmaptool copy, bmaptool create's map", "bmap_own", gib(mapped(own_bmap)), "image side only",
+         f"pinode: {med('ours_w') / med('bmap_own'):.2f}x (write only), {med('ours') / med('bmap_own'):.2f}x (with read-back)"),
+        ("bmaptool copy, pinode prepare --bmap", "bmap_ours", gib(mapped(prepared + ".bmap")), "image side only", ""),
+    ]
+    print(f"\n{'flash, 3 GiB image (1.5 GiB of files)':<40} {'median':>8}  {'written':>9}  {'read back':<15}  ratio")
+    for name, key, wrote, verify, ratio in rows:
+        print(f"{name:<40} {med(key):>7.2f}s  {wrote:>9}  {verify:<15}  {ratio}")
     print(f"peak RSS of pinode flash: {rss_small / 1024:.1f} MiB (300 MiB image), "
-          f"{rss_large / 1024:.1f} MiB (3 GiB image)")
-    print(f"runs: {len(ours)} each, alternating; cpus: {os.cpu_count()}")
+          f"{rss_large / 1024:.1f} MiB (3 GiB image), {rss_full / 1024:.1f} MiB (3 GiB, --full)")
+    print(f"runs: {len(series['ours'])} each, alternating; cpus: {os.cpu_count()}")
+    budget = used + outside + ranges * 8192
+    print(f"bytes written: {written} in {ranges} ranges; the file systems count {used} bytes used "
+          f"(dumpe2fs, fsck.fat), {outside} bytes lie outside them; written / (used + outside) = "
+          f"{written / (used + outside):.4f}")
+    shutil.rmtree(prepared_dir, ignore_errors=True)
     return report([
-        ("flash <= 1.15x dd + dd | sha256sum", r_sum <= 1.15),
-        ("flash peak RSS < 64 MiB", max(rss_large, rss_small) < 64 * 1024),
+        ("bytes written <= used + metadata + outside (+ 4 KiB rounding per range)", written <= budget),
+        ("flash --full <= 1.15x dd + dd | sha256sum", med("full") / med("dd_sum") <= 1.15),
+        ("allocation-aware flash <= 0.7x flash --full (write + verify)", med("ours") / med("full") <= 0.7),
+        ("allocation-aware write <= 0.7x --full write", med("ours_w") / med("full_w") <= 0.7),
+        ("flash peak RSS < 64 MiB", max(rss_large, rss_small, rss_full) < 64 * 1024),
     ])
 
 

@@ -415,3 +415,58 @@ fn multi_group_ext4_and_fat16_copied_by_their_maps_alone_are_intact() {
         );
     }
 }
+
+#[test]
+fn reflashing_leaves_none_of_the_old_nodes_files_on_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(card) = Loop::random(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let image = fixture("bookworm");
+    let image_len = std::fs::metadata(&image).unwrap().len();
+    let flash = |profile: &Path| {
+        run(pinode()
+            .env("OLD_TOKEN", "alpha-old-cluster-token-0123456789")
+            .args(["flash", "--yes", "--allow-non-removable", "--profile"])
+            .arg(profile)
+            .arg("--image")
+            .arg(&image)
+            .arg("--device")
+            .arg(&card.dev))
+    };
+    let contains = |needle: &[u8]| {
+        card.read(image_len)
+            .windows(needle.len())
+            .any(|w| w == needle)
+    };
+    // Node A's cluster token is in plaintext on the FAT until its first boot; node B belongs
+    // to another cluster and has fewer files (no Wi-Fi, one key).
+    let token = "alpha-old-cluster-token-0123456789";
+    let keys: Vec<String> = (0..40).map(|_| format!("\"{KEY_1}\"")).collect();
+    let a = write_profile(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [{}]\n\
+             \x20 wifi: {{ssid: \"Old Net\", psk: \"old passphrase\", country: DE}}\n\
+             cluster:\n  name: old\n  token_env: OLD_TOKEN\n\
+             nodes:\n  - hostname: node-a\n    role: server\n",
+            keys.join(", ")
+        ),
+    );
+    flash(&a);
+    assert!(
+        contains(token.as_bytes()),
+        "node A's token should be on its card"
+    );
+    flash(&node_profile(dir.path()));
+    assert!(
+        !contains(token.as_bytes()),
+        "node A's cluster token survived the allocation-aware write of node B"
+    );
+    assert!(!contains(b"node-a"), "node A's files survived");
+    let on_card = dir.path().join("card.img");
+    std::fs::write(&on_card, card.read(image_len)).unwrap();
+    fsck_fat(&extract_partition(&on_card, 1, dir.path(), "fat")).unwrap();
+}

@@ -19,9 +19,11 @@ values arrived byte-exact, and that a second boot does nothing again.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
 on the firstrun route, and the first server again on the cloud-init route. The agent boots from
-a card that `pinode flash` wrote and verified: a loop device larger than the image, which QEMU
-boots as its disk. Exit status 0 when
-every check passed; the last line is "N passed, N failed".
+a card that `pinode flash` wrote and verified: a loop device larger than the image and filled
+with random bytes first, which QEMU boots as its disk. pinode writes only the blocks in use, so
+before the boot the card's partitions must pass `fsck.fat -n` and `e2fsck -fn` and hold exactly
+the files of the prepared image (tests/tools/fsmanifest.py). Exit status 0 when every check
+passed; the last line is "N passed, N failed".
 """
 
 from __future__ import annotations
@@ -310,6 +312,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for SSH per node")
     ap.add_argument("--jobs", type=int, default=2, help="nodes booted at the same time (default 2)")
     ap.add_argument("--skip-build", action="store_true", help="reuse WORK/base as it is")
+    ap.add_argument("--only", action="append", metavar="NODE", help="boot only these nodes (for development)")
     args = ap.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -348,7 +351,10 @@ def main() -> int:
         (rdir / "out").mkdir(parents=True)
         profile_path = rdir / "profile.yaml"
         profile_path.write_text(json.dumps(profile(key.with_suffix(".pub"), route), indent=2, ensure_ascii=False) + "\n")
+        plan[route] = [(n, r) for n, r in plan[route] if not args.only or n in args.only]
         names = [n for n, _ in plan[route]]
+        if not names:
+            continue
         with Phase(f"{route}: pinode prepare {' '.join(names)}"):
             argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / f"{route}.img",
                     "--out-dir", rdir / "out"] + [a for n in names for a in ("--node", n)]
@@ -361,9 +367,13 @@ def main() -> int:
 
     def flash_card(route: str, name: str, ndir: Path) -> Path | None:
         backing = ndir / "card.bin"
-        size = (work / route / "out" / f"{name}.img").stat().st_size
+        prepared = work / route / "out" / f"{name}.img"
+        size = prepared.stat().st_size
+        # Random bytes throughout, so that any block the allocation-aware write wrongly skips
+        # holds garbage, and the checks below or the boot fail.
         with open(backing, "wb") as f:
-            f.truncate(size + 256 * 1024 * 1024)
+            for _ in range((size >> 20) + 256):
+                f.write(os.urandom(1 << 20))
         dev = run(["losetup", "-f", "--show", backing], capture_output=True, text=True, check=True).stdout.strip()
         with Phase(f"{route}/{name}: pinode flash to {dev}"):
             argv = [args.pinode, "flash", "--profile", work / route / "profile.yaml", "--image", base / f"{route}.img",
@@ -371,15 +381,52 @@ def main() -> int:
             r = run(argv, capture_output=True, text=True, env=env)
             ok = r.returncode == 0
             try:
-                verified = ok and json.loads(r.stdout)["nodes"][0]["report"]["verified"] is True
+                report = json.loads(r.stdout)["nodes"][0]["report"]
+                verified = ok and report["verified"] is True
             except (ValueError, KeyError, IndexError, TypeError):
-                verified = False
+                report, verified = {}, False
             checks.check(f"{route}/{name}: pinode flash writes and verifies the card", ok and verified,
                          r.stderr + r.stdout[-2000:])
+            written = report.get("bytes", size)
+            checks.check(f"{route}/{name}: only the blocks in use were written ({written >> 20} of {size >> 20} MiB)",
+                         report.get("allocation_aware") is True and written < size * 0.8, json.dumps(report))
         if not (ok and verified):
             run(["losetup", "-d", dev])
             return None
+        with Phase(f"{route}/{name}: the card's file systems against the prepared image"):
+            same_filesystems(f"{route}/{name}", Path(dev), prepared)
         return Path(dev)
+
+    def same_filesystems(label: str, card: Path, prepared: Path) -> None:
+        """fsck both file systems on the card, and compare every file (metadata and contents)
+        with the prepared image of the same node, through read-only loop devices at the
+        partitions' offsets (this kernel has no partition support for loop devices)."""
+        table = json.loads(run(["sfdisk", "-J", prepared], capture_output=True, text=True, check=True).stdout)
+        parts = table["partitiontable"]["partitions"]
+        for index, (kind, fsck) in enumerate([("fat", ["fsck.fat", "-n"]), ("ext4", ["e2fsck", "-fn"])]):
+            offset, length = parts[index]["start"] * 512, parts[index]["size"] * 512
+            loops = []
+            try:
+                for source in (card, prepared):
+                    loops.append(run(["losetup", "-r", "-f", "--show", "-o", str(offset), "--sizelimit", str(length),
+                                      source], capture_output=True, text=True, check=True).stdout.strip())
+                r = run(fsck + [loops[0]], capture_output=True, text=True)
+                checks.check(f"{label}: {fsck[0]} {fsck[1]} on the card's {kind} partition is clean",
+                             r.returncode == 0, r.stdout[-2000:] + r.stderr[-1000:])
+                manifests = []
+                for loop in loops:
+                    m = run(["python3", HERE.parent / "tools" / "fsmanifest.py", kind, loop,
+                             r"pinode-[a-z0-9-]+-[0-9a-f]{12}"], capture_output=True, text=True)
+                    manifests.append(m.stdout if m.returncode == 0 else f"failed: {m.stderr}")
+                expected = set(manifests[1].splitlines())
+                differ = [line for line in manifests[0].splitlines() if line not in expected]
+                checks.check(f"{label}: every file on the card's {kind} partition equals the prepared image's "
+                             f"({len(manifests[1].splitlines())} manifest lines)",
+                             manifests[0] == manifests[1] and not manifests[0].startswith("failed"),
+                             "\n".join(differ[:20]) or manifests[0][:500])
+            finally:
+                for loop in loops:
+                    run(["losetup", "-d", loop])
 
     def boot_and_check(route: str, name: str, role: str) -> None:
         ndir = work / route / name

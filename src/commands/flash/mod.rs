@@ -14,11 +14,12 @@ use serde_json::json;
 use pinode::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
-use pinode::disk::usage::{Allocation, allocation};
+use pinode::disk::read_partition_table;
+use pinode::disk::usage::{Allocation, RangeSet, allocation, file_system_blocks};
 use pinode::image::Image;
 use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
-use pinode::sink::blockdev::{Card, reread_partition_table, unmount};
+use pinode::sink::blockdev::{Card, drop_cached_pages, reread_partition_table, unmount};
 use pinode::sink::card::{Bars, CardReport, Composed, Extent, TestHooks, write_card};
 use pinode::sink::discover::{BlockDevice, SystemView};
 use pinode::sink::safety::{Overrides, decimal_size};
@@ -219,17 +220,32 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
         }
         Some(allocation)
     };
-    let extent = match &allocation {
-        Some(a) => Extent::Mapped(&a.map),
-        None => Extent::Full,
-    };
-    let to_write = allocation.as_ref().map_or(len, |a| a.map.bytes());
 
     for mount in unmount_order(job.disk) {
         unmount(&mount).map_err(|e| Error::path(&mount, format!("could not unmount: {e}")))?;
         job.out.say(format!("unmounted {mount}"));
     }
     let card = Card::open(&job.disk.path)?;
+    // What the card's old file systems use is written too (from the new image), so that no
+    // old file, such as another node's secrets, survives inside the image's extent.
+    let map = allocation.map(|a| {
+        let mut map = a.map;
+        let old = old_files(&card, len);
+        if job.out.verbose > 0 && old.bytes() > 0 {
+            job.out.say(format!(
+                "{}: overwriting the {} its old file systems use",
+                card.path.display(),
+                size(old.bytes())
+            ));
+        }
+        map.extend(&old);
+        map
+    });
+    let extent = match &map {
+        Some(map) => Extent::Mapped(map),
+        None => Extent::Full,
+    };
+    let to_write = map.as_ref().map_or(len, |m| m.bytes());
     if !card.direct && job.out.verbose > 0 {
         job.out.say(format!(
             "{}: no direct I/O; writing through the page cache",
@@ -261,6 +277,28 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
         ));
     }
     Ok(report)
+}
+
+/// The blocks the card's current ext4 and FAT file systems use, within the image's first
+/// `len` bytes (empty when the card holds none, or cannot be read: the write then fails on
+/// its own, with a better message).
+fn old_files(card: &Card, len: u64) -> RangeSet {
+    let Ok(mut file) = std::fs::File::open(&card.path) else {
+        return RangeSet::default();
+    };
+    let Ok(table) = read_partition_table(&mut file, card.len) else {
+        return RangeSet::default();
+    };
+    let blocks = file_system_blocks(&file, card.len, &table).unwrap_or_default();
+    // Read through the page cache: forget it, so that the read-back sees the medium.
+    drop_cached_pages(&file);
+    RangeSet::from_unsorted(
+        blocks
+            .iter()
+            .filter(|r| r.start < len)
+            .map(|r| r.start..r.end.min(len))
+            .collect(),
+    )
 }
 
 /// Mount points to take down for `--unmount`, deepest first. Empty unless the user allowed it

@@ -82,6 +82,36 @@ impl Allocation {
     }
 }
 
+/// The blocks that the ext4 and FAT file systems in `table` use, and nothing else (no gaps,
+/// no partition of another kind). Used on the card *before* it is written: those blocks
+/// hold its old files (a node's secrets among them, on a card that never booted), and
+/// adding them to what is written leaves none of them behind inside the image's extent, as a
+/// full write would not either. Partitions that are not understood are skipped: a card
+/// fresh from the shop (exFAT) holds nothing to erase, and guessing would cost a full write.
+pub fn file_system_blocks(
+    image: &dyn ReadAt,
+    len: u64,
+    table: &PartitionTable,
+) -> io::Result<RangeSet> {
+    let mut blocks = RangeSet::default();
+    for part in &table.partitions {
+        if part.end() > len {
+            continue;
+        }
+        let understood = if ext4::detect(image, part.start, part.size)? {
+            ext4::used(image, part.start, part.size)?
+        } else if fat::detect(image, part.start, part.size)? {
+            fat::used(image, part.start, part.size)?
+        } else {
+            continue;
+        };
+        if let Understood::Yes { used, .. } = understood {
+            blocks.extend(&used);
+        }
+    }
+    Ok(blocks.aligned(MAP_BLOCK, len))
+}
+
 /// Reads the allocation maps of every partition in `table` of the `len`-byte `image`.
 pub fn allocation(image: &dyn ReadAt, len: u64, table: &PartitionTable) -> io::Result<Allocation> {
     let mut parts: Vec<_> = table.partitions.iter().collect();
