@@ -526,7 +526,9 @@ def bench_flash(args, work, pinode):
     prepared = prepared_dir + "/bench-a.img"
     own_bmap = prepared_dir + "/bmaptool-create.bmap"
     sh("bmaptool", "-q", "create", "-o", own_bmap, prepared)
-    mapped = lambda bmap: int(open(bmap).read().split("<MappedBlocksCount>")[1].split("<")[0]) * 4096
+    import re
+    mapped = lambda bmap: int(re.search(r"<MappedBlocksCount>\s*(\d+)\s*</MappedBlocksCount>",
+                                        open(bmap).read()).group(1)) * 4096
     backing = work + "/card.bin"
     with open(backing, "wb") as f:
         f.truncate(size + 64 * MIB)
