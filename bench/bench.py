@@ -205,7 +205,8 @@ def write_record(path, output, argv):
                 "the same run, alternating with pinode, on the same files and the same loop device.\n\n")
         f.write(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
         f.write(f"- command: `bench/bench.py {argv}`\n")
-        f.write(f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}\n")
+        f.write(f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}; load average at "
+                f"the end (1, 5, 15 min): {' '.join(open('/proc/loadavg').read().split()[:3])}\n")
         f.write(f"- pinode: {first_line(os.path.join(REPO, 'target/release/pinode'), '--version')}; "
                 f"{first_line('xz', '--version')}; {first_line('bmaptool', '--version')}; "
                 f"{first_line('dd', '--version')}\n\n")

@@ -340,7 +340,8 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
     answer(&mut s, "Which card?", "\r");
     answer(&mut s, "[y/N]", "y\r");
     // Allocation-aware: the blocks in use of the 60 MiB fixture.
-    s.expect("of 60.0 MiB (the blocks in use) written to").unwrap();
+    s.expect("of 60.0 MiB (the blocks in use) written to")
+        .unwrap();
     assert_eq!(exit_code(&mut s), 0);
     let v = inspect_json(&card.dev);
     assert_eq!(v["boot"]["hostname"], "solo");
