@@ -20,23 +20,43 @@ pub struct ConfigTxt {
 
 impl ConfigTxt {
     pub fn parse(text: &str) -> ConfigTxt {
-        let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
         let mut body = String::new();
         let mut previous_block = Vec::new();
-        let mut in_block = false;
+        // Markers pair up like brackets: an END closes the latest open BEGIN, and the pair
+        // with everything between is pinode's. Marker lines that pair with nothing (a
+        // truncated or hand-edited file) stay in the body as ordinary text, so none of the
+        // user's lines is dropped, and the body never holds a BEGIN before an END: appending a
+        // fresh block and reading it back gives the same body (patching again is a no-op).
+        // Each open block: its text verbatim (for the body, should it stay open) and its lines.
+        let mut open: Vec<(String, Vec<String>)> = Vec::new();
         for line in text.split_inclusive('\n') {
             let trimmed = line.trim_end_matches(['\r', '\n']);
-            if !in_block && trimmed == BLOCK_BEGIN {
-                in_block = true;
-            } else if in_block && trimmed == BLOCK_END {
-                in_block = false;
-            } else if in_block {
+            if trimmed == BLOCK_BEGIN {
+                open.push((line.to_string(), Vec::new()));
+            } else if trimmed == BLOCK_END
+                && let Some((raw, mut lines)) = open.pop()
+            {
+                previous_block.append(&mut lines);
+                // pinode's block keeps the line ending it was written with, so that patching
+                // again is a no-op even where guessing from the whole file would now differ
+                // (a body ending in a lone \r, then the \n that pinode added after it).
+                newline = if raw.split('\n').next().is_some_and(|l| l.ends_with('\r')) {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
+            } else if let Some((raw, lines)) = open.last_mut() {
+                raw.push_str(line);
                 if trimmed != "[all]" {
-                    previous_block.push(trimmed.to_string());
+                    lines.push(trimmed.to_string());
                 }
             } else {
                 body.push_str(line);
             }
+        }
+        for (raw, _) in open {
+            body.push_str(&raw);
         }
         ConfigTxt {
             body,
@@ -133,6 +153,49 @@ mod tests {
             format!("{stock}\n{BLOCK_BEGIN}\n[all]\narm_64bit=1\n{BLOCK_END}\n")
         );
         assert_eq!(ConfigTxt::parse(&twice).render(&[]), format!("{stock}\n"));
+    }
+
+    #[test]
+    fn an_unclosed_block_is_ordinary_text() {
+        // Found by fuzzing (fuzz/, target config_txt): an opening marker without a closing
+        // one used to swallow every line after it, and the patched file lost them.
+        let text = format!("a=1\n{BLOCK_BEGIN}\nuser_line=1\n[pi4]\n");
+        let c = ConfigTxt::parse(&text);
+        assert!(c.previous_block().is_empty());
+        assert_eq!(c.render(&[]), text);
+        let patched = c.render(&["b=2".into()]);
+        assert!(patched.starts_with(&text));
+        let again = ConfigTxt::parse(&patched);
+        assert_eq!(again.previous_block(), ["b=2"]);
+        assert_eq!(again.render(&["b=2".into()]), patched);
+    }
+
+    #[test]
+    fn a_lone_cr_at_the_end_does_not_flip_the_line_ending() {
+        // Found by fuzzing: "x\r" got "\n" + an LF block; read back, the new "\r\n" made the
+        // file look CRLF, so patching again rewrote the whole block.
+        let once = ConfigTxt::parse("x\r").render(&["b=2".into()]);
+        assert_eq!(
+            once,
+            format!("x\r\n{BLOCK_BEGIN}\n[all]\nb=2\n{BLOCK_END}\n")
+        );
+        assert_eq!(ConfigTxt::parse(&once).render(&["b=2".into()]), once);
+    }
+
+    #[test]
+    fn markers_pair_up_like_brackets() {
+        // Found by fuzzing: taking out the inner block used to leave the outer markers
+        // adjacent, so the next read saw them as a block and the body changed.
+        let text = format!("{BLOCK_BEGIN}\n{BLOCK_BEGIN}\n{BLOCK_END}\n{BLOCK_END}");
+        let c = ConfigTxt::parse(&text);
+        assert_eq!(c.render(&[]), "");
+        let text = format!("{BLOCK_END}\nx=1\n{BLOCK_BEGIN}\ny=2\n");
+        let c = ConfigTxt::parse(&text);
+        assert_eq!(c.render(&[]), text, "unpaired markers are ordinary text");
+        let patched = c.render(&["b=2".into()]);
+        let again = ConfigTxt::parse(&patched);
+        assert_eq!(again.render(&[]), text);
+        assert_eq!(again.render(&["b=2".into()]), patched);
     }
 
     #[test]

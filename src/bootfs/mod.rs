@@ -87,6 +87,10 @@ pub struct BootFs<'d> {
 impl<'d> BootFs<'d> {
     /// Opens the FAT file system of `partition` on `disk`.
     pub fn open(disk: &'d mut OverlayDisk, partition: &Partition) -> Result<Self, BootFsError> {
+        check_fat_links(
+            &mut Slice::new(&mut *disk, partition.start, partition.size),
+            partition.index,
+        )?;
         let slice = Watchdog {
             inner: Slice::new(disk, partition.start, partition.size),
             left: IO_BUDGET,
@@ -278,6 +282,140 @@ impl<'d> BootFs<'d> {
     pub fn close(self) -> Result<(), BootFsError> {
         self.fs.unmount().map_err(|e| BootFsError::Close(e.into()))
     }
+}
+
+/// Refuses a FAT whose cluster chains link to clusters that do not exist.
+///
+/// lamfat 0.4.3 follows a chain without checking its links: an entry that points at cluster 1
+/// (or past the last cluster) makes it compute `cluster - 2` below zero, a panic in a debug
+/// build, and in a release build a wrapped sector number, so that a read, or a write, lands in
+/// the FAT or the root directory. Found by fuzzing (fuzz/, target `boot_fat`). So the FAT that
+/// lamfat will use is checked here first, with the boot sector read as lamfat reads it, and
+/// such a volume is refused as corrupt: pinode does not write into a file system that
+/// fsck.fat would have to repair. A boot sector that does not add up is left to lamfat to
+/// refuse. Costs one read of the FAT (about 300 KiB on a Raspberry Pi OS boot partition).
+fn check_fat_links<T: Read + Seek>(part: &mut T, index: u32) -> Result<(), BootFsError> {
+    let mut bs = [0u8; 512];
+    if part
+        .seek(io::SeekFrom::Start(0))
+        .and_then(|_| part.read_exact(&mut bs))
+        .is_err()
+    {
+        return Ok(());
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([bs[i], bs[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([bs[i], bs[i + 1], bs[i + 2], bs[i + 3]]);
+    let bytes_per_sector = u32::from(u16_at(11));
+    let sectors_per_cluster = u32::from(bs[13]);
+    let reserved = u32::from(u16_at(14));
+    let fats = u32::from(bs[16]);
+    let root_entries = u32::from(u16_at(17));
+    let fat32 = u16_at(22) == 0;
+    let sectors_per_fat = if fat32 {
+        u32_at(36)
+    } else {
+        u32::from(u16_at(22))
+    };
+    let total_sectors = match u16_at(19) {
+        0 => u32_at(32),
+        n => u32::from(n),
+    };
+    if bytes_per_sector == 0 || sectors_per_cluster == 0 {
+        return Ok(());
+    }
+    let root_dir_sectors = (root_entries * 32).div_ceil(bytes_per_sector);
+    let Some(clusters) = fats
+        .checked_mul(sectors_per_fat)
+        .and_then(|n| n.checked_add(reserved))
+        .and_then(|n| n.checked_add(root_dir_sectors))
+        .and_then(|first_data| total_sectors.checked_sub(first_data))
+        .map(|data| data / sectors_per_cluster)
+    else {
+        return Ok(());
+    };
+    // Entry width as lamfat decides it: by cluster count. Values from `bad` up are the bad
+    // cluster mark and end-of-chain marks; 0 is a free cluster.
+    let (bits, bad): (u64, u32) = match clusters {
+        0..4085 => (12, 0xff7),
+        4085..65525 => (16, 0xfff7),
+        _ => (32, 0x0fff_fff7),
+    };
+    let end = clusters.saturating_add(2);
+    let corrupt = |reason: String| BootFsError::NotFat {
+        index,
+        reason: format!("{reason}; the file system is corrupt (repair it with fsck.fat)"),
+    };
+    if fat32 {
+        let root = u32_at(44) & 0x0fff_ffff;
+        if root < 2 || root >= end {
+            return Err(corrupt(format!(
+                "the root directory starts at cluster {root}, which does not exist"
+            )));
+        }
+    }
+    let extended_flags = if fat32 { u16_at(40) } else { 0 };
+    let active = if extended_flags & 0x80 != 0 {
+        u32::from(extended_flags & 0x0f)
+    } else {
+        0
+    };
+    let fat_start = (u64::from(reserved) + u64::from(active) * u64::from(sectors_per_fat))
+        * u64::from(bytes_per_sector);
+    let fat_len = (u64::from(end) * bits)
+        .div_ceil(8)
+        .min(u64::from(sectors_per_fat) * u64::from(bytes_per_sector));
+    if part.seek(io::SeekFrom::Start(fat_start)).is_err() {
+        return Ok(());
+    }
+    // Whole entries at a time (FAT12 packs two in three bytes, and has at most 6 KiB).
+    let chunk_len: u64 = if bits == 12 { fat_len } else { 64 * 1024 };
+    let mut chunk = Vec::new();
+    let mut first = 0u64; // number of the first entry in `chunk`
+    let mut done = 0u64;
+    while done < fat_len {
+        let n = chunk_len.min(fat_len - done);
+        chunk.resize(n as usize, 0);
+        if part.read_exact(&mut chunk).is_err() {
+            return Ok(());
+        }
+        let entries = n * 8 / bits;
+        for i in 0..entries {
+            let cluster = first + i;
+            let value = match bits {
+                12 => {
+                    let at = (cluster + cluster / 2) as usize;
+                    let pair = chunk
+                        .get(at..at + 2)
+                        .map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+                    if cluster % 2 == 1 {
+                        pair >> 4
+                    } else {
+                        pair & 0xfff
+                    }
+                }
+                16 => {
+                    let at = (i * 2) as usize;
+                    u32::from(u16::from_le_bytes([chunk[at], chunk[at + 1]]))
+                }
+                _ => {
+                    let at = (i * 4) as usize;
+                    u32::from_le_bytes([chunk[at], chunk[at + 1], chunk[at + 2], chunk[at + 3]])
+                        & 0x0fff_ffff
+                }
+            };
+            if cluster >= 2
+                && cluster < u64::from(end)
+                && (value == 1 || (value >= end && value < bad))
+            {
+                return Err(corrupt(format!(
+                    "the FAT links cluster {cluster} to cluster {value}, which does not exist"
+                )));
+            }
+        }
+        first += entries;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Counts the bytes moved through it and fails once [`IO_BUDGET`] is spent.

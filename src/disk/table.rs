@@ -113,6 +113,7 @@ where
     }
     let protective = (0..4).any(|i| sector[446 + i * 16 + 4] == MBR_GPT_PROTECTIVE);
     let table = if protective {
+        check_gpt(disk)?;
         read_gpt(disk)?
     } else {
         read_mbr(disk)?
@@ -133,7 +134,73 @@ where
     Ok(table)
 }
 
+/// The type, first sector and length of entry `i` of the table in an MBR or EBR sector.
+fn mbr_entry(sector: &[u8; SECTOR_SIZE as usize], i: usize) -> (u8, u32, u32) {
+    let e = &sector[446 + i * 16..446 + (i + 1) * 16];
+    let le32 = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
+    (e[4], le32(8), le32(12))
+}
+
+/// Refuses what mbrman 0.6.1 would panic on (both found by fuzzing, fuzz/ target
+/// `partition_table`): its alignment guess `unwrap`s an empty range when every used entry
+/// starts at sector 0, and it follows the chain of extended boot records adding 32-bit sector
+/// numbers unchecked (a panic in a debug build, a wrapped, wrong start in a release build).
+/// So: no used entry may start at sector 0 (that is the MBR itself), and the chain is walked
+/// here first, as mbrman walks it, with checked arithmetic. Where mbrman would stop with an
+/// error of its own (unreadable or unsigned EBR, a link that does not go forward), so does
+/// this walk, and mbrman reports it.
+fn check_mbr<D: Read + Seek>(
+    disk: &mut D,
+    mbr: &[u8; SECTOR_SIZE as usize],
+) -> Result<(), DiskError> {
+    let entries: Vec<(u8, u32, u32)> = (0..4).map(|i| mbr_entry(mbr, i)).collect();
+    for (i, (kind, start, _)) in entries.iter().enumerate() {
+        if *kind != 0 && *start == 0 {
+            return Err(DiskError::BadTable(format!(
+                "MBR: partition {} starts at sector 0, on the partition table itself",
+                i + 1
+            )));
+        }
+    }
+    // mbrman follows the first extended entry (types 0x05, 0x0f, 0x85, 0xc5).
+    let Some(&(_, extended, _)) = entries
+        .iter()
+        .find(|(kind, ..)| matches!(kind, 0x05 | 0x0f | 0x85 | 0xc5))
+    else {
+        return Ok(());
+    };
+    let too_far = || {
+        DiskError::BadTable(
+            "MBR: a logical partition lies beyond the 2 TiB that an MBR can address".into(),
+        )
+    };
+    let mut relative: u32 = 0;
+    loop {
+        let ebr_lba = extended.checked_add(relative).ok_or_else(too_far)?;
+        let mut ebr = [0u8; SECTOR_SIZE as usize];
+        if disk
+            .seek(SeekFrom::Start(u64::from(ebr_lba) * SECTOR_SIZE))
+            .and_then(|_| disk.read_exact(&mut ebr))
+            .is_err()
+            || ebr[510..512] != [0x55, 0xaa]
+        {
+            return Ok(());
+        }
+        let (_, start, _) = mbr_entry(&ebr, 0);
+        start.checked_add(ebr_lba).ok_or_else(too_far)?;
+        let (_, next, _) = mbr_entry(&ebr, 1);
+        if next == 0 || next <= relative {
+            return Ok(());
+        }
+        relative = next;
+    }
+}
+
 fn read_mbr<D: Read + Seek>(disk: &mut D) -> Result<PartitionTable, DiskError> {
+    let mut sector = [0u8; SECTOR_SIZE as usize];
+    disk.seek(SeekFrom::Start(0))?;
+    disk.read_exact(&mut sector)?;
+    check_mbr(disk, &sector)?;
     disk.seek(SeekFrom::Start(0))?;
     let mbr = mbrman::MBR::read_from(disk, SECTOR_SIZE as u32)
         .map_err(|e| DiskError::BadTable(format!("MBR: {e}")))?;
@@ -155,6 +222,34 @@ fn read_mbr<D: Read + Seek>(disk: &mut D) -> Result<PartitionTable, DiskError> {
     })
 }
 
+/// Refuses what gpt 4.1.0 would panic on (found by fuzzing, fuzz/ target `partition_table`):
+/// it `assert_eq!`s that partition entries are 128 bytes long, in release builds too, when it
+/// reads the entries of a header that gives another size. It uses the primary header (LBA 1)
+/// or, if that one is invalid, the backup header in the disk's last LBA; both are checked.
+fn check_gpt<D: Read + Seek>(disk: &mut D) -> Result<(), DiskError> {
+    let len = disk.seek(SeekFrom::End(0))?;
+    let last = (len / SECTOR_SIZE).saturating_sub(1) * SECTOR_SIZE;
+    for (name, at) in [("primary", SECTOR_SIZE), ("backup", last)] {
+        let mut header = [0u8; 92];
+        if disk
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| disk.read_exact(&mut header))
+            .is_err()
+            || &header[..8] != b"EFI PART"
+        {
+            continue;
+        }
+        let size = u32::from_le_bytes([header[84], header[85], header[86], header[87]]);
+        if size != 128 {
+            return Err(DiskError::BadTable(format!(
+                "GPT: the {name} header gives partition entries of {size} bytes; \
+                 only 128-byte entries are supported"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn read_gpt<D>(disk: &mut D) -> Result<PartitionTable, DiskError>
 where
     D: Read + Write + Seek + std::fmt::Debug,
@@ -172,7 +267,7 @@ where
             let sectors = p
                 .last_lba
                 .checked_sub(p.first_lba)
-                .map(|n| n + 1)
+                .and_then(|n| n.checked_add(1))
                 .unwrap_or(0);
             Partition {
                 index: *id,
@@ -187,4 +282,62 @@ where
         disk_id: gpt.guid().to_string(),
         partitions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A 64 KiB disk whose sector 0 holds `entries` as `(type, start, sectors)`.
+    fn mbr_disk(entries: &[(u8, u32, u32)]) -> Vec<u8> {
+        let mut disk = vec![0u8; 64 * 1024];
+        for (i, (kind, start, sectors)) in entries.iter().enumerate() {
+            let e = &mut disk[446 + i * 16..446 + (i + 1) * 16];
+            e[4] = *kind;
+            e[8..12].copy_from_slice(&start.to_le_bytes());
+            e[12..16].copy_from_slice(&sectors.to_le_bytes());
+        }
+        disk[510] = 0x55;
+        disk[511] = 0xaa;
+        disk
+    }
+
+    fn read(disk: Vec<u8>) -> Result<PartitionTable, DiskError> {
+        let len = disk.len() as u64;
+        read_partition_table(&mut Cursor::new(disk), len)
+    }
+
+    #[test]
+    fn an_entry_at_sector_zero_is_refused() {
+        // Found by fuzzing: mbrman 0.6.1 panicked (an unwrap in its alignment guess).
+        let err = read(mbr_disk(&[(0x0c, 0, 22)])).unwrap_err();
+        assert!(err.to_string().contains("starts at sector 0"), "{err}");
+    }
+
+    #[test]
+    fn logical_partitions_past_2_tib_are_refused() {
+        // An EBR whose entry or link would overflow mbrman's unchecked u32 sums.
+        for (start, next) in [(u32::MAX, 0), (1, u32::MAX)] {
+            let mut disk = mbr_disk(&[(0x0c, 8, 8), (0x05, 16, 100)]);
+            let ebr = 16 * 512;
+            disk[ebr + 446 + 4] = 0x83;
+            disk[ebr + 446 + 8..ebr + 446 + 12].copy_from_slice(&start.to_le_bytes());
+            disk[ebr + 446 + 12..ebr + 446 + 16].copy_from_slice(&1u32.to_le_bytes());
+            disk[ebr + 462 + 4] = 0x05;
+            disk[ebr + 462 + 8..ebr + 462 + 12].copy_from_slice(&next.to_le_bytes());
+            disk[ebr + 510] = 0x55;
+            disk[ebr + 511] = 0xaa;
+            let err = read(disk).unwrap_err();
+            assert!(err.to_string().contains("2 TiB"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_plain_mbr_reads() {
+        let table = read(mbr_disk(&[(0x0c, 8, 32), (0x83, 40, 88)])).unwrap();
+        assert_eq!(table.kind, TableKind::Mbr);
+        assert_eq!(table.partitions.len(), 2);
+        assert_eq!(table.partitions[1].start, 40 * 512);
+    }
 }

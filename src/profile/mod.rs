@@ -95,8 +95,8 @@ impl LoadedProfile {
         let at = |field: String, position, message: String| FieldError {
             file: path.to_path_buf(),
             position,
-            field,
-            message,
+            field: one_line(field),
+            message: one_line(message),
         };
         if text.trim().is_empty() {
             return Err(ProfileError::Invalid(vec![at(
@@ -187,6 +187,25 @@ impl LoadedProfile {
     }
 }
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`…). Keys and values of the profile
+/// reach error messages verbatim (serde_yaml's "unknown field `…`"), and each error must stay
+/// one line, with nothing in it that a terminal would act on. Found by fuzzing (fuzz/,
+/// target `profile`): a quoted key holding line breaks split its error over many lines.
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// serde_yaml's message without the path prefix and position suffix we print ourselves.
 fn clean_yaml_message(e: &serde_yaml::Error) -> String {
     let mut message = e.to_string();
@@ -204,4 +223,24 @@ fn clean_yaml_message(e: &serde_yaml::Error) -> String {
 /// The JSON Schema of the profile format.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Profile)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        // Found by fuzzing: a quoted key with line breaks and an escape character.
+        let text = "version: 1\nnodes:\n  - hostname: a\n    \"x\\n\\e[31my\": 1\n";
+        let Err(ProfileError::Invalid(errors)) = LoadedProfile::parse(Path::new("p.yaml"), text)
+        else {
+            panic!("an unknown key must be refused");
+        };
+        for e in errors {
+            let shown = e.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(shown.contains(r"x\n\u{1b}[31my"), "{shown}");
+        }
+    }
 }
