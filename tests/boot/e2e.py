@@ -337,7 +337,10 @@ def main() -> int:
     shutil.rmtree(www, ignore_errors=True)
     www.mkdir()
     (www / "k3s-install.sh").write_text(FAKE_INSTALLER)
-    env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true")
+    # SOURCE_DATE_EPOCH: the FAT timestamps of the files pinode writes, so that the card `flash`
+    # writes and the image `prepare` wrote minutes earlier can be compared file by file.
+    env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
+               SOURCE_DATE_EPOCH=str(int(time.time())))
 
     # Longest first, so that two lanes end at about the same time.
     plan = {
