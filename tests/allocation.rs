@@ -40,20 +40,6 @@ fn manifest(kind: &str, fs: &Path) -> String {
         .arg("pinode-alloc-1-[0-9a-f]{12}"))
 }
 
-/// `e2fsck -fn`: Ok, or its complaints.
-fn e2fsck(fs: &Path) -> Result<(), String> {
-    let out = output(Command::new("e2fsck").arg("-fn").arg(fs));
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// Used bytes of an ext4 file system, as dumpe2fs reports them (block count − free blocks).
 fn ext4_used(fs: &Path) -> u64 {
     let text = run(Command::new("dumpe2fs").arg("-h").arg(fs));

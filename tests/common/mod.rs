@@ -194,7 +194,17 @@ pub fn extract_partition(image: &Path, index: usize, dir: &Path, suffix: &str) -
 
 /// `fsck.fat -n`: Ok, or its complaints.
 pub fn fsck_fat(fat: &Path) -> Result<(), String> {
-    let out = output(Command::new("fsck.fat").arg("-n").arg(fat));
+    checker(Command::new("fsck.fat").arg("-n").arg(fat))
+}
+
+/// `e2fsck -fn`: Ok, or its complaints.
+pub fn e2fsck(fs: &Path) -> Result<(), String> {
+    checker(Command::new("e2fsck").arg("-fn").arg(fs))
+}
+
+/// Runs a read-only file-system checker: Ok, or everything it printed.
+fn checker(cmd: &mut Command) -> Result<(), String> {
+    let out = output(cmd);
     if out.status.success() {
         Ok(())
     } else {
