@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, size};
 
@@ -14,7 +15,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
         catalog.load_all(http.as_ref());
     }
     for skipped in &catalog.skipped {
-        out.warn(format!("sub-list skipped: {skipped}"));
+        out.warn(format!("sub-list skipped: {}", Untrusted(skipped)));
     }
     let mut entries = catalog.entries.clone();
     // Raspberry Pi OS (the entries with aliases) first, newest first within a name.
@@ -51,18 +52,25 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
         }));
         return Ok(());
     }
-    out.say(format!("catalog: {}", catalog.source));
+    // Names, dates and aliases come from the catalog, a document from the network: shown
+    // through `Untrusted`, never obeyed by the terminal.
+    out.say(format!("catalog: {}", Untrusted(&catalog.source)));
     for e in &entries {
         let aliases = e.aliases();
         let first = aliases.first().cloned().unwrap_or_else(|| "-".into());
         out.say(format!(
-            "{first:30} {:10} {:>10}  {}",
-            e.release_date.as_deref().unwrap_or("?"),
+            "{:30} {:10} {:>10}  {}",
+            Untrusted(&first),
+            Untrusted(e.release_date.as_deref().unwrap_or("?")),
             e.image_download_size.map(size).unwrap_or_default(),
-            e.name
+            Untrusted(&e.name)
         ));
         if aliases.len() > 1 {
-            out.say(format!("{:30} also: {}", "", aliases[1..].join(", ")));
+            out.say(format!(
+                "{:30} also: {}",
+                "",
+                Untrusted(&aliases[1..].join(", "))
+            ));
         }
     }
     if entries.iter().all(|e| e.aliases().is_empty()) {

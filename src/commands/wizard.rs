@@ -19,6 +19,7 @@ use pinode::provision::k3s::check_runner_token;
 use pinode::provision::password::sha512_crypt;
 use pinode::sink::discover::SystemView;
 use pinode::sink::safety::{assess, one_line, reasons, verdict};
+use pinode::ui::Untrusted;
 use pinode::wizard::{
     Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,
 };
@@ -164,9 +165,15 @@ impl Wizard {
         prompt: &str,
         items: impl IntoIterator<Item = impl ToString>,
     ) -> Result<usize, Error> {
+        // Items name catalog entries, cards and key comments: outside text, escaped here for
+        // every picker.
+        let items: Vec<String> = items
+            .into_iter()
+            .map(|i| Untrusted(&i.to_string()).to_string())
+            .collect();
         Select::with_theme(&self.theme)
             .with_prompt(prompt)
-            .items(items)
+            .items(&items)
             .default(0)
             .interact()
             .map_err(stopped)
@@ -351,7 +358,10 @@ impl Wizard {
                     choices.push((format!("{} ({date}): {alias}", e.name), Some(alias)));
                 }
             }
-            Err(e) => eprintln!("(the OS catalog is not available: {e})"),
+            Err(e) => eprintln!(
+                "(the OS catalog is not available: {})",
+                Untrusted(&e.to_string())
+            ),
         }
         if !choices
             .iter()

@@ -16,6 +16,7 @@ use pinode::profile::NodeConfig;
 use pinode::sink::discover::{BlockDevice, Located, SystemView};
 use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::ui::prompt::{Prompter, Reply};
+use pinode::ui::{Untrusted, terminal_safe};
 
 use crate::cli::FlashArgs;
 
@@ -152,7 +153,7 @@ impl Targets {
             let disk = match check_named(&self.view, path, Some(self.image_len), &self.overrides) {
                 Ok(disk) => disk,
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("{}", terminal_safe(&e.to_string()));
                     continue;
                 }
             };
@@ -225,7 +226,7 @@ impl Targets {
                         match check_named(&self.view, Path::new(&l), Some(self.image_len), &typed) {
                             Ok(disk) => return Ok(self.confirm(disk, node)),
                             Err(e) => {
-                                eprintln!("{e}");
+                                eprintln!("{}", terminal_safe(&e.to_string()));
                                 break;
                             }
                         }
@@ -266,12 +267,15 @@ impl Targets {
         {
             holds = format!("{holds}: another node than {}", node.hostname);
         }
+        // `holds` and the description are read from the card and sysfs: escaped, so that a
+        // card cannot repaint this question (each part is escaped where it is made, too).
         eprintln!(
-            "{}: {}, {}, {}\n  holds now: {holds}",
-            disk.path.display(),
+            "{}: {}, {}, {}\n  holds now: {}",
+            Untrusted(&disk.path.display().to_string()),
             disk.description(),
             decimal_size(disk.size_bytes),
             disk.transport.as_str(),
+            Untrusted(&holds),
         );
         let question = format!(
             "Erase it and write {}? Everything on it will be lost.",
@@ -336,7 +340,12 @@ fn contents(path: &Path) -> Contents {
     let parts = image.table().partitions.len();
     if let Some(m) = manifest {
         return Contents {
-            text: format!("pinode node {} ({}, {})", m.hostname, m.role, m.generation),
+            text: format!(
+                "pinode node {} ({}, {})",
+                Untrusted(&m.hostname),
+                Untrusted(&m.role),
+                Untrusted(&m.generation)
+            ),
             pinode_host: Some(m.hostname),
         };
     }
@@ -347,7 +356,8 @@ fn contents(path: &Path) -> Contents {
     Contents {
         text: format!(
             "{} ({parts} partitions, not prepared by pinode)",
-            os.unwrap_or_else(|| "a Raspberry Pi boot partition".into())
+            os.map(|name| Untrusted(&name).to_string())
+                .unwrap_or_else(|| "a Raspberry Pi boot partition".into())
         ),
         pinode_host: None,
     }
