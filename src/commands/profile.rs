@@ -8,6 +8,11 @@ use super::{Output, load_profile};
 
 pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(path, out)?;
+    let plan = pinode::cluster::ClusterPlan::of(&loaded);
+    if let Some(plan) = &plan {
+        // A token K3s cannot parse is found now, not on the node at first boot.
+        plan.check_token(&loaded)?;
+    }
     let p = &loaded.profile;
     out.say(format!(
         "{}: valid, {} node(s)",
@@ -19,7 +24,6 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
         p.os.image,
         init_name(p.os.init)
     ));
-    let plan = pinode::cluster::ClusterPlan::of(&loaded);
     if let Some(plan) = &plan {
         let servers = plan.servers.len();
         let datastore = if plan.ha {

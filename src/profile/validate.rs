@@ -3,6 +3,8 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::values;
+use crate::provision::k3s;
+use crate::provision::k3s_flags::{self, Command};
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {
@@ -249,16 +251,25 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
-    for (name, args) in [
-        ("server_args", &k3s.server_args),
-        ("agent_args", &k3s.agent_args),
+    // Every argument is checked against the flags of the K3s command that reads it; all
+    // problems are reported, each at its own list item.
+    for (name, args, command) in [
+        ("server_args", &k3s.server_args, Command::Server),
+        ("agent_args", &k3s.agent_args, Command::Agent),
     ] {
+        let mut single_line = true;
         for (i, arg) in args.iter().enumerate() {
-            let field = format!("cluster.k3s.{name}[{i}]");
             if arg.chars().any(|ch| ch.is_control()) {
-                r.error(field, "must be a single line");
-            } else if let Err(e) = crate::provision::k3s::parse_flag(arg) {
-                r.error(field, e);
+                r.error(format!("cluster.k3s.{name}[{i}]"), "must be a single line");
+                single_line = false;
+            }
+        }
+        if !single_line {
+            continue;
+        }
+        if let Err(errors) = k3s_flags::parse_args(args, command, k3s::MANAGED_FLAGS) {
+            for e in errors {
+                r.error(format!("cluster.k3s.{name}[{}]", e.index), e.message);
             }
         }
     }
