@@ -237,6 +237,34 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
 mod tests {
     use super::*;
 
+    /// The real binary refuses profiles above `MAX_NODES`, where a scan is still fast; the
+    /// plan itself must stay linear, so it is tried here with ten times that many servers
+    /// (a scan per node took minutes; the set takes well under a second even unoptimised).
+    #[test]
+    fn role_lookup_is_linear() {
+        let text = "version: 1\ndefaults:\n  user:\n    name: a\n    ssh_authorized_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E a@b\"]\ncluster:\n  name: c\nnodes:\n  - hostname: s\n    role: server\n";
+        let mut profile = LoadedProfile::parse(Path::new("p.yaml"), text).unwrap();
+        let template = profile.nodes[0].clone();
+        profile.nodes = (0..100_000)
+            .map(|i| {
+                let mut node = template.clone();
+                node.hostname = format!("s{i}");
+                node
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let plan = ClusterPlan::of(&profile).unwrap();
+        let joining = profile
+            .nodes
+            .iter()
+            .filter(|n| plan.role_of(&n.hostname) == K3sRole::JoiningServer)
+            .count();
+        assert_eq!(joining, 99_999);
+        assert_eq!(plan.role_of("not-there"), K3sRole::Agent);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
+
     #[test]
     fn a_kept_token_is_generated_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
