@@ -51,7 +51,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
 
     eprintln!("\nThe profile (secrets are not in it):\n");
     for line in render_profile(&answers).lines() {
-        eprintln!("  {line}");
+        eprintln!("  {}", Untrusted(line));
     }
     for (file, _) in save::secret_files(&answers) {
         eprintln!("  + {file} (mode 0600, holds a secret)");
@@ -535,7 +535,7 @@ impl Wizard {
             eprintln!(
                 "{} cannot be written here: {}",
                 disk.path.display(),
-                reasons(&refusals)
+                Untrusted(&reasons(&refusals))
             );
         }
     }

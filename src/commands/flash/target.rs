@@ -159,8 +159,9 @@ impl Targets {
             };
             if let Some(host) = self.just_written(&disk) {
                 eprintln!(
-                    "{} still holds {host}, written a moment ago: swap the card",
-                    disk.path.display()
+                    "{} still holds {}, written a moment ago: swap the card",
+                    disk.path.display(),
+                    Untrusted(&host)
                 );
                 continue;
             }
@@ -181,7 +182,7 @@ impl Targets {
                 several => {
                     eprintln!("Cards found:");
                     for (n, card) in several.iter().enumerate() {
-                        eprintln!("  {}) {}", n + 1, one_line(card));
+                        eprintln!("  {}) {}", n + 1, terminal_safe(&one_line(card)));
                     }
                     let question = format!(
                         "Which one for {}? (number, Enter to look again, s: skip, a: abort)",
