@@ -191,19 +191,9 @@ impl LoadedProfile {
 /// reach error messages verbatim (serde_yaml's "unknown field `…`"), and each error must stay
 /// one line, with nothing in it that a terminal would act on. Found by fuzzing (fuzz/,
 /// target `profile`): a quoted key holding line breaks split its error over many lines.
+/// The escaping is [`crate::ui::Untrusted`]'s, the one used for all outside text.
 fn one_line(text: String) -> String {
-    if !text.chars().any(char::is_control) {
-        return text;
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::ui::Untrusted(&text).to_string()
 }
 
 /// serde_yaml's message without the path prefix and position suffix we print ourselves.

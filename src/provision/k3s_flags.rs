@@ -203,10 +203,13 @@ pub fn parse_args(
             .strip_prefix("--")
             .or_else(|| arg.strip_prefix('-').filter(|b| !b.starts_with('-')))
         else {
-            let shown = arg.split(['=', ' ']).next().unwrap_or("");
-            fail(format!(
-                "{shown:?}… is not a K3s flag (expected --name=value, --name value or --name)"
-            ));
+            // Not quoted: an item without a dash is likely a value, and values can be
+            // secrets.
+            fail(
+                "this item is not a K3s flag (expected --name=value, --name value or --name; \
+                 a value goes right after its flag)"
+                    .into(),
+            );
             continue;
         };
         let (name, inline) = match body.find(['=', ' ', '\t']) {
@@ -257,6 +260,13 @@ pub fn parse_args(
                 fail(format!(
                     "--{} is a switch: give it alone, or as --{}=true or --{}=false",
                     flag.name, flag.name, flag.name
+                ));
+                continue;
+            }
+            (_, Some("")) => {
+                fail(format!(
+                    "--{} needs a value: --{}=VALUE",
+                    flag.name, flag.name
                 ));
                 continue;
             }
@@ -399,6 +409,16 @@ mod tests {
         assert!(errors[2].message.contains("set by pinode"));
         assert!(errors[3].message.contains("needs a value"));
         assert!(!errors[4].message.contains("did you mean"));
+        let odd = parse_args(
+            &args(&["hunter2", "--disable=", "--disable"]),
+            Command::Server,
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(odd.len(), 3);
+        assert!(!odd[0].message.contains("hunter2"), "{}", odd[0].message);
+        assert!(odd[1].message.contains("needs a value"));
+        assert!(odd[2].message.contains("needs a value"));
         let secret = parse_args(
             &args(&["--etcd-s3-secret-kee=hunter2"]),
             Command::Server,
