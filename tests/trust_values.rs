@@ -468,3 +468,20 @@ fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
     assert!(nodes[1]["error"].as_str().unwrap().contains("missing.pub"));
     assert_eq!(doc["not_attempted"], serde_json::json!(["later"]));
 }
+
+#[test]
+fn args_for_another_k3s_line_get_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = cluster_profile(
+        dir.path(),
+        "    version: v1.30.2+k3s1\n    server_args: [\"--disable=traefik\"]\n",
+        "  - hostname: s1\n    role: server\n",
+    );
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cluster.k3s.version") && err.contains("K3s v1.33") && err.contains("v1.30"),
+        "{err}"
+    );
+}

@@ -273,6 +273,25 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
             }
         }
     }
+    // The flag list is for one K3s version line; say so when the profile pins another.
+    let pinned = k3s
+        .version
+        .as_deref()
+        .map(|v| ("cluster.k3s.version", v))
+        .unwrap_or(("cluster.k3s.channel", k3s.channel.as_str()));
+    if !(k3s.server_args.is_empty() && k3s.agent_args.is_empty())
+        && let Ok(set) = k3s_flags::flags()
+        && let Some(line) = set.other_line(pinned.1)
+    {
+        r.warn(
+            pinned.0,
+            format!(
+                "server_args and agent_args are checked against the flags of K3s {} \
+                 (data/k3s/flags.txt); {line} may differ",
+                set.line
+            ),
+        );
+    }
     for (i, san) in k3s.tls_san.iter().enumerate() {
         let ok = !san.is_empty()
             && san

@@ -72,6 +72,8 @@ pub struct FlagListError {
 /// The flags of both commands, looked up by name or alias.
 #[derive(Debug)]
 pub struct FlagSet {
+    /// The K3s version line the list was derived for, e.g. `v1.33`.
+    pub line: &'static str,
     flags: Vec<Flag>,
     by_name: HashMap<&'static str, usize>,
 }
@@ -80,6 +82,7 @@ impl FlagSet {
     /// Parses the flag list format described in `data/k3s/flags.txt`.
     pub fn parse(text: &'static str) -> Result<FlagSet, FlagListError> {
         let mut set = FlagSet {
+            line: "",
             flags: Vec::new(),
             by_name: HashMap::new(),
         };
@@ -91,6 +94,10 @@ impl FlagSet {
                 continue;
             }
             let fields: Vec<&str> = content.split_whitespace().collect();
+            if let ["line", version] = fields[..] {
+                set.line = version;
+                continue;
+            }
             let [role, kind, names] = fields[..] else {
                 return Err(err(format!(
                     "expected ROLE KIND NAME[,ALIAS...], found {} fields",
@@ -128,7 +135,30 @@ impl FlagSet {
                 agent,
             });
         }
+        if set.line.is_empty() {
+            return Err(FlagListError {
+                line: 0,
+                message: "no `line vX.Y` entry naming the K3s version line".into(),
+            });
+        }
         Ok(set)
+    }
+
+    /// Whether a profile's K3s `version` (v1.33.5+k3s1) or `channel` (v1.33, stable)
+    /// belongs to another version line than the list: `None` when it is the same or a
+    /// moving channel (stable, latest), else that line.
+    pub fn other_line<'a>(&self, pinned: &'a str) -> Option<&'a str> {
+        if !pinned.starts_with('v') {
+            return None;
+        }
+        let mut dots = pinned.match_indices('.').map(|(i, _)| i);
+        let end = match (dots.next(), dots.next()) {
+            (Some(_), Some(second)) => second,
+            (Some(_), None) => pinned.find(['+', '-']).unwrap_or(pinned.len()),
+            _ => return None,
+        };
+        let line = &pinned[..end];
+        (line != self.line).then_some(line)
     }
 
     /// The flag called `name` (its name or an alias).
@@ -336,16 +366,23 @@ mod tests {
         assert_eq!(set.get("d").unwrap().name, "data-dir");
         assert_eq!(set.get("o").unwrap().name, "write-kubeconfig");
         assert!(set.get("disabel").is_none());
+        assert_eq!(set.line, "v1.33");
+        assert_eq!(set.other_line("v1.33.5+k3s1"), None);
+        assert_eq!(set.other_line("v1.33"), None);
+        assert_eq!(set.other_line("stable"), None);
+        assert_eq!(set.other_line("v1.30.2+k3s1"), Some("v1.30"));
+        assert_eq!(set.other_line("v1.34"), Some("v1.34"));
     }
 
     #[test]
     fn the_parser_rejects_bad_lists() {
         assert_eq!(
-            FlagSet::parse("server list a\nboth bool a")
+            FlagSet::parse("line v1.33\nserver list a\nboth bool a")
                 .unwrap_err()
                 .line,
-            2
+            3
         );
+        assert!(FlagSet::parse("both bool a").is_err(), "no version line");
         assert!(FlagSet::parse("nobody bool a").is_err());
         assert!(FlagSet::parse("both maybe a").is_err());
         assert!(FlagSet::parse("both bool A").is_err());

@@ -10,8 +10,9 @@ mod sysfs;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::ui::Untrusted;
 use serde::Serialize;
+
+use crate::ui::Untrusted;
 
 use mounts::{Mount, parse_mountinfo, parse_swaps};
 use sysfs::{SysDisk, attr, read_block_dir};
