@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::fetch::Redacted;
 
 use super::{Output, Sources, size};
 
@@ -34,7 +35,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
                     "name": e.name,
                     "aliases": e.aliases(),
                     "release_date": e.release_date,
-                    "url": e.url,
+                    "url": Redacted(&e.url),
                     "download_bytes": e.image_download_size,
                     "extract_size": e.extract_size,
                     "extract_sha256": e.extract_sha256,
@@ -45,13 +46,13 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
             })
             .collect();
         out.json(&json!({
-            "catalog": catalog.source,
+            "catalog": Redacted(&catalog.source),
             "images": items,
             "skipped_sublists": catalog.skipped,
         }));
         return Ok(());
     }
-    out.say(format!("catalog: {}", catalog.source));
+    out.say(format!("catalog: {}", Redacted(&catalog.source)));
     for e in &entries {
         let aliases = e.aliases();
         let first = aliases.first().cloned().unwrap_or_else(|| "-".into());
