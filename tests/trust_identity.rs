@@ -125,6 +125,36 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A loopback catalog offering the bookworm fixture as `raspios-lite-arm64`, its URL and the
+/// catalog's with `user:password@` and `?token=`: returns the catalog's URL.
+fn serve_catalog(server: &Server) -> String {
+    let image = std::fs::read(fixture("bookworm")).unwrap();
+    let sha = sha256(&image);
+    let size = image.len();
+    let authed = |path: &str| {
+        server
+            .url(path)
+            .replacen("http://", "http://olivia:s3cretpw@", 1)
+    };
+    // Aliases come from the path, as on the real catalog.
+    let path = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/\
+                2025-05-13-raspios-bookworm-arm64-lite.img?token=tok3nvalue";
+    server.serve(path, image, Behaviour::Normal);
+    let catalog = format!(
+        "{{\"os_list\": [{{\"name\": \"Raspberry Pi OS Lite (64-bit)\", \"url\": \"{}\", \
+         \"extract_size\": {size}, \"extract_sha256\": \"{sha}\", \"image_download_size\": {size}, \
+         \"release_date\": \"2025-05-13\", \"init_format\": \"systemd\", \
+         \"devices\": [\"pi5-64bit\"]}}]}}",
+        authed(path)
+    );
+    server.serve(
+        "/os_list.json?token=tok3nvalue",
+        catalog.into_bytes(),
+        Behaviour::Normal,
+    );
+    authed("/os_list.json?token=tok3nvalue")
+}
+
 fn a_temp_dir_others_can_enter() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -144,22 +174,19 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     let user = TestUser::create(&dir.path().join("home"));
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    // The base image from a URL, so that the default cache is used too.
-    let image = std::fs::read(fixture("bookworm")).unwrap();
-    let sha = sha256(&image);
-    let image_len = image.len() as u64;
+    // The base image from a catalog, so that the default cache is used too.
+    let image_len = std::fs::metadata(fixture("bookworm")).unwrap().len();
     let server = Server::start();
-    server.serve("/bookworm.img", image, Behaviour::Normal);
+    let catalog = serve_catalog(&server);
     let profile = write_profile(
         &work,
         "pair.yaml",
         &format!(
             "version: 1\n\
-             os:\n  image: {url}\n  sha256: {sha}\n\
+             os:\n  image: raspios-lite-arm64\n\
              defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
              cluster:\n  name: pair\n\
-             nodes:\n  - hostname: pair-1\n    role: server\n  - hostname: pair-2\n    role: agent\n",
-            url = server.url("/bookworm.img")
+             nodes:\n  - hostname: pair-1\n    role: server\n  - hostname: pair-2\n    role: agent\n"
         ),
     );
     run(Command::new("chown")
@@ -170,6 +197,7 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     let card = Loop::new(dir.path(), "card", 100 << 20).unwrap();
     let mut flash = bare_pinode();
     flash
+        .env("PINODE_CATALOG", &catalog)
         .args(["flash", "--yes", "--allow-non-removable", "--node", "pair-1"])
         .arg("--profile")
         .arg(&profile)
@@ -181,6 +209,7 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     // As the user, no sudo.
     let mut prepare = bare_pinode();
     prepare
+        .env("PINODE_CATALOG", &catalog)
         .args(["prepare", "--node", "pair-2", "--profile"])
         .arg(&profile)
         .arg("--out-dir")
@@ -189,6 +218,8 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
 
     let copy = dir.path().join("card.img");
     std::fs::write(&copy, card.read(image_len)).unwrap();
+    std::fs::create_dir_all(dir.path().join("card-boot")).unwrap();
+    std::fs::create_dir_all(dir.path().join("image-boot")).unwrap();
     let card_boot = extract_boot(&copy, &dir.path().join("card-boot"));
     let image_boot = extract_boot(&work.join("out/pair-2.img"), &dir.path().join("image-boot"));
     let token_of = |boot: &Path| {
@@ -317,7 +348,7 @@ fn render_sets_modes_before_the_rename_never_by_path() {
         .arg(&out_dir);
     let traced = output(
         Command::new("strace")
-            .args(["-f", "-qq", "-e", "trace=chmod,fchmodat,fchmodat2", "-o"])
+            .args(["-f", "-qq", "-e", "trace=chmod,fchmodat", "-o"])
             .arg(&trace)
             .arg(render.get_program())
             .args(render.get_args())
@@ -381,45 +412,40 @@ fn a_wrong_key_file_is_not_quoted() {
 #[test]
 fn credentials_and_queries_in_urls_are_never_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let image = std::fs::read(fixture("bookworm")).unwrap();
-    let sha = sha256(&image);
-    let size = image.len();
     let server = Server::start();
-    server.serve("/raw.img", image, Behaviour::Normal);
-    let authed = |path: &str| {
-        server
-            .url(path)
-            .replacen("http://", "http://olivia:s3cretpw@", 1)
-            + "?token=tok3nvalue"
-    };
-    let catalog = format!(
-        "{{\"os_list\": [{{\"name\": \"Raspberry Pi OS Lite (64-bit)\", \"url\": \"{}\", \
-         \"extract_size\": {size}, \"extract_sha256\": \"{sha}\", \"image_download_size\": {size}, \
-         \"release_date\": \"2025-05-13\", \"init_format\": \"systemd\", \
-         \"devices\": [\"pi5-64bit\"]}}]}}",
-        authed("/raw.img")
-    );
-    server.serve("/os_list.json", catalog.into_bytes(), Behaviour::Normal);
+    let catalog = serve_catalog(&server);
     let cache = dir.path().join("cache");
     let with = |args: &[&str]| {
         let mut c = pinode();
         c.env("PINODE_CACHE_DIR", &cache)
-            .env("PINODE_CATALOG", authed("/os_list.json"))
+            .env("PINODE_CATALOG", &catalog)
             .args(args);
         c
     };
-    let profile = write_profile(
+    // os.image must be https: a URL that is only checked, never fetched.
+    let by_url = write_profile(
         dir.path(),
-        "p.yaml",
+        "url.yaml",
         &format!(
             "version: 1\n\
-             os:\n  image: \"{}\"\n  sha256: {sha}\n\
+             os:\n  image: \"https://olivia:s3cretpw@127.0.0.1:9/raw.img?token=tok3nvalue\"\n  sha256: {}\n\
              defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
              nodes:\n  - hostname: n1\n",
-            authed("/raw.img")
+            "ab".repeat(32)
         ),
     );
-    let p = profile.to_str().unwrap();
+    let by_alias = write_profile(
+        dir.path(),
+        "alias.yaml",
+        &format!(
+            "version: 1\n\
+             os:\n  image: raspios-lite-arm64\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n  - hostname: n1\n"
+        ),
+    );
+    let u = by_url.to_str().unwrap();
+    let p = by_alias.to_str().unwrap();
     let out_dir = dir.path().join("out");
     let o = out_dir.to_str().unwrap();
     let runs: Vec<Vec<&str>> = vec![
@@ -428,8 +454,7 @@ fn credentials_and_queries_in_urls_are_never_printed() {
         vec!["download", "--os", "raspios-lite-arm64"],
         vec!["download", "--os", "raspios-lite-arm64", "--json"],
         vec!["download", "--profile", p, "--json"],
-        vec!["profile", "check", p],
-        vec!["profile", "check", p, "--json"],
+        vec!["profile", "check", u],
         vec!["prepare", "--profile", p, "--out-dir", o, "--json"],
     ];
     for args in runs {
@@ -510,7 +535,7 @@ fn a_full_disk_leaves_no_empty_kept_token() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "pinode-trust", ""])
+        .args(["-t", "tmpfs", "-o", "size=64k", "pinode-trust"])
         .arg(&state));
     struct Unmount(PathBuf);
     impl Drop for Unmount {
@@ -536,7 +561,7 @@ fn a_full_disk_leaves_no_empty_kept_token() {
             "version: 1\n\
              defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
              cluster:\n  name: full\n\
-             nodes:\n  - hostname: n1\n"
+             nodes:\n  - hostname: n1\n    role: server\n"
         ),
     );
     let render = || {
