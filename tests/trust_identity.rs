@@ -456,11 +456,16 @@ fn credentials_and_queries_in_urls_are_never_printed() {
         vec!["download", "--profile", p, "--json"],
         vec!["profile", "check", u],
         vec!["prepare", "--profile", p, "--out-dir", o, "--json"],
+        // Errors that name the catalog.
+        vec!["download", "--os", "raspios-nosuch-arm64"],
+        vec!["--offline", "os", "list", "--cache-dir", "/nonexistent"],
     ];
     for args in runs {
         let out = output(&mut with(&args));
         let text = both(&out);
-        assert!(out.status.success(), "{args:?}: {text}");
+        let should_fail = args.contains(&"raspios-nosuch-arm64") || args.contains(&"--offline");
+        assert_eq!(out.status.success(), !should_fail, "{args:?}: {text}");
+        assert!(text.contains("127.0.0.1") || !should_fail, "{args:?}: {text}");
         for secret in ["s3cretpw", "tok3nvalue", "olivia"] {
             assert!(!text.contains(secret), "{args:?} printed {secret}:\n{text}");
         }
