@@ -13,7 +13,9 @@ use common::http::{Behaviour, Server};
 use common::loopdev::Loop;
 use common::*;
 
+/// Throw-away users (one per test that needs one: nextest runs tests in parallel).
 const USER: &str = "pinode-trust-test";
+const OTHER_USER: &str = "pinode-trust-test2";
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -50,31 +52,33 @@ fn bare_pinode() -> Command {
 
 /// A throw-away local user with its home in a temporary directory, removed when dropped.
 struct TestUser {
+    name: &'static str,
     uid: u32,
     gid: u32,
     home: PathBuf,
 }
 
 impl TestUser {
-    fn create(home: &Path) -> TestUser {
+    fn create(name: &'static str, home: &Path) -> TestUser {
         // A leftover of an interrupted run is replaced.
-        let _ = output(Command::new("userdel").arg(USER));
+        let _ = output(Command::new("userdel").arg(name));
         run(Command::new("useradd")
             .args(["-M", "-U", "-s", "/bin/sh", "-d"])
             .arg(home)
-            .arg(USER));
+            .arg(name));
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_2}\n")).unwrap();
         run(Command::new("chown")
-            .args(["-R", &format!("{USER}:{USER}")])
+            .args(["-R", &format!("{name}:{name}")])
             .arg(home));
         let id = |flag: &str| -> u32 {
-            run(Command::new("id").arg(flag).arg(USER))
+            run(Command::new("id").arg(flag).arg(name))
                 .trim()
                 .parse()
                 .unwrap()
         };
         TestUser {
+            name,
             uid: id("-u"),
             gid: id("-g"),
             home: home.to_path_buf(),
@@ -94,13 +98,13 @@ impl TestUser {
             .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", &self.home)
-            .env("USER", USER);
+            .env("USER", self.name);
         c
     }
 
     /// The environment `sudo` gives a command the user runs with it.
     fn sudo_env(&self, cmd: &mut Command) {
-        cmd.env("SUDO_USER", USER)
+        cmd.env("SUDO_USER", self.name)
             .env("SUDO_UID", self.uid.to_string())
             .env("SUDO_GID", self.gid.to_string())
             .env("HOME", "/root")
@@ -110,7 +114,7 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = output(Command::new("userdel").arg(USER));
+        let _ = output(Command::new("userdel").arg(self.name));
     }
 }
 
@@ -171,7 +175,7 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
-    let user = TestUser::create(&dir.path().join("home"));
+    let user = TestUser::create(USER, &dir.path().join("home"));
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     // The base image from a catalog, so that the default cache is used too.
@@ -316,6 +320,43 @@ fn patch_makes_a_readable_image_private() {
     assert_eq!(mode(&image), 0o600);
     let err = stderr(&out);
     assert!(err.contains("0644") && err.contains("0600"), "{err}");
+}
+
+/// Item 2: an image file that others can read and that pinode cannot make private (another
+/// user's) is refused before anything is written, with the reason.
+#[test]
+fn patch_refuses_a_readable_image_it_cannot_make_private() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let user = TestUser::create(OTHER_USER, &dir.path().join("home"));
+    let image = copy_fixture("bookworm", dir.path());
+    // root's image, which everyone may read and write (e.g. a shared scratch folder).
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let before = sha256_file(&image);
+    let p = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n  - hostname: n1\n"
+        ),
+    );
+    let mut patch = bare_pinode();
+    patch.arg("patch").arg(&image).arg("--profile").arg(&p);
+    let out = output(&mut user.runs(&patch));
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.starts_with("error: ") && err.contains("another user") && err.contains("0666"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(sha256_file(&image), before, "the image was changed");
+    assert_eq!(mode(&image), 0o666);
 }
 
 /// Item 2: render sets each file's mode on the temporary file before the rename, never by
