@@ -194,7 +194,9 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
-            eprintln!("note: generated the K3s token for this cluster and kept it in {shown} (back it up)");
+            eprintln!(
+                "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
+            );
             Ok(SecretString::from(token))
         }
         // Another pinode got there first: use its token (ours is removed with the temp file).

@@ -30,7 +30,11 @@ fn both(out: &Output) -> String {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 /// pinode with none of the per-user overrides: the defaults are what is under test.
@@ -185,13 +189,11 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     let profile = write_profile(
         &work,
         "pair.yaml",
-        &format!(
-            "version: 1\n\
+        "version: 1\n\
              os:\n  image: raspios-lite-arm64\n\
              defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
              cluster:\n  name: pair\n\
-             nodes:\n  - hostname: pair-1\n    role: server\n  - hostname: pair-2\n    role: agent\n"
-        ),
+             nodes:\n  - hostname: pair-1\n    role: server\n  - hostname: pair-2\n    role: agent\n",
     );
     run(Command::new("chown")
         .args(["-R", &format!("{USER}:{USER}")])
@@ -202,7 +204,13 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     let mut flash = bare_pinode();
     flash
         .env("PINODE_CATALOG", &catalog)
-        .args(["flash", "--yes", "--allow-non-removable", "--node", "pair-1"])
+        .args([
+            "flash",
+            "--yes",
+            "--allow-non-removable",
+            "--node",
+            "pair-1",
+        ])
         .arg("--profile")
         .arg(&profile)
         .arg("--device")
@@ -309,13 +317,7 @@ fn patch_makes_a_readable_image_private() {
              nodes:\n  - hostname: n1\n"
         ),
     );
-    let out = output(
-        pinode()
-            .arg("patch")
-            .arg(&image)
-            .arg("--profile")
-            .arg(&p),
-    );
+    let out = output(pinode().arg("patch").arg(&image).arg("--profile").arg(&p));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&image), 0o600);
     let err = stderr(&out);
@@ -506,7 +508,10 @@ fn credentials_and_queries_in_urls_are_never_printed() {
         let text = both(&out);
         let should_fail = args.contains(&"raspios-nosuch-arm64") || args.contains(&"--offline");
         assert_eq!(out.status.success(), !should_fail, "{args:?}: {text}");
-        assert!(text.contains("127.0.0.1") || !should_fail, "{args:?}: {text}");
+        assert!(
+            text.contains("127.0.0.1") || !should_fail,
+            "{args:?}: {text}"
+        );
         for secret in ["s3cretpw", "tok3nvalue", "olivia"] {
             assert!(!text.contains(secret), "{args:?} printed {secret}:\n{text}");
         }
@@ -625,7 +630,9 @@ fn a_full_disk_leaves_no_empty_kept_token() {
     let token = state.join("clusters/full/token");
     assert!(!token.exists(), "an empty token file was left");
     assert_eq!(
-        std::fs::read_dir(state.join("clusters/full")).unwrap().count(),
+        std::fs::read_dir(state.join("clusters/full"))
+            .unwrap()
+            .count(),
         0,
         "a temporary file was left"
     );

@@ -39,7 +39,10 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
             .version
             .clone()
             .unwrap_or_else(|| format!("channel {}", k3s.channel));
-        out.say(format!("  k3s: {version}, installer {}", Redacted(&k3s.install_url)));
+        out.say(format!(
+            "  k3s: {version}, installer {}",
+            Redacted(&k3s.install_url)
+        ));
         if let Some(runner) = &plan.spec.runner {
             let source = match (&runner.token_env, &runner.token_file) {
                 (Some(var), _) => format!("env {var}"),

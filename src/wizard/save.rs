@@ -94,9 +94,7 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
     // Under sudo, the profile and its secrets are the invoking user's, not root's.
     let invoker = crate::invoker::Invoker::current();
     for (temp, path) in &staged {
-        invoker
-            .give_back_file(temp.as_file())
-            .map_err(io(path))?;
+        invoker.give_back_file(temp.as_file()).map_err(io(path))?;
     }
 
     let mut done: Vec<PathBuf> = Vec::new();
