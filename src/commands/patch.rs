@@ -12,14 +12,16 @@ use crate::cli::PatchArgs;
 pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
-    if let Some(note) = make_private(&args.target)? {
-        out.warn(note);
-    }
     // Opening a block device exclusively fails while any of its partitions is mounted.
     let mut image = Image::open(&args.target, true)?;
     let os = image.detect_os(None, profile.init_override())?;
     let (custom, report) = customise_image(&mut image, &profile, node, &os)?;
     let changed_blocks = image.disk().overlay().len();
+    // Only now, when the edits are ready and nothing can fail before they are written: a
+    // refused patch leaves the file exactly as it was, mode included.
+    if let Some(note) = make_private(&args.target)? {
+        out.warn(note);
+    }
     let written = image.commit()?;
     if out.json {
         out.json(&json!({
@@ -57,8 +59,8 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
 }
 
 /// A patched image file holds the node's secrets (password hash, Wi-Fi key, tokens), so,
-/// like the images `prepare` writes, it must be readable by its owner only. Before anything
-/// is written: a group/world-readable image file that pinode may change (its owner, or root)
+/// like the images `prepare` writes, it must be readable by its owner only. Before the edits
+/// are written: a group/world-readable image file that pinode may change (its owner, or root)
 /// is made 0600 through its open descriptor (so a path swapped meanwhile cannot redirect the
 /// chmod), with a note; one that pinode cannot make private is refused, with the reason.
 /// Block devices (cards) are left alone: their node's mode is udev's business. Returns the
