@@ -7,7 +7,7 @@
 //! prepared without sudo. This module is the one place that answers "who, and where": the
 //! invoking user (from `SUDO_UID`/`SUDO_GID`/`SUDO_USER` when running as root under sudo,
 //! else the process's own user), their home (from the passwd database, not `$HOME`, which
-//! sudo resets to root's), their cache and state directories, and how to give what pinode
+//! sudo resets to root's, unless `$HOME` was passed on purpose), their cache and state directories, and how to give what pinode
 //! creates there back to them.
 
 use std::io::Read;
@@ -73,6 +73,13 @@ impl Invoker {
         match sudo_ids {
             Some((uid, gid)) => {
                 let entry = passwd_entry(passwd, |e| e.uid == uid);
+                // sudo sets HOME to root's; any other value was passed on purpose (`sudo
+                // HOME=… pinode`, or a sudo configured to keep it) and wins, like it would
+                // without sudo.
+                let root_home = passwd_entry(passwd, |e| e.uid == 0).map(|e| e.home);
+                let kept_home = env_home.filter(|h| {
+                    h.is_absolute() && Some(h) != root_home.as_ref() && h != Path::new("/")
+                });
                 Invoker {
                     name: entry
                         .as_ref()
@@ -80,7 +87,7 @@ impl Invoker {
                         .or(sudo_user.map(str::to_string)),
                     uid,
                     gid,
-                    home: entry.map(|e| e.home),
+                    home: kept_home.or(entry.map(|e| e.home)),
                     sudo: true,
                 }
             }
@@ -282,6 +289,17 @@ mod tests {
             who.expand_tilde("~/.ssh/id.pub").unwrap(),
             Path::new("/home/alice/.ssh/id.pub")
         );
+        // A HOME passed on purpose through sudo counts.
+        let kept = Invoker::from_parts(
+            0,
+            0,
+            Some("1000"),
+            Some("1000"),
+            Some("alice"),
+            Some("/srv/alice".into()),
+            &p,
+        );
+        assert_eq!(kept.home.as_deref(), Some(Path::new("/srv/alice")));
     }
 
     #[test]
