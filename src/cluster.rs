@@ -8,12 +8,13 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use crate::invoker::Invoker;
 use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::{FieldError, LoadedProfile, secrets};
 
@@ -169,68 +170,95 @@ fn check_token_value(t: &str) -> Result<(), String> {
     crate::provision::k3s::check_cluster_token(t)
 }
 
-/// pinode's state directory: `$PINODE_STATE_DIR`, else the XDG state directory
-/// (`~/.local/state/pinode`).
+/// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state
+/// directory (`~/.local/state/pinode`; under sudo the invoking user's, not root's, so that
+/// `sudo pinode flash` and `pinode prepare` share one kept token).
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PINODE_STATE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    use etcetera::app_strategy::{AppStrategy, AppStrategyArgs, Xdg};
-    let args = AppStrategyArgs {
-        top_level_domain: String::new(),
-        author: String::new(),
-        app_name: "pinode".into(),
-    };
-    Xdg::new(args)
-        .ok()
-        .and_then(|x| x.state_dir())
+    Invoker::current()
+        .state_dir()
         .unwrap_or_else(|| std::env::temp_dir().join("pinode-state"))
 }
 
+/// The shortest kept token pinode accepts: it writes 64 hex digits, and anything shorter is
+/// the remains of a failed write (an older pinode on a full disk left empty files).
+const MIN_KEPT_TOKEN: usize = 16;
+
 /// Reads the token kept at `path`, generating it (32 random bytes, hex) if there is none yet.
-/// The file is created exclusively, so two pinode processes cannot write different tokens.
+///
+/// The token is written whole to a private temporary file in the same directory, synced, and
+/// then linked into place without replacing anything: `path` either does not exist or holds a
+/// complete token, and when several pinode processes start a cluster at once exactly one
+/// link wins and every other process reads the winner's token.
 fn kept_token(path: &Path) -> Result<SecretString, String> {
-    if path.exists() {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!(
-                "{} is readable by others; chmod 600 it",
-                path.display()
-            ));
-        }
-        return secrets::from_file(&path.to_string_lossy(), Path::new("/"));
+    let shown = path.display();
+    if std::fs::symlink_metadata(path).is_ok() {
+        return read_kept_token(path);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    let invoker = Invoker::current();
+    invoker
+        .create_dir_all(dir, 0o700)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the cluster token: {e}"))?;
     let token = hex::encode(bytes);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(format!("{token}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // tempfile creates the file 0600; it is removed again unless it becomes `path`.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".token.")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+    temp.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .and_then(|()| invoker.give_back_file(temp.as_file()))
+        .map_err(|e| format!("cannot write {shown}: {e}"))?;
+    match temp.persist_noclobber(path) {
+        Ok(_) => {
+            // The new name must survive a crash too.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
             eprintln!(
-                "note: generated the K3s token for this cluster and kept it in {} (back it up)",
-                path.display()
+                "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
             );
             Ok(SecretString::from(token))
         }
-        // Another pinode got there first: use its token.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            secrets::from_file(&path.to_string_lossy(), Path::new("/"))
-        }
-        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        // Another pinode got there first: use its token (ours is removed with the temp file).
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path),
+        Err(e) => Err(format!("cannot create {shown}: {}", e.error)),
     }
+}
+
+/// Reads an existing kept token: private, and long enough to be one pinode wrote.
+fn read_kept_token(path: &Path) -> Result<SecretString, String> {
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{shown} is readable by others; chmod 600 it"));
+    }
+    let token = secrets::from_file(&path.to_string_lossy(), Path::new("/"))
+        .map_err(|e| format!("{e}: {}", damaged_hint(path)))?;
+    if token.expose_secret().trim().len() < MIN_KEPT_TOKEN {
+        return Err(format!(
+            "{shown} holds no complete cluster token: {}",
+            damaged_hint(path)
+        ));
+    }
+    Ok(token)
+}
+
+/// What to do about a damaged kept token.
+fn damaged_hint(path: &Path) -> String {
+    format!(
+        "if no node has been started with it yet, delete {} and run pinode again to generate \
+         a new one; otherwise restore it from a backup or from a node's /etc/pinode/secrets/k3s-token",
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -281,5 +309,18 @@ mod tests {
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(kept_token(&path).unwrap_err().contains("chmod 600"));
+    }
+
+    #[test]
+    fn an_empty_kept_token_is_an_error_not_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = kept_token(&path).unwrap_err();
+        assert!(err.contains("delete") && err.contains("token"), "{err}");
+        std::fs::write(&path, "abc\n").unwrap();
+        let err = kept_token(&path).unwrap_err();
+        assert!(err.contains("no complete cluster token"), "{err}");
     }
 }

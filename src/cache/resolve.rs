@@ -100,11 +100,11 @@ impl Resolver {
                     ResolveError::Usage(format!(
                         "--offline: no copy of the OS catalog {} in the cache yet (run once \
                          online, or pass --catalog FILE)",
-                        self.catalog
+                        crate::fetch::Redacted(&self.catalog)
                     ))
                 })?;
                 Ok(Catalog::parse(
-                    &format!("{} (cached copy)", self.catalog),
+                    &format!("{} (cached copy)", crate::fetch::Redacted(&self.catalog)),
                     &bytes,
                 )?)
             }

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::decompress::{Format, decompress, hash_file, is_corrupt_input};
 use super::lock::Lock;
 use crate::fetch::{FetchError, Http, display_url};
+use crate::invoker::Invoker;
 use crate::ui::progress::ProgressPolicy;
 
 const ENTRY: &str = "entry.json";
@@ -53,6 +54,18 @@ pub enum CacheError {
     Offline(String),
     #[error("cannot find a cache directory (no HOME?); pass --cache-dir")]
     NoDirectory,
+}
+
+/// Gives the cache's contents back to the invoking user when dropped (under sudo), whichever
+/// way the operation that wrote them ended.
+struct HandBack<'c>(&'c Cache);
+
+impl Drop for HandBack<'_> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.0.owner {
+            owner.give_back_tree(&self.0.root);
+        }
+    }
 }
 
 /// What pinode wants in the cache: an image known by the SHA-256 of its uncompressed bytes.
@@ -185,22 +198,40 @@ pub struct Listing {
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
+    /// Under sudo, the default cache is the invoking user's: what pinode writes there is
+    /// given back to them, so that their own runs without sudo can use and clean it.
+    owner: Option<&'static Invoker>,
 }
 
 impl Cache {
-    /// `dir`, or `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`).
+    /// `dir`, or the invoking user's `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`), theirs
+    /// also under sudo (see [`crate::invoker`]).
     pub fn open(dir: Option<&Path>) -> Result<Cache, CacheError> {
-        let root = match dir {
-            Some(d) => d.to_path_buf(),
-            None => {
-                use etcetera::BaseStrategy;
-                etcetera::choose_base_strategy()
-                    .map_err(|_| CacheError::NoDirectory)?
-                    .cache_dir()
-                    .join("pinode")
-            }
-        };
-        Ok(Cache { root })
+        let invoker = Invoker::current();
+        match dir {
+            Some(d) => Ok(Cache {
+                root: d.to_path_buf(),
+                owner: None,
+            }),
+            None => Ok(Cache {
+                root: invoker.cache_dir().ok_or(CacheError::NoDirectory)?,
+                owner: invoker.sudo.then_some(invoker),
+            }),
+        }
+    }
+
+    /// Creates the cache directory (and, under sudo, its missing parents as the invoking
+    /// user's); returns a guard that gives what was written back to them when dropped.
+    fn prepare_root(&self) -> Result<HandBack<'_>, CacheError> {
+        if let Some(owner) = self.owner {
+            owner
+                .create_dir_all(&self.root, 0o755)
+                .map_err(|source| CacheError::Io {
+                    path: self.root.clone(),
+                    source,
+                })?;
+        }
+        Ok(HandBack(self))
     }
 
     fn images(&self) -> PathBuf {
@@ -227,6 +258,9 @@ impl Cache {
     /// Keeps `bytes` as the last copy of the catalog at `url` (best effort).
     pub fn save_catalog(&self, url: &str, bytes: &[u8]) {
         let path = self.catalog_copy(url);
+        let Ok(_hand_back) = self.prepare_root() else {
+            return;
+        };
         if let Some(dir) = path.parent()
             && fs::create_dir_all(dir).is_ok()
             && let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
@@ -253,6 +287,7 @@ impl Cache {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
+        let _hand_back = self.prepare_root()?;
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let lock_path = self.lock_path(&wanted.sha256);
         let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;

@@ -94,7 +94,7 @@ impl Catalog {
     /// Parses a catalog document. `source` names it in messages.
     pub fn parse(source: &str, text: &[u8]) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog {
-            source: source.to_string(),
+            source: crate::fetch::display_url(source),
             ..Catalog::default()
         };
         catalog.absorb(source, text, &[], 0)?;
@@ -149,7 +149,7 @@ impl Catalog {
         depth: usize,
     ) -> Result<(), CatalogError> {
         let invalid = |message: String| CatalogError::Invalid {
-            source_name: source.to_string(),
+            source_name: crate::fetch::display_url(source),
             message,
         };
         let doc: serde_json::Value = serde_json::from_slice(text)

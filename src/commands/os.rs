@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::fetch::Redacted;
 use pinode::ui::Untrusted;
 
 use super::{Output, Sources, size};
@@ -35,7 +36,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
                     "name": e.name,
                     "aliases": e.aliases(),
                     "release_date": e.release_date,
-                    "url": e.url,
+                    "url": Redacted(&e.url),
                     "download_bytes": e.image_download_size,
                     "extract_size": e.extract_size,
                     "extract_sha256": e.extract_sha256,
@@ -46,7 +47,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
             })
             .collect();
         out.json(&json!({
-            "catalog": catalog.source,
+            "catalog": Redacted(&catalog.source),
             "images": items,
             "skipped_sublists": catalog.skipped,
         }));
@@ -54,7 +55,10 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
     }
     // Names, dates and aliases come from the catalog, a document from the network: shown
     // through `Untrusted`, never obeyed by the terminal.
-    out.say(format!("catalog: {}", Untrusted(&catalog.source)));
+    out.say(format!(
+        "catalog: {}",
+        Untrusted(&Redacted(&catalog.source).to_string())
+    ));
     for e in &entries {
         let aliases = e.aliases();
         let first = aliases.first().cloned().unwrap_or_else(|| "-".into());

@@ -59,7 +59,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     }
     if out.json {
         let mut document = json!({
-            "base": { "path": base.original, "os": os },
+            "base": { "path": pinode::fetch::Redacted(&base.original), "os": os },
             "compression": args.compress,
             "nodes": results,
         });

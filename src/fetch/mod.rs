@@ -93,23 +93,41 @@ pub fn is_http_url(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://")
 }
 
-/// A URL fit for messages: no user:password, no query string (either may carry a secret).
-pub fn display_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let path = match path.split_once('?') {
-        Some((p, _)) => format!("{p}?…"),
-        None => path.to_string(),
-    };
-    if scheme.is_empty() {
-        format!("{host}{path}")
-    } else {
-        format!("{scheme}://{host}{path}")
+/// A URL (or anything naming an image or a catalog) as pinode prints it: without
+/// `user:password@` and without a query string, either of which may carry a secret (a
+/// token in `?token=`, a password in the authority). Everything that prints a URL given by a
+/// profile, a catalog or the command line goes through this, in human and JSON output alike.
+/// Text that is not a URL (a path, an alias) is shown as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Redacted<'a>(pub &'a str);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return f.write_str(self.0);
+        };
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let path = path.split('#').next().unwrap_or("");
+        match path.split_once('?') {
+            Some((p, _)) => write!(f, "{scheme}://{host}{p}?…"),
+            None => write!(f, "{scheme}://{host}{path}"),
+        }
     }
+}
+
+impl serde::Serialize for Redacted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// [`Redacted`], as a string.
+pub fn display_url(url: &str) -> String {
+    Redacted(url).to_string()
 }
 
 /// The HTTP client.
@@ -272,6 +290,12 @@ mod tests {
         assert_eq!(
             display_url("http://127.0.0.1:8080/x"),
             "http://127.0.0.1:8080/x"
+        );
+        assert_eq!(display_url("https://u:p@h?x=1#f"), "https://h?…");
+        assert_eq!(display_url("/home/a@b/x?y.img"), "/home/a@b/x?y.img");
+        assert_eq!(
+            serde_json::to_string(&Redacted("http://a:b@h/p?t=1")).unwrap(),
+            "\"http://h/p?…\""
         );
     }
 

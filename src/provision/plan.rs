@@ -95,7 +95,7 @@ impl NodePlan {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                values::ssh_public_key(line).map_err(|e| {
+                values::ssh_public_key_line(line).map_err(|e| {
                     profile.error_at(
                         &file.field,
                         format!("{} line {}: {e}", path.display(), n + 1),

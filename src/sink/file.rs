@@ -404,8 +404,18 @@ fn allocated(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.blocks() * 512)
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
+/// Writes `contents` to `path` through a temporary file and a rename; the file is 0600.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, contents, 0o600)
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, with `mode`.
+///
+/// The mode is set on the temporary file (created 0600, then `fchmod`) before the rename,
+/// never by path afterwards: in a directory others can write to, the path could by then be
+/// a symlink to any file, which a chmod by path would make readable.
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -413,6 +423,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut temp = tempfile::Builder::new()
         .prefix(".pinode.")
         .tempfile_in(dir)?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;

@@ -67,41 +67,14 @@ pub fn user() -> Option<String> {
         .find(|u| u != "root" && values::user_name(u).is_ok())
 }
 
-/// Valid public keys in `~/.ssh/*.pub`: (file, key line). Under sudo, the invoking user's
-/// keys too: their home is not `$HOME` then.
+/// Valid public keys in the invoking user's `~/.ssh/*.pub`: (file, key line). Under sudo
+/// that is the user behind sudo, not root (see [`crate::invoker`]).
 pub fn ssh_public_keys() -> Vec<(PathBuf, String)> {
-    let mut homes: Vec<PathBuf> = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Some(home) = std::env::var("SUDO_USER").ok().and_then(|u| home_of(&u)) {
-        homes.insert(0, home);
-    }
-    homes.dedup();
-    homes
-        .iter()
-        .flat_map(|home| public_keys_in(&home.join(".ssh")))
-        .collect()
-}
-
-/// A user's home directory, from `/etc/passwd`.
-fn home_of(user: &str) -> Option<PathBuf> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 6 && fields[0] == user).then(|| PathBuf::from(fields[5]))
-    })
-}
-
-/// Under sudo, the invoking user's uid and gid: files the wizard saves are given back to
-/// them, so that the profile and its secrets are theirs, not root's.
-pub fn sudo_owner() -> Option<(u32, u32)> {
-    if !rustix::process::geteuid().is_root() {
-        return None;
-    }
-    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
-    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
-    Some((uid, gid))
+    crate::invoker::Invoker::current()
+        .home
+        .as_ref()
+        .map(|home| public_keys_in(&home.join(".ssh")))
+        .unwrap_or_default()
 }
 
 fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
