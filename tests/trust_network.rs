@@ -352,6 +352,27 @@ fn a_download_stops_at_the_catalogs_size_and_deletes_the_part() {
     );
 }
 
+/// A server that announces more than the catalog's size is refused before the body.
+#[test]
+fn a_download_announced_larger_than_the_catalogs_size_is_refused_at_once() {
+    let w = World::new(vec![5u8; 3 << 20], Behaviour::Normal, 1 << 20, 4 << 20);
+    let (out, _) = run_within(
+        w.pinode().args(["download", "--os", ALIAS]),
+        Duration::from_secs(30),
+        "download announced larger than the catalog says",
+    );
+    one_error_line(&out, &["1048576 bytes", "image_download_size"]);
+    let left = w.files();
+    assert!(
+        left.iter().all(|(name, _)| !name.ends_with(".part")),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
+        "{left:?}"
+    );
+}
+
 /// An xz bomb (256 MiB of one byte in 40 KB): decompression stops just past the catalog's
 /// `extract_size` and the download is deleted.
 #[test]
