@@ -30,18 +30,8 @@ pub fn from_env(var: &str) -> Result<SecretString, String> {
 pub fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, String> {
     let full = expand_path(path, base_dir);
     let shown = full.display();
-    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{shown} is {} bytes: too large for a secret",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut text = String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))?;
+    let mut text = crate::input::read_text(&full, MAX_SECRET_FILE, "a secret file")
+        .map_err(|e| e.to_string())?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
