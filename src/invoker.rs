@@ -150,7 +150,10 @@ impl Invoker {
             .recursive(true)
             .mode(mode)
             .create(dir)?;
-        for created in missing.iter().rev() {
+        // Innermost first: while a directory is being given away, its parents pinode
+        // created are still root's, so the user cannot swap one for a symlink meanwhile and
+        // steer the chown of a deeper path elsewhere.
+        for created in &missing {
             self.give_back(created)?;
         }
         Ok(())
