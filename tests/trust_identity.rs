@@ -968,3 +968,57 @@ fn the_wizard_offers_the_invokers_name() {
     let _ = s.send("\x03");
     offered.unwrap_or_else(|e| panic!("the wizard did not offer {WIZARD_USER}: {e}"));
 }
+
+/// `~/` when the invoking user's home is unknown (an account the user database does not
+/// know, no `$HOME`) is an error, never a folder named `~` beside the profile.
+#[test]
+fn tilde_without_a_known_home_is_an_error() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to run as an unknown uid)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let uid = 61_344u32;
+    // A decoy where a literal `~` folder beside the profile would be.
+    std::fs::create_dir_all(dir.path().join("~/.ssh")).unwrap();
+    std::fs::write(
+        dir.path().join("~/.ssh/id_ed25519.pub"),
+        format!("{KEY_2}\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::chown(&out_dir, Some(uid), Some(uid)).unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        "version: 1\n\
+         defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
+         nodes:\n  - hostname: n1\n",
+    );
+    let mut render = bare_pinode();
+    render
+        .args(["render", "--generation", "bookworm", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(&out_dir);
+    let mut as_unknown = Command::new("setpriv");
+    as_unknown
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(render.get_program())
+        .args(render.get_args())
+        .env_clear()
+        .envs(render.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env_remove("HOME");
+    let out = output(&mut as_unknown);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the decoy was used: {}", both(&out));
+    assert!(
+        err.contains("ssh_authorized_keys_file") && err.contains("home of the invoking user"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

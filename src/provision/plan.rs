@@ -76,7 +76,8 @@ impl NodePlan {
             .map(|k| k.trim().to_string())
             .collect();
         if let Some(file) = &node.user.keys_file {
-            let path = secrets::expand_path(&file.value, &base);
+            let path = secrets::expand_path(&file.value, &base)
+                .map_err(|e| profile.error_at(&file.field, e))?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if size > MAX_KEYS_FILE {
                 return Err(profile.error_at(
