@@ -1022,3 +1022,62 @@ fn tilde_without_a_known_home_is_an_error() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// One test user per test (nextest runs tests in parallel).
+const LINK_USER: &str = "pinode-trust-test5";
+
+/// Giving the cache back under sudo changes the owner of what is in the cache only: a hard
+/// link to a file of root's planted in the user's cache, and a symlink to one, leave those
+/// files root's. (The user's own `--cache-dir`, which already is theirs, gets the rest.)
+#[test]
+fn giving_the_cache_back_follows_no_planted_link() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let user = TestUser::create(LINK_USER, &dir.path().join("home"));
+    let server = Server::start();
+    let catalog = serve_catalog(&server);
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             os:\n  image: raspios-lite-arm64\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n  - hostname: n1\n"
+        ),
+    );
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let victims = dir.path().join("victims");
+    std::fs::create_dir_all(&victims).unwrap();
+    std::fs::write(victims.join("hard"), "root's").unwrap();
+    std::fs::write(victims.join("soft"), "root's").unwrap();
+    std::fs::hard_link(victims.join("hard"), cache.join("planted-hard")).unwrap();
+    std::os::unix::fs::symlink(victims.join("soft"), cache.join("planted-soft")).unwrap();
+    std::os::unix::fs::symlink(&victims, cache.join("planted-dir")).unwrap();
+    std::os::unix::fs::chown(&cache, Some(user.uid), Some(user.gid)).unwrap();
+
+    let mut prepare = bare_pinode();
+    prepare
+        .env("PINODE_CATALOG", &catalog)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["prepare", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(dir.path().join("out"));
+    user.sudo_env(&mut prepare);
+    run(&mut prepare);
+
+    for victim in [&victims, &victims.join("hard"), &victims.join("soft")] {
+        assert_eq!(owner(victim), (0, 0), "{} was given away", victim.display());
+    }
+    let image = walk(&cache)
+        .into_iter()
+        .find(|p| p.ends_with("image.img"))
+        .expect("the base image in the cache");
+    assert_eq!(owner(&image), (user.uid, user.gid));
+}
