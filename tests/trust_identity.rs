@@ -951,12 +951,12 @@ fn the_wizard_offers_the_invokers_name() {
     let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
     s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
     for (prompt, answer) in [
-        ("Operating system", "\r"),
         ("Cluster name", "\r"),
         ("How many servers", "\r"),
         ("Server hostnames", "\r"),
         ("How many agents", "0\r"),
         ("K3s channel or version", "\r"),
+        ("Operating system", "\r"),
     ] {
         s.expect(prompt)
             .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
