@@ -12,7 +12,8 @@ use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::sink::bmap;
 use pinode::sink::card::Composed;
-use pinode::sink::file::{write_atomic, write_image};
+use pinode::cache::lock::Lock;
+use pinode::sink::file::{remove_stale_outputs, write_atomic, write_image};
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
@@ -21,6 +22,11 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    // One run per node and output folder at a time: two would mix their files.
+    let _locks = nodes
+        .iter()
+        .map(|node| lock_node(&args.out_dir, &node.hostname))
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = out.progress();
     let base = SourceImage::for_profile(
         &profile,
@@ -83,6 +89,17 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         } else {
             None
         };
+        let mut produced = vec![written.path.clone(), written.sha256_file.clone()];
+        if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
+            produced.push(b.into());
+        }
+        produced.push(
+            args.out_dir
+                .join(format!("{}.sha256", written.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())),
+        );
+        for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
+            out.say(format!("{}: removed {} (from an earlier run)", custom.hostname, stale.display()));
+        }
         results.push(json!({
             "hostname": custom.hostname,
             "role": custom.role.as_str(),
@@ -120,4 +137,20 @@ fn write_bmap(
     let text = bmap::render(image, len, &allocation.map).map_err(failed)?;
     write_atomic(&path, text.as_bytes()).map_err(failed)?;
     Ok((path, allocation.map.bytes()))
+}
+
+/// Takes the lock of node `host`'s outputs in `dir`, refusing when another run holds it.
+fn lock_node(dir: &std::path::Path, host: &str) -> Result<Lock, Error> {
+    let path = dir.join(format!(".pinode-lock.{host}"));
+    match Lock::try_acquire(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::path(
+            dir,
+            format!(
+                "another pinode run is writing {host}'s image here; wait for it to finish (or \
+                 use another --out-dir)"
+            ),
+        )),
+        Err(e) => Err(Error::path(&path, e)),
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
+use crate::cleanup::TempFile;
 use crate::disk::Overlay;
 use crate::disk::stream::{CHUNK_SIZE, Chunk, ComposedReader};
 
@@ -83,11 +84,9 @@ pub fn write_image(
         path: final_path.clone(),
         source,
     };
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{image_name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    // Registered: removed on SIGINT/SIGTERM, and by the next run after a SIGKILL (it holds
+    // the node's secrets until renamed into place).
+    let temp = TempFile::new_in(dir, &image_name).map_err(err)?;
 
     let (digest, compressed_sha256) =
         std::thread::scope(|scope| -> io::Result<(String, Option<String>)> {
@@ -128,7 +127,7 @@ pub fn write_image(
         Compression::None => Some(allocated(temp.as_file()).map_err(err)?),
         _ => None,
     };
-    temp.persist(&final_path).map_err(|e| err(e.error))?;
+    temp.persist(&final_path).map_err(err)?;
     let sha256_file = dir.join(format!("{image_name}.sha256"));
     write_atomic(&sha256_file, format!("{digest}  {image_name}\n").as_bytes()).map_err(
         |source| SinkError {
@@ -398,23 +397,54 @@ impl<'a> FinishWrite<'a> for zstd::stream::write::Encoder<'static, Sink<'a>> {
     }
 }
 
+/// Every file `prepare` may write for the node `name` (`NAME.img`, its compressed forms,
+/// their `.sha256` files and the `.bmap`): the outputs of an earlier run that this one does
+/// not rewrite are stale, and would be taken for this run's.
+pub fn node_outputs(name: &str) -> Vec<String> {
+    let image = format!("{name}.img");
+    let mut all = Vec::new();
+    for compression in [Compression::None, Compression::Xz, Compression::Zst] {
+        let file = format!("{image}{}", compression.extension());
+        all.push(format!("{file}.sha256"));
+        all.push(file);
+    }
+    all.push(format!("{image}.bmap"));
+    all
+}
+
+/// Removes the outputs of an earlier run for node `name` in `dir` that are not in
+/// `produced` (a stale `.bmap` or `.xz` next to a new image). Only regular files with those
+/// exact names are removed; returns their paths.
+pub fn remove_stale_outputs(
+    dir: &Path,
+    name: &str,
+    produced: &[PathBuf],
+) -> Result<Vec<PathBuf>, SinkError> {
+    let mut removed = Vec::new();
+    for file in node_outputs(name) {
+        let path = dir.join(&file);
+        if produced.contains(&path) {
+            continue;
+        }
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&path).map_err(|source| SinkError {
+                path: path.clone(),
+                source,
+            })?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Bytes actually stored (st_blocks × 512).
 fn allocated(file: &File) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(file.metadata()?.blocks() * 512)
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
+/// Writes `contents` to `path` through a registered temporary file and a rename (see
+/// [`crate::cleanup`]).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".pinode.")
-        .tempfile_in(dir)?;
-    temp.write_all(contents)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::cleanup::write_atomic(path, contents)
 }
