@@ -22,11 +22,18 @@ fn stderr(out: &Output) -> String {
 /// The command failed with exactly one `error:` line containing every needle.
 fn refused(out: &Output, needles: &[&str]) -> String {
     let err = stderr(out);
-    assert!(!out.status.success(), "expected a failure, got success:\n{err}");
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success:\n{err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "expected one error line:\n{err}");
     for needle in needles {
-        assert!(lines[0].contains(needle), "{needle:?} not in {:?}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "{needle:?} not in {:?}",
+            lines[0]
+        );
     }
     lines[0].to_string()
 }
@@ -221,7 +228,11 @@ fn a_batch_naming_one_card_twice_is_refused() {
     let out = flash(&p, &fixture("bookworm"), &[&card.dev, &twin.0]);
     refused(&out, &["same card"]);
     drop(twin);
-    assert_eq!(sha256(&card.read(100 * MIB)), before, "the card was written");
+    assert_eq!(
+        sha256(&card.read(100 * MIB)),
+        before,
+        "the card was written"
+    );
 }
 
 #[test]
@@ -236,7 +247,11 @@ fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
     let twin = Bound::new(&card.backing);
     let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount").arg(&twin.0).arg(&mnt).output().unwrap();
+    let mounted = Command::new("mount")
+        .arg(&twin.0)
+        .arg(&mnt)
+        .output()
+        .unwrap();
     if !mounted.status.success() {
         eprintln!("skipped: cannot mount ext4 here: {}", stderr(&mounted));
         return;
@@ -250,11 +265,24 @@ fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
     let unmount = Unmount(mnt.clone());
     let before = sha256(&card.read(100 * MIB));
     let out = flash(&one_node(dir.path()), &fixture("bookworm"), &[&card.dev]);
-    refused(&out, &["in use by", &twin.0.file_name().unwrap().to_string_lossy(), "same file"]);
+    refused(
+        &out,
+        &[
+            "in use by",
+            &twin.0.file_name().unwrap().to_string_lossy(),
+            "same file",
+        ],
+    );
     // --unmount cannot lift it: the mount is not this device's.
     let out = output(
         pinode()
-            .args(["flash", "--yes", "--allow-non-removable", "--unmount", "--profile"])
+            .args([
+                "flash",
+                "--yes",
+                "--allow-non-removable",
+                "--unmount",
+                "--profile",
+            ])
             .arg(one_node(dir.path()))
             .arg("--image")
             .arg(fixture("bookworm"))
@@ -262,7 +290,11 @@ fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
             .arg(&card.dev),
     );
     refused(&out, &["in use by"]);
-    assert_eq!(sha256(&card.read(100 * MIB)), before, "the card was written");
+    assert_eq!(
+        sha256(&card.read(100 * MIB)),
+        before,
+        "the card was written"
+    );
     drop(unmount);
     drop(twin);
 }
@@ -337,7 +369,7 @@ fn signal(child: &Child, sig: &str) {
 fn sigint_and_sigterm_during_prepare_remove_its_temporaries() {
     let dir = tempfile::tempdir().unwrap();
     let p = one_node(dir.path());
-    let image = slow_image(dir.path(), 48 * MIB);
+    let image = slow_image(dir.path(), 24 * MIB);
     for (sig, number) in [("INT", 2), ("TERM", 15)] {
         let out = dir.path().join(format!("out-{sig}"));
         let mut child = prepare_cmd(&p, &image, &out, &["--compress", "xz"])
@@ -348,7 +380,11 @@ fn sigint_and_sigterm_during_prepare_remove_its_temporaries() {
         let status = child.wait().unwrap();
         // Death by the signal, as the shell reports it: 130 / 143.
         assert_eq!(status.signal(), Some(number), "{status}");
-        assert_eq!(temporaries(&out), Vec::<String>::new(), "SIG{sig} left temporaries");
+        assert_eq!(
+            temporaries(&out),
+            Vec::<String>::new(),
+            "SIG{sig} left temporaries"
+        );
         assert!(!out.join("n1.img.xz").exists());
     }
 }
@@ -357,7 +393,7 @@ fn sigint_and_sigterm_during_prepare_remove_its_temporaries() {
 fn a_killed_prepare_is_cleaned_up_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let p = one_node(dir.path());
-    let image = slow_image(dir.path(), 48 * MIB);
+    let image = slow_image(dir.path(), 24 * MIB);
     let out = dir.path().join("out");
     let mut child = prepare_cmd(&p, &image, &out, &["--compress", "xz"])
         .spawn()
@@ -366,7 +402,10 @@ fn a_killed_prepare_is_cleaned_up_by_the_next_run() {
     signal(&child, "KILL");
     child.wait().unwrap();
     let left = temporaries(&out);
-    assert!(!left.is_empty(), "SIGKILL cannot clean up; the test needs its leftover");
+    assert!(
+        !left.is_empty(),
+        "SIGKILL cannot clean up; the test needs its leftover"
+    );
     // A user's file that merely looks similar is never touched.
     std::fs::write(out.join(".pinode-tmp.notes"), b"mine").unwrap();
 
@@ -379,7 +418,7 @@ fn a_killed_prepare_is_cleaned_up_by_the_next_run() {
 fn two_runs_for_the_same_node_never_mix_their_files() {
     let dir = tempfile::tempdir().unwrap();
     let p = one_node(dir.path());
-    let image = slow_image(dir.path(), 48 * MIB);
+    let image = slow_image(dir.path(), 24 * MIB);
     let out = dir.path().join("out");
     let mut first = prepare_cmd(&p, &image, &out, &["--compress", "xz"])
         .spawn()
@@ -390,7 +429,10 @@ fn two_runs_for_the_same_node_never_mix_their_files() {
     assert!(status.success(), "{status}");
     refused(&second, &["another pinode run is writing n1"]);
     assert!(out.join("n1.img.xz").exists());
-    assert!(!out.join("n1.img").exists(), "the second run wrote into the first's folder");
+    assert!(
+        !out.join("n1.img").exists(),
+        "the second run wrote into the first's folder"
+    );
 }
 
 #[test]
@@ -398,8 +440,18 @@ fn prepare_removes_its_own_stale_outputs_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let p = one_node(dir.path());
     let out = dir.path().join("out");
-    run(&mut prepare_cmd(&p, &fixture("bookworm"), &out, &["--compress", "xz", "--bmap"]));
-    for f in ["n1.img.xz", "n1.img.xz.sha256", "n1.img.sha256", "n1.img.bmap"] {
+    run(&mut prepare_cmd(
+        &p,
+        &fixture("bookworm"),
+        &out,
+        &["--compress", "xz", "--bmap"],
+    ));
+    for f in [
+        "n1.img.xz",
+        "n1.img.xz.sha256",
+        "n1.img.sha256",
+        "n1.img.bmap",
+    ] {
         assert!(out.join(f).exists(), "{f}");
     }
     std::fs::write(out.join("n1.img.notes"), b"mine").unwrap();
@@ -413,7 +465,10 @@ fn prepare_removes_its_own_stale_outputs_and_nothing_else() {
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
-    assert_eq!(names, ["n1.img", "n1.img.notes", "n1.img.sha256", "other.img"]);
+    assert_eq!(
+        names,
+        ["n1.img", "n1.img.notes", "n1.img.sha256", "other.img"]
+    );
 }
 
 #[test]
@@ -436,9 +491,15 @@ fn render_removes_what_it_rendered_for_another_node_and_nothing_else() {
     assert!(out.join("boot/firstrun.sh").exists());
     std::fs::write(out.join("boot/my-notes.txt"), b"mine").unwrap();
     render("n2", "trixie");
-    assert!(!out.join("boot/firstrun.sh").exists(), "n1's first-boot script was left");
+    assert!(
+        !out.join("boot/firstrun.sh").exists(),
+        "n1's first-boot script was left"
+    );
     assert!(out.join("boot/user-data").exists());
-    assert!(out.join("boot/my-notes.txt").exists(), "a user's file was removed");
+    assert!(
+        out.join("boot/my-notes.txt").exists(),
+        "a user's file was removed"
+    );
     assert_eq!(temporaries(&out.join("boot")), Vec::<String>::new());
 }
 
@@ -446,7 +507,11 @@ fn render_removes_what_it_rendered_for_another_node_and_nothing_else() {
 // 11. cache clean
 
 fn cache_clean(cache: &Path) -> Output {
-    output(pinode().env("PINODE_CACHE_DIR", cache).args(["cache", "clean"]))
+    output(
+        pinode()
+            .env("PINODE_CACHE_DIR", cache)
+            .args(["cache", "clean"]),
+    )
 }
 
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -541,5 +606,8 @@ fn a_new_cache_is_tagged_and_a_foreign_directory_is_not() {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join("notes.txt"), b"mine").unwrap();
     list(&home);
-    assert!(!home.join("CACHEDIR.TAG").exists(), "a user's folder was tagged as a cache");
+    assert!(
+        !home.join("CACHEDIR.TAG").exists(),
+        "a user's folder was tagged as a cache"
+    );
 }

@@ -489,8 +489,7 @@ impl Cache {
                 entry.download = None;
             }
             Some(format) => {
-                let tmp = crate::cleanup::TempFile::new_in(&dir, "image")
-                    .map_err(io_at(&dir))?;
+                let tmp = crate::cleanup::TempFile::new_in(&dir, "image").map_err(io_at(&dir))?;
                 let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
                 let bar = progress.bytes(compressed, "decompressing");
                 let out = decompress(&download_path, format, tmp.as_file(), &bar);

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::cache::lock::Lock;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
@@ -12,7 +13,6 @@ use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::sink::bmap;
 use pinode::sink::card::Composed;
-use pinode::cache::lock::Lock;
 use pinode::sink::file::{remove_stale_outputs, write_atomic, write_image};
 
 use super::{Output, Sources, load_profile, select_nodes, size};
@@ -94,11 +94,21 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             produced.push(b.into());
         }
         produced.push(
-            args.out_dir
-                .join(format!("{}.sha256", written.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())),
+            args.out_dir.join(format!(
+                "{}.sha256",
+                written
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )),
         );
         for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
-            out.say(format!("{}: removed {} (from an earlier run)", custom.hostname, stale.display()));
+            out.say(format!(
+                "{}: removed {} (from an earlier run)",
+                custom.hostname,
+                stale.display()
+            ));
         }
         results.push(json!({
             "hostname": custom.hostname,

@@ -65,7 +65,10 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
     // that names one card twice (through symlinks, or two loop devices of one file).
     let mut named = Vec::new();
     for path in &args.devices {
-        named.push((path.clone(), target::check_named(&view, path, None, &overrides)?));
+        named.push((
+            path.clone(),
+            target::check_named(&view, path, None, &overrides)?,
+        ));
     }
     target::check_distinct(&named)?;
     // The base image must not be its own target (a local file, or the file behind a loop

@@ -118,7 +118,11 @@ impl Source {
     /// An error when writing `disk` would overwrite the base image.
     pub fn refuse(&self, disk: &BlockDevice) -> Result<(), Error> {
         let target = identity::of_disk(disk);
-        match self.paths.iter().find(|(_, ids)| identity::overlap(ids, &target)) {
+        match self
+            .paths
+            .iter()
+            .find(|(_, ids)| identity::overlap(ids, &target))
+        {
             None => Ok(()),
             Some((path, _)) => Err(Error::Usage(format!(
                 "{} is the base image {} itself{}: writing it would destroy the image while \

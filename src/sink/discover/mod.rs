@@ -301,7 +301,12 @@ fn mark_shared_backing_files(disks: &mut [BlockDevice]) {
                 uses.push("swap".into());
             }
             uses.extend(other.holders.iter().cloned());
-            uses.extend(other.partitions.iter().flat_map(|p| p.holders.iter().cloned()));
+            uses.extend(
+                other
+                    .partitions
+                    .iter()
+                    .flat_map(|p| p.holders.iter().cloned()),
+            );
             if !uses.is_empty() {
                 extra.push((
                     i,
