@@ -244,12 +244,12 @@ mod tests {
     #[test]
     fn sweep_removes_only_dead_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        // A dead process's temporary (pid 0 never names a user process here).
+        let live = TempFile::new_in(dir.path(), "live").unwrap();
+        // A dead process's temporary (no process has so high an id).
         let dead = dir.path().join(format!("{PREFIX}999999999.prepare.abc"));
         std::fs::write(&dead, b"secret").unwrap();
         let user = dir.path().join("notes.txt");
         std::fs::write(&user, b"mine").unwrap();
-        let live = TempFile::new_in(dir.path(), "live").unwrap();
         assert_eq!(sweep(dir.path()), 1);
         assert!(!dead.exists());
         assert!(user.exists());
