@@ -123,6 +123,58 @@ impl Write for TempFile {
     }
 }
 
+/// An exclusive lock whose file exists only while it is held: two runs writing the same
+/// outputs exclude each other, and a finished (or interrupted) run leaves no lock file in
+/// the user's folder. (A run killed outright leaves an empty one, which the next run takes
+/// over and removes.)
+#[derive(Debug)]
+pub struct LockFile {
+    path: PathBuf,
+    _file: File,
+    _registration: Registration,
+}
+
+impl LockFile {
+    /// Takes the lock at `path`, or `None` when another process holds it.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<LockFile>> {
+        use std::fs::TryLockError;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+            // The previous holder removes the file when done: if it did so between our
+            // open and our lock, we hold a lock on a file nobody else will see. Try again.
+            let ours = file.metadata()?;
+            let same = std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.dev() == ours.dev() && m.ino() == ours.ino());
+            if same {
+                return Ok(Some(LockFile {
+                    path: path.to_path_buf(),
+                    _registration: Registration::new(path),
+                    _file: file,
+                }));
+            }
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Removed while still locked, so that no one can take a lock on it in between.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `contents` to `path` through a registered temporary file, fsync and a rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path

@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use pinode::Error;
-use pinode::cache::lock::Lock;
 use pinode::cache::source::SourceImage;
+use pinode::cleanup::LockFile;
 use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
 use pinode::disk::usage::allocation;
@@ -93,16 +93,14 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
             produced.push(b.into());
         }
-        produced.push(
-            args.out_dir.join(format!(
+        produced.push(args.out_dir.join(format!(
                 "{}.sha256",
                 written
                     .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default()
-            )),
-        );
+            )));
         for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
             out.say(format!(
                 "{}: removed {} (from an earlier run)",
@@ -150,9 +148,9 @@ fn write_bmap(
 }
 
 /// Takes the lock of node `host`'s outputs in `dir`, refusing when another run holds it.
-fn lock_node(dir: &std::path::Path, host: &str) -> Result<Lock, Error> {
+fn lock_node(dir: &std::path::Path, host: &str) -> Result<LockFile, Error> {
     let path = dir.join(format!(".pinode-lock.{host}"));
-    match Lock::try_acquire(&path) {
+    match LockFile::try_acquire(&path) {
         Ok(Some(lock)) => Ok(lock),
         Ok(None) => Err(Error::path(
             dir,

@@ -238,9 +238,9 @@ fn read_bounded(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// Takes the folder's render lock, refusing when another run holds it.
-fn lock_folder(dir: &Path) -> Result<pinode::cache::lock::Lock, Error> {
+fn lock_folder(dir: &Path) -> Result<pinode::cleanup::LockFile, Error> {
     let path = dir.join(".pinode-lock.render");
-    match pinode::cache::lock::Lock::try_acquire(&path) {
+    match pinode::cleanup::LockFile::try_acquire(&path) {
         Ok(Some(lock)) => Ok(lock),
         Ok(None) => Err(Error::path(
             dir,
