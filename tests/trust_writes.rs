@@ -148,6 +148,41 @@ fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
     assert!(mread(&boot, "firstrun.sh").is_some());
 }
 
+/// The I/O-error variant: a card (a loop device) whose medium loses writes. The backing file
+/// sits on a full tmpfs, so the writes into its holes are lost at writeback, with no error
+/// reported to `fdatasync` (the kernel here logs nothing either). Before the fix the patch
+/// said "customised" and left `ssh`, `userconf.txt` and `cmdline.txt` without `firstrun.sh`.
+#[test]
+fn patch_on_a_card_that_loses_writes_puts_everything_back() {
+    if !root_or_skip("a tmpfs and loop devices") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = one_node(dir.path());
+    let fs = Tmpfs::new(dir.path(), "full", 96 * MIB);
+    let image = copy_fixture("bookworm", &fs.0);
+    let before = sha256_file(&image);
+    let card = Bound::new(&image);
+    fs.fill();
+    let out = output(
+        pinode()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["patch", "--profile"])
+            .arg(&p)
+            .arg("--node")
+            .arg("n1")
+            .arg(&card.0),
+    );
+    refused(&out, &[&card.0.display().to_string(), "nothing was changed"]);
+    drop(card);
+    assert_eq!(sha256_file(&image), before, "the card changed");
+    let check = dir.path().join("check");
+    std::fs::create_dir_all(&check).unwrap();
+    let boot = extract_boot(&image, &check);
+    fsck_fat(&boot).unwrap();
+    assert!(mread(&boot, "ssh").is_none(), "ssh was enabled by a failed patch");
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. flash refusals
 

@@ -128,7 +128,10 @@ impl OverlayDisk {
     /// 3. contiguous runs are written highest offset first (file data before the
     ///    directories and the FAT at the start of the partition), each flushed before the
     ///    next, so that a failure is known at the run it happened in;
-    /// 4. on a failure, every run written so far (and the failed one) is put back.
+    /// 4. everything is read back from the medium (the cache dropped first): a device can
+    ///    lose writes without an error (a loop device over a full file system does, and so
+    ///    do counterfeit cards);
+    /// 5. on a failure, every run written so far (and the failed one) is put back.
     ///
     /// The base must have been opened for writing. Cost is proportional to the overlay.
     pub fn commit(&mut self) -> Result<u64, CommitError> {
@@ -148,27 +151,51 @@ impl OverlayDisk {
         let mut written = 0;
         for (i, (offset, data)) in runs.iter().enumerate() {
             if let Err(source) = write_durably(&self.base, data, *offset) {
-                let mut undo = None;
-                for j in (0..=i).rev() {
-                    if let Err(e) = write_durably(&self.base, &old[j], runs[j].0) {
-                        undo.get_or_insert(e);
-                    }
-                }
-                return Err(match undo {
-                    None => CommitError::RolledBack {
-                        offset: *offset,
-                        source,
-                    },
-                    Some(undo) => CommitError::Inconsistent {
-                        offset: *offset,
-                        source,
-                        undo,
-                    },
-                });
+                return Err(self.undo(&runs[..=i], &old[..=i], *offset, source));
             }
             written += data.len() as u64;
         }
+        if let Some(offset) = first_difference(&self.base, &runs) {
+            let source = io::Error::other("the device did not keep the bytes written there");
+            return Err(self.undo(&runs, &old, offset, source));
+        }
         Ok(written)
+    }
+
+    /// Puts `old` back over `runs` after a failure at `offset`, and checks that it stuck.
+    fn undo(
+        &self,
+        runs: &[(u64, Vec<u8>)],
+        old: &[Vec<u8>],
+        offset: u64,
+        source: io::Error,
+    ) -> CommitError {
+        let mut undo = None;
+        for ((at, _), before) in runs.iter().zip(old).rev() {
+            if let Err(e) = write_durably(&self.base, before, *at) {
+                undo.get_or_insert(e);
+            }
+        }
+        let restored: Vec<(u64, Vec<u8>)> = runs
+            .iter()
+            .zip(old)
+            .map(|((at, _), before)| (*at, before.clone()))
+            .collect();
+        if undo.is_none()
+            && let Some(at) = first_difference(&self.base, &restored)
+        {
+            undo = Some(io::Error::other(format!(
+                "byte {at} still differs from the original"
+            )));
+        }
+        match undo {
+            None => CommitError::RolledBack { offset, source },
+            Some(undo) => CommitError::Inconsistent {
+                offset,
+                source,
+                undo,
+            },
+        }
     }
 
     /// The overlay as contiguous runs `(byte offset, bytes)`, clipped to the disk's end,
@@ -349,6 +376,23 @@ fn reserve(base: &File, runs: &[(u64, Vec<u8>)]) -> Result<(), CommitError> {
 fn write_durably(base: &File, data: &[u8], offset: u64) -> io::Result<()> {
     base.write_all_at(data, offset)?;
     base.sync_data()
+}
+
+/// The first offset of `runs` where the medium does not hold the run's bytes, read after
+/// dropping the cached pages (a block device's buffer cache would otherwise answer with what
+/// was written, kept or not). A read error counts as a difference.
+fn first_difference(base: &File, runs: &[(u64, Vec<u8>)]) -> Option<u64> {
+    crate::sink::blockdev::drop_cached_pages(base);
+    for (offset, data) in runs {
+        let mut back = vec![0u8; data.len()];
+        if base.read_exact_at(&mut back, *offset).is_err() {
+            return Some(*offset);
+        }
+        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+            return Some(offset + i as u64);
+        }
+    }
+    None
 }
 
 /// Bytes of the block starting at `offset` that lie inside a disk of `len` bytes.
