@@ -173,14 +173,20 @@ fn patch_on_a_card_that_loses_writes_puts_everything_back() {
             .arg("n1")
             .arg(&card.0),
     );
-    refused(&out, &[&card.0.display().to_string(), "nothing was changed"]);
+    refused(
+        &out,
+        &[&card.0.display().to_string(), "nothing was changed"],
+    );
     drop(card);
     assert_eq!(sha256_file(&image), before, "the card changed");
     let check = dir.path().join("check");
     std::fs::create_dir_all(&check).unwrap();
     let boot = extract_boot(&image, &check);
     fsck_fat(&boot).unwrap();
-    assert!(mread(&boot, "ssh").is_none(), "ssh was enabled by a failed patch");
+    assert!(
+        mread(&boot, "ssh").is_none(),
+        "ssh was enabled by a failed patch"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
