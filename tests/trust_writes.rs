@@ -431,6 +431,26 @@ fn sigint_and_sigterm_during_prepare_remove_its_temporaries() {
 }
 
 #[test]
+fn sigterm_during_decompression_removes_the_decompressed_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = one_node(dir.path());
+    let image = slow_image(dir.path(), 24 * MIB);
+    run(Command::new("xz").args(["-0", "-T2"]).arg(&image));
+    let compressed = image.with_extension("img.xz");
+    let out = dir.path().join("out");
+    let mut child = prepare_cmd(&p, &compressed, &out, &["--compress", "xz"])
+        .spawn()
+        .unwrap();
+    // The first temporary is the base image being decompressed next to the outputs.
+    wait_for_temporary(&mut child, &out);
+    assert!(temporaries(&out).iter().any(|t| t.contains(".base.")));
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "{status}");
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+}
+
+#[test]
 fn a_killed_prepare_is_cleaned_up_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let p = one_node(dir.path());
