@@ -175,13 +175,23 @@ impl Drop for LockFile {
     }
 }
 
-/// Writes `contents` to `path` through a registered temporary file, fsync and a rename.
+/// Writes `contents` to `path` (mode 0600) through a registered temporary file, fsync and a
+/// rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, contents, 0o600)
+}
+
+/// [`write_atomic`] with `mode`, set on the temporary file before the rename (never by path
+/// afterwards, when the path could be a symlink planted in a shared directory).
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut temp = TempFile::new_in(dir, "write")?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     temp.persist(path)

@@ -77,8 +77,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Errors quote outside data (paths, labels, catalog text): no control character
+            // of it reaches the terminal.
             for line in e.to_string().lines() {
-                eprintln!("error: {line}");
+                eprintln!("error: {}", pinode::ui::Untrusted(line));
             }
             ExitCode::FAILURE
         }

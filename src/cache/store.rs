@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::decompress::{Format, decompress, hash_file, is_corrupt_input};
+use super::decompress::{Format, decompress, hash_file, is_corrupt_input, is_oversize};
 use super::lock::Lock;
 use crate::fetch::{FetchError, Http, display_url};
+use crate::invoker::Invoker;
 use crate::ui::progress::ProgressPolicy;
 
 const ENTRY: &str = "entry.json";
@@ -36,6 +37,9 @@ const IMAGE: &str = "image.img";
 /// pinode knows the directory is its own to empty.
 const TAG: &str = "CACHEDIR.TAG";
 const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+/// The most bytes taken for a download or a decompressed image whose size nobody states (an
+/// https URL with only `os.sha256`): far above any SD card image, yet a bound.
+pub const MAX_UNSTATED_SIZE: u64 = 64 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -68,6 +72,18 @@ pub enum CacheError {
         path = .path.display()
     )]
     NotACache { path: PathBuf, why: String },
+}
+
+/// Gives the cache's contents back to the invoking user when dropped (under sudo), whichever
+/// way the operation that wrote them ended.
+struct HandBack<'c>(&'c Cache);
+
+impl Drop for HandBack<'_> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.0.owner {
+            owner.give_back_tree(&self.0.root);
+        }
+    }
 }
 
 /// What pinode wants in the cache: an image known by the SHA-256 of its uncompressed bytes.
@@ -200,22 +216,40 @@ pub struct Listing {
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
+    /// Under sudo, the default cache is the invoking user's: what pinode writes there is
+    /// given back to them, so that their own runs without sudo can use and clean it.
+    owner: Option<&'static Invoker>,
 }
 
 impl Cache {
-    /// `dir`, or `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`).
+    /// `dir`, or the invoking user's `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`), theirs
+    /// also under sudo (see [`crate::invoker`]).
     pub fn open(dir: Option<&Path>) -> Result<Cache, CacheError> {
-        let root = match dir {
-            Some(d) => d.to_path_buf(),
-            None => {
-                use etcetera::BaseStrategy;
-                etcetera::choose_base_strategy()
-                    .map_err(|_| CacheError::NoDirectory)?
-                    .cache_dir()
-                    .join("pinode")
-            }
-        };
-        Ok(Cache { root })
+        let invoker = Invoker::current();
+        match dir {
+            Some(d) => Ok(Cache {
+                root: d.to_path_buf(),
+                owner: None,
+            }),
+            None => Ok(Cache {
+                root: invoker.cache_dir().ok_or(CacheError::NoDirectory)?,
+                owner: invoker.sudo.then_some(invoker),
+            }),
+        }
+    }
+
+    /// Creates the cache directory (and, under sudo, its missing parents as the invoking
+    /// user's); returns a guard that gives what was written back to them when dropped.
+    fn prepare_root(&self) -> Result<HandBack<'_>, CacheError> {
+        if let Some(owner) = self.owner {
+            owner
+                .create_dir_all(&self.root, 0o755)
+                .map_err(|source| CacheError::Io {
+                    path: self.root.clone(),
+                    source,
+                })?;
+        }
+        Ok(HandBack(self))
     }
 
     /// Creates the cache directory and tags it ([`TAG`]), unless it already holds things
@@ -323,6 +357,9 @@ impl Cache {
     /// Keeps `bytes` as the last copy of the catalog at `url` (best effort).
     pub fn save_catalog(&self, url: &str, bytes: &[u8]) {
         let path = self.catalog_copy(url);
+        let Ok(_hand_back) = self.prepare_root() else {
+            return;
+        };
         if let Some(dir) = path.parent()
             && self.create_root().is_ok()
             && fs::create_dir_all(dir).is_ok()
@@ -346,6 +383,7 @@ impl Cache {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
+        let _hand_back = self.prepare_root()?;
         self.create_root()?;
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let lock_path = self.lock_path(&wanted.sha256);
@@ -414,8 +452,29 @@ impl Cache {
             };
             let part = dir.join(format!("{}.part", wanted.download_name()));
             let bar = progress.bytes(wanted.download_size.unwrap_or(0), "downloading");
-            let got = match crate::fetch::download(http, &wanted.url, &part, &bar) {
+            let limit = wanted.download_size.unwrap_or(MAX_UNSTATED_SIZE);
+            let got = match crate::fetch::download(http, &wanted.url, &part, limit, &bar) {
                 Ok(got) => got,
+                Err(FetchError::Oversize { .. }) => {
+                    // Never a prefix of the right file: keeping it would only fill the disk.
+                    bar.finish_and_clear();
+                    let _ = fs::remove_file(&part);
+                    let _ = fs::remove_file(part.with_extension("part.meta"));
+                    return Err(CacheError::Size {
+                        what: wanted.label(),
+                        message: match wanted.download_size {
+                            Some(size) => format!(
+                                "the server sent more than the {size} bytes the catalog gives \
+                                 as image_download_size; stopped, and the partial download was \
+                                 deleted"
+                            ),
+                            None => format!(
+                                "the server sent more than {limit} bytes; stopped, and the \
+                                 partial download was deleted"
+                            ),
+                        },
+                    });
+                }
                 Err(e) => {
                     // Keep a partial download for the next run; an empty one is noise.
                     if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
@@ -492,10 +551,22 @@ impl Cache {
                 let tmp = crate::cleanup::TempFile::new_in(&dir, "image").map_err(io_at(&dir))?;
                 let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
                 let bar = progress.bytes(compressed, "decompressing");
-                let out = decompress(&download_path, format, tmp.as_file(), &bar);
+                let limit = wanted.extract_size.unwrap_or(MAX_UNSTATED_SIZE);
+                let out = decompress(&download_path, format, tmp.as_file(), limit, &bar);
                 bar.finish_and_clear();
                 let out = match out {
                     Ok(out) => out,
+                    Err(e) if is_oversize(&e) => {
+                        forget_download(&mut entry)?;
+                        return Err(CacheError::Size {
+                            what: wanted.label(),
+                            message: format!(
+                                "decompresses to more than the {limit} bytes the catalog gives \
+                                 as extract_size; stopped, and the download was deleted from \
+                                 the cache"
+                            ),
+                        });
+                    }
                     Err(e) if is_corrupt_input(&e) => {
                         forget_download(&mut entry)?;
                         return Err(CacheError::Undecodable {
@@ -694,7 +765,7 @@ fn merge(old: &[String], new: &[String]) -> Vec<String> {
 }
 
 fn read_entry(dir: &Path) -> Option<Entry> {
-    let bytes = fs::read(dir.join(ENTRY)).ok()?;
+    let bytes = crate::input::read_regular(&dir.join(ENTRY), 1 << 20, "a cache entry").ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

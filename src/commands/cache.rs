@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, size};
 
@@ -35,10 +36,12 @@ pub fn list(sources: &Sources, out: &Output) -> Result<(), Error> {
         } else {
             "incomplete".to_string()
         };
+        // The cache's metadata was copied from a catalog: outside text, shown escaped.
         out.say(format!(
-            "{name:30} {:10} {}…  {state}, {} on disk",
-            e.release_date.as_deref().unwrap_or(""),
-            &e.sha256[..e.sha256.len().min(12)],
+            "{:30} {:10} {}…  {state}, {} on disk",
+            Untrusted(&name),
+            Untrusted(e.release_date.as_deref().unwrap_or("")),
+            Untrusted(e.sha256.get(..12).unwrap_or(&e.sha256)),
             size(e.disk_bytes)
         ));
     }

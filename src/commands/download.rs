@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::fetch::Redacted;
 
 use super::{Output, Sources, load_profile, size};
 use crate::cli::DownloadArgs;
@@ -50,16 +51,16 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
     };
     out.say(format!(
         "{}: {} ({}, sha256 {}…; {what})",
-        image,
+        Redacted(&image),
         cached.path.display(),
         size(image_bytes),
         &wanted.sha256[..12]
     ));
     if out.json {
         out.json(&json!({
-            "image": image,
+            "image": Redacted(&image),
             "name": wanted.name,
-            "url": pinode::fetch::display_url(&wanted.url),
+            "url": Redacted(&wanted.url),
             "aliases": wanted.aliases,
             "release_date": wanted.release_date,
             "init_format": wanted.init_format,

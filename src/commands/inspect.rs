@@ -7,6 +7,7 @@ use serde_json::json;
 use pinode::Error;
 use pinode::customise::boot_state;
 use pinode::image::Image;
+use pinode::ui::Untrusted;
 
 use super::{Output, size};
 
@@ -64,11 +65,17 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
             p.kind
         ));
     }
-    out.say(format!("boot partition: p{} {fat} \"{label}\"", boot.index));
+    // Everything read from the image (label, os-release, hostname, the manifest, the node's
+    // report) is shown through `Untrusted`: an image must not drive the terminal.
+    out.say(format!(
+        "boot partition: p{} {fat} \"{}\"",
+        boot.index,
+        Untrusted(&label)
+    ));
     let name = os
         .pretty_name
         .as_deref()
-        .map(|n| format!(" ({n})"))
+        .map(|n| format!(" ({})", Untrusted(n)))
         .unwrap_or_default();
     out.say(format!(
         "os: {}{name}, first boot via {}",
@@ -76,7 +83,7 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
     ));
     if out.verbose > 0 {
         for e in &os.evidence {
-            out.say(format!("  because {e}"));
+            out.say(format!("  because {}", Untrusted(&e.to_string())));
         }
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -89,16 +96,18 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
     ));
     match (&state.hostname, &state.pinode) {
         (Some(h), Some(m)) => out.say(format!(
-            "node: {h} ({}), prepared by pinode {}",
-            m.role, m.pinode
+            "node: {} ({}), prepared by pinode {}",
+            Untrusted(h),
+            Untrusted(&m.role),
+            Untrusted(&m.pinode)
         )),
-        (Some(h), None) => out.say(format!("node: {h}")),
+        (Some(h), None) => out.say(format!("node: {}", Untrusted(h))),
         _ => out.say("node: not customised"),
     }
     if let Some(status) = &state.status {
         out.say("first-boot report (pinode-status.txt):");
         for line in status.lines() {
-            out.say(format!("  {line}"));
+            out.say(format!("  {}", Untrusted(line)));
         }
     }
     Ok(())

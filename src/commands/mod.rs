@@ -19,6 +19,7 @@ use pinode::cache::resolve::Resolver;
 use pinode::cache::store::Cache;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::ui::progress::ProgressPolicy;
+use pinode::ui::terminal_safe;
 
 /// Where images come from: the global `--catalog`, `--cache-dir` and `--offline`.
 #[derive(Debug, Clone)]
@@ -54,17 +55,19 @@ pub struct Output {
 }
 
 impl Output {
-    /// Prints a line for humans (suppressed by `--json` and `-q`).
+    /// Prints a line for humans (suppressed by `--json` and `-q`). Control characters that
+    /// reached it from outside data are escaped here as a last line of defence; callers
+    /// still wrap each outside value in [`Untrusted`](pinode::ui::Untrusted).
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.json && !self.quiet {
-            stdout_line(line.as_ref());
+            stdout_line(&terminal_safe(line.as_ref()));
         }
     }
 
-    /// Prints a warning on stderr (suppressed by `-q`).
+    /// Prints a warning on stderr (suppressed by `-q`), escaped as [`Output::say`] is.
     pub fn warn(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("warning: {}", line.as_ref());
+            eprintln!("warning: {}", terminal_safe(line.as_ref()));
         }
     }
 

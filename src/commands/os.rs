@@ -3,6 +3,8 @@
 use serde_json::json;
 
 use pinode::Error;
+use pinode::fetch::Redacted;
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, size};
 
@@ -14,27 +16,27 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
         catalog.load_all(http.as_ref());
     }
     for skipped in &catalog.skipped {
-        out.warn(format!("sub-list skipped: {skipped}"));
+        out.warn(format!("sub-list skipped: {}", Untrusted(skipped)));
     }
-    let mut entries = catalog.entries.clone();
+    // Each entry with its aliases, parsed from the URL once (a catalog may have 100k entries).
+    let mut entries: Vec<_> = catalog.entries.iter().map(|e| (e, e.aliases())).collect();
     // Raspberry Pi OS (the entries with aliases) first, newest first within a name.
-    entries.sort_by(|a, b| {
-        b.aliases()
+    entries.sort_by(|(a, a_aliases), (b, b_aliases)| {
+        a_aliases
             .is_empty()
-            .cmp(&a.aliases().is_empty())
-            .reverse()
+            .cmp(&b_aliases.is_empty())
             .then_with(|| a.name.cmp(&b.name))
             .then_with(|| b.release_date.cmp(&a.release_date))
     });
     if out.json {
         let items: Vec<_> = entries
             .iter()
-            .map(|e| {
+            .map(|(e, aliases)| {
                 json!({
                     "name": e.name,
-                    "aliases": e.aliases(),
+                    "aliases": aliases,
                     "release_date": e.release_date,
-                    "url": e.url,
+                    "url": Redacted(&e.url),
                     "download_bytes": e.image_download_size,
                     "extract_size": e.extract_size,
                     "extract_sha256": e.extract_sha256,
@@ -45,27 +47,36 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
             })
             .collect();
         out.json(&json!({
-            "catalog": catalog.source,
+            "catalog": Redacted(&catalog.source),
             "images": items,
             "skipped_sublists": catalog.skipped,
         }));
         return Ok(());
     }
-    out.say(format!("catalog: {}", catalog.source));
-    for e in &entries {
-        let aliases = e.aliases();
+    // Names, dates and aliases come from the catalog, a document from the network: shown
+    // through `Untrusted`, never obeyed by the terminal.
+    out.say(format!(
+        "catalog: {}",
+        Untrusted(&Redacted(&catalog.source).to_string())
+    ));
+    for (e, aliases) in &entries {
         let first = aliases.first().cloned().unwrap_or_else(|| "-".into());
         out.say(format!(
-            "{first:30} {:10} {:>10}  {}",
-            e.release_date.as_deref().unwrap_or("?"),
+            "{:30} {:10} {:>10}  {}",
+            Untrusted(&first),
+            Untrusted(e.release_date.as_deref().unwrap_or("?")),
             e.image_download_size.map(size).unwrap_or_default(),
-            e.name
+            Untrusted(&e.name)
         ));
         if aliases.len() > 1 {
-            out.say(format!("{:30} also: {}", "", aliases[1..].join(", ")));
+            out.say(format!(
+                "{:30} also: {}",
+                "",
+                Untrusted(&aliases[1..].join(", "))
+            ));
         }
     }
-    if entries.iter().all(|e| e.aliases().is_empty()) {
+    if entries.iter().all(|(_, aliases)| aliases.is_empty()) {
         out.warn("no Raspberry Pi OS images in this catalog (none has an alias)");
     }
     Ok(())

@@ -17,6 +17,11 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
     let os = image.detect_os(None, profile.init_override())?;
     let (custom, report) = customise_image(&mut image, &profile, node, &os)?;
     let changed_blocks = image.disk().overlay().len();
+    // Only now, when the edits are ready and nothing can fail before they are written: a
+    // refused patch leaves the file exactly as it was, mode included.
+    if let Some(note) = make_private(&args.target)? {
+        out.warn(note);
+    }
     let written = image.commit()?;
     if out.json {
         out.json(&json!({
@@ -51,4 +56,38 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// A patched image file holds the node's secrets (password hash, Wi-Fi key, tokens), so,
+/// like the images `prepare` writes, it must be readable by its owner only. Before the edits
+/// are written: a group/world-readable image file that pinode may change (its owner, or root)
+/// is made 0600 through its open descriptor (so a path swapped meanwhile cannot redirect the
+/// chmod), with a note; one that pinode cannot make private is refused, with the reason.
+/// Block devices (cards) are left alone: their node's mode is udev's business. Returns the
+/// note to show, if any.
+fn make_private(target: &std::path::Path) -> Result<Option<String>, Error> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let file = std::fs::File::open(target).map_err(|e| Error::path(target, e))?;
+    let meta = file.metadata().map_err(|e| Error::path(target, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_file() || mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if euid != 0 && meta.uid() != euid {
+        return Err(Error::path(
+            target,
+            format!(
+                "the image is readable by others (mode {mode:04o}) and belongs to another user, \
+                 so pinode cannot make it private after writing secrets into it: copy it, or \
+                 have its owner chmod 600 it first"
+            ),
+        ));
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::path(target, e))?;
+    Ok(Some(format!(
+        "{}: was mode {mode:04o}; made it 0600, as it now holds the node's secrets",
+        target.display()
+    )))
 }

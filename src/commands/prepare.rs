@@ -10,7 +10,8 @@ use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
 use pinode::disk::usage::allocation;
 use pinode::image::Image;
-use pinode::profile::NodeConfig;
+use pinode::osinfo::OsInfo;
+use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::bmap;
 use pinode::sink::card::Composed;
 use pinode::sink::file::{remove_stale_outputs, write_atomic, write_image};
@@ -41,93 +42,128 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     }
     let mut os = None;
     let mut results = Vec::new();
-    for node in nodes {
-        let mut image = Image::open(&base.path, false)?;
-        let info = match &os {
-            Some(info) => Clone::clone(info),
-            None => {
-                let info = image.detect_os(base.init_format.as_deref(), profile.init_override())?;
-                os = Some(info.clone());
-                info
+    let mut failure = None;
+    for (done, node) in nodes.iter().enumerate() {
+        match prepare_node(node, &profile, &base, &mut os, args, out) {
+            Ok(result) => results.push(result),
+            Err(e) => {
+                // CI reads the document to see what was made: it lists the nodes done, the
+                // one that failed with its error, and those not attempted.
+                results.push(json!({
+                    "hostname": node.hostname,
+                    "status": "failed",
+                    "error": e.to_string(),
+                }));
+                let rest: Vec<&str> = nodes[done + 1..]
+                    .iter()
+                    .map(|n| n.hostname.as_str())
+                    .collect();
+                failure = Some((e, rest));
+                break;
             }
-        };
-        let (custom, _) = customise_image(&mut image, &profile, node, &info)?;
-        let len = image.len();
-        let table = image.table().clone();
-        let disk = image.into_disk();
-        let bar = progress.bytes(len, node.hostname.clone());
-        let written = write_image(
-            disk.base(),
-            len,
-            disk.overlay(),
-            &args.out_dir,
-            &node.hostname,
-            args.compress,
-            &bar,
-        )?;
-        out.say(format!(
-            "{}: {} ({}, sha256 {}…)",
-            custom.hostname,
-            written.path.display(),
-            size(written.size),
-            &written.sha256[..12]
-        ));
-        let bmap = if args.bmap {
-            let composed = Composed {
-                base: disk.base(),
-                len,
-                overlay: disk.overlay(),
-            };
-            let (path, mapped) = write_bmap(&composed, len, &table, &args.out_dir, node)?;
-            out.say(format!(
-                "{}: {} ({} of the image in use)",
-                custom.hostname,
-                path.display(),
-                size(mapped)
-            ));
-            Some(json!({ "path": path, "mapped_bytes": mapped }))
-        } else {
-            None
-        };
-        let mut produced = vec![written.path.clone(), written.sha256_file.clone()];
-        if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
-            produced.push(b.into());
         }
-        produced.push(args.out_dir.join(format!(
-                "{}.sha256",
-                written
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            )));
-        for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
-            out.say(format!(
-                "{}: removed {} (from an earlier run)",
-                custom.hostname,
-                stale.display()
-            ));
-        }
-        results.push(json!({
-            "hostname": custom.hostname,
-            "role": custom.role.as_str(),
-            "image": written.path,
-            "size_bytes": written.size,
-            "sha256": written.sha256,
-            "sha256_file": written.sha256_file,
-            "compressed_sha256": written.compressed_sha256,
-            "changed_bytes": disk.overlay().bytes(),
-            "bmap": bmap,
-        }));
     }
     if out.json {
-        out.json(&json!({
-            "base": { "path": base.original, "os": os },
+        let mut document = json!({
+            "base": { "path": pinode::fetch::Redacted(&base.original), "os": os },
             "compression": args.compress,
             "nodes": results,
-        }));
+        });
+        if let Some((_, rest)) = &failure {
+            document["not_attempted"] = json!(rest);
+        }
+        out.json(&document);
     }
-    Ok(())
+    match failure {
+        Some((e, _)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Prepares one node's image (and bmap); returns its entry of the `--json` document.
+fn prepare_node(
+    node: &NodeConfig,
+    profile: &LoadedProfile,
+    base: &SourceImage,
+    os: &mut Option<OsInfo>,
+    args: &PrepareArgs,
+    out: &Output,
+) -> Result<serde_json::Value, Error> {
+    let progress = out.progress();
+    let mut image = Image::open(&base.path, false)?;
+    let info = match os {
+        Some(info) => Clone::clone(info),
+        None => {
+            let info = image.detect_os(base.init_format.as_deref(), profile.init_override())?;
+            *os = Some(info.clone());
+            info
+        }
+    };
+    let (custom, _) = customise_image(&mut image, profile, node, &info)?;
+    let len = image.len();
+    let table = image.table().clone();
+    let disk = image.into_disk();
+    let bar = progress.bytes(len, node.hostname.clone());
+    let written = write_image(
+        disk.base(),
+        len,
+        disk.overlay(),
+        &args.out_dir,
+        &node.hostname,
+        args.compress,
+        &bar,
+    )?;
+    out.say(format!(
+        "{}: {} ({}, sha256 {}…)",
+        custom.hostname,
+        written.path.display(),
+        size(written.size),
+        written.sha256.get(..12).unwrap_or(&written.sha256)
+    ));
+    let bmap = if args.bmap {
+        let composed = Composed {
+            base: disk.base(),
+            len,
+            overlay: disk.overlay(),
+        };
+        let (path, mapped) = write_bmap(&composed, len, &table, &args.out_dir, node)?;
+        out.say(format!(
+            "{}: {} ({} of the image in use)",
+            custom.hostname,
+            path.display(),
+            size(mapped)
+        ));
+        Some(json!({ "path": path, "mapped_bytes": mapped }))
+    } else {
+        None
+    };
+    let mut produced = vec![written.path.clone(), written.sha256_file.clone()];
+    if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
+        produced.push(b.into());
+    }
+    if let Some(name) = written.path.file_name() {
+        let name = name.to_string_lossy();
+        produced.push(args.out_dir.join(format!("{name}.sha256")));
+    }
+    for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
+        out.say(format!(
+            "{}: removed {} (from an earlier run)",
+            custom.hostname,
+            stale.display()
+        ));
+    }
+    Ok(json!({
+        "hostname": custom.hostname,
+        "status": "done",
+        "role": custom.role.as_str(),
+        "image": written.path,
+        "size_bytes": written.size,
+        "sha256": written.sha256,
+        "sha256_file": written.sha256_file,
+        "compressed_sha256": written.compressed_sha256,
+        "changed_bytes": disk.overlay().bytes(),
+        "bmap": bmap,
+    }))
 }
 
 /// Writes `HOST.img.bmap` (found by `bmaptool copy` next to `HOST.img` and `HOST.img.xz`);

@@ -3,11 +3,17 @@
 use std::path::Path;
 
 use pinode::Error;
+use pinode::fetch::Redacted;
 
 use super::{Output, load_profile};
 
 pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(path, out)?;
+    let plan = pinode::cluster::ClusterPlan::of(&loaded);
+    if let Some(plan) = &plan {
+        // A token K3s cannot parse is found now, not on the node at first boot.
+        plan.check_token(&loaded)?;
+    }
     let p = &loaded.profile;
     out.say(format!(
         "{}: valid, {} node(s)",
@@ -16,10 +22,9 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     ));
     out.say(format!(
         "  os: {} (first boot: {})",
-        p.os.image,
+        Redacted(&p.os.image),
         init_name(p.os.init)
     ));
-    let plan = pinode::cluster::ClusterPlan::of(&loaded);
     if let Some(plan) = &plan {
         let servers = plan.servers.len();
         let datastore = if plan.ha {
@@ -31,14 +36,17 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
             "  cluster: {} ({servers} server(s), {datastore})",
             plan.name
         ));
-        out.say(format!("  api: {}", plan.api));
+        out.say(format!("  api: {}", Redacted(&plan.api)));
         out.say(format!("  token: {}", plan.token));
         let k3s = &plan.spec.k3s;
         let version = k3s
             .version
             .clone()
             .unwrap_or_else(|| format!("channel {}", k3s.channel));
-        out.say(format!("  k3s: {version}, installer {}", k3s.install_url));
+        out.say(format!(
+            "  k3s: {version}, installer {}",
+            Redacted(&k3s.install_url)
+        ));
         if let Some(runner) = &plan.spec.runner {
             let source = match (&runner.token_env, &runner.token_file) {
                 (Some(var), _) => format!("env {var}"),
@@ -47,7 +55,8 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
             };
             out.say(format!(
                 "  runner: GitLab {} from {} (token: {source})",
-                runner.url, plan.founder
+                Redacted(&runner.url),
+                plan.founder
             ));
         }
     }

@@ -1,7 +1,6 @@
 //! `pinode render`: a node's first-boot files and boot-file edits in a folder, for review or
 //! for people who write cards with other tools. No image is modified.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use pinode::Error;
@@ -11,7 +10,7 @@ use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
 use pinode::profile::InitChoice;
 use pinode::provision::{self, NodePlan};
 use pinode::rootfs::OsRelease;
-use pinode::sink::file::write_atomic;
+use pinode::sink::file::{write_atomic, write_atomic_mode};
 use pinode::ui::progress::ProgressPolicy;
 
 use super::{Output, Sources, load_profile, single_node};
@@ -254,7 +253,6 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::path(parent, e))?;
     }
-    write_atomic(path, contents).map_err(|e| Error::path(path, e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::path(path, e))
+    // The mode is set before the rename (see write_atomic_mode), never by path after it.
+    write_atomic_mode(path, contents, mode).map_err(|e| Error::path(path, e))
 }

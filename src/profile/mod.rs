@@ -46,11 +46,9 @@ impl std::error::Error for FieldError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("{path}: {source}", path = .path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A profile that is not a small regular text file (a FIFO, `/dev/zero`, 2 GB, …).
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     /// One or more problems; each is a line of its own.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
@@ -69,24 +67,7 @@ pub struct LoadedProfile {
 impl LoadedProfile {
     /// Reads and validates the profile at `path`.
     pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
-        let read_err = |source| ProfileError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        if meta.len() > MAX_PROFILE_BYTES {
-            return Err(read_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} bytes is too large for a profile", meta.len()),
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(read_err)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            read_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not UTF-8 text",
-            ))
-        })?;
+        let text = crate::input::read_text(path, MAX_PROFILE_BYTES, "a profile")?;
         Self::parse(path, &text)
     }
 
@@ -191,19 +172,9 @@ impl LoadedProfile {
 /// reach error messages verbatim (serde_yaml's "unknown field `…`"), and each error must stay
 /// one line, with nothing in it that a terminal would act on. Found by fuzzing (fuzz/,
 /// target `profile`): a quoted key holding line breaks split its error over many lines.
+/// The escaping is [`crate::ui::Untrusted`]'s, the one used for all outside text.
 fn one_line(text: String) -> String {
-    if !text.chars().any(char::is_control) {
-        return text;
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::ui::Untrusted(&text).to_string()
 }
 
 /// serde_yaml's message without the path prefix and position suffix we print ourselves.

@@ -9,6 +9,12 @@ use super::values;
 /// The largest range a hostname pattern may expand to.
 const MAX_RANGE: u64 = 1000;
 
+/// The most nodes a whole profile may expand to. Kubernetes documents 5,000 nodes as the
+/// largest cluster it supports, and a Pi cluster is far smaller: twice that leaves room for
+/// any real profile while a hostile one (20,000 entries of `[1-1000]`, 20 million nodes in a
+/// 929 KB file) is refused before anything is allocated for its nodes.
+pub const MAX_NODES: u64 = 10_000;
+
 /// A value with the profile field it came from (for errors found later, e.g. a missing
 /// environment variable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +69,23 @@ pub struct NodeConfig {
 
 /// Expands every entry and merges defaults; records problems in `report`.
 pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> {
+    // Count first (each pattern is only parsed), so that the limit holds before any node
+    // or name is allocated.
+    let total: u64 = profile
+        .nodes
+        .iter()
+        .map(|n| hostname_count(&n.hostname).unwrap_or(0))
+        .fold(0u64, u64::saturating_add);
+    if total > MAX_NODES {
+        report.error(
+            "nodes",
+            format!(
+                "the nodes expand to {total} hosts; pinode handles at most {MAX_NODES} nodes \
+                 in one profile (split it into several profiles)"
+            ),
+        );
+        return Vec::new();
+    }
     let mut nodes = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (entry, node) in profile.nodes.iter().enumerate() {
@@ -115,10 +138,44 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
     nodes
 }
 
+/// How many hosts `pattern` names, without expanding it.
+pub fn hostname_count(pattern: &str) -> Result<u64, String> {
+    Ok(match parse_pattern(pattern)? {
+        Some(p) => p.end - p.start + 1,
+        None => 1,
+    })
+}
+
 /// `worker-[1-3]` → worker-1, worker-2, worker-3; `n[08-10]` keeps the zero padding.
 pub fn expand_hostname(pattern: &str) -> Result<Vec<String>, String> {
-    let Some(open) = pattern.find('[') else {
+    let Some(Pattern {
+        prefix,
+        start,
+        end,
+        width,
+        suffix,
+    }) = parse_pattern(pattern)?
+    else {
         return Ok(vec![pattern.to_string()]);
+    };
+    Ok((start..=end)
+        .map(|n| format!("{prefix}{n:0width$}{suffix}"))
+        .collect())
+}
+
+/// A hostname pattern with one numeric range.
+struct Pattern<'a> {
+    prefix: &'a str,
+    start: u64,
+    end: u64,
+    width: usize,
+    suffix: &'a str,
+}
+
+/// Parses `prefix[from-to]suffix`; `None` for a plain name.
+fn parse_pattern(pattern: &str) -> Result<Option<Pattern<'_>>, String> {
+    let Some(open) = pattern.find('[') else {
+        return Ok(None);
     };
     let bad = || {
         format!(
@@ -162,9 +219,13 @@ pub fn expand_hostname(pattern: &str) -> Result<Vec<String>, String> {
     } else {
         0
     };
-    Ok((start..=end)
-        .map(|n| format!("{prefix}{n:0width$}{suffix}"))
-        .collect())
+    Ok(Some(Pattern {
+        prefix,
+        start,
+        end,
+        width,
+        suffix,
+    }))
 }
 
 fn merge(

@@ -14,7 +14,10 @@ pub fn from_env(var: &str) -> Result<SecretString, String> {
         Ok(value) if value.is_empty() => Err(format!("environment variable {var} is empty")),
         Ok(value) => Ok(SecretString::from(value)),
         Err(std::env::VarError::NotPresent) => {
-            Err(format!("environment variable {var} is not set"))
+            match crate::invoker::Invoker::current().missing_env_hint(var) {
+                Some(hint) => Err(format!("environment variable {var} is not set ({hint})")),
+                None => Err(format!("environment variable {var} is not set")),
+            }
         }
         Err(std::env::VarError::NotUnicode(_)) => {
             Err(format!("environment variable {var} is not valid UTF-8"))
@@ -27,18 +30,8 @@ pub fn from_env(var: &str) -> Result<SecretString, String> {
 pub fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, String> {
     let full = expand_path(path, base_dir);
     let shown = full.display();
-    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{shown} is {} bytes: too large for a secret",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut text = String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))?;
+    let mut text = crate::input::read_text(&full, MAX_SECRET_FILE, "a secret file")
+        .map_err(|e| e.to_string())?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -51,12 +44,11 @@ pub fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, String> {
     Ok(SecretString::from(text))
 }
 
-/// Expands a leading `~/` and resolves relative paths against the profile's directory.
+/// Expands a leading `~/` to the invoking user's home (under sudo, theirs, not root's: see
+/// [`crate::invoker`]) and resolves relative paths against the profile's directory.
 pub fn expand_path(path: &str, base_dir: &Path) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/")
-        && let Some(home) = std::env::home_dir()
-    {
-        return home.join(rest);
+    if let Some(home) = crate::invoker::Invoker::current().expand_tilde(path) {
+        return home;
     }
     let p = Path::new(path);
     if p.is_absolute() {

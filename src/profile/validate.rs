@@ -3,6 +3,8 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::values;
+use crate::provision::k3s;
+use crate::provision::k3s_flags::{self, Command};
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {
@@ -249,18 +251,46 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
-    for (name, args) in [
-        ("server_args", &k3s.server_args),
-        ("agent_args", &k3s.agent_args),
+    // Every argument is checked against the flags of the K3s command that reads it; all
+    // problems are reported, each at its own list item.
+    for (name, args, command) in [
+        ("server_args", &k3s.server_args, Command::Server),
+        ("agent_args", &k3s.agent_args, Command::Agent),
     ] {
+        let mut single_line = true;
         for (i, arg) in args.iter().enumerate() {
-            let field = format!("cluster.k3s.{name}[{i}]");
             if arg.chars().any(|ch| ch.is_control()) {
-                r.error(field, "must be a single line");
-            } else if let Err(e) = crate::provision::k3s::parse_flag(arg) {
-                r.error(field, e);
+                r.error(format!("cluster.k3s.{name}[{i}]"), "must be a single line");
+                single_line = false;
             }
         }
+        if !single_line {
+            continue;
+        }
+        if let Err(errors) = k3s_flags::parse_args(args, command, k3s::MANAGED_FLAGS) {
+            for e in errors {
+                r.error(format!("cluster.k3s.{name}[{}]", e.index), e.message);
+            }
+        }
+    }
+    // The flag list is for one K3s version line; say so when the profile pins another.
+    let pinned = k3s
+        .version
+        .as_deref()
+        .map(|v| ("cluster.k3s.version", v))
+        .unwrap_or(("cluster.k3s.channel", k3s.channel.as_str()));
+    if !(k3s.server_args.is_empty() && k3s.agent_args.is_empty())
+        && let Ok(set) = k3s_flags::flags()
+        && let Some(line) = set.other_line(pinned.1)
+    {
+        r.warn(
+            pinned.0,
+            format!(
+                "server_args and agent_args are checked against the flags of K3s {} \
+                 (data/k3s/flags.txt); {line} may differ",
+                set.line
+            ),
+        );
     }
     for (i, san) in k3s.tls_san.iter().enumerate() {
         let ok = !san.is_empty()

@@ -142,8 +142,28 @@ const KEY_TYPES: &[&str] = &[
 ];
 
 /// One OpenSSH public key: `type base64 [comment]`, whose encoded blob names the same type.
+///
+/// Errors quote the start of the value: it is the profile's own text. For lines read from a
+/// key file use [`ssh_public_key_line`], which quotes nothing.
 pub fn ssh_public_key(key: &str) -> Result<(), String> {
+    public_key(key, true)
+}
+
+/// A line of an `ssh_authorized_keys_file`. The file may be the wrong one (a private key, a
+/// token file), so errors describe the problem without quoting any of its contents.
+pub fn ssh_public_key_line(key: &str) -> Result<(), String> {
+    public_key(key, false)
+}
+
+fn public_key(key: &str, quote: bool) -> Result<(), String> {
     let key = key.trim();
+    let shown = |value: &str, what: &str| {
+        if quote {
+            printable(&abbreviate(value))
+        } else {
+            what.to_string()
+        }
+    };
     if key.contains("PRIVATE KEY") {
         return Err("this is a PRIVATE key: give the public key (the .pub file) instead".into());
     }
@@ -154,7 +174,7 @@ pub fn ssh_public_key(key: &str) -> Result<(), String> {
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
         return Err(format!(
             "{} is not an SSH public key (expected \"ssh-ed25519 AAAA… comment\")",
-            printable(&abbreviate(key))
+            shown(key, "the line")
         ));
     };
     if kind == "ssh-dss" {
@@ -167,7 +187,7 @@ pub fn ssh_public_key(key: &str) -> Result<(), String> {
     if !KEY_TYPES.contains(&kind) {
         return Err(format!(
             "{} is not an SSH public key type (expected one of {})",
-            printable(&abbreviate(kind)),
+            shown(kind, "its first word"),
             KEY_TYPES.join(", ")
         ));
     }
@@ -423,6 +443,10 @@ mod tests {
                 .contains("PRIVATE")
         );
         assert!(ssh_public_key("hello world").is_err());
+        let hidden = ssh_public_key_line("hunter2-secret-token-value").unwrap_err();
+        assert!(!hidden.contains("hunter2"), "{hidden}");
+        let hidden = ssh_public_key_line("hunter2 AAAA").unwrap_err();
+        assert!(!hidden.contains("hunter2"), "{hidden}");
         assert!(
             ssh_public_key("ssh-dss AAAAB3NzaC1kc3MAAACBAP x")
                 .unwrap_err()

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::RenderError;
+use super::k3s_flags::{self, Command};
 use crate::cluster::K3sRole;
 use crate::profile::schema::{K3sSpec, RunnerSpec};
 
@@ -69,6 +70,79 @@ pub fn check_runner_token(token: &str) -> Result<(), String> {
     ))
 }
 
+/// Checks that K3s can parse `token` as a join token. The message never quotes the token.
+///
+/// The rule is K3s's own, read from k3s-io/k3s `pkg/clientaccess/token.go` (`parseToken`,
+/// constants `tokenPrefix = "K10"` and `caHashLength = sha256.Size * 2`):
+/// - a token without the `K10` prefix is a bare password (or a kubeadm bootstrap token) and
+///   is accepted as long as it is not empty;
+/// - with the prefix, the rest is split once at `::` into CA hash and credentials; a hash
+///   that is not empty must be exactly 64 characters, or K3s stops with "invalid token CA
+///   hash length". K3s compares it with the lower-case hex SHA-256 of the cluster CA
+///   (`hashCA`, `hex.EncodeToString`), so anything but 64 lower-case hex digits can never
+///   match: pinode asks for exactly that;
+/// - the credentials are a bootstrap token (`abcdef.0123456789abcdef`) or `user:password`
+///   with a non-empty password, else "invalid token format".
+pub fn check_cluster_token(token: &str) -> Result<(), String> {
+    const FULL: &str = "K10<64 hex digits of the CA hash>::<user>:<password>";
+    let Some(rest) = token.strip_prefix("K10") else {
+        return if token.is_empty() {
+            Err("the cluster token is empty".into())
+        } else {
+            Ok(())
+        };
+    };
+    let creds = match rest.split_once("::") {
+        Some((hash, creds)) => {
+            let hex = hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+            if !hash.is_empty() && (hash.len() != 64 || !hex) {
+                return Err(format!(
+                    "the cluster token starts with K10, so K3s reads it as a full token \
+                     {FULL}, but its CA hash has {} characters{}: K3s would refuse it \
+                     (\"invalid token CA hash length\"). Use the whole token from the \
+                     server's /var/lib/rancher/k3s/server/token, or a plain token without \
+                     the K10 prefix",
+                    hash.chars().count(),
+                    if hash.len() == 64 {
+                        " that are not all lower-case hex digits"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            creds
+        }
+        None => rest,
+    };
+    if is_bootstrap_token(creds) {
+        return Ok(());
+    }
+    match creds.split_once(':') {
+        Some((_user, password)) if !password.is_empty() => Ok(()),
+        _ => Err(format!(
+            "the cluster token starts with K10, so K3s reads it as a full token {FULL}, \
+             but it has no <user>:<password> part: K3s would refuse it (\"invalid token \
+             format\"). Use the whole token from the server's \
+             /var/lib/rancher/k3s/server/token, or a plain token without the K10 prefix"
+        )),
+    }
+}
+
+/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, which K3s also accepts as the
+/// credentials of a full token.
+fn is_bootstrap_token(creds: &str) -> bool {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    creds
+        .split_once('.')
+        .is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
 /// `/etc/rancher/k3s/config.yaml` for a node (keys are the server/agent flags without dashes).
 pub fn config_yaml(
     hostname: &str,
@@ -95,20 +169,31 @@ pub fn config_yaml(
             config.insert("server".into(), json!(node.api));
         }
     }
-    let extra = if server {
-        &node.k3s.server_args
+    let (extra, command) = if server {
+        (&node.k3s.server_args, Command::Server)
     } else {
-        &node.k3s.agent_args
+        (&node.k3s.agent_args, Command::Agent)
     };
-    merge_flags(&mut config, extra).map_err(RenderError)?;
+    merge_flags(&mut config, extra, command).map_err(RenderError)?;
     to_json(&Value::Object(config), "k3s config.yaml")
 }
 
-/// Adds `--flag=value` / `--flag` arguments to a config map. A flag given twice, or one that
-/// pinode already set as a list, becomes a list.
-fn merge_flags(config: &mut Map<String, Value>, args: &[String]) -> Result<(), String> {
-    for arg in args {
-        let (name, value) = parse_flag(arg)?;
+/// Adds the profile's extra arguments for `command` to a config map (checked against K3s's
+/// flags, see [`k3s_flags`]). A flag given twice, or one that pinode already set as a list,
+/// becomes a list.
+fn merge_flags(
+    config: &mut Map<String, Value>,
+    args: &[String],
+    command: Command,
+) -> Result<(), String> {
+    let parsed = k3s_flags::parse_args(args, command, MANAGED_FLAGS).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("argument {}: {}", e.index + 1, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    for (name, value) in parsed {
         match config.get_mut(&name) {
             Some(Value::Array(list)) => list.push(value),
             Some(existing) => {
@@ -121,34 +206,6 @@ fn merge_flags(config: &mut Map<String, Value>, args: &[String]) -> Result<(), S
         }
     }
     Ok(())
-}
-
-/// `--name=value` → (name, "value"); `--name` → (name, true).
-pub fn parse_flag(arg: &str) -> Result<(String, Value), String> {
-    let Some(flag) = arg.strip_prefix("--") else {
-        return Err(format!(
-            "{arg:?} is not a K3s flag (expected --name=value or --name)"
-        ));
-    };
-    let (name, value) = match flag.split_once('=') {
-        Some((name, value)) => (name, json!(value)),
-        None => (flag, json!(true)),
-    };
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(format!(
-            "{arg:?} is not a K3s flag (expected --name=value or --name)"
-        ));
-    }
-    if MANAGED_FLAGS.contains(&name) {
-        return Err(format!(
-            "--{name} is set by pinode from the cluster plan; remove it from the extra args"
-        ));
-    }
-    Ok((name.to_string(), value))
 }
 
 #[derive(Serialize)]
@@ -303,17 +360,36 @@ mod tests {
                 "--disable=servicelb".into(),
                 "--secrets-encryption".into(),
             ],
+            Command::Server,
         )
         .unwrap();
         assert_eq!(config["tls-san"], json!(["a", "b"]));
         assert_eq!(config["disable"], json!(["traefik", "servicelb"]));
         assert_eq!(config["secrets-encryption"], json!(true));
+        let managed = merge_flags(&mut config, &["--token=x".into()], Command::Server);
+        assert!(managed.unwrap_err().contains("set by pinode"));
+        assert!(merge_flags(&mut config, &["disable=x".into()], Command::Server).is_err());
+        assert!(merge_flags(&mut config, &["--disable=x".into()], Command::Agent).is_err());
+    }
+
+    #[test]
+    fn cluster_tokens_follow_k3s_parse_token() {
+        let hash = "0123456789abcdef".repeat(4);
+        assert!(check_cluster_token(&format!("K10{hash}::server:secret")).is_ok());
+        assert!(check_cluster_token(&format!("K10{hash}::abcdef.0123456789abcdef")).is_ok());
+        assert!(check_cluster_token("K10::server:secret").is_ok());
+        assert!(check_cluster_token("a-plain-token-of-any-form::x").is_ok());
+        let short = check_cluster_token("K10cafe::server:x").unwrap_err();
+        assert!(short.contains("4 characters"), "{short}");
         assert!(
-            parse_flag("--token=x")
-                .unwrap_err()
-                .contains("set by pinode")
+            !short.contains("cafe"),
+            "the token must not be quoted: {short}"
         );
-        assert!(parse_flag("disable=x").is_err());
+        let upper = hash.to_uppercase();
+        assert!(check_cluster_token(&format!("K10{upper}::server:x")).is_err());
+        assert!(check_cluster_token(&format!("K10{hash}::server:")).is_err());
+        assert!(check_cluster_token("K10nocolon").is_err());
+        assert!(check_cluster_token("").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cloudinit;
 pub mod firstboot;
 pub mod firstrun;
 pub mod k3s;
+pub mod k3s_flags;
 pub mod password;
 pub mod plan;
 pub mod shell;

@@ -443,8 +443,17 @@ fn allocated(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.blocks() * 512)
 }
 
-/// Writes `contents` to `path` through a registered temporary file and a rename (see
-/// [`crate::cleanup`]).
+/// Writes `contents` to `path` through a temporary file and a rename; the file is 0600.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    crate::cleanup::write_atomic(path, contents)
+    write_atomic_mode(path, contents, 0o600)
+}
+
+/// Writes `contents` to `path` through a registered temporary file (see [`crate::cleanup`])
+/// and a rename, with `mode`.
+///
+/// The mode is set on the temporary file (created 0600, then `fchmod`) before the rename,
+/// never by path afterwards: in a directory others can write to, the path could by then be
+/// a symlink to any file, which a chmod by path would make readable.
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    crate::cleanup::write_atomic_mode(path, contents, mode)
 }

@@ -1,4 +1,7 @@
-//! What the user sees: progress bars and questions.
+//! What the user sees: progress bars, questions, and untrusted text made safe to show.
 
 pub mod progress;
 pub mod prompt;
+pub mod untrusted;
+
+pub use untrusted::{Untrusted, terminal_safe};

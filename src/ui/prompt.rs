@@ -13,7 +13,7 @@ use std::time::Duration;
 /// the conversation it was.
 fn echoed(line: String) -> Reply {
     if !std::io::stdin().is_terminal() {
-        eprintln!("{line}");
+        eprintln!("{}", super::Untrusted(&line));
     }
     Reply::Line(line)
 }
@@ -55,10 +55,11 @@ impl Prompter {
         Prompter { lines }
     }
 
-    /// Shows `question` on stderr (the data stays on stdout).
+    /// Shows `question` on stderr (the data stays on stdout), its control characters
+    /// escaped: a question may name a card's model or contents.
     pub fn show(&self, question: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "{question} ");
+        let _ = write!(err, "{} ", super::terminal_safe(question));
         let _ = err.flush();
     }
 

@@ -7,7 +7,7 @@ use crate::profile::values;
 
 /// The host's IANA time zone (`/etc/timezone`, or where `/etc/localtime` points).
 pub fn timezone() -> String {
-    let from_file = std::fs::read_to_string("/etc/timezone")
+    let from_file = read_small("/etc/timezone")
         .ok()
         .map(|t| t.trim().to_string());
     let from_link = std::fs::read_link("/etc/localtime").ok().and_then(|p| {
@@ -42,7 +42,7 @@ pub fn country(locale: &str) -> Option<String> {
 
 /// The host's keyboard layout (`XKBLAYOUT` in `/etc/default/keyboard`).
 pub fn keyboard() -> String {
-    std::fs::read_to_string("/etc/default/keyboard")
+    read_small("/etc/default/keyboard")
         .ok()
         .and_then(|text| {
             text.lines().find_map(|l| {
@@ -67,41 +67,14 @@ pub fn user() -> Option<String> {
         .find(|u| u != "root" && values::user_name(u).is_ok())
 }
 
-/// Valid public keys in `~/.ssh/*.pub`: (file, key line). Under sudo, the invoking user's
-/// keys too: their home is not `$HOME` then.
+/// Valid public keys in the invoking user's `~/.ssh/*.pub`: (file, key line). Under sudo
+/// that is the user behind sudo, not root (see [`crate::invoker`]).
 pub fn ssh_public_keys() -> Vec<(PathBuf, String)> {
-    let mut homes: Vec<PathBuf> = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Some(home) = std::env::var("SUDO_USER").ok().and_then(|u| home_of(&u)) {
-        homes.insert(0, home);
-    }
-    homes.dedup();
-    homes
-        .iter()
-        .flat_map(|home| public_keys_in(&home.join(".ssh")))
-        .collect()
-}
-
-/// A user's home directory, from `/etc/passwd`.
-fn home_of(user: &str) -> Option<PathBuf> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 6 && fields[0] == user).then(|| PathBuf::from(fields[5]))
-    })
-}
-
-/// Under sudo, the invoking user's uid and gid: files the wizard saves are given back to
-/// them, so that the profile and its secrets are theirs, not root's.
-pub fn sudo_owner() -> Option<(u32, u32)> {
-    if !rustix::process::geteuid().is_root() {
-        return None;
-    }
-    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
-    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
-    Some((uid, gid))
+    crate::invoker::Invoker::current()
+        .home
+        .as_ref()
+        .map(|home| public_keys_in(&home.join(".ssh")))
+        .unwrap_or_default()
 }
 
 fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -112,7 +85,7 @@ fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "pub"))
                 .filter_map(|p| {
-                    let text = std::fs::read_to_string(&p).ok()?;
+                    let text = crate::input::read_text(&p, 64 << 10, "a public key file").ok()?;
                     let line = text.lines().next()?.trim().to_string();
                     values::ssh_public_key(&line).ok()?;
                     Some((p, line))
@@ -122,6 +95,11 @@ fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
         .unwrap_or_default();
     found.sort();
     found
+}
+
+/// A small system file (through the bounded reader: even these may be replaced by a FIFO).
+fn read_small(path: &str) -> Result<String, crate::input::InputError> {
+    crate::input::read_text(Path::new(path), 64 << 10, "a system setting")
 }
 
 #[cfg(test)]

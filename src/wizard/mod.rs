@@ -227,6 +227,25 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_holding_a_password_hash_is_saved_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut a = answers();
+        a.os_image = "raspios-lite-arm64".into();
+        a.ssh_keys = vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E a@b"
+                .into(),
+        ];
+        a.password_hash = Some(crate::provision::password::sha512_crypt("pw").unwrap());
+        let saved = save::save(&a, &dir.path().join("hash.yaml")).unwrap();
+        assert_eq!(mode(&saved.profile), 0o600);
+        a.password_hash = None;
+        let saved = save::save(&a, &dir.path().join("keys.yaml")).unwrap();
+        assert_eq!(mode(&saved.profile), 0o644);
+    }
+
+    #[test]
     fn k3s_release_is_a_channel_or_a_version() {
         assert!(matches!(
             K3sRelease::parse("stable"),

@@ -78,23 +78,23 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
     temp.write_all(render_profile(answers).as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .map_err(io(profile_path))?;
+    // A password hash can be cracked offline: a profile holding one is private (0600) like
+    // the secret files, set on the temporary file before the rename. Without a hash the
+    // profile holds nothing secret and stays shareable (0644).
     use std::os::unix::fs::PermissionsExt;
+    let mode = if answers.password_hash.is_some() {
+        0o600
+    } else {
+        0o644
+    };
     temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io(profile_path))?;
     staged.push((temp, profile_path.to_path_buf()));
-    if let Some((uid, gid)) = super::host::sudo_owner() {
-        for (temp, path) in &staged {
-            rustix::fs::fchown(
-                temp.as_file(),
-                Some(rustix::process::Uid::from_raw(uid)),
-                Some(rustix::process::Gid::from_raw(gid)),
-            )
-            .map_err(|e| SaveError::Io {
-                path: path.clone(),
-                source: e.into(),
-            })?;
-        }
+    // Under sudo, the profile and its secrets are the invoking user's, not root's.
+    let invoker = crate::invoker::Invoker::current();
+    for (temp, path) in &staged {
+        invoker.give_back_file(temp.as_file()).map_err(io(path))?;
     }
 
     let mut done: Vec<PathBuf> = Vec::new();

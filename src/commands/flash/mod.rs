@@ -148,7 +148,11 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
                     break;
                 }
                 Err(e) => {
-                    eprintln!("error: {}: {e}", node.hostname);
+                    eprintln!(
+                        "error: {}: {}",
+                        node.hostname,
+                        pinode::ui::terminal_safe(&e.to_string())
+                    );
                     let message = Some(e.to_string());
                     match targets.after_failure(node) {
                         target::AfterFailure::Retry => continue,

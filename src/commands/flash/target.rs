@@ -17,6 +17,7 @@ use pinode::sink::discover::{BlockDevice, Located, SystemView};
 use pinode::sink::identity::{self, Identity};
 use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::ui::prompt::{Prompter, Reply};
+use pinode::ui::{Untrusted, terminal_safe};
 
 use crate::cli::FlashArgs;
 
@@ -217,14 +218,15 @@ impl Targets {
             let disk = match check_named(&self.view, path, Some(self.image_len), &self.overrides) {
                 Ok(disk) => disk,
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("{}", terminal_safe(&e.to_string()));
                     continue;
                 }
             };
             if let Some(host) = self.just_written(&disk) {
                 eprintln!(
-                    "{} still holds {host}, written a moment ago: swap the card",
-                    disk.path.display()
+                    "{} still holds {}, written a moment ago: swap the card",
+                    disk.path.display(),
+                    Untrusted(&host)
                 );
                 continue;
             }
@@ -245,7 +247,7 @@ impl Targets {
                 several => {
                     eprintln!("Cards found:");
                     for (n, card) in several.iter().enumerate() {
-                        eprintln!("  {}) {}", n + 1, one_line(card));
+                        eprintln!("  {}) {}", n + 1, terminal_safe(&one_line(card)));
                     }
                     let question = format!(
                         "Which one for {}? (number, Enter to look again, s: skip, a: abort)",
@@ -290,7 +292,7 @@ impl Targets {
                         match check_named(&self.view, Path::new(&l), Some(self.image_len), &typed) {
                             Ok(disk) => return Ok(self.confirm(disk, node)),
                             Err(e) => {
-                                eprintln!("{e}");
+                                eprintln!("{}", terminal_safe(&e.to_string()));
                                 break;
                             }
                         }
@@ -331,12 +333,15 @@ impl Targets {
         {
             holds = format!("{holds}: another node than {}", node.hostname);
         }
+        // `holds` and the description are read from the card and sysfs: escaped, so that a
+        // card cannot repaint this question (each part is escaped where it is made, too).
         eprintln!(
-            "{}: {}, {}, {}\n  holds now: {holds}",
-            disk.path.display(),
+            "{}: {}, {}, {}\n  holds now: {}",
+            Untrusted(&disk.path.display().to_string()),
             disk.description(),
             decimal_size(disk.size_bytes),
             disk.transport.as_str(),
+            Untrusted(&holds),
         );
         let question = format!(
             "Erase it and write {}? Everything on it will be lost.",
@@ -401,7 +406,12 @@ fn contents(path: &Path) -> Contents {
     let parts = image.table().partitions.len();
     if let Some(m) = manifest {
         return Contents {
-            text: format!("pinode node {} ({}, {})", m.hostname, m.role, m.generation),
+            text: format!(
+                "pinode node {} ({}, {})",
+                Untrusted(&m.hostname),
+                Untrusted(&m.role),
+                Untrusted(&m.generation)
+            ),
             pinode_host: Some(m.hostname),
         };
     }
@@ -412,7 +422,8 @@ fn contents(path: &Path) -> Contents {
     Contents {
         text: format!(
             "{} ({parts} partitions, not prepared by pinode)",
-            os.unwrap_or_else(|| "a Raspberry Pi boot partition".into())
+            os.map(|name| Untrusted(&name).to_string())
+                .unwrap_or_else(|| "a Raspberry Pi boot partition".into())
         ),
         pinode_host: None,
     }

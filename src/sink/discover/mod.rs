@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::ui::Untrusted;
+
 use mounts::{Mount, parse_mountinfo, parse_swaps};
 use sysfs::{SysDisk, attr, read_block_dir};
 
@@ -262,14 +264,16 @@ impl BlockDevice {
 
     /// "SanDisk Ultra", "loop → /var/tmp/card.img", or the transport.
     pub fn description(&self) -> String {
-        let words: Vec<&str> = [self.vendor.as_deref(), self.model.as_deref()]
+        // Vendor and model come from the device (sysfs): shown escaped, never obeyed.
+        let words: Vec<String> = [self.vendor.as_deref(), self.model.as_deref()]
             .into_iter()
             .flatten()
+            .map(|w| Untrusted(w).to_string())
             .collect();
         if !words.is_empty() {
             words.join(" ")
         } else if let Some(file) = &self.backing_file {
-            format!("loop device of {file}")
+            format!("loop device of {}", Untrusted(file))
         } else {
             format!("{} disk", self.transport.as_str())
         }

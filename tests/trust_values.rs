@@ -1,0 +1,487 @@
+//! Issue 13, values from outside pinode: terminal escapes in everything a card, an image, a
+//! catalog or sysfs says (item 4), cluster tokens and K3s flags K3s would refuse or ignore
+//! (items 5 and 6), profiles that expand without bound or slowly (item 14), and the
+//! `prepare --json` document when a node fails (item 16). Each runs the real binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::loopdev::{FakeSystem, Loop, card_in_tempdir};
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+/// What a hostile source would print: clear the screen, home the cursor, fake a prompt,
+/// and a carriage return to overwrite the line.
+const EVIL: &str = "\x1b[2J\x1b[H\x1b]0;owned\x07Erase /dev/sda? [y/N] \rok";
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// No raw ESC or CR (or other C0 control but line feed and tab) anywhere in the output.
+fn assert_no_raw_controls(what: &str, out: &Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let bad: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|&b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: raw control bytes {bad:?} on {stream}:\n{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+fn base_profile(dir: &Path, name: &str, rest: &str) -> PathBuf {
+    write_profile(
+        dir,
+        name,
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             {rest}"
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 4: terminal escapes
+// ---------------------------------------------------------------------------------------
+
+/// A copy of the bookworm fixture whose boot FAT holds a hostile `pinode-status.txt` and
+/// whose root file system's os-release has a hostile PRETTY_NAME.
+fn hostile_image(dir: &Path) -> PathBuf {
+    let image = copy_fixture("bookworm", dir);
+    let status = dir.join("status.txt");
+    std::fs::write(&status, format!("first boot: {EVIL}\nk3s: {EVIL}\n")).unwrap();
+    let (boot, _) = partition(&image, 1);
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@{boot}", image.display()))
+        .arg(&status)
+        .arg("::/pinode-status.txt"));
+    let root = extract_partition(&image, 2, dir, "ext4");
+    let release = dir.join("os-release");
+    std::fs::write(
+        &release,
+        format!("PRETTY_NAME=\"Debian {EVIL}\"\nID=debian\nVERSION_CODENAME=bookworm\nVERSION_ID=\"12\"\n"),
+    )
+    .unwrap();
+    for request in [
+        "rm /usr/lib/os-release".to_string(),
+        format!("write {} /usr/lib/os-release", release.display()),
+    ] {
+        run(Command::new("debugfs")
+            .args(["-w", "-R", &request])
+            .arg(&root));
+    }
+    let (start, _) = partition(&image, 2);
+    run(Command::new("dd")
+        .arg(format!("if={}", root.display()))
+        .arg(format!("of={}", image.display()))
+        .arg("bs=512")
+        .arg(format!("seek={}", start / 512))
+        .arg("conv=notrunc")
+        .arg("status=none"));
+    image
+}
+
+#[test]
+fn inspect_escapes_what_the_image_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = hostile_image(dir.path());
+    // The fixture really carries the hostile text (JSON escapes it, as it should).
+    let v = inspect_json(&image);
+    assert!(v["os"]["pretty_name"].as_str().unwrap().contains('\x1b'));
+    assert!(v["boot"]["status"].as_str().unwrap().contains('\x1b'));
+
+    let out = output(pinode().args(["inspect", "-v"]).arg(&image));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_raw_controls("inspect", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert!(text.contains("first-boot report"), "{text}");
+}
+
+fn hostile_catalog(dir: &Path) -> PathBuf {
+    let path = dir.join("catalog.json");
+    let doc = serde_json::json!({
+        "os_list": [
+            { "name": format!("Raspberry Pi OS Lite (64-bit) {EVIL}"),
+              "description": EVIL,
+              "url": "https://downloads.raspberrypi.com/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz",
+              "extract_size": 1000,
+              "extract_sha256": "0".repeat(64),
+              "image_download_size": 100,
+              "release_date": format!("2025{EVIL}"),
+              "devices": ["pi5-64bit"] },
+            { "name": format!("Other {EVIL}"),
+              "description": EVIL,
+              "url": "https://example.com/other.img.xz",
+              "extract_size": 1000,
+              "extract_sha256": "1".repeat(64),
+              "image_download_size": 100,
+              "release_date": "2024-01-01" }
+        ]
+    });
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn os_list_escapes_catalog_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = hostile_catalog(dir.path());
+    let out = output(pinode().arg("--catalog").arg(&catalog).args(["os", "list"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_raw_controls("os list", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Other \\u{1b}[2J"), "{text}");
+    // JSON stays exact (serde_json escapes it).
+    let json = run(pinode()
+        .arg("--catalog")
+        .arg(&catalog)
+        .args(["os", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"].as_str().unwrap().contains(EVIL))
+    );
+}
+
+/// A fake sysfs that shows `card` with a hostile vendor and model.
+fn hostile_sysfs(dir: &Path, card: &Loop) -> FakeSystem {
+    let fake = FakeSystem::new(dir, "");
+    fake.disk(&card.name(), &card.devno(), 100 * MIB, &[]);
+    let device = fake.root.join("sys/block").join(card.name()).join("device");
+    std::fs::create_dir_all(&device).unwrap();
+    std::fs::write(device.join("vendor"), format!("Evil{EVIL}\n")).unwrap();
+    std::fs::write(device.join("model"), format!("Card\r{EVIL}\n")).unwrap();
+    fake
+}
+
+#[test]
+fn devices_and_the_flash_prompt_escape_what_the_card_says() {
+    let Some((dir, card)) = card_in_tempdir() else {
+        eprintln!("skipped: needs root for a loop device");
+        return;
+    };
+    // The card holds the hostile image, so "holds now" (PRETTY_NAME) is hostile too.
+    let image = hostile_image(dir.path());
+    run(Command::new("dd")
+        .arg(format!("if={}", image.display()))
+        .arg(format!("of={}", card.dev.display()))
+        .args(["bs=1M", "conv=notrunc,fsync", "status=none"]));
+    let fake = hostile_sysfs(dir.path(), &card);
+
+    let out = output(
+        pinode()
+            .args(["devices", "--all"])
+            .env("PINODE_SYSTEM_ROOT", &fake.root),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_raw_controls("devices", &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Evil\\u{1b}[2J"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let profile = base_profile(
+        dir.path(),
+        "cards.yaml",
+        "nodes:\n  - hostname: card-1\n    role: server\n",
+    );
+    let before = sha256(&card.read(MIB));
+    let mut child = pinode()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("PINODE_SYSTEM_ROOT", &fake.root)
+        .args(["flash", "--profile"])
+        .arg(&profile)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--allow-non-removable")
+        .arg("--device")
+        .arg(&card.dev)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"n\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("Erase it and write card-1?"), "{err}");
+    assert!(
+        err.contains("Evil\\u{1b}[2J"),
+        "the prompt names the card: {err}"
+    );
+    assert!(
+        err.contains("Debian \\u{1b}[2J"),
+        "and what it holds: {err}"
+    );
+    assert_no_raw_controls("flash prompt", &out);
+    assert_eq!(
+        sha256(&card.read(MIB)),
+        before,
+        "answered no: card untouched"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 5: the cluster token
+// ---------------------------------------------------------------------------------------
+
+fn cluster_profile(dir: &Path, k3s: &str, nodes: &str) -> PathBuf {
+    base_profile(
+        dir,
+        "cluster.yaml",
+        &format!(
+            "cluster:\n  name: lab\n  token_env: LAB_TOKEN\n  k3s:\n{k3s}\
+             nodes:\n{nodes}"
+        ),
+    )
+}
+
+#[test]
+fn a_k10_token_with_a_short_ca_hash_is_refused_at_profile_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = cluster_profile(
+        dir.path(),
+        "    channel: stable\n",
+        "  - hostname: s1\n    role: server\n",
+    );
+    let check = |token: &str| {
+        output(
+            pinode()
+                .args(["profile", "check"])
+                .arg(&profile)
+                .env("LAB_TOKEN", token),
+        )
+    };
+    let bad = check("K10cafe::server:x-long-enough-password");
+    assert!(!bad.status.success());
+    let err = stderr(&bad);
+    assert!(
+        err.contains(&format!("{}:", profile.display()))
+            && err.contains("cluster.token_env")
+            && err.contains("CA hash has 4 characters"),
+        "{err}"
+    );
+    assert!(err.contains(":8:"), "names the line of token_env: {err}");
+    assert!(!err.contains("cafe"), "never quotes the token: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let hash = "0123456789abcdef".repeat(4);
+    let good = check(&format!("K10{hash}::server:secret"));
+    assert!(good.status.success(), "{}", stderr(&good));
+    let plain = check("a-plain-token-without-prefix");
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    // No token in the environment yet: not an error at check time.
+    let unset = output(
+        pinode()
+            .args(["profile", "check"])
+            .arg(&profile)
+            .env_remove("LAB_TOKEN"),
+    );
+    assert!(unset.status.success(), "{}", stderr(&unset));
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 6: K3s flags
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn k3s_args_must_be_flags_of_their_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = cluster_profile(
+        dir.path(),
+        "    channel: stable\n    server_args:\n      - --disable=servicelb\n      - --disabel=traefik\n      - --node-label zone=a\n      - --write-kubeconfig-mod=0600\n    agent_args:\n      - --node-label=zone=b\n      - --cluster-reset\n      - --kubelet-arg\n      - max-pods=50\n      - --not-a-k3s-flag-at-all\n",
+        "  - hostname: s1\n    role: server\n  - hostname: a1\n",
+    );
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    let line_of = |field: &str| {
+        errors
+            .iter()
+            .find(|l| l.contains(field))
+            .unwrap_or_else(|| panic!("no error for {field}:\n{err}"))
+            .to_string()
+    };
+    let typo = line_of("cluster.k3s.server_args[1]");
+    assert!(
+        typo.contains(":13:") && typo.contains("did you mean --disable?"),
+        "{typo}"
+    );
+    assert!(
+        line_of("cluster.k3s.server_args[3]").contains("did you mean --write-kubeconfig-mode?")
+    );
+    let role = line_of("cluster.k3s.agent_args[1]");
+    assert!(
+        role.contains("server-only") && role.contains(":18:"),
+        "{role}"
+    );
+    assert!(line_of("cluster.k3s.agent_args[4]").contains("not a K3s agent flag"));
+    // All problems in one run, and nothing about the good ones.
+    assert_eq!(errors.len(), 4, "{err}");
+    assert!(!err.contains("server_args[0]") && !err.contains("server_args[2]"));
+    assert!(!err.contains("agent_args[0]") && !err.contains("agent_args[2]"));
+}
+
+#[test]
+fn good_k3s_args_render_into_config_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = cluster_profile(
+        dir.path(),
+        "    channel: stable\n    server_args: [\"--disable=traefik\", \"--disable servicelb\", \"-o\", \"/etc/k.yaml\"]\n    agent_args: [\"--node-label\", \"zone=b\"]\n",
+        "  - hostname: s1\n    role: server\n  - hostname: a1\n",
+    );
+    let token = "a-plain-token-without-prefix";
+    let render = |node: &str| {
+        let out = dir.path().join(format!("render-{node}"));
+        run(pinode()
+            .env("LAB_TOKEN", token)
+            .args(["render", "--profile"])
+            .arg(&profile)
+            .args(["--node", node, "--generation", "bookworm", "--out-dir"])
+            .arg(&out));
+        serde_yaml_value(&std::fs::read_to_string(out.join("boot/pinode/k3s/config.yaml")).unwrap())
+    };
+    let server = render("s1");
+    assert_eq!(
+        server["disable"],
+        serde_json::json!(["traefik", "servicelb"])
+    );
+    assert_eq!(server["write-kubeconfig"], "/etc/k.yaml");
+    let agent = render("a1");
+    assert_eq!(agent["node-label"], "zone=b");
+}
+
+/// config.yaml is JSON (JSON is YAML).
+fn serde_yaml_value(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 14: node expansion
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_profile_that_expands_to_too_many_nodes_is_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20,000 entries of 1,000 hosts: 20 million nodes from a profile under 1 MiB.
+    let mut nodes = String::new();
+    for i in 0..20_000 {
+        nodes.push_str(&format!("  - hostname: n{i}-[1-1000]\n"));
+    }
+    let profile = base_profile(dir.path(), "bomb.yaml", &format!("nodes:\n{nodes}"));
+    assert!(std::fs::metadata(&profile).unwrap().len() < 1 << 20);
+    let started = Instant::now();
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("20000000 hosts") && err.contains("at most 10000 nodes"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn role_lookup_is_not_quadratic() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 server ranges of 50: 10,000 servers, the most a profile may have.
+    let mut nodes = String::new();
+    for i in 0..200 {
+        nodes.push_str(&format!("  - hostname: s{i}-[1-50]\n    role: server\n"));
+    }
+    let profile = cluster_profile(dir.path(), "    channel: stable\n", &nodes);
+    let started = Instant::now();
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid, 10000 node(s)"), "{text}");
+    assert!(text.contains("10000 server(s)"), "{text}");
+    eprintln!("profile check of 10,000 servers in 200 ranges: {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 16: prepare --json when a later node fails
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = base_profile(
+        dir.path(),
+        "two.yaml",
+        "nodes:\n  - hostname: good\n  - hostname: bad\n    user:\n      ssh_authorized_keys_file: missing.pub\n  - hostname: later\n",
+    );
+    let out_dir = dir.path().join("out");
+    let out = output(
+        pinode()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["prepare", "--json", "--compress", "none", "--profile"])
+            .arg(&profile)
+            .arg("--image")
+            .arg(fixture("bookworm"))
+            .arg("--out-dir")
+            .arg(&out_dir),
+    );
+    assert!(!out.status.success(), "the run fails");
+    let err = stderr(&out);
+    assert!(err.contains("missing.pub"), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{doc:#}");
+    assert_eq!(nodes[0]["hostname"], "good");
+    assert_eq!(nodes[0]["status"], "done");
+    assert!(Path::new(nodes[0]["image"].as_str().unwrap()).exists());
+    assert_eq!(nodes[1]["hostname"], "bad");
+    assert_eq!(nodes[1]["status"], "failed");
+    assert!(nodes[1]["error"].as_str().unwrap().contains("missing.pub"));
+    assert_eq!(doc["not_attempted"], serde_json::json!(["later"]));
+}
+
+#[test]
+fn args_for_another_k3s_line_get_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = cluster_profile(
+        dir.path(),
+        "    version: v1.30.2+k3s1\n    server_args: [\"--disable=traefik\"]\n",
+        "  - hostname: s1\n    role: server\n",
+    );
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cluster.k3s.version") && err.contains("K3s v1.33") && err.contains("v1.30"),
+        "{err}"
+    );
+}
