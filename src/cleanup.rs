@@ -112,6 +112,20 @@ impl TempFile {
         drop(registration);
         result
     }
+
+    /// [`TempFile::persist`], failing with `AlreadyExists` (the temporary removed) when `to`
+    /// exists: for files that must be created once, such as the kept cluster token.
+    pub fn persist_noclobber(self, to: &Path) -> io::Result<()> {
+        let TempFile {
+            temp,
+            _registration: registration,
+        } = self;
+        let guard = registry();
+        let result = temp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error);
+        drop(guard);
+        drop(registration);
+        result
+    }
 }
 
 impl Write for TempFile {
