@@ -32,13 +32,15 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     // One render per folder at a time: two would mix their nodes' files.
     let _lock = lock_folder(&args.out_dir)?;
     let mut written = Written::default();
-    let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
+    // A compressed image is decompressed into a registered temporary file there (see
+    // pinode::cleanup): removed when done, on Ctrl-C, or by the next run after a kill.
+    let scratch = std::env::temp_dir();
     let progress = ProgressPolicy::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
         None => match SourceImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(SourceImage::open(&path, scratch.path(), progress, None)?),
-            None => cached_base(&profile, sources, scratch.path(), progress),
+            Some(path) => Some(SourceImage::open(&path, &scratch, progress, None)?),
+            None => cached_base(&profile, sources, &scratch, progress),
         },
     };
     let image_used = source.is_some();
