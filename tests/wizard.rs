@@ -106,7 +106,8 @@ fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
     answer(&mut s, "3 host(s), 2 wanted", "worker-[1-2]\r");
     answer(&mut s, "K3s channel or version", "v1.33.5+k3s1\r");
     answer(&mut s, "Operating system", "\r");
-    answer(&mut s, "User name", "\r");
+    // The invoker is root here (no sudo): no default name, so type it.
+    answer(&mut s, "User name", "alice\r");
     // Not the key found in ~/.ssh: paste another, after a bad one.
     answer(&mut s, "SSH public key", &format!("{DOWN}\r"));
     answer(&mut s, "Public key", "not a key\r");

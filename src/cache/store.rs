@@ -216,20 +216,29 @@ pub struct Listing {
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
-    /// Under sudo, the default cache is the invoking user's: what pinode writes there is
-    /// given back to them, so that their own runs without sudo can use and clean it.
+    /// Under sudo, the cache that is the invoking user's: what pinode writes there is given
+    /// back to them, so that their own runs without sudo can use and clean it.
     owner: Option<&'static Invoker>,
 }
 
 impl Cache {
     /// `dir`, or the invoking user's `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`), theirs
     /// also under sudo (see [`crate::invoker`]).
+    ///
+    /// Under sudo an explicit `dir` is the invoking user's, like the default, when pinode
+    /// creates it or it already belongs to them; one that exists and belongs to someone else
+    /// (a cache that root shares, say) keeps its owner, and so does what pinode adds to it.
     pub fn open(dir: Option<&Path>) -> Result<Cache, CacheError> {
         let invoker = Invoker::current();
         match dir {
             Some(d) => Ok(Cache {
                 root: d.to_path_buf(),
-                owner: None,
+                owner: (invoker.sudo
+                    && match fs::metadata(d) {
+                        Ok(meta) => meta.uid() == invoker.uid,
+                        Err(_) => true,
+                    })
+                .then_some(invoker),
             }),
             None => Ok(Cache {
                 root: invoker.cache_dir().ok_or(CacheError::NoDirectory)?,

@@ -10,6 +10,7 @@ use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
 use pinode::disk::usage::allocation;
 use pinode::image::Image;
+use pinode::invoker::Invoker;
 use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::bmap;
@@ -22,7 +23,10 @@ use crate::cli::PrepareArgs;
 pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    // Under sudo, the folders pinode creates are the invoking user's, like its outputs.
+    Invoker::current()
+        .create_dir_all(&args.out_dir, 0o777)
+        .map_err(|e| Error::path(&args.out_dir, e))?;
     // One run per node and output folder at a time: two would mix their files.
     let _locks = nodes
         .iter()

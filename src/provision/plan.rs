@@ -76,7 +76,8 @@ impl NodePlan {
             .map(|k| k.trim().to_string())
             .collect();
         if let Some(file) = &node.user.keys_file {
-            let path = secrets::expand_path(&file.value, &base);
+            let path = secrets::expand_path(&file.value, &base)
+                .map_err(|e| profile.error_at(&file.field, e))?;
             let text = crate::input::read_text(&path, MAX_KEYS_FILE, "an authorized_keys file")
                 .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
             for (n, line) in text.lines().enumerate() {

@@ -59,12 +59,14 @@ pub fn keyboard() -> String {
         .unwrap_or_else(|| "gb".into())
 }
 
-/// The user running the wizard (the one behind sudo), when it is a valid, non-root name.
+/// The name of the user running the wizard (the one behind sudo), when it is a valid,
+/// non-root name: the invoking user's account name (see [`crate::invoker`]), so that "who"
+/// has one answer everywhere, not `$USER`, which may name someone else.
 pub fn user() -> Option<String> {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| u != "root" && values::user_name(u).is_ok())
+    crate::invoker::Invoker::current()
+        .name
+        .clone()
+        .filter(|u| u != "root" && values::user_name(u).is_ok())
 }
 
 /// Valid public keys in the invoking user's `~/.ssh/*.pub`: (file, key line). Under sudo
