@@ -207,10 +207,9 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the cluster token: {e}"))?;
     let token = hex::encode(bytes);
-    // tempfile creates the file 0600; it is removed again unless it becomes `path`.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".token.")
-        .tempfile_in(dir)
+    // Created 0600 and registered (see crate::cleanup); removed again unless it becomes
+    // `path`.
+    let mut temp = crate::cleanup::TempFile::new_in(dir, "token")
         .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
     temp.write_all(format!("{token}\n").as_bytes())
         .and_then(|()| temp.as_file().sync_all())
@@ -228,8 +227,8 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
             Ok(SecretString::from(token))
         }
         // Another pinode got there first: use its token (ours is removed with the temp file).
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path),
-        Err(e) => Err(format!("cannot create {shown}: {}", e.error)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path),
+        Err(e) => Err(format!("cannot create {shown}: {e}")),
     }
 }
 

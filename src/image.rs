@@ -26,7 +26,7 @@ pub enum ImageError {
     #[error("{path}: could not write the changes: {source}")]
     Commit {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::disk::overlay::CommitError,
     },
 }
 

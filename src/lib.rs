@@ -7,6 +7,7 @@
 pub mod bootfs;
 pub mod cache;
 pub mod catalog;
+pub mod cleanup;
 pub mod customise;
 pub mod disk;
 pub mod error;

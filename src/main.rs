@@ -24,6 +24,12 @@ fn main() -> ExitCode {
         }
     }));
     let cli = Cli::parse();
+    // SIGINT/SIGTERM/SIGHUP remove pinode's temporary files before the process ends.
+    if let Err(e) = pinode::cleanup::install() {
+        eprintln!(
+            "warning: cannot handle interruptions ({e}); an interrupted run may leave temporary files"
+        );
+    }
     let command = cli.command.unwrap_or(Command::Wizard);
     let json = match &command {
         Command::Inspect(a) => a.json,

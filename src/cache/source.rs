@@ -22,7 +22,7 @@ pub struct SourceImage {
     pub init_format: Option<String>,
     /// Repairs made on the way (see [`super::store::CachedImage::notes`]).
     pub notes: Vec<String>,
-    _temp: Option<tempfile::TempPath>,
+    _temp: Option<crate::cleanup::TempFile>,
     _lock: Option<Lock>,
 }
 
@@ -136,10 +136,7 @@ impl SourceImage {
                 _lock: None,
             });
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".pinode-base.")
-            .suffix(".img")
-            .tempfile_in(scratch_dir)
+        let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
             .map_err(|e| Error::path(scratch_dir, e))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = progress.bytes(compressed, "decompressing");
@@ -147,9 +144,8 @@ impl SourceImage {
             .map_err(|e| Error::path(path, e))?;
         bar.finish_and_clear();
         check(&out.sha256)?;
-        let temp = temp.into_temp_path();
         Ok(SourceImage {
-            path: temp.to_path_buf(),
+            path: temp.path().to_path_buf(),
             original: path.display().to_string(),
             init_format: None,
             notes: Vec::new(),

@@ -7,7 +7,12 @@
 //! CACHE/images/<sha256>/image.img         the decompressed base image, sparse
 //! CACHE/images/<sha256>.lock              held while a pinode process works on the entry
 //! CACHE/catalogs/<hash of URL>.json       the last copy of each catalog, for --offline
+//! CACHE/CACHEDIR.TAG                       marks the directory as a cache (bford.info/cachedir)
 //! ```
+//!
+//! `cache clean` empties a directory only when it is recognisably pinode's: tagged, or (for a
+//! cache from before the tag) holding nothing but that layout. A mistaken `--cache-dir ~`
+//! or `/` is refused, and even in a pinode cache only entries of the layout are deleted.
 //!
 //! Nothing unverified is ever used: a download becomes `image.img` only after the SHA-256 of
 //! the decompressed bytes matched; a base image whose size or modification time changed since
@@ -28,6 +33,10 @@ use crate::ui::progress::ProgressPolicy;
 
 const ENTRY: &str = "entry.json";
 const IMAGE: &str = "image.img";
+/// The Cache Directory Tagging Specification's file: backup tools skip the directory, and
+/// pinode knows the directory is its own to empty.
+const TAG: &str = "CACHEDIR.TAG";
+const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 /// The most bytes taken for a download or a decompressed image whose size nobody states (an
 /// https URL with only `os.sha256`): far above any SD card image, yet a bound.
 pub const MAX_UNSTATED_SIZE: u64 = 64 << 30;
@@ -57,6 +66,12 @@ pub enum CacheError {
     Offline(String),
     #[error("cannot find a cache directory (no HOME?); pass --cache-dir")]
     NoDirectory,
+    #[error(
+        "{path}: not a pinode cache ({why}); nothing was deleted (check --cache-dir and \
+         PINODE_CACHE_DIR)",
+        path = .path.display()
+    )]
+    NotACache { path: PathBuf, why: String },
 }
 
 /// Gives the cache's contents back to the invoking user when dropped (under sudo), whichever
@@ -246,6 +261,87 @@ impl Cache {
         Ok(HandBack(self))
     }
 
+    /// Creates the cache directory and tags it ([`TAG`]), unless it already holds things
+    /// pinode did not put there (a mistaken `--cache-dir ~` must not hide a home directory
+    /// from backups). Tagging is best effort: the cache works without it.
+    fn create_root(&self) -> Result<(), CacheError> {
+        fs::create_dir_all(&self.root).map_err(|source| CacheError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        if !self.root.join(TAG).exists() && self.foreign_entry().is_none() {
+            let text = format!(
+                "{TAG_SIGNATURE}\n# This file is a cache directory tag created by pinode.\n\
+                 # For information about cache directory tags see https://bford.info/cachedir/\n"
+            );
+            let _ = crate::cleanup::write_atomic(&self.root.join(TAG), text.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Whether the directory carries a valid [`TAG`] (its first bytes, read bounded).
+    fn tagged(&self) -> bool {
+        use std::io::Read;
+        let Ok(file) = fs::File::open(self.root.join(TAG)) else {
+            return false;
+        };
+        let mut head = Vec::with_capacity(TAG_SIGNATURE.len());
+        file.take(TAG_SIGNATURE.len() as u64)
+            .read_to_end(&mut head)
+            .is_ok()
+            && head == TAG_SIGNATURE.as_bytes()
+    }
+
+    /// The first thing in the directory that pinode's layout does not have, if any.
+    fn foreign_entry(&self) -> Option<String> {
+        let names = |dir: &Path| -> Vec<(String, bool)> {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    (e.file_name().to_string_lossy().into_owned(), is_dir)
+                })
+                .collect()
+        };
+        for (name, is_dir) in names(&self.root) {
+            let known = match name.as_str() {
+                "images" | "catalogs" => is_dir,
+                TAG => !is_dir,
+                _ => false,
+            };
+            if !known {
+                return Some(name);
+            }
+        }
+        for (name, is_dir) in names(&self.images()) {
+            if !is_entry_name(&name, is_dir) {
+                return Some(format!("images/{name}"));
+            }
+        }
+        for (name, is_dir) in names(&self.root.join("catalogs")) {
+            if !is_catalog_name(&name, is_dir) {
+                return Some(format!("catalogs/{name}"));
+            }
+        }
+        None
+    }
+
+    /// Refuses a directory that is not recognisably a pinode cache.
+    fn recognise(&self) -> Result<(), CacheError> {
+        if self.tagged() {
+            return Ok(());
+        }
+        match self.foreign_entry() {
+            None => Ok(()),
+            Some(name) => Err(CacheError::NotACache {
+                path: self.root.clone(),
+                why: format!("no {TAG}, and it holds {name}, which pinode never writes there"),
+            }),
+        }
+    }
+
     fn images(&self) -> PathBuf {
         self.root.join("images")
     }
@@ -274,13 +370,10 @@ impl Cache {
             return;
         };
         if let Some(dir) = path.parent()
+            && self.create_root().is_ok()
             && fs::create_dir_all(dir).is_ok()
-            && let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
         {
-            use std::io::Write;
-            if tmp.write_all(bytes).is_ok() {
-                let _ = tmp.persist(&path);
-            }
+            let _ = crate::cleanup::write_atomic(&path, bytes);
         }
     }
 
@@ -300,6 +393,7 @@ impl Cache {
             move |source| CacheError::Io { path, source }
         };
         let _hand_back = self.prepare_root()?;
+        self.create_root()?;
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let lock_path = self.lock_path(&wanted.sha256);
         let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;
@@ -463,10 +557,7 @@ impl Cache {
                 entry.download = None;
             }
             Some(format) => {
-                let tmp = tempfile::Builder::new()
-                    .prefix(".image.")
-                    .tempfile_in(&dir)
-                    .map_err(io_at(&dir))?;
+                let tmp = crate::cleanup::TempFile::new_in(&dir, "image").map_err(io_at(&dir))?;
                 let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
                 let bar = progress.bytes(compressed, "decompressing");
                 let limit = wanted.extract_size.unwrap_or(MAX_UNSTATED_SIZE);
@@ -508,9 +599,9 @@ impl Cache {
                     });
                 }
                 tmp.as_file().sync_all().map_err(io_at(&image))?;
-                tmp.persist(&image).map_err(|e| CacheError::Io {
+                tmp.persist(&image).map_err(|source| CacheError::Io {
                     path: image.clone(),
-                    source: e.error,
+                    source,
                 })?;
                 result.decompressed = true;
             }
@@ -546,10 +637,10 @@ impl Cache {
         let mut out = Vec::new();
         for item in read.flatten() {
             let dir = item.path();
-            if !dir.is_dir() {
+            let sha = item.file_name().to_string_lossy().into_owned();
+            if !is_entry_name(&sha, true) || !item.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let sha = item.file_name().to_string_lossy().into_owned();
             let entry = read_entry(&dir);
             let mut listing = Listing {
                 sha256: sha,
@@ -597,7 +688,14 @@ impl Cache {
 
     /// Removes every entry nobody is using (and the catalog copies); returns the bytes freed
     /// and the entries skipped because another pinode process holds them.
+    ///
+    /// Refuses (deleting nothing) a directory that is not recognisably a pinode cache, and
+    /// deletes only the entries of its layout.
     pub fn clean(&self) -> Result<(u64, Vec<String>), CacheError> {
+        if !self.root.exists() {
+            return Ok((0, Vec::new()));
+        }
+        self.recognise()?;
         let mut freed = 0;
         let mut busy = Vec::new();
         for listing in self.list()? {
@@ -619,12 +717,16 @@ impl Cache {
             freed += listing.disk_bytes;
         }
         let catalogs = self.root.join("catalogs");
-        if catalogs.exists() {
-            fs::remove_dir_all(&catalogs).map_err(|source| CacheError::Io {
-                path: catalogs,
-                source,
-            })?;
+        for item in fs::read_dir(&catalogs).into_iter().flatten().flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if is_catalog_name(&name, item.file_type().is_ok_and(|t| t.is_dir())) {
+                let path = item.path();
+                freed += item.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+                fs::remove_file(&path).map_err(|source| CacheError::Io { path, source })?;
+            }
         }
+        // Only once empty: anything else in it is not pinode's to delete.
+        let _ = fs::remove_dir(&catalogs);
         Ok((freed, busy))
     }
 
@@ -641,6 +743,24 @@ impl Cache {
             .filter(|w| date.is_none_or(|d| w.release_date.as_deref() == Some(d)))
             .max_by(|a, b| a.release_date.cmp(&b.release_date))
     }
+}
+
+/// `images/<sha256>` (a directory) or `images/<sha256>.lock`.
+fn is_entry_name(name: &str, is_dir: bool) -> bool {
+    let is_sha = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_dir {
+        is_sha(name)
+    } else {
+        name.strip_suffix(".lock").is_some_and(is_sha)
+    }
+}
+
+/// `catalogs/<16 hex>.json`, or a temporary file of one being saved.
+fn is_catalog_name(name: &str, is_dir: bool) -> bool {
+    let is_copy = name
+        .strip_suffix(".json")
+        .is_some_and(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    !is_dir && (is_copy || name.starts_with(".tmp") || crate::cleanup::is_temp_name(name))
 }
 
 fn merge(old: &[String], new: &[String]) -> Vec<String> {
@@ -663,11 +783,8 @@ fn write_entry(dir: &Path, entry: &Entry) -> Result<(), CacheError> {
         path: dir.join(ENTRY),
         source,
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let text = serde_json::to_vec_pretty(entry).unwrap_or_default();
-    std::io::Write::write_all(&mut tmp, &text).map_err(io)?;
-    tmp.persist(dir.join(ENTRY)).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::cleanup::write_atomic(&dir.join(ENTRY), &text).map_err(io)
 }
 
 fn now() -> String {

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use pinode::Error;
 use pinode::cache::source::SourceImage;
+use pinode::cleanup::LockFile;
 use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
 use pinode::disk::usage::allocation;
@@ -14,7 +15,7 @@ use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::bmap;
 use pinode::sink::card::Composed;
-use pinode::sink::file::{write_atomic, write_image};
+use pinode::sink::file::{remove_stale_outputs, write_atomic, write_image};
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
@@ -26,6 +27,11 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     Invoker::current()
         .create_dir_all(&args.out_dir, 0o777)
         .map_err(|e| Error::path(&args.out_dir, e))?;
+    // One run per node and output folder at a time: two would mix their files.
+    let _locks = nodes
+        .iter()
+        .map(|node| lock_node(&args.out_dir, &node.hostname))
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = out.progress();
     let base = SourceImage::for_profile(
         &profile,
@@ -135,6 +141,21 @@ fn prepare_node(
     } else {
         None
     };
+    let mut produced = vec![written.path.clone(), written.sha256_file.clone()];
+    if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
+        produced.push(b.into());
+    }
+    if let Some(name) = written.path.file_name() {
+        let name = name.to_string_lossy();
+        produced.push(args.out_dir.join(format!("{name}.sha256")));
+    }
+    for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
+        out.say(format!(
+            "{}: removed {} (from an earlier run)",
+            custom.hostname,
+            stale.display()
+        ));
+    }
     Ok(json!({
         "hostname": custom.hostname,
         "status": "done",
@@ -164,4 +185,20 @@ fn write_bmap(
     let text = bmap::render(image, len, &allocation.map).map_err(failed)?;
     write_atomic(&path, text.as_bytes()).map_err(failed)?;
     Ok((path, allocation.map.bytes()))
+}
+
+/// Takes the lock of node `host`'s outputs in `dir`, refusing when another run holds it.
+fn lock_node(dir: &std::path::Path, host: &str) -> Result<LockFile, Error> {
+    let path = dir.join(format!(".pinode-lock.{host}"));
+    match LockFile::try_acquire(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::path(
+            dir,
+            format!(
+                "another pinode run is writing {host}'s image here; wait for it to finish (or \
+                 use another --out-dir)"
+            ),
+        )),
+        Err(e) => Err(Error::path(&path, e)),
+    }
 }

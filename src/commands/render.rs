@@ -11,7 +11,7 @@ use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
 use pinode::profile::InitChoice;
 use pinode::provision::{self, NodePlan};
 use pinode::rootfs::OsRelease;
-use pinode::sink::file::write_atomic_mode;
+use pinode::sink::file::{write_atomic, write_atomic_mode};
 use pinode::ui::progress::ProgressPolicy;
 
 use super::{Output, Sources, load_profile, single_node};
@@ -30,13 +30,18 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         InitChoice::CloudInit => Some(osinfo::InitRoute::CloudInit),
     };
     create_dir_all(&args.out_dir)?;
-    let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
+    // One render per folder at a time: two would mix their nodes' files.
+    let _lock = lock_folder(&args.out_dir)?;
+    let mut written = Written::default();
+    // A compressed image is decompressed into a registered temporary file there (see
+    // pinode::cleanup): removed when done, on Ctrl-C, or by the next run after a kill.
+    let scratch = std::env::temp_dir();
     let progress = ProgressPolicy::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
         None => match SourceImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(SourceImage::open(&path, scratch.path(), progress, None)?),
-            None => cached_base(&profile, sources, scratch.path(), progress),
+            Some(path) => Some(SourceImage::open(&path, &scratch, progress, None)?),
+            None => cached_base(&profile, sources, &scratch, progress),
         },
     };
     let image_used = source.is_some();
@@ -77,14 +82,14 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     create_dir_all(&boot_dir)?;
     for file in &custom.files {
         let path = boot_dir.join(&file.path);
-        write_file(
+        written.file(
             &path,
             &file.contents,
             if file.secret { 0o600 } else { 0o644 },
         )?;
     }
     let tokens: Vec<String> = custom.cmdline.iter().map(|e| e.token()).collect();
-    write_file(
+    written.file(
         &dir.join("cmdline.txt.append"),
         format!("{}\n", tokens.join(" ")).as_bytes(),
         0o644,
@@ -93,7 +98,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     if custom.arm_64bit {
         lines.insert(0, "arm_64bit=1".into());
     }
-    write_file(
+    written.file(
         &dir.join("config.txt.append"),
         format!("[all]\n{}\n", lines.join("\n")).as_bytes(),
         0o644,
@@ -106,14 +111,14 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             Ok((fs.read("cmdline.txt")?, fs.read("config.txt")?))
         })?;
         if let (Some(cmdline), Some(config)) = edited {
-            write_file(&boot_dir.join("cmdline.txt"), &cmdline, 0o644)?;
-            write_file(&boot_dir.join("config.txt"), &config, 0o644)?;
+            written.file(&boot_dir.join("cmdline.txt"), &cmdline, 0o644)?;
+            written.file(&boot_dir.join("config.txt"), &config, 0o644)?;
         }
     }
     let has_runner = plan.cluster.as_ref().is_some_and(|c| c.runner.is_some());
     if has_runner {
         let example = pinode::provision::k3s::BUILDKIT_EXAMPLE.as_bytes();
-        write_file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
+        written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
     }
     let readme = format!(
         "pinode {version} rendered node {host} for Raspberry Pi OS {generation} (first boot via {init}).\n\n\
@@ -137,7 +142,14 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             ""
         },
     );
-    write_file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    written.file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    for stale in written.finish(dir)? {
+        out.say(format!(
+            "{}: removed {} (rendered earlier, not part of this node)",
+            custom.hostname,
+            stale.display()
+        ));
+    }
     out.say(format!(
         "{}: rendered {} files for {} ({}) into {}",
         custom.hostname,
@@ -163,6 +175,81 @@ fn cached_base(
     };
     let resolver = offline.resolver().ok()?;
     SourceImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
+}
+
+/// Where a render records the files it wrote, so that the next render into the same folder
+/// removes those it does not write again (another node's secrets, say) and nothing else.
+const RECORD: &str = ".pinode-render.json";
+/// The longest record read back (it lists a handful of names).
+const RECORD_LIMIT: u64 = 1 << 20;
+
+/// The files this render wrote, relative to the output folder.
+#[derive(Default)]
+struct Written {
+    files: Vec<String>,
+}
+
+impl Written {
+    fn file(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+        write_file(path, contents, mode)?;
+        self.files.push(path.to_string_lossy().into_owned());
+        Ok(())
+    }
+
+    /// Removes what the previous render recorded and this one did not write, then records
+    /// this one. Only regular files at relative paths inside `dir` are removed.
+    fn finish(mut self, dir: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
+        let prefix = dir.to_string_lossy().into_owned();
+        for f in &mut self.files {
+            if let Some(rest) = f.strip_prefix(&prefix) {
+                *f = rest.trim_start_matches('/').to_string();
+            }
+        }
+        let record = dir.join(RECORD);
+        let previous: Vec<String> = read_bounded(&record)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut removed = Vec::new();
+        for old in previous.iter().filter(|p| !self.files.contains(p)) {
+            let inside = !old.is_empty()
+                && Path::new(old)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            let path = dir.join(old);
+            if inside && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                std::fs::remove_file(&path).map_err(|e| Error::path(&path, e))?;
+                removed.push(path);
+            }
+        }
+        let text = serde_json::to_vec_pretty(&self.files).unwrap_or_default();
+        write_atomic(&record, &text).map_err(|e| Error::path(&record, e))?;
+        Ok(removed)
+    }
+}
+
+/// The file's first [`RECORD_LIMIT`] bytes, if it is a regular file.
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(RECORD_LIMIT).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Takes the folder's render lock, refusing when another run holds it.
+fn lock_folder(dir: &Path) -> Result<pinode::cleanup::LockFile, Error> {
+    let path = dir.join(".pinode-lock.render");
+    match pinode::cleanup::LockFile::try_acquire(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(Error::path(
+            dir,
+            "another pinode render is writing into this folder; wait for it to finish",
+        )),
+        Err(e) => Err(Error::path(&path, e)),
+    }
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {

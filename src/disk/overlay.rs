@@ -117,20 +117,105 @@ impl OverlayDisk {
         &self.base
     }
 
-    /// Writes the changed blocks to the base in place and flushes them to stable storage.
+    /// Writes the changed blocks to the base in place and flushes them to stable storage,
+    /// all or nothing.
+    ///
+    /// A patched card must never be left half-customised (a `cmdline.txt` pointing at a
+    /// first-boot script that was never written does not boot), so:
+    /// 1. the blocks about to be replaced are read first, to be put back if a write fails;
+    /// 2. on an image file, the space for every changed block is reserved (`fallocate`)
+    ///    before the first write: a sparse image on a full disk fails here, untouched;
+    /// 3. contiguous runs are written highest offset first (file data before the
+    ///    directories and the FAT at the start of the partition), each flushed before the
+    ///    next, so that a failure is known at the run it happened in;
+    /// 4. everything is read back from the medium (the cache dropped first): a device can
+    ///    lose writes without an error (a loop device over a full file system does, and so
+    ///    do counterfeit cards);
+    /// 5. on a failure, every run written so far (and the failed one) is put back.
     ///
     /// The base must have been opened for writing. Cost is proportional to the overlay.
-    pub fn commit(&mut self) -> io::Result<u64> {
-        let mut written = 0;
-        for (offset, data) in self.overlay.iter() {
-            let n = block_len(offset, self.len);
-            self.base.write_all_at(&data[..n], offset)?;
-            written += n as u64;
+    pub fn commit(&mut self) -> Result<u64, CommitError> {
+        let runs = self.runs();
+        if runs.is_empty() {
+            return Ok(0);
         }
-        if written > 0 {
-            self.base.sync_data()?;
+        let mut old = Vec::with_capacity(runs.len());
+        for (offset, data) in &runs {
+            let mut before = vec![0u8; data.len()];
+            self.base
+                .read_exact_at(&mut before, *offset)
+                .map_err(CommitError::Read)?;
+            old.push(before);
+        }
+        reserve(&self.base, &runs)?;
+        let mut written = 0;
+        for (i, (offset, data)) in runs.iter().enumerate() {
+            if let Err(source) = write_durably(&self.base, data, *offset) {
+                return Err(self.undo(&runs[..=i], &old[..=i], *offset, source));
+            }
+            written += data.len() as u64;
+        }
+        if let Some(offset) = first_difference(&self.base, &runs) {
+            let source = io::Error::other("the device did not keep the bytes written there");
+            return Err(self.undo(&runs, &old, offset, source));
         }
         Ok(written)
+    }
+
+    /// Puts `old` back over `runs` after a failure at `offset`, and checks that it stuck.
+    fn undo(
+        &self,
+        runs: &[(u64, Vec<u8>)],
+        old: &[Vec<u8>],
+        offset: u64,
+        source: io::Error,
+    ) -> CommitError {
+        let mut undo = None;
+        for ((at, _), before) in runs.iter().zip(old).rev() {
+            if let Err(e) = write_durably(&self.base, before, *at) {
+                undo.get_or_insert(e);
+            }
+        }
+        let restored: Vec<(u64, Vec<u8>)> = runs
+            .iter()
+            .zip(old)
+            .map(|((at, _), before)| (*at, before.clone()))
+            .collect();
+        if undo.is_none()
+            && let Some(at) = first_difference(&self.base, &restored)
+        {
+            undo = Some(io::Error::other(format!(
+                "byte {at} still differs from the original"
+            )));
+        }
+        match undo {
+            None => CommitError::RolledBack { offset, source },
+            Some(undo) => CommitError::Inconsistent {
+                offset,
+                source,
+                undo,
+            },
+        }
+    }
+
+    /// The overlay as contiguous runs `(byte offset, bytes)`, clipped to the disk's end,
+    /// highest offset first (the order [`OverlayDisk::commit`] writes them in).
+    fn runs(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (offset, data) in self.overlay.iter() {
+            let n = block_len(offset, self.len);
+            if n == 0 {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((start, bytes)) if *start + bytes.len() as u64 == offset => {
+                    bytes.extend_from_slice(&data[..n])
+                }
+                _ => runs.push((offset, data[..n].to_vec())),
+            }
+        }
+        runs.reverse();
+        runs
     }
 
     /// Reads block `index` from the base.
@@ -223,6 +308,91 @@ impl OverlayDisk {
         }
         Ok(buf.len())
     }
+}
+
+/// Why [`OverlayDisk::commit`] failed, and whether the base is as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("reading the blocks to be replaced failed ({0}); nothing was changed")]
+    Read(#[source] io::Error),
+    #[error(
+        "cannot reserve {bytes} bytes for the changes ({source}); nothing was changed \
+         (free some space and try again)"
+    )]
+    Reserve {
+        bytes: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "writing at byte {offset} failed ({source}); the blocks written before it were put \
+         back, nothing was changed"
+    )]
+    RolledBack {
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "writing at byte {offset} failed ({source}), and putting the old blocks back failed \
+         too ({undo}): the image may be inconsistent, restore it from a copy"
+    )]
+    Inconsistent {
+        offset: u64,
+        source: io::Error,
+        undo: io::Error,
+    },
+}
+
+/// Allocates the disk space of every run of an image file before anything is written, so
+/// that a full file system refuses the patch up front rather than in the middle of it (a
+/// sparse image's holes need new blocks). Block devices have their space already; a file
+/// system without `fallocate` is written without the reservation (the rollback still
+/// applies).
+fn reserve(base: &File, runs: &[(u64, Vec<u8>)]) -> Result<(), CommitError> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+    let is_file = base.metadata().map_err(CommitError::Read)?.is_file();
+    if !is_file {
+        return Ok(());
+    }
+    for (offset, data) in runs {
+        match fallocate(base, FallocateFlags::KEEP_SIZE, *offset, data.len() as u64) {
+            Ok(()) => {}
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(()),
+            Err(e) => {
+                return Err(CommitError::Reserve {
+                    bytes: runs.iter().map(|(_, d)| d.len() as u64).sum(),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` at `offset` and waits until it is on stable storage, so that an I/O error
+/// (reported by the device only on flush) is attributed to this write.
+fn write_durably(base: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    base.write_all_at(data, offset)?;
+    base.sync_data()
+}
+
+/// The first offset of `runs` where the medium does not hold the run's bytes, read after
+/// dropping the cached pages (a block device's buffer cache would otherwise answer with what
+/// was written, kept or not). A read error counts as a difference.
+fn first_difference(base: &File, runs: &[(u64, Vec<u8>)]) -> Option<u64> {
+    crate::sink::blockdev::drop_cached_pages(base);
+    for (offset, data) in runs {
+        let mut back = vec![0u8; data.len()];
+        if base.read_exact_at(&mut back, *offset).is_err() {
+            return Some(*offset);
+        }
+        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+            return Some(offset + i as u64);
+        }
+    }
+    None
 }
 
 /// Bytes of the block starting at `offset` that lie inside a disk of `len` bytes.

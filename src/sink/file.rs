@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
+use crate::cleanup::TempFile;
 use crate::disk::Overlay;
 use crate::disk::stream::{CHUNK_SIZE, Chunk, ComposedReader};
 
@@ -83,11 +84,9 @@ pub fn write_image(
         path: final_path.clone(),
         source,
     };
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{image_name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    // Registered: removed on SIGINT/SIGTERM, and by the next run after a SIGKILL (it holds
+    // the node's secrets until renamed into place).
+    let temp = TempFile::new_in(dir, &image_name).map_err(err)?;
 
     let (digest, compressed_sha256) =
         std::thread::scope(|scope| -> io::Result<(String, Option<String>)> {
@@ -132,7 +131,7 @@ pub fn write_image(
     crate::invoker::Invoker::current()
         .give_back_file(temp.as_file())
         .map_err(err)?;
-    temp.persist(&final_path).map_err(|e| err(e.error))?;
+    temp.persist(&final_path).map_err(err)?;
     let sha256_file = dir.join(format!("{image_name}.sha256"));
     write_atomic(&sha256_file, format!("{digest}  {image_name}\n").as_bytes()).map_err(
         |source| SinkError {
@@ -402,6 +401,46 @@ impl<'a> FinishWrite<'a> for zstd::stream::write::Encoder<'static, Sink<'a>> {
     }
 }
 
+/// Every file `prepare` may write for the node `name` (`NAME.img`, its compressed forms,
+/// their `.sha256` files and the `.bmap`): the outputs of an earlier run that this one does
+/// not rewrite are stale, and would be taken for this run's.
+pub fn node_outputs(name: &str) -> Vec<String> {
+    let image = format!("{name}.img");
+    let mut all = Vec::new();
+    for compression in [Compression::None, Compression::Xz, Compression::Zst] {
+        let file = format!("{image}{}", compression.extension());
+        all.push(format!("{file}.sha256"));
+        all.push(file);
+    }
+    all.push(format!("{image}.bmap"));
+    all
+}
+
+/// Removes the outputs of an earlier run for node `name` in `dir` that are not in
+/// `produced` (a stale `.bmap` or `.xz` next to a new image). Only regular files with those
+/// exact names are removed; returns their paths.
+pub fn remove_stale_outputs(
+    dir: &Path,
+    name: &str,
+    produced: &[PathBuf],
+) -> Result<Vec<PathBuf>, SinkError> {
+    let mut removed = Vec::new();
+    for file in node_outputs(name) {
+        let path = dir.join(&file);
+        if produced.contains(&path) {
+            continue;
+        }
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&path).map_err(|source| SinkError {
+                path: path.clone(),
+                source,
+            })?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Bytes actually stored (st_blocks × 512).
 fn allocated(file: &File) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -413,8 +452,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic_mode(path, contents, 0o600)
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, with `mode`; under
-/// sudo the file is the invoking user's (see [`crate::invoker`]).
+/// Writes `contents` to `path` through a registered temporary file (see [`crate::cleanup`])
+/// and a rename, with `mode`; under sudo the file is the invoking user's (see
+/// [`crate::invoker`]).
 ///
 /// The mode and owner are set on the temporary file (created 0600, then `fchmod`, `fchown`)
 /// before the rename, never by path afterwards: in a directory others can write to, the path
@@ -425,14 +465,11 @@ pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".pinode.")
-        .tempfile_in(dir)?;
+    let mut temp = TempFile::new_in(dir, "write")?;
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     crate::invoker::Invoker::current().give_back_file(temp.as_file())?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    temp.persist(path)
 }

@@ -7,4 +7,5 @@ pub mod bmap;
 pub mod card;
 pub mod discover;
 pub mod file;
+pub mod identity;
 pub mod safety;

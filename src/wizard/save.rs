@@ -60,21 +60,16 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
     for (name, value) in secret_files(answers) {
         // Beside the profile, named the way the profile names it.
         let path = profile_path.with_file_name(name);
-        let mut temp = tempfile::Builder::new()
-            .prefix(".pinode-secret.")
-            .tempfile_in(&dir)
-            .map_err(io(&path))?;
-        // tempfile creates the file 0600: the secret is never readable by others.
+        // Created 0600 (the secret is never readable by others) and registered: Ctrl-C
+        // before the rename removes it (see crate::cleanup).
+        let mut temp = crate::cleanup::TempFile::new_in(&dir, "secret").map_err(io(&path))?;
         temp.write_all(value.expose_secret().as_bytes())
             .and_then(|()| temp.write_all(b"\n"))
             .and_then(|()| temp.as_file().sync_all())
             .map_err(io(&path))?;
         staged.push((temp, path));
     }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".pinode-profile.")
-        .tempfile_in(&dir)
-        .map_err(io(profile_path))?;
+    let mut temp = crate::cleanup::TempFile::new_in(&dir, "profile").map_err(io(profile_path))?;
     temp.write_all(render_profile(answers).as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .map_err(io(profile_path))?;
@@ -103,10 +98,7 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
             for written in &done {
                 let _ = std::fs::remove_file(written);
             }
-            return Err(SaveError::Io {
-                path,
-                source: e.error,
-            });
+            return Err(SaveError::Io { path, source: e });
         }
         done.push(path);
     }

@@ -61,9 +61,24 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
         named: !args.devices.is_empty(),
     };
     let view = SystemView::from_env();
-    // A refused device fails before anything is downloaded or written.
+    // A refused device fails before anything is downloaded or written, and so does a batch
+    // that names one card twice (through symlinks, or two loop devices of one file).
+    let mut named = Vec::new();
     for path in &args.devices {
-        target::check_named(&view, path, None, &overrides)?;
+        named.push((
+            path.clone(),
+            target::check_named(&view, path, None, &overrides)?,
+        ));
+    }
+    target::check_distinct(&named)?;
+    // The base image must not be its own target (a local file, or the file behind a loop
+    // device), checked before the image is even read.
+    let mut source = target::Source::default();
+    if let Some(path) = SourceImage::locate(&profile, args.image.as_deref())? {
+        source.add(&view, &path);
+    }
+    for (_, disk) in &named {
+        source.refuse(disk)?;
     }
 
     let progress = out.progress();
@@ -78,6 +93,10 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
     )?;
     for note in &base.notes {
         out.warn(note);
+    }
+    source.add(&view, &base.path);
+    for (_, disk) in &named {
+        source.refuse(disk)?;
     }
     let image_len = std::fs::metadata(&base.path)
         .map_err(|e| Error::path(&base.path, e))?
@@ -101,6 +120,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
                 }
                 Choice::Abort => break 'nodes,
             };
+            source.refuse(&disk)?;
             let written = flash_node(
                 &FlashJob {
                     base: &base,

@@ -14,6 +14,7 @@ use pinode::customise::Manifest;
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::sink::discover::{BlockDevice, Located, SystemView};
+use pinode::sink::identity::{self, Identity};
 use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::ui::prompt::{Prompter, Reply};
 use pinode::ui::{Untrusted, terminal_safe};
@@ -72,6 +73,70 @@ pub fn check_named(
         return Err(Error::Usage(explain(&disk, &blocked, overrides)));
     }
     Ok(disk)
+}
+
+/// Refuses a batch that names one card twice: three nodes "written" to one card leave one
+/// node and two lost ones. Compared by device number and backing file, not by name.
+pub fn check_distinct(named: &[(PathBuf, BlockDevice)]) -> Result<(), Error> {
+    for (i, (path_a, a)) in named.iter().enumerate() {
+        for (path_b, b) in &named[..i] {
+            if identity::overlap(&identity::of_disk(a), &identity::of_disk(b)) {
+                return Err(Error::Usage(format!(
+                    "--device {} and --device {} are the same card ({}): one card cannot hold \
+                     two nodes; give one --device per node, or a single --device for a reader \
+                     the cards are swapped in",
+                    path_b.display(),
+                    path_a.display(),
+                    a.path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The base image's identities (the file, or the device and its backing file), so that a
+/// card that *is* the base image is refused before it is overwritten by itself.
+#[derive(Default)]
+pub struct Source {
+    paths: Vec<(PathBuf, Vec<Identity>)>,
+}
+
+impl Source {
+    /// Adds `path` (followed through symlinks; a block device with its backing file).
+    pub fn add(&mut self, view: &SystemView, path: &Path) {
+        let mut ids: Vec<Identity> = Identity::of_path(path).into_iter().collect();
+        if matches!(ids.first(), Some(Identity::Device { .. }))
+            && let Ok(Located::Disk(disk) | Located::Partition { disk, .. }) = view.locate(path)
+        {
+            ids.extend(identity::of_disk(&disk));
+        }
+        if !ids.is_empty() {
+            self.paths.push((path.to_path_buf(), ids));
+        }
+    }
+
+    /// An error when writing `disk` would overwrite the base image.
+    pub fn refuse(&self, disk: &BlockDevice) -> Result<(), Error> {
+        let target = identity::of_disk(disk);
+        match self
+            .paths
+            .iter()
+            .find(|(_, ids)| identity::overlap(ids, &target))
+        {
+            None => Ok(()),
+            Some((path, _)) => Err(Error::Usage(format!(
+                "{} is the base image {} itself{}: writing it would destroy the image while \
+                 reading it; copy the image elsewhere or name another card",
+                disk.path.display(),
+                path.display(),
+                disk.backing_file
+                    .as_deref()
+                    .map(|f| format!(" (its loop device's backing file is {f})"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
 }
 
 impl Targets {

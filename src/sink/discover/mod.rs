@@ -80,11 +80,13 @@ impl SystemView {
         let mounts = parse_mountinfo(&std::fs::read_to_string(&self.mountinfo).unwrap_or_default());
         let swaps = parse_swaps(&std::fs::read_to_string(&self.swaps).unwrap_or_default());
         let usage = Usage::collect(&disks, &mounts, &swaps);
-        Ok(disks
+        let mut found: Vec<BlockDevice> = disks
             .iter()
             .filter(|d| is_candidate(d))
             .map(|d| BlockDevice::from_sys(d, &usage))
-            .collect())
+            .collect();
+        mark_shared_backing_files(&mut found);
+        Ok(found)
     }
 
     /// The disk at `path` (a block device node), or the disk a partition at `path` belongs to.
@@ -275,6 +277,54 @@ impl BlockDevice {
         } else {
             format!("{} disk", self.transport.as_str())
         }
+    }
+}
+
+/// Two loop devices bound to one file are one card: when the other is mounted, swap or held
+/// by device-mapper, writing this one rewrites a file system in use behind the kernel's back.
+/// Such a use is recorded as a holder of this disk, which refuses it whatever the flags
+/// (`--unmount` would only unmount this device's own mounts).
+fn mark_shared_backing_files(disks: &mut [BlockDevice]) {
+    let backing: Vec<Option<crate::sink::identity::Identity>> = disks
+        .iter()
+        .map(|d| {
+            d.backing_file
+                .as_deref()
+                .and_then(crate::sink::identity::backing_identity)
+        })
+        .collect();
+    let mut extra: Vec<(usize, String)> = Vec::new();
+    for (i, id) in backing.iter().enumerate() {
+        let Some(id) = id else { continue };
+        for (j, other) in disks.iter().enumerate() {
+            if i == j || backing[j].as_ref() != Some(id) {
+                continue;
+            }
+            let mut uses = other.all_mount_points();
+            if other.swap || other.partitions.iter().any(|p| p.swap) {
+                uses.push("swap".into());
+            }
+            uses.extend(other.holders.iter().cloned());
+            uses.extend(
+                other
+                    .partitions
+                    .iter()
+                    .flat_map(|p| p.holders.iter().cloned()),
+            );
+            if !uses.is_empty() {
+                extra.push((
+                    i,
+                    format!(
+                        "{} (bound to the same file, in use: {})",
+                        other.name,
+                        uses.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, text) in extra {
+        disks[i].holders.push(text);
     }
 }
 

@@ -1,0 +1,334 @@
+//! Temporary files that do not outlive their run.
+//!
+//! `prepare` streams a whole node image (tokens and keys included) into a temporary file
+//! before renaming it into place, and decompression fills another in the cache. An
+//! interrupted run must not leave them behind, whatever stopped it:
+//!
+//! - every temporary pinode creates is a [`TempFile`], registered in one process-wide list
+//!   from creation until it is persisted or dropped;
+//! - on SIGINT, SIGTERM or SIGHUP, the handler [`install`]ed by `main` removes every
+//!   registered path, then lets the signal end the process as it would have (the shell sees
+//!   130 or 143);
+//! - a run killed outright (SIGKILL, power loss) cannot clean up, so temporaries carry their
+//!   creator's process id in their name and are locked (`flock`) while alive: the next
+//!   pinode process that creates a temporary in the same directory removes those whose
+//!   creator is gone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Every temporary pinode creates starts with this (and is then `PID.LABEL.RANDOM`).
+pub const PREFIX: &str = ".pinode-tmp.";
+
+struct Registry {
+    next: u64,
+    paths: BTreeMap<u64, PathBuf>,
+    swept: BTreeSet<PathBuf>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    next: 0,
+    paths: BTreeMap::new(),
+    swept: BTreeSet::new(),
+});
+
+/// The registry, even after a panic elsewhere poisoned it (cleanup must still happen).
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `name` is a pinode temporary file's name.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(PREFIX)
+}
+
+/// A temporary file in a chosen directory, removed when dropped, on SIGINT/SIGTERM, or by
+/// the next run if this one is killed.
+#[derive(Debug)]
+pub struct TempFile {
+    // Declared first, dropped first: the file is deleted, then unregistered.
+    temp: tempfile::NamedTempFile,
+    _registration: Registration,
+}
+
+/// A path in the registry, until dropped.
+#[derive(Debug)]
+struct Registration(u64);
+
+impl Registration {
+    fn new(path: &Path) -> Registration {
+        let mut registry = registry();
+        let id = registry.next;
+        registry.next += 1;
+        registry.paths.insert(id, path.to_path_buf());
+        Registration(id)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        registry().paths.remove(&self.0);
+    }
+}
+
+impl TempFile {
+    /// Creates `DIR/.pinode-tmp.PID.LABEL.RANDOM` (mode 0600), first removing the dead
+    /// temporaries of earlier runs in `dir`.
+    pub fn new_in(dir: &Path, label: &str) -> io::Result<TempFile> {
+        sweep_once(dir);
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("{PREFIX}{}.{label}.", std::process::id()))
+            .tempfile_in(dir)?;
+        let registration = Registration::new(temp.path());
+        // Held for the file's lifetime: tells a later sweep that its creator is alive.
+        temp.as_file().try_lock().map_err(io::Error::other)?;
+        Ok(TempFile {
+            temp,
+            _registration: registration,
+        })
+    }
+
+    pub fn as_file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Renames the file to `to`. Done under the registry's lock, which the signal handler
+    /// takes too: a signal arriving now removes the temporary or nothing, never the result.
+    pub fn persist(self, to: &Path) -> io::Result<()> {
+        let TempFile {
+            temp,
+            _registration: registration,
+        } = self;
+        let guard = registry();
+        let result = temp.persist(to).map(|_| ()).map_err(|e| e.error);
+        drop(guard);
+        drop(registration);
+        result
+    }
+
+    /// [`TempFile::persist`], failing with `AlreadyExists` (the temporary removed) when `to`
+    /// exists: for files that must be created once, such as the kept cluster token.
+    pub fn persist_noclobber(self, to: &Path) -> io::Result<()> {
+        let TempFile {
+            temp,
+            _registration: registration,
+        } = self;
+        let guard = registry();
+        let result = temp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error);
+        drop(guard);
+        drop(registration);
+        result
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+/// An exclusive lock whose file exists only while it is held: two runs writing the same
+/// outputs exclude each other, and a finished (or interrupted) run leaves no lock file in
+/// the user's folder. (A run killed outright leaves an empty one, which the next run takes
+/// over and removes.)
+#[derive(Debug)]
+pub struct LockFile {
+    path: PathBuf,
+    _file: File,
+    _registration: Registration,
+}
+
+impl LockFile {
+    /// Takes the lock at `path`, or `None` when another process holds it.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<LockFile>> {
+        use std::fs::TryLockError;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+            // The previous holder removes the file when done: if it did so between our
+            // open and our lock, we hold a lock on a file nobody else will see. Try again.
+            let ours = file.metadata()?;
+            let same = std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.dev() == ours.dev() && m.ino() == ours.ino());
+            if same {
+                return Ok(Some(LockFile {
+                    path: path.to_path_buf(),
+                    _registration: Registration::new(path),
+                    _file: file,
+                }));
+            }
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Removed while still locked, so that no one can take a lock on it in between.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes `contents` to `path` (mode 0600) through a registered temporary file, fsync and a
+/// rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, contents, 0o600)
+}
+
+/// [`write_atomic`] with `mode`, set on the temporary file before the rename (never by path
+/// afterwards, when the path could be a symlink planted in a shared directory).
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = TempFile::new_in(dir, "write")?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path)
+}
+
+/// Removes every registered temporary (the signal handler's work).
+fn remove_all() {
+    let registry = registry();
+    for path in registry.paths.values() {
+        let _ = std::fs::remove_file(path);
+    }
+    // The lock stays held: nothing may be persisted between this and the process's end.
+    std::mem::forget(registry);
+}
+
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP: remove the registered temporaries,
+/// then die of the signal (exit status 128 + signal number, as the shell reports it).
+///
+/// Uses `signal-hook`'s iterator: the handler proper only wakes a thread, which does the
+/// file work outside signal context, where locks and allocation are allowed.
+pub fn install() -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("pinode-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                remove_all();
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Sweeps `dir` once per process.
+fn sweep_once(dir: &Path) {
+    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if !registry().swept.insert(key) {
+        return;
+    }
+    sweep(dir);
+}
+
+/// Removes the temporaries in `dir` left by pinode processes that are gone: the process id
+/// in the name is not running, and nobody holds the file's lock (a process of another PID
+/// namespace writing to a shared directory holds it). Only regular files of this user
+/// named [`PREFIX`]… are considered; anything else is never touched.
+pub fn sweep(dir: &Path) -> usize {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() || meta.uid() != uid || alive(pid) {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(entry.path())
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether a process with this id runs (in this PID namespace).
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_until_persisted_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = TempFile::new_in(dir.path(), "a").unwrap();
+        let path = temp.path().to_path_buf();
+        assert!(is_temp_name(&path.file_name().unwrap().to_string_lossy()));
+        assert!(registry().paths.values().any(|p| p == &path));
+        temp.persist(&dir.path().join("done")).unwrap();
+        assert!(!registry().paths.values().any(|p| p == &path));
+        assert!(dir.path().join("done").exists() && !path.exists());
+
+        let temp = TempFile::new_in(dir.path(), "b").unwrap();
+        let path = temp.path().to_path_buf();
+        drop(temp);
+        assert!(!path.exists());
+        assert!(!registry().paths.values().any(|p| p == &path));
+    }
+
+    #[test]
+    fn sweep_removes_only_dead_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = TempFile::new_in(dir.path(), "live").unwrap();
+        // A dead process's temporary (no process has so high an id).
+        let dead = dir.path().join(format!("{PREFIX}999999999.prepare.abc"));
+        std::fs::write(&dead, b"secret").unwrap();
+        let user = dir.path().join("notes.txt");
+        std::fs::write(&user, b"mine").unwrap();
+        assert_eq!(sweep(dir.path()), 1);
+        assert!(!dead.exists());
+        assert!(user.exists());
+        assert!(live.path().exists());
+    }
+}
