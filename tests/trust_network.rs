@@ -461,7 +461,9 @@ fn a_catalog_of_110k_entries_lists_in_seconds() {
         .count();
     assert_eq!(listed, 110_000);
     eprintln!("os list of 110,000 entries: {took:?}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // 1.3 s of CPU alone, up to 13 s beside parallel builds and tests; the quadratic
+    // de-duplication ran for over 120 s, so 30 s tells the two apart without flaking.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 /// Out-of-range `PINODE_HTTP_*` values are ignored (the defaults apply), never a panic
