@@ -58,12 +58,11 @@ pub struct TempFile {
 #[derive(Debug)]
 struct Registration(u64);
 
-impl Registration {
-    fn new(path: &Path) -> Registration {
-        let mut registry = registry();
-        let id = registry.next;
-        registry.next += 1;
-        registry.paths.insert(id, path.to_path_buf());
+impl Registry {
+    fn register(&mut self, path: &Path) -> Registration {
+        let id = self.next;
+        self.next += 1;
+        self.paths.insert(id, path.to_path_buf());
         Registration(id)
     }
 }
@@ -79,10 +78,14 @@ impl TempFile {
     /// temporaries of earlier runs in `dir`.
     pub fn new_in(dir: &Path, label: &str) -> io::Result<TempFile> {
         sweep_once(dir);
+        // Created and registered under the registry's lock, which the signal handler takes
+        // (and keeps) too: a signal removes the file or comes before it exists, never between.
+        let mut registry = registry();
         let temp = tempfile::Builder::new()
             .prefix(&format!("{PREFIX}{}.{label}.", std::process::id()))
             .tempfile_in(dir)?;
-        let registration = Registration::new(temp.path());
+        let registration = registry.register(temp.path());
+        drop(registry);
         // Held for the file's lifetime: tells a later sweep that its creator is alive.
         temp.as_file().try_lock().map_err(io::Error::other)?;
         Ok(TempFile {
@@ -154,6 +157,9 @@ impl LockFile {
         use std::fs::TryLockError;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         loop {
+            // Opened (perhaps created) and registered under the registry's lock, as
+            // `TempFile::new_in` does: a signal never falls between the two.
+            let mut registry = registry();
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -174,10 +180,11 @@ impl LockFile {
             if same {
                 return Ok(Some(LockFile {
                     path: path.to_path_buf(),
-                    _registration: Registration::new(path),
+                    _registration: registry.register(path),
                     _file: file,
                 }));
             }
+            drop(registry);
         }
     }
 }
