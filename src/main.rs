@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            out.json_failure(&e);
             // Errors quote outside data (paths, labels, catalog text): no control character
             // of it reaches the terminal.
             for line in e.to_string().lines() {

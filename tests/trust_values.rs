@@ -485,3 +485,146 @@ fn args_for_another_k3s_line_get_a_warning() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: with --json, stdout is one JSON document even when the run fails early
+// ---------------------------------------------------------------------------------------
+
+/// A failed `--json` run: non-zero exit, the `error:` line on stderr, and stdout one JSON
+/// document carrying the error. Returns the document.
+fn failed_json_run(what: &str, out: &Output) -> serde_json::Value {
+    assert!(!out.status.success(), "{what}: the run fails");
+    let err = stderr(out);
+    assert!(
+        err.contains("error: "),
+        "{what}: no error line on stderr:\n{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not one JSON document ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let message = doc["error"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{what}: no error in {doc:#}");
+    doc
+}
+
+fn prepare_json(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Output {
+    output(
+        pinode()
+            .args(["prepare", "--json", "--compress", "none", "--profile"])
+            .arg(profile)
+            .arg("--image")
+            .arg(image)
+            .arg("--out-dir")
+            .arg(out_dir)
+            .args(extra),
+    )
+}
+
+#[test]
+fn prepare_json_prints_its_document_when_it_fails_before_the_first_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = base_profile(
+        dir.path(),
+        "two.yaml",
+        "nodes:\n  - hostname: one\n  - hostname: two\n",
+    );
+    let out_dir = dir.path().join("out");
+    let bookworm = fixture("bookworm");
+
+    // The profile cannot be read: nothing is known but the nodes asked for.
+    let broken = write_profile(dir.path(), "broken.yaml", "version: 1\nnodes: [\n");
+    let doc = failed_json_run(
+        "broken profile",
+        &prepare_json(&broken, &bookworm, &out_dir, &["--node", "one"]),
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("broken.yaml"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["nodes"], serde_json::json!([]));
+    assert_eq!(doc["not_attempted"], serde_json::json!(["one"]));
+
+    // No such --node.
+    let doc = failed_json_run(
+        "unknown node",
+        &prepare_json(&good, &bookworm, &out_dir, &["--node", "three"]),
+    );
+    assert!(doc["error"].as_str().unwrap().contains("three"), "{doc:#}");
+    assert_eq!(doc["not_attempted"], serde_json::json!(["three"]));
+
+    // The base image is missing: every selected node was not attempted.
+    let doc = failed_json_run(
+        "missing base",
+        &prepare_json(&good, &dir.path().join("gone.img"), &out_dir, &[]),
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("gone.img"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["nodes"], serde_json::json!([]));
+    assert_eq!(doc["not_attempted"], serde_json::json!(["one", "two"]));
+
+    // The base image is not a disk image: the first node fails, the second is not tried.
+    let junk = dir.path().join("junk.img");
+    std::fs::write(&junk, vec![0x5a; 64 * 1024]).unwrap();
+    let doc = failed_json_run("corrupt base", &prepare_json(&good, &junk, &out_dir, &[]));
+    let attempted = doc["nodes"].as_array().map_or(0, Vec::len);
+    let skipped = doc["not_attempted"].as_array().map_or(0, Vec::len);
+    assert_eq!(attempted + skipped, 2, "{doc:#}");
+}
+
+#[test]
+fn every_json_command_prints_one_document_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "not a disk image\n".repeat(100)).unwrap();
+    let profile = base_profile(dir.path(), "one.yaml", "nodes:\n  - hostname: one\n");
+    let cache = dir.path().join("cache");
+
+    let inspect = output(pinode().args(["inspect", "--json"]).arg(&junk));
+    failed_json_run("inspect --json on a text file", &inspect);
+
+    let patch = output(
+        pinode()
+            .args(["patch", "--json", "--profile"])
+            .arg(&profile)
+            .arg(&junk),
+    );
+    failed_json_run("patch --json on a text file", &patch);
+    assert_eq!(
+        std::fs::read_to_string(&junk).unwrap(),
+        "not a disk image\n".repeat(100),
+        "patch changed the file it refused"
+    );
+
+    let download = output(
+        pinode()
+            .args(["--offline", "--cache-dir"])
+            .arg(&cache)
+            .args(["download", "--json", "--os", "raspios-lite-arm64"]),
+    );
+    failed_json_run("download --json offline without a catalog", &download);
+
+    let os_list = output(
+        pinode()
+            .arg("--catalog")
+            .arg(dir.path().join("no-catalog.json"))
+            .args(["--cache-dir"])
+            .arg(&cache)
+            .args(["os", "list", "--json"]),
+    );
+    failed_json_run("os list --json with a missing catalog file", &os_list);
+
+    let missing = dir.path().join("missing.yaml");
+    let flash = output(
+        pinode()
+            .args(["flash", "--json", "--yes", "--profile"])
+            .arg(&missing)
+            .arg("--device")
+            .arg(&junk),
+    );
+    failed_json_run("flash --json with a missing profile", &flash);
+}

@@ -19,18 +19,27 @@ use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
 pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
-    let profile = load_profile(&args.profile, out)?;
-    let nodes = select_nodes(&profile, &args.nodes)?;
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    // A failure before the first node still gets the document (nothing done, who was not
+    // attempted): the nodes asked for with --node while the profile cannot be read, the
+    // selected ones after.
+    let profile = load_profile(&args.profile, out)
+        .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
+    let nodes = select_nodes(&profile, &args.nodes)
+        .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
     let progress = out.progress();
-    let base = SourceImage::for_profile(
-        &profile,
-        args.image.as_deref(),
-        &sources.resolver()?,
-        &args.out_dir,
-        progress,
-        out.waiting_note(),
-    )?;
+    let base = std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| Error::path(&args.out_dir, e))
+        .and_then(|()| {
+            SourceImage::for_profile(
+                &profile,
+                args.image.as_deref(),
+                &sources.resolver()?,
+                &args.out_dir,
+                progress,
+                out.waiting_note(),
+            )
+        })
+        .map_err(|e| not_started(out, args, nodes.iter().map(|n| n.hostname.as_str()), e))?;
     for note in &base.notes {
         out.warn(note);
     }
@@ -63,7 +72,8 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             "compression": args.compress,
             "nodes": results,
         });
-        if let Some((_, rest)) = &failure {
+        if let Some((e, rest)) = &failure {
+            document["error"] = json!(e.to_string());
             document["not_attempted"] = json!(rest);
         }
         out.json(&document);
@@ -72,6 +82,26 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         Some((e, _)) => Err(e),
         None => Ok(()),
     }
+}
+
+/// With `--json`, prints the document of a run that failed before its first node, and
+/// gives the error back.
+fn not_started<'a>(
+    out: &Output,
+    args: &PrepareArgs,
+    not_attempted: impl Iterator<Item = &'a str>,
+    error: Error,
+) -> Error {
+    if out.json {
+        out.json(&json!({
+            "error": error.to_string(),
+            "base": null,
+            "compression": args.compress,
+            "nodes": [],
+            "not_attempted": not_attempted.collect::<Vec<_>>(),
+        }));
+    }
+    error
 }
 
 /// Prepares one node's image (and bmap); returns its entry of the `--json` document.
