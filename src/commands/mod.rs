@@ -148,8 +148,9 @@ pub fn select_nodes<'p>(
             profile.node(name).ok_or_else(|| {
                 let known: Vec<&str> = profile.nodes.iter().map(|n| n.hostname.as_str()).collect();
                 Error::Usage(format!(
-                    "{}: no node {name:?} (the profile has {})",
+                    "{}: no node {} (the profile has {})",
                     profile.path.display(),
+                    pinode::ui::quoted(name),
                     known.join(", ")
                 ))
             })
