@@ -8,6 +8,7 @@ pub mod bootfs;
 pub mod cache;
 pub mod catalog;
 pub mod customise;
+pub mod digest;
 pub mod disk;
 pub mod error;
 pub mod fetch;

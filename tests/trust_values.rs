@@ -628,3 +628,56 @@ fn every_json_command_prints_one_document_when_it_fails() {
     );
     failed_json_run("flash --json with a missing profile", &flash);
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: a SHA-256 from outside is parsed once; nothing slices a short one
+// ---------------------------------------------------------------------------------------
+
+/// A cache entry (as a damaged or hand-edited `entry.json` would be) that claims an alias,
+/// is marked verified for the image next to it, and whose `sha256` is `sha256`.
+fn forged_cache_entry(cache: &Path, dir_name: &str, sha256: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = cache.join("images").join(dir_name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("image.img");
+    std::fs::write(&image, vec![0u8; 4096]).unwrap();
+    let meta = std::fs::metadata(&image).unwrap();
+    let entry = serde_json::json!({
+        "sha256": sha256,
+        "name": "raspios",
+        "url": "https://127.0.0.1/raspios.img.xz",
+        "aliases": ["raspios-lite-arm64"],
+        "release_date": "2025-10-01",
+        "download": null,
+        "image_verified": {
+            "size": meta.len(),
+            "mtime_ns": meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        },
+        "added": "2025-10-01T00:00:00Z",
+        "last_used": "2025-10-01T00:00:00Z",
+    });
+    std::fs::write(dir.join("entry.json"), entry.to_string()).unwrap();
+}
+
+#[test]
+fn a_cache_entry_with_a_short_or_multibyte_sha256_is_not_used() {
+    for (dir_name, sha) in [("ab", "ab"), ("e", "ééééééééé"), ("up", "../up")] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        forged_cache_entry(&cache, dir_name, sha);
+        // The default catalog, offline and never fetched: the alias is looked up among the
+        // cache's entries.
+        let out = output(
+            pinode()
+                .env_remove("PINODE_CATALOG")
+                .args(["--offline", "--cache-dir"])
+                .arg(&cache)
+                .args(["download", "--json", "--os", "raspios-lite-arm64"]),
+        );
+        let err = stderr(&out);
+        assert!(!err.contains("internal error"), "{sha:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{sha:?}: {err}");
+        let doc = failed_json_run(&format!("download with sha256 {sha:?}"), &out);
+        assert!(doc.get("path").is_none(), "{doc:#}");
+    }
+}

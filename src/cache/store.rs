@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::decompress::{Format, decompress, hash_file, is_corrupt_input};
 use super::lock::Lock;
+use crate::digest::Sha256Hex;
 use crate::fetch::{FetchError, Http, display_url};
 use crate::invoker::Invoker;
 use crate::ui::progress::ProgressPolicy;
@@ -69,9 +70,10 @@ impl Drop for HandBack<'_> {
 }
 
 /// What pinode wants in the cache: an image known by the SHA-256 of its uncompressed bytes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// An `entry.json` whose `sha256` is not one is not read at all (see `Sha256Hex`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Wanted {
-    pub sha256: String,
+    pub sha256: Sha256Hex,
     pub name: String,
     pub url: String,
     #[serde(default)]
@@ -238,8 +240,8 @@ impl Cache {
         self.root.join("images")
     }
 
-    fn entry_dir(&self, sha: &str) -> PathBuf {
-        self.images().join(sha)
+    fn entry_dir(&self, sha: &Sha256Hex) -> PathBuf {
+        self.images().join(sha.as_str())
     }
 
     /// The lock file of the entry for `sha`.
@@ -289,7 +291,7 @@ impl Cache {
         };
         let _hand_back = self.prepare_root()?;
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let lock_path = self.lock_path(&wanted.sha256);
+        let lock_path = self.lock_path(wanted.sha256.as_str());
         let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;
 
         let now = now();
@@ -422,7 +424,7 @@ impl Cache {
                     forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
-                        expected: wanted.sha256.clone(),
+                        expected: wanted.sha256.to_string(),
                         actual: sha,
                     });
                 }
@@ -458,7 +460,7 @@ impl Cache {
                     forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
-                        expected: wanted.sha256.clone(),
+                        expected: wanted.sha256.to_string(),
                         actual: out.sha256,
                     });
                 }

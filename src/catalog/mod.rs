@@ -49,8 +49,8 @@ pub struct OsEntry {
     pub url: String,
     /// Bytes of the uncompressed image.
     pub extract_size: u64,
-    /// SHA-256 of the uncompressed image (lowercase hex).
-    pub extract_sha256: String,
+    /// SHA-256 of the uncompressed image (an entry without a valid one is skipped).
+    pub extract_sha256: crate::digest::Sha256Hex,
     /// Bytes of the file at `url`.
     #[serde(default)]
     pub image_download_size: Option<u64>,
@@ -194,15 +194,11 @@ impl Catalog {
 
 /// An OS entry, when `item` has everything pinode needs to download and verify it.
 fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> {
+    // Deserializing checks `extract_sha256` (see `Sha256Hex`).
     let mut entry: OsEntry = serde_json::from_value(item.clone()).ok()?;
-    let sha = entry.extract_sha256.to_ascii_lowercase();
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     if !is_http_url(&entry.url) {
         return None;
     }
-    entry.extract_sha256 = sha;
     entry.image_download_sha256 = entry
         .image_download_sha256
         .map(|s| s.to_ascii_lowercase())
