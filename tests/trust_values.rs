@@ -681,3 +681,65 @@ fn a_cache_entry_with_a_short_or_multibyte_sha256_is_not_used() {
         assert!(doc.get("path").is_none(), "{doc:#}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: one escaping style for outside text, in errors and in listings
+// ---------------------------------------------------------------------------------------
+
+/// Invisible characters that make two values look alike: a zero-width space, a line
+/// separator, a byte order mark, a soft hyphen and a right-to-left mark.
+const INVISIBLE: &str = "pi\u{200b}os\u{2028}x\u{feff}y\u{ad}z\u{200f}";
+const INVISIBLE_SHOWN: &str = "pi\\u{200b}os\\u{2028}x\\u{feff}y\\u{ad}z\\u{200f}";
+
+fn assert_shows_invisible(what: &str, text: &str) {
+    assert!(text.contains(INVISIBLE_SHOWN), "{what}: {text}");
+    for c in ['\u{200b}', '\u{2028}', '\u{feff}', '\u{ad}', '\u{200f}'] {
+        assert!(!text.contains(c), "{what}: raw {c:?} in {text}");
+    }
+}
+
+#[test]
+fn outside_text_is_escaped_alike_in_errors_and_listings() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a listing: a catalog entry's name.
+    let catalog = dir.path().join("catalog.json");
+    let doc = serde_json::json!({ "os_list": [{
+        "name": INVISIBLE,
+        "url": "https://example.com/other.img.xz",
+        "extract_size": 1000,
+        "extract_sha256": "1".repeat(64),
+        "release_date": "2024-01-01",
+    }]});
+    std::fs::write(&catalog, doc.to_string()).unwrap();
+    let out = output(pinode().arg("--catalog").arg(&catalog).args(["os", "list"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_shows_invisible("os list", &String::from_utf8_lossy(&out.stdout));
+
+    // In an error: a profile value, and a --node name.
+    let profile = base_profile(
+        dir.path(),
+        "p.yaml",
+        &format!("nodes:\n  - hostname: \"{INVISIBLE}\"\n"),
+    );
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("\"{INVISIBLE_SHOWN}\"")), "{err}");
+    assert_shows_invisible("profile check", &err);
+
+    let good = base_profile(dir.path(), "good.yaml", "nodes:\n  - hostname: one\n");
+    let out = output(
+        pinode()
+            .args(["prepare", "--profile"])
+            .arg(&good)
+            .arg("--out-dir")
+            .arg(dir.path().join("out"))
+            .args(["--node", INVISIBLE]),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no node \"{INVISIBLE_SHOWN}\"")),
+        "{err}"
+    );
+}

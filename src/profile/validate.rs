@@ -48,7 +48,7 @@ pub(crate) fn profile(p: &Profile, r: &mut Report) {
         r.error("os.image", "plain http:// is not accepted; use https://");
     }
     if let Some(sha) = &p.os.sha256
-        && !(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+        && crate::digest::Sha256Hex::parse(sha).is_err()
     {
         r.error(
             "os.sha256",

@@ -60,13 +60,22 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(escape(text, |c| matches!(c, '\n' | '\t')))
 }
 
-/// Characters a terminal may act on rather than show: control characters, and the
-/// bidirectional overrides, isolates and marks that reorder what is displayed.
+/// Characters a terminal may act on rather than show, or that hide what is shown: control
+/// characters; the bidirectional overrides, isolates and marks that reorder text; and the
+/// invisible formatting characters (zero-width spaces and joiners, the line and paragraph
+/// separators, the byte order mark) that make two different values look alike; Rust's
+/// `{:?}`, which profile errors used to show values, escapes these too.
 fn dangerous(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}'
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
         )
 }
 
