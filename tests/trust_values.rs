@@ -743,3 +743,53 @@ fn outside_text_is_escaped_alike_in_errors_and_listings() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: the wizard's questions and re-asks escape outside text
+// ---------------------------------------------------------------------------------------
+
+/// A home directory whose name sets the terminal's title and returns the cursor: it shows
+/// up in the wizard wherever a `~/` path is expanded.
+const EVIL_DIR: &str = "home\x1b]0;owned\x07\rFAKE";
+
+#[test]
+fn the_wizard_escapes_outside_text_in_what_it_asks() {
+    use expectrl::Expect;
+    use expectrl::session::OsSession;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(EVIL_DIR);
+    std::fs::create_dir_all(&home).unwrap();
+    let base = pinode();
+    let mut cmd = Command::new(base.get_program());
+    cmd.arg("wizard")
+        .current_dir(dir.path())
+        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("HOME", &home)
+        .env("USER", "alice")
+        .env("TERM", "xterm")
+        .env("PINODE_STATE_DIR", dir.path().join("state"))
+        .env_remove("CI");
+    let mut s = OsSession::spawn(cmd).unwrap();
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    // The catalog is unavailable in tests: the second choice is a local image file.
+    s.expect("Operating system").unwrap();
+    s.send("\x1b[B\r").unwrap();
+    s.expect("Image file").unwrap();
+    // The re-ask names the expanded path, home directory included.
+    s.send("~/missing.img\r").unwrap();
+    let shown = s.expect("is not a file").unwrap();
+    let text = String::from_utf8_lossy(shown.before()).into_owned();
+    let _ = s.send("\x03");
+    let _ = s
+        .get_process_mut()
+        .kill(expectrl::process::unix::Signal::SIGKILL);
+    assert!(
+        !text.contains("\x1b]0;owned") && !text.contains("\rFAKE"),
+        "raw escape from the home directory's name: {text:?}"
+    );
+    assert!(
+        text.contains("home\\u{1b}]0;owned\\u{7}\\rFAKE/missing.img"),
+        "{text:?}"
+    );
+}
