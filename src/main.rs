@@ -23,7 +23,29 @@ fn main() -> ExitCode {
             eprintln!("error: internal error, please report it: {message}{at}");
         }
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A command line clap refuses still leaves one JSON document on stdout when it
+            // asks for --json (help and --version are not failures and print as usual).
+            if e.use_stderr() && std::env::args_os().skip(1).any(|a| a == "--json") {
+                // clap's message up to the blank line before its usage lines.
+                let text = e.to_string();
+                let message: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().trim_start_matches("error: "))
+                    .collect();
+                Output {
+                    json: true,
+                    quiet: false,
+                    verbose: 0,
+                }
+                .json_failure(&pinode::Error::Usage(message.join(" ")));
+            }
+            e.exit()
+        }
+    };
     let command = cli.command.unwrap_or(Command::Wizard);
     let json = match &command {
         Command::Inspect(a) => a.json,

@@ -627,6 +627,19 @@ fn every_json_command_prints_one_document_when_it_fails() {
             .arg(&junk),
     );
     failed_json_run("flash --json with a missing profile", &flash);
+
+    // A command line that does not parse, --json among its words.
+    let usage = output(
+        pinode()
+            .args(["prepare", "--json", "--profile"])
+            .arg(&profile),
+    );
+    let doc = failed_json_run("prepare --json without --out-dir", &usage);
+    assert!(
+        doc["error"].as_str().unwrap().contains("--out-dir"),
+        "{doc:#}"
+    );
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 // ---------------------------------------------------------------------------------------
