@@ -20,7 +20,11 @@ fn main() -> ExitCode {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            eprintln!("error: internal error, please report it: {message}{at}");
+            // The message may quote outside data (a panic names the string it sliced).
+            eprintln!(
+                "error: internal error, please report it: {}{at}",
+                pinode::ui::Untrusted(message)
+            );
         }
     }));
     let cli = match Cli::try_parse() {

@@ -806,3 +806,30 @@ fn the_wizard_escapes_outside_text_in_what_it_asks() {
         "{text:?}"
     );
 }
+
+#[test]
+fn cache_clean_names_a_busy_entry_with_a_multibyte_name_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Eleven ASCII letters, then a two-byte character across byte 12; and an escape.
+    let name = "aaaaaaaaaaaé\x1b[2Jzzz";
+    std::fs::create_dir_all(cache.join("images").join(name)).unwrap();
+    let lock = std::fs::File::create(cache.join("images").join(format!("{name}.lock"))).unwrap();
+    lock.try_lock().unwrap();
+    let out = output(
+        pinode()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["cache", "clean"]),
+    );
+    drop(lock);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("aaaaaaaaaaaé"), "{err}");
+    assert!(err.contains("in use by another pinode process"), "{err}");
+    assert_no_raw_controls("cache clean", &out);
+    assert!(
+        cache.join("images").join(name).exists(),
+        "a busy entry stays"
+    );
+}
