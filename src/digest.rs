@@ -38,6 +38,16 @@ impl Sha256Hex {
         &self.0
     }
 
+    /// For an optional digest in a document pinode does not control (a catalog): a value
+    /// that is not a SHA-256 reads as `None` instead of failing the whole document.
+    pub fn deserialize_lenient<'de, D>(d: D) -> Result<Option<Sha256Hex>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let text: Option<String> = Option::deserialize(d)?;
+        Ok(text.and_then(|t| Sha256Hex::parse(&t).ok()))
+    }
+
     /// The first 12 digits, for human output.
     pub fn short(&self) -> &str {
         // Cannot fail: the value is 64 ASCII digits.
@@ -120,6 +130,19 @@ mod tests {
         let err = Sha256Hex::parse("x\x1by").unwrap_err().to_string();
         assert!(!err.contains('\x1b'), "{err}");
         assert!(serde_json::from_str::<Sha256Hex>("\"abc\"").is_err());
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default, deserialize_with = "Sha256Hex::deserialize_lenient")]
+            d: Option<Sha256Hex>,
+        }
+        let lenient = |text: &str| serde_json::from_str::<Doc>(text).unwrap().d;
+        assert_eq!(lenient(r#"{"d": "short"}"#), None);
+        assert_eq!(lenient(r#"{"d": null}"#), None);
+        assert_eq!(lenient("{}"), None);
+        assert_eq!(
+            lenient(&format!(r#"{{"d": "{upper}"}}"#)),
+            Some(hex.clone())
+        );
         let json = serde_json::to_string(&hex).unwrap();
         assert_eq!(serde_json::from_str::<Sha256Hex>(&json).unwrap(), hex);
     }

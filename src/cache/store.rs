@@ -89,7 +89,7 @@ pub struct Wanted {
     #[serde(default)]
     pub download_size: Option<u64>,
     #[serde(default)]
-    pub download_sha256: Option<String>,
+    pub download_sha256: Option<Sha256Hex>,
 }
 
 impl Wanted {
@@ -390,7 +390,7 @@ impl Cache {
                 let _ = fs::remove_file(&part);
                 return Err(CacheError::Corrupt {
                     what: wanted.label(),
-                    expected: sha.clone(),
+                    expected: sha.to_string(),
                     actual: got.sha256,
                 });
             }

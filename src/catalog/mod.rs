@@ -55,8 +55,13 @@ pub struct OsEntry {
     #[serde(default)]
     pub image_download_size: Option<u64>,
     /// SHA-256 of the file at `url` (absent on Raspberry Pi OS entries).
-    #[serde(default)]
-    pub image_download_sha256: Option<String>,
+    /// A value that is not a SHA-256 counts as absent (the image is still checked by
+    /// `extract_sha256`).
+    #[serde(
+        default,
+        deserialize_with = "crate::digest::Sha256Hex::deserialize_lenient"
+    )]
+    pub image_download_sha256: Option<crate::digest::Sha256Hex>,
     #[serde(default)]
     pub release_date: Option<String>,
     /// `systemd` (Imager's firstrun.sh) or `cloudinit-rpi`.
@@ -199,10 +204,6 @@ fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> 
     if !is_http_url(&entry.url) {
         return None;
     }
-    entry.image_download_sha256 = entry
-        .image_download_sha256
-        .map(|s| s.to_ascii_lowercase())
-        .filter(|s| s.len() == 64);
     entry.category = category.to_vec();
     Some(entry)
 }
