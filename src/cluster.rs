@@ -147,7 +147,9 @@ impl ClusterPlan {
     pub fn check_token(&self, profile: &LoadedProfile) -> Result<(), FieldError> {
         let present = match &self.token {
             TokenSource::Env { var } => std::env::var_os(var).is_some(),
-            TokenSource::File { path } => secrets::expand_path(path, &profile.base_dir()).exists(),
+            TokenSource::File { path } => {
+                secrets::expand_path(path, &profile.base_dir()).map_or(true, |p| p.exists())
+            }
             TokenSource::State { path } => path.exists(),
         };
         if present {
@@ -231,28 +233,60 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
     }
 }
 
-/// Reads an existing kept token: private, and long enough to be one pinode wrote.
+/// More than this is not a file pinode wrote (64 hex digits and a newline).
+const MAX_KEPT_TOKEN: u64 = 4096;
+
+/// Reads an existing kept token: private, readable, and a whole token pinode wrote.
+///
+/// A file pinode cannot read (permission denied, an I/O error) is not damaged, and
+/// deleting it would split the cluster: only a file that was read and holds no complete
+/// token gets the advice to delete it and generate a new one.
 fn read_kept_token(path: &Path) -> Result<SecretString, String> {
+    use std::io::Read;
     let shown = path.display();
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    let unreadable = |e: std::io::Error| {
+        format!(
+            "cannot read the kept cluster token {shown}: {e}; {}",
+            unreadable_hint(path)
+        )
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!("{shown} is readable by others; chmod 600 it"));
     }
-    let token = secrets::from_file(&path.to_string_lossy(), Path::new("/"))
-        .map_err(|e| format!("{e}: {}", damaged_hint(path)))?;
-    if token.expose_secret().trim().len() < MIN_KEPT_TOKEN {
-        return Err(format!(
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEPT_TOKEN + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    let token = String::from_utf8(bytes)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| {
+            (MIN_KEPT_TOKEN..=MAX_KEPT_TOKEN as usize).contains(&t.len())
+                && t.chars().all(|c| c.is_ascii_graphic())
+        });
+    match token {
+        Some(token) => Ok(SecretString::from(token)),
+        None => Err(format!(
             "{shown} holds no complete cluster token: {}",
             damaged_hint(path)
-        ));
+        )),
     }
-    Ok(token)
 }
 
-/// What to do about a damaged kept token.
+/// What to do about a kept token pinode cannot read (it is not damaged: keep it).
+fn unreadable_hint(path: &Path) -> String {
+    format!(
+        "do not delete it, nodes may use it: run pinode as the user whose state it is (sudo \
+         uses the invoking user's), or give it back to them (chown, then chmod 600 {})",
+        path.display()
+    )
+}
+
+/// What to do about a damaged kept token (empty, short, or not a token at all).
 fn damaged_hint(path: &Path) -> String {
     format!(
         "if no node has been started with it yet, delete {} and run pinode again to generate \

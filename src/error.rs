@@ -35,6 +35,8 @@ pub enum Error {
     Card(#[from] CardError),
     #[error(transparent)]
     Save(#[from] SaveError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]

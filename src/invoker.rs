@@ -6,20 +6,17 @@
 //! generated into root's state directory, and can never join the nodes the same person
 //! prepared without sudo. This module is the one place that answers "who, and where": the
 //! invoking user (from `SUDO_UID`/`SUDO_GID`/`SUDO_USER` when running as root under sudo,
-//! else the process's own user), their home (from the passwd database, not `$HOME`, which
-//! sudo resets to root's, unless `$HOME` was passed on purpose), their cache and state directories, and how to give what pinode
-//! creates there back to them.
+//! else the process's own user), their name and home (from the user database through NSS,
+//! so that LDAP/sssd and systemd-homed users count; not `$HOME`, which sudo resets to
+//! root's, unless `$HOME` was passed on purpose), their cache and state directories, and how
+//! to give what pinode creates there back to them.
 
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rustix::fs::{AtFlags, CWD};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::process::{Gid, Uid};
-
-/// The passwd database is a few KB; a bigger one is not something to load whole.
-const MAX_PASSWD: u64 = 4 << 20;
 
 /// How deep [`Invoker::give_back_tree`] walks: the cache is `root/images/<sha>/file`.
 const MAX_TREE_DEPTH: usize = 4;
@@ -50,13 +47,14 @@ impl Invoker {
                 var("SUDO_GID").as_deref(),
                 var("SUDO_USER").as_deref(),
                 std::env::home_dir(),
-                Path::new("/etc/passwd"),
+                &system_account,
             )
         })
     }
 
-    /// The invoker from the process's ids, sudo's variables, `$HOME` and a passwd file.
-    /// Sudo's variables count only when running as root: anyone can set them otherwise.
+    /// The invoker from the process's ids, sudo's variables, `$HOME` and `account` (the user
+    /// database: [`system_account`], or a table in tests). Sudo's variables count only when
+    /// running as root: anyone can set them otherwise.
     pub fn from_parts(
         euid: u32,
         egid: u32,
@@ -64,7 +62,7 @@ impl Invoker {
         sudo_gid: Option<&str>,
         sudo_user: Option<&str>,
         env_home: Option<PathBuf>,
-        passwd: &Path,
+        account: &dyn Fn(u32) -> Option<Account>,
     ) -> Invoker {
         let sudo_ids = match (sudo_uid.map(str::parse::<u32>), sudo_gid.map(str::parse)) {
             (Some(Ok(uid)), Some(Ok(gid))) if euid == 0 && uid != 0 => Some((uid, gid)),
@@ -72,11 +70,11 @@ impl Invoker {
         };
         match sudo_ids {
             Some((uid, gid)) => {
-                let entry = passwd_entry(passwd, |e| e.uid == uid);
+                let entry = account(uid);
                 // sudo sets HOME to root's; any other value was passed on purpose (`sudo
                 // HOME=… pinode`, or a sudo configured to keep it) and wins, like it would
                 // without sudo.
-                let root_home = passwd_entry(passwd, |e| e.uid == 0).map(|e| e.home);
+                let root_home = account(0).map(|e| e.home);
                 let kept_home = env_home.filter(|h| {
                     h.is_absolute() && Some(h) != root_home.as_ref() && h != Path::new("/")
                 });
@@ -92,7 +90,7 @@ impl Invoker {
                 }
             }
             None => {
-                let entry = passwd_entry(passwd, |e| e.uid == euid);
+                let entry = account(euid);
                 Invoker {
                     name: entry.as_ref().map(|e| e.name.clone()),
                     uid: euid,
@@ -152,7 +150,10 @@ impl Invoker {
             .recursive(true)
             .mode(mode)
             .create(dir)?;
-        for created in missing.iter().rev() {
+        // Innermost first: while a directory is being given away, its parents pinode
+        // created are still root's, so the user cannot swap one for a symlink meanwhile and
+        // steer the chown of a deeper path elsewhere.
+        for created in &missing {
             self.give_back(created)?;
         }
         Ok(())
@@ -190,27 +191,57 @@ impl Invoker {
     /// Under sudo, gives every root-owned entry under `root` (itself included, symlinks not
     /// followed, a few levels deep) back to the invoking user: for trees such as the cache,
     /// which many steps write into. Best effort: a file that vanished meanwhile is skipped.
+    ///
+    /// The walk holds a descriptor of each entry (`O_PATH`, never following a symlink; a
+    /// directory is read through its own descriptor) and changes the owner through it, so a
+    /// user who can write in the tree cannot steer it, by swapping an entry for a symlink
+    /// meanwhile, onto a file elsewhere. A file with more than one link is left alone: pinode
+    /// makes none, and the other link may be a system file hard-linked into the tree.
     pub fn give_back_tree(&self, root: &Path) {
         if !self.sudo {
             return;
         }
-        fn walk(invoker: &Invoker, path: &Path, depth: usize) {
-            let Ok(meta) = std::fs::symlink_metadata(path) else {
-                return;
-            };
-            if meta.uid() == 0 {
-                let _ = invoker.give_back(path);
+        if let Ok(fd) = open_entry(CWD, root) {
+            self.give_back_at(fd, 0);
+        }
+    }
+
+    /// [`Invoker::give_back_tree`] from the open entry `fd`, `depth` levels down.
+    fn give_back_at(&self, fd: OwnedFd, depth: usize) {
+        let Ok(stat) = rustix::fs::fstat(&fd) else {
+            return;
+        };
+        let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
+        if stat.st_uid == 0 && (is_dir || stat.st_nlink == 1) {
+            let _ = rustix::fs::chownat(
+                &fd,
+                "",
+                Some(Uid::from_raw(self.uid)),
+                Some(Gid::from_raw(self.gid)),
+                AtFlags::EMPTY_PATH,
+            );
+        }
+        if !is_dir || depth >= MAX_TREE_DEPTH {
+            return;
+        }
+        let Ok(entries) = rustix::fs::openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(rustix::fs::Dir::new) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
             }
-            if meta.is_dir()
-                && depth < MAX_TREE_DEPTH
-                && let Ok(entries) = std::fs::read_dir(path)
-            {
-                for entry in entries.flatten() {
-                    walk(invoker, &entry.path(), depth + 1);
-                }
+            if let Ok(child) = open_entry(fd.as_fd(), name) {
+                self.give_back_at(child, depth + 1);
             }
         }
-        walk(self, root, 0);
     }
 
     /// What to tell someone whose `*_env` variable is missing: under sudo, that sudo's
@@ -225,32 +256,33 @@ impl Invoker {
     }
 }
 
-/// One line of the passwd database.
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    home: PathBuf,
+/// An `O_PATH` descriptor of `name` in `dir`, the entry itself even when it is a symlink.
+fn open_entry<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
-/// The first entry of `passwd` that `wanted` accepts (a bounded read; `None` if unreadable).
-fn passwd_entry(passwd: &Path, wanted: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
-    let mut text = String::new();
-    std::fs::File::open(passwd)
-        .ok()?
-        .take(MAX_PASSWD)
-        .read_to_string(&mut text)
-        .ok()?;
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() < 7 {
-            return None;
-        }
-        let entry = PasswdEntry {
-            name: fields[0].to_string(),
-            uid: fields[2].parse().ok()?,
-            home: PathBuf::from(fields[5]),
-        };
-        (entry.home.is_absolute() && wanted(&entry)).then_some(entry)
+/// What pinode needs of a user's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub home: PathBuf,
+}
+
+/// The account of `uid` from the system's user database: `getpwuid_r` through nix, so every
+/// NSS source counts (files, LDAP/sssd, systemd-homed), with nix's bounded buffer. `None`
+/// when there is none, the lookup failed, or the home is not an absolute path.
+pub fn system_account(uid: u32) -> Option<Account> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()?;
+    user.dir.is_absolute().then_some(Account {
+        name: user.name,
+        home: user.dir,
     })
 }
 
@@ -258,21 +290,21 @@ fn passwd_entry(passwd: &Path, wanted: impl Fn(&PasswdEntry) -> bool) -> Option<
 mod tests {
     use super::*;
 
-    fn passwd(dir: &Path) -> PathBuf {
-        let p = dir.join("passwd");
-        std::fs::write(
-            &p,
-            "root:x:0:0:root:/root:/bin/bash\n\
-             alice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
-        )
-        .unwrap();
-        p
+    /// A user database of root and alice.
+    fn accounts(uid: u32) -> Option<Account> {
+        let (name, home) = match uid {
+            0 => ("root", "/root"),
+            1000 => ("alice", "/home/alice"),
+            _ => return None,
+        };
+        Some(Account {
+            name: name.into(),
+            home: home.into(),
+        })
     }
 
     #[test]
     fn under_sudo_the_invoker_is_the_sudo_user_with_their_passwd_home() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = passwd(dir.path());
         let who = Invoker::from_parts(
             0,
             0,
@@ -280,7 +312,7 @@ mod tests {
             Some("1000"),
             Some("alice"),
             Some("/root".into()),
-            &p,
+            &accounts,
         );
         assert!(who.sudo);
         assert_eq!((who.uid, who.gid), (1000, 1000));
@@ -297,15 +329,13 @@ mod tests {
             Some("1000"),
             Some("alice"),
             Some("/srv/alice".into()),
-            &p,
+            &accounts,
         );
         assert_eq!(kept.home.as_deref(), Some(Path::new("/srv/alice")));
     }
 
     #[test]
     fn sudo_variables_count_only_for_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = passwd(dir.path());
         let who = Invoker::from_parts(
             1000,
             1000,
@@ -313,13 +343,13 @@ mod tests {
             Some("0"),
             Some("root"),
             Some("/home/alice".into()),
-            &p,
+            &accounts,
         );
         assert!(!who.sudo);
         assert_eq!(who.uid, 1000);
         assert_eq!(who.home.as_deref(), Some(Path::new("/home/alice")));
         // Plain root (no sudo): root's own home.
-        let root = Invoker::from_parts(0, 0, None, None, None, Some("/root".into()), &p);
+        let root = Invoker::from_parts(0, 0, None, None, None, Some("/root".into()), &accounts);
         assert!(!root.sudo);
         assert_eq!(root.home.as_deref(), Some(Path::new("/root")));
     }

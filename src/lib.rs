@@ -14,6 +14,7 @@ pub mod error;
 pub mod fetch;
 pub mod guard;
 pub mod image;
+pub mod input;
 pub mod invoker;
 pub mod osinfo;
 pub mod profile;

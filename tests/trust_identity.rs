@@ -650,3 +650,434 @@ fn a_full_disk_leaves_no_empty_kept_token() {
         "{err}"
     );
 }
+
+/// One test user per test (nextest runs tests in parallel).
+const OUT_USER: &str = "pinode-trust-test3";
+
+/// The owner of `path` (not following a symlink).
+fn owner(path: &Path) -> (u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// Follow-up 1: under sudo, everything pinode creates for the invoking user is theirs: an
+/// explicit `--cache-dir` it creates (and what goes into it), the out dirs of `prepare` and
+/// `render` it creates, and every output in them (image, .sha256, .bmap, compressed image,
+/// rendered files). What existed before (an out dir of root's, a file in it, a cache that
+/// is root's) keeps its owner.
+#[test]
+fn under_sudo_outputs_and_an_explicit_cache_are_the_users() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let user = TestUser::create(OUT_USER, &dir.path().join("home"));
+    let me = (user.uid, user.gid);
+    let root = (0, 0);
+    let server = Server::start();
+    let catalog = serve_catalog(&server);
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             os:\n  image: raspios-lite-arm64\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n  - hostname: n1\n"
+        ),
+    );
+    // Things that exist before, root's: an out dir with a file in it, and a shared cache.
+    let existing_out = dir.path().join("existing-out");
+    std::fs::create_dir_all(&existing_out).unwrap();
+    std::fs::write(existing_out.join("notes.txt"), "root's").unwrap();
+    let shared_cache = dir.path().join("shared-cache");
+    std::fs::create_dir_all(&shared_cache).unwrap();
+    let sudo = |args: &[&str], cache: &Path, out: &Path| {
+        let mut c = bare_pinode();
+        c.env("PINODE_CATALOG", &catalog)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(args)
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--out-dir")
+            .arg(out);
+        user.sudo_env(&mut c);
+        run(&mut c);
+    };
+
+    // New cache, new (nested) out dir: all of it is the user's.
+    let new_cache = dir.path().join("new/cache");
+    let new_out = dir.path().join("made/out");
+    sudo(
+        &["prepare", "--bmap", "--compress", "zst"],
+        &new_cache,
+        &new_out,
+    );
+    let outputs = walk(&dir.path().join("made"));
+    for name in [
+        "n1.img.zst",
+        "n1.img.sha256",
+        "n1.img.zst.sha256",
+        "n1.img.bmap",
+    ] {
+        assert!(outputs.contains(&new_out.join(name)), "{name} missing");
+    }
+    let cache = walk(&dir.path().join("new"));
+    assert!(cache.iter().any(|p| p.ends_with("image.img")), "{cache:?}");
+    for path in outputs.iter().chain(&cache) {
+        assert_eq!(owner(path), me, "{} is not the user's", path.display());
+    }
+
+    // render into a new dir: the dir, boot/ and every file are the user's.
+    let rendered = dir.path().join("rendered");
+    sudo(&["render"], &new_cache, &rendered);
+    let files = walk(&rendered);
+    assert!(
+        files.contains(&rendered.join("boot/firstrun.sh")),
+        "{files:?}"
+    );
+    for path in &files {
+        assert_eq!(owner(path), me, "{} is not the user's", path.display());
+    }
+
+    // Into what existed, root's: the outputs are the user's, the rest keeps its owner.
+    sudo(&["prepare"], &shared_cache, &existing_out);
+    assert_eq!(owner(&existing_out), root);
+    assert_eq!(owner(&existing_out.join("notes.txt")), root);
+    assert_eq!(owner(&existing_out.join("n1.img")), me);
+    assert_eq!(owner(&existing_out.join("n1.img.sha256")), me);
+    for path in walk(&shared_cache) {
+        assert_eq!(owner(&path), root, "{} was given away", path.display());
+    }
+}
+
+/// A user known to the system only through NSS (a systemd userdb drop-in record, read by
+/// nss-systemd), not in /etc/passwd; removed when dropped.
+struct NssUser {
+    name: &'static str,
+    uid: u32,
+    home: PathBuf,
+    records: Vec<PathBuf>,
+}
+
+impl NssUser {
+    /// `None` (with a note) when this machine's NSS does not read userdb drop-ins.
+    fn create(name: &'static str, uid: u32, home: &Path) -> Option<NssUser> {
+        let dir = Path::new("/run/userdb");
+        std::fs::create_dir_all(dir).ok()?;
+        let record = dir.join(format!("{name}.user"));
+        let by_uid = dir.join(format!("{uid}.user"));
+        std::fs::write(
+            &record,
+            format!(
+                "{{\"userName\":\"{name}\",\"uid\":{uid},\"gid\":{uid},\
+                 \"homeDirectory\":\"{}\",\"disposition\":\"regular\"}}\n",
+                home.display()
+            ),
+        )
+        .ok()?;
+        let _ = std::fs::remove_file(&by_uid);
+        std::os::unix::fs::symlink(record.file_name().unwrap(), &by_uid).ok()?;
+        let user = NssUser {
+            name,
+            uid,
+            home: home.to_path_buf(),
+            records: vec![by_uid, record],
+        };
+        let found = output(Command::new("getent").args(["passwd", &uid.to_string()]));
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        if !String::from_utf8_lossy(&found.stdout).starts_with(name)
+            || passwd.contains(&format!(":{uid}:"))
+        {
+            eprintln!("skipped: NSS here does not read /run/userdb (no nss-systemd?)");
+            return None;
+        }
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_2}\n")).unwrap();
+        run(Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(home));
+        Some(user)
+    }
+}
+
+impl Drop for NssUser {
+    fn drop(&mut self) {
+        for record in &self.records {
+            let _ = std::fs::remove_file(record);
+        }
+    }
+}
+
+/// Follow-up 2: the invoking user's account comes from the system's user database (NSS),
+/// not from a parse of /etc/passwd: under sudo, a user known only through NSS (here a
+/// systemd userdb record) gets `~/` in the profile expanded to their home.
+#[test]
+fn a_user_known_only_through_nss_is_found() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a user record and sudo's environment)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let Some(user) = NssUser::create("pinode-trust-nss", 61_342, &dir.path().join("home")) else {
+        return;
+    };
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        "version: 1\n\
+         defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
+         nodes:\n  - hostname: n1\n",
+    );
+    let out_dir = dir.path().join("out");
+    let mut render = bare_pinode();
+    render
+        .env("SUDO_USER", user.name)
+        .env("SUDO_UID", user.uid.to_string())
+        .env("SUDO_GID", user.uid.to_string())
+        .env("HOME", "/root")
+        .env("USER", "root")
+        .args(["render", "--generation", "bookworm", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(&out_dir);
+    let out = output(&mut render);
+    assert!(out.status.success(), "{}", both(&out));
+    let firstrun = std::fs::read_to_string(out_dir.join("boot/firstrun.sh")).unwrap();
+    assert!(firstrun.contains(KEY_2), "the NSS user's key is missing");
+    assert_eq!(
+        owner(&out_dir.join("boot/firstrun.sh")),
+        (user.uid, user.uid)
+    );
+    assert!(user.home.join(".ssh").is_dir());
+}
+
+/// Follow-up 3: a kept token pinode cannot read is not "damaged": the error says what it
+/// is, and does not advise deleting it (which would split the cluster).
+#[test]
+fn an_unreadable_kept_token_is_not_called_damaged() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to run as another user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let uid = 61_343u32;
+    let token = dir.path().join("state/clusters/c/token");
+    std::fs::create_dir_all(token.parent().unwrap()).unwrap();
+    let value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    std::fs::write(&token, value).unwrap();
+    // Private and the runner's, but not readable by them (mode 000).
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::os::unix::fs::chown(&token, Some(uid), Some(uid)).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::chown(&out_dir, Some(uid), Some(uid)).unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             cluster:\n  name: c\n\
+             nodes:\n  - hostname: n1\n    role: server\n"
+        ),
+    );
+    let mut render = bare_pinode();
+    render
+        .env("PINODE_STATE_DIR", dir.path().join("state"))
+        .args(["render", "--generation", "bookworm", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(&out_dir);
+    let mut as_other = Command::new("setpriv");
+    as_other
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(render.get_program())
+        .args(render.get_args())
+        .envs(render.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("HOME", dir.path());
+    let out = output(&mut as_other);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&*token.to_string_lossy())
+            && err.contains("cannot read")
+            && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("run pinode again to generate"),
+        "an unreadable token is not damaged: {err}"
+    );
+    assert!(!err.contains(value.trim()), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), value);
+}
+
+/// One test user per test (nextest runs tests in parallel).
+const WIZARD_USER: &str = "pinode-trust-test4";
+
+/// Follow-up 4: the wizard's default node user name is the invoking user's account name
+/// (the Invoker's), not `$USER`/`$LOGNAME`, which may name someone else.
+#[test]
+fn the_wizard_offers_the_invokers_name() {
+    use expectrl::Expect;
+    if !is_root() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let user = TestUser::create(WIZARD_USER, &dir.path().join("home"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::chown(&work, Some(user.uid), Some(user.gid)).unwrap();
+    let mut wizard = bare_pinode();
+    wizard
+        .arg("wizard")
+        .env("TERM", "xterm")
+        .env("TZ", "Europe/Berlin")
+        .env_remove("CI");
+    let mut cmd = user.runs(&wizard);
+    // A stale environment naming someone else.
+    cmd.env("USER", "alice")
+        .env("LOGNAME", "alice")
+        .current_dir(&work);
+    let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    for (prompt, answer) in [
+        ("Operating system", "\r"),
+        ("Cluster name", "\r"),
+        ("How many servers", "\r"),
+        ("Server hostnames", "\r"),
+        ("How many agents", "0\r"),
+        ("K3s channel or version", "\r"),
+    ] {
+        s.expect(prompt)
+            .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
+        s.send(answer).unwrap();
+    }
+    s.expect("User name").unwrap();
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(10)));
+    let offered = s.expect(WIZARD_USER);
+    let _ = s.send("\x03");
+    offered.unwrap_or_else(|e| panic!("the wizard did not offer {WIZARD_USER}: {e}"));
+}
+
+/// `~/` when the invoking user's home is unknown (an account the user database does not
+/// know, no `$HOME`) is an error, never a folder named `~` beside the profile.
+#[test]
+fn tilde_without_a_known_home_is_an_error() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to run as an unknown uid)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let uid = 61_344u32;
+    // A decoy where a literal `~` folder beside the profile would be.
+    std::fs::create_dir_all(dir.path().join("~/.ssh")).unwrap();
+    std::fs::write(
+        dir.path().join("~/.ssh/id_ed25519.pub"),
+        format!("{KEY_2}\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::os::unix::fs::chown(&out_dir, Some(uid), Some(uid)).unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        "version: 1\n\
+         defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
+         nodes:\n  - hostname: n1\n",
+    );
+    let mut render = bare_pinode();
+    render
+        .args(["render", "--generation", "bookworm", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(&out_dir);
+    let mut as_unknown = Command::new("setpriv");
+    as_unknown
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(render.get_program())
+        .args(render.get_args())
+        .env_clear()
+        .envs(render.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env_remove("HOME");
+    let out = output(&mut as_unknown);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the decoy was used: {}", both(&out));
+    assert!(
+        err.contains("ssh_authorized_keys_file") && err.contains("home of the invoking user"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// One test user per test (nextest runs tests in parallel).
+const LINK_USER: &str = "pinode-trust-test5";
+
+/// Giving the cache back under sudo changes the owner of what is in the cache only: a hard
+/// link to a file of root's planted in the user's cache, and a symlink to one, leave those
+/// files root's. (The user's own `--cache-dir`, which already is theirs, gets the rest.)
+#[test]
+fn giving_the_cache_back_follows_no_planted_link() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a second user)");
+        return;
+    }
+    let dir = a_temp_dir_others_can_enter();
+    let user = TestUser::create(LINK_USER, &dir.path().join("home"));
+    let server = Server::start();
+    let catalog = serve_catalog(&server);
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             os:\n  image: raspios-lite-arm64\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             nodes:\n  - hostname: n1\n"
+        ),
+    );
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let victims = dir.path().join("victims");
+    std::fs::create_dir_all(&victims).unwrap();
+    std::fs::write(victims.join("hard"), "root's").unwrap();
+    std::fs::write(victims.join("soft"), "root's").unwrap();
+    std::fs::hard_link(victims.join("hard"), cache.join("planted-hard")).unwrap();
+    std::os::unix::fs::symlink(victims.join("soft"), cache.join("planted-soft")).unwrap();
+    std::os::unix::fs::symlink(&victims, cache.join("planted-dir")).unwrap();
+    std::os::unix::fs::chown(&cache, Some(user.uid), Some(user.gid)).unwrap();
+
+    let mut prepare = bare_pinode();
+    prepare
+        .env("PINODE_CATALOG", &catalog)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["prepare", "--profile"])
+        .arg(&profile)
+        .arg("--out-dir")
+        .arg(dir.path().join("out"));
+    user.sudo_env(&mut prepare);
+    run(&mut prepare);
+
+    for victim in [&victims, &victims.join("hard"), &victims.join("soft")] {
+        assert_eq!(owner(victim), (0, 0), "{} was given away", victim.display());
+    }
+    let image = walk(&cache)
+        .into_iter()
+        .find(|p| p.ends_with("image.img"))
+        .expect("the base image in the cache");
+    assert_eq!(owner(&image), (user.uid, user.gid));
+}

@@ -61,12 +61,6 @@ fn answer(s: &mut Session, prompt: &str, answer: &str) {
 /// From the OS (the bookworm fixture, a local image) to the saved profile: defaults
 /// everywhere but the servers' names (empty: the default) and the number of agents.
 fn walk_with_local_image(s: &mut Session, servers: &str, agents: usize) {
-    answer(s, "Operating system", &format!("{DOWN}\r"));
-    answer(
-        s,
-        "Image file",
-        &format!("{}\r", fixture("bookworm").display()),
-    );
     answer(s, "Cluster name", "\r");
     answer(s, "How many servers", "\r");
     answer(s, "Server hostnames", &format!("{servers}\r"));
@@ -75,6 +69,12 @@ fn walk_with_local_image(s: &mut Session, servers: &str, agents: usize) {
         answer(s, "Agent hostnames", "\r");
     }
     answer(s, "K3s channel or version", "\r");
+    answer(s, "Operating system", &format!("{DOWN}\r"));
+    answer(
+        s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
     answer(s, "User name", "\r");
     answer(s, "SSH public key", "\r");
     answer(s, "Also set a password", "n");
@@ -97,7 +97,6 @@ fn exit_code(s: &mut Session) -> i32 {
 fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = wizard(dir.path());
-    answer(&mut s, "Operating system", "\r");
     answer(&mut s, "Cluster name", "lab\r");
     answer(&mut s, "How many servers", "\r");
     answer(&mut s, "Server hostnames", "bad host\r");
@@ -106,7 +105,9 @@ fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
     answer(&mut s, "Agent hostnames", "worker-[1-3]\r");
     answer(&mut s, "3 host(s), 2 wanted", "worker-[1-2]\r");
     answer(&mut s, "K3s channel or version", "v1.33.5+k3s1\r");
-    answer(&mut s, "User name", "\r");
+    answer(&mut s, "Operating system", "\r");
+    // The invoker is root here (no sudo): no default name, so type it.
+    answer(&mut s, "User name", "alice\r");
     // Not the key found in ~/.ssh: paste another, after a bad one.
     answer(&mut s, "SSH public key", &format!("{DOWN}\r"));
     answer(&mut s, "Public key", "not a key\r");
@@ -231,12 +232,12 @@ nodes:
 fn ctrl_c_mid_way_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = wizard(dir.path());
-    answer(&mut s, "Operating system", "\r");
     answer(&mut s, "Cluster name", "lab\r");
     answer(&mut s, "How many servers", "\r");
     answer(&mut s, "Server hostnames", "\r");
     answer(&mut s, "How many agents", "0\r");
     answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "Operating system", "\r");
     answer(&mut s, "User name", "\r");
     answer(&mut s, "SSH public key", "\r");
     answer(&mut s, "Also set a password", "n");
@@ -376,6 +377,11 @@ fn offers_the_catalog_with_lite_64_bit_first() {
     )
     .unwrap();
     let mut s = wizard_with(dir.path(), &[("PINODE_CATALOG", &catalog)]);
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "\r");
     s.expect("Operating system").unwrap();
     // Lite 64-bit first and chosen by default; the others follow.
     answer(

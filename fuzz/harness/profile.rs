@@ -43,7 +43,7 @@ pub fn run(data: &[u8]) {
                 check_error(e, &text);
             }
         }
-        Err(ProfileError::Read { .. }) => panic!("parse() read a file"),
+        Err(ProfileError::Input(_)) => panic!("parse() read a file"),
         Ok(loaded) => {
             for w in &loaded.warnings {
                 check_error(w, &text);

@@ -38,7 +38,7 @@ impl Format {
     /// Detects the format of `path` from its first bytes; `None` for anything else (raw).
     pub fn sniff(path: &Path) -> io::Result<Option<Format>> {
         let mut head = [0u8; 6];
-        let mut file = File::open(path)?;
+        let mut file = open_image(path)?;
         let mut n = 0;
         while n < head.len() {
             match file.read(&mut head[n..])? {
@@ -76,6 +76,18 @@ pub fn is_corrupt_input(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<CorruptInput>())
 }
 
+/// The output grew past the limit the caller gave (an "xz bomb", or the wrong file).
+#[derive(Debug, thiserror::Error)]
+#[error("the uncompressed data is larger than {limit} bytes")]
+pub struct Oversize {
+    pub limit: u64,
+}
+
+/// Whether `e` came from output beyond the limit.
+pub fn is_oversize(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Oversize>())
+}
+
 /// The uncompressed image that was written.
 #[derive(Debug, Clone)]
 pub struct Decompressed {
@@ -83,16 +95,18 @@ pub struct Decompressed {
     pub sha256: String,
 }
 
-/// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes.
-/// `progress` counts compressed bytes consumed.
+/// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes, and
+/// stops with an [`Oversize`] error as soon as the output passes `limit` bytes (100 KB of
+/// xz can expand to terabytes). `progress` counts compressed bytes consumed.
 pub fn decompress(
     src: &Path,
     format: Format,
     dst: &File,
+    limit: u64,
     progress: &ProgressBar,
 ) -> io::Result<Decompressed> {
     let counted = Counting {
-        inner: File::open(src)?,
+        inner: open_image(src)?,
         progress,
     };
     let input = io::BufReader::with_capacity(BUFFER, counted);
@@ -125,6 +139,9 @@ pub fn decompress(
         if filled == 0 {
             break;
         }
+        if offset + filled as u64 > limit {
+            return Err(io::Error::other(Oversize { limit }));
+        }
         hasher.update(&buf[..filled]);
         for (i, block) in buf[..filled].chunks(BLOCK).enumerate() {
             if block.iter().any(|&b| b != 0) {
@@ -142,7 +159,7 @@ pub fn decompress(
 
 /// The SHA-256 and size of a raw file, read once.
 pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<Decompressed> {
-    let mut file = File::open(path)?;
+    let mut file = open_image(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];
     let mut size = 0u64;
@@ -160,6 +177,14 @@ pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<Decompressed
     Ok(Decompressed {
         size,
         sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Opens an image file to read: a FIFO or a character device is refused at once.
+fn open_image(path: &Path) -> io::Result<File> {
+    crate::input::open_image(path).map_err(|e| match e {
+        crate::input::InputError::Io { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other),
     })
 }
 

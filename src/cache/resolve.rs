@@ -91,13 +91,18 @@ impl Resolver {
                 let bytes = http
                     .get_small(&self.catalog, catalog::MAX_DOCUMENT)
                     .map_err(CatalogError::from)?;
-                let catalog = Catalog::parse(&self.catalog, &bytes)?;
+                let catalog = Catalog::parse(&self.catalog, &bytes, true)?;
                 self.cache.save_catalog(&self.catalog, &bytes);
                 Ok(catalog)
             }
             None => {
                 let copy = self.cache.catalog_copy(&self.catalog);
-                let bytes = std::fs::read(&copy).map_err(|_| {
+                let bytes = crate::input::read_regular(
+                    &copy,
+                    catalog::MAX_DOCUMENT,
+                    "an OS catalog",
+                )
+                .map_err(|_| {
                     ResolveError::Usage(format!(
                         "--offline: no copy of the OS catalog {} in the cache yet (run once \
                          online, or pass --catalog FILE)",
@@ -107,6 +112,7 @@ impl Resolver {
                 Ok(Catalog::parse(
                     &format!("{} (cached copy)", crate::fetch::Redacted(&self.catalog)),
                     &bytes,
+                    true,
                 )?)
             }
         }

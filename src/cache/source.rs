@@ -11,6 +11,7 @@ use crate::ui::progress::ProgressPolicy;
 use super::decompress::{Format, decompress, hash_file};
 use super::lock::Lock;
 use super::resolve::{ImageRef, ResolveError, Resolver};
+use super::store::MAX_UNSTATED_SIZE;
 
 /// A raw image on disk, possibly temporary.
 pub struct SourceImage {
@@ -38,7 +39,8 @@ impl SourceImage {
         if !matches!(ImageRef::classify(image), ImageRef::Path(_)) {
             return Ok(None);
         }
-        let path = crate::profile::secrets::expand_path(image, &profile.base_dir());
+        let path = crate::profile::secrets::expand_path(image, &profile.base_dir())
+            .map_err(|e| Error::Field(profile.error_at("os.image", e)))?;
         if !path.exists() {
             return Err(Error::Field(profile.error_at(
                 "os.image",
@@ -105,6 +107,8 @@ impl SourceImage {
         progress: ProgressPolicy,
         expected: Option<&str>,
     ) -> Result<SourceImage, Error> {
+        // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
+        crate::input::open_image(path)?;
         let format = Format::sniff(path).map_err(|e| Error::path(path, e))?;
         let check = |actual: &str| -> Result<(), Error> {
             match expected.map(|e| e.trim().to_ascii_lowercase()) {
@@ -139,8 +143,8 @@ impl SourceImage {
             .map_err(|e| Error::path(scratch_dir, e))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = progress.bytes(compressed, "decompressing");
-        let out =
-            decompress(path, format, temp.as_file(), &bar).map_err(|e| Error::path(path, e))?;
+        let out = decompress(path, format, temp.as_file(), MAX_UNSTATED_SIZE, &bar)
+            .map_err(|e| Error::path(path, e))?;
         bar.finish_and_clear();
         check(&out.sha256)?;
         let temp = temp.into_temp_path();

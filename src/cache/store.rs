@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::decompress::{Format, decompress, hash_file, is_corrupt_input};
+use super::decompress::{Format, decompress, hash_file, is_corrupt_input, is_oversize};
 use super::lock::Lock;
 use crate::digest::Sha256Hex;
 use crate::fetch::{FetchError, Http, display_url};
@@ -29,6 +29,9 @@ use crate::ui::progress::ProgressPolicy;
 
 const ENTRY: &str = "entry.json";
 const IMAGE: &str = "image.img";
+/// The most bytes taken for a download or a decompressed image whose size nobody states (an
+/// https URL with only `os.sha256`): far above any SD card image, yet a bound.
+pub const MAX_UNSTATED_SIZE: u64 = 64 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -200,20 +203,29 @@ pub struct Listing {
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
-    /// Under sudo, the default cache is the invoking user's: what pinode writes there is
-    /// given back to them, so that their own runs without sudo can use and clean it.
+    /// Under sudo, the cache that is the invoking user's: what pinode writes there is given
+    /// back to them, so that their own runs without sudo can use and clean it.
     owner: Option<&'static Invoker>,
 }
 
 impl Cache {
     /// `dir`, or the invoking user's `$XDG_CACHE_HOME/pinode` (`~/.cache/pinode`), theirs
     /// also under sudo (see [`crate::invoker`]).
+    ///
+    /// Under sudo an explicit `dir` is the invoking user's, like the default, when pinode
+    /// creates it or it already belongs to them; one that exists and belongs to someone else
+    /// (a cache that root shares, say) keeps its owner, and so does what pinode adds to it.
     pub fn open(dir: Option<&Path>) -> Result<Cache, CacheError> {
         let invoker = Invoker::current();
         match dir {
             Some(d) => Ok(Cache {
                 root: d.to_path_buf(),
-                owner: None,
+                owner: (invoker.sudo
+                    && match fs::metadata(d) {
+                        Ok(meta) => meta.uid() == invoker.uid,
+                        Err(_) => true,
+                    })
+                .then_some(invoker),
             }),
             None => Ok(Cache {
                 root: invoker.cache_dir().ok_or(CacheError::NoDirectory)?,
@@ -357,8 +369,29 @@ impl Cache {
             };
             let part = dir.join(format!("{}.part", wanted.download_name()));
             let bar = progress.bytes(wanted.download_size.unwrap_or(0), "downloading");
-            let got = match crate::fetch::download(http, &wanted.url, &part, &bar) {
+            let limit = wanted.download_size.unwrap_or(MAX_UNSTATED_SIZE);
+            let got = match crate::fetch::download(http, &wanted.url, &part, limit, &bar) {
                 Ok(got) => got,
+                Err(FetchError::Oversize { .. }) => {
+                    // Never a prefix of the right file: keeping it would only fill the disk.
+                    bar.finish_and_clear();
+                    let _ = fs::remove_file(&part);
+                    let _ = fs::remove_file(part.with_extension("part.meta"));
+                    return Err(CacheError::Size {
+                        what: wanted.label(),
+                        message: match wanted.download_size {
+                            Some(size) => format!(
+                                "the server sent more than the {size} bytes the catalog gives \
+                                 as image_download_size; stopped, and the partial download was \
+                                 deleted"
+                            ),
+                            None => format!(
+                                "the server sent more than {limit} bytes; stopped, and the \
+                                 partial download was deleted"
+                            ),
+                        },
+                    });
+                }
                 Err(e) => {
                     // Keep a partial download for the next run; an empty one is noise.
                     if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
@@ -438,10 +471,22 @@ impl Cache {
                     .map_err(io_at(&dir))?;
                 let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
                 let bar = progress.bytes(compressed, "decompressing");
-                let out = decompress(&download_path, format, tmp.as_file(), &bar);
+                let limit = wanted.extract_size.unwrap_or(MAX_UNSTATED_SIZE);
+                let out = decompress(&download_path, format, tmp.as_file(), limit, &bar);
                 bar.finish_and_clear();
                 let out = match out {
                     Ok(out) => out,
+                    Err(e) if is_oversize(&e) => {
+                        forget_download(&mut entry)?;
+                        return Err(CacheError::Size {
+                            what: wanted.label(),
+                            message: format!(
+                                "decompresses to more than the {limit} bytes the catalog gives \
+                                 as extract_size; stopped, and the download was deleted from \
+                                 the cache"
+                            ),
+                        });
+                    }
                     Err(e) if is_corrupt_input(&e) => {
                         forget_download(&mut entry)?;
                         return Err(CacheError::Undecodable {
@@ -611,7 +656,7 @@ fn merge(old: &[String], new: &[String]) -> Vec<String> {
 }
 
 fn read_entry(dir: &Path) -> Option<Entry> {
-    let bytes = fs::read(dir.join(ENTRY)).ok()?;
+    let bytes = crate::input::read_regular(&dir.join(ENTRY), 1 << 20, "a cache entry").ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -5,8 +5,15 @@
 //! `subitems_url`. Raspberry Pi OS entries sit in the main list, so remote sub-lists (mostly
 //! third-party systems) are fetched only when a lookup or `os list --all` needs them, and a
 //! sub-list that fails to load is reported and skipped rather than failing the whole catalog.
+//!
+//! Where a sub-list may come from depends on where its list came from: a list fetched over
+//! the network (or its cached copy) may only name `http://` / `https://` sub-lists, never a
+//! local path or `file://` (a server must not make pinode read `/etc/passwd`, `/dev/zero` or
+//! a FIFO); a local catalog (`--catalog FILE`) is the user's own and may name local files.
 
 pub mod alias;
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +38,8 @@ pub enum CatalogError {
     },
     #[error("OS catalog: {0}")]
     Fetch(#[from] FetchError),
-    #[error("OS catalog {path}: {source}", path = .path.display())]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("OS catalog: {0}")]
+    Input(#[from] crate::input::InputError),
     #[error("{0}")]
     Lookup(String),
 }
@@ -89,27 +93,43 @@ pub struct Catalog {
     /// Where the top-level list came from (URL or path), for messages.
     pub source: String,
     pub entries: Vec<OsEntry>,
-    pending: Vec<(Vec<String>, String, usize)>,
+    pending: Vec<Pending>,
     /// Sub-lists that could not be loaded, with the reason.
     pub skipped: Vec<String>,
     fetched: usize,
+    /// The URLs in `entries`: an entry listed twice is kept once, found in O(1) (a linear
+    /// scan per entry made a 110k-entry catalog take minutes).
+    urls: HashSet<String>,
+}
+
+/// A sub-list not fetched yet.
+#[derive(Debug)]
+struct Pending {
+    /// The categories above it, outermost first.
+    category: Vec<String>,
+    location: String,
+    depth: usize,
+    /// Whether the list that named it came over the network (then it must be http(s) too).
+    from_remote: bool,
 }
 
 impl Catalog {
-    /// Parses a catalog document. `source` names it in messages.
-    pub fn parse(source: &str, text: &[u8]) -> Result<Catalog, CatalogError> {
+    /// Parses a catalog document. `source` names it in messages; `remote` says whether the
+    /// document came over the network (or is a kept copy of one): then its sub-lists must be
+    /// http(s) URLs too.
+    pub fn parse(source: &str, text: &[u8], remote: bool) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog {
             source: crate::fetch::display_url(source),
             ..Catalog::default()
         };
-        catalog.absorb(source, text, &[], 0)?;
+        catalog.absorb(source, text, &[], 0, remote)?;
         Ok(catalog)
     }
 
-    /// Reads the catalog at `location` (an http(s) URL or a file).
+    /// Reads the catalog at `location` (an http(s) URL or a local file).
     pub fn load(location: &str, http: Option<&Http>) -> Result<Catalog, CatalogError> {
-        let text = fetch_document(location, http)?;
-        Catalog::parse(location, &text)
+        let text = fetch_document(location, http, false)?;
+        Catalog::parse(location, &text, is_http_url(location))
     }
 
     /// Fetches every pending sub-list (for a complete listing).
@@ -119,14 +139,17 @@ impl Catalog {
 
     /// Fetches one pending sub-list; false when none is left.
     fn load_next(&mut self, http: Option<&Http>) -> bool {
-        let Some((category, url, depth)) = self.pending.pop() else {
+        let Some(next) = self.pending.pop() else {
             return false;
         };
         self.fetched += 1;
-        let result =
-            fetch_document(&url, http).and_then(|text| self.absorb(&url, &text, &category, depth));
+        let remote = next.from_remote || is_http_url(&next.location);
+        let result = fetch_document(&next.location, http, next.from_remote).and_then(|text| {
+            self.absorb(&next.location, &text, &next.category, next.depth, remote)
+        });
         if let Err(e) = result {
-            self.skipped.push(format!("{}: {e}", category.join(" / ")));
+            self.skipped
+                .push(format!("{}: {e}", next.category.join(" / ")));
         }
         true
     }
@@ -152,6 +175,7 @@ impl Catalog {
         text: &[u8],
         category: &[String],
         depth: usize,
+        remote: bool,
     ) -> Result<(), CatalogError> {
         let invalid = |message: String| CatalogError::Invalid {
             source_name: crate::fetch::display_url(source),
@@ -166,11 +190,17 @@ impl Catalog {
             _ => None,
         }
         .ok_or_else(|| invalid("no \"os_list\" array: not an Imager OS list".into()))?;
-        self.walk(items, category, depth);
+        self.walk(items, category, depth, remote);
         Ok(())
     }
 
-    fn walk(&mut self, items: &[serde_json::Value], category: &[String], depth: usize) {
+    fn walk(
+        &mut self,
+        items: &[serde_json::Value],
+        category: &[String],
+        depth: usize,
+        remote: bool,
+    ) {
         for item in items {
             let name = item
                 .get("name")
@@ -181,15 +211,23 @@ impl Catalog {
             path.push(name);
             if let Some(children) = item.get("subitems").and_then(|v| v.as_array()) {
                 if depth < MAX_DEPTH {
-                    self.walk(children, &path, depth + 1);
+                    self.walk(children, &path, depth + 1, remote);
                 }
             } else if let Some(url) = item.get("subitems_url").and_then(|v| v.as_str()) {
                 if depth < MAX_DEPTH && self.fetched + self.pending.len() < MAX_SUBLISTS {
                     // Reversed when popped, so keep document order by inserting at the front.
-                    self.pending.insert(0, (path, url.to_string(), depth + 1));
+                    self.pending.insert(
+                        0,
+                        Pending {
+                            category: path,
+                            location: url.to_string(),
+                            depth: depth + 1,
+                            from_remote: remote,
+                        },
+                    );
                 }
             } else if let Some(entry) = entry_from(item, category)
-                && !self.entries.iter().any(|e| e.url == entry.url)
+                && self.urls.insert(entry.url.clone())
             {
                 self.entries.push(entry);
             }
@@ -200,7 +238,7 @@ impl Catalog {
 /// An OS entry, when `item` has everything pinode needs to download and verify it.
 fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> {
     // Deserializing checks `extract_sha256` (see `Sha256Hex`).
-    let mut entry: OsEntry = serde_json::from_value(item.clone()).ok()?;
+    let mut entry = OsEntry::deserialize(item).ok()?;
     if !is_http_url(&entry.url) {
         return None;
     }
@@ -208,8 +246,13 @@ fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> 
     Some(entry)
 }
 
-/// The bytes of a catalog document: over HTTP(S) or from a file.
-fn fetch_document(location: &str, http: Option<&Http>) -> Result<Vec<u8>, CatalogError> {
+/// The bytes of a catalog document: over HTTP(S), or from a local file unless the list that
+/// named it came over the network (`from_remote`).
+fn fetch_document(
+    location: &str,
+    http: Option<&Http>,
+    from_remote: bool,
+) -> Result<Vec<u8>, CatalogError> {
     if is_http_url(location) {
         match http {
             Some(http) => Ok(http.get_small(location, MAX_DOCUMENT)?),
@@ -218,11 +261,28 @@ fn fetch_document(location: &str, http: Option<&Http>) -> Result<Vec<u8>, Catalo
                 message: "not fetched (--offline)".into(),
             }),
         }
+    } else if from_remote {
+        Err(CatalogError::Invalid {
+            source_name: one_line(location),
+            message: "a catalog fetched over the network may only name http:// or https:// \
+                      sub-lists, not a local file"
+                .into(),
+        })
     } else {
         let path = location.strip_prefix("file://").unwrap_or(location);
-        std::fs::read(path).map_err(|source| CatalogError::Read {
-            path: path.into(),
-            source,
-        })
+        Ok(crate::input::read_regular(
+            std::path::Path::new(path),
+            MAX_DOCUMENT,
+            "an OS catalog",
+        )?)
     }
+}
+
+/// `s` shortened and on one line, for a message about a value a server chose.
+fn one_line(s: &str) -> String {
+    let mut out: String = s.chars().take(200).filter(|c| !c.is_control()).collect();
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
 }

@@ -18,23 +18,23 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
     for skipped in &catalog.skipped {
         out.warn(format!("sub-list skipped: {}", Untrusted(skipped)));
     }
-    let mut entries = catalog.entries.clone();
+    // Each entry with its aliases, parsed from the URL once (a catalog may have 100k entries).
+    let mut entries: Vec<_> = catalog.entries.iter().map(|e| (e, e.aliases())).collect();
     // Raspberry Pi OS (the entries with aliases) first, newest first within a name.
-    entries.sort_by(|a, b| {
-        b.aliases()
+    entries.sort_by(|(a, a_aliases), (b, b_aliases)| {
+        a_aliases
             .is_empty()
-            .cmp(&a.aliases().is_empty())
-            .reverse()
+            .cmp(&b_aliases.is_empty())
             .then_with(|| a.name.cmp(&b.name))
             .then_with(|| b.release_date.cmp(&a.release_date))
     });
     if out.json {
         let items: Vec<_> = entries
             .iter()
-            .map(|e| {
+            .map(|(e, aliases)| {
                 json!({
                     "name": e.name,
-                    "aliases": e.aliases(),
+                    "aliases": aliases,
                     "release_date": e.release_date,
                     "url": Redacted(&e.url),
                     "download_bytes": e.image_download_size,
@@ -59,8 +59,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
         "catalog: {}",
         Untrusted(&Redacted(&catalog.source).to_string())
     ));
-    for e in &entries {
-        let aliases = e.aliases();
+    for (e, aliases) in &entries {
         let first = aliases.first().cloned().unwrap_or_else(|| "-".into());
         out.say(format!(
             "{:30} {:10} {:>10}  {}",
@@ -77,7 +76,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
             ));
         }
     }
-    if entries.iter().all(|e| e.aliases().is_empty()) {
+    if entries.iter().all(|(_, aliases)| aliases.is_empty()) {
         out.warn("no Raspberry Pi OS images in this catalog (none has an alias)");
     }
     Ok(())

@@ -9,6 +9,7 @@ use pinode::customise::customise_image;
 use pinode::disk::PartitionTable;
 use pinode::disk::usage::allocation;
 use pinode::image::Image;
+use pinode::invoker::Invoker;
 use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::bmap;
@@ -27,7 +28,9 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     let nodes = select_nodes(&profile, &args.nodes)
         .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
     let progress = out.progress();
-    let base = std::fs::create_dir_all(&args.out_dir)
+    // Under sudo, the folders pinode creates are the invoking user's, like its outputs.
+    let base = Invoker::current()
+        .create_dir_all(&args.out_dir, 0o777)
         .map_err(|e| Error::path(&args.out_dir, e))
         .and_then(|()| {
             SourceImage::for_profile(

@@ -6,6 +6,7 @@ use std::path::Path;
 use pinode::Error;
 use pinode::cache::source::SourceImage;
 use pinode::image::Image;
+use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
 use pinode::profile::InitChoice;
 use pinode::provision::{self, NodePlan};
@@ -28,7 +29,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         InitChoice::Firstrun => Some(osinfo::InitRoute::Firstrun),
         InitChoice::CloudInit => Some(osinfo::InitRoute::CloudInit),
     };
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::path(&args.out_dir, e))?;
+    create_dir_all(&args.out_dir)?;
     let scratch = tempfile::tempdir().map_err(|e| Error::path(std::env::temp_dir(), e))?;
     let progress = ProgressPolicy::detect(out.quiet);
     let source = match args.generation {
@@ -73,7 +74,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     })?;
     let dir = &args.out_dir;
     let boot_dir = dir.join("boot");
-    std::fs::create_dir_all(&boot_dir).map_err(|e| Error::path(&boot_dir, e))?;
+    create_dir_all(&boot_dir)?;
     for file in &custom.files {
         let path = boot_dir.join(&file.path);
         write_file(
@@ -166,8 +167,17 @@ fn cached_base(
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::path(parent, e))?;
+        create_dir_all(parent)?;
     }
-    // The mode is set before the rename (see write_atomic_mode), never by path after it.
+    // The mode (and, under sudo, the owner) is set before the rename (see
+    // write_atomic_mode), never by path after it.
     write_atomic_mode(path, contents, mode).map_err(|e| Error::path(path, e))
+}
+
+/// Creates `dir` and its missing parents; under sudo, those it creates are the invoking
+/// user's, like the files written into them.
+fn create_dir_all(dir: &Path) -> Result<(), Error> {
+    Invoker::current()
+        .create_dir_all(dir, 0o777)
+        .map_err(|e| Error::path(dir, e))
 }

@@ -5,14 +5,18 @@
 //! bad one is explained and asked again. Nothing is written until the summary is confirmed
 //! (see `pinode::wizard::save`), so Ctrl-C at any question leaves no file behind.
 
+use std::cell::Cell;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
 use pinode::Error;
+use pinode::catalog::Catalog;
 use pinode::profile::node::expand_hostname;
 use pinode::profile::values;
 use pinode::provision::k3s::check_runner_token;
@@ -40,14 +44,18 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                 .into(),
         ));
     }
+    // Before anything is asked: the catalog may take a while (or fail) offline, and the
+    // questions must not wait for it.
+    let catalog = CatalogLookup::start(sources);
     let w = Wizard {
         theme: ColorfulTheme::default(),
+        catalog,
     };
     eprintln!(
         "pinode: a profile for your cluster in a few questions. Nothing is written until you \
          confirm the summary; Ctrl-C stops at any time.\n"
     );
-    let answers = w.ask_all(sources)?;
+    let answers = w.ask_all()?;
 
     eprintln!("\nThe profile (secrets are not in it):\n");
     for line in render_profile(&answers).lines() {
@@ -143,6 +151,59 @@ enum SecretStore {
 /// `$HOME`, a card's model, a catalog's names, the reason an answer was refused).
 struct Wizard {
     theme: ColorfulTheme,
+    catalog: CatalogLookup,
+}
+
+/// How long the OS question waits (with a spinner) for a catalog still on its way before it
+/// offers the default and a local file without it.
+const CATALOG_WAIT: Duration = Duration::from_secs(10);
+
+/// The OS catalog, looked up in a thread started before the first question and collected
+/// when the OS question comes: offline, the first question must not wait for a lookup that
+/// will fail (it used to sit 25 s on a blank screen).
+struct CatalogLookup {
+    handle: Cell<Option<JoinHandle<Result<Catalog, Error>>>>,
+}
+
+impl CatalogLookup {
+    fn start(sources: &Sources) -> CatalogLookup {
+        let resolver = sources.resolver();
+        let handle = std::thread::spawn(move || {
+            let resolver = resolver?;
+            let http = resolver.http()?;
+            Ok(resolver.load_catalog(http.as_ref())?)
+        });
+        CatalogLookup {
+            handle: Cell::new(Some(handle)),
+        }
+    }
+
+    /// The catalog, waiting for it (a spinner says so) at most [`CATALOG_WAIT`].
+    fn wait(&self) -> Result<Catalog, Error> {
+        let Some(handle) = self.handle.take() else {
+            return Err(Error::Usage("looked up already".into()));
+        };
+        if !handle.is_finished() {
+            let spinner =
+                indicatif::ProgressBar::new_spinner().with_message("looking up the OS catalog…");
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            let started = Instant::now();
+            while !handle.is_finished() && started.elapsed() < CATALOG_WAIT {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            spinner.finish_and_clear();
+            if !handle.is_finished() {
+                // The thread is left to end on its own (its timeouts bound it).
+                return Err(Error::Usage(format!(
+                    "no answer in {} s",
+                    CATALOG_WAIT.as_secs()
+                )));
+            }
+        }
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("the catalog lookup failed".into())))
+    }
 }
 
 impl Wizard {
@@ -207,10 +268,8 @@ impl Wizard {
             .map_err(stopped)
     }
 
-    fn ask_all(&self, sources: &Sources) -> Result<Answers, Error> {
-        let os_image = self.ask_os(sources)?;
-
-        eprintln!("\nThe cluster");
+    fn ask_all(&self) -> Result<Answers, Error> {
+        eprintln!("The cluster");
         let cluster_name = self.input("Cluster name", "pi-cluster", values::cluster_name)?;
         let server_count: usize = self
             .input(
@@ -245,6 +304,9 @@ impl Wizard {
             |s| K3sRelease::parse(s).map(|_| ()),
         )?;
         let k3s = K3sRelease::parse(&k3s).map_err(Error::Usage)?;
+        // Asked after the cluster, so that the catalog has had time to arrive.
+        eprintln!("\nThe operating system");
+        let os_image = self.ask_os()?;
 
         eprintln!("\nThe user on every node");
         let user = self.input(
@@ -344,13 +406,9 @@ impl Wizard {
     }
 
     /// The catalog's Raspberry Pi OS images (Lite 64-bit first), or a local file.
-    fn ask_os(&self, sources: &Sources) -> Result<String, Error> {
+    fn ask_os(&self) -> Result<String, Error> {
         let mut choices: Vec<(String, Option<String>)> = Vec::new();
-        let catalog = sources.resolver().and_then(|r| {
-            let http = r.http()?;
-            Ok(r.load_catalog(http.as_ref())?)
-        });
-        match catalog {
+        match self.catalog.wait() {
             Ok(catalog) => {
                 let mut entries: Vec<_> = catalog
                     .entries

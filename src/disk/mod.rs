@@ -56,7 +56,8 @@ pub enum DiskKind {
 /// Refuses compressed files up front: a partition-table parser would otherwise report
 /// something confusing about an `.img.xz`.
 pub fn open(path: &Path, writable: bool) -> Result<(File, u64, DiskKind), DiskError> {
-    let mut file = OpenOptions::new().read(true).write(writable).open(path)?;
+    // Not a plain open: a FIFO would make it wait for a writer forever.
+    let mut file = crate::input::open_no_wait(OpenOptions::new().read(true).write(writable), path)?;
     let mut meta = file.metadata()?;
     if writable && meta.file_type().is_block_device() {
         // Exclusive open: the kernel refuses it (EBUSY) while any partition of the device is

@@ -6,6 +6,12 @@
 //! that changed on the server restarts from zero instead of being spliced. A server that
 //! ignores Range (200 instead of 206) also restarts cleanly. The SHA-256 is computed while
 //! writing; after a restart by a new process the kept prefix is hashed once more.
+//!
+//! Every download is bounded: it stops as soon as more than `limit` bytes arrive (or a
+//! server announces more), since an endless body would otherwise fill the disk. Progress
+//! means bytes beyond the most ever held: a server that answers every resume with the whole
+//! file from byte 0, then drops it, makes no progress and runs out of retries, and the
+//! number of requests has an overall cap besides.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,6 +24,9 @@ use sha2::{Digest, Sha256};
 use super::{FetchError, Http, display_url, io_message};
 
 const CHUNK: usize = 1 << 20;
+/// Requests for one download, whatever happens (each one that fails without progress also
+/// counts against the retries).
+const MAX_ATTEMPTS: u32 = 1000;
 
 /// What arrived.
 #[derive(Debug, Clone)]
@@ -44,19 +53,26 @@ fn meta_path(part: &Path) -> PathBuf {
 }
 
 /// Downloads `url` into `part` (created or continued). On success `part` holds the whole
-/// file, synced; the caller verifies and renames it. `progress` counts bytes on disk.
+/// file, synced; the caller verifies and renames it. `progress` counts bytes on disk. More
+/// than `limit` bytes is an error ([`FetchError::Oversize`]); the part is left for the caller
+/// to delete.
 pub fn download(
     http: &Http,
     url: &str,
     part: &Path,
+    limit: u64,
     progress: &ProgressBar,
 ) -> Result<Downloaded, FetchError> {
+    let oversize = || FetchError::Oversize {
+        url: display_url(url),
+        limit,
+    };
     let io = |source: std::io::Error| FetchError::Io {
         path: part.to_path_buf(),
         source,
     };
     let meta_file = meta_path(part);
-    let meta: PartMeta = std::fs::read(&meta_file)
+    let meta: PartMeta = crate::input::read_regular(&meta_file, 64 << 10, "a download record")
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -75,7 +91,12 @@ pub fn download(
         validator = None;
     }
     let mut have = file.metadata().map_err(io)?.len();
+    if have > limit {
+        return Err(oversize());
+    }
     let resumed_from = have;
+    // The most bytes ever held: only getting past it is progress.
+    let mut best = have;
     let mut hasher = Sha256::new();
     hash_prefix(&mut file, have, &mut hasher).map_err(io)?;
     progress.set_position(have);
@@ -84,6 +105,13 @@ pub fn download(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
+        if attempts > MAX_ATTEMPTS {
+            return Err(FetchError::Transport {
+                url: display_url(url),
+                message: format!("no complete download in {MAX_ATTEMPTS} requests"),
+                attempts: MAX_ATTEMPTS,
+            });
+        }
         let mut headers = Vec::new();
         if have > 0 {
             headers.push(("Range", format!("bytes={have}-")));
@@ -148,13 +176,17 @@ pub fn download(
                 });
             }
         };
+        if total.is_some_and(|t| t > limit) {
+            return Err(oversize());
+        }
         if let Some(total) = total {
             progress.set_length(total);
         }
         progress.set_position(have);
         file.seek(SeekFrom::Start(have)).map_err(io)?;
-        let before = have;
-        let outcome = copy_body(response, &mut file, &mut hasher, progress, &mut have);
+        let before = best;
+        let outcome = copy_body(response, &mut file, &mut hasher, progress, &mut have, limit);
+        best = best.max(have);
         match outcome {
             Ok(()) if total.is_none_or(|t| t == have) => {
                 file.sync_all().map_err(io)?;
@@ -168,6 +200,7 @@ pub fn download(
                 );
                 failures = retry_or_give_up(http, url, before, have, failures, message)?;
             }
+            Err(Body::Oversize) => return Err(oversize()),
             Err(Body::Disk(source)) => {
                 return Err(FetchError::Io {
                     path: part.to_path_buf(),
@@ -181,7 +214,8 @@ pub fn download(
     }
 }
 
-/// Counts a failed attempt (unless it made progress) and pauses, or gives up.
+/// Counts a failed attempt (unless it got past `before`, the most bytes held before it)
+/// and pauses, or gives up.
 fn retry_or_give_up(
     http: &Http,
     url: &str,
@@ -204,6 +238,8 @@ fn retry_or_give_up(
 
 enum Body {
     Net(String),
+    /// More than the limit arrived.
+    Oversize,
     Disk(std::io::Error),
 }
 
@@ -213,9 +249,13 @@ fn copy_body(
     hasher: &mut Sha256,
     progress: &ProgressBar,
     have: &mut u64,
+    limit: u64,
 ) -> Result<(), Body> {
     let mut buf = vec![0u8; CHUNK];
     loop {
+        if *have > limit {
+            return Err(Body::Oversize);
+        }
         // Fill most of the buffer before writing: fewer, larger writes.
         let mut filled = 0;
         let mut eof = false;

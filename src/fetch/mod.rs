@@ -9,6 +9,13 @@ use std::time::Duration;
 
 pub use download::{Downloaded, download};
 
+/// The largest `PINODE_HTTP_TIMEOUT` taken (a day, in seconds).
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// The largest `PINODE_HTTP_RETRIES` taken.
+const MAX_RETRIES: f64 = 100.0;
+/// The largest `PINODE_HTTP_BACKOFF_MS` taken (an hour; pauses stop at 30 s anyway).
+const MAX_BACKOFF_MS: f64 = 3_600_000.0;
+
 /// Network settings; the environment can override them (see [`HttpSettings::from_env`]).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -35,25 +42,33 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
-    /// Defaults, overridden by `PINODE_HTTP_TIMEOUT` (seconds, idle and connect),
-    /// `PINODE_HTTP_RETRIES` and `PINODE_HTTP_BACKOFF_MS`. Unparsable values are ignored.
+    /// Defaults, overridden by `PINODE_HTTP_TIMEOUT` (seconds, idle and connect; more than
+    /// 0 and at most a day), `PINODE_HTTP_RETRIES` (0 to 100) and `PINODE_HTTP_BACKOFF_MS`
+    /// (0 to an hour). A value that does not parse or lies outside its range (`-1`, `NaN`,
+    /// `inf`, `1e30`) is ignored and the default kept: a duration that large would overflow
+    /// (`Duration::from_secs_f64` panics, and so does adding it to an `Instant`).
     pub fn from_env() -> HttpSettings {
         let mut s = HttpSettings::default();
-        let num = |name: &str| {
+        let num = |name: &str, min: f64, max: f64| {
             std::env::var(name)
                 .ok()
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0)
+                .filter(|v| v.is_finite() && *v >= min && *v <= max)
         };
-        if let Some(secs) = num("PINODE_HTTP_TIMEOUT").filter(|v| *v > 0.0) {
-            s.idle_timeout = Duration::from_secs_f64(secs);
-            s.connect_timeout = Duration::from_secs_f64(secs);
+        if let Some(secs) = num("PINODE_HTTP_TIMEOUT", f64::MIN_POSITIVE, MAX_TIMEOUT_SECS)
+            && let Ok(timeout) = Duration::try_from_secs_f64(secs)
+            && !timeout.is_zero()
+        {
+            s.idle_timeout = timeout;
+            s.connect_timeout = timeout;
         }
-        if let Some(n) = num("PINODE_HTTP_RETRIES") {
-            s.retries = n.min(100.0) as u32;
+        if let Some(n) = num("PINODE_HTTP_RETRIES", 0.0, MAX_RETRIES) {
+            s.retries = n as u32;
         }
-        if let Some(ms) = num("PINODE_HTTP_BACKOFF_MS") {
-            s.backoff = Duration::from_secs_f64(ms / 1000.0);
+        if let Some(ms) = num("PINODE_HTTP_BACKOFF_MS", 0.0, MAX_BACKOFF_MS)
+            && let Ok(backoff) = Duration::try_from_secs_f64(ms / 1000.0)
+        {
+            s.backoff = backoff;
         }
         s
     }
@@ -61,7 +76,10 @@ impl HttpSettings {
     /// The pause before attempt `n` (1-based count of failures so far).
     pub fn pause(&self, failures: u32) -> Duration {
         let factor = 1u32 << failures.saturating_sub(1).min(16);
-        (self.backoff * factor).min(Duration::from_secs(30))
+        self.backoff
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(30))
     }
 }
 
@@ -75,6 +93,13 @@ pub enum FetchError {
         message: String,
         attempts: u32,
     },
+    /// The name does not resolve or nothing listens: not retried (no network, a wrong
+    /// name or port), unlike a dropped connection or a timeout.
+    #[error("{url}: cannot be reached ({message}); not retried: check the network or the URL")]
+    Unreachable { url: String, message: String },
+    /// A download that grew past what the catalog (or the overall cap) allows.
+    #[error("{url}: the server sent more than {limit} bytes, more than expected")]
+    Oversize { url: String, limit: u64 },
     #[error("{url}: larger than {limit} bytes, which is not a catalog")]
     TooLarge { url: String, limit: u64 },
     #[error("{url}: {message}")]
@@ -166,6 +191,11 @@ impl Http {
             }
             let outcome = match request.send() {
                 Ok(response) => classify(url, response),
+                // Offline: asking again in a few seconds only keeps the user waiting.
+                Err(e) if is_unreachable(&e) => Err(Attempt::Fatal(FetchError::Unreachable {
+                    url: display_url(url),
+                    message: describe(&e),
+                })),
                 Err(e) => Err(Attempt::Retry(describe(&e))),
             };
             match outcome {
@@ -242,6 +272,29 @@ fn classify(
             status: text,
         }))
     }
+}
+
+/// Whether `e` says the host cannot be reached at all: its name does not resolve, or the
+/// connection was refused. These do not pass in seconds, so they are not retried.
+fn is_unreachable(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        // hyper-util's connector names resolver failures "dns error"; reqwest's own
+        // resolver wrapper has no public type to test for.
+        if s.to_string().starts_with("dns error") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A transport error in one line, without the URL (the caller adds a redacted one).

@@ -46,11 +46,9 @@ impl std::error::Error for FieldError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("{path}: {source}", path = .path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A profile that is not a small regular text file (a FIFO, `/dev/zero`, 2 GB, …).
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     /// One or more problems; each is a line of its own.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
@@ -69,24 +67,7 @@ pub struct LoadedProfile {
 impl LoadedProfile {
     /// Reads and validates the profile at `path`.
     pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
-        let read_err = |source| ProfileError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        if meta.len() > MAX_PROFILE_BYTES {
-            return Err(read_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} bytes is too large for a profile", meta.len()),
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(read_err)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            read_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not UTF-8 text",
-            ))
-        })?;
+        let text = crate::input::read_text(path, MAX_PROFILE_BYTES, "a profile")?;
         Self::parse(path, &text)
     }
 

@@ -28,20 +28,10 @@ pub fn from_env(var: &str) -> Result<SecretString, String> {
 /// Reads a secret from a file. One trailing line break is dropped (`echo secret > file`
 /// writes one); everything else, including other whitespace, is part of the secret.
 pub fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, String> {
-    let full = expand_path(path, base_dir);
+    let full = expand_path(path, base_dir)?;
     let shown = full.display();
-    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{shown} is {} bytes: too large for a secret",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut text = String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))?;
+    let mut text = crate::input::read_text(&full, MAX_SECRET_FILE, "a secret file")
+        .map_err(|e| e.to_string())?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -56,16 +46,27 @@ pub fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, String> {
 
 /// Expands a leading `~/` to the invoking user's home (under sudo, theirs, not root's: see
 /// [`crate::invoker`]) and resolves relative paths against the profile's directory.
-pub fn expand_path(path: &str, base_dir: &Path) -> PathBuf {
-    if let Some(home) = crate::invoker::Invoker::current().expand_tilde(path) {
-        return home;
+///
+/// When that home is unknown (an account the user database does not know, and no `$HOME`)
+/// `~/…` is an error, not a folder named `~` next to the profile.
+pub fn expand_path(path: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    let invoker = crate::invoker::Invoker::current();
+    if let Some(home) = invoker.expand_tilde(path) {
+        return Ok(home);
+    }
+    if path.starts_with("~/") {
+        return Err(format!(
+            "cannot expand {path}: the home of the invoking user (uid {}) is unknown; \
+             write the full path",
+            invoker.uid
+        ));
     }
     let p = Path::new(path);
-    if p.is_absolute() {
+    Ok(if p.is_absolute() {
         p.to_path_buf()
     } else {
         base_dir.join(p)
-    }
+    })
 }
 
 #[cfg(test)]

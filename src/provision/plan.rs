@@ -76,20 +76,10 @@ impl NodePlan {
             .map(|k| k.trim().to_string())
             .collect();
         if let Some(file) = &node.user.keys_file {
-            let path = secrets::expand_path(&file.value, &base);
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if size > MAX_KEYS_FILE {
-                return Err(profile.error_at(
-                    &file.field,
-                    format!(
-                        "{} is {size} bytes: too large for an authorized_keys file",
-                        path.display()
-                    ),
-                ));
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                profile.error_at(&file.field, format!("cannot read {}: {e}", path.display()))
-            })?;
+            let path = secrets::expand_path(&file.value, &base)
+                .map_err(|e| profile.error_at(&file.field, e))?;
+            let text = crate::input::read_text(&path, MAX_KEYS_FILE, "an authorized_keys file")
+                .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {

@@ -128,6 +128,10 @@ pub fn write_image(
         Compression::None => Some(allocated(temp.as_file()).map_err(err)?),
         _ => None,
     };
+    // Under sudo the image is the invoking user's, before it has its name.
+    crate::invoker::Invoker::current()
+        .give_back_file(temp.as_file())
+        .map_err(err)?;
     temp.persist(&final_path).map_err(|e| err(e.error))?;
     let sha256_file = dir.join(format!("{image_name}.sha256"));
     write_atomic(&sha256_file, format!("{digest}  {image_name}\n").as_bytes()).map_err(
@@ -409,11 +413,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic_mode(path, contents, 0o600)
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, with `mode`.
+/// Writes `contents` to `path` through a temporary file and a rename, with `mode`; under
+/// sudo the file is the invoking user's (see [`crate::invoker`]).
 ///
-/// The mode is set on the temporary file (created 0600, then `fchmod`) before the rename,
-/// never by path afterwards: in a directory others can write to, the path could by then be
-/// a symlink to any file, which a chmod by path would make readable.
+/// The mode and owner are set on the temporary file (created 0600, then `fchmod`, `fchown`)
+/// before the rename, never by path afterwards: in a directory others can write to, the path
+/// could by then be a symlink to any file, which a chmod by path would make readable.
 pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path
@@ -427,6 +432,7 @@ pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
+    crate::invoker::Invoker::current().give_back_file(temp.as_file())?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

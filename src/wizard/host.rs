@@ -7,7 +7,7 @@ use crate::profile::values;
 
 /// The host's IANA time zone (`/etc/timezone`, or where `/etc/localtime` points).
 pub fn timezone() -> String {
-    let from_file = std::fs::read_to_string("/etc/timezone")
+    let from_file = read_small("/etc/timezone")
         .ok()
         .map(|t| t.trim().to_string());
     let from_link = std::fs::read_link("/etc/localtime").ok().and_then(|p| {
@@ -42,7 +42,7 @@ pub fn country(locale: &str) -> Option<String> {
 
 /// The host's keyboard layout (`XKBLAYOUT` in `/etc/default/keyboard`).
 pub fn keyboard() -> String {
-    std::fs::read_to_string("/etc/default/keyboard")
+    read_small("/etc/default/keyboard")
         .ok()
         .and_then(|text| {
             text.lines().find_map(|l| {
@@ -59,12 +59,14 @@ pub fn keyboard() -> String {
         .unwrap_or_else(|| "gb".into())
 }
 
-/// The user running the wizard (the one behind sudo), when it is a valid, non-root name.
+/// The name of the user running the wizard (the one behind sudo), when it is a valid,
+/// non-root name: the invoking user's account name (see [`crate::invoker`]), so that "who"
+/// has one answer everywhere, not `$USER`, which may name someone else.
 pub fn user() -> Option<String> {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| u != "root" && values::user_name(u).is_ok())
+    crate::invoker::Invoker::current()
+        .name
+        .clone()
+        .filter(|u| u != "root" && values::user_name(u).is_ok())
 }
 
 /// Valid public keys in the invoking user's `~/.ssh/*.pub`: (file, key line). Under sudo
@@ -85,7 +87,7 @@ fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "pub"))
                 .filter_map(|p| {
-                    let text = std::fs::read_to_string(&p).ok()?;
+                    let text = crate::input::read_text(&p, 64 << 10, "a public key file").ok()?;
                     let line = text.lines().next()?.trim().to_string();
                     values::ssh_public_key(&line).ok()?;
                     Some((p, line))
@@ -95,6 +97,11 @@ fn public_keys_in(dir: &Path) -> Vec<(PathBuf, String)> {
         .unwrap_or_default();
     found.sort();
     found
+}
+
+/// A small system file (through the bounded reader: even these may be replaced by a FIFO).
+fn read_small(path: &str) -> Result<String, crate::input::InputError> {
+    crate::input::read_text(Path::new(path), 64 << 10, "a system setting")
 }
 
 #[cfg(test)]

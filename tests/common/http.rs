@@ -27,6 +27,11 @@ pub enum Behaviour {
     Stall,
     /// The body in `chunk`-byte pieces with `pause` between them.
     Slow { chunk: usize, pause: Duration },
+    /// 200 without a Content-Length, then the body repeated forever (until the client
+    /// hangs up or the server stops).
+    Endless,
+    /// Every request: 200 with the whole body whatever Range says, dropped after `bytes`.
+    AlwaysFullThenDrop { bytes: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +166,18 @@ impl Server {
                 )?;
                 return Ok(());
             }
+            Behaviour::Endless => {
+                write!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+                let piece = if body.is_empty() {
+                    vec![0u8; 65536]
+                } else {
+                    body
+                };
+                while !self.stop.load(Ordering::SeqCst) {
+                    out.write_all(&piece)?;
+                }
+                return Ok(());
+            }
             Behaviour::Stall => {
                 write!(
                     out,
@@ -202,6 +219,11 @@ impl Server {
         )?;
         match behaviour {
             Behaviour::DropAfter { bytes, times } if nth <= times => {
+                out.write_all(&rest[..bytes.min(rest.len())])?;
+                out.flush()?;
+                let _ = out.shutdown(std::net::Shutdown::Both);
+            }
+            Behaviour::AlwaysFullThenDrop { bytes } => {
                 out.write_all(&rest[..bytes.min(rest.len())])?;
                 out.flush()?;
                 let _ = out.shutdown(std::net::Shutdown::Both);
