@@ -785,7 +785,19 @@ fn the_wizard_escapes_outside_text_in_what_it_asks() {
         .env_remove("CI");
     let mut s = OsSession::spawn(cmd).unwrap();
     s.set_expect_timeout(Some(Duration::from_secs(60)));
-    // The catalog is unavailable in tests: the second choice is a local image file.
+    // The cluster questions come first (defaults; no agents), then the OS. The catalog is
+    // unavailable in tests: the second choice is a local image file.
+    for (prompt, answer) in [
+        ("Cluster name", "\r"),
+        ("How many servers", "\r"),
+        ("Server hostnames", "\r"),
+        ("How many agents", "0\r"),
+        ("K3s channel or version", "\r"),
+    ] {
+        s.expect(prompt)
+            .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
+        s.send(answer).unwrap();
+    }
     s.expect("Operating system").unwrap();
     s.send("\x1b[B\r").unwrap();
     s.expect("Image file").unwrap();
