@@ -9,6 +9,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cleanup;
 pub mod customise;
+pub mod digest;
 pub mod disk;
 pub mod error;
 pub mod fetch;

@@ -20,10 +20,36 @@ fn main() -> ExitCode {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            eprintln!("error: internal error, please report it: {message}{at}");
+            // The message may quote outside data (a panic names the string it sliced).
+            eprintln!(
+                "error: internal error, please report it: {}{at}",
+                pinode::ui::Untrusted(message)
+            );
         }
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A command line clap refuses still leaves one JSON document on stdout when it
+            // asks for --json (help and --version are not failures and print as usual).
+            if e.use_stderr() && std::env::args_os().skip(1).any(|a| a == "--json") {
+                // clap's message up to the blank line before its usage lines.
+                let text = e.to_string();
+                let message: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().trim_start_matches("error: "))
+                    .collect();
+                Output {
+                    json: true,
+                    quiet: false,
+                    verbose: 0,
+                }
+                .json_failure(&pinode::Error::Usage(message.join(" ")));
+            }
+            e.exit()
+        }
+    };
     // SIGINT/SIGTERM/SIGHUP remove pinode's temporary files before the process ends.
     if let Err(e) = pinode::cleanup::install() {
         eprintln!(
@@ -77,6 +103,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            out.json_failure(&e);
             // Errors quote outside data (paths, labels, catalog text): no control character
             // of it reaches the terminal.
             for line in e.to_string().lines() {

@@ -485,3 +485,363 @@ fn args_for_another_k3s_line_get_a_warning() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: with --json, stdout is one JSON document even when the run fails early
+// ---------------------------------------------------------------------------------------
+
+/// A failed `--json` run: non-zero exit, the `error:` line on stderr, and stdout one JSON
+/// document carrying the error. Returns the document.
+fn failed_json_run(what: &str, out: &Output) -> serde_json::Value {
+    assert!(!out.status.success(), "{what}: the run fails");
+    let err = stderr(out);
+    assert!(
+        err.contains("error: "),
+        "{what}: no error line on stderr:\n{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not one JSON document ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let message = doc["error"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{what}: no error in {doc:#}");
+    doc
+}
+
+fn prepare_json(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Output {
+    output(
+        pinode()
+            .args(["prepare", "--json", "--compress", "none", "--profile"])
+            .arg(profile)
+            .arg("--image")
+            .arg(image)
+            .arg("--out-dir")
+            .arg(out_dir)
+            .args(extra),
+    )
+}
+
+#[test]
+fn prepare_json_prints_its_document_when_it_fails_before_the_first_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = base_profile(
+        dir.path(),
+        "two.yaml",
+        "nodes:\n  - hostname: one\n  - hostname: two\n",
+    );
+    let out_dir = dir.path().join("out");
+    let bookworm = fixture("bookworm");
+
+    // The profile cannot be read: nothing is known but the nodes asked for.
+    let broken = write_profile(dir.path(), "broken.yaml", "version: 1\nnodes: [\n");
+    let doc = failed_json_run(
+        "broken profile",
+        &prepare_json(&broken, &bookworm, &out_dir, &["--node", "one"]),
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("broken.yaml"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["nodes"], serde_json::json!([]));
+    assert_eq!(doc["not_attempted"], serde_json::json!(["one"]));
+
+    // No such --node.
+    let doc = failed_json_run(
+        "unknown node",
+        &prepare_json(&good, &bookworm, &out_dir, &["--node", "three"]),
+    );
+    assert!(doc["error"].as_str().unwrap().contains("three"), "{doc:#}");
+    assert_eq!(doc["not_attempted"], serde_json::json!(["three"]));
+
+    // The base image is missing: every selected node was not attempted.
+    let doc = failed_json_run(
+        "missing base",
+        &prepare_json(&good, &dir.path().join("gone.img"), &out_dir, &[]),
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("gone.img"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["nodes"], serde_json::json!([]));
+    assert_eq!(doc["not_attempted"], serde_json::json!(["one", "two"]));
+
+    // The base image is not a disk image: the first node fails, the second is not tried.
+    let junk = dir.path().join("junk.img");
+    std::fs::write(&junk, vec![0x5a; 64 * 1024]).unwrap();
+    let doc = failed_json_run("corrupt base", &prepare_json(&good, &junk, &out_dir, &[]));
+    let attempted = doc["nodes"].as_array().map_or(0, Vec::len);
+    let skipped = doc["not_attempted"].as_array().map_or(0, Vec::len);
+    assert_eq!(attempted + skipped, 2, "{doc:#}");
+}
+
+#[test]
+fn every_json_command_prints_one_document_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "not a disk image\n".repeat(100)).unwrap();
+    let profile = base_profile(dir.path(), "one.yaml", "nodes:\n  - hostname: one\n");
+    let cache = dir.path().join("cache");
+
+    let inspect = output(pinode().args(["inspect", "--json"]).arg(&junk));
+    failed_json_run("inspect --json on a text file", &inspect);
+
+    let patch = output(
+        pinode()
+            .args(["patch", "--json", "--profile"])
+            .arg(&profile)
+            .arg(&junk),
+    );
+    failed_json_run("patch --json on a text file", &patch);
+    assert_eq!(
+        std::fs::read_to_string(&junk).unwrap(),
+        "not a disk image\n".repeat(100),
+        "patch changed the file it refused"
+    );
+
+    let download = output(
+        pinode()
+            .args(["--offline", "--cache-dir"])
+            .arg(&cache)
+            .args(["download", "--json", "--os", "raspios-lite-arm64"]),
+    );
+    failed_json_run("download --json offline without a catalog", &download);
+
+    let os_list = output(
+        pinode()
+            .arg("--catalog")
+            .arg(dir.path().join("no-catalog.json"))
+            .args(["--cache-dir"])
+            .arg(&cache)
+            .args(["os", "list", "--json"]),
+    );
+    failed_json_run("os list --json with a missing catalog file", &os_list);
+
+    let missing = dir.path().join("missing.yaml");
+    let flash = output(
+        pinode()
+            .args(["flash", "--json", "--yes", "--profile"])
+            .arg(&missing)
+            .arg("--device")
+            .arg(&junk),
+    );
+    failed_json_run("flash --json with a missing profile", &flash);
+
+    // A command line that does not parse, --json among its words.
+    let usage = output(
+        pinode()
+            .args(["prepare", "--json", "--profile"])
+            .arg(&profile),
+    );
+    let doc = failed_json_run("prepare --json without --out-dir", &usage);
+    assert!(
+        doc["error"].as_str().unwrap().contains("--out-dir"),
+        "{doc:#}"
+    );
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: a SHA-256 from outside is parsed once; nothing slices a short one
+// ---------------------------------------------------------------------------------------
+
+/// A cache entry (as a damaged or hand-edited `entry.json` would be) that claims an alias,
+/// is marked verified for the image next to it, and whose `sha256` is `sha256`.
+fn forged_cache_entry(cache: &Path, dir_name: &str, sha256: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = cache.join("images").join(dir_name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("image.img");
+    std::fs::write(&image, vec![0u8; 4096]).unwrap();
+    let meta = std::fs::metadata(&image).unwrap();
+    let entry = serde_json::json!({
+        "sha256": sha256,
+        "name": "raspios",
+        "url": "https://127.0.0.1/raspios.img.xz",
+        "aliases": ["raspios-lite-arm64"],
+        "release_date": "2025-10-01",
+        "download": null,
+        "image_verified": {
+            "size": meta.len(),
+            "mtime_ns": meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        },
+        "added": "2025-10-01T00:00:00Z",
+        "last_used": "2025-10-01T00:00:00Z",
+    });
+    std::fs::write(dir.join("entry.json"), entry.to_string()).unwrap();
+}
+
+#[test]
+fn a_cache_entry_with_a_short_or_multibyte_sha256_is_not_used() {
+    for (dir_name, sha) in [("ab", "ab"), ("e", "ééééééééé"), ("up", "../up")] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        forged_cache_entry(&cache, dir_name, sha);
+        // The default catalog, offline and never fetched: the alias is looked up among the
+        // cache's entries.
+        let out = output(
+            pinode()
+                .env_remove("PINODE_CATALOG")
+                .args(["--offline", "--cache-dir"])
+                .arg(&cache)
+                .args(["download", "--json", "--os", "raspios-lite-arm64"]),
+        );
+        let err = stderr(&out);
+        assert!(!err.contains("internal error"), "{sha:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{sha:?}: {err}");
+        let doc = failed_json_run(&format!("download with sha256 {sha:?}"), &out);
+        assert!(doc.get("path").is_none(), "{doc:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: one escaping style for outside text, in errors and in listings
+// ---------------------------------------------------------------------------------------
+
+/// Invisible characters that make two values look alike: a zero-width space, a line
+/// separator, a byte order mark, a soft hyphen and a right-to-left mark.
+const INVISIBLE: &str = "pi\u{200b}os\u{2028}x\u{feff}y\u{ad}z\u{200f}";
+const INVISIBLE_SHOWN: &str = "pi\\u{200b}os\\u{2028}x\\u{feff}y\\u{ad}z\\u{200f}";
+
+fn assert_shows_invisible(what: &str, text: &str) {
+    assert!(text.contains(INVISIBLE_SHOWN), "{what}: {text}");
+    for c in ['\u{200b}', '\u{2028}', '\u{feff}', '\u{ad}', '\u{200f}'] {
+        assert!(!text.contains(c), "{what}: raw {c:?} in {text}");
+    }
+}
+
+#[test]
+fn outside_text_is_escaped_alike_in_errors_and_listings() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a listing: a catalog entry's name.
+    let catalog = dir.path().join("catalog.json");
+    let doc = serde_json::json!({ "os_list": [{
+        "name": INVISIBLE,
+        "url": "https://example.com/other.img.xz",
+        "extract_size": 1000,
+        "extract_sha256": "1".repeat(64),
+        "release_date": "2024-01-01",
+    }]});
+    std::fs::write(&catalog, doc.to_string()).unwrap();
+    let out = output(pinode().arg("--catalog").arg(&catalog).args(["os", "list"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_shows_invisible("os list", &String::from_utf8_lossy(&out.stdout));
+
+    // In an error: a profile value, and a --node name.
+    let profile = base_profile(
+        dir.path(),
+        "p.yaml",
+        &format!("nodes:\n  - hostname: \"{INVISIBLE}\"\n"),
+    );
+    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("\"{INVISIBLE_SHOWN}\"")), "{err}");
+    assert_shows_invisible("profile check", &err);
+
+    let good = base_profile(dir.path(), "good.yaml", "nodes:\n  - hostname: one\n");
+    let out = output(
+        pinode()
+            .args(["prepare", "--profile"])
+            .arg(&good)
+            .arg("--out-dir")
+            .arg(dir.path().join("out"))
+            .args(["--node", INVISIBLE]),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no node \"{INVISIBLE_SHOWN}\"")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: the wizard's questions and re-asks escape outside text
+// ---------------------------------------------------------------------------------------
+
+/// A home directory whose name sets the terminal's title and returns the cursor: it shows
+/// up in the wizard wherever a `~/` path is expanded.
+const EVIL_DIR: &str = "home\x1b]0;owned\x07\rFAKE";
+
+#[test]
+fn the_wizard_escapes_outside_text_in_what_it_asks() {
+    use expectrl::Expect;
+    use expectrl::session::OsSession;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(EVIL_DIR);
+    std::fs::create_dir_all(&home).unwrap();
+    let base = pinode();
+    let mut cmd = Command::new(base.get_program());
+    cmd.arg("wizard")
+        .current_dir(dir.path())
+        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("HOME", &home)
+        .env("USER", "alice")
+        .env("TERM", "xterm")
+        .env("PINODE_STATE_DIR", dir.path().join("state"))
+        .env_remove("CI");
+    let mut s = OsSession::spawn(cmd).unwrap();
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    // The cluster questions come first (defaults; no agents), then the OS. The catalog is
+    // unavailable in tests: the second choice is a local image file.
+    for (prompt, answer) in [
+        ("Cluster name", "\r"),
+        ("How many servers", "\r"),
+        ("Server hostnames", "\r"),
+        ("How many agents", "0\r"),
+        ("K3s channel or version", "\r"),
+    ] {
+        s.expect(prompt)
+            .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
+        s.send(answer).unwrap();
+    }
+    s.expect("Operating system").unwrap();
+    s.send("\x1b[B\r").unwrap();
+    s.expect("Image file").unwrap();
+    // The re-ask names the expanded path, home directory included.
+    s.send("~/missing.img\r").unwrap();
+    let shown = s.expect("is not a file").unwrap();
+    let text = String::from_utf8_lossy(shown.before()).into_owned();
+    let _ = s.send("\x03");
+    let _ = s
+        .get_process_mut()
+        .kill(expectrl::process::unix::Signal::SIGKILL);
+    assert!(
+        !text.contains("\x1b]0;owned") && !text.contains("\rFAKE"),
+        "raw escape from the home directory's name: {text:?}"
+    );
+    assert!(
+        text.contains("home\\u{1b}]0;owned\\u{7}\\rFAKE/missing.img"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn cache_clean_names_a_busy_entry_with_a_multibyte_name_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Eleven ASCII letters, then a two-byte character across byte 12; and an escape.
+    let name = "aaaaaaaaaaaé\x1b[2Jzzz";
+    std::fs::create_dir_all(cache.join("images").join(name)).unwrap();
+    let lock = std::fs::File::create(cache.join("images").join(format!("{name}.lock"))).unwrap();
+    lock.try_lock().unwrap();
+    let out = output(
+        pinode()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["cache", "clean"]),
+    );
+    drop(lock);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("aaaaaaaaaaaé"), "{err}");
+    assert!(err.contains("in use by another pinode process"), "{err}");
+    assert_no_raw_controls("cache clean", &out);
+    assert!(
+        cache.join("images").join(name).exists(),
+        "a busy entry stays"
+    );
+}

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 use crate::catalog::{self, Catalog, CatalogError, OsEntry};
+use crate::digest::Sha256Hex;
 use crate::fetch::{FetchError, Http, HttpSettings, is_http_url};
 
 use super::store::{Cache, CacheError, Wanted};
@@ -125,14 +126,10 @@ impl Resolver {
         sha256: Option<&str>,
         http: Option<&Http>,
     ) -> Result<Wanted, ResolveError> {
-        let sha256 = sha256.map(|s| s.trim().to_ascii_lowercase());
-        if let Some(s) = &sha256
-            && (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(ResolveError::Usage(format!(
-                "{s:?} is not a SHA-256 (64 hex digits)"
-            )));
-        }
+        let sha256 = sha256
+            .map(Sha256Hex::parse)
+            .transpose()
+            .map_err(|e| ResolveError::Usage(e.to_string()))?;
         match ImageRef::classify(image) {
             ImageRef::Url(url) => {
                 let Some(sha256) = sha256 else {
@@ -148,7 +145,11 @@ impl Resolver {
                     name,
                     aliases: catalog::alias::aliases_for(&url),
                     url,
-                    ..Wanted::default()
+                    release_date: None,
+                    init_format: None,
+                    extract_size: None,
+                    download_size: None,
+                    download_sha256: None,
                 })
             }
             ImageRef::Alias(spec) => {

@@ -87,7 +87,7 @@ impl SourceImage {
         let cached = resolver
             .cache
             .obtain(&wanted, http.as_ref(), progress, on_wait)?;
-        let lock_path = resolver.cache.lock_path(&wanted.sha256);
+        let lock_path = resolver.cache.lock_path(wanted.sha256.as_str());
         let lock = Lock::shared(&lock_path).map_err(|e| Error::path(&lock_path, e))?;
         Ok(SourceImage {
             path: cached.path,

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::decompress::{Format, decompress, hash_file, is_corrupt_input, is_oversize};
 use super::lock::Lock;
+use crate::digest::Sha256Hex;
 use crate::fetch::{FetchError, Http, display_url};
 use crate::invoker::Invoker;
 use crate::ui::progress::ProgressPolicy;
@@ -87,9 +88,10 @@ impl Drop for HandBack<'_> {
 }
 
 /// What pinode wants in the cache: an image known by the SHA-256 of its uncompressed bytes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// An `entry.json` whose `sha256` is not one is not read at all (see `Sha256Hex`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Wanted {
-    pub sha256: String,
+    pub sha256: Sha256Hex,
     pub name: String,
     pub url: String,
     #[serde(default)]
@@ -105,7 +107,7 @@ pub struct Wanted {
     #[serde(default)]
     pub download_size: Option<u64>,
     #[serde(default)]
-    pub download_sha256: Option<String>,
+    pub download_sha256: Option<Sha256Hex>,
 }
 
 impl Wanted {
@@ -346,8 +348,8 @@ impl Cache {
         self.root.join("images")
     }
 
-    fn entry_dir(&self, sha: &str) -> PathBuf {
-        self.images().join(sha)
+    fn entry_dir(&self, sha: &Sha256Hex) -> PathBuf {
+        self.images().join(sha.as_str())
     }
 
     /// The lock file of the entry for `sha`.
@@ -395,7 +397,7 @@ impl Cache {
         let _hand_back = self.prepare_root()?;
         self.create_root()?;
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let lock_path = self.lock_path(&wanted.sha256);
+        let lock_path = self.lock_path(wanted.sha256.as_str());
         let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;
 
         let now = now();
@@ -515,7 +517,7 @@ impl Cache {
                 let _ = fs::remove_file(&part);
                 return Err(CacheError::Corrupt {
                     what: wanted.label(),
-                    expected: sha.clone(),
+                    expected: sha.to_string(),
                     actual: got.sha256,
                 });
             }
@@ -549,7 +551,7 @@ impl Cache {
                     forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
-                        expected: wanted.sha256.clone(),
+                        expected: wanted.sha256.to_string(),
                         actual: sha,
                     });
                 }
@@ -594,7 +596,7 @@ impl Cache {
                     forget_download(&mut entry)?;
                     return Err(CacheError::Corrupt {
                         what: wanted.label(),
-                        expected: wanted.sha256.clone(),
+                        expected: wanted.sha256.to_string(),
                         actual: out.sha256,
                     });
                 }

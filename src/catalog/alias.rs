@@ -74,15 +74,17 @@ impl Spec {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(format!(
-                "{spec:?} is not an OS alias (like raspios-lite-arm64 or \
-                 raspios-lite-arm64@2025-10-01; see `pinode os list`)"
+                "{} is not an OS alias (like raspios-lite-arm64 or \
+                 raspios-lite-arm64@2025-10-01; see `pinode os list`)",
+                crate::ui::quoted(spec)
             ));
         }
         if let Some(date) = date
             && !is_iso_date(date)
         {
             return Err(format!(
-                "{spec:?}: the release after @ must be a date like 2025-10-01"
+                "{}: the release after @ must be a date like 2025-10-01",
+                crate::ui::quoted(spec)
             ));
         }
         Ok(Spec {
@@ -129,8 +131,9 @@ impl Spec {
             known.join(", ")
         };
         format!(
-            "the OS catalog {} has no image called {:?} (it has: {known})",
-            catalog.source, self.alias
+            "the OS catalog {} has no image called {} (it has: {known})",
+            catalog.source,
+            crate::ui::quoted(&self.alias)
         )
     }
 }

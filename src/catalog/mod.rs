@@ -53,14 +53,19 @@ pub struct OsEntry {
     pub url: String,
     /// Bytes of the uncompressed image.
     pub extract_size: u64,
-    /// SHA-256 of the uncompressed image (lowercase hex).
-    pub extract_sha256: String,
+    /// SHA-256 of the uncompressed image (an entry without a valid one is skipped).
+    pub extract_sha256: crate::digest::Sha256Hex,
     /// Bytes of the file at `url`.
     #[serde(default)]
     pub image_download_size: Option<u64>,
     /// SHA-256 of the file at `url` (absent on Raspberry Pi OS entries).
-    #[serde(default)]
-    pub image_download_sha256: Option<String>,
+    /// A value that is not a SHA-256 counts as absent (the image is still checked by
+    /// `extract_sha256`).
+    #[serde(
+        default,
+        deserialize_with = "crate::digest::Sha256Hex::deserialize_lenient"
+    )]
+    pub image_download_sha256: Option<crate::digest::Sha256Hex>,
     #[serde(default)]
     pub release_date: Option<String>,
     /// `systemd` (Imager's firstrun.sh) or `cloudinit-rpi`.
@@ -232,19 +237,11 @@ impl Catalog {
 
 /// An OS entry, when `item` has everything pinode needs to download and verify it.
 fn entry_from(item: &serde_json::Value, category: &[String]) -> Option<OsEntry> {
+    // Deserializing checks `extract_sha256` (see `Sha256Hex`).
     let mut entry = OsEntry::deserialize(item).ok()?;
-    let sha = entry.extract_sha256.to_ascii_lowercase();
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     if !is_http_url(&entry.url) {
         return None;
     }
-    entry.extract_sha256 = sha;
-    entry.image_download_sha256 = entry
-        .image_download_sha256
-        .map(|s| s.to_ascii_lowercase())
-        .filter(|s| s.len() == 64);
     entry.category = category.to_vec();
     Some(entry)
 }

@@ -41,7 +41,7 @@ pub fn list(sources: &Sources, out: &Output) -> Result<(), Error> {
             "{:30} {:10} {}…  {state}, {} on disk",
             Untrusted(&name),
             Untrusted(e.release_date.as_deref().unwrap_or("")),
-            Untrusted(e.sha256.get(..12).unwrap_or(&e.sha256)),
+            Untrusted(short(&e.sha256)),
             size(e.disk_bytes)
         ));
     }
@@ -54,7 +54,7 @@ pub fn clean(sources: &Sources, out: &Output) -> Result<(), Error> {
     for sha in &busy {
         out.warn(format!(
             "{}…: in use by another pinode process, left alone",
-            &sha[..sha.len().min(12)]
+            Untrusted(short(sha))
         ));
     }
     out.say(format!(
@@ -63,4 +63,13 @@ pub fn clean(sources: &Sources, out: &Output) -> Result<(), Error> {
         resolver.cache.root.display()
     ));
     Ok(())
+}
+
+/// The first 12 characters of an entry's name, for display. The name is a directory name in
+/// the cache (normally a SHA-256, but anything can be put there): cut at a character, never
+/// at a byte, which could fall inside a multi-byte character and panic.
+fn short(name: &str) -> &str {
+    name.char_indices()
+        .nth(12)
+        .map_or(name, |(at, _)| &name[..at])
 }

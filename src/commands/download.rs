@@ -54,7 +54,7 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
         Redacted(&image),
         cached.path.display(),
         size(image_bytes),
-        &wanted.sha256[..12]
+        wanted.sha256.short()
     ));
     if out.json {
         out.json(&json!({

@@ -13,6 +13,7 @@ pub mod render;
 pub mod wizard;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pinode::Error;
 use pinode::cache::resolve::Resolver;
@@ -91,9 +92,26 @@ impl Output {
 
     /// Prints one JSON document on stdout.
     pub fn json(&self, value: &serde_json::Value) {
+        JSON_PRINTED.store(true, Ordering::SeqCst);
         stdout_line(&serde_json::to_string_pretty(value).unwrap_or_default());
     }
+
+    /// With `--json`, makes sure a failed run still leaves exactly one JSON document on
+    /// stdout: `{"error": "…"}` unless the command already printed its own (`prepare`
+    /// prints one naming the nodes done, failed and not attempted). Called once, by
+    /// `main`, for every command, so that no command can forget it: a script can always
+    /// parse stdout, and reads the error there as well as on stderr.
+    pub fn json_failure(&self, error: &Error) {
+        if self.json && !JSON_PRINTED.load(Ordering::SeqCst) {
+            self.json(&serde_json::json!({ "error": error.to_string() }));
+        }
+    }
 }
+
+/// Whether this run has printed its JSON document (one per run: see
+/// [`Output::json_failure`]). A process-wide flag rather than a field, since `Output` is a
+/// `Copy` value handed to every command.
+static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
 
 /// Writes a line to stdout. A closed pipe (`pinode os list | head`) ends the program
 /// quietly, as it does for other command-line tools, instead of a panic.
@@ -130,8 +148,9 @@ pub fn select_nodes<'p>(
             profile.node(name).ok_or_else(|| {
                 let known: Vec<&str> = profile.nodes.iter().map(|n| n.hostname.as_str()).collect();
                 Error::Usage(format!(
-                    "{}: no node {name:?} (the profile has {})",
+                    "{}: no node {} (the profile has {})",
                     profile.path.display(),
+                    pinode::ui::quoted(name),
                     known.join(", ")
                 ))
             })

@@ -21,26 +21,36 @@ use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
 pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
-    let profile = load_profile(&args.profile, out)?;
-    let nodes = select_nodes(&profile, &args.nodes)?;
+    // A failure before the first node still gets the document (nothing done, who was not
+    // attempted): the nodes asked for with --node while the profile cannot be read, the
+    // selected ones after.
+    let profile = load_profile(&args.profile, out)
+        .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
+    let nodes = select_nodes(&profile, &args.nodes)
+        .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
+    let selected = || nodes.iter().map(|n| n.hostname.as_str());
     // Under sudo, the folders pinode creates are the invoking user's, like its outputs.
     Invoker::current()
         .create_dir_all(&args.out_dir, 0o777)
-        .map_err(|e| Error::path(&args.out_dir, e))?;
+        .map_err(|e| not_started(out, args, selected(), Error::path(&args.out_dir, e)))?;
     // One run per node and output folder at a time: two would mix their files.
     let _locks = nodes
         .iter()
         .map(|node| lock_node(&args.out_dir, &node.hostname))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| not_started(out, args, selected(), e))?;
     let progress = out.progress();
     let base = SourceImage::for_profile(
         &profile,
         args.image.as_deref(),
-        &sources.resolver()?,
+        &sources
+            .resolver()
+            .map_err(|e| not_started(out, args, selected(), e))?,
         &args.out_dir,
         progress,
         out.waiting_note(),
-    )?;
+    )
+    .map_err(|e| not_started(out, args, selected(), e))?;
     for note in &base.notes {
         out.warn(note);
     }
@@ -73,7 +83,8 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             "compression": args.compress,
             "nodes": results,
         });
-        if let Some((_, rest)) = &failure {
+        if let Some((e, rest)) = &failure {
+            document["error"] = json!(e.to_string());
             document["not_attempted"] = json!(rest);
         }
         out.json(&document);
@@ -82,6 +93,26 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         Some((e, _)) => Err(e),
         None => Ok(()),
     }
+}
+
+/// With `--json`, prints the document of a run that failed before its first node, and
+/// gives the error back.
+fn not_started<'a>(
+    out: &Output,
+    args: &PrepareArgs,
+    not_attempted: impl Iterator<Item = &'a str>,
+    error: Error,
+) -> Error {
+    if out.json {
+        out.json(&json!({
+            "error": error.to_string(),
+            "base": null,
+            "compression": args.compress,
+            "nodes": [],
+            "not_attempted": not_attempted.collect::<Vec<_>>(),
+        }));
+    }
+    error
 }
 
 /// Prepares one node's image (and bmap); returns its entry of the `--json` document.

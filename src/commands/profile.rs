@@ -75,8 +75,9 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
         }
         if let Some(wifi) = &node.wifi {
             facts.push(format!(
-                "wi-fi {:?} ({})",
-                wifi.value.ssid, wifi.value.country
+                "wi-fi {} ({})",
+                pinode::ui::quoted(&wifi.value.ssid),
+                wifi.value.country
             ));
         }
         facts.push(node.timezone.clone());

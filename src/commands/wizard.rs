@@ -23,7 +23,7 @@ use pinode::provision::k3s::check_runner_token;
 use pinode::provision::password::sha512_crypt;
 use pinode::sink::discover::SystemView;
 use pinode::sink::safety::{assess, one_line, reasons, verdict};
-use pinode::ui::Untrusted;
+use pinode::ui::{Untrusted, terminal_safe};
 use pinode::wizard::{
     Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,
 };
@@ -145,6 +145,10 @@ enum SecretStore {
     Env,
 }
 
+/// The wizard's questions. Every question goes to dialoguer through these methods, which
+/// escape what a terminal would act on (see `pinode::ui::untrusted`) in the prompt, the
+/// answers offered and the messages that re-ask: they may hold outside text (a path under
+/// `$HOME`, a card's model, a catalog's names, the reason an answer was refused).
 struct Wizard {
     theme: ColorfulTheme,
     catalog: CatalogLookup,
@@ -209,12 +213,14 @@ impl Wizard {
         default: &str,
         check: impl Fn(&str) -> Result<(), String>,
     ) -> Result<String, Error> {
-        let mut input = Input::<String>::with_theme(&self.theme).with_prompt(prompt);
-        if !default.is_empty() {
+        let mut input = Input::<String>::with_theme(&self.theme).with_prompt(terminal_safe(prompt));
+        // A default is shown in the prompt and given back as typed: offer only one that
+        // passes the check (which also keeps control characters out of the prompt).
+        if !default.is_empty() && check(default).is_ok() {
             input = input.default(default.to_string());
         }
         input
-            .validate_with(|s: &String| check(s.trim()))
+            .validate_with(|s: &String| check(s.trim()).map_err(|e| terminal_safe(&e).into_owned()))
             .interact_text()
             .map(|s| s.trim().to_string())
             .map_err(stopped)
@@ -233,7 +239,7 @@ impl Wizard {
             .map(|i| Untrusted(&i.to_string()).to_string())
             .collect();
         Select::with_theme(&self.theme)
-            .with_prompt(prompt)
+            .with_prompt(terminal_safe(prompt))
             .items(&items)
             .default(0)
             .interact()
@@ -242,7 +248,7 @@ impl Wizard {
 
     fn confirm(&self, prompt: &str, default: bool) -> Result<bool, Error> {
         Confirm::with_theme(&self.theme)
-            .with_prompt(prompt)
+            .with_prompt(terminal_safe(prompt))
             .default(default)
             .interact()
             .map_err(stopped)
@@ -254,9 +260,9 @@ impl Wizard {
         check: impl Fn(&str) -> Result<(), String>,
     ) -> Result<SecretString, Error> {
         Password::with_theme(&self.theme)
-            .with_prompt(prompt)
+            .with_prompt(terminal_safe(prompt))
             .with_confirmation("Again, to be sure", "The two entries differ; once more")
-            .validate_with(|s: &String| check(s))
+            .validate_with(|s: &String| check(s).map_err(|e| terminal_safe(&e).into_owned()))
             .interact()
             .map(SecretString::from)
             .map_err(stopped)

@@ -180,7 +180,7 @@ fn parse_pattern(pattern: &str) -> Result<Option<Pattern<'_>>, String> {
     let bad = || {
         format!(
             "{} is not a valid hostname pattern: use one numeric range such as worker-[1-3]",
-            values::printable(pattern)
+            crate::ui::quoted(pattern)
         )
     };
     let close = pattern[open..]

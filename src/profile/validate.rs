@@ -48,7 +48,7 @@ pub(crate) fn profile(p: &Profile, r: &mut Report) {
         r.error("os.image", "plain http:// is not accepted; use https://");
     }
     if let Some(sha) = &p.os.sha256
-        && !(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+        && crate::digest::Sha256Hex::parse(sha).is_err()
     {
         r.error(
             "os.sha256",
@@ -165,7 +165,7 @@ fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
                 field,
                 format!(
                     "{} is not one kernel command-line token (no spaces or line breaks)",
-                    values::printable(token)
+                    crate::ui::quoted(token)
                 ),
             );
         } else if RESERVED_CMDLINE_KEYS
@@ -176,7 +176,7 @@ fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
                 field,
                 format!(
                     "{} is managed by pinode or the image and cannot be set here",
-                    values::printable(token)
+                    crate::ui::quoted(token)
                 ),
             );
         }
@@ -232,7 +232,7 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 "cluster.k3s.version",
                 format!(
                     "{} is not a K3s version (e.g. v1.33.5+k3s1)",
-                    values::printable(v)
+                    crate::ui::quoted(v)
                 ),
             );
         }
@@ -302,7 +302,7 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 format!("cluster.k3s.tls_san[{i}]"),
                 format!(
                     "{} is not a host name or IP address",
-                    values::printable(san)
+                    crate::ui::quoted(san)
                 ),
             );
         }

@@ -3,12 +3,14 @@
 
 use base64::Engine;
 
+use crate::ui::quoted;
+
 use super::countries;
 
 /// An RFC 1123 label in lower case: what a hostname, an mDNS name and a K3s node name all
 /// accept.
 pub fn hostname(name: &str) -> Result<(), String> {
-    let shown = printable(name);
+    let shown = quoted(name);
     if name.is_empty() || name.len() > 63 {
         return Err(format!(
             "{shown} is not a valid hostname: it must be 1 to 63 characters long"
@@ -27,7 +29,7 @@ pub fn hostname(name: &str) -> Result<(), String> {
         };
         return Err(format!(
             "{shown} is not a valid hostname: {} is not allowed; use a-z, 0-9 and '-'{hint}",
-            printable(&c.to_string())
+            quoted(&c.to_string())
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -106,7 +108,7 @@ const RESERVED_USERS: &[&str] = &[
 
 /// A user name Debian's `adduser` accepts (its default NAME_REGEX), not a system account.
 pub fn user_name(name: &str) -> Result<(), String> {
-    let shown = printable(name);
+    let shown = quoted(name);
     let valid = !name.is_empty()
         && name.len() <= 32
         && name
@@ -159,7 +161,7 @@ fn public_key(key: &str, quote: bool) -> Result<(), String> {
     let key = key.trim();
     let shown = |value: &str, what: &str| {
         if quote {
-            printable(&abbreviate(value))
+            quoted(&abbreviate(value))
         } else {
             what.to_string()
         }
@@ -245,7 +247,7 @@ pub fn env_var_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{} is not an environment variable name",
-            printable(name)
+            quoted(name)
         ))
     }
 }
@@ -275,11 +277,11 @@ pub fn timezone(zone: &str) -> Result<(), String> {
         Ok(_) => Err(format!(
             "{} is an old-style alias that newer Raspberry Pi OS images may lack; use the \
              Area/Location name (e.g. America/New_York for US/Eastern, Europe/London for GB)",
-            printable(zone)
+            quoted(zone)
         )),
         Err(_) => Err(format!(
             "{} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, Etc/UTC)",
-            printable(zone)
+            quoted(zone)
         )),
     }
 }
@@ -310,7 +312,7 @@ pub fn locale(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{} is not a locale name (e.g. en_GB.UTF-8, de_DE.UTF-8)",
-            printable(name)
+            quoted(name)
         ))
     }
 }
@@ -330,7 +332,7 @@ pub fn keyboard(layout: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{} is not an XKB keyboard layout (e.g. gb, us, de, fr)",
-            printable(layout)
+            quoted(layout)
         ))
     }
 }
@@ -349,7 +351,7 @@ pub fn country(code: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{} is not an ISO 3166 alpha-2 country code (e.g. GB, DE, US)",
-            printable(code)
+            quoted(code)
         ))
     }
 }
@@ -390,11 +392,6 @@ pub fn wifi_passphrase(psk: &str) -> Result<(), String> {
 /// A DNS label used as the cluster name.
 pub fn cluster_name(name: &str) -> Result<(), String> {
     hostname(name).map_err(|e| e.replacen("hostname", "cluster name", 2))
-}
-
-/// Shows a value in an error message: quoted, control characters escaped.
-pub fn printable(value: &str) -> String {
-    format!("{value:?}")
 }
 
 fn abbreviate(value: &str) -> String {

@@ -248,8 +248,8 @@ pub fn parse_args(
         };
         if !valid_name(name) {
             fail(format!(
-                "{:?} is not a K3s flag (expected --name=value, --name value or --name)",
-                name
+                "{} is not a K3s flag (expected --name=value, --name value or --name)",
+                crate::ui::quoted(name)
             ));
             continue;
         }

@@ -4,4 +4,4 @@ pub mod progress;
 pub mod prompt;
 pub mod untrusted;
 
-pub use untrusted::{Untrusted, terminal_safe};
+pub use untrusted::{Untrusted, quoted, terminal_safe};

@@ -10,6 +10,11 @@
 //! error lines, the prompter) pass their whole line through [`terminal_safe`] as well, so
 //! that text which reaches them inside an error message is covered too.
 //!
+//! Error messages quote a value with [`quoted`]: the same escaping inside double quotes,
+//! with `"` and `\` escaped too so that the quotes show where the value ends. This is the
+//! one style for outside text in pinode's messages (it reads like Rust's `{:?}`, which
+//! profile errors used before).
+//!
 //! JSON output needs none of this: serde_json escapes control characters itself.
 
 use std::borrow::Cow;
@@ -27,6 +32,22 @@ impl fmt::Display for Untrusted<'_> {
     }
 }
 
+/// `text` in double quotes for an error message, escaped as [`Untrusted`] escapes it, and
+/// with `"` and `\` escaped so that the value cannot seem to end early.
+pub fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if dangerous(c) || matches!(c, '"' | '\\') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A whole line (or several) for the terminal: escapes what [`Untrusted`] escapes except
 /// line breaks and tabs, which pinode's own multi-line messages use.
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
@@ -39,10 +60,23 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(escape(text, |c| matches!(c, '\n' | '\t')))
 }
 
-/// Characters a terminal may act on rather than show: control characters, and the
-/// bidirectional overrides and isolates that reorder what is displayed.
+/// Characters a terminal may act on rather than show, or that hide what is shown: control
+/// characters; the bidirectional overrides, isolates and marks that reorder text; and the
+/// invisible formatting characters (zero-width spaces and joiners, the line and paragraph
+/// separators, the byte order mark) that make two different values look alike; Rust's
+/// `{:?}`, which profile errors used to show values, escapes these too.
 fn dangerous(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+        )
 }
 
 fn escape(text: &str, keep: impl Fn(char) -> bool) -> String {
@@ -68,5 +102,20 @@ mod tests {
         assert_eq!(format!("{:6}|", Untrusted("ab")), "ab    |");
         assert_eq!(terminal_safe("x\n\ty\x1b"), "x\n\ty\\u{1b}");
         assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            quoted("a\"b\\c\x1b\u{200f}é"),
+            "\"a\\\"b\\\\c\\u{1b}\\u{200f}é\""
+        );
+        // The style of `{:?}` for what both escape, so messages read as before.
+        for text in [
+            "x\ny",
+            "tab\there",
+            "q\"uote",
+            "back\\slash",
+            "\x1b[2J\r",
+            "plain",
+        ] {
+            assert_eq!(quoted(text), format!("{text:?}"));
+        }
     }
 }
