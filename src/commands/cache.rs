@@ -73,3 +73,15 @@ fn short(name: &str) -> &str {
         .nth(12)
         .map_or(name, |(at, _)| &name[..at])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn short_cuts_at_a_character_not_a_byte() {
+        assert_eq!(short("aaaaaaaaaaaé\u{1b}[2Jzzz"), "aaaaaaaaaaaé");
+        assert_eq!(short("ab"), "ab");
+        assert_eq!(short(&"f".repeat(64)), "f".repeat(12));
+    }
+}
