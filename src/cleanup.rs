@@ -205,6 +205,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// [`write_atomic`] with `mode`, set on the temporary file before the rename (never by path
 /// afterwards, when the path could be a symlink planted in a shared directory).
 pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(path, contents, mode, |_| Ok(()))
+}
+
+/// [`write_atomic_mode`], with `before_rename` applied to the written, synced temporary
+/// file (for example to give it to another owner) before it takes the name.
+pub fn write_atomic_with(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    before_rename: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
@@ -215,6 +226,7 @@ pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
+    before_rename(temp.as_file())?;
     temp.persist(path)
 }
 

@@ -460,16 +460,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// before the rename, never by path afterwards: in a directory others can write to, the path
 /// could by then be a symlink to any file, which a chmod by path would make readable.
 pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = TempFile::new_in(dir, "write")?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    temp.write_all(contents)?;
-    temp.as_file().sync_all()?;
-    crate::invoker::Invoker::current().give_back_file(temp.as_file())?;
-    temp.persist(path)
+    crate::cleanup::write_atomic_with(path, contents, mode, |file| {
+        crate::invoker::Invoker::current().give_back_file(file)
+    })
 }
