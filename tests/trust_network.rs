@@ -62,31 +62,16 @@ fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> (Output, Durati
     (output, took)
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failure with exactly one `error:` line containing every needle, and no panic.
-fn one_error_line(out: &Output, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected a failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    }
-    err
-}
-
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(status.success());
 }
 
 fn profile_text(extra_user: &str, extra_defaults: &str) -> String {
-    format!(
-        "version: 1\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n{extra_user}{extra_defaults}nodes:\n  - hostname: matrix\n"
+    profile_yaml(
+        "",
+        &format!("{extra_user}{extra_defaults}"),
+        "nodes:\n  - hostname: matrix\n",
     )
 }
 
@@ -306,6 +291,29 @@ impl World {
         c
     }
 
+    /// `pinode download` of the catalog's image, killed (and the test failed) after `limit`.
+    fn download(&self, limit: Duration, what: &str) -> (Output, Duration) {
+        run_within(self.pinode().args(["download", "--os", ALIAS]), limit, what)
+    }
+
+    /// No `.part` is left in the cache.
+    fn assert_no_part(&self) {
+        let left = self.files();
+        assert!(
+            left.iter().all(|(name, _)| !name.ends_with(".part")),
+            "{left:?}"
+        );
+    }
+
+    /// Less than 1 MiB is left in the cache.
+    fn assert_under_a_mib_left(&self) {
+        let left = self.files();
+        assert!(
+            left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
+            "{left:?}"
+        );
+    }
+
     /// Every file left in the cache's image entries, with its size.
     fn files(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
@@ -327,11 +335,7 @@ impl World {
 #[test]
 fn a_download_stops_at_the_catalogs_size_and_deletes_the_part() {
     let w = World::new(vec![7u8; 65536], Behaviour::Endless, 1 << 20, 4 << 20);
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
-        Duration::from_secs(30),
-        "download of an endless body",
-    );
+    let (out, took) = w.download(Duration::from_secs(30), "download of an endless body");
     one_error_line(
         &out,
         &[
@@ -341,36 +345,21 @@ fn a_download_stops_at_the_catalogs_size_and_deletes_the_part() {
         ],
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let left = w.files();
-    assert!(
-        left.iter().all(|(name, _)| !name.ends_with(".part")),
-        "{left:?}"
-    );
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_no_part();
+    w.assert_under_a_mib_left();
 }
 
 /// A server that announces more than the catalog's size is refused before the body.
 #[test]
 fn a_download_announced_larger_than_the_catalogs_size_is_refused_at_once() {
     let w = World::new(vec![5u8; 3 << 20], Behaviour::Normal, 1 << 20, 4 << 20);
-    let (out, _) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
+    let (out, _) = w.download(
         Duration::from_secs(30),
         "download announced larger than the catalog says",
     );
     one_error_line(&out, &["1048576 bytes", "image_download_size"]);
-    let left = w.files();
-    assert!(
-        left.iter().all(|(name, _)| !name.ends_with(".part")),
-        "{left:?}"
-    );
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_no_part();
+    w.assert_under_a_mib_left();
 }
 
 /// An xz bomb (256 MiB of one byte in 40 KB): decompression stops just past the catalog's
@@ -386,21 +375,13 @@ fn decompression_stops_at_the_catalogs_extract_size() {
     assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
     let size = bomb.len() as u64;
     let w = World::new(bomb, Behaviour::Normal, size, 1 << 20);
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
-        Duration::from_secs(60),
-        "download of an xz bomb",
-    );
+    let (out, took) = w.download(Duration::from_secs(60), "download of an xz bomb");
     one_error_line(
         &out,
         &["1048576 bytes", "extract_size", "download was deleted"],
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let left = w.files();
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_under_a_mib_left();
 }
 
 /// A server that answers every resume with the whole file from byte 0 and then drops the
@@ -416,8 +397,7 @@ fn a_server_restarting_every_resume_counts_as_failing() {
         size,
         1 << 20,
     );
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
+    let (out, took) = w.download(
         Duration::from_secs(30),
         "download from a server that restarts every resume",
     );
@@ -564,43 +544,27 @@ fn offline_os_list_and_download_say_so_within_a_second() {
 /// catalog is not available and still offers the default and a local file.
 #[test]
 fn the_wizards_first_question_comes_at_once_offline() {
-    use expectrl::{Expect, Session};
+    use common::pty::{CLUSTER_DEFAULTS, answer_all, spawn, wizard_command};
+    use expectrl::Expect;
     let refused = format!("http://127.0.0.1:{}/os.json", closed_port());
     for catalog in ["https://catalog.invalid/os.json", refused.as_str()] {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
-        let base = pinode();
-        let mut cmd = Command::new(base.get_program());
-        cmd.arg("wizard")
-            .current_dir(dir.path())
-            .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .env("HOME", &home)
-            .env("USER", "alice")
-            .env("TERM", "xterm")
-            .env("PINODE_CATALOG", catalog)
+        let mut cmd = wizard_command(dir.path(), &home);
+        cmd.env("PINODE_CATALOG", catalog)
             .env("PINODE_CACHE_DIR", dir.path().join("cache"))
-            .env("PINODE_STATE_DIR", dir.path().join("state"))
-            .env_remove("CI");
+            .env("PINODE_STATE_DIR", dir.path().join("state"));
         let started = Instant::now();
-        let mut s = Session::spawn(cmd).unwrap();
+        let mut s = spawn(cmd);
         s.set_expect_timeout(Some(Duration::from_secs(30)));
         s.expect("Cluster name").unwrap();
         let took = started.elapsed();
         eprintln!("{catalog}: first question after {took:?}");
         assert!(took < Duration::from_secs(1), "{catalog}: {took:?}");
-        for (prompt, answer) in [
-            ("Cluster name", "\r"),
-            ("How many servers", "\r"),
-            ("Server hostnames", "\r"),
-            ("How many agents", "0\r"),
-            ("K3s channel or version", "\r"),
-        ] {
-            if prompt != "Cluster name" {
-                s.expect(prompt).unwrap();
-            }
-            s.send(answer).unwrap();
-        }
+        // The first question is answered here, the others once each appears.
+        s.send(CLUSTER_DEFAULTS[0].1).unwrap();
+        answer_all(&mut s, &CLUSTER_DEFAULTS[1..]);
         s.expect("the OS catalog is not available").unwrap();
         s.expect("cannot be reached").unwrap();
         s.expect("Operating system").unwrap();
