@@ -6,15 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{Behaviour, Server};
+use common::http::{Behaviour, CATALOG, CatalogWorld, Server};
 use common::*;
 use serde_json::json;
 
-const CATALOG: &str = "/os_list.json";
 const IMAGE_PATH: &str = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz";
 const ALIAS: &str = "raspios-lite-arm64";
 
@@ -247,47 +246,41 @@ fn a_remote_catalog_may_not_name_local_sub_lists() {
 }
 
 /// The download world: a loopback server with a catalog naming one image.
-struct World {
-    server: Server,
-    dir: tempfile::TempDir,
+struct World(CatalogWorld);
+
+impl std::ops::Deref for World {
+    type Target = CatalogWorld;
+    fn deref(&self) -> &CatalogWorld {
+        &self.0
+    }
 }
 
 impl World {
     /// The catalog says the download has `download_size` bytes and the image
     /// `extract_size` bytes with SHA-256 `sha`.
     fn new(body: Vec<u8>, behaviour: Behaviour, download_size: u64, extract_size: u64) -> World {
-        let server = Server::start();
-        let catalog = json!({ "os_list": [
-            { "name": "Raspberry Pi OS Lite (64-bit)",
-              "url": server.url(IMAGE_PATH),
-              "extract_size": extract_size,
-              "extract_sha256": "ab".repeat(32),
-              "image_download_size": download_size,
-              "release_date": "2025-05-13" },
-        ]});
-        server.serve(
-            CATALOG,
-            serde_json::to_vec(&catalog).unwrap(),
-            Behaviour::Normal,
-        );
-        server.serve(IMAGE_PATH, body, behaviour);
-        World {
-            server,
-            dir: tempfile::tempdir().unwrap(),
-        }
+        World(CatalogWorld::new(
+            IMAGE_PATH,
+            body,
+            behaviour,
+            |server, _| {
+                let catalog = json!({ "os_list": [
+                    { "name": "Raspberry Pi OS Lite (64-bit)",
+                      "url": server.url(IMAGE_PATH),
+                      "extract_size": extract_size,
+                      "extract_sha256": "ab".repeat(32),
+                      "image_download_size": download_size,
+                      "release_date": "2025-05-13" },
+                ]});
+                serde_json::to_vec(&catalog).unwrap()
+            },
+        ))
     }
 
-    fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache")
-    }
-
+    /// [`CatalogWorld::pinode`], with 3 retries.
     fn pinode(&self) -> Command {
-        let mut c = pinode();
-        c.env("PINODE_CATALOG", self.server.url(CATALOG))
-            .env("PINODE_CACHE_DIR", self.cache())
-            .env("PINODE_HTTP_BACKOFF_MS", "20")
-            .env("PINODE_HTTP_RETRIES", "3")
-            .env("PINODE_HTTP_TIMEOUT", "5");
+        let mut c = self.0.pinode();
+        c.env("PINODE_HTTP_RETRIES", "3");
         c
     }
 
