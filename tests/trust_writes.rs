@@ -523,6 +523,41 @@ fn render_removes_what_it_rendered_for_another_node_and_nothing_else() {
     assert_eq!(temporaries(&out.join("boot")), Vec::<String>::new());
 }
 
+/// A FIFO planted where render keeps its record of what it wrote (`.pinode-render.json`,
+/// in a folder others may write to) is not read: render finishes instead of waiting
+/// forever for a writer.
+#[test]
+fn render_does_not_wait_on_a_fifo_planted_as_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = one_node(dir.path());
+    let out = dir.path().join("render");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("mkfifo").arg(out.join(".pinode-render.json")));
+    let mut child = pinode()
+        .args(["render", "--generation", "bookworm", "--profile"])
+        .arg(&p)
+        .arg("--out-dir")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("render waits on the FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(out.join("boot/firstrun.sh").exists());
+}
+
 // ---------------------------------------------------------------------------------------
 // 11. cache clean
 
