@@ -533,28 +533,16 @@ fn render_does_not_wait_on_a_fifo_planted_as_its_record() {
     let out = dir.path().join("render");
     std::fs::create_dir_all(&out).unwrap();
     run(Command::new("mkfifo").arg(out.join(".pinode-render.json")));
-    let mut child = pinode()
-        .args(["render", "--generation", "bookworm", "--profile"])
-        .arg(&p)
-        .arg("--out-dir")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("render waits on the FIFO");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    let (rendered, _) = run_within(
+        pinode()
+            .args(["render", "--generation", "bookworm", "--profile"])
+            .arg(&p)
+            .arg("--out-dir")
+            .arg(&out),
+        Duration::from_secs(20),
+        "render with a FIFO as its record",
+    );
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
     assert!(out.join("boot/firstrun.sh").exists());
 }
 
