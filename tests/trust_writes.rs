@@ -622,6 +622,27 @@ fn cache_clean_empties_a_real_cache_old_or_tagged() {
     assert!(tagged.join("images/not-an-entry").exists());
 }
 
+/// A FIFO named like the cache's tag is no tag: `cache clean` goes on at once rather than
+/// waiting for a writer.
+#[test]
+fn a_fifo_named_like_the_cache_tag_is_no_tag_and_no_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    legacy_cache(&cache);
+    run(Command::new("mkfifo").arg(cache.join("CACHEDIR.TAG")));
+    let (out, _) = run_within(
+        pinode()
+            .env("PINODE_CACHE_DIR", &cache)
+            .args(["cache", "clean"]),
+        Duration::from_secs(20),
+        "cache clean with a FIFO as its tag",
+    );
+    // No tag, so the cache is known by its layout (which has a CACHEDIR.TAG name) and
+    // cleaned as an untagged one.
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!cache.join("images").join(SHA).exists());
+}
+
 #[test]
 fn a_new_cache_is_tagged_and_a_foreign_directory_is_not() {
     use common::http::{Behaviour, Server};
