@@ -176,8 +176,7 @@ fn a_temp_dir_others_can_enter() -> tempfile::TempDir {
 /// the same kept token and that person's key, and what pinode made in their home is theirs.
 #[test]
 fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user and a loop device)");
+    if !root_or_skip("needs root (a second user and a loop device)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -269,8 +268,7 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
 /// variable and says how to pass it.
 #[test]
 fn an_env_secret_missing_under_sudo_says_how_to_pass_it() {
-    if !is_root() {
-        eprintln!("skipped: sudo's environment means running as root");
+    if !root_or_skip("sudo's environment means running as root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -300,8 +298,7 @@ fn patch_makes_a_readable_image_private() {
 /// user's) is refused before anything is written, with the reason.
 #[test]
 fn patch_refuses_a_readable_image_it_cannot_make_private() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -498,8 +495,7 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
 /// pinode is an error naming the file and what to do, never taken as the token.
 #[test]
 fn a_full_disk_leaves_no_empty_kept_token() {
-    if !is_root() {
-        eprintln!("skipped: a full tmpfs needs root");
+    if !root_or_skip("a full tmpfs needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -578,8 +574,7 @@ fn owner(path: &Path) -> (u32, u32) {
 /// is root's) keeps its owner.
 #[test]
 fn under_sudo_outputs_and_an_explicit_cache_are_the_users() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -718,8 +713,7 @@ impl Drop for NssUser {
 /// systemd userdb record) gets `~/` in the profile expanded to their home.
 #[test]
 fn a_user_known_only_through_nss_is_found() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a user record and sudo's environment)");
+    if !root_or_skip("needs root (a user record and sudo's environment)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -745,8 +739,7 @@ fn a_user_known_only_through_nss_is_found() {
 /// is, and does not advise deleting it (which would split the cluster).
 #[test]
 fn an_unreadable_kept_token_is_not_called_damaged() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as another user)");
+    if !root_or_skip("needs root (to run as another user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -794,8 +787,7 @@ const WIZARD_USER: &str = "pinode-trust-test4";
 #[test]
 fn the_wizard_offers_the_invokers_name() {
     use expectrl::Expect;
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -828,8 +820,7 @@ fn the_wizard_offers_the_invokers_name() {
 /// know, no `$HOME`) is an error, never a folder named `~` beside the profile.
 #[test]
 fn tilde_without_a_known_home_is_an_error() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as an unknown uid)");
+    if !root_or_skip("needs root (to run as an unknown uid)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -862,8 +853,7 @@ const LINK_USER: &str = "pinode-trust-test5";
 /// files root's. (The user's own `--cache-dir`, which already is theirs, gets the rest.)
 #[test]
 fn giving_the_cache_back_follows_no_planted_link() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();

@@ -15,14 +15,6 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
-fn root_or_skip(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("skipped: {what} needs root");
-    false
-}
-
 fn node_profile(dir: &Path, nodes: &str) -> PathBuf {
     write_profile(
         dir,
@@ -95,7 +87,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
-    if !root_or_skip("a tmpfs") {
+    if !root_or_skip("a tmpfs needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +121,7 @@ fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
 /// said "customised" and left `ssh`, `userconf.txt` and `cmdline.txt` without `firstrun.sh`.
 #[test]
 fn patch_on_a_card_that_loses_writes_puts_everything_back() {
-    if !root_or_skip("a tmpfs and loop devices") {
+    if !root_or_skip("a tmpfs and loop devices need root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +186,7 @@ fn flash_cmd(profile: &Path, image: &Path, devices: &[&Path]) -> Command {
 
 #[test]
 fn flash_refuses_the_base_image_as_its_own_target() {
-    if !root_or_skip("loop devices") {
+    if !root_or_skip("loop devices need root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -325,6 +325,15 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// [`is_root`]; when not, prints `skipped: {why}` for the test that returns early.
+pub fn root_or_skip(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// A profile for `alice` with `KEY_1` inline: `os` (whole lines, or empty) before
 /// `defaults`, `user` (more lines of alice's, or empty) after her key, `rest` (cluster,
 /// nodes) last.
