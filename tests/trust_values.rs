@@ -34,6 +34,13 @@ fn assert_no_raw_controls(what: &str, out: &Output) {
     }
 }
 
+/// `pinode profile check PROFILE`.
+fn profile_check(profile: &Path) -> Command {
+    let mut c = pinode();
+    c.args(["profile", "check"]).arg(profile);
+    c
+}
+
 fn base_profile(dir: &Path, name: &str, rest: &str) -> PathBuf {
     write_profile(dir, name, &profile_yaml("", "", rest))
 }
@@ -254,14 +261,7 @@ fn a_k10_token_with_a_short_ca_hash_is_refused_at_profile_check() {
         "    channel: stable\n",
         "  - hostname: s1\n    role: server\n",
     );
-    let check = |token: &str| {
-        output(
-            pinode()
-                .args(["profile", "check"])
-                .arg(&profile)
-                .env("LAB_TOKEN", token),
-        )
-    };
+    let check = |token: &str| output(profile_check(&profile).env("LAB_TOKEN", token));
     let bad = check("K10cafe::server:x-long-enough-password");
     let err = only_error_line(
         &bad,
@@ -280,12 +280,7 @@ fn a_k10_token_with_a_short_ca_hash_is_refused_at_profile_check() {
     let plain = check("a-plain-token-without-prefix");
     assert!(plain.status.success(), "{}", stderr(&plain));
     // No token in the environment yet: not an error at check time.
-    let unset = output(
-        pinode()
-            .args(["profile", "check"])
-            .arg(&profile)
-            .env_remove("LAB_TOKEN"),
-    );
+    let unset = output(profile_check(&profile).env_remove("LAB_TOKEN"));
     assert!(unset.status.success(), "{}", stderr(&unset));
 }
 
@@ -301,7 +296,7 @@ fn k3s_args_must_be_flags_of_their_command() {
         "    channel: stable\n    server_args:\n      - --disable=servicelb\n      - --disabel=traefik\n      - --node-label zone=a\n      - --write-kubeconfig-mod=0600\n    agent_args:\n      - --node-label=zone=b\n      - --cluster-reset\n      - --kubelet-arg\n      - max-pods=50\n      - --not-a-k3s-flag-at-all\n",
         "  - hostname: s1\n    role: server\n  - hostname: a1\n",
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(!out.status.success());
     let err = stderr(&out);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
@@ -381,7 +376,7 @@ fn a_profile_that_expands_to_too_many_nodes_is_refused_quickly() {
     let profile = base_profile(dir.path(), "bomb.yaml", &format!("nodes:\n{nodes}"));
     assert!(std::fs::metadata(&profile).unwrap().len() < 1 << 20);
     let started = Instant::now();
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     let took = started.elapsed();
     only_error_line(&out, &["20000000 hosts", "at most 10000 nodes"]);
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -397,7 +392,7 @@ fn role_lookup_is_not_quadratic() {
     }
     let profile = cluster_profile(dir.path(), "    channel: stable\n", &nodes);
     let started = Instant::now();
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     let took = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -421,14 +416,8 @@ fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
     );
     let out_dir = dir.path().join("out");
     let out = output(
-        pinode()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["prepare", "--json", "--compress", "none", "--profile"])
-            .arg(&profile)
-            .arg("--image")
-            .arg(fixture("bookworm"))
-            .arg("--out-dir")
-            .arg(&out_dir),
+        prepare_json_cmd(&profile, &fixture("bookworm"), &out_dir, &[])
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
     );
     assert!(!out.status.success(), "the run fails");
     let err = stderr(&out);
@@ -458,7 +447,7 @@ fn args_for_another_k3s_line_get_a_warning() {
         "    version: v1.30.2+k3s1\n    server_args: [\"--disable=traefik\"]\n",
         "  - hostname: s1\n    role: server\n",
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -492,16 +481,20 @@ fn failed_json_run(what: &str, out: &Output) -> serde_json::Value {
 }
 
 fn prepare_json(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Output {
-    output(
-        pinode()
-            .args(["prepare", "--json", "--compress", "none", "--profile"])
-            .arg(profile)
-            .arg("--image")
-            .arg(image)
-            .arg("--out-dir")
-            .arg(out_dir)
-            .args(extra),
-    )
+    output(&mut prepare_json_cmd(profile, image, out_dir, extra))
+}
+
+/// `pinode prepare --json --compress none` of `profile` from `image` into `out_dir`.
+fn prepare_json_cmd(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = pinode();
+    c.args(["prepare", "--json", "--compress", "none", "--profile"])
+        .arg(profile)
+        .arg("--image")
+        .arg(image)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .args(extra);
+    c
 }
 
 #[test]
@@ -715,7 +708,7 @@ fn outside_text_is_escaped_alike_in_errors_and_listings() {
         "p.yaml",
         &format!("nodes:\n  - hostname: \"{INVISIBLE}\"\n"),
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&format!("\"{INVISIBLE_SHOWN}\"")), "{err}");
