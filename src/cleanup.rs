@@ -105,26 +105,26 @@ impl TempFile {
     /// Renames the file to `to`. Done under the registry's lock, which the signal handler
     /// takes too: a signal arriving now removes the temporary or nothing, never the result.
     pub fn persist(self, to: &Path) -> io::Result<()> {
-        let TempFile {
-            temp,
-            _registration: registration,
-        } = self;
-        let guard = registry();
-        let result = temp.persist(to).map(|_| ()).map_err(|e| e.error);
-        drop(guard);
-        drop(registration);
-        result
+        self.rename_with(|temp| temp.persist(to))
     }
 
     /// [`TempFile::persist`], failing with `AlreadyExists` (the temporary removed) when `to`
     /// exists: for files that must be created once, such as the kept cluster token.
     pub fn persist_noclobber(self, to: &Path) -> io::Result<()> {
+        self.rename_with(|temp| temp.persist_noclobber(to))
+    }
+
+    /// Renames with `rename` under the registry's lock, then unregisters the path.
+    fn rename_with(
+        self,
+        rename: impl FnOnce(tempfile::NamedTempFile) -> Result<File, tempfile::PersistError>,
+    ) -> io::Result<()> {
         let TempFile {
             temp,
             _registration: registration,
         } = self;
         let guard = registry();
-        let result = temp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error);
+        let result = rename(temp).map(|_| ()).map_err(|e| e.error);
         drop(guard);
         drop(registration);
         result

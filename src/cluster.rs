@@ -256,9 +256,16 @@ fn read_kept_token(path: &Path) -> Result<SecretString, String> {
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!("{shown} is readable by others; chmod 600 it"));
     }
+    // Opened by crate::input, as every outside file is: a FIFO swapped in since the check
+    // above is refused (its type is checked on the opened file) instead of hanging the open.
+    let (file, _) = crate::input::open_regular(path).map_err(|e| match e {
+        crate::input::InputError::Io { source, .. } => unreadable(source),
+        _ => format!("{shown} is not a regular file"),
+    })?;
+    // Read one byte past the limit: a longer file is not a token pinode wrote (below).
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEPT_TOKEN + 1).read_to_end(&mut bytes))
+    file.take(MAX_KEPT_TOKEN + 1)
+        .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     let token = String::from_utf8(bytes)
         .ok()

@@ -78,13 +78,10 @@ fn open_checked(path: &Path) -> Result<(File, std::fs::Metadata), InputError> {
     Ok((file, meta))
 }
 
-/// The bytes of the regular file at `path`, at most `max_bytes` of them; `what` names the
-/// file's role in the error ("a profile", "an OS catalog").
-pub fn read_regular(
-    path: &Path,
-    max_bytes: u64,
-    what: &'static str,
-) -> Result<Vec<u8>, InputError> {
+/// Opens the regular file at `path` for reading (see [`open_no_wait`]), with its metadata
+/// from the opened file: for a caller that reads it its own way (a prefix, a bounded read
+/// with its own verdict on what is too long) but must never hang on a FIFO or read a device.
+pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), InputError> {
     let (file, meta) = open_checked(path)?;
     if !meta.is_file() {
         return Err(InputError::NotRegular {
@@ -92,6 +89,17 @@ pub fn read_regular(
             kind: kind_of(meta.file_type()),
         });
     }
+    Ok((file, meta))
+}
+
+/// The bytes of the regular file at `path`, at most `max_bytes` of them; `what` names the
+/// file's role in the error ("a profile", "an OS catalog").
+pub fn read_regular(
+    path: &Path,
+    max_bytes: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, InputError> {
+    let (file, meta) = open_regular(path)?;
     let too_large = || InputError::TooLarge {
         path: path.to_path_buf(),
         limit: max_bytes,

@@ -159,19 +159,19 @@ impl Invoker {
         Ok(())
     }
 
+    /// This user as the owner arguments of the chown calls.
+    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
+        (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
+    }
+
     /// Under sudo, makes `path` (not a symlink's target) belong to the invoking user.
     pub fn give_back(&self, path: &Path) -> std::io::Result<()> {
         if !self.sudo {
             return Ok(());
         }
-        rustix::fs::chownat(
-            CWD,
-            path,
-            Some(Uid::from_raw(self.uid)),
-            Some(Gid::from_raw(self.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(std::io::Error::from)
+        let (uid, gid) = self.owner();
+        rustix::fs::chownat(CWD, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)
     }
 
     /// Under sudo, makes the open `file` belong to the invoking user (before it is renamed
@@ -180,12 +180,8 @@ impl Invoker {
         if !self.sudo {
             return Ok(());
         }
-        rustix::fs::fchown(
-            file,
-            Some(Uid::from_raw(self.uid)),
-            Some(Gid::from_raw(self.gid)),
-        )
-        .map_err(std::io::Error::from)
+        let (uid, gid) = self.owner();
+        rustix::fs::fchown(file, uid, gid).map_err(std::io::Error::from)
     }
 
     /// Under sudo, gives every root-owned entry under `root` (itself included, symlinks not
@@ -213,13 +209,8 @@ impl Invoker {
         };
         let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
         if stat.st_uid == 0 && (is_dir || stat.st_nlink == 1) {
-            let _ = rustix::fs::chownat(
-                &fd,
-                "",
-                Some(Uid::from_raw(self.uid)),
-                Some(Gid::from_raw(self.gid)),
-                AtFlags::EMPTY_PATH,
-            );
+            let (uid, gid) = self.owner();
+            let _ = rustix::fs::chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH);
         }
         if !is_dir || depth >= MAX_TREE_DEPTH {
             return;

@@ -9,11 +9,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::http::{Behaviour, Server};
+use common::http::{Behaviour, CATALOG, CatalogWorld, Server};
 use common::*;
 use serde_json::{Value, json};
 
-const CATALOG: &str = "/os_list.json";
 const IMAGE_PATH: &str = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz";
 const ALIAS: &str = "raspios-lite-arm64";
 
@@ -85,40 +84,27 @@ fn catalog_json(server: &Server, image_path: &str, download: &[u8]) -> Vec<u8> {
     .unwrap()
 }
 
-/// A test's world: a server, a cache directory, a catalog.
-struct World {
-    server: Server,
-    dir: tempfile::TempDir,
+/// A test's world: a server, a cache directory, a catalog (with an empty remote sub-list).
+struct World(CatalogWorld);
+
+impl std::ops::Deref for World {
+    type Target = CatalogWorld;
+    fn deref(&self) -> &CatalogWorld {
+        &self.0
+    }
 }
 
 impl World {
     fn new(image: Vec<u8>, behaviour: Behaviour) -> World {
-        let server = Server::start();
-        let catalog = catalog_json(&server, IMAGE_PATH, &image);
-        server.serve(CATALOG, catalog, Behaviour::Normal);
-        server.serve(
+        let world = CatalogWorld::new(IMAGE_PATH, image, behaviour, |server, image| {
+            catalog_json(server, IMAGE_PATH, image)
+        });
+        world.server.serve(
             "/sub.json",
             serde_json::to_vec(&json!({ "os_list": [] })).unwrap(),
             Behaviour::Normal,
         );
-        server.serve(IMAGE_PATH, image, behaviour);
-        World {
-            server,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache")
-    }
-
-    fn pinode(&self) -> Command {
-        let mut c = pinode();
-        c.env("PINODE_CATALOG", self.server.url(CATALOG))
-            .env("PINODE_CACHE_DIR", self.cache())
-            .env("PINODE_HTTP_BACKOFF_MS", "20")
-            .env("PINODE_HTTP_TIMEOUT", "5");
-        c
+        World(world)
     }
 
     fn download(&self, extra: &[&str]) -> Output {

@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::http::{Behaviour, Server};
 use common::loopdev::Loop;
@@ -16,26 +16,6 @@ use common::*;
 /// Throw-away users (one per test that needs one: nextest runs tests in parallel).
 const USER: &str = "pinode-trust-test";
 const OTHER_USER: &str = "pinode-trust-test2";
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777
-}
 
 /// pinode with none of the per-user overrides: the defaults are what is under test.
 fn bare_pinode() -> Command {
@@ -91,28 +71,14 @@ impl TestUser {
 
     /// `cmd` run as this user (with its own HOME, as a login would give).
     fn runs(&self, cmd: &Command) -> Command {
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .arg("--")
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .env_clear()
-            .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", &self.home)
-            .env("USER", self.name);
+        let mut c = as_uid(self.uid, self.gid, cmd);
+        c.env("HOME", &self.home).env("USER", self.name);
         c
     }
 
     /// The environment `sudo` gives a command the user runs with it.
     fn sudo_env(&self, cmd: &mut Command) {
-        cmd.env("SUDO_USER", self.name)
-            .env("SUDO_UID", self.uid.to_string())
-            .env("SUDO_GID", self.gid.to_string())
-            .env("HOME", "/root")
-            .env("USER", "root");
+        sudo_env(cmd, self.name, self.uid, self.gid);
     }
 }
 
@@ -163,6 +129,42 @@ fn serve_catalog(server: &Server) -> String {
     authed("/os_list.json?token=tok3nvalue")
 }
 
+/// `base` (`pinode()` or `bare_pinode()`) rendering `profile` for bookworm into `out_dir`.
+fn render(mut base: Command, profile: &Path, out_dir: &Path) -> Command {
+    base.args(["render", "--generation", "bookworm", "--profile"])
+        .arg(profile)
+        .arg("--out-dir")
+        .arg(out_dir);
+    base
+}
+
+/// One node, `n1`; `role` (a `    role: ...` line) or empty.
+fn n1(role: &str) -> String {
+    format!("nodes:\n  - hostname: n1\n{role}")
+}
+
+/// `dir/p.yaml`: alice with `KEY_1` and `user` lines more, node `n1`.
+fn n1_profile(dir: &Path, os: &str, user: &str) -> PathBuf {
+    write_profile(dir, "p.yaml", &profile_yaml(os, user, &n1("")))
+}
+
+/// `dir/p.yaml`: alice whose key is in `file`, node `n1`.
+fn key_file_profile(dir: &Path, file: &str) -> PathBuf {
+    write_profile(
+        dir,
+        "p.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: {file}\n\
+             {}",
+            n1("")
+        ),
+    )
+}
+
+/// The catalog's alias for the bookworm fixture (see [`serve_catalog`]), as `os:` lines.
+const OS_ALIAS: &str = "os:\n  image: raspios-lite-arm64\n";
+
 fn a_temp_dir_others_can_enter() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -174,8 +176,7 @@ fn a_temp_dir_others_can_enter() -> tempfile::TempDir {
 /// the same kept token and that person's key, and what pinode made in their home is theirs.
 #[test]
 fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user and a loop device)");
+    if !root_or_skip("needs root (a second user and a loop device)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -267,39 +268,16 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
 /// variable and says how to pass it.
 #[test]
 fn an_env_secret_missing_under_sudo_says_how_to_pass_it() {
-    if !is_root() {
-        eprintln!("skipped: sudo's environment means running as root");
+    if !root_or_skip("sudo's environment means running as root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let p = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n    password_env: PINODE_TRUST_UNSET_PW\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
-    let out = output(
-        bare_pinode()
-            .env_remove("PINODE_TRUST_UNSET_PW")
-            .env("SUDO_USER", "someone")
-            .env("SUDO_UID", "4242")
-            .env("SUDO_GID", "4242")
-            .env("HOME", "/root")
-            .args(["render", "--generation", "bookworm", "--profile"])
-            .arg(&p)
-            .arg("--out-dir")
-            .arg(dir.path().join("out")),
-    );
-    let err = stderr(&out);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("PINODE_TRUST_UNSET_PW") && err.contains("sudo -E") && err.contains("_file"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let p = n1_profile(dir.path(), "", "    password_env: PINODE_TRUST_UNSET_PW\n");
+    let mut render = render(bare_pinode(), &p, &dir.path().join("out"));
+    render.env_remove("PINODE_TRUST_UNSET_PW");
+    sudo_env(&mut render, "someone", 4242, 4242);
+    let out = output(&mut render);
+    only_error_line(&out, &["PINODE_TRUST_UNSET_PW", "sudo -E", "_file"]);
 }
 
 /// Item 2: `patch` leaves an image file 0600 (it now holds secrets), saying so.
@@ -308,15 +286,7 @@ fn patch_makes_a_readable_image_private() {
     let dir = tempfile::tempdir().unwrap();
     let image = copy_fixture("bookworm", dir.path());
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let p = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n    password_hash: \"{HASH}\"\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
+    let p = n1_profile(dir.path(), "", &format!("    password_hash: \"{HASH}\"\n"));
     let out = output(pinode().arg("patch").arg(&image).arg("--profile").arg(&p));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&image), 0o600);
@@ -328,8 +298,7 @@ fn patch_makes_a_readable_image_private() {
 /// user's) is refused before anything is written, with the reason.
 #[test]
 fn patch_refuses_a_readable_image_it_cannot_make_private() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -338,25 +307,12 @@ fn patch_refuses_a_readable_image_it_cannot_make_private() {
     // root's image, which everyone may read and write (e.g. a shared scratch folder).
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o666)).unwrap();
     let before = sha256_file(&image);
-    let p = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
+    let p = n1_profile(dir.path(), "", "");
     let mut patch = bare_pinode();
     patch.arg("patch").arg(&image).arg("--profile").arg(&p);
     let out = output(&mut user.runs(&patch));
-    let err = stderr(&out);
-    assert!(!out.status.success());
-    assert!(
-        err.starts_with("error: ") && err.contains("another user") && err.contains("0666"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let line = only_error_line(&out, &["another user", "0666"]);
+    assert!(line.starts_with("error: "), "{line}");
     assert_eq!(sha256_file(&image), before, "the image was changed");
     assert_eq!(mode(&image), 0o666);
 }
@@ -373,22 +329,9 @@ fn render_sets_modes_before_the_rename_never_by_path() {
     std::fs::write(&victim, "mine").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::symlink(&victim, out_dir.join("README.txt")).unwrap();
-    let p = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n    password_hash: \"{HASH}\"\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
+    let p = n1_profile(dir.path(), "", &format!("    password_hash: \"{HASH}\"\n"));
     let trace = dir.path().join("trace");
-    let mut render = pinode();
-    render
-        .args(["render", "--generation", "bookworm", "--profile"])
-        .arg(&p)
-        .arg("--out-dir")
-        .arg(&out_dir);
+    let render = render(pinode(), &p, &out_dir);
     let traced = output(
         Command::new("strace")
             .args(["-f", "-qq", "-e", "trace=chmod,fchmodat", "-o"])
@@ -426,22 +369,8 @@ fn a_wrong_key_file_is_not_quoted() {
     )
     .unwrap();
     for file in ["token.txt", "two.txt"] {
-        let p = write_profile(
-            dir.path(),
-            "p.yaml",
-            &format!(
-                "version: 1\n\
-                 defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: {file}\n\
-                 nodes:\n  - hostname: n1\n"
-            ),
-        );
-        let out = output(
-            pinode()
-                .args(["render", "--generation", "bookworm", "--profile"])
-                .arg(&p)
-                .arg("--out-dir")
-                .arg(dir.path().join("out")),
-        );
+        let p = key_file_profile(dir.path(), file);
+        let out = output(&mut render(pinode(), &p, &dir.path().join("out")));
         assert!(!out.status.success());
         let text = both(&out);
         assert!(text.contains(file), "{text}");
@@ -469,23 +398,19 @@ fn credentials_and_queries_in_urls_are_never_printed() {
     let by_url = write_profile(
         dir.path(),
         "url.yaml",
-        &format!(
-            "version: 1\n\
-             os:\n  image: \"https://olivia:s3cretpw@127.0.0.1:9/raw.img?token=tok3nvalue\"\n  sha256: {}\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             nodes:\n  - hostname: n1\n",
-            "ab".repeat(32)
+        &profile_yaml(
+            &format!(
+                "os:\n  image: \"https://olivia:s3cretpw@127.0.0.1:9/raw.img?token=tok3nvalue\"\n  sha256: {}\n",
+                "ab".repeat(32)
+            ),
+            "",
+            &n1(""),
         ),
     );
     let by_alias = write_profile(
         dir.path(),
         "alias.yaml",
-        &format!(
-            "version: 1\n\
-             os:\n  image: raspios-lite-arm64\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             nodes:\n  - hostname: n1\n"
-        ),
+        &profile_yaml(OS_ALIAS, "", &n1("")),
     );
     let u = by_url.to_str().unwrap();
     let p = by_alias.to_str().unwrap();
@@ -530,22 +455,14 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
     let p = write_profile(
         dir.path(),
         "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             cluster:\n  name: race\n\
-             nodes:\n{nodes}"
-        ),
+        &profile_yaml("", "", &format!("cluster:\n  name: race\nnodes:\n{nodes}")),
     );
     let state = dir.path().join("state");
     let children: Vec<_> = (1..=8)
         .map(|i| {
-            pinode()
+            render(pinode(), &p, &dir.path().join(format!("out-{i}")))
                 .env("PINODE_STATE_DIR", &state)
-                .args(["render", "--generation", "bookworm", "--profile"])
-                .arg(&p)
-                .args(["--node", &format!("n{i}"), "--out-dir"])
-                .arg(dir.path().join(format!("out-{i}")))
+                .args(["--node", &format!("n{i}")])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -578,8 +495,7 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
 /// pinode is an error naming the file and what to do, never taken as the token.
 #[test]
 fn a_full_disk_leaves_no_empty_kept_token() {
-    if !is_root() {
-        eprintln!("skipped: a full tmpfs needs root");
+    if !root_or_skip("a full tmpfs needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -608,23 +524,14 @@ fn a_full_disk_leaves_no_empty_kept_token() {
     let p = write_profile(
         dir.path(),
         "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             cluster:\n  name: full\n\
-             nodes:\n  - hostname: n1\n    role: server\n"
+        &profile_yaml(
+            "",
+            "",
+            &format!("cluster:\n  name: full\n{}", n1("    role: server\n")),
         ),
     );
-    let render = || {
-        output(
-            pinode()
-                .env("PINODE_STATE_DIR", &state)
-                .args(["render", "--generation", "bookworm", "--profile"])
-                .arg(&p)
-                .arg("--out-dir")
-                .arg(dir.path().join("out")),
-        )
-    };
+    let render =
+        || output(render(pinode(), &p, &dir.path().join("out")).env("PINODE_STATE_DIR", &state));
     let out = render();
     assert!(!out.status.success());
     let token = state.join("clusters/full/token");
@@ -667,8 +574,7 @@ fn owner(path: &Path) -> (u32, u32) {
 /// is root's) keeps its owner.
 #[test]
 fn under_sudo_outputs_and_an_explicit_cache_are_the_users() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -677,16 +583,7 @@ fn under_sudo_outputs_and_an_explicit_cache_are_the_users() {
     let root = (0, 0);
     let server = Server::start();
     let catalog = serve_catalog(&server);
-    let profile = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             os:\n  image: raspios-lite-arm64\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
+    let profile = n1_profile(dir.path(), OS_ALIAS, "");
     // Things that exist before, root's: an out dir with a file in it, and a shared cache.
     let existing_out = dir.path().join("existing-out");
     std::fs::create_dir_all(&existing_out).unwrap();
@@ -816,33 +713,17 @@ impl Drop for NssUser {
 /// systemd userdb record) gets `~/` in the profile expanded to their home.
 #[test]
 fn a_user_known_only_through_nss_is_found() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a user record and sudo's environment)");
+    if !root_or_skip("needs root (a user record and sudo's environment)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
     let Some(user) = NssUser::create("pinode-trust-nss", 61_342, &dir.path().join("home")) else {
         return;
     };
-    let profile = write_profile(
-        dir.path(),
-        "p.yaml",
-        "version: 1\n\
-         defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
-         nodes:\n  - hostname: n1\n",
-    );
+    let profile = key_file_profile(dir.path(), "~/.ssh/id_ed25519.pub");
     let out_dir = dir.path().join("out");
-    let mut render = bare_pinode();
-    render
-        .env("SUDO_USER", user.name)
-        .env("SUDO_UID", user.uid.to_string())
-        .env("SUDO_GID", user.uid.to_string())
-        .env("HOME", "/root")
-        .env("USER", "root")
-        .args(["render", "--generation", "bookworm", "--profile"])
-        .arg(&profile)
-        .arg("--out-dir")
-        .arg(&out_dir);
+    let mut render = render(bare_pinode(), &profile, &out_dir);
+    sudo_env(&mut render, user.name, user.uid, user.uid);
     let out = output(&mut render);
     assert!(out.status.success(), "{}", both(&out));
     let firstrun = std::fs::read_to_string(out_dir.join("boot/firstrun.sh")).unwrap();
@@ -858,8 +739,7 @@ fn a_user_known_only_through_nss_is_found() {
 /// is, and does not advise deleting it (which would split the cluster).
 #[test]
 fn an_unreadable_kept_token_is_not_called_damaged() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as another user)");
+    if !root_or_skip("needs root (to run as another user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -877,45 +757,24 @@ fn an_unreadable_kept_token_is_not_called_damaged() {
     let profile = write_profile(
         dir.path(),
         "p.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             cluster:\n  name: c\n\
-             nodes:\n  - hostname: n1\n    role: server\n"
+        &profile_yaml(
+            "",
+            "",
+            &format!("cluster:\n  name: c\n{}", n1("    role: server\n")),
         ),
     );
-    let mut render = bare_pinode();
-    render
-        .env("PINODE_STATE_DIR", dir.path().join("state"))
-        .args(["render", "--generation", "bookworm", "--profile"])
-        .arg(&profile)
-        .arg("--out-dir")
-        .arg(&out_dir);
-    let mut as_other = Command::new("setpriv");
-    as_other
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
-        .arg("--")
-        .arg(render.get_program())
-        .args(render.get_args())
-        .envs(render.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env("HOME", dir.path());
-    let out = output(&mut as_other);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains(&*token.to_string_lossy())
-            && err.contains("cannot read")
-            && err.contains("ermission denied"),
-        "{err}"
+    let mut render = render(bare_pinode(), &profile, &out_dir);
+    render.env("PINODE_STATE_DIR", dir.path().join("state"));
+    let out = output(as_uid(uid, uid, &render).env("HOME", dir.path()));
+    let err = only_error_line(
+        &out,
+        &[&token.to_string_lossy(), "cannot read", "ermission denied"],
     );
     assert!(
         !err.contains("run pinode again to generate"),
         "an unreadable token is not damaged: {err}"
     );
     assert!(!err.contains(value.trim()), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(std::fs::read_to_string(&token).unwrap(), value);
 }
@@ -928,8 +787,7 @@ const WIZARD_USER: &str = "pinode-trust-test4";
 #[test]
 fn the_wizard_offers_the_invokers_name() {
     use expectrl::Expect;
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -948,20 +806,9 @@ fn the_wizard_offers_the_invokers_name() {
     cmd.env("USER", "alice")
         .env("LOGNAME", "alice")
         .current_dir(&work);
-    let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
-    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
-    for (prompt, answer) in [
-        ("Cluster name", "\r"),
-        ("How many servers", "\r"),
-        ("Server hostnames", "\r"),
-        ("How many agents", "0\r"),
-        ("K3s channel or version", "\r"),
-        ("Operating system", "\r"),
-    ] {
-        s.expect(prompt)
-            .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
-        s.send(answer).unwrap();
-    }
+    let mut s = common::pty::spawn(cmd);
+    common::pty::answer_all(&mut s, &common::pty::CLUSTER_DEFAULTS);
+    common::pty::answer(&mut s, "Operating system", "\r");
     s.expect("User name").unwrap();
     s.set_expect_timeout(Some(std::time::Duration::from_secs(10)));
     let offered = s.expect(WIZARD_USER);
@@ -973,8 +820,7 @@ fn the_wizard_offers_the_invokers_name() {
 /// know, no `$HOME`) is an error, never a folder named `~` beside the profile.
 #[test]
 fn tilde_without_a_known_home_is_an_error() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as an unknown uid)");
+    if !root_or_skip("needs root (to run as an unknown uid)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
@@ -989,38 +835,14 @@ fn tilde_without_a_known_home_is_an_error() {
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::os::unix::fs::chown(&out_dir, Some(uid), Some(uid)).unwrap();
-    let profile = write_profile(
-        dir.path(),
-        "p.yaml",
-        "version: 1\n\
-         defaults:\n  user:\n    name: alice\n    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub\n\
-         nodes:\n  - hostname: n1\n",
-    );
-    let mut render = bare_pinode();
-    render
-        .args(["render", "--generation", "bookworm", "--profile"])
-        .arg(&profile)
-        .arg("--out-dir")
-        .arg(&out_dir);
-    let mut as_unknown = Command::new("setpriv");
-    as_unknown
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
-        .arg("--")
-        .arg(render.get_program())
-        .args(render.get_args())
-        .env_clear()
-        .envs(render.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env_remove("HOME");
-    let out = output(&mut as_unknown);
-    let err = stderr(&out);
+    let profile = key_file_profile(dir.path(), "~/.ssh/id_ed25519.pub");
+    let render = render(bare_pinode(), &profile, &out_dir);
+    let out = output(as_uid(uid, uid, &render).env_remove("HOME"));
     assert!(!out.status.success(), "the decoy was used: {}", both(&out));
-    assert!(
-        err.contains("ssh_authorized_keys_file") && err.contains("home of the invoking user"),
-        "{err}"
+    only_error_line(
+        &out,
+        &["ssh_authorized_keys_file", "home of the invoking user"],
     );
-    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 /// One test user per test (nextest runs tests in parallel).
@@ -1031,24 +853,14 @@ const LINK_USER: &str = "pinode-trust-test5";
 /// files root's. (The user's own `--cache-dir`, which already is theirs, gets the rest.)
 #[test]
 fn giving_the_cache_back_follows_no_planted_link() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a second user)");
+    if !root_or_skip("needs root (a second user)") {
         return;
     }
     let dir = a_temp_dir_others_can_enter();
     let user = TestUser::create(LINK_USER, &dir.path().join("home"));
     let server = Server::start();
     let catalog = serve_catalog(&server);
-    let profile = write_profile(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "version: 1\n\
-             os:\n  image: raspios-lite-arm64\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             nodes:\n  - hostname: n1\n"
-        ),
-    );
+    let profile = n1_profile(dir.path(), OS_ALIAS, "");
     let cache = dir.path().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     let victims = dir.path().join("victims");

@@ -6,78 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::http::{Behaviour, Server};
+use common::http::{Behaviour, CATALOG, CatalogWorld, Server};
 use common::*;
 use serde_json::json;
 
-const CATALOG: &str = "/os_list.json";
 const IMAGE_PATH: &str = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz";
 const ALIAS: &str = "raspios-lite-arm64";
-
-/// Runs `cmd`, killing it after `limit`; returns its output and how long it ran, or panics
-/// naming `what` when it had to be killed.
-fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> (Output, Duration) {
-    use std::io::Read;
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drained as it comes, so that a full pipe never stalls the child.
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what}: still running after {limit:?}; stderr so far:\n{}",
-                String::from_utf8_lossy(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = started.elapsed();
-    let output = Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    (output, took)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failure with exactly one `error:` line containing every needle, and no panic.
-fn one_error_line(out: &Output, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected a failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    }
-    err
-}
 
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().unwrap();
@@ -85,8 +23,10 @@ fn mkfifo(path: &Path) {
 }
 
 fn profile_text(extra_user: &str, extra_defaults: &str) -> String {
-    format!(
-        "version: 1\ndefaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n{extra_user}{extra_defaults}nodes:\n  - hostname: matrix\n"
+    profile_yaml(
+        "",
+        &format!("{extra_user}{extra_defaults}"),
+        "nodes:\n  - hostname: matrix\n",
     )
 }
 
@@ -262,48 +202,65 @@ fn a_remote_catalog_may_not_name_local_sub_lists() {
 }
 
 /// The download world: a loopback server with a catalog naming one image.
-struct World {
-    server: Server,
-    dir: tempfile::TempDir,
+struct World(CatalogWorld);
+
+impl std::ops::Deref for World {
+    type Target = CatalogWorld;
+    fn deref(&self) -> &CatalogWorld {
+        &self.0
+    }
 }
 
 impl World {
     /// The catalog says the download has `download_size` bytes and the image
     /// `extract_size` bytes with SHA-256 `sha`.
     fn new(body: Vec<u8>, behaviour: Behaviour, download_size: u64, extract_size: u64) -> World {
-        let server = Server::start();
-        let catalog = json!({ "os_list": [
-            { "name": "Raspberry Pi OS Lite (64-bit)",
-              "url": server.url(IMAGE_PATH),
-              "extract_size": extract_size,
-              "extract_sha256": "ab".repeat(32),
-              "image_download_size": download_size,
-              "release_date": "2025-05-13" },
-        ]});
-        server.serve(
-            CATALOG,
-            serde_json::to_vec(&catalog).unwrap(),
-            Behaviour::Normal,
-        );
-        server.serve(IMAGE_PATH, body, behaviour);
-        World {
-            server,
-            dir: tempfile::tempdir().unwrap(),
-        }
+        World(CatalogWorld::new(
+            IMAGE_PATH,
+            body,
+            behaviour,
+            |server, _| {
+                let catalog = json!({ "os_list": [
+                    { "name": "Raspberry Pi OS Lite (64-bit)",
+                      "url": server.url(IMAGE_PATH),
+                      "extract_size": extract_size,
+                      "extract_sha256": "ab".repeat(32),
+                      "image_download_size": download_size,
+                      "release_date": "2025-05-13" },
+                ]});
+                serde_json::to_vec(&catalog).unwrap()
+            },
+        ))
     }
 
-    fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache")
-    }
-
+    /// [`CatalogWorld::pinode`], with 3 retries.
     fn pinode(&self) -> Command {
-        let mut c = pinode();
-        c.env("PINODE_CATALOG", self.server.url(CATALOG))
-            .env("PINODE_CACHE_DIR", self.cache())
-            .env("PINODE_HTTP_BACKOFF_MS", "20")
-            .env("PINODE_HTTP_RETRIES", "3")
-            .env("PINODE_HTTP_TIMEOUT", "5");
+        let mut c = self.0.pinode();
+        c.env("PINODE_HTTP_RETRIES", "3");
         c
+    }
+
+    /// `pinode download` of the catalog's image, killed (and the test failed) after `limit`.
+    fn download(&self, limit: Duration, what: &str) -> (Output, Duration) {
+        run_within(self.pinode().args(["download", "--os", ALIAS]), limit, what)
+    }
+
+    /// No `.part` is left in the cache.
+    fn assert_no_part(&self) {
+        let left = self.files();
+        assert!(
+            left.iter().all(|(name, _)| !name.ends_with(".part")),
+            "{left:?}"
+        );
+    }
+
+    /// Less than 1 MiB is left in the cache.
+    fn assert_under_a_mib_left(&self) {
+        let left = self.files();
+        assert!(
+            left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
+            "{left:?}"
+        );
     }
 
     /// Every file left in the cache's image entries, with its size.
@@ -327,11 +284,7 @@ impl World {
 #[test]
 fn a_download_stops_at_the_catalogs_size_and_deletes_the_part() {
     let w = World::new(vec![7u8; 65536], Behaviour::Endless, 1 << 20, 4 << 20);
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
-        Duration::from_secs(30),
-        "download of an endless body",
-    );
+    let (out, took) = w.download(Duration::from_secs(30), "download of an endless body");
     one_error_line(
         &out,
         &[
@@ -341,36 +294,21 @@ fn a_download_stops_at_the_catalogs_size_and_deletes_the_part() {
         ],
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let left = w.files();
-    assert!(
-        left.iter().all(|(name, _)| !name.ends_with(".part")),
-        "{left:?}"
-    );
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_no_part();
+    w.assert_under_a_mib_left();
 }
 
 /// A server that announces more than the catalog's size is refused before the body.
 #[test]
 fn a_download_announced_larger_than_the_catalogs_size_is_refused_at_once() {
     let w = World::new(vec![5u8; 3 << 20], Behaviour::Normal, 1 << 20, 4 << 20);
-    let (out, _) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
+    let (out, _) = w.download(
         Duration::from_secs(30),
         "download announced larger than the catalog says",
     );
     one_error_line(&out, &["1048576 bytes", "image_download_size"]);
-    let left = w.files();
-    assert!(
-        left.iter().all(|(name, _)| !name.ends_with(".part")),
-        "{left:?}"
-    );
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_no_part();
+    w.assert_under_a_mib_left();
 }
 
 /// An xz bomb (256 MiB of one byte in 40 KB): decompression stops just past the catalog's
@@ -386,21 +324,13 @@ fn decompression_stops_at_the_catalogs_extract_size() {
     assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
     let size = bomb.len() as u64;
     let w = World::new(bomb, Behaviour::Normal, size, 1 << 20);
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
-        Duration::from_secs(60),
-        "download of an xz bomb",
-    );
+    let (out, took) = w.download(Duration::from_secs(60), "download of an xz bomb");
     one_error_line(
         &out,
         &["1048576 bytes", "extract_size", "download was deleted"],
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let left = w.files();
-    assert!(
-        left.iter().map(|(_, len)| len).sum::<u64>() < 1 << 20,
-        "{left:?}"
-    );
+    w.assert_under_a_mib_left();
 }
 
 /// A server that answers every resume with the whole file from byte 0 and then drops the
@@ -416,8 +346,7 @@ fn a_server_restarting_every_resume_counts_as_failing() {
         size,
         1 << 20,
     );
-    let (out, took) = run_within(
-        w.pinode().args(["download", "--os", ALIAS]),
+    let (out, took) = w.download(
         Duration::from_secs(30),
         "download from a server that restarts every resume",
     );
@@ -564,43 +493,27 @@ fn offline_os_list_and_download_say_so_within_a_second() {
 /// catalog is not available and still offers the default and a local file.
 #[test]
 fn the_wizards_first_question_comes_at_once_offline() {
-    use expectrl::{Expect, Session};
+    use common::pty::{CLUSTER_DEFAULTS, answer_all, spawn, wizard_command};
+    use expectrl::Expect;
     let refused = format!("http://127.0.0.1:{}/os.json", closed_port());
     for catalog in ["https://catalog.invalid/os.json", refused.as_str()] {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
-        let base = pinode();
-        let mut cmd = Command::new(base.get_program());
-        cmd.arg("wizard")
-            .current_dir(dir.path())
-            .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .env("HOME", &home)
-            .env("USER", "alice")
-            .env("TERM", "xterm")
-            .env("PINODE_CATALOG", catalog)
+        let mut cmd = wizard_command(dir.path(), &home);
+        cmd.env("PINODE_CATALOG", catalog)
             .env("PINODE_CACHE_DIR", dir.path().join("cache"))
-            .env("PINODE_STATE_DIR", dir.path().join("state"))
-            .env_remove("CI");
+            .env("PINODE_STATE_DIR", dir.path().join("state"));
         let started = Instant::now();
-        let mut s = Session::spawn(cmd).unwrap();
+        let mut s = spawn(cmd);
         s.set_expect_timeout(Some(Duration::from_secs(30)));
         s.expect("Cluster name").unwrap();
         let took = started.elapsed();
         eprintln!("{catalog}: first question after {took:?}");
         assert!(took < Duration::from_secs(1), "{catalog}: {took:?}");
-        for (prompt, answer) in [
-            ("Cluster name", "\r"),
-            ("How many servers", "\r"),
-            ("Server hostnames", "\r"),
-            ("How many agents", "0\r"),
-            ("K3s channel or version", "\r"),
-        ] {
-            if prompt != "Cluster name" {
-                s.expect(prompt).unwrap();
-            }
-            s.send(answer).unwrap();
-        }
+        // The first question is answered here, the others once each appears.
+        s.send(CLUSTER_DEFAULTS[0].1).unwrap();
+        answer_all(&mut s, &CLUSTER_DEFAULTS[1..]);
         s.expect("the OS catalog is not available").unwrap();
         s.expect("cannot be reached").unwrap();
         s.expect("Operating system").unwrap();

@@ -18,10 +18,6 @@ const MIB: u64 = 1 << 20;
 /// and a carriage return to overwrite the line.
 const EVIL: &str = "\x1b[2J\x1b[H\x1b]0;owned\x07Erase /dev/sda? [y/N] \rok";
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// No raw ESC or CR (or other C0 control but line feed and tab) anywhere in the output.
 fn assert_no_raw_controls(what: &str, out: &Output) {
     for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
@@ -38,16 +34,15 @@ fn assert_no_raw_controls(what: &str, out: &Output) {
     }
 }
 
+/// `pinode profile check PROFILE`.
+fn profile_check(profile: &Path) -> Command {
+    let mut c = pinode();
+    c.args(["profile", "check"]).arg(profile);
+    c
+}
+
 fn base_profile(dir: &Path, name: &str, rest: &str) -> PathBuf {
-    write_profile(
-        dir,
-        name,
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
-             {rest}"
-        ),
-    )
+    write_profile(dir, name, &profile_yaml("", "", rest))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -266,26 +261,18 @@ fn a_k10_token_with_a_short_ca_hash_is_refused_at_profile_check() {
         "    channel: stable\n",
         "  - hostname: s1\n    role: server\n",
     );
-    let check = |token: &str| {
-        output(
-            pinode()
-                .args(["profile", "check"])
-                .arg(&profile)
-                .env("LAB_TOKEN", token),
-        )
-    };
+    let check = |token: &str| output(profile_check(&profile).env("LAB_TOKEN", token));
     let bad = check("K10cafe::server:x-long-enough-password");
-    assert!(!bad.status.success());
-    let err = stderr(&bad);
-    assert!(
-        err.contains(&format!("{}:", profile.display()))
-            && err.contains("cluster.token_env")
-            && err.contains("CA hash has 4 characters"),
-        "{err}"
+    let err = only_error_line(
+        &bad,
+        &[
+            &format!("{}:", profile.display()),
+            "cluster.token_env",
+            "CA hash has 4 characters",
+        ],
     );
     assert!(err.contains(":8:"), "names the line of token_env: {err}");
     assert!(!err.contains("cafe"), "never quotes the token: {err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
 
     let hash = "0123456789abcdef".repeat(4);
     let good = check(&format!("K10{hash}::server:secret"));
@@ -293,12 +280,7 @@ fn a_k10_token_with_a_short_ca_hash_is_refused_at_profile_check() {
     let plain = check("a-plain-token-without-prefix");
     assert!(plain.status.success(), "{}", stderr(&plain));
     // No token in the environment yet: not an error at check time.
-    let unset = output(
-        pinode()
-            .args(["profile", "check"])
-            .arg(&profile)
-            .env_remove("LAB_TOKEN"),
-    );
+    let unset = output(profile_check(&profile).env_remove("LAB_TOKEN"));
     assert!(unset.status.success(), "{}", stderr(&unset));
 }
 
@@ -314,7 +296,7 @@ fn k3s_args_must_be_flags_of_their_command() {
         "    channel: stable\n    server_args:\n      - --disable=servicelb\n      - --disabel=traefik\n      - --node-label zone=a\n      - --write-kubeconfig-mod=0600\n    agent_args:\n      - --node-label=zone=b\n      - --cluster-reset\n      - --kubelet-arg\n      - max-pods=50\n      - --not-a-k3s-flag-at-all\n",
         "  - hostname: s1\n    role: server\n  - hostname: a1\n",
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(!out.status.success());
     let err = stderr(&out);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
@@ -394,15 +376,9 @@ fn a_profile_that_expands_to_too_many_nodes_is_refused_quickly() {
     let profile = base_profile(dir.path(), "bomb.yaml", &format!("nodes:\n{nodes}"));
     assert!(std::fs::metadata(&profile).unwrap().len() < 1 << 20);
     let started = Instant::now();
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     let took = started.elapsed();
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("20000000 hosts") && err.contains("at most 10000 nodes"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    only_error_line(&out, &["20000000 hosts", "at most 10000 nodes"]);
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
@@ -416,7 +392,7 @@ fn role_lookup_is_not_quadratic() {
     }
     let profile = cluster_profile(dir.path(), "    channel: stable\n", &nodes);
     let started = Instant::now();
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     let took = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -440,14 +416,8 @@ fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
     );
     let out_dir = dir.path().join("out");
     let out = output(
-        pinode()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["prepare", "--json", "--compress", "none", "--profile"])
-            .arg(&profile)
-            .arg("--image")
-            .arg(fixture("bookworm"))
-            .arg("--out-dir")
-            .arg(&out_dir),
+        prepare_json_cmd(&profile, &fixture("bookworm"), &out_dir, &[])
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
     );
     assert!(!out.status.success(), "the run fails");
     let err = stderr(&out);
@@ -477,7 +447,7 @@ fn args_for_another_k3s_line_get_a_warning() {
         "    version: v1.30.2+k3s1\n    server_args: [\"--disable=traefik\"]\n",
         "  - hostname: s1\n    role: server\n",
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -511,16 +481,20 @@ fn failed_json_run(what: &str, out: &Output) -> serde_json::Value {
 }
 
 fn prepare_json(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Output {
-    output(
-        pinode()
-            .args(["prepare", "--json", "--compress", "none", "--profile"])
-            .arg(profile)
-            .arg("--image")
-            .arg(image)
-            .arg("--out-dir")
-            .arg(out_dir)
-            .args(extra),
-    )
+    output(&mut prepare_json_cmd(profile, image, out_dir, extra))
+}
+
+/// `pinode prepare --json --compress none` of `profile` from `image` into `out_dir`.
+fn prepare_json_cmd(profile: &Path, image: &Path, out_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = pinode();
+    c.args(["prepare", "--json", "--compress", "none", "--profile"])
+        .arg(profile)
+        .arg("--image")
+        .arg(image)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .args(extra);
+    c
 }
 
 #[test]
@@ -734,7 +708,7 @@ fn outside_text_is_escaped_alike_in_errors_and_listings() {
         "p.yaml",
         &format!("nodes:\n  - hostname: \"{INVISIBLE}\"\n"),
     );
-    let out = output(pinode().args(["profile", "check"]).arg(&profile));
+    let out = output(&mut profile_check(&profile));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&format!("\"{INVISIBLE_SHOWN}\"")), "{err}");
@@ -767,37 +741,18 @@ const EVIL_DIR: &str = "home\x1b]0;owned\x07\rFAKE";
 
 #[test]
 fn the_wizard_escapes_outside_text_in_what_it_asks() {
+    use common::pty::{CLUSTER_DEFAULTS, answer_all, spawn, wizard_command};
     use expectrl::Expect;
-    use expectrl::session::OsSession;
 
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join(EVIL_DIR);
     std::fs::create_dir_all(&home).unwrap();
-    let base = pinode();
-    let mut cmd = Command::new(base.get_program());
-    cmd.arg("wizard")
-        .current_dir(dir.path())
-        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env("HOME", &home)
-        .env("USER", "alice")
-        .env("TERM", "xterm")
-        .env("PINODE_STATE_DIR", dir.path().join("state"))
-        .env_remove("CI");
-    let mut s = OsSession::spawn(cmd).unwrap();
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    let mut cmd = wizard_command(dir.path(), &home);
+    cmd.env("PINODE_STATE_DIR", dir.path().join("state"));
+    let mut s = spawn(cmd);
     // The cluster questions come first (defaults; no agents), then the OS. The catalog is
     // unavailable in tests: the second choice is a local image file.
-    for (prompt, answer) in [
-        ("Cluster name", "\r"),
-        ("How many servers", "\r"),
-        ("Server hostnames", "\r"),
-        ("How many agents", "0\r"),
-        ("K3s channel or version", "\r"),
-    ] {
-        s.expect(prompt)
-            .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
-        s.send(answer).unwrap();
-    }
+    answer_all(&mut s, &CLUSTER_DEFAULTS);
     s.expect("Operating system").unwrap();
     s.send("\x1b[B\r").unwrap();
     s.expect("Image file").unwrap();

@@ -15,47 +15,28 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The command failed with exactly one `error:` line containing every needle.
-fn refused(out: &Output, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert!(
-        !out.status.success(),
-        "expected a failure, got success:\n{err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "expected one error line:\n{err}");
-    for needle in needles {
-        assert!(
-            lines[0].contains(needle),
-            "{needle:?} not in {:?}",
-            lines[0]
-        );
-    }
-    lines[0].to_string()
-}
-
-fn root_or_skip(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("skipped: {what} needs root");
-    false
-}
-
 fn node_profile(dir: &Path, nodes: &str) -> PathBuf {
     write_profile(
         dir,
         "nodes.yaml",
-        &format!(
-            "version: 1\n\
-             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n    password_hash: \"{HASH}\"\n\
-             nodes:\n{nodes}"
+        &profile_yaml(
+            "",
+            &format!("    password_hash: \"{HASH}\"\n"),
+            &format!("nodes:\n{nodes}"),
         ),
     )
+}
+
+/// `pinode patch` of node `n1` of `profile` onto `target` (an image file or a card).
+fn patch_n1(profile: &Path, target: &Path) -> Command {
+    let mut c = pinode();
+    c.env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["patch", "--profile"])
+        .arg(profile)
+        .arg("--node")
+        .arg("n1")
+        .arg(target);
+    c
 }
 
 fn one_node(dir: &Path) -> PathBuf {
@@ -106,7 +87,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
-    if !root_or_skip("a tmpfs") {
+    if !root_or_skip("a tmpfs needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -117,16 +98,8 @@ fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
     fs.fill();
     let before = sha256_file(&image);
 
-    let out = output(
-        pinode()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["patch", "--profile"])
-            .arg(&p)
-            .arg("--node")
-            .arg("n1")
-            .arg(&image),
-    );
-    let line = refused(&out, &["nothing was changed"]);
+    let out = output(&mut patch_n1(&p, &image));
+    let line = one_error_line(&out, &["nothing was changed"]);
     assert!(line.contains(&image.display().to_string()), "{line}");
     assert_eq!(sha256_file(&image), before, "the image changed: {line}");
     let check = dir.path().join("check");
@@ -135,13 +108,7 @@ fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
 
     // With space, the same patch goes through (the refusal was the disk, not the image).
     fs.free();
-    run(pinode()
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["patch", "--profile"])
-        .arg(&p)
-        .arg("--node")
-        .arg("n1")
-        .arg(&image));
+    run(&mut patch_n1(&p, &image));
     let boot = extract_boot(&image, &check);
     fsck_fat(&boot).unwrap();
     assert!(mread(&boot, "ssh").is_some());
@@ -154,7 +121,7 @@ fn patch_on_a_full_disk_leaves_the_image_exactly_as_it_was() {
 /// said "customised" and left `ssh`, `userconf.txt` and `cmdline.txt` without `firstrun.sh`.
 #[test]
 fn patch_on_a_card_that_loses_writes_puts_everything_back() {
-    if !root_or_skip("a tmpfs and loop devices") {
+    if !root_or_skip("a tmpfs and loop devices need root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -164,16 +131,8 @@ fn patch_on_a_card_that_loses_writes_puts_everything_back() {
     let before = sha256_file(&image);
     let card = Bound::new(&image);
     fs.fill();
-    let out = output(
-        pinode()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["patch", "--profile"])
-            .arg(&p)
-            .arg("--node")
-            .arg("n1")
-            .arg(&card.0),
-    );
-    refused(
+    let out = output(&mut patch_n1(&p, &card.0));
+    one_error_line(
         &out,
         &[&card.0.display().to_string(), "nothing was changed"],
     );
@@ -209,6 +168,10 @@ impl Drop for Bound {
 }
 
 fn flash(profile: &Path, image: &Path, devices: &[&Path]) -> Output {
+    output(&mut flash_cmd(profile, image, devices))
+}
+
+fn flash_cmd(profile: &Path, image: &Path, devices: &[&Path]) -> Command {
     let mut c = pinode();
     c.env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["flash", "--yes", "--allow-non-removable", "--profile"])
@@ -218,12 +181,12 @@ fn flash(profile: &Path, image: &Path, devices: &[&Path]) -> Output {
     for d in devices {
         c.arg("--device").arg(d);
     }
-    output(&mut c)
+    c
 }
 
 #[test]
 fn flash_refuses_the_base_image_as_its_own_target() {
-    if !root_or_skip("loop devices") {
+    if !root_or_skip("loop devices need root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -234,22 +197,22 @@ fn flash_refuses_the_base_image_as_its_own_target() {
 
     // The loop device whose backing file is the image…
     let out = flash(&p, &image, &[&card.0]);
-    refused(&out, &["is the base image", &card.0.display().to_string()]);
+    one_error_line(&out, &["is the base image", &card.0.display().to_string()]);
     // …through a symlink to the image…
     let link = dir.path().join("base-link.img");
     std::os::unix::fs::symlink(&image, &link).unwrap();
-    refused(&flash(&p, &link, &[&card.0]), &["is the base image"]);
+    one_error_line(&flash(&p, &link, &[&card.0]), &["is the base image"]);
     // …and the device itself as the image, through a symlink to the device.
     let dev_link = dir.path().join("card-link");
     std::os::unix::fs::symlink(&card.0, &dev_link).unwrap();
-    refused(&flash(&p, &card.0, &[&dev_link]), &["is the base image"]);
+    one_error_line(&flash(&p, &card.0, &[&dev_link]), &["is the base image"]);
 
     drop(card);
     assert_eq!(sha256_file(&image), before, "the base image was written");
 }
 
 #[test]
-fn a_batch_naming_one_card_twice_is_refused() {
+fn a_batch_naming_one_card_twice_is_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let Some(card) = Loop::random(dir.path(), "card", 100 * MIB) else {
         return;
@@ -263,11 +226,11 @@ fn a_batch_naming_one_card_twice_is_refused() {
     let alias = dir.path().join("my-card");
     std::os::unix::fs::symlink(&card.dev, &alias).unwrap();
     let out = flash(&p, &fixture("bookworm"), &[&card.dev, &alias]);
-    refused(&out, &["same card", &alias.display().to_string()]);
+    one_error_line(&out, &["same card", &alias.display().to_string()]);
     // A second loop device of the same file is the same card too.
     let twin = Bound::new(&card.backing);
     let out = flash(&p, &fixture("bookworm"), &[&card.dev, &twin.0]);
-    refused(&out, &["same card"]);
+    one_error_line(&out, &["same card"]);
     drop(twin);
     assert_eq!(
         sha256(&card.read(100 * MIB)),
@@ -277,7 +240,7 @@ fn a_batch_naming_one_card_twice_is_refused() {
 }
 
 #[test]
-fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
+fn a_loop_device_whose_file_is_mounted_through_another_is_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let Some(card) = Loop::random(dir.path(), "card", 100 * MIB) else {
         return;
@@ -306,7 +269,7 @@ fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
     let unmount = Unmount(mnt.clone());
     let before = sha256(&card.read(100 * MIB));
     let out = flash(&one_node(dir.path()), &fixture("bookworm"), &[&card.dev]);
-    refused(
+    one_error_line(
         &out,
         &[
             "in use by",
@@ -316,21 +279,9 @@ fn a_loop_device_whose_file_is_mounted_through_another_is_refused() {
     );
     // --unmount cannot lift it: the mount is not this device's.
     let out = output(
-        pinode()
-            .args([
-                "flash",
-                "--yes",
-                "--allow-non-removable",
-                "--unmount",
-                "--profile",
-            ])
-            .arg(one_node(dir.path()))
-            .arg("--image")
-            .arg(fixture("bookworm"))
-            .arg("--device")
-            .arg(&card.dev),
+        flash_cmd(&one_node(dir.path()), &fixture("bookworm"), &[&card.dev]).arg("--unmount"),
     );
-    refused(&out, &["in use by"]);
+    one_error_line(&out, &["in use by"]);
     assert_eq!(
         sha256(&card.read(100 * MIB)),
         before,
@@ -488,7 +439,7 @@ fn two_runs_for_the_same_node_never_mix_their_files() {
     let second = output(&mut prepare_cmd(&p, &fixture("bookworm"), &out, &[]));
     let status = first.wait().unwrap();
     assert!(status.success(), "{status}");
-    refused(&second, &["another pinode run is writing n1"]);
+    one_error_line(&second, &["another pinode run is writing n1"]);
     assert!(out.join("n1.img.xz").exists());
     assert!(
         !out.join("n1.img").exists(),
@@ -564,6 +515,29 @@ fn render_removes_what_it_rendered_for_another_node_and_nothing_else() {
     assert_eq!(temporaries(&out.join("boot")), Vec::<String>::new());
 }
 
+/// A FIFO planted where render keeps its record of what it wrote (`.pinode-render.json`,
+/// in a folder others may write to) is not read: render finishes instead of waiting
+/// forever for a writer.
+#[test]
+fn render_does_not_wait_on_a_fifo_planted_as_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = one_node(dir.path());
+    let out = dir.path().join("render");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("mkfifo").arg(out.join(".pinode-render.json")));
+    let (rendered, _) = run_within(
+        pinode()
+            .args(["render", "--generation", "bookworm", "--profile"])
+            .arg(&p)
+            .arg("--out-dir")
+            .arg(&out),
+        Duration::from_secs(20),
+        "render with a FIFO as its record",
+    );
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    assert!(out.join("boot/firstrun.sh").exists());
+}
+
 // ---------------------------------------------------------------------------------------
 // 11. cache clean
 
@@ -599,7 +573,7 @@ fn cache_clean_refuses_a_directory_that_is_not_a_pinode_cache() {
     std::fs::write(home.join("catalogs/stamps.json"), b"{}").unwrap();
     std::fs::write(home.join("notes.txt"), b"mine").unwrap();
     let out = cache_clean(&home);
-    refused(&out, &["not a pinode cache", "nothing was deleted"]);
+    one_error_line(&out, &["not a pinode cache", "nothing was deleted"]);
     assert!(home.join("images/holiday/beach.jpg").exists());
     assert!(home.join("catalogs/stamps.json").exists());
     assert!(home.join("notes.txt").exists());
@@ -608,7 +582,7 @@ fn cache_clean_refuses_a_directory_that_is_not_a_pinode_cache() {
     let mixed = dir.path().join("mixed");
     legacy_cache(&mixed);
     std::fs::write(mixed.join("thesis.tex"), b"mine").unwrap();
-    refused(&cache_clean(&mixed), &["thesis.tex"]);
+    one_error_line(&cache_clean(&mixed), &["thesis.tex"]);
     assert!(mixed.join("images").join(SHA).join("image.img").exists());
 }
 
@@ -638,6 +612,27 @@ fn cache_clean_empties_a_real_cache_old_or_tagged() {
     assert!(!tagged.join("images").join(SHA).exists());
     assert!(tagged.join("keep.txt").exists());
     assert!(tagged.join("images/not-an-entry").exists());
+}
+
+/// A FIFO named like the cache's tag is no tag: `cache clean` goes on at once rather than
+/// waiting for a writer.
+#[test]
+fn a_fifo_named_like_the_cache_tag_is_no_tag_and_no_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    legacy_cache(&cache);
+    run(Command::new("mkfifo").arg(cache.join("CACHEDIR.TAG")));
+    let (out, _) = run_within(
+        pinode()
+            .env("PINODE_CACHE_DIR", &cache)
+            .args(["cache", "clean"]),
+        Duration::from_secs(20),
+        "cache clean with a FIFO as its tag",
+    );
+    // No tag, so the cache is known by its layout (which has a CACHEDIR.TAG name) and
+    // cleaned as an untagged one.
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!cache.join("images").join(SHA).exists());
 }
 
 #[test]

@@ -5,13 +5,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use expectrl::Expect;
 use expectrl::process::unix::{Signal, WaitStatus};
 use expectrl::session::OsSession as Session;
 
 use common::loopdev::{FakeSystem, card_in_tempdir};
+use common::pty::{CLUSTER_DEFAULTS, answer, answer_all, spawn, wizard_command};
 use common::*;
 
 const DOWN: &str = "\x1b[B";
@@ -27,35 +27,18 @@ fn wizard_with(dir: &Path, env: &[(&str, &Path)]) -> Session {
     std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let base = pinode();
-    let mut cmd = Command::new(base.get_program());
-    cmd.arg("wizard")
-        .current_dir(&work)
-        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env("HOME", &home)
-        .env("USER", "alice")
-        .env("TZ", "Europe/Berlin")
+    let mut cmd = wizard_command(&work, &home);
+    cmd.env("TZ", "Europe/Berlin")
         .env("LANG", "de_DE.UTF-8")
-        .env("TERM", "xterm")
-        .env("PINODE_STATE_DIR", dir.join("state"))
-        .env_remove("CI");
+        .env("PINODE_STATE_DIR", dir.join("state"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut session = Session::spawn(cmd).unwrap();
-    session.set_expect_timeout(Some(Duration::from_secs(60)));
-    session
+    spawn(cmd)
 }
 
 fn work(dir: &Path) -> PathBuf {
     dir.join("work")
-}
-
-/// Waits for `prompt`, then types `answer`.
-fn answer(s: &mut Session, prompt: &str, answer: &str) {
-    s.expect(prompt)
-        .unwrap_or_else(|e| panic!("waiting for {prompt:?}: {e}"));
-    s.send(answer).unwrap();
 }
 
 /// From the OS (the bookworm fixture, a local image) to the saved profile: defaults
@@ -377,11 +360,7 @@ fn offers_the_catalog_with_lite_64_bit_first() {
     )
     .unwrap();
     let mut s = wizard_with(dir.path(), &[("PINODE_CATALOG", &catalog)]);
-    answer(&mut s, "Cluster name", "\r");
-    answer(&mut s, "How many servers", "\r");
-    answer(&mut s, "Server hostnames", "\r");
-    answer(&mut s, "How many agents", "0\r");
-    answer(&mut s, "K3s channel or version", "\r");
+    answer_all(&mut s, &CLUSTER_DEFAULTS);
     s.expect("Operating system").unwrap();
     // Lite 64-bit first and chosen by default; the others follow.
     answer(

@@ -284,7 +284,9 @@ impl Cache {
     /// Whether the directory carries a valid [`TAG`] (its first bytes, read bounded).
     fn tagged(&self) -> bool {
         use std::io::Read;
-        let Ok(file) = fs::File::open(self.root.join(TAG)) else {
+        // Through crate::input: a FIFO or device named like the tag is no tag, and is
+        // refused without waiting for a writer.
+        let Ok((file, _)) = crate::input::open_regular(&self.root.join(TAG)) else {
             return false;
         };
         let mut head = Vec::with_capacity(TAG_SIGNATURE.len());

@@ -19,7 +19,7 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
     let changed_blocks = image.disk().overlay().len();
     // Only now, when the edits are ready and nothing can fail before they are written: a
     // refused patch leaves the file exactly as it was, mode included.
-    if let Some(note) = make_private(&args.target)? {
+    if let Some(note) = make_private(&args.target, image.base())? {
         out.warn(note);
     }
     let written = image.commit()?;
@@ -61,13 +61,13 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
 /// A patched image file holds the node's secrets (password hash, Wi-Fi key, tokens), so,
 /// like the images `prepare` writes, it must be readable by its owner only. Before the edits
 /// are written: a group/world-readable image file that pinode may change (its owner, or root)
-/// is made 0600 through its open descriptor (so a path swapped meanwhile cannot redirect the
-/// chmod), with a note; one that pinode cannot make private is refused, with the reason.
-/// Block devices (cards) are left alone: their node's mode is udev's business. Returns the
-/// note to show, if any.
-fn make_private(target: &std::path::Path) -> Result<Option<String>, Error> {
+/// is made 0600 through `file`, the descriptor the edits are written through (not the path
+/// opened again, which could by now name another file, or a FIFO), with a note; one that
+/// pinode cannot make private is refused, with the reason. Block devices (cards) are left
+/// alone: their node's mode is udev's business. `target` names the file in messages.
+/// Returns the note to show, if any.
+fn make_private(target: &std::path::Path, file: &std::fs::File) -> Result<Option<String>, Error> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let file = std::fs::File::open(target).map_err(|e| Error::path(target, e))?;
     let meta = file.metadata().map_err(|e| Error::path(target, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if !meta.is_file() || mode & 0o077 == 0 {

@@ -206,9 +206,13 @@ impl Written {
             }
         }
         let record = dir.join(RECORD);
-        let previous: Vec<String> = read_bounded(&record)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        // Read by pinode::input, as every file in a folder others may write to: a FIFO
+        // planted here is refused at once, and more than the limit is no record of ours.
+        let previous: Vec<String> =
+            pinode::input::read_regular(&record, RECORD_LIMIT, "a render record")
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
         let mut removed = Vec::new();
         for old in previous.iter().filter(|p| !self.files.contains(p)) {
             let inside = !old.is_empty()
@@ -225,18 +229,6 @@ impl Written {
         write_atomic(&record, &text).map_err(|e| Error::path(&record, e))?;
         Ok(removed)
     }
-}
-
-/// The file's first [`RECORD_LIMIT`] bytes, if it is a regular file.
-fn read_bounded(path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(RECORD_LIMIT).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
 }
 
 /// Takes the folder's render lock, refusing when another run holds it.

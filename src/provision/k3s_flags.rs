@@ -173,7 +173,7 @@ impl FlagSet {
         self.flags
             .iter()
             .filter(|f| f.accepted_by(command))
-            .map(|f| (edit_distance(name, f.name), f.name))
+            .map(|f| (strsim::levenshtein(name, f.name), f.name))
             .filter(|&(d, _)| d <= limit)
             .min()
             .map(|(_, n)| n)
@@ -324,25 +324,6 @@ pub fn parse_args(
     }
 }
 
-/// Levenshtein distance, for "did you mean" (flag names are short: the quadratic table
-/// is a few hundred cells).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,10 +446,11 @@ mod tests {
         assert!(!secret[0].message.contains("hunter2"));
     }
 
+    /// The limits in `suggest` assume plain Levenshtein (a swap of two letters counts 2).
     #[test]
     fn distances() {
-        assert_eq!(edit_distance("disabel", "disable"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("tls-san", "tls-san"), 0);
+        assert_eq!(strsim::levenshtein("disabel", "disable"), 2);
+        assert_eq!(strsim::levenshtein("", "abc"), 3);
+        assert_eq!(strsim::levenshtein("tls-san", "tls-san"), 0);
     }
 }

@@ -245,3 +245,46 @@ impl Server {
         Ok(())
     }
 }
+
+/// Where the catalog is served in a [`CatalogWorld`].
+pub const CATALOG: &str = "/os_list.json";
+
+/// Where a download test runs: a loopback server with a catalog at [`CATALOG`] and one
+/// image, and a directory of its own for the cache and any outputs.
+pub struct CatalogWorld {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl CatalogWorld {
+    /// `image` served at `image_path` with `behaviour`, and at [`CATALOG`] the JSON that
+    /// `catalog` makes from the server (for its URLs) and the image.
+    pub fn new(
+        image_path: &str,
+        image: Vec<u8>,
+        behaviour: Behaviour,
+        catalog: impl FnOnce(&Server, &[u8]) -> Vec<u8>,
+    ) -> CatalogWorld {
+        let server = Server::start();
+        server.serve(CATALOG, catalog(&server, &image), Behaviour::Normal);
+        server.serve(image_path, image, behaviour);
+        CatalogWorld {
+            server,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn cache(&self) -> std::path::PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// pinode with this world's catalog and cache, and quick retries.
+    pub fn pinode(&self) -> std::process::Command {
+        let mut c = super::pinode();
+        c.env("PINODE_CATALOG", self.server.url(CATALOG))
+            .env("PINODE_CACHE_DIR", self.cache())
+            .env("PINODE_HTTP_BACKOFF_MS", "20")
+            .env("PINODE_HTTP_TIMEOUT", "5");
+        c
+    }
+}

@@ -4,12 +4,14 @@
 
 pub mod http;
 pub mod loopdev;
+pub mod pty;
 pub mod scratch;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -321,4 +323,143 @@ pub fn write_profile(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Whether the tests run as root (CI does; some checks need namespaces).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// [`is_root`]; when not, prints `skipped: {why}` for the test that returns early.
+pub fn root_or_skip(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// A profile for `alice` with `KEY_1` inline: `os` (whole lines, or empty) before
+/// `defaults`, `user` (more lines of alice's, or empty) after her key, `rest` (cluster,
+/// nodes) last.
+pub fn profile_yaml(os: &str, user: &str, rest: &str) -> String {
+    format!(
+        "version: 1\n{os}defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n{user}{rest}"
+    )
+}
+
+/// What a run printed on stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a run printed, stdout then stderr.
+pub fn both(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out))
+}
+
+/// The permission bits of `path` (not following a symlink).
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A failure, no panic, and exactly one `error:` line on stderr, which holds every needle:
+/// returns that line.
+pub fn one_error_line(out: &Output, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line:\n{err}");
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "{needle:?} not in {:?}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
+
+/// [`one_error_line`], and that line is all of stderr.
+pub fn only_error_line(out: &Output, needles: &[&str]) -> String {
+    let line = one_error_line(out, needles);
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    line
+}
+
+/// `cmd` with every variable it sets (not the ones it removes) copied, and run as
+/// `uid`:`gid` with no supplementary groups, in a clean environment with a system PATH.
+pub fn as_uid(uid: u32, gid: u32, cmd: &Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    c
+}
+
+/// The environment `sudo` gives a command that user `name` (`uid`:`gid`) runs with it.
+pub fn sudo_env(cmd: &mut Command, name: &str, uid: u32, gid: u32) {
+    cmd.env("SUDO_USER", name)
+        .env("SUDO_UID", uid.to_string())
+        .env("SUDO_GID", gid.to_string())
+        .env("HOME", "/root")
+        .env("USER", "root");
+}
+
+/// Runs `cmd`, killing it after `limit`; returns its output and how long it ran, or panics
+/// naming `what` when it had to be killed.
+pub fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> (Output, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained as it comes, so that a full pipe never stalls the child.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: still running after {limit:?}; stderr so far:\n{}",
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, took)
 }
