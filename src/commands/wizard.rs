@@ -639,9 +639,10 @@ fn hostnames(pattern: &str, n: usize, taken: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `~/…` typed at a question, in the invoking user's home (under sudo theirs, not root's),
+/// as profiles expand it.
 fn expand_home(text: &str) -> PathBuf {
-    match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(text),
-    }
+    pinode::invoker::Invoker::current()
+        .expand_tilde(text)
+        .unwrap_or_else(|| PathBuf::from(text))
 }
