@@ -205,7 +205,17 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
         .create_dir_all(dir, 0o700)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the cluster token: {e}"))?;
+    let cluster = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let seed = crate::entropy::test_seed();
+    crate::entropy::fill(
+        &mut bytes,
+        &format!("cluster-token:{cluster}"),
+        seed.as_deref(),
+    )
+    .map_err(|e| format!("no randomness for the cluster token: {e}"))?;
     let token = hex::encode(bytes);
     // Created 0600 and registered (see crate::cleanup); removed again unless it becomes
     // `path`.

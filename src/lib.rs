@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod customise;
 pub mod digest;
 pub mod disk;
+pub mod entropy;
 pub mod error;
 pub mod fetch;
 pub mod guard;

@@ -185,8 +185,13 @@ pub fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderErr
 /// A new instance-id: `pinode-<hostname>-<12 random hex digits>`.
 pub fn new_instance_id(hostname: &str) -> Result<String, RenderError> {
     let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| RenderError(format!("no randomness for the instance-id: {e}")))?;
+    let seed = crate::entropy::test_seed();
+    crate::entropy::fill(
+        &mut bytes,
+        &format!("instance-id:{hostname}"),
+        seed.as_deref(),
+    )
+    .map_err(|e| RenderError(format!("no randomness for the instance-id: {e}")))?;
     Ok(format!("pinode-{hostname}-{}", hex::encode(bytes)))
 }
 

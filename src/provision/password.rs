@@ -13,7 +13,9 @@ pub fn sha512_crypt(password: &str) -> Result<String, String> {
     }
     // 12 random bytes encode to the 16 salt characters sha512-crypt uses.
     let mut salt = [0u8; 12];
-    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
+    let seed = crate::entropy::test_seed();
+    crate::entropy::fill(&mut salt, "password-salt", seed.as_deref())
+        .map_err(|e| format!("no randomness for the salt: {e}"))?;
     let params = Params::new(ROUNDS).map_err(|e| format!("password hashing: {e}"))?;
     let hasher = ShaCrypt::new(Algorithm::Sha512Crypt, params);
     hasher
