@@ -34,6 +34,11 @@ fn derive(seed: &str, purpose: &str, buf: &mut [u8]) {
     }
 }
 
+/// The test switch `PINODE_TEST_SEED`, when set and not empty.
+pub fn test_seed() -> Option<String> {
+    std::env::var("PINODE_TEST_SEED").ok().filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
