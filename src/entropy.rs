@@ -36,7 +36,9 @@ fn derive(seed: &str, purpose: &str, buf: &mut [u8]) {
 
 /// The test switch `PINODE_TEST_SEED`, when set and not empty.
 pub fn test_seed() -> Option<String> {
-    std::env::var("PINODE_TEST_SEED").ok().filter(|s| !s.is_empty())
+    std::env::var("PINODE_TEST_SEED")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -55,11 +57,4 @@ mod tests {
         fill(&mut r, "salt", None).unwrap();
         assert_ne!(r, a);
     }
-}
-
-/// The test switch `PINODE_TEST_SEED`, when set and not empty.
-pub fn test_seed() -> Option<String> {
-    std::env::var("PINODE_TEST_SEED")
-        .ok()
-        .filter(|s| !s.is_empty())
 }
