@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bootfs::config_txt::ConfigTxt;
 use crate::bootfs::{BootFs, BootFsError, Change, cmdline::Cmdline};
-use crate::provision::{CmdlineEdit, Customisation};
+use crate::render::{CmdlineEdit, Customisation};
 
 /// Where pinode records what it changed. Holds no secret.
 pub const MANIFEST: &str = "pinode/node.json";
@@ -222,8 +222,8 @@ pub fn customise_image(
     node: &crate::profile::NodeConfig,
     os: &crate::osinfo::OsInfo,
 ) -> Result<(Customisation, ApplyReport), crate::Error> {
-    let plan = crate::provision::NodePlan::resolve(profile, node)?;
-    let custom = crate::provision::render(&plan, os).map_err(|source| crate::Error::Render {
+    let plan = crate::render::NodePlan::resolve(profile, node)?;
+    let custom = crate::render::render(&plan, os).map_err(|source| crate::Error::Render {
         node: node.hostname.clone(),
         source,
     })?;

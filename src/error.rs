@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use crate::cache::resolve::ResolveError;
 use crate::cache::store::CacheError;
 use crate::catalog::CatalogError;
+use crate::device::discover::DiscoverError;
 use crate::fetch::FetchError;
 use crate::image::ImageError;
 use crate::profile::{FieldError, ProfileError};
-use crate::provision::RenderError;
+use crate::render::RenderError;
 use crate::sink::blockdev::OpenError;
 use crate::sink::card::CardError;
-use crate::sink::discover::DiscoverError;
 use crate::sink::file::SinkError;
 use crate::wizard::save::SaveError;
 

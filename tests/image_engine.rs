@@ -12,7 +12,7 @@ use common::*;
 use pinode::customise::{ApplyReport, Manifest, customise_image};
 use pinode::image::Image;
 use pinode::profile::LoadedProfile;
-use pinode::provision::Customisation;
+use pinode::render::Customisation;
 use serde_json::json;
 
 /// A profile for one node, built as data so that any value is quoted correctly.
@@ -252,7 +252,7 @@ fn repatching_leaves_no_old_secret_on_the_card() {
             write_profile(dir.path(), "p.yaml", &serde_yaml::to_string(&doc).unwrap())
         };
         let hash_2 = HASH.replace("ZU8t", "AAAA");
-        let psk = |p: &str| pinode::provision::wifi::psk_hex("Home", p);
+        let psk = |p: &str| pinode::plan::wifi::psk_hex("Home", p);
         let contains = |needle: &str| {
             let bytes = std::fs::read(&image).unwrap();
             bytes.windows(needle.len()).any(|w| w == needle.as_bytes())

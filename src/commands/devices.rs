@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use pinode::Error;
-use pinode::sink::discover::{BlockDevice, SystemView, Transport};
-use pinode::sink::safety::{Refusal, assess, decimal_size, verdict};
+use pinode::device::discover::{BlockDevice, SystemView, Transport};
+use pinode::device::safety::{Refusal, assess, decimal_size, verdict};
 
 use super::Output;
 use crate::cli::DevicesArgs;

@@ -9,7 +9,7 @@ use super::{Output, load_profile};
 
 pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(path, out)?;
-    let plan = pinode::cluster::ClusterPlan::of(&loaded);
+    let plan = pinode::plan::cluster::ClusterPlan::of(&loaded);
     if let Some(plan) = &plan {
         // A token K3s cannot parse is found now, not on the node at first boot.
         plan.check_token(&loaded)?;

@@ -9,7 +9,7 @@ use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
 use pinode::profile::InitChoice;
-use pinode::provision::{self, NodePlan};
+use pinode::render::{self, NodePlan};
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
 use pinode::ui::progress::ProgressPolicy;
@@ -73,7 +73,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     };
 
     let plan = NodePlan::resolve(&profile, node)?;
-    let custom = provision::render(&plan, &os).map_err(|source| Error::Render {
+    let custom = render::render(&plan, &os).map_err(|source| Error::Render {
         node: node.hostname.clone(),
         source,
     })?;
@@ -117,7 +117,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     }
     let has_runner = plan.cluster.as_ref().is_some_and(|c| c.runner.is_some());
     if has_runner {
-        let example = pinode::provision::k3s::BUILDKIT_EXAMPLE.as_bytes();
+        let example = pinode::render::k3s::BUILDKIT_EXAMPLE.as_bytes();
         written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
     }
     let readme = format!(

@@ -3,8 +3,8 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::values;
-use crate::provision::k3s;
-use crate::provision::k3s_flags::{self, Command};
+use crate::render::k3s;
+use crate::render::k3s_flags::{self, Command};
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {

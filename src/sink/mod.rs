@@ -5,7 +5,4 @@ pub mod aligned;
 pub mod blockdev;
 pub mod bmap;
 pub mod card;
-pub mod discover;
 pub mod file;
-pub mod identity;
-pub mod safety;

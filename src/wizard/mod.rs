@@ -237,7 +237,7 @@ mod tests {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E a@b"
                 .into(),
         ];
-        a.password_hash = Some(crate::provision::password::sha512_crypt("pw").unwrap());
+        a.password_hash = Some(crate::plan::password::sha512_crypt("pw").unwrap());
         let saved = save::save(&a, &dir.path().join("hash.yaml")).unwrap();
         assert_eq!(mode(&saved.profile), 0o600);
         a.password_hash = None;

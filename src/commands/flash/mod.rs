@@ -14,6 +14,8 @@ use serde_json::json;
 use pinode::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
+use pinode::device::discover::{BlockDevice, SystemView};
+use pinode::device::safety::{Overrides, decimal_size};
 use pinode::disk::read_partition_table;
 use pinode::disk::usage::{Allocation, RangeSet, allocation, file_system_blocks};
 use pinode::image::Image;
@@ -21,8 +23,6 @@ use pinode::osinfo::OsInfo;
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::blockdev::{Card, drop_cached_pages, reread_partition_table, unmount};
 use pinode::sink::card::{Bars, CardReport, Composed, Extent, TestHooks, write_card};
-use pinode::sink::discover::{BlockDevice, SystemView};
-use pinode::sink::safety::{Overrides, decimal_size};
 
 use super::{Output, Sources, load_profile, select_nodes, size, table};
 use crate::cli::FlashArgs;

@@ -3,7 +3,7 @@
 //! Three ways to name cards: one `--device` per node (unattended with `--yes`), one
 //! `--device` for all nodes (a single reader; pinode waits while the cards are swapped), or
 //! none (pinode watches for a card to be inserted and asks before writing it). Whatever the
-//! way, the refusals of `pinode::sink::safety` apply, and a card that already holds a node is
+//! way, the refusals of `pinode::device::safety` apply, and a card that already holds a node is
 //! named in the question.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use pinode::Error;
 use pinode::customise::Manifest;
+use pinode::device::discover::{BlockDevice, Located, SystemView};
+use pinode::device::identity::{self, Identity};
+use pinode::device::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
-use pinode::sink::discover::{BlockDevice, Located, SystemView};
-use pinode::sink::identity::{self, Identity};
-use pinode::sink::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::ui::prompt::{Prompter, Reply};
 use pinode::ui::{Untrusted, terminal_safe};
 

@@ -4,15 +4,18 @@
 //! spot and Wi-Fi passphrases turned into the PBKDF2 key, so neither plaintext reaches an
 //! image. Errors name the profile field and the variable or file, never the value.
 
+pub mod cluster;
+pub mod password;
+pub mod wifi;
+
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::profile::node::BootConfig;
 use crate::profile::schema::SudoMode;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secrets, values};
 
-use super::k3s::{NodeCluster, RunnerPlan, check_runner_token};
-use super::{password, wifi};
-use crate::cluster::{ClusterPlan, K3sRole};
+use crate::render::k3s::{NodeCluster, RunnerPlan, check_runner_token};
+use cluster::{ClusterPlan, K3sRole};
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
 const MAX_KEYS_FILE: u64 = 256 * 1024;

@@ -13,8 +13,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::RenderError;
-use super::plan::NodePlan;
 use crate::osinfo::Generation;
+use crate::plan::NodePlan;
 use crate::profile::schema::SudoMode;
 
 /// Groups the first user of Raspberry Pi OS belongs to; cloud-init creates missing ones.

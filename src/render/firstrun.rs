@@ -8,10 +8,11 @@
 //! in `pinode-status.txt` on the boot partition, and the script always ends by removing its
 //! kernel command-line tokens and overwriting itself: it holds the Wi-Fi key.
 
-use super::plan::NodePlan;
+use super::RenderError;
 use super::shell::ShellProgram;
-use super::{RenderError, wifi};
 use crate::osinfo::Generation;
+use crate::plan::NodePlan;
+use crate::plan::wifi;
 use crate::profile::schema::SudoMode;
 
 /// Name of the script on the boot partition (Imager uses the same).

@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 
-use super::plan::WifiPlan;
+use super::WifiPlan;
 
 /// The WPA PSK: PBKDF2-HMAC-SHA1(passphrase, SSID, 4096 rounds, 32 bytes), as 64 lowercase
 /// hex digits. A passphrase that already is 64 hex digits is the PSK itself.

@@ -9,13 +9,10 @@ pub mod firstboot;
 pub mod firstrun;
 pub mod k3s;
 pub mod k3s_flags;
-pub mod password;
-pub mod plan;
 pub mod shell;
-pub mod wifi;
 
 use crate::osinfo::{InitRoute, OsInfo};
-pub use plan::NodePlan;
+pub use crate::plan::NodePlan;
 
 /// A value that cannot be rendered safely (never contains the value itself).
 #[derive(Debug, Clone, thiserror::Error)]

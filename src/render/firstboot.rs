@@ -8,10 +8,10 @@
 //! start); a failed run leaves no marker, so the next boot tries again.
 
 use super::k3s::{self, NodeCluster};
-use super::plan::NodePlan;
 use super::shell::ShellProgram;
 use super::{BootFile, RenderError, firstrun};
-use crate::cluster::K3sRole;
+use crate::plan::NodePlan;
+use crate::plan::cluster::K3sRole;
 
 /// Directory on the boot partition for this stage's files.
 pub const DIR: &str = "pinode";

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::RenderError;
 use super::k3s_flags::{self, Command};
-use crate::cluster::K3sRole;
+use crate::plan::cluster::K3sRole;
 use crate::profile::schema::{K3sSpec, RunnerSpec};
 
 /// Flags pinode sets itself from the profile; giving them in `server_args`/`agent_args` too

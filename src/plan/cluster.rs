@@ -160,7 +160,7 @@ impl ClusterPlan {
 }
 
 /// The checks every cluster token passes, whatever its source: pinode's own minimum, then
-/// K3s's parser (see [`crate::provision::k3s::check_cluster_token`]).
+/// K3s's parser (see [`crate::render::k3s::check_cluster_token`]).
 fn check_token_value(t: &str) -> Result<(), String> {
     let printable = t.chars().all(|c| c.is_ascii_graphic());
     if !printable || t.len() < 16 {
@@ -169,7 +169,7 @@ fn check_token_value(t: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    crate::provision::k3s::check_cluster_token(t)
+    crate::render::k3s::check_cluster_token(t)
 }
 
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state

@@ -205,7 +205,7 @@ pub fn decimal_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::discover::{PartitionUse, Transport};
+    use crate::device::discover::{PartitionUse, Transport};
     use std::path::PathBuf;
 
     fn card() -> BlockDevice {

@@ -285,12 +285,12 @@ impl BlockDevice {
 /// Such a use is recorded as a holder of this disk, which refuses it whatever the flags
 /// (`--unmount` would only unmount this device's own mounts).
 fn mark_shared_backing_files(disks: &mut [BlockDevice]) {
-    let backing: Vec<Option<crate::sink::identity::Identity>> = disks
+    let backing: Vec<Option<crate::device::identity::Identity>> = disks
         .iter()
         .map(|d| {
             d.backing_file
                 .as_deref()
-                .and_then(crate::sink::identity::backing_identity)
+                .and_then(crate::device::identity::backing_identity)
         })
         .collect();
     let mut extra: Vec<(usize, String)> = Vec::new();
