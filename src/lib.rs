@@ -12,6 +12,7 @@ pub mod customise;
 pub mod device;
 pub mod digest;
 pub mod disk;
+pub mod edge;
 pub mod entropy;
 pub mod error;
 pub mod fetch;

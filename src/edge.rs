@@ -1,0 +1,149 @@
+//! The edge of the library: the one module that reads the process environment.
+//!
+//! Everything pinode takes from its environment is gathered here, once, into [`Settings`]:
+//! the binary captures it at start-up ([`init`]) and the library reads the typed values
+//! instead of calling `std::env` wherever a value is needed. Secrets named by a profile's
+//! `*_env` keys are looked up in the same snapshot ([`Settings::var`]).
+//!
+//! Test hooks (fixed randomness, pauses inside a card write, a fake `/sys`) live behind one
+//! explicit switch: they are honoured only when `PINODE_TEST_HOOKS=1` is set, and are listed
+//! in [`TestHooks`].
+//!
+//! `tests/architecture.rs` fails when `std::env::var`, `println!`, `eprintln!` or
+//! `std::process::exit` appears in the library outside this module.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The process environment as it was at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    vars: BTreeMap<OsString, OsString>,
+}
+
+/// Why a variable has no usable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarError {
+    NotPresent,
+    NotUnicode,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn capture() -> Environment {
+        Environment {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    /// An environment made of `pairs` (tests).
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Environment {
+        Environment {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn var_os(&self, name: &str) -> Option<&OsStr> {
+        self.vars.get(OsStr::new(name)).map(OsString::as_os_str)
+    }
+
+    /// As `std::env::var`.
+    pub fn var(&self, name: &str) -> Result<&str, VarError> {
+        match self.var_os(name) {
+            None => Err(VarError::NotPresent),
+            Some(v) => v.to_str().ok_or(VarError::NotUnicode),
+        }
+    }
+
+    /// The value when it is set, valid UTF-8 and not empty.
+    pub fn non_empty(&self, name: &str) -> Option<&str> {
+        self.var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// The test hooks, honoured only with `PINODE_TEST_HOOKS=1`.
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    /// `PINODE_TEST_SEED`: derive the cluster token, instance-ids and salts from this seed
+    /// (see [`crate::entropy`]) so that prepared images can be compared byte for byte.
+    pub seed: Option<String>,
+    /// `PINODE_TEST_PAUSE=write:BYTES@FILE` or `verify@FILE`: the card writer stops at that
+    /// point until FILE disappears (tests pull a card or change bytes there).
+    pub pause: Option<String>,
+    /// `PINODE_SYSTEM_ROOT`: read `sys/`, `proc/` of card discovery under this directory.
+    pub system_root: Option<PathBuf>,
+}
+
+/// What pinode takes from its environment.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    env: Environment,
+    /// `SOURCE_DATE_EPOCH`: the time stamped on files pinode writes (reproducible images).
+    pub source_date_epoch: Option<i64>,
+    /// `PINODE_STATE_DIR`: where kept cluster tokens live, instead of the XDG state folder.
+    pub state_dir: Option<PathBuf>,
+    /// `CI`: set and not `false` under a CI system (no progress bars).
+    pub ci: bool,
+    pub test: TestHooks,
+}
+
+impl Settings {
+    /// Reads the settings from `env`.
+    pub fn from_environment(env: Environment) -> Settings {
+        let test = if env.non_empty("PINODE_TEST_HOOKS") == Some("1") {
+            TestHooks {
+                seed: env.non_empty("PINODE_TEST_SEED").map(str::to_string),
+                pause: env.non_empty("PINODE_TEST_PAUSE").map(str::to_string),
+                system_root: env.non_empty("PINODE_SYSTEM_ROOT").map(PathBuf::from),
+            }
+        } else {
+            TestHooks::default()
+        };
+        Settings {
+            source_date_epoch: env
+                .non_empty("SOURCE_DATE_EPOCH")
+                .and_then(|v| v.trim().parse().ok()),
+            state_dir: env
+                .var_os("PINODE_STATE_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            ci: env.non_empty("CI").is_some_and(|v| v != "false"),
+            test,
+            env,
+        }
+    }
+
+    /// The environment variable `name` (for `*_env` secrets, proxies, XDG folders).
+    pub fn var(&self, name: &str) -> Result<&str, VarError> {
+        self.env.var(name)
+    }
+
+    pub fn var_os(&self, name: &str) -> Option<&OsStr> {
+        self.env.var_os(name)
+    }
+
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Fixes the settings of this process (the binary calls it first thing). Later calls, and
+/// calls after [`settings`] was first used, change nothing and return false.
+pub fn init(settings: Settings) -> bool {
+    SETTINGS.set(settings).is_ok()
+}
+
+/// The settings of this process: those given to [`init`], or the environment captured at
+/// the first call.
+pub fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| Settings::from_environment(Environment::capture()))
+}
