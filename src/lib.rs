@@ -23,6 +23,7 @@ pub mod invoker;
 pub mod osinfo;
 pub mod plan;
 pub mod profile;
+pub mod progress;
 pub mod render;
 pub mod rootfs;
 pub mod sink;
