@@ -61,6 +61,8 @@ pub struct ApplyReport {
     pub cmdline: Change,
     pub cmdline_added: Vec<String>,
     pub config: Change,
+    /// Notes for the user from planning the node (e.g. a cluster token was generated).
+    pub notes: Vec<String>,
 }
 
 /// Applies `c` to the open boot partition.
@@ -222,12 +224,13 @@ pub fn customise_image(
     node: &crate::profile::NodeConfig,
     os: &crate::osinfo::OsInfo,
 ) -> Result<(Customisation, ApplyReport), crate::Error> {
-    let plan = crate::render::NodePlan::resolve(profile, node)?;
+    let plan = crate::render::NodePlan::resolve(profile, node, crate::edge::settings())?;
     let custom = crate::render::render(&plan, os).map_err(|source| crate::Error::Render {
         node: node.hostname.clone(),
         source,
     })?;
-    let report = image.with_boot_fs(|fs| apply(fs, &custom))?;
+    let mut report = image.with_boot_fs(|fs| apply(fs, &custom))?;
+    report.notes = plan.notes;
     Ok((custom, report))
 }
 

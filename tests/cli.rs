@@ -81,7 +81,7 @@ fn errors_name_file_line_and_field() {
         ),
         (
             "version: 2\nnodes: [{hostname: a}]\n".into(),
-            "p.yaml:1:10: version: version 2 is not supported",
+            "p.yaml:1:10: version: profile version 2 is not supported by this pinode (it reads version 1)",
         ),
         (
             "version: 1\nnodes: [{hostname: a}]\n".into(),

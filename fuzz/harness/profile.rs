@@ -66,7 +66,7 @@ pub fn run(data: &[u8]) {
             let _ = loaded.init_override();
             let _ = loaded.base_dir();
             let _ = loaded.error_at("nodes[0].hostname", "x").to_string();
-            if let Some(plan) = pinode::plan::cluster::ClusterPlan::of(&loaded) {
+            if let Some(plan) = pinode::plan::cluster::ClusterPlan::of(&loaded, pinode::edge::settings()) {
                 for node in &loaded.nodes {
                     let _ = plan.role_of(&node.hostname).describe(plan.ha).to_string();
                 }

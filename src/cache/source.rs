@@ -39,8 +39,8 @@ impl SourceImage {
         if !matches!(ImageRef::classify(image), ImageRef::Path(_)) {
             return Ok(None);
         }
-        let path = crate::profile::secrets::expand_path(image, &profile.base_dir())
-            .map_err(|e| Error::Field(profile.error_at("os.image", e)))?;
+        let path = crate::profile::secret::expand_path(image, &profile.base_dir())
+            .map_err(|e| Error::Field(profile.error_at("os.image", e.to_string())))?;
         if !path.exists() {
             return Err(Error::Field(profile.error_at(
                 "os.image",

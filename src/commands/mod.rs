@@ -65,6 +65,12 @@ impl Output {
         }
     }
 
+    /// Prints a note from the library (e.g. "note: generated the K3s token …") on stderr,
+    /// as it comes: the text carries its own `note:` prefix.
+    pub fn note(&self, line: &str) {
+        eprintln!("{}", terminal_safe(line));
+    }
+
     /// Prints a warning on stderr (suppressed by `-q`), escaped as [`Output::say`] is.
     pub fn warn(&self, line: impl AsRef<str>) {
         if !self.quiet {

@@ -134,7 +134,8 @@ fn prepare_node(
             info
         }
     };
-    let (custom, _) = customise_image(&mut image, profile, node, &info)?;
+    let (custom, report) = customise_image(&mut image, profile, node, &info)?;
+    report.notes.iter().for_each(|n| out.note(n));
     let len = image.len();
     let table = image.table().clone();
     let disk = image.into_disk();

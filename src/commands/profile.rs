@@ -9,10 +9,11 @@ use super::{Output, load_profile};
 
 pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(path, out)?;
-    let plan = pinode::plan::cluster::ClusterPlan::of(&loaded);
+    let settings = pinode::edge::settings();
+    let plan = pinode::plan::cluster::ClusterPlan::of(&loaded, settings);
     if let Some(plan) = &plan {
         // A token K3s cannot parse is found now, not on the node at first boot.
-        plan.check_token(&loaded)?;
+        plan.check_token(&loaded, settings)?;
     }
     let p = &loaded.profile;
     out.say(format!(
@@ -48,11 +49,11 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
             Redacted(&k3s.install_url)
         ));
         if let Some(runner) = &plan.spec.runner {
-            let source = match (&runner.token_env, &runner.token_file) {
-                (Some(var), _) => format!("env {var}"),
-                (None, Some(file)) => format!("file {file}"),
-                (None, None) => String::new(),
-            };
+            let source = pinode::profile::v1::secrets::one(
+                pinode::profile::v1::secrets::runner_token(runner),
+            )
+            .map(|secret| secret.to_string())
+            .unwrap_or_default();
             out.say(format!(
                 "  runner: GitLab {} from {} (token: {source})",
                 Redacted(&runner.url),
@@ -76,8 +77,8 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
         if let Some(wifi) = &node.wifi {
             facts.push(format!(
                 "wi-fi {} ({})",
-                pinode::ui::quoted(&wifi.value.ssid),
-                wifi.value.country
+                pinode::ui::quoted(&wifi.ssid),
+                wifi.country
             ));
         }
         facts.push(node.timezone.clone());

@@ -72,7 +72,8 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         ));
     };
 
-    let plan = NodePlan::resolve(&profile, node)?;
+    let plan = NodePlan::resolve(&profile, node, pinode::edge::settings())?;
+    plan.notes.iter().for_each(|n| out.note(n));
     let custom = render::render(&plan, &os).map_err(|source| Error::Render {
         node: node.hostname.clone(),
         source,

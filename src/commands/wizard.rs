@@ -20,7 +20,7 @@ use pinode::catalog::Catalog;
 use pinode::device::discover::SystemView;
 use pinode::device::safety::{assess, one_line, reasons, verdict};
 use pinode::plan::password::sha512_crypt;
-use pinode::profile::node::expand_hostname;
+use pinode::profile::v1::expand::expand_hostname;
 use pinode::profile::values;
 use pinode::render::k3s::check_runner_token;
 use pinode::ui::{Untrusted, terminal_safe};

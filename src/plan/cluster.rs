@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use crate::edge::Settings;
 use crate::invoker::Invoker;
 use crate::profile::schema::{ClusterSpec, Role};
-use crate::profile::{FieldError, LoadedProfile, secrets};
+use crate::profile::v1::secrets;
+use crate::profile::{FieldError, LoadedProfile, SecretRef};
 
 /// What K3s does on one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,28 +43,29 @@ impl K3sRole {
 }
 
 /// Where the cluster token comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum TokenSource {
-    Env {
-        var: String,
-    },
-    File {
-        path: String,
-    },
+    /// `token_env` or `token_file`.
+    Given(SecretRef),
     /// Generated on first use and kept at this path.
-    State {
-        path: PathBuf,
-    },
+    State { path: PathBuf },
 }
 
 impl std::fmt::Display for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TokenSource::Env { var } => write!(f, "environment variable {var}"),
-            TokenSource::File { path } => write!(f, "file {path}"),
+            TokenSource::Given(secret) => secret.fmt(f),
             TokenSource::State { path } => write!(f, "generated once, kept in {}", path.display()),
         }
     }
+}
+
+/// The cluster token, and what to tell the user about it (that it was just generated).
+#[derive(Debug)]
+pub struct Token {
+    pub value: SecretString,
+    /// A line for stderr, e.g. "note: generated the K3s token … (back it up)".
+    pub notice: Option<String>,
 }
 
 /// The cluster, as planned from a profile.
@@ -82,8 +85,8 @@ pub struct ClusterPlan {
 
 impl ClusterPlan {
     /// The plan of `profile`, if it has a cluster (and at least one server: validation
-    /// guarantees that).
-    pub fn of(profile: &LoadedProfile) -> Option<ClusterPlan> {
+    /// guarantees that). A generated token is kept in `settings`' state directory.
+    pub fn of(profile: &LoadedProfile, settings: &Settings) -> Option<ClusterPlan> {
         let spec = profile.profile.cluster.clone()?;
         let servers: Vec<String> = profile
             .nodes
@@ -96,11 +99,14 @@ impl ClusterPlan {
             .api
             .clone()
             .unwrap_or_else(|| format!("https://{founder}.local:6443"));
-        let token = match (&spec.token_env, &spec.token_file) {
-            (Some(var), _) => TokenSource::Env { var: var.clone() },
-            (None, Some(path)) => TokenSource::File { path: path.clone() },
-            (None, None) => TokenSource::State {
-                path: state_dir().join("clusters").join(&spec.name).join("token"),
+        // Validation has refused two sources; none means "generate and keep".
+        let token = match secrets::one(secrets::cluster_token(&spec)) {
+            Some(secret) => TokenSource::Given(secret),
+            None => TokenSource::State {
+                path: state_dir(settings)
+                    .join("clusters")
+                    .join(&spec.name)
+                    .join("token"),
             },
         };
         Some(ClusterPlan {
@@ -127,33 +133,39 @@ impl ClusterPlan {
     }
 
     /// Reads (or, the first time, generates and keeps) the cluster token.
-    pub fn token(&self, profile: &LoadedProfile) -> Result<SecretString, FieldError> {
+    pub fn token(&self, profile: &LoadedProfile, settings: &Settings) -> Result<Token, FieldError> {
         let (token, field) = match &self.token {
-            TokenSource::Env { var } => (secrets::from_env(var), "cluster.token_env"),
-            TokenSource::File { path } => (
-                secrets::from_file(path, &profile.base_dir()),
-                "cluster.token_file",
+            TokenSource::Given(secret) => (
+                secret
+                    .resolve(settings, &profile.base_dir())
+                    .map(|value| Token {
+                        value,
+                        notice: None,
+                    })
+                    .map_err(|e| e.to_string()),
+                secret.field.as_str(),
             ),
             TokenSource::State { path } => (kept_token(path), "cluster"),
         };
         let token = token.map_err(|e| profile.error_at(field, e))?;
-        check_token_value(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
+        check_token_value(token.value.expose_secret()).map_err(|e| profile.error_at(field, e))?;
         Ok(token)
     }
 
     /// What `profile check` can say about the token without creating one: the token from
     /// the environment or the file when they are there, and the kept token when it exists.
     /// A token that is not there yet is not an error here (prepare and flash say so).
-    pub fn check_token(&self, profile: &LoadedProfile) -> Result<(), FieldError> {
+    pub fn check_token(
+        &self,
+        profile: &LoadedProfile,
+        settings: &Settings,
+    ) -> Result<(), FieldError> {
         let present = match &self.token {
-            TokenSource::Env { var } => std::env::var_os(var).is_some(),
-            TokenSource::File { path } => {
-                secrets::expand_path(path, &profile.base_dir()).map_or(true, |p| p.exists())
-            }
+            TokenSource::Given(secret) => secret.is_present(settings, &profile.base_dir()),
             TokenSource::State { path } => path.exists(),
         };
         if present {
-            self.token(profile)?;
+            self.token(profile, settings)?;
         }
         Ok(())
     }
@@ -175,9 +187,9 @@ fn check_token_value(t: &str) -> Result<(), String> {
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state
 /// directory (`~/.local/state/pinode`; under sudo the invoking user's, not root's, so that
 /// `sudo pinode flash` and `pinode prepare` share one kept token).
-pub fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PINODE_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+pub fn state_dir(settings: &Settings) -> PathBuf {
+    if let Some(dir) = &settings.state_dir {
+        return dir.clone();
     }
     Invoker::current()
         .state_dir()
@@ -194,10 +206,14 @@ const MIN_KEPT_TOKEN: usize = 16;
 /// then linked into place without replacing anything: `path` either does not exist or holds a
 /// complete token, and when several pinode processes start a cluster at once exactly one
 /// link wins and every other process reads the winner's token.
-fn kept_token(path: &Path) -> Result<SecretString, String> {
+fn kept_token(path: &Path) -> Result<Token, String> {
     let shown = path.display();
+    let kept = |value| Token {
+        value,
+        notice: None,
+    };
     if std::fs::symlink_metadata(path).is_ok() {
-        return read_kept_token(path);
+        return read_kept_token(path).map(kept);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let invoker = Invoker::current();
@@ -231,13 +247,15 @@ fn kept_token(path: &Path) -> Result<SecretString, String> {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
-            eprintln!(
-                "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
-            );
-            Ok(SecretString::from(token))
+            Ok(Token {
+                value: SecretString::from(token),
+                notice: Some(format!(
+                    "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
+                )),
+            })
         }
         // Another pinode got there first: use its token (ours is removed with the temp file).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path).map(kept),
         Err(e) => Err(format!("cannot create {shown}: {e}")),
     }
 }
@@ -331,7 +349,7 @@ mod tests {
             })
             .collect();
         let started = std::time::Instant::now();
-        let plan = ClusterPlan::of(&profile).unwrap();
+        let plan = ClusterPlan::of(&profile, &Settings::default()).unwrap();
         let joining = profile
             .nodes
             .iter()
@@ -348,13 +366,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clusters/c/token");
         let first = kept_token(&path).unwrap();
+        assert!(first.notice.is_some_and(|n| n.contains("back it up")));
+        let first = first.value;
         assert_eq!(first.expose_secret().len(), 64);
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
         assert_eq!(
-            kept_token(&path).unwrap().expose_secret(),
+            kept_token(&path).unwrap().value.expose_secret(),
             first.expose_secret()
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

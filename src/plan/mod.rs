@@ -10,9 +10,11 @@ pub mod wifi;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::edge::Settings;
 use crate::profile::node::BootConfig;
 use crate::profile::schema::SudoMode;
-use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secrets, values};
+use crate::profile::v1::secrets;
+use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secret, values};
 
 use crate::render::k3s::{NodeCluster, RunnerPlan, check_runner_token};
 use cluster::{ClusterPlan, K3sRole};
@@ -56,6 +58,9 @@ pub struct NodePlan {
     pub boot: BootConfig,
     /// The node's part in the K3s cluster, when the profile has one.
     pub cluster: Option<NodeCluster>,
+    /// What the user should be told, one line each for stderr (e.g. that the cluster token
+    /// was generated and where it is kept). The library does not print; the commands do.
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Debug for NodePlan {
@@ -69,9 +74,15 @@ impl std::fmt::Debug for NodePlan {
 }
 
 impl NodePlan {
-    /// Resolves `node` of `profile`: reads key files, environment variables and secret files.
-    pub fn resolve(profile: &LoadedProfile, node: &NodeConfig) -> Result<NodePlan, FieldError> {
+    /// Resolves `node` of `profile`: reads key files, environment variables (through
+    /// `settings`) and secret files.
+    pub fn resolve(
+        profile: &LoadedProfile,
+        node: &NodeConfig,
+        settings: &Settings,
+    ) -> Result<NodePlan, FieldError> {
         let base = profile.base_dir();
+        let locate = |secret| locate(profile, secret);
         let mut keys: Vec<String> = node
             .user
             .keys
@@ -79,8 +90,8 @@ impl NodePlan {
             .map(|k| k.trim().to_string())
             .collect();
         if let Some(file) = &node.user.keys_file {
-            let path = secrets::expand_path(&file.value, &base)
-                .map_err(|e| profile.error_at(&file.field, e))?;
+            let path = secret::expand_path(&file.value, &base)
+                .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
             let text = crate::input::read_text(&path, MAX_KEYS_FILE, "an authorized_keys file")
                 .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
             for (n, line) in text.lines().enumerate() {
@@ -106,44 +117,39 @@ impl NodePlan {
         let password_hash = match &node.user.password {
             Password::None => None,
             Password::Hash(hash) => Some(hash.clone()),
-            Password::Env(var) => {
-                let plain =
-                    secrets::from_env(&var.value).map_err(|e| profile.error_at(&var.field, e))?;
-                Some(
-                    password::sha512_crypt(plain.expose_secret())
-                        .map_err(|e| profile.error_at(&var.field, e))?,
-                )
+            Password::Plain(secret) => {
+                let plain = secret
+                    .resolve(settings, &base)
+                    .map_err(|e| locate(secret)(e.to_string()))?;
+                Some(password::sha512_crypt(plain.expose_secret()).map_err(locate(secret))?)
             }
         };
         let wifi = match &node.wifi {
             None => None,
             Some(w) => {
-                let spec = &w.value;
-                let (passphrase, field) = if let Some(var) = &spec.psk_env {
-                    (secrets::from_env(var), format!("{}.psk_env", w.field))
-                } else if let Some(file) = &spec.psk_file {
-                    (
-                        secrets::from_file(file, &base),
-                        format!("{}.psk_file", w.field),
-                    )
-                } else {
-                    let inline = spec.psk.clone().unwrap_or_default();
-                    (Ok(SecretString::from(inline)), format!("{}.psk", w.field))
-                };
-                let passphrase = passphrase.map_err(|e| profile.error_at(&field, e))?;
-                values::wifi_passphrase(passphrase.expose_secret())
-                    .map_err(|e| profile.error_at(&field, e))?;
+                let passphrase = w
+                    .psk
+                    .resolve(settings, &base)
+                    .map_err(|e| locate(&w.psk)(e.to_string()))?;
+                values::wifi_passphrase(passphrase.expose_secret()).map_err(locate(&w.psk))?;
                 Some(WifiPlan {
-                    ssid: spec.ssid.clone(),
-                    psk_hex: wifi::psk_hex(&spec.ssid, passphrase.expose_secret()),
-                    country: spec.country.clone(),
-                    hidden: spec.hidden,
+                    ssid: w.ssid.clone(),
+                    psk_hex: wifi::psk_hex(&w.ssid, passphrase.expose_secret()),
+                    country: w.country.clone(),
+                    hidden: w.hidden,
                 })
             }
         };
-        let cluster = match ClusterPlan::of(profile) {
+        let mut notes = Vec::new();
+        let cluster = match ClusterPlan::of(profile, settings) {
             None => None,
-            Some(plan) => Some(resolve_cluster(profile, &plan, &node.hostname)?),
+            Some(plan) => Some(resolve_cluster(
+                profile,
+                &plan,
+                &node.hostname,
+                settings,
+                &mut notes,
+            )?),
         };
         let has_keys = !keys.is_empty();
         Ok(NodePlan {
@@ -163,8 +169,17 @@ impl NodePlan {
             keyboard: node.keyboard.clone(),
             boot: node.boot.clone(),
             cluster,
+            notes,
         })
     }
+}
+
+/// An error about `secret`, located at the profile key that names it.
+fn locate<'a>(
+    profile: &'a LoadedProfile,
+    secret: &'a crate::profile::SecretRef,
+) -> impl Fn(String) -> FieldError + 'a {
+    move |e| profile.error_at(&secret.field, e)
 }
 
 /// The node's part in the cluster: its role, the token, and the runner on the founder.
@@ -172,19 +187,19 @@ fn resolve_cluster(
     profile: &LoadedProfile,
     plan: &ClusterPlan,
     hostname: &str,
+    settings: &Settings,
+    notes: &mut Vec<String>,
 ) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(hostname);
     let runner = match (&plan.spec.runner, role) {
         (Some(spec), K3sRole::Founder) => {
-            let (token, field) = match (&spec.token_env, &spec.token_file) {
-                (Some(var), _) => (secrets::from_env(var), "cluster.runner.token_env"),
-                (None, Some(path)) => (
-                    secrets::from_file(path, &profile.base_dir()),
-                    "cluster.runner.token_file",
-                ),
-                (None, None) => (Err("no token source".to_string()), "cluster.runner"),
-            };
-            let token = token.map_err(|e| profile.error_at(field, e))?;
+            // Validation has made sure there is exactly one token source.
+            let secret = secrets::one(secrets::runner_token(spec))
+                .ok_or_else(|| profile.error_at("cluster.runner", "no token source"))?;
+            let field = secret.field.as_str();
+            let token = secret
+                .resolve(settings, &profile.base_dir())
+                .map_err(|e| profile.error_at(field, e.to_string()))?;
             check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
             Some(RunnerPlan {
                 spec: spec.clone(),
@@ -193,12 +208,14 @@ fn resolve_cluster(
         }
         _ => None,
     };
+    let token = plan.token(profile, settings)?;
+    notes.extend(token.notice);
     Ok(NodeCluster {
         cluster: plan.name.clone(),
         role,
         ha: plan.ha,
         api: plan.api.clone(),
-        token: plan.token(profile)?,
+        token: token.value,
         k3s: plan.spec.k3s.clone(),
         runner,
     })

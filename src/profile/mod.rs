@@ -1,18 +1,27 @@
-//! Profiles: loading, validation with file/line/field errors, node expansion and secrets.
+//! Profiles: parsing and validation only, with file/line/field errors.
+//!
+//! [`LoadedProfile::parse`] reads the `version` key first ([`version`]) and hands the document
+//! to that version's module ([`v1`]), which checks it and translates it into the one internal
+//! model: [`NodeConfig`]s with secrets as [`SecretRef`]s. Nothing here reads a secret or
+//! renders a file: [`crate::plan`] resolves a node, [`crate::render`] writes it.
 
 pub mod countries;
 pub mod node;
-pub mod schema;
-pub mod secrets;
+pub mod secret;
 pub mod spans;
-mod validate;
+pub mod v1;
 pub mod values;
+pub mod version;
+
+/// The v1 types are the profile's types (a later version translates into them).
+pub use v1::schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use node::{NodeConfig, Password, Sourced, UserConfig};
+pub use node::{NodeConfig, Password, Sourced, UserConfig, WifiConfig};
 pub use schema::{InitChoice, Profile, Role};
+pub use secret::{SecretError, SecretRef};
 pub use spans::{Position, SpanIndex};
 
 /// Profiles are hand-written YAML; anything this large is a mistake, and refusing it keeps a
@@ -86,46 +95,37 @@ impl LoadedProfile {
                 "the profile is empty (it needs at least `version: 1` and `nodes`)".into(),
             )]));
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let profile: Profile = match serde_path_to_error::deserialize(deserializer) {
-            Ok(profile) => profile,
-            Err(e) => {
-                let field = match e.path().to_string() {
-                    p if p == "." => String::new(),
-                    p => p,
-                };
-                let inner = e.into_inner();
-                let position = inner.location().map(|l| Position {
-                    line: l.line(),
-                    column: l.column(),
-                });
-                return Err(ProfileError::Invalid(vec![at(
-                    field,
-                    position,
-                    clean_yaml_message(&inner),
-                )]));
-            }
-        };
         let spans = SpanIndex::build(text);
         let locate =
             |field: &str, message: String| at(field.to_string(), spans.find(field), message);
-        let mut report = validate::Report::default();
-        validate::profile(&profile, &mut report);
-        let nodes = node::expand(&profile, &mut report);
-        if !report.errors.is_empty() {
-            return Err(ProfileError::Invalid(
-                report
-                    .errors
-                    .into_iter()
-                    .map(|(f, m)| locate(&f, m))
-                    .collect(),
-            ));
+        match version::declared(text) {
+            version::Declared::Number(version::CURRENT) | version::Declared::Unreadable => {}
+            version::Declared::Number(other) => {
+                return Err(ProfileError::Invalid(vec![locate(
+                    "version",
+                    version::unsupported(other),
+                )]));
+            }
         }
-        let warnings = report
+        let parsed = match v1::load(text) {
+            Ok(parsed) => parsed,
+            Err(v1::Refused::Shape {
+                field,
+                position,
+                message,
+            }) => return Err(ProfileError::Invalid(vec![at(field, position, message)])),
+            Err(v1::Refused::Invalid(errors)) => {
+                return Err(ProfileError::Invalid(
+                    errors.into_iter().map(|(f, m)| locate(&f, m)).collect(),
+                ));
+            }
+        };
+        let warnings = parsed
             .warnings
             .into_iter()
             .map(|(f, m)| locate(&f, m))
             .collect();
+        let v1::Parsed { profile, nodes, .. } = parsed;
         Ok(LoadedProfile {
             path: path.to_path_buf(),
             profile,
@@ -175,20 +175,6 @@ impl LoadedProfile {
 /// The escaping is [`crate::ui::Untrusted`]'s, the one used for all outside text.
 fn one_line(text: String) -> String {
     crate::ui::Untrusted(&text).to_string()
-}
-
-/// serde_yaml's message without the path prefix and position suffix we print ourselves.
-fn clean_yaml_message(e: &serde_yaml::Error) -> String {
-    let mut message = e.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
-    }
-    if let Some((prefix, rest)) = message.split_once(": ")
-        && !prefix.contains(' ')
-    {
-        message = rest.to_string();
-    }
-    message
 }
 
 /// The JSON Schema of the profile format.

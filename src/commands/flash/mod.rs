@@ -224,7 +224,8 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
             info
         }
     };
-    customise_image(&mut image, job.profile, job.node, &info)?;
+    let (_, report) = customise_image(&mut image, job.profile, job.node, &info)?;
+    report.notes.iter().for_each(|n| job.out.note(n));
     let len = image.len();
     let table = image.table().clone();
     let disk = image.into_disk();

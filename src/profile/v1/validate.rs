@@ -1,8 +1,13 @@
-//! Value checks over a parsed profile. Each problem is recorded with the dotted path of the
-//! field, which [`super::SpanIndex`] turns into a line and column.
+//! Value checks over a parsed v1 profile. Each problem is recorded with the dotted path of
+//! the field, which [`crate::profile::SpanIndex`] turns into a line and column.
+//!
+//! The version is not checked here: [`crate::profile`] reads it first and only a version 1
+//! document reaches this module.
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
-use super::values;
+use super::secrets;
+use crate::profile::secret::Picked;
+use crate::profile::values;
 use crate::render::k3s;
 use crate::render::k3s_flags::{self, Command};
 
@@ -29,15 +34,6 @@ impl Report {
 }
 
 pub(crate) fn profile(p: &Profile, r: &mut Report) {
-    if p.version != 1 {
-        r.error(
-            "version",
-            format!(
-                "version {} is not supported; this pinode reads version 1",
-                p.version
-            ),
-        );
-    }
     if p.os.image.trim().is_empty() {
         r.error(
             "os.image",
@@ -120,14 +116,13 @@ fn user_spec(at: &str, u: &UserSpec, r: &mut Report) {
 fn wifi_spec(at: &str, w: &WifiSpec, r: &mut Report) {
     r.check(format!("{at}.ssid"), values::ssid(&w.ssid));
     r.check(format!("{at}.country"), values::country(&w.country));
-    let sources = [w.psk.is_some(), w.psk_env.is_some(), w.psk_file.is_some()];
-    match sources.iter().filter(|s| **s).count() {
-        0 => r.error(
+    match secrets::wifi_psk(at, w) {
+        Picked::Missing => r.error(
             format!("{at}.psk_env"),
             "the Wi-Fi passphrase is missing: give psk_env (an environment variable), psk_file or psk",
         ),
-        1 => {}
-        _ => r.error(format!("{at}.psk"), "give only one of psk, psk_env and psk_file"),
+        Picked::One(_) => {}
+        Picked::Several(message) => r.error(format!("{at}.psk"), message),
     }
     if let Some(psk) = &w.psk {
         r.check(format!("{at}.psk"), values::wifi_passphrase(psk));
@@ -202,11 +197,8 @@ fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
 
 fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     r.check("cluster.name".into(), values::cluster_name(&c.name));
-    if c.token_env.is_some() && c.token_file.is_some() {
-        r.error(
-            "cluster.token_file",
-            "give token_env or token_file, not both",
-        );
+    if let Picked::Several(message) = secrets::cluster_token(c) {
+        r.error("cluster.token_file", message);
     }
     if let Some(var) = &c.token_env {
         r.check("cluster.token_env".into(), values::env_var_name(var));
@@ -322,19 +314,17 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 "must be the GitLab instance URL, e.g. https://gitlab.example.com",
             );
         }
-        match (&runner.token_env, &runner.token_file) {
-            (None, None) => r.error(
+        match secrets::runner_token(runner) {
+            Picked::Missing => r.error(
                 "cluster.runner.token_env",
                 "the runner needs its glrt- token: give token_env or token_file",
             ),
-            (Some(_), Some(_)) => r.error(
-                "cluster.runner.token_file",
-                "give token_env or token_file, not both",
-            ),
-            (Some(var), None) => {
-                r.check("cluster.runner.token_env".into(), values::env_var_name(var))
+            Picked::Several(message) => r.error("cluster.runner.token_file", message),
+            Picked::One(_) => {
+                if let Some(var) = &runner.token_env {
+                    r.check("cluster.runner.token_env".into(), values::env_var_name(var))
+                }
             }
-            (None, Some(_)) => {}
         }
         if runner.concurrent == 0 {
             r.error("cluster.runner.concurrent", "must be at least 1");
