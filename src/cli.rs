@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use pinode::osinfo::Generation;
-use pinode::profile::InitChoice;
+use pinode::osinfo::{Generation, InitRoute};
 use pinode::sink::file::Compression;
 
 /// Provision Raspberry Pi nodes for a K3s cluster from one YAML profile.
@@ -231,34 +230,9 @@ pub struct RenderArgs {
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Render for this generation without an image.
-    #[arg(long, value_parser = parse_generation, conflicts_with = "image")]
+    #[arg(long, value_enum, conflicts_with = "image")]
     pub generation: Option<Generation>,
     /// First-boot route (overrides the profile's os.init).
     #[arg(long, value_enum)]
-    pub init: Option<InitArg>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum InitArg {
-    Firstrun,
-    #[value(name = "cloud-init")]
-    CloudInit,
-}
-
-impl From<InitArg> for InitChoice {
-    fn from(a: InitArg) -> Self {
-        match a {
-            InitArg::Firstrun => InitChoice::Firstrun,
-            InitArg::CloudInit => InitChoice::CloudInit,
-        }
-    }
-}
-
-fn parse_generation(s: &str) -> Result<Generation, String> {
-    match s {
-        "bullseye" => Ok(Generation::Bullseye),
-        "bookworm" => Ok(Generation::Bookworm),
-        "trixie" => Ok(Generation::Trixie),
-        _ => Err("one of bullseye, bookworm, trixie".into()),
-    }
+    pub init: Option<InitRoute>,
 }

@@ -11,12 +11,14 @@ use serde::Serialize;
 
 use crate::rootfs::OsRelease;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// The one generation type: serde, `FromStr`/`Display` and clap (`--generation`) share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Generation {
     Bullseye,
     Bookworm,
     Trixie,
+    #[value(skip)]
     Unknown,
 }
 
@@ -92,8 +94,10 @@ impl std::fmt::Display for Generation {
     }
 }
 
-/// How a node receives its first-boot customisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a node receives its first-boot customisation: the one route type, shared by the
+/// CLI (`--init`, clap), the profile (`os.init`, through `profile::schema::InitChoice`),
+/// `FromStr`/`Display` and serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum InitRoute {
     /// `firstrun.sh` run by `systemd.run=` (Raspberry Pi Imager's route up to Bookworm).
     #[serde(rename = "firstrun")]
@@ -103,6 +107,7 @@ pub enum InitRoute {
     CloudInit,
     /// Neither could be established.
     #[serde(rename = "none")]
+    #[value(skip)]
     None,
 }
 
@@ -122,6 +127,22 @@ impl InitRoute {
             "cloudinit" | "cloudinit-rpi" => Some(InitRoute::CloudInit),
             _ => None,
         }
+    }
+}
+
+/// `firstrun` or `cloud-init` (a route one can ask for; `none` is only ever detected).
+impl std::str::FromStr for InitRoute {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <InitRoute as clap::ValueEnum>::from_str(s, false)
+    }
+}
+
+/// `bullseye`, `bookworm` or `trixie`.
+impl std::str::FromStr for Generation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Generation as clap::ValueEnum>::from_str(s, false)
     }
 }
 

@@ -24,7 +24,7 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
     out.say(format!(
         "  os: {} (first boot: {})",
         Redacted(&p.os.image),
-        init_name(p.os.init)
+        p.os.init
     ));
     if let Some(plan) = &plan {
         let servers = plan.servers.len();
@@ -85,14 +85,6 @@ pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
         out.say(format!("  {:<16} {}", node.hostname, facts.join(", ")));
     }
     Ok(())
-}
-
-fn init_name(init: pinode::profile::InitChoice) -> &'static str {
-    match init {
-        pinode::profile::InitChoice::Auto => "auto",
-        pinode::profile::InitChoice::Firstrun => "firstrun",
-        pinode::profile::InitChoice::CloudInit => "cloud-init",
-    }
 }
 
 pub fn schema(out: &Output) -> Result<(), Error> {

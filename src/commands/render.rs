@@ -8,7 +8,6 @@ use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
-use pinode::profile::InitChoice;
 use pinode::render::{self, NodePlan};
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
@@ -20,15 +19,7 @@ use crate::cli::RenderArgs;
 pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
-    let forced = match args
-        .init
-        .map(InitChoice::from)
-        .unwrap_or(profile.profile.os.init)
-    {
-        InitChoice::Auto => None,
-        InitChoice::Firstrun => Some(osinfo::InitRoute::Firstrun),
-        InitChoice::CloudInit => Some(osinfo::InitRoute::CloudInit),
-    };
+    let forced = args.init.or(profile.init_override());
     create_dir_all(&args.out_dir)?;
     // One render per folder at a time: two would mix their nodes' files.
     let _lock = lock_folder(&args.out_dir)?;

@@ -368,13 +368,13 @@ impl Wizard {
             "Install a GitLab Runner (Kubernetes executor) on the first server?",
             false,
         )? {
+            // The rule `profile check` applies: https, or http with its warning.
             let url = self.input("GitLab URL", "https://gitlab.com", |s| {
-                if s.starts_with("https://") && s.len() > 8 && !s.contains(char::is_whitespace) {
-                    Ok(())
-                } else {
-                    Err("an https:// URL, e.g. https://gitlab.com".into())
-                }
+                values::gitlab_url(s).map(|_| ())
             })?;
+            if let Ok(Some(warning)) = values::gitlab_url(&url) {
+                eprintln!("warning: {}", terminal_safe(&warning));
+            }
             let token = self.ask_secret(
                 &mut store,
                 "Runner authentication token (glrt-…)",

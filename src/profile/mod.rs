@@ -160,11 +160,7 @@ impl LoadedProfile {
 
     /// The profile's first-boot route override.
     pub fn init_override(&self) -> Option<crate::osinfo::InitRoute> {
-        match self.profile.os.init {
-            InitChoice::Auto => None,
-            InitChoice::Firstrun => Some(crate::osinfo::InitRoute::Firstrun),
-            InitChoice::CloudInit => Some(crate::osinfo::InitRoute::CloudInit),
-        }
+        self.profile.os.init.forced()
     }
 }
 

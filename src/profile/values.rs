@@ -394,6 +394,55 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
     hostname(name).map_err(|e| e.replacen("hostname", "cluster name", 2))
 }
 
+// Rules of the cluster stack (K3s) and the CI system (GitLab), used by `profile check` and
+// the wizard alike. MARKED FOR THE LEAD: when `src/engine/` (K3s) and `src/ci/` (GitLab) exist,
+// these three move there beside the rest of each stack's knowledge; the callers
+// (profile::v1::validate, wizard) only change their import.
+
+/// A K3s release such as `v1.33.5+k3s1`.
+pub fn k3s_version(version: &str) -> Result<(), String> {
+    let ok = version.starts_with('v')
+        && version
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
+        && version[1..].starts_with(|ch: char| ch.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a K3s version (e.g. v1.33.5+k3s1)",
+            quoted(version)
+        ))
+    }
+}
+
+/// A K3s release channel such as `stable`, `latest` or `v1.33`.
+pub fn k3s_channel(channel: &str) -> Result<(), String> {
+    if !channel.is_empty()
+        && channel
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
+    {
+        Ok(())
+    } else {
+        Err("a channel name such as stable, latest or v1.33".into())
+    }
+}
+
+/// The GitLab instance a runner registers with: an https:// URL, or an http:// one with a
+/// warning (returned as `Ok(Some(warning))`: the runner token would travel unencrypted).
+pub fn gitlab_url(url: &str) -> Result<Option<String>, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url
+            .starts_with("http://")
+            .then(|| "plain http: the runner token travels unencrypted; use https".to_string())),
+        _ => Err("must be the GitLab instance URL, e.g. https://gitlab.example.com".into()),
+    }
+}
+
 fn abbreviate(value: &str) -> String {
     if value.chars().count() > 40 {
         format!("{}…", value.chars().take(40).collect::<String>())
@@ -483,6 +532,21 @@ mod tests {
         assert!(keyboard("gb").is_ok() && keyboard("G B").is_err());
         assert!(country("DE").is_ok() && country("XX").is_err());
         assert!(country("de").unwrap_err().contains("DE"));
+    }
+
+    #[test]
+    fn k3s_and_gitlab_values() {
+        assert!(k3s_version("v1.33.5+k3s1").is_ok() && k3s_version("1.33").is_err());
+        assert!(k3s_channel("v1.33").is_ok() && k3s_channel("a b").is_err());
+        assert_eq!(gitlab_url("https://gitlab.com"), Ok(None));
+        assert!(
+            gitlab_url("http://gitlab.lan")
+                .unwrap()
+                .unwrap()
+                .contains("plain http")
+        );
+        assert!(gitlab_url("https://").is_err() && gitlab_url("ftp://x").is_err());
+        assert!(gitlab_url("https://a b").is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod save;
 
 use secrecy::SecretString;
 
+use crate::profile::values;
+
 /// Where a secret the wizard was given ends up.
 pub enum Secret {
     /// Written to `file` (a name next to the profile), mode 0600.
@@ -37,28 +39,16 @@ pub enum K3sRelease {
 }
 
 impl K3sRelease {
-    /// `v1.33.5+k3s1` is a version; `stable`, `latest`, `v1.33` are channels.
+    /// `v1.33.5+k3s1` is a version; `stable`, `latest`, `v1.33` are channels. Each is checked
+    /// by the rule `profile check` applies to `cluster.k3s.version` / `channel`.
     pub fn parse(text: &str) -> Result<K3sRelease, String> {
         let text = text.trim();
-        let charset = |extra: &str| {
-            !text.is_empty()
-                && text
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
-        };
         if text.contains("+k3s") {
-            if text.starts_with('v')
-                && text[1..].starts_with(|c: char| c.is_ascii_digit())
-                && charset(".+-")
-            {
-                return Ok(K3sRelease::Version(text.to_string()));
-            }
-            return Err(format!("{text} is not a K3s version (e.g. v1.33.5+k3s1)"));
+            return values::k3s_version(text).map(|()| K3sRelease::Version(text.to_string()));
         }
-        if charset(".-") {
-            return Ok(K3sRelease::Channel(text.to_string()));
-        }
-        Err("a channel (stable, latest, v1.33) or a version (v1.33.5+k3s1)".into())
+        values::k3s_channel(text)
+            .map(|()| K3sRelease::Channel(text.to_string()))
+            .map_err(|_| "a channel (stable, latest, v1.33) or a version (v1.33.5+k3s1)".into())
     }
 }
 

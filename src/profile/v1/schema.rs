@@ -58,15 +58,88 @@ fn default_image() -> String {
     "raspios-lite-arm64".to_string()
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+/// `os.init`: `auto` (detect the route from the image) or a forced
+/// [`InitRoute`](crate::osinfo::InitRoute), the one route type the CLI's `--init` uses too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum InitChoice {
     #[default]
-    #[serde(rename = "auto")]
     Auto,
-    #[serde(rename = "firstrun")]
-    Firstrun,
-    #[serde(rename = "cloud-init")]
-    CloudInit,
+    Forced(crate::osinfo::InitRoute),
+}
+
+impl InitChoice {
+    /// The words a profile may write, in the order messages list them.
+    const WORDS: &'static [&'static str] = &["auto", "firstrun", "cloud-init"];
+
+    /// The forced route; `None` for `auto`.
+    pub fn forced(self) -> Option<crate::osinfo::InitRoute> {
+        match self {
+            InitChoice::Auto => None,
+            InitChoice::Forced(route) => Some(route),
+        }
+    }
+}
+
+impl std::str::FromStr for InitChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(InitChoice::Auto),
+            _ => s.parse().map(InitChoice::Forced),
+        }
+    }
+}
+
+impl std::fmt::Display for InitChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitChoice::Auto => f.write_str("auto"),
+            InitChoice::Forced(route) => route.fmt(f),
+        }
+    }
+}
+
+impl Serialize for InitChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read as a unit enum (as a derived one would be), so that serde_yaml reports a wrong
+/// value exactly as before: "unknown variant `x`, expected one of `auto`, …".
+impl<'de> Deserialize<'de> for InitChoice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Words;
+        impl<'de> serde::de::Visitor<'de> for Words {
+            type Value = InitChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("auto, firstrun or cloud-init")
+            }
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> Result<InitChoice, A::Error> {
+                use serde::de::{Error, VariantAccess};
+                let (word, variant): (String, _) = data.variant()?;
+                let choice = word
+                    .parse()
+                    .map_err(|_| A::Error::unknown_variant(&word, InitChoice::WORDS))?;
+                variant.unit_variant()?;
+                Ok(choice)
+            }
+        }
+        deserializer.deserialize_enum("InitChoice", InitChoice::WORDS, Words)
+    }
+}
+
+impl JsonSchema for InitChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "InitChoice".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "enum": InitChoice::WORDS })
+    }
 }
 
 /// Per-node settings. In `defaults` they apply to every node; in a node they override.

@@ -215,31 +215,12 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     }
     let k3s = &c.k3s;
     if let Some(v) = &k3s.version {
-        let ok = v.starts_with('v')
-            && v.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
-            && v[1..].starts_with(|ch: char| ch.is_ascii_digit());
-        if !ok {
-            r.error(
-                "cluster.k3s.version",
-                format!(
-                    "{} is not a K3s version (e.g. v1.33.5+k3s1)",
-                    crate::ui::quoted(v)
-                ),
-            );
-        }
+        r.check("cluster.k3s.version".into(), values::k3s_version(v));
     }
-    if k3s.channel.is_empty()
-        || !k3s
-            .channel
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
-    {
-        r.error(
-            "cluster.k3s.channel",
-            "a channel name such as stable, latest or v1.33",
-        );
-    }
+    r.check(
+        "cluster.k3s.channel".into(),
+        values::k3s_channel(&k3s.channel),
+    );
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
@@ -300,19 +281,10 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         }
     }
     if let Some(runner) = &c.runner {
-        if runner.url.starts_with("http://") {
-            r.warn(
-                "cluster.runner.url",
-                "plain http: the runner token travels unencrypted; use https",
-            );
-        }
-        if !(runner.url.starts_with("https://") || runner.url.starts_with("http://"))
-            || runner.url.contains(char::is_whitespace)
-        {
-            r.error(
-                "cluster.runner.url",
-                "must be the GitLab instance URL, e.g. https://gitlab.example.com",
-            );
+        match values::gitlab_url(&runner.url) {
+            Ok(None) => {}
+            Ok(Some(warning)) => r.warn("cluster.runner.url", warning),
+            Err(message) => r.error("cluster.runner.url", message),
         }
         match secrets::runner_token(runner) {
             Picked::Missing => r.error(
