@@ -1,5 +1,6 @@
 //! Defaults taken from the machine the wizard runs on: its time zone, locale, keyboard, user
 //! and SSH public keys. A value that does not pass pinode's own checks is not offered.
+//! The environment (`TZ`, `LC_ALL`, `LANG`) is read through [`crate::edge::settings`].
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,8 @@ pub fn timezone() -> String {
         let p = p.to_string_lossy().into_owned();
         p.split_once("zoneinfo/").map(|(_, zone)| zone.to_string())
     });
-    [std::env::var("TZ").ok(), from_file, from_link]
+    let from_env = crate::edge::settings().var("TZ").ok().map(str::to_string);
+    [from_env, from_file, from_link]
         .into_iter()
         .flatten()
         .find(|z| values::timezone(z).is_ok())
@@ -25,7 +27,7 @@ pub fn timezone() -> String {
 pub fn locale() -> String {
     ["LC_ALL", "LANG"]
         .iter()
-        .filter_map(|v| std::env::var(v).ok())
+        .filter_map(|v| crate::edge::settings().var(v).ok().map(str::to_string))
         .find(|l| l.contains('_') && values::locale(l).is_ok())
         .unwrap_or_else(|| "en_GB.UTF-8".into())
 }
