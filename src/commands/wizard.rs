@@ -58,7 +58,8 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
     let answers = w.ask_all()?;
 
     eprintln!("\nThe profile (secrets are not in it):\n");
-    for line in render_profile(&answers).lines() {
+    let text = render_profile(&answers).map_err(save::SaveError::from)?;
+    for line in text.lines() {
         eprintln!("  {}", Untrusted(line));
     }
     for (file, _) in save::secret_files(&answers) {

@@ -8,9 +8,14 @@
 
 pub mod host;
 pub mod save;
+pub mod yaml;
 
 use secrecy::SecretString;
 
+use crate::profile::schema::{
+    ClusterSpec, InitChoice, K3sSpec, NodeEntry, NodeSettings, OsSpec, Profile, Role, RunnerSpec,
+    SshSpec, SudoMode, UserSpec, WifiSpec,
+};
 use crate::profile::values;
 
 /// Where a secret the wizard was given ends up.
@@ -71,105 +76,162 @@ pub struct Answers {
     pub runner: Option<RunnerAnswers>,
 }
 
-/// A YAML scalar that reads back as exactly `value`: a JSON string is a valid YAML
-/// double-quoted scalar, and never turns into a number, a boolean or null.
-pub fn quoted(value: &str) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
-}
+/// The header the saved profile opens with.
+const HEADER: &str = "# A pinode profile, written by `pinode wizard`.
+# Check it:        pinode profile check THIS-FILE
+# Flash cards:     sudo pinode flash --profile THIS-FILE
+# Image files:     pinode prepare --profile THIS-FILE --out-dir images
+# The format: README.md, \"The profile\"; `pinode profile schema` prints its JSON Schema.
+";
 
-fn secret_lines(out: &mut String, indent: &str, key: &str, secret: &Secret, what: &str) {
+/// `(env, file)`: the profile keys a secret's answer fills.
+fn secret_keys(secret: &Secret) -> (Option<String>, Option<String>) {
     match secret {
-        Secret::File { file, .. } => out.push_str(&format!(
-            "{indent}{key}_file: {}   # {what}: mode 0600, next to this profile\n",
-            quoted(file)
-        )),
-        Secret::Env(var) => out.push_str(&format!(
-            "{indent}{key}_env: {}   # {what}: export it before flash or prepare\n",
-            quoted(var)
-        )),
+        Secret::File { file, .. } => (None, Some(file.clone())),
+        Secret::Env(var) => (Some(var.clone()), None),
     }
 }
 
-/// The profile, as commented YAML.
-pub fn render_profile(a: &Answers) -> String {
-    let mut y = String::new();
-    y.push_str(
-        "# A pinode profile, written by `pinode wizard`.\n\
-         # Check it:        pinode profile check THIS-FILE\n\
-         # Flash cards:     sudo pinode flash --profile THIS-FILE\n\
-         # Image files:     pinode prepare --profile THIS-FILE --out-dir images\n\
-         # The format: README.md, \"The profile\"; `pinode profile schema` prints its JSON Schema.\n\
-         version: 1\n\n",
-    );
-    y.push_str("os:\n");
-    y.push_str(&format!(
-        "  image: {}   # a catalog alias (pinode os list) or an image file\n",
-        quoted(&a.os_image)
-    ));
-    y.push_str(
-        "  init: auto   # firstrun (Bullseye, Bookworm) or cloud-init (Trixie), from the image\n\n",
-    );
+/// The answers as a profile, in the profile's own (v1) types.
+pub fn to_profile(a: &Answers) -> Profile {
+    let wifi = a.wifi.as_ref().map(|w| {
+        let (psk_env, psk_file) = secret_keys(&w.psk);
+        WifiSpec {
+            ssid: w.ssid.clone(),
+            psk: None,
+            psk_env,
+            psk_file,
+            country: w.country.clone(),
+            hidden: false,
+        }
+    });
+    let runner = a.runner.as_ref().map(|r| {
+        let (token_env, token_file) = secret_keys(&r.token);
+        RunnerSpec {
+            token_env,
+            token_file,
+            ..RunnerSpec::gitlab(r.url.clone())
+        }
+    });
+    let (version, channel) = match &a.k3s {
+        K3sRelease::Channel(c) => (None, c.clone()),
+        K3sRelease::Version(v) => (Some(v.clone()), K3sSpec::default().channel),
+    };
+    let node = |hostname: &String, role| NodeEntry {
+        hostname: hostname.clone(),
+        role: Some(role),
+        ..NodeEntry::default()
+    };
+    Profile {
+        version: 1,
+        os: OsSpec {
+            image: a.os_image.clone(),
+            sha256: None,
+            init: InitChoice::Auto,
+        },
+        defaults: NodeSettings {
+            user: Some(UserSpec {
+                name: Some(a.user.clone()),
+                ssh_authorized_keys: (!a.ssh_keys.is_empty()).then(|| a.ssh_keys.clone()),
+                ssh_authorized_keys_file: None,
+                password_hash: a.password_hash.clone(),
+                password_env: None,
+                sudo: Some(SudoMode::Nopasswd),
+            }),
+            ssh: Some(SshSpec {
+                enabled: Some(true),
+                password_authentication: None,
+            }),
+            wifi: Some(wifi),
+            timezone: Some(a.timezone.clone()),
+            locale: Some(a.locale.clone()),
+            keyboard: Some(a.keyboard.clone()),
+            boot: None,
+        },
+        cluster: Some(ClusterSpec {
+            name: a.cluster_name.clone(),
+            token_env: None,
+            token_file: None,
+            api: None,
+            k3s: K3sSpec {
+                version,
+                channel,
+                ..K3sSpec::default()
+            },
+            runner,
+        }),
+        nodes: std::iter::once(node(&a.servers, Role::Server))
+            .chain(a.agents.iter().map(|agents| node(agents, Role::Agent)))
+            .collect(),
+    }
+}
 
-    y.push_str("defaults:\n  user:\n");
-    y.push_str(&format!("    name: {}\n", quoted(&a.user)));
-    if !a.ssh_keys.is_empty() {
-        y.push_str("    ssh_authorized_keys:\n");
-        for key in &a.ssh_keys {
-            y.push_str(&format!("      - {}\n", quoted(key)));
-        }
-    }
-    if let Some(hash) = &a.password_hash {
-        y.push_str(&format!(
-            "    password_hash: {}   # sha512-crypt; the password itself is not kept\n",
-            quoted(hash)
-        ));
-    }
-    y.push_str("    sudo: nopasswd\n");
-    y.push_str("  ssh:\n    enabled: true\n");
-    match &a.wifi {
-        Some(w) => {
-            y.push_str("  wifi:\n");
-            y.push_str(&format!("    ssid: {}\n", quoted(&w.ssid)));
-            secret_lines(&mut y, "    ", "psk", &w.psk, "the passphrase");
-            y.push_str(&format!("    country: {}\n", quoted(&w.country)));
-        }
-        None => y.push_str("  wifi: null   # wired network\n"),
-    }
-    y.push_str(&format!("  timezone: {}\n", quoted(&a.timezone)));
-    y.push_str(&format!("  locale: {}\n", quoted(&a.locale)));
-    y.push_str(&format!("  keyboard: {}\n\n", quoted(&a.keyboard)));
-
-    y.push_str("cluster:\n");
-    y.push_str(&format!("  name: {}\n", quoted(&a.cluster_name)));
-    y.push_str(
-        "  # The join token: generated on first use and kept (0600) in pinode's state directory;\n\
-         \x20 # set token_env or token_file to bring your own.\n",
+/// What the saved profile says beside its values.
+fn comments(a: &Answers) -> yaml::Comments {
+    let mut c = yaml::Comments::default();
+    let mut trail = |path: &str, text: &str| {
+        c.trailing.insert(path.to_string(), text.to_string());
+    };
+    trail(
+        "os.image",
+        "a catalog alias (pinode os list) or an image file",
     );
-    y.push_str("  k3s:\n");
-    match &a.k3s {
-        K3sRelease::Channel(c) => y.push_str(&format!("    channel: {}\n", quoted(c))),
-        K3sRelease::Version(v) => y.push_str(&format!("    version: {}\n", quoted(v))),
+    trail(
+        "os.init",
+        "firstrun (Bullseye, Bookworm) or cloud-init (Trixie), from the image",
+    );
+    trail(
+        "defaults.user.password_hash",
+        "sha512-crypt; the password itself is not kept",
+    );
+    if a.wifi.is_none() {
+        trail("defaults.wifi", "wired network");
     }
-    match &a.runner {
-        Some(r) => {
-            y.push_str("  runner:\n    kind: gitlab\n");
-            y.push_str(&format!("    url: {}\n", quoted(&r.url)));
-            secret_lines(&mut y, "    ", "token", &r.token, "the glrt- token");
-        }
-        None => y.push_str("  runner: null\n"),
+    for (at, what) in [
+        ("defaults.wifi.psk", "the passphrase"),
+        ("cluster.runner.token", "the glrt- token"),
+    ] {
+        trail(
+            &format!("{at}_file"),
+            &format!("{what}: mode 0600, next to this profile"),
+        );
+        trail(
+            &format!("{at}_env"),
+            &format!("{what}: export it before flash or prepare"),
+        );
     }
-    y.push_str("\nnodes:\n");
-    y.push_str(&format!(
-        "  - hostname: {}   # the first server founds the cluster\n    role: server\n",
-        quoted(&a.servers)
-    ));
-    if let Some(agents) = &a.agents {
-        y.push_str(&format!(
-            "  - hostname: {}\n    role: agent\n",
-            quoted(agents)
-        ));
+    trail("nodes[0].hostname", "the first server founds the cluster");
+    c.before.insert(
+        "cluster.k3s".into(),
+        vec![
+            "The join token: generated on first use and kept (0600) in pinode's state directory;"
+                .into(),
+            "set token_env or token_file to bring your own.".into(),
+        ],
+    );
+    // Defaults the wizard does not spell out.
+    c.omit = [
+        "defaults.wifi.hidden",
+        "cluster.k3s.install_url",
+        "cluster.runner.concurrent",
+        "cluster.runner.default_image",
+    ]
+    .map(String::from)
+    .to_vec();
+    if matches!(a.k3s, K3sRelease::Version(_)) {
+        c.omit.push("cluster.k3s.channel".into());
     }
-    y
+    // Said out loud: no Wi-Fi, no runner.
+    c.keep_null = vec!["defaults.wifi".into(), "cluster.runner".into()];
+    c
+}
+
+/// The profile, as commented YAML: [`to_profile`] written by [`yaml`].
+pub fn render_profile(a: &Answers) -> Result<String, yaml::Error> {
+    Ok(format!(
+        "{HEADER}{}",
+        yaml::to_string(&to_profile(a), &comments(a))?
+    ))
 }
 
 #[cfg(test)]
@@ -203,7 +265,7 @@ mod tests {
 
     #[test]
     fn environment_references_and_yaml_lookalikes_survive_a_round_trip() {
-        let text = render_profile(&answers());
+        let text = render_profile(&answers()).unwrap();
         let loaded = crate::profile::LoadedProfile::parse(std::path::Path::new("lab.yaml"), &text)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let p = &loaded.profile;

@@ -21,6 +21,8 @@ pub enum SaveError {
     },
     #[error("internal error: the profile the wizard wrote does not load: {0}")]
     Invalid(String),
+    #[error("internal error: {0}")]
+    Write(#[from] super::yaml::Error),
 }
 
 /// What was written.
@@ -70,7 +72,8 @@ pub fn save(answers: &Answers, profile_path: &Path) -> Result<Saved, SaveError> 
         staged.push((temp, path));
     }
     let mut temp = crate::cleanup::TempFile::new_in(&dir, "profile").map_err(io(profile_path))?;
-    temp.write_all(render_profile(answers).as_bytes())
+    let text = render_profile(answers)?;
+    temp.write_all(text.as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .map_err(io(profile_path))?;
     // A password hash can be cracked offline: a profile holding one is private (0600) like

@@ -99,9 +99,18 @@ impl std::fmt::Display for InitChoice {
     }
 }
 
+/// Written as the unit variant it reads as (`init: auto`).
 impl Serialize for InitChoice {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let word = match self {
+            InitChoice::Auto => "auto",
+            InitChoice::Forced(route) => route.as_str(),
+        };
+        let index = InitChoice::WORDS
+            .iter()
+            .position(|w| *w == word)
+            .unwrap_or(0);
+        serializer.serialize_unit_variant("InitChoice", index as u32, word)
     }
 }
 
@@ -330,6 +339,21 @@ pub struct RunnerSpec {
     pub default_image: String,
 }
 
+impl RunnerSpec {
+    /// A GitLab runner for `url` with every other setting at its default.
+    pub fn gitlab(url: String) -> RunnerSpec {
+        RunnerSpec {
+            kind: RunnerKind::Gitlab,
+            url,
+            token_env: None,
+            token_file: None,
+            chart_version: None,
+            concurrent: default_concurrent(),
+            default_image: default_job_image(),
+        }
+    }
+}
+
 fn default_concurrent() -> u32 {
     2
 }
@@ -361,7 +385,7 @@ impl Role {
 }
 
 /// One node, or a numbered range of nodes.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeEntry {
     /// RFC 1123 label, unique across the profile; `worker-[1-3]` expands to three nodes.
