@@ -373,3 +373,65 @@ fn offers_the_catalog_with_lite_64_bit_first() {
     s.send("\x03").unwrap();
     let _ = s.get_process_mut().wait();
 }
+
+/// The GitLab URL follows the rule `profile check` applies: https, or http with the same
+/// warning (the wizard used to refuse http outright while the profile accepted it).
+#[test]
+fn the_gitlab_url_rule_is_the_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = wizard(dir.path());
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "solo\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "Operating system", "\r");
+    answer(&mut s, "User name", "alice\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    answer(&mut s, "Connect to Wi-Fi", "n");
+    answer(&mut s, "Time zone", "\r");
+    answer(&mut s, "Locale", "\r");
+    answer(&mut s, "Keyboard layout", "gb\r");
+    answer(&mut s, "Install a GitLab Runner", "y");
+    // Erase the default, then a URL that is not one.
+    let erase = "\x7f".repeat("https://gitlab.com".len());
+    answer(&mut s, "GitLab URL", &format!("{erase}ftp://gitlab.lan\r"));
+    answer(
+        &mut s,
+        "must be the GitLab instance URL",
+        &format!(
+            "{}http://gitlab.lan\r",
+            "\x7f".repeat("ftp://gitlab.lan".len())
+        ),
+    );
+    s.expect("warning: plain http: the runner token travels unencrypted; use https")
+        .unwrap();
+    answer(&mut s, "Where should secrets", "\r");
+    answer(
+        &mut s,
+        "Runner authentication token",
+        "glrt-t3st-t0ken-value\r",
+    );
+    answer(&mut s, "Again", "glrt-t3st-t0ken-value\r");
+    answer(&mut s, "Save the profile as", "\r");
+    answer(&mut s, "What now?", &format!("{DOWN}{DOWN}\r"));
+    s.expect("later: sudo pinode flash").unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+
+    let profile = work(dir.path()).join("pi-cluster.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("    url: \"http://gitlab.lan\"\n"), "{text}");
+    let out = output(
+        pinode()
+            .env("PINODE_STATE_DIR", dir.path().join("state"))
+            .args(["profile", "check"])
+            .arg(&profile),
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cluster.runner.url: plain http: the runner token travels unencrypted"),
+        "{err}"
+    );
+}
