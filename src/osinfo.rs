@@ -7,12 +7,14 @@
 //! evidence available, in this order: the user's `os.init`, the catalog's `init_format`,
 //! the root file system (`/etc/os-release`, cloud-init installed), the boot partition.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rootfs::OsRelease;
 
 /// The one generation type: serde, `FromStr`/`Display` and clap (`--generation`) share it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Generation {
     Bullseye,
@@ -97,7 +99,7 @@ impl std::fmt::Display for Generation {
 /// How a node receives its first-boot customisation: the one route type, shared by the
 /// CLI (`--init`, clap), the profile (`os.init`, through `profile::schema::InitChoice`),
 /// `FromStr`/`Display` and serde.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum InitRoute {
     /// `firstrun.sh` run by `systemd.run=` (Raspberry Pi Imager's route up to Bookworm).
     #[serde(rename = "firstrun")]

@@ -182,6 +182,32 @@ pub fn json_schema() -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// One route and one generation type: the profile, the CLI and serde agree on the words.
+    #[test]
+    fn one_word_per_route_and_generation() {
+        use crate::osinfo::{Generation, InitRoute};
+        for (word, route) in [
+            ("firstrun", InitRoute::Firstrun),
+            ("cloud-init", InitRoute::CloudInit),
+        ] {
+            assert_eq!(word.parse::<InitRoute>(), Ok(route));
+            assert_eq!(route.to_string(), word);
+            let choice: InitChoice = serde_yaml::from_str(word).unwrap();
+            assert_eq!(choice, InitChoice::Forced(route));
+            assert_eq!(choice.to_string(), word);
+            assert_eq!(serde_json::to_value(route).unwrap(), word);
+        }
+        assert!(
+            "none".parse::<InitRoute>().is_err(),
+            "only detected, never asked for"
+        );
+        assert_eq!("auto".parse::<InitChoice>(), Ok(InitChoice::Auto));
+        assert_eq!("trixie".parse::<Generation>(), Ok(Generation::Trixie));
+        assert!("unknown".parse::<Generation>().is_err());
+        let g: Generation = serde_json::from_value("bookworm".into()).unwrap();
+        assert_eq!(g.to_string(), "bookworm");
+    }
+
     #[test]
     fn errors_stay_on_one_line() {
         // Found by fuzzing: a quoted key with line breaks and an escape character.
