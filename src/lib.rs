@@ -7,12 +7,14 @@
 pub mod bootfs;
 pub mod cache;
 pub mod catalog;
+pub mod ci;
 pub mod cleanup;
 pub mod customise;
 pub mod device;
 pub mod digest;
 pub mod disk;
 pub mod edge;
+pub mod engine;
 pub mod entropy;
 pub mod error;
 pub mod fetch;

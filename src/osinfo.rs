@@ -7,11 +7,11 @@
 //! evidence available, in this order: the user's `os.init`, the catalog's `init_format`,
 //! the root file system (`/etc/os-release`, cloud-init installed), the boot partition.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rootfs::OsRelease;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Generation {
     Bullseye,
@@ -93,7 +93,7 @@ impl std::fmt::Display for Generation {
 }
 
 /// How a node receives its first-boot customisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InitRoute {
     /// `firstrun.sh` run by `systemd.run=` (Raspberry Pi Imager's route up to Bookworm).
     #[serde(rename = "firstrun")]

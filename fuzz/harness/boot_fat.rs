@@ -19,7 +19,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use pinode::customise::{boot_state, customise_image};
+use pinode::bootfs::state::boot_state;
+use pinode::customise::customise_image;
 use pinode::image::Image;
 use pinode::osinfo::InitRoute;
 use pinode::profile::LoadedProfile;

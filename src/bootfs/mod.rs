@@ -3,8 +3,12 @@
 //! Nothing is mounted: the partition is a [`Slice`] of an [`OverlayDisk`], so every write lands
 //! in the overlay and the base image stays untouched until the caller decides otherwise.
 
+pub mod apply;
 pub mod cmdline;
 pub mod config_txt;
+pub mod content;
+pub mod manifest;
+pub mod state;
 
 use std::io::{self, Read, Seek, Write};
 

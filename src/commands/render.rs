@@ -8,8 +8,9 @@ use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::plan::NodePlan;
 use pinode::profile::InitChoice;
-use pinode::render::{self, NodePlan};
+use pinode::render;
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
 use pinode::ui::progress::ProgressPolicy;
@@ -107,7 +108,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     // With an image at hand, show the exact edited files too (applied to an in-memory overlay).
     if let Some((mut opened, _source)) = image.take() {
         let edited = opened.with_boot_fs(|fs| {
-            pinode::customise::apply(fs, &custom)?;
+            pinode::bootfs::apply::apply(fs, &custom)?;
             Ok((fs.read("cmdline.txt")?, fs.read("config.txt")?))
         })?;
         if let (Some(cmdline), Some(config)) = edited {
@@ -115,9 +116,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             written.file(&boot_dir.join("config.txt"), &config, 0o644)?;
         }
     }
-    let has_runner = plan.cluster.as_ref().is_some_and(|c| c.runner.is_some());
-    if has_runner {
-        let example = pinode::render::k3s::BUILDKIT_EXAMPLE.as_bytes();
+    let gitlab_runner = plan
+        .cluster
+        .as_ref()
+        .is_some_and(|c| matches!(c.runner, Some(pinode::ci::Runner::Gitlab(_))));
+    if gitlab_runner {
+        let example = pinode::ci::gitlab::BUILDKIT_EXAMPLE.as_bytes();
         written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
     }
     let readme = format!(
@@ -136,7 +140,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         } else {
             ""
         },
-        ci = if has_runner {
+        ci = if gitlab_runner {
             "gitlab-ci-buildkit.yml  example CI job: arm64 images built rootless on this runner\n"
         } else {
             ""

@@ -17,12 +17,12 @@ use secrecy::SecretString;
 
 use pinode::Error;
 use pinode::catalog::Catalog;
+use pinode::ci::gitlab::check_runner_token;
 use pinode::device::discover::SystemView;
 use pinode::device::safety::{assess, one_line, reasons, verdict};
 use pinode::plan::password::sha512_crypt;
 use pinode::profile::node::expand_hostname;
 use pinode::profile::values;
-use pinode::render::k3s::check_runner_token;
 use pinode::ui::{Untrusted, terminal_safe};
 use pinode::wizard::{
     Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,

@@ -14,7 +14,10 @@ use crate::profile::node::BootConfig;
 use crate::profile::schema::SudoMode;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secrets, values};
 
-use crate::render::k3s::{NodeCluster, RunnerPlan, check_runner_token};
+use crate::ci::Runner;
+use crate::ci::gitlab::{RunnerPlan, check_runner_token};
+use crate::engine::Engine;
+use crate::engine::k3s::K3sNode;
 use cluster::{ClusterPlan, K3sRole};
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
@@ -39,6 +42,16 @@ pub struct WifiPlan {
     pub psk_hex: SecretString,
     pub country: String,
     pub hidden: bool,
+}
+
+/// One node's part in the cluster, secrets resolved: the distribution it runs and, on the
+/// node that installs it, the CI runner.
+#[derive(Clone)]
+pub struct NodeCluster {
+    pub cluster: String,
+    pub engine: Engine,
+    /// Only on the founder: the runner is installed once.
+    pub runner: Option<Runner>,
 }
 
 /// Everything needed to render one node's first boot.
@@ -186,20 +199,22 @@ fn resolve_cluster(
             };
             let token = token.map_err(|e| profile.error_at(field, e))?;
             check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
-            Some(RunnerPlan {
+            Some(Runner::Gitlab(RunnerPlan {
                 spec: spec.clone(),
                 token,
-            })
+            }))
         }
         _ => None,
     };
     Ok(NodeCluster {
         cluster: plan.name.clone(),
-        role,
-        ha: plan.ha,
-        api: plan.api.clone(),
-        token: plan.token(profile)?,
-        k3s: plan.spec.k3s.clone(),
+        engine: Engine::K3s(K3sNode {
+            role,
+            ha: plan.ha,
+            api: plan.api.clone(),
+            token: plan.token(profile)?,
+            spec: plan.spec.k3s.clone(),
+        }),
         runner,
     })
 }

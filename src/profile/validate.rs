@@ -3,8 +3,8 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::values;
-use crate::render::k3s;
-use crate::render::k3s_flags::{self, Command};
+use crate::engine::k3s;
+use crate::engine::k3s::flags::{self as k3s_flags, Command};
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {

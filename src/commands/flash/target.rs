@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pinode::Error;
-use pinode::customise::Manifest;
+use pinode::bootfs::manifest::Manifest;
 use pinode::device::discover::{BlockDevice, Located, SystemView};
 use pinode::device::identity::{self, Identity};
 use pinode::device::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
@@ -409,8 +409,8 @@ fn contents(path: &Path) -> Contents {
             text: format!(
                 "pinode node {} ({}, {})",
                 Untrusted(&m.hostname),
-                Untrusted(&m.role),
-                Untrusted(&m.generation)
+                m.role.as_str(),
+                m.generation.as_str()
             ),
             pinode_host: Some(m.hostname),
         };
