@@ -11,7 +11,7 @@ use super::cmdline::Cmdline;
 use super::config_txt::ConfigTxt;
 use super::content::{BootContent, CmdlineEdit};
 use super::manifest::{MANIFEST, Manifest, ORIGINALS};
-use super::state::STATUS_FILE;
+use super::state::{STATUS_FILE, read_text};
 use super::{BootFs, BootFsError, Change};
 
 /// What applying did.
@@ -179,16 +179,4 @@ fn copy_file(
 
 fn original_path(path: &str) -> String {
     format!("{ORIGINALS}/{path}")
-}
-
-pub(super) fn read_text(
-    fs: &BootFs<'_>,
-    path: &'static str,
-) -> Result<Option<String>, BootFsError> {
-    match fs.read(path)? {
-        None => Ok(None),
-        Some(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| BootFsError::NotText(path)),
-    }
 }

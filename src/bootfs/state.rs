@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use super::apply::read_text;
 use super::cmdline::Cmdline;
 use super::config_txt::ConfigTxt;
 use super::manifest::Manifest;
@@ -81,4 +80,17 @@ pub fn boot_state(fs: &BootFs<'_>, boot_mount: &str) -> Result<BootState, BootFs
         pinode: manifest,
         status,
     })
+}
+
+/// Reads a text file of the boot partition; `None` if it does not exist.
+pub(super) fn read_text(
+    fs: &BootFs<'_>,
+    path: &'static str,
+) -> Result<Option<String>, BootFsError> {
+    match fs.read(path)? {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| BootFsError::NotText(path)),
+    }
 }

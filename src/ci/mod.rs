@@ -10,9 +10,11 @@ pub mod gitlab;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The profile's `cluster.runner`: which CI system, and its settings.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSpec {
+    /// The CI system the runner serves.
     pub kind: RunnerKind,
     /// The GitLab instance, e.g. https://gitlab.example.com.
     pub url: String,
@@ -39,6 +41,7 @@ fn default_job_image() -> String {
     "alpine:3.20".to_string()
 }
 
+/// The CI systems pinode can install a runner for: one variant per module of [`crate::ci`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunnerKind {

@@ -189,6 +189,8 @@ pub struct ClusterSpec {
     /// API server URL; default https://<first server hostname>.local:6443.
     #[serde(default)]
     pub api: Option<String>,
+    /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
+    /// has a key of its own).
     #[serde(default)]
     pub k3s: K3sSpec,
     /// The CI runner, installed once from the first server.

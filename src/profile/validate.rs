@@ -222,27 +222,18 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         );
     }
     let k3s = &c.k3s;
-    if let Some(v) = &k3s.version {
-        let ok = v.starts_with('v')
-            && v.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
-            && v[1..].starts_with(|ch: char| ch.is_ascii_digit());
-        if !ok {
-            r.error(
-                "cluster.k3s.version",
-                format!(
-                    "{} is not a K3s version (e.g. v1.33.5+k3s1)",
-                    crate::ui::quoted(v)
-                ),
-            );
-        }
-    }
-    if k3s.channel.is_empty()
-        || !k3s
-            .channel
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
+    if let Some(v) = &k3s.version
+        && !k3s::is_version(v)
     {
+        r.error(
+            "cluster.k3s.version",
+            format!(
+                "{} is not a K3s version (e.g. v1.33.5+k3s1)",
+                crate::ui::quoted(v)
+            ),
+        );
+    }
+    if !k3s::is_channel(&k3s.channel) {
         r.error(
             "cluster.k3s.channel",
             "a channel name such as stable, latest or v1.33",

@@ -54,6 +54,7 @@ impl K3sRole {
     }
 }
 
+/// The profile's `cluster.k3s`: which K3s release, and the flags given to it.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct K3sSpec {
@@ -92,6 +93,24 @@ fn default_channel() -> String {
 
 fn default_install_url() -> String {
     "https://get.k3s.io".to_string()
+}
+
+/// Whether `v` is a K3s release version such as `v1.33.5+k3s1`: `v`, a digit, then only
+/// letters, digits and `.+-`.
+pub fn is_version(v: &str) -> bool {
+    v.starts_with('v')
+        && v.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
+        && v[1..].starts_with(|ch: char| ch.is_ascii_digit())
+}
+
+/// Whether `channel` can name a K3s release channel (`stable`, `latest`, `v1.33`): not empty,
+/// only letters, digits and `.-`.
+pub fn is_channel(channel: &str) -> bool {
+    !channel.is_empty()
+        && channel
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
 }
 
 /// One node's part in a K3s cluster, its join token resolved: what the K3s files are
