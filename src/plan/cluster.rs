@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use crate::engine::k3s::K3sRole;
+use crate::engine::k3s::K3sRole;
 use crate::invoker::Invoker;
 use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::{FieldError, LoadedProfile, secrets};

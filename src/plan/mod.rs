@@ -17,8 +17,8 @@ use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secr
 use crate::ci::Runner;
 use crate::ci::gitlab::{RunnerPlan, check_runner_token};
 use crate::engine::Engine;
-use crate::engine::k3s::K3sNode;
-use cluster::{ClusterPlan, K3sRole};
+use crate::engine::k3s::{K3sNode, K3sRole};
+use cluster::ClusterPlan;
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
 const MAX_KEYS_FILE: u64 = 256 * 1024;
