@@ -64,3 +64,39 @@ impl Manifest {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed fields read and write the same strings the manifest always held.
+    #[test]
+    fn a_manifest_keeps_its_strings() {
+        let text = r#"{
+  "pinode": "0.1.0",
+  "hostname": "matrix",
+  "role": "agent",
+  "generation": "trixie",
+  "init": "cloud-init",
+  "instance_id": "i-1",
+  "cmdline_added": [
+    "ds=nocloud;i=i-1"
+  ],
+  "files_created": [],
+  "files_replaced": []
+}"#;
+        let manifest: Manifest = serde_json::from_str(text).unwrap();
+        assert_eq!(manifest.role, Role::Agent);
+        assert_eq!(manifest.generation, Generation::Trixie);
+        assert_eq!(manifest.init, InitRoute::CloudInit);
+        assert_eq!(serde_json::to_string_pretty(&manifest).unwrap(), text);
+        for (init, name) in [(InitRoute::Firstrun, "firstrun"), (InitRoute::None, "none")] {
+            assert_eq!(serde_json::to_value(init).unwrap(), name);
+        }
+        assert_eq!(serde_json::to_value(Role::Server).unwrap(), "server");
+        assert_eq!(
+            serde_json::to_value(Generation::Unknown).unwrap(),
+            "unknown"
+        );
+    }
+}

@@ -295,6 +295,16 @@ mod tests {
     }
 
     #[test]
+    fn versions_and_channels() {
+        assert!(is_version("v1.33.5+k3s1"));
+        assert!(!is_version("1.33.5+k3s1"));
+        assert!(!is_version("vx"));
+        assert!(!is_version("v1.33 5"));
+        assert!(is_channel("stable") && is_channel("v1.33") && is_channel("latest"));
+        assert!(!is_channel("") && !is_channel("v1.33+k3s1"));
+    }
+
+    #[test]
     fn cluster_tokens_follow_k3s_parse_token() {
         let hash = "0123456789abcdef".repeat(4);
         assert!(check_cluster_token(&format!("K10{hash}::server:secret")).is_ok());
