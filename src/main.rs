@@ -11,6 +11,10 @@ use cli::{CacheCommand, Cli, Command, OsCommand, ProfileCommand};
 use commands::Output;
 
 fn main() -> ExitCode {
+    // The environment is read once, here; the library reads the typed settings (pinode::edge).
+    pinode::edge::init(pinode::edge::Settings::from_environment(
+        pinode::edge::Environment::capture(),
+    ));
     // Panics inside the image boundary become ordinary errors (see pinode::guard); any other
     // is a bug, reported as one error line rather than Rust's multi-line message.
     std::panic::set_hook(Box::new(|info| {
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
         }
     };
     // SIGINT/SIGTERM/SIGHUP remove pinode's temporary files before the process ends.
-    if let Err(e) = pinode::cleanup::install() {
+    if let Err(e) = pinode::cleanup::install(|signal| std::process::exit(128 + signal)) {
         eprintln!(
             "warning: cannot handle interruptions ({e}); an interrupted run may leave temporary files"
         );
