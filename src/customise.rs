@@ -213,6 +213,21 @@ fn read_text(fs: &BootFs<'_>, path: &'static str) -> Result<Option<String>, Boot
     }
 }
 
+/// Why a node image could not be customised.
+#[derive(Debug, thiserror::Error)]
+pub enum CustomiseError {
+    /// The node's plan (secrets, roles, tokens) could not be resolved.
+    #[error(transparent)]
+    Plan(#[from] crate::profile::FieldError),
+    #[error("node {node}: {source}")]
+    Render {
+        node: String,
+        source: crate::render::RenderError,
+    },
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+}
+
 /// Customises `image` (in its overlay) as `node` of `profile`: detects the OS, resolves the
 /// node's secrets, renders and applies. Nothing reaches the image file until the caller
 /// commits the overlay or streams it out.
@@ -221,9 +236,9 @@ pub fn customise_image(
     profile: &crate::profile::LoadedProfile,
     node: &crate::profile::NodeConfig,
     os: &crate::osinfo::OsInfo,
-) -> Result<(Customisation, ApplyReport), crate::Error> {
+) -> Result<(Customisation, ApplyReport), CustomiseError> {
     let plan = crate::render::NodePlan::resolve(profile, node)?;
-    let custom = crate::render::render(&plan, os).map_err(|source| crate::Error::Render {
+    let custom = crate::render::render(&plan, os).map_err(|source| CustomiseError::Render {
         node: node.hostname.clone(),
         source,
     })?;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod error;
 
 use std::process::ExitCode;
 
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
                     quiet: false,
                     verbose: 0,
                 }
-                .json_failure(&pinode::Error::Usage(message.join(" ")));
+                .json_failure(&error::Error::Usage(message.join(" ")));
             }
             e.exit()
         }
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
             for line in e.to_string().lines() {
                 eprintln!("error: {}", pinode::ui::Untrusted(line));
             }
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -4,14 +4,51 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Error;
-use crate::profile::LoadedProfile;
+use crate::profile::{FieldError, LoadedProfile};
 use crate::ui::progress::ProgressPolicy;
 
 use super::decompress::{Format, decompress, hash_file};
 use super::lock::Lock;
 use super::resolve::{ImageRef, ResolveError, Resolver};
 use super::store::MAX_UNSTATED_SIZE;
+
+/// Why the base image cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A profile value (`os.image`, `os.sha256`) is wrong, with its file and line.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    /// The image's SHA-256 is not the one expected.
+    #[error("{path}: SHA-256 mismatch: os.sha256 is {expected}, the image has {actual}", path = .path.display())]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {message}", path = .path.display())]
+    Path { path: PathBuf, message: String },
+}
+
+impl From<super::store::CacheError> for SourceError {
+    fn from(e: super::store::CacheError) -> Self {
+        SourceError::Resolve(ResolveError::Cache(e))
+    }
+}
+
+impl SourceError {
+    fn path(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> SourceError {
+        SourceError::Path {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+type Error = SourceError;
 
 /// A raw image on disk, possibly temporary.
 pub struct SourceImage {
@@ -68,9 +105,12 @@ impl SourceImage {
                 None
             };
             return Self::open(&path, scratch_dir, progress, expected).map_err(|e| match e {
-                Error::Path { message, .. } if message.contains("SHA-256") => {
-                    Error::Field(profile.error_at("os.sha256", message))
-                }
+                Error::Checksum {
+                    expected, actual, ..
+                } => Error::Field(profile.error_at(
+                    "os.sha256",
+                    format!("SHA-256 mismatch: os.sha256 is {expected}, the image has {actual}"),
+                )),
                 other => other,
             });
         }
@@ -78,7 +118,7 @@ impl SourceImage {
         let wanted = resolver
             .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
             .map_err(|e| match e {
-                ResolveError::Usage(message) => Error::Field(profile.error_at("os.image", message)),
+                ResolveError::Reference(message) => Error::Field(profile.error_at("os.image", message)),
                 ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
                     Error::Field(profile.error_at("os.image", message))
                 }
@@ -112,10 +152,11 @@ impl SourceImage {
         let format = Format::sniff(path).map_err(|e| Error::path(path, e))?;
         let check = |actual: &str| -> Result<(), Error> {
             match expected.map(|e| e.trim().to_ascii_lowercase()) {
-                Some(e) if e != actual => Err(Error::path(
-                    path,
-                    format!("SHA-256 mismatch: os.sha256 is {e}, the image has {actual}"),
-                )),
+                Some(e) if e != actual => Err(Error::Checksum {
+                    path: path.to_path_buf(),
+                    expected: e,
+                    actual: actual.to_string(),
+                }),
                 _ => Ok(()),
             }
         };

@@ -15,7 +15,7 @@ pub mod wizard;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::resolve::Resolver;
 use pinode::cache::store::Cache;
 use pinode::profile::{LoadedProfile, NodeConfig};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;

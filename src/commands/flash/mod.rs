@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
 use pinode::device::discover::{BlockDevice, SystemView};
@@ -472,5 +472,5 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
             parts.push(format!("{label}: {}", list.join(", ")));
         }
     }
-    Err(Error::Usage(parts.join("; ")))
+    Err(Error::Incomplete(parts.join("; ")))
 }
