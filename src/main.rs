@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod error;
+mod term;
 
 use std::process::ExitCode;
 

@@ -29,7 +29,10 @@ fn a_usage_error_exits_2() {
             .arg(dir.path().join("out")),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("render needs to know the OS generation"), "{err}");
+    assert!(
+        err.contains("render needs to know the OS generation"),
+        "{err}"
+    );
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
 

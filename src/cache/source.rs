@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::profile::{FieldError, LoadedProfile};
-use crate::ui::progress::ProgressPolicy;
+use crate::progress::Progress;
 
 use super::decompress::{Format, decompress, hash_file};
 use super::lock::Lock;
@@ -94,7 +94,7 @@ impl SourceImage {
         explicit: Option<&Path>,
         resolver: &Resolver,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         on_wait: impl FnOnce(),
     ) -> Result<SourceImage, Error> {
         let os = &profile.profile.os;
@@ -118,7 +118,9 @@ impl SourceImage {
         let wanted = resolver
             .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
             .map_err(|e| match e {
-                ResolveError::Reference(message) => Error::Field(profile.error_at("os.image", message)),
+                ResolveError::Reference(message) => {
+                    Error::Field(profile.error_at("os.image", message))
+                }
                 ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
                     Error::Field(profile.error_at("os.image", message))
                 }
@@ -144,7 +146,7 @@ impl SourceImage {
     pub fn open(
         path: &Path,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         expected: Option<&str>,
     ) -> Result<SourceImage, Error> {
         // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
@@ -163,9 +165,9 @@ impl SourceImage {
         let Some(format) = format else {
             if expected.is_some() {
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                let bar = progress.bytes(len, "checking");
+                let bar = progress.task("checking", len);
                 let hashed = hash_file(path, &bar).map_err(|e| Error::path(path, e))?;
-                bar.finish_and_clear();
+                bar.finish();
                 check(&hashed.sha256)?;
             }
             return Ok(SourceImage {
@@ -180,10 +182,10 @@ impl SourceImage {
         let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
             .map_err(|e| Error::path(scratch_dir, e))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = progress.bytes(compressed, "decompressing");
+        let bar = progress.task("decompressing", compressed);
         let out = decompress(path, format, temp.as_file(), MAX_UNSTATED_SIZE, &bar)
             .map_err(|e| Error::path(path, e))?;
-        bar.finish_and_clear();
+        bar.finish();
         check(&out.sha256)?;
         Ok(SourceImage {
             path: temp.path().to_path_buf(),

@@ -47,7 +47,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             .resolver()
             .map_err(|e| not_started(out, args, selected(), e))?,
         &args.out_dir,
-        progress,
+        &progress,
         out.waiting_note(),
     )
     .map_err(|e| not_started(out, args, selected(), e.into()))?;

@@ -88,7 +88,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
         args.image.as_deref(),
         &sources.resolver()?,
         &scratch,
-        progress,
+        &progress,
         out.waiting_note(),
     )?;
     for note in &base.notes {

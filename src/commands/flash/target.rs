@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::term::prompt::{Prompter, Reply};
 use pinode::customise::Manifest;
 use pinode::device::discover::{BlockDevice, Located, SystemView};
 use pinode::device::identity::{self, Identity};
 use pinode::device::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
-use pinode::ui::prompt::{Prompter, Reply};
 use pinode::ui::{Untrusted, terminal_safe};
 
 use crate::cli::FlashArgs;
