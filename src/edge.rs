@@ -199,3 +199,53 @@ pub fn init(settings: Settings) -> bool {
 pub fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings::from_environment(Environment::capture()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_environment(Environment::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn test_hooks_count_only_behind_the_switch() {
+        let hooks = [
+            ("PINODE_TEST_SEED", "s"),
+            ("PINODE_TEST_PAUSE", "verify@/x"),
+            ("PINODE_SYSTEM_ROOT", "/fake"),
+        ];
+        let off = settings_of(&hooks);
+        assert!(off.test.seed.is_none() && off.test.pause.is_none());
+        assert!(off.test.system_root.is_none());
+        let mut on = hooks.to_vec();
+        on.push(("PINODE_TEST_HOOKS", "1"));
+        let on = settings_of(&on);
+        assert_eq!(on.test.seed.as_deref(), Some("s"));
+        assert_eq!(on.test.pause.as_deref(), Some("verify@/x"));
+        assert_eq!(on.test.system_root, Some(PathBuf::from("/fake")));
+    }
+
+    #[test]
+    fn typed_values_are_read_once() {
+        let s = settings_of(&[
+            ("SOURCE_DATE_EPOCH", " 1700000000 "),
+            ("CI", "false"),
+            ("SUDO_UID", "1000"),
+            ("SUDO_USER", ""),
+            ("HOME", ""),
+            ("XDG_CACHE_HOME", "/c"),
+            ("PINODE_HTTP_RETRIES", "3"),
+            ("K3S_TOKEN", "t"),
+        ]);
+        assert_eq!(s.source_date_epoch, Some(1_700_000_000));
+        assert!(!s.ci);
+        assert_eq!(s.sudo.uid.as_deref(), Some("1000"));
+        assert!(s.sudo.user.is_none() && s.sudo.gid.is_none());
+        assert!(s.dirs.home.is_none());
+        assert_eq!(s.dirs.xdg_cache_home, Some(PathBuf::from("/c")));
+        assert_eq!(s.http.retries.as_deref(), Some("3"));
+        assert_eq!(s.var("K3S_TOKEN"), Ok("t"));
+        assert_eq!(s.var("NOPE"), Err(VarError::NotPresent));
+    }
+}
