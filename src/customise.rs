@@ -6,6 +6,21 @@
 use crate::bootfs::apply::{ApplyReport, apply};
 use crate::bootfs::content::BootContent;
 
+/// Why a node could not be customised.
+#[derive(Debug, thiserror::Error)]
+pub enum CustomiseError {
+    /// The node's plan (secrets, roles, tokens) could not be resolved.
+    #[error(transparent)]
+    Plan(#[from] crate::profile::FieldError),
+    #[error("node {node}: {source}")]
+    Render {
+        node: String,
+        source: crate::render::RenderError,
+    },
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+}
+
 /// Customises `image` (in its overlay) as `node` of `profile`: detects the OS, resolves the
 /// node's secrets, renders and applies. Nothing reaches the image file until the caller
 /// commits the overlay or streams it out.
@@ -14,9 +29,9 @@ pub fn customise_image(
     profile: &crate::profile::LoadedProfile,
     node: &crate::profile::NodeConfig,
     os: &crate::osinfo::OsInfo,
-) -> Result<(BootContent, ApplyReport), crate::Error> {
+) -> Result<(BootContent, ApplyReport), CustomiseError> {
     let plan = crate::plan::NodePlan::resolve(profile, node)?;
-    let custom = crate::render::render(&plan, os).map_err(|source| crate::Error::Render {
+    let custom = crate::render::render(&plan, os).map_err(|source| CustomiseError::Render {
         node: node.hostname.clone(),
         source,
     })?;

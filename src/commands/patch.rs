@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::customise::customise_image;
 use pinode::image::Image;
 

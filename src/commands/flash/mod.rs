@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
 use pinode::device::discover::{BlockDevice, SystemView};
@@ -88,7 +88,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
         args.image.as_deref(),
         &sources.resolver()?,
         &scratch,
-        progress,
+        &progress,
         out.waiting_note(),
     )?;
     for note in &base.notes {
@@ -472,5 +472,5 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
             parts.push(format!("{label}: {}", list.join(", ")));
         }
     }
-    Err(Error::Usage(parts.join("; ")))
+    Err(Error::Incomplete(parts.join("; ")))
 }
