@@ -10,7 +10,7 @@
 //! ```text
 //! profile (YAML) ──▶ LoadedProfile ──▶ NodePlan (one per node, secrets resolved)
 //!                                          │
-//! catalog/cache ──▶ BaseImage ──▶ Image + OsInfo ──▶ render ──▶ Customisation
+//! catalog/cache ──▶ BaseImage ──▶ Image + OsInfo ──▶ render ──▶ BootContent
 //!                                                        │
 //!                              pipeline: NodeImage ──▶ sink::file | sink::card
 //! ```
@@ -21,7 +21,9 @@
 //! - [`cache`], [`catalog`] and [`fetch`] obtain and verify the base image.
 //! - [`image`] opens an image in a copy-on-write overlay; [`osinfo`] says which OS it is
 //!   ([`osinfo::OsInfo`]); [`bootfs`] edits its FAT boot partition.
-//! - [`render`] turns a `NodePlan` and an `OsInfo` into boot-partition files.
+//! - [`engine`] (K3s) and [`ci`] (GitLab) hold each cluster stack's rules and own files.
+//! - [`render`] turns a `NodePlan` and an `OsInfo` into boot content
+//!   ([`bootfs::content::BootContent`]), which [`bootfs::apply`] applies.
 //! - The pipeline applies them and sends the node image to a [`sink`]: an image file, or
 //!   a card found and vetted by [`device`].
 //!
