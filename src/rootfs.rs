@@ -8,6 +8,11 @@ use std::os::unix::fs::FileExt;
 
 use crate::disk::Partition;
 
+/// Files pinode reads from the root partition (os-release and the like) are small text files;
+/// anything bigger is refused, as on the boot partition (the same bound as
+/// `bootfs::MAX_TEXT_FILE`, kept here so the root file system needs nothing of the boot one).
+const MAX_TEXT_FILE: u64 = 1 << 20;
+
 /// The root file system of an image, opened read-only.
 pub struct RootFs {
     fs: ext4_view::Ext4,
@@ -56,7 +61,7 @@ impl RootFs {
     pub fn read_text(&self, path: &str) -> Option<String> {
         let fs = &self.fs;
         let meta = crate::guard::contain(|| fs.metadata(path)).ok()?.ok()?;
-        if meta.len() > crate::bootfs::MAX_TEXT_FILE {
+        if meta.len() > MAX_TEXT_FILE {
             return None;
         }
         crate::guard::contain(|| fs.read_to_string(path)).ok()?.ok()

@@ -9,10 +9,12 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use pinode::customise::{ApplyReport, Manifest, customise_image};
+use pinode::bootfs::apply::ApplyReport;
+use pinode::bootfs::content::BootContent;
+use pinode::bootfs::manifest::Manifest;
+use pinode::customise::customise_image;
 use pinode::image::Image;
 use pinode::profile::LoadedProfile;
-use pinode::render::Customisation;
 use serde_json::json;
 
 /// A profile for one node, built as data so that any value is quoted correctly.
@@ -62,12 +64,13 @@ impl Node {
 }
 
 /// Patches `image` in place through the library, returning what pinode meant to write.
-fn patch(image: &Path, node: &Node, dir: &Path) -> (Customisation, ApplyReport, u64) {
+fn patch(image: &Path, node: &Node, dir: &Path) -> (BootContent, ApplyReport, u64) {
     let path = write_profile(dir, "profile.yaml", &node.profile());
     let profile = LoadedProfile::load(&path).unwrap();
     let mut img = Image::open(image, true).unwrap();
     let os = img.detect_os(None, profile.init_override()).unwrap();
-    let (custom, report) = customise_image(&mut img, &profile, &profile.nodes[0], &os).unwrap();
+    let (custom, report, _notes) =
+        customise_image(&mut img, &profile, &profile.nodes[0], &os).unwrap();
     let written = img.commit().unwrap();
     (custom, report, written)
 }
@@ -89,7 +92,7 @@ fn stock(name: &str, dir: &Path) -> Stock {
 }
 
 /// Checks the boot partition of `image` after `custom` was applied to `stock`.
-fn verify(image: &Path, stock: &Stock, custom: &Customisation, node: &Node, dir: &Path) {
+fn verify(image: &Path, stock: &Stock, custom: &BootContent, node: &Node, dir: &Path) {
     let fat = extract_boot(image, dir);
     if let Err(e) = fsck_fat(&fat) {
         panic!(
@@ -210,7 +213,7 @@ fn every_fixture_is_patched_exactly() {
         } else {
             "firstrun"
         };
-        assert_eq!(custom.os.init.as_str(), expected_init, "{name}");
+        assert_eq!(custom.init.as_str(), expected_init, "{name}");
         verify(&image, &stock, &custom, &node, dir.path());
     }
 }

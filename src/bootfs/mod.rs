@@ -3,8 +3,12 @@
 //! Nothing is mounted: the partition is a [`Slice`] of an [`OverlayDisk`], so every write lands
 //! in the overlay and the base image stays untouched until the caller decides otherwise.
 
+pub mod apply;
 pub mod cmdline;
 pub mod config_txt;
+pub mod content;
+pub mod manifest;
+pub mod state;
 
 use std::io::{self, Read, Seek, Write};
 
@@ -485,9 +489,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn from_env() -> Self {
-        let from_env = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|v| v.trim().parse().ok());
+        let from_env = crate::edge::settings().source_date_epoch;
         let now = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

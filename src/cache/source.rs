@@ -4,14 +4,51 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Error;
-use crate::profile::LoadedProfile;
-use crate::ui::progress::ProgressPolicy;
+use crate::profile::{FieldError, LoadedProfile};
+use crate::progress::Progress;
 
 use super::decompress::{Format, decompress, hash_file};
 use super::lock::Lock;
 use super::resolve::{ImageRef, ResolveError, Resolver};
 use super::store::MAX_UNSTATED_SIZE;
+
+/// Why the base image cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A profile value (`os.image`, `os.sha256`) is wrong, with its file and line.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    /// The image's SHA-256 is not the one expected.
+    #[error("{path}: SHA-256 mismatch: os.sha256 is {expected}, the image has {actual}", path = .path.display())]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {message}", path = .path.display())]
+    Path { path: PathBuf, message: String },
+}
+
+impl From<super::store::CacheError> for SourceError {
+    fn from(e: super::store::CacheError) -> Self {
+        SourceError::Resolve(ResolveError::Cache(e))
+    }
+}
+
+impl SourceError {
+    fn path(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> SourceError {
+        SourceError::Path {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+type Error = SourceError;
 
 /// A raw image on disk, possibly temporary.
 pub struct SourceImage {
@@ -57,7 +94,7 @@ impl SourceImage {
         explicit: Option<&Path>,
         resolver: &Resolver,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         on_wait: impl FnOnce(),
     ) -> Result<SourceImage, Error> {
         let os = &profile.profile.os;
@@ -68,9 +105,12 @@ impl SourceImage {
                 None
             };
             return Self::open(&path, scratch_dir, progress, expected).map_err(|e| match e {
-                Error::Path { message, .. } if message.contains("SHA-256") => {
-                    Error::Field(profile.error_at("os.sha256", message))
-                }
+                Error::Checksum {
+                    expected, actual, ..
+                } => Error::Field(profile.error_at(
+                    "os.sha256",
+                    format!("SHA-256 mismatch: os.sha256 is {expected}, the image has {actual}"),
+                )),
                 other => other,
             });
         }
@@ -78,7 +118,9 @@ impl SourceImage {
         let wanted = resolver
             .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
             .map_err(|e| match e {
-                ResolveError::Usage(message) => Error::Field(profile.error_at("os.image", message)),
+                ResolveError::Reference(message) => {
+                    Error::Field(profile.error_at("os.image", message))
+                }
                 ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
                     Error::Field(profile.error_at("os.image", message))
                 }
@@ -104,7 +146,7 @@ impl SourceImage {
     pub fn open(
         path: &Path,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         expected: Option<&str>,
     ) -> Result<SourceImage, Error> {
         // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
@@ -112,19 +154,20 @@ impl SourceImage {
         let format = Format::sniff(path).map_err(|e| Error::path(path, e))?;
         let check = |actual: &str| -> Result<(), Error> {
             match expected.map(|e| e.trim().to_ascii_lowercase()) {
-                Some(e) if e != actual => Err(Error::path(
-                    path,
-                    format!("SHA-256 mismatch: os.sha256 is {e}, the image has {actual}"),
-                )),
+                Some(e) if e != actual => Err(Error::Checksum {
+                    path: path.to_path_buf(),
+                    expected: e,
+                    actual: actual.to_string(),
+                }),
                 _ => Ok(()),
             }
         };
         let Some(format) = format else {
             if expected.is_some() {
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                let bar = progress.bytes(len, "checking");
+                let bar = progress.task("checking", len);
                 let hashed = hash_file(path, &bar).map_err(|e| Error::path(path, e))?;
-                bar.finish_and_clear();
+                bar.finish();
                 check(&hashed.sha256)?;
             }
             return Ok(SourceImage {
@@ -139,10 +182,10 @@ impl SourceImage {
         let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
             .map_err(|e| Error::path(scratch_dir, e))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = progress.bytes(compressed, "decompressing");
+        let bar = progress.task("decompressing", compressed);
         let out = decompress(path, format, temp.as_file(), MAX_UNSTATED_SIZE, &bar)
             .map_err(|e| Error::path(path, e))?;
-        bar.finish_and_clear();
+        bar.finish();
         check(&out.sha256)?;
         Ok(SourceImage {
             path: temp.path().to_path_buf(),

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use serde_json::json;
 
-use pinode::Error;
-use pinode::customise::boot_state;
+use crate::error::Error;
+use pinode::bootfs::manifest::Manifest;
+use pinode::bootfs::state::boot_state;
 use pinode::image::Image;
+use pinode::osinfo::InitRoute;
 use pinode::ui::Untrusted;
 
 use super::{Output, size};
@@ -14,12 +16,11 @@ use super::{Output, size};
 pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
     let mut image = Image::open(target, false)?;
     // A card pinode prepared says which route it was prepared for (os.init may have forced it).
-    let prepared = image.with_boot_fs(|fs| pinode::customise::Manifest::read(fs))?;
-    let forced = prepared.as_ref().and_then(|m| match m.init.as_str() {
-        "firstrun" => Some(pinode::osinfo::InitRoute::Firstrun),
-        "cloud-init" => Some(pinode::osinfo::InitRoute::CloudInit),
-        _ => None,
-    });
+    let prepared = image.with_boot_fs(|fs| Manifest::read(fs))?;
+    let forced = prepared
+        .as_ref()
+        .map(|m| m.init)
+        .filter(|init| *init != InitRoute::None);
     let os = image.detect_os(None, forced)?;
     let fat = image.boot_fat_kind()?;
     let mount = os.boot_mount();
@@ -98,7 +99,7 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
         (Some(h), Some(m)) => out.say(format!(
             "node: {} ({}), prepared by pinode {}",
             Untrusted(h),
-            Untrusted(&m.role),
+            m.role.as_str(),
             Untrusted(&m.pinode)
         )),
         (Some(h), None) => out.say(format!("node: {}", Untrusted(h))),

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::customise::customise_image;
 use pinode::image::Image;
 
@@ -15,8 +15,8 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
     // Opening a block device exclusively fails while any of its partitions is mounted.
     let mut image = Image::open(&args.target, true)?;
     let os = image.detect_os(None, profile.init_override())?;
-    let (custom, report) = customise_image(&mut image, &profile, node, &os)?;
-    report.notes.iter().for_each(|n| out.note(n));
+    let (custom, report, notes) = customise_image(&mut image, &profile, node, &os)?;
+    notes.iter().for_each(|n| out.note(n));
     let changed_blocks = image.disk().overlay().len();
     // Only now, when the edits are ready and nothing can fail before they are written: a
     // refused patch leaves the file exactly as it was, mode included.

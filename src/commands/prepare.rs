@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::source::SourceImage;
 use pinode::cleanup::LockFile;
 use pinode::customise::customise_image;
@@ -47,10 +47,10 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
             .resolver()
             .map_err(|e| not_started(out, args, selected(), e))?,
         &args.out_dir,
-        progress,
+        &progress,
         out.waiting_note(),
     )
-    .map_err(|e| not_started(out, args, selected(), e))?;
+    .map_err(|e| not_started(out, args, selected(), e.into()))?;
     for note in &base.notes {
         out.warn(note);
     }
@@ -134,8 +134,8 @@ fn prepare_node(
             info
         }
     };
-    let (custom, report) = customise_image(&mut image, profile, node, &info)?;
-    report.notes.iter().for_each(|n| out.note(n));
+    let (custom, _, notes) = customise_image(&mut image, profile, node, &info)?;
+    notes.iter().for_each(|n| out.note(n));
     let len = image.len();
     let table = image.table().clone();
     let disk = image.into_disk();

@@ -3,15 +3,16 @@
 
 use std::path::Path;
 
-use pinode::Error;
+use crate::error::Error;
+use crate::term::progress::TerminalProgress;
 use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
-use pinode::render::{self, NodePlan};
+use pinode::plan::NodePlan;
+use pinode::render;
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
-use pinode::ui::progress::ProgressPolicy;
 
 use super::{Output, Sources, load_profile, single_node};
 use crate::cli::RenderArgs;
@@ -27,12 +28,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     // A compressed image is decompressed into a registered temporary file there (see
     // pinode::cleanup): removed when done, on Ctrl-C, or by the next run after a kill.
     let scratch = std::env::temp_dir();
-    let progress = ProgressPolicy::detect(out.quiet);
+    let progress = TerminalProgress::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
         None => match SourceImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(SourceImage::open(&path, &scratch, progress, None)?),
-            None => cached_base(&profile, sources, &scratch, progress),
+            Some(path) => Some(SourceImage::open(&path, &scratch, &progress, None)?),
+            None => cached_base(&profile, sources, &scratch, &progress),
         },
     };
     let image_used = source.is_some();
@@ -99,7 +100,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     // With an image at hand, show the exact edited files too (applied to an in-memory overlay).
     if let Some((mut opened, _source)) = image.take() {
         let edited = opened.with_boot_fs(|fs| {
-            pinode::customise::apply(fs, &custom)?;
+            pinode::bootfs::apply::apply(fs, &custom)?;
             Ok((fs.read("cmdline.txt")?, fs.read("config.txt")?))
         })?;
         if let (Some(cmdline), Some(config)) = edited {
@@ -107,9 +108,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             written.file(&boot_dir.join("config.txt"), &config, 0o644)?;
         }
     }
-    let has_runner = plan.cluster.as_ref().is_some_and(|c| c.runner.is_some());
-    if has_runner {
-        let example = pinode::render::k3s::BUILDKIT_EXAMPLE.as_bytes();
+    let gitlab_runner = plan
+        .cluster
+        .as_ref()
+        .is_some_and(|c| matches!(c.runner, Some(pinode::ci::Runner::Gitlab(_))));
+    if gitlab_runner {
+        let example = pinode::ci::gitlab::BUILDKIT_EXAMPLE.as_bytes();
         written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
     }
     let readme = format!(
@@ -128,7 +132,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         } else {
             ""
         },
-        ci = if has_runner {
+        ci = if gitlab_runner {
             "gitlab-ci-buildkit.yml  example CI job: arm64 images built rootless on this runner\n"
         } else {
             ""
@@ -159,7 +163,7 @@ fn cached_base(
     profile: &pinode::profile::LoadedProfile,
     sources: &Sources,
     scratch: &Path,
-    progress: ProgressPolicy,
+    progress: &TerminalProgress,
 ) -> Option<SourceImage> {
     let offline = Sources {
         offline: true,

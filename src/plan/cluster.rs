@@ -12,35 +12,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 
 use crate::edge::Settings;
+use crate::engine::k3s::K3sRole;
 use crate::invoker::Invoker;
 use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, SecretRef};
-
-/// What K3s does on one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum K3sRole {
-    /// The first server: alone, or starting embedded etcd (`cluster-init`) for HA.
-    Founder,
-    /// A further server joining the founder (HA).
-    JoiningServer,
-    Agent,
-}
-
-impl K3sRole {
-    pub fn describe(self, ha: bool) -> &'static str {
-        match (self, ha) {
-            (K3sRole::Founder, false) => "server",
-            (K3sRole::Founder, true) => "server, founds the cluster (cluster-init)",
-            (K3sRole::JoiningServer, _) => "server, joins the founder",
-            (K3sRole::Agent, _) => "agent",
-        }
-    }
-}
 
 /// Where the cluster token comes from.
 #[derive(Debug, Clone)]
@@ -172,7 +150,7 @@ impl ClusterPlan {
 }
 
 /// The checks every cluster token passes, whatever its source: pinode's own minimum, then
-/// K3s's parser (see [`crate::render::k3s::check_cluster_token`]).
+/// K3s's parser (see [`crate::engine::k3s::check_cluster_token`]).
 fn check_token_value(t: &str) -> Result<(), String> {
     let printable = t.chars().all(|c| c.is_ascii_graphic());
     if !printable || t.len() < 16 {
@@ -181,7 +159,7 @@ fn check_token_value(t: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    crate::render::k3s::check_cluster_token(t)
+    crate::engine::k3s::check_cluster_token(t)
 }
 
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state

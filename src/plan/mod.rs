@@ -16,8 +16,11 @@ use crate::profile::schema::SudoMode;
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secret, values};
 
-use crate::render::k3s::{NodeCluster, RunnerPlan, check_runner_token};
-use cluster::{ClusterPlan, K3sRole};
+use crate::ci::Runner;
+use crate::ci::gitlab::{RunnerPlan, check_runner_token};
+use crate::engine::Engine;
+use crate::engine::k3s::{K3sNode, K3sRole};
+use cluster::ClusterPlan;
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
 const MAX_KEYS_FILE: u64 = 256 * 1024;
@@ -41,6 +44,16 @@ pub struct WifiPlan {
     pub psk_hex: SecretString,
     pub country: String,
     pub hidden: bool,
+}
+
+/// One node's part in the cluster, secrets resolved: the distribution it runs and, on the
+/// node that installs it, the CI runner.
+#[derive(Clone)]
+pub struct NodeCluster {
+    pub cluster: String,
+    pub engine: Engine,
+    /// Only on the founder: the runner is installed once.
+    pub runner: Option<Runner>,
 }
 
 /// Everything needed to render one node's first boot.
@@ -201,10 +214,10 @@ fn resolve_cluster(
                 .resolve(settings, &profile.base_dir())
                 .map_err(|e| profile.error_at(field, e.to_string()))?;
             check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
-            Some(RunnerPlan {
+            Some(Runner::Gitlab(RunnerPlan {
                 spec: spec.clone(),
                 token,
-            })
+            }))
         }
         _ => None,
     };
@@ -212,11 +225,13 @@ fn resolve_cluster(
     notes.extend(token.notice);
     Ok(NodeCluster {
         cluster: plan.name.clone(),
-        role,
-        ha: plan.ha,
-        api: plan.api.clone(),
-        token: token.value,
-        k3s: plan.spec.k3s.clone(),
+        engine: Engine::K3s(K3sNode {
+            role,
+            ha: plan.ha,
+            api: plan.api.clone(),
+            token: token.value,
+            spec: plan.spec.k3s.clone(),
+        }),
         runner,
     })
 }

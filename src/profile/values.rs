@@ -394,19 +394,14 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
     hostname(name).map_err(|e| e.replacen("hostname", "cluster name", 2))
 }
 
-// Rules of the cluster stack (K3s) and the CI system (GitLab), used by `profile check` and
-// the wizard alike. MARKED FOR THE LEAD: when `src/engine/` (K3s) and `src/ci/` (GitLab) exist,
-// these three move there beside the rest of each stack's knowledge; the callers
-// (profile::v1::validate, wizard) only change their import.
+// Rules of the cluster stack (K3s) and the CI system (GitLab), with the messages
+// `profile check` and the wizard both show. The K3s rules themselves are the engine's
+// (`crate::engine::k3s`). MARKED FOR THE LEAD: `gitlab_url` belongs in `crate::ci::gitlab`
+// beside the token rule; the callers (profile::v1::validate, the wizard) only change their import.
 
 /// A K3s release such as `v1.33.5+k3s1`.
 pub fn k3s_version(version: &str) -> Result<(), String> {
-    let ok = version.starts_with('v')
-        && version
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
-        && version[1..].starts_with(|ch: char| ch.is_ascii_digit());
-    if ok {
+    if crate::engine::k3s::is_version(version) {
         Ok(())
     } else {
         Err(format!(
@@ -418,11 +413,7 @@ pub fn k3s_version(version: &str) -> Result<(), String> {
 
 /// A K3s release channel such as `stable`, `latest` or `v1.33`.
 pub fn k3s_channel(channel: &str) -> Result<(), String> {
-    if !channel.is_empty()
-        && channel
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
-    {
+    if crate::engine::k3s::is_channel(channel) {
         Ok(())
     } else {
         Err("a channel name such as stable, latest or v1.33".into())

@@ -1,23 +1,37 @@
-//! Turning a node into boot-partition content: the first-boot program for the image's route,
-//! the kernel command-line tokens and the config.txt lines.
+//! Rendering: a node's plan, for one OS, becomes its boot content — the first-boot programs
+//! for the image's route, the kernel command-line tokens and the config.txt lines.
 //!
-//! The output, a [`Customisation`], is plain data: `render` writes it to a folder, the image
-//! engine ([`crate::customise`]) applies it to a FAT partition.
+//! Two stages run on the node. Stage 1 ([`stage1`]: `firstrun.sh` or a cloud-init seed, by
+//! route) sets up the system; stage 2 ([`stage2`], cluster nodes only) installs the cluster
+//! engine and the CI runner once the network is up. Both are shell programs built from the
+//! one library in [`shell`]. The output, a [`BootContent`], is plain data: `pinode render`
+//! writes it to a folder, [`crate::bootfs::apply`] applies it to a FAT partition.
 
-pub mod cloudinit;
-pub mod firstboot;
-pub mod firstrun;
-pub mod k3s;
-pub mod k3s_flags;
 pub mod shell;
+pub mod stage1;
+pub mod stage2;
 
+use crate::bootfs::content::{BootContent, BootFile, CmdlineEdit};
 use crate::osinfo::{InitRoute, OsInfo};
-pub use crate::plan::NodePlan;
+use crate::plan::NodePlan;
+use stage1::{cloudinit, firstrun};
 
 /// A value that cannot be rendered safely (never contains the value itself).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct RenderError(pub String);
+
+impl From<crate::engine::k3s::K3sError> for RenderError {
+    fn from(e: crate::engine::k3s::K3sError) -> Self {
+        RenderError(e.0)
+    }
+}
+
+impl From<crate::ci::gitlab::GitlabError> for RenderError {
+    fn from(e: crate::ci::gitlab::GitlabError) -> Self {
+        RenderError(e.0)
+    }
+}
 
 /// Kernel command-line tokens the memory cgroup needs (platform.md: the Pi firmware passes
 /// `cgroup_disable=memory`; `cgroup_memory=1` and `cgroup_enable=cpuset` are what most guides
@@ -28,51 +42,8 @@ pub const CGROUP_TOKENS: [&str; 3] = [
     "cgroup_enable=cpuset",
 ];
 
-/// A file for the boot partition.
-#[derive(Debug, Clone)]
-pub struct BootFile {
-    /// Path relative to the partition root, `/`-separated.
-    pub path: String,
-    pub contents: Vec<u8>,
-    /// Holds a secret (removed by the node on first boot; written 0600 by `render`).
-    pub secret: bool,
-}
-
-/// One change to cmdline.txt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CmdlineEdit {
-    /// The token, exactly once.
-    Ensure(String),
-    /// `key=value` as the only token with that key.
-    Set(String, String),
-}
-
-impl CmdlineEdit {
-    pub fn token(&self) -> String {
-        match self {
-            CmdlineEdit::Ensure(t) => t.clone(),
-            CmdlineEdit::Set(k, v) => format!("{k}={v}"),
-        }
-    }
-}
-
-/// Everything a node changes on the boot partition.
-#[derive(Debug, Clone)]
-pub struct Customisation {
-    pub hostname: String,
-    pub role: crate::profile::Role,
-    pub os: OsInfo,
-    pub files: Vec<BootFile>,
-    pub cmdline: Vec<CmdlineEdit>,
-    /// `arm_64bit=1` must be in effect for every board.
-    pub arm_64bit: bool,
-    pub config_extra: Vec<String>,
-    /// The cloud-init instance-id, on that route.
-    pub instance_id: Option<String>,
-}
-
 /// Renders `plan` for an image described by `os`.
-pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<Customisation, RenderError> {
+pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> {
     let generation = os.generation;
     let mut files = Vec::new();
     let mut cmdline = Vec::new();
@@ -159,12 +130,13 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<Customisation, RenderError
         }
     }
     if let Some(cluster) = &plan.cluster {
-        files.extend(firstboot::files(plan, cluster, generation.boot_mount())?);
+        files.extend(stage2::files(plan, cluster, generation.boot_mount())?);
     }
-    Ok(Customisation {
+    Ok(BootContent {
         hostname: plan.hostname.clone(),
         role: plan.role,
-        os: os.clone(),
+        generation: os.generation,
+        init: os.init,
         files,
         cmdline,
         arm_64bit: plan.boot.arm_64bit,

@@ -101,6 +101,51 @@ impl ShellProgram {
     }
 }
 
+/// The function library of pinode's first-boot programs: logging, steps, file helpers and
+/// the stage 1 setup functions. Both stages carry all of it, so that the installed scripts
+/// stay the same bytes.
+pub const CORE: &str = r##"
+PINODE_LOG=/var/log/pinode-firstboot.log
+FAILED=''
+
+log() {
+	printf '%s pinode %s: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ' 2>/dev/null)" "$PINODE_STAGE" "$*" >>"$PINODE_LOG" 2>/dev/null
+	printf 'pinode %s: %s\n' "$PINODE_STAGE" "$*" >&2
+}
+
+# step LABEL COMMAND [ARG...]: run one step, log the outcome, remember failures.
+step() {
+	label=$1
+	shift
+	if "$@"; then
+		log "ok: $label"
+	else
+		log "FAILED: $label"
+		FAILED="$FAILED${FAILED:+, }$label"
+	fi
+}
+
+# write_file PATH MODE CONTENT: replace PATH atomically with exactly CONTENT.
+write_file() {
+	mkdir -p "$(dirname "$1")" || return 1
+	tmp="$1.pinode-new"
+	(umask 077 && printf '%s' "$3" >"$tmp") && chmod "$2" "$tmp" && mv -f "$tmp" "$1"
+}
+
+# scrub FILE: overwrite, then delete. A deleted file's clusters stay readable on FAT.
+scrub() {
+	[ -f "$1" ] || return 0
+	if command -v shred >/dev/null 2>&1; then
+		shred --zero --remove "$1"
+	else
+		size=$(wc -c <"$1")
+		dd if=/dev/zero of="$1" bs=1 count="$size" conv=notrunc 2>/dev/null
+		rm -f "$1"
+	fi
+}
+
+"##;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,8 +92,15 @@ fn secret_keys(secret: &Secret) -> (Option<String>, Option<String>) {
     }
 }
 
+/// A GitLab runner for `url` with every other setting at the profile's default: read
+/// through serde, so that the defaults have one source (the schema's).
+fn gitlab_runner(url: &str) -> Result<RunnerSpec, yaml::Error> {
+    serde_json::from_value(serde_json::json!({ "kind": "gitlab", "url": url }))
+        .map_err(serde::ser::Error::custom)
+}
+
 /// The answers as a profile, in the profile's own (v1) types.
-pub fn to_profile(a: &Answers) -> Profile {
+pub fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
     let wifi = a.wifi.as_ref().map(|w| {
         let (psk_env, psk_file) = secret_keys(&w.psk);
         WifiSpec {
@@ -105,14 +112,17 @@ pub fn to_profile(a: &Answers) -> Profile {
             hidden: false,
         }
     });
-    let runner = a.runner.as_ref().map(|r| {
-        let (token_env, token_file) = secret_keys(&r.token);
-        RunnerSpec {
-            token_env,
-            token_file,
-            ..RunnerSpec::gitlab(r.url.clone())
+    let runner = match &a.runner {
+        None => None,
+        Some(r) => {
+            let (token_env, token_file) = secret_keys(&r.token);
+            Some(RunnerSpec {
+                token_env,
+                token_file,
+                ..gitlab_runner(&r.url)?
+            })
         }
-    });
+    };
     let (version, channel) = match &a.k3s {
         K3sRelease::Channel(c) => (None, c.clone()),
         K3sRelease::Version(v) => (Some(v.clone()), K3sSpec::default().channel),
@@ -122,7 +132,7 @@ pub fn to_profile(a: &Answers) -> Profile {
         role: Some(role),
         ..NodeEntry::default()
     };
-    Profile {
+    Ok(Profile {
         version: 1,
         os: OsSpec {
             image: a.os_image.clone(),
@@ -163,7 +173,7 @@ pub fn to_profile(a: &Answers) -> Profile {
         nodes: std::iter::once(node(&a.servers, Role::Server))
             .chain(a.agents.iter().map(|agents| node(agents, Role::Agent)))
             .collect(),
-    }
+    })
 }
 
 /// What the saved profile says beside its values.
@@ -230,7 +240,7 @@ fn comments(a: &Answers) -> yaml::Comments {
 pub fn render_profile(a: &Answers) -> Result<String, yaml::Error> {
     Ok(format!(
         "{HEADER}{}",
-        yaml::to_string(&to_profile(a), &comments(a))?
+        yaml::to_string(&to_profile(a)?, &comments(a))?
     ))
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cache::source::SourceImage;
 use pinode::customise::customise_image;
 use pinode::device::discover::{BlockDevice, SystemView};
@@ -88,7 +88,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
         args.image.as_deref(),
         &sources.resolver()?,
         &scratch,
-        progress,
+        &progress,
         out.waiting_note(),
     )?;
     for note in &base.notes {
@@ -224,8 +224,8 @@ fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport,
             info
         }
     };
-    let (_, report) = customise_image(&mut image, job.profile, job.node, &info)?;
-    report.notes.iter().for_each(|n| job.out.note(n));
+    let (_, _, notes) = customise_image(&mut image, job.profile, job.node, &info)?;
+    notes.iter().for_each(|n| job.out.note(n));
     let len = image.len();
     let table = image.table().clone();
     let disk = image.into_disk();
@@ -473,5 +473,5 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
             parts.push(format!("{label}: {}", list.join(", ")));
         }
     }
-    Err(Error::Usage(parts.join("; ")))
+    Err(Error::Incomplete(parts.join("; ")))
 }

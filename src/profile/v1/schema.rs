@@ -271,6 +271,8 @@ pub struct ClusterSpec {
     /// API server URL; default https://<first server hostname>.local:6443.
     #[serde(default)]
     pub api: Option<String>,
+    /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
+    /// has a key of its own).
     #[serde(default)]
     pub k3s: K3sSpec,
     /// The CI runner, installed once from the first server.
@@ -278,111 +280,10 @@ pub struct ClusterSpec {
     pub runner: Option<RunnerSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct K3sSpec {
-    /// e.g. v1.33.5+k3s1; null = follow the channel.
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default = "default_channel")]
-    pub channel: String,
-    #[serde(default = "default_install_url")]
-    pub install_url: String,
-    #[serde(default)]
-    pub server_args: Vec<String>,
-    #[serde(default)]
-    pub agent_args: Vec<String>,
-    /// Extra SANs; the server's hostname(.local) is always added.
-    #[serde(default)]
-    pub tls_san: Vec<String>,
-}
+pub use crate::ci::{RunnerKind, RunnerSpec};
+pub use crate::engine::k3s::K3sSpec;
 
-impl Default for K3sSpec {
-    fn default() -> Self {
-        K3sSpec {
-            version: None,
-            channel: default_channel(),
-            install_url: default_install_url(),
-            server_args: Vec::new(),
-            agent_args: Vec::new(),
-            tls_san: Vec::new(),
-        }
-    }
-}
-
-fn default_channel() -> String {
-    "stable".to_string()
-}
-
-fn default_install_url() -> String {
-    "https://get.k3s.io".to_string()
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunnerSpec {
-    pub kind: RunnerKind,
-    /// The GitLab instance, e.g. https://gitlab.example.com.
-    pub url: String,
-    /// Environment variable holding the glrt- runner authentication token.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// File holding the glrt- runner authentication token.
-    #[serde(default)]
-    pub token_file: Option<String>,
-    /// Pin the gitlab-runner Helm chart version.
-    #[serde(default)]
-    pub chart_version: Option<String>,
-    #[serde(default = "default_concurrent")]
-    pub concurrent: u32,
-    #[serde(default = "default_job_image")]
-    pub default_image: String,
-}
-
-impl RunnerSpec {
-    /// A GitLab runner for `url` with every other setting at its default.
-    pub fn gitlab(url: String) -> RunnerSpec {
-        RunnerSpec {
-            kind: RunnerKind::Gitlab,
-            url,
-            token_env: None,
-            token_file: None,
-            chart_version: None,
-            concurrent: default_concurrent(),
-            default_image: default_job_image(),
-        }
-    }
-}
-
-fn default_concurrent() -> u32 {
-    2
-}
-
-fn default_job_image() -> String {
-    "alpine:3.20".to_string()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RunnerKind {
-    Gitlab,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Server,
-    Agent,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Agent => "agent",
-        }
-    }
-}
+pub use crate::bootfs::manifest::Role;
 
 /// One node, or a numbered range of nodes.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

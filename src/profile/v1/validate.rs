@@ -6,10 +6,10 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::secrets;
+use crate::engine::k3s;
+use crate::engine::k3s::flags::{self as k3s_flags, Command};
 use crate::profile::secret::Picked;
 use crate::profile::values;
-use crate::render::k3s;
-use crate::render::k3s_flags::{self, Command};
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {

@@ -7,11 +7,13 @@
 //! Idempotent: a done-marker makes every later boot do nothing (the unit does not even
 //! start); a failed run leaves no marker, so the next boot tries again.
 
-use super::k3s::{self, NodeCluster};
-use super::shell::ShellProgram;
-use super::{BootFile, RenderError, firstrun};
-use crate::plan::NodePlan;
-use crate::plan::cluster::K3sRole;
+use super::shell::{CORE, ShellProgram};
+use super::{BootFile, RenderError};
+use crate::ci::Runner;
+use crate::ci::gitlab::{self, RunnerPlan};
+use crate::engine::Engine;
+use crate::engine::k3s::{self, K3sNode, K3sRole};
+use crate::plan::{NodeCluster, NodePlan};
 
 /// Directory on the boot partition for this stage's files.
 pub const DIR: &str = "pinode";
@@ -226,13 +228,15 @@ run_stage() {
 /// The files of this stage for `plan` (which must have a cluster part).
 pub fn files(
     plan: &NodePlan,
-    node: &NodeCluster,
+    cluster: &NodeCluster,
     boot_dir: &str,
 ) -> Result<Vec<BootFile>, RenderError> {
+    let Engine::K3s(node) = &cluster.engine;
+    let runner = cluster.runner.as_ref().map(|Runner::Gitlab(runner)| runner);
     let mut files = vec![
         BootFile {
             path: SCRIPT.into(),
-            contents: script(plan, node, boot_dir)?.into_bytes(),
+            contents: script(plan, node, runner, boot_dir)?.into_bytes(),
             secret: false,
         },
         BootFile {
@@ -262,15 +266,15 @@ pub fn files(
             secret: false,
         });
     }
-    if let Some(runner) = &node.runner {
+    if let Some(runner) = runner {
         files.push(BootFile {
             path: RUNNER_MANIFEST.into(),
-            contents: k3s::runner_manifest(&runner.spec)?.into_bytes(),
+            contents: gitlab::runner_manifest(&runner.spec)?.into_bytes(),
             secret: false,
         });
         files.push(BootFile {
             path: RUNNER_TOKEN.into(),
-            contents: k3s::runner_token_file(runner),
+            contents: gitlab::runner_token_file(runner),
             secret: true,
         });
     }
@@ -278,7 +282,7 @@ pub fn files(
 }
 
 /// The API host, when it is an mDNS name this node must resolve (the founder need not).
-fn mdns_host(node: &NodeCluster) -> Option<&str> {
+fn mdns_host(node: &K3sNode) -> Option<&str> {
     if node.role == K3sRole::Founder {
         return None;
     }
@@ -291,7 +295,12 @@ fn mdns_host(node: &NodeCluster) -> Option<&str> {
     host.ends_with(".local").then_some(host)
 }
 
-fn script(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<String, RenderError> {
+fn script(
+    plan: &NodePlan,
+    node: &K3sNode,
+    runner: Option<&RunnerPlan>,
+    boot_dir: &str,
+) -> Result<String, RenderError> {
     let exec = match node.role {
         K3sRole::Founder | K3sRole::JoiningServer => "server",
         K3sRole::Agent => "agent",
@@ -309,7 +318,7 @@ fn script(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<String,
         "partition and enables pinode-firstboot.service, which runs `firstboot.sh run` once the",
     )
     .comment("network is up. No secrets in here: they are files of their own.")
-    .library(firstrun::CORE)
+    .library(CORE)
     .library(LIBRARY)
     .propagate_status();
     p.var("PINODE_STAGE", "firstboot")?
@@ -319,13 +328,10 @@ fn script(plan: &NodePlan, node: &NodeCluster, boot_dir: &str) -> Result<String,
         .var("K3S_ROLE", node.role.describe(node.ha))?
         .var("K3S_EXEC", exec)?
         .var("K3S_API", &node.api)?
-        .var("K3S_VERSION", node.k3s.version.as_deref().unwrap_or(""))?
-        .var("K3S_CHANNEL", &node.k3s.channel)?
-        .var("K3S_INSTALL_URL", &node.k3s.install_url)?
-        .var(
-            "HAS_RUNNER",
-            if node.runner.is_some() { "yes" } else { "no" },
-        )?
+        .var("K3S_VERSION", node.spec.version.as_deref().unwrap_or(""))?
+        .var("K3S_CHANNEL", &node.spec.channel)?
+        .var("K3S_INSTALL_URL", &node.spec.install_url)?
+        .var("HAS_RUNNER", if runner.is_some() { "yes" } else { "no" })?
         .var("API_MDNS_HOST", mdns_host(node).unwrap_or(""))?
         .var("RETRIES", "6")?;
     p.step(r#"case "${1:-run}" in"#)

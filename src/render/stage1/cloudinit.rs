@@ -12,10 +12,10 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::RenderError;
 use crate::osinfo::Generation;
 use crate::plan::NodePlan;
 use crate::profile::schema::SudoMode;
+use crate::render::RenderError;
 
 /// Groups the first user of Raspberry Pi OS belongs to; cloud-init creates missing ones.
 const GROUPS: &str =
@@ -92,7 +92,7 @@ pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, Rend
     if plan.cluster.is_some() {
         // Hand over to the second stage (K3s and the runner): install it, which moves the
         // secrets off the boot partition, report and scrub, then start it.
-        let script = format!("{boot}/{}", super::firstboot::SCRIPT);
+        let script = format!("{boot}/{}", crate::render::stage2::SCRIPT);
         runcmd.push(args(&["sh", &script, "install", boot]));
     }
     runcmd.push(args(&["sh", "-c", FINISH_SCRIPT, "pinode-finish", boot]));

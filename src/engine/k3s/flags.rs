@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 /// The flag list, from the repository's data directory.
-const FLAGS_TXT: &str = include_str!("../../data/k3s/flags.txt");
+const FLAGS_TXT: &str = include_str!("../../../data/k3s/flags.txt");
 
 /// Which K3s command reads the arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,54 @@
+//! Boot content: everything pinode puts on one node's boot partition, as plain data.
+//!
+//! The renderer produces it from a node's plan, `render` writes it to a folder and
+//! [`super::apply`] applies it to a FAT partition. It sits here, at the level of the boot
+//! partition, so that applying it needs neither the profile nor the renderer.
+
+use super::manifest::Role;
+use crate::osinfo::{Generation, InitRoute};
+
+/// A file for the boot partition.
+#[derive(Debug, Clone)]
+pub struct BootFile {
+    /// Path relative to the partition root, `/`-separated.
+    pub path: String,
+    pub contents: Vec<u8>,
+    /// Holds a secret (removed by the node on first boot; written 0600 by `render`).
+    pub secret: bool,
+}
+
+/// One change to cmdline.txt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdlineEdit {
+    /// The token, exactly once.
+    Ensure(String),
+    /// `key=value` as the only token with that key.
+    Set(String, String),
+}
+
+impl CmdlineEdit {
+    pub fn token(&self) -> String {
+        match self {
+            CmdlineEdit::Ensure(t) => t.clone(),
+            CmdlineEdit::Set(k, v) => format!("{k}={v}"),
+        }
+    }
+}
+
+/// Everything a node changes on the boot partition, and what the manifest records about it.
+#[derive(Debug, Clone)]
+pub struct BootContent {
+    pub hostname: String,
+    pub role: Role,
+    /// The OS generation the content was rendered for.
+    pub generation: Generation,
+    /// The first-boot route the content was rendered for.
+    pub init: InitRoute,
+    pub files: Vec<BootFile>,
+    pub cmdline: Vec<CmdlineEdit>,
+    /// `arm_64bit=1` must be in effect for every board.
+    pub arm_64bit: bool,
+    pub config_extra: Vec<String>,
+    /// The cloud-init instance-id, on that route.
+    pub instance_id: Option<String>,
+}

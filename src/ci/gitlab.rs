@@ -1,0 +1,202 @@
+//! GitLab Runner: the token rule, and the files that install the runner on the cluster (the
+//! runner's `config.toml` fragment, the Helm chart values and the manifest K3s's Helm
+//! controller applies).
+//!
+//! Everything structured is produced by serialisers, never by pasting strings: JSON for YAML
+//! and the `toml` crate for the runner configuration. Nothing here knows the profile, the plan
+//! or the renderer.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::RunnerSpec;
+
+/// A runner file that cannot be written (never contains a secret).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GitlabError(pub String);
+
+/// Namespace the runner lives in.
+pub const RUNNER_NAMESPACE: &str = "gitlab-runner";
+/// Name of the Secret holding the runner token (`runners.secret` in the chart).
+pub const RUNNER_SECRET: &str = "gitlab-runner-token";
+
+/// The GitLab runner, token resolved.
+#[derive(Clone)]
+pub struct RunnerPlan {
+    pub spec: RunnerSpec,
+    /// A `glrt-` runner authentication token.
+    pub token: SecretString,
+}
+
+/// Checks a runner token's form. The message explains what to create instead.
+pub fn check_runner_token(token: &str) -> Result<(), String> {
+    if token.starts_with("glrt-") && token.len() > 10 && token.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Ok(());
+    }
+    let kind = if token.starts_with("GR1348941") || token.starts_with("glrtr-") {
+        "a runner registration token"
+    } else {
+        "not a runner authentication token"
+    };
+    Err(format!(
+        "the runner token is {kind}: create the runner in GitLab (Settings > CI/CD > Runners > \
+         New project runner, or the group/instance equivalent) and use its glrt- authentication \
+         token; registration tokens are deprecated and disabled by default since GitLab 17.0, and \
+         tags, locked and run-untagged are set on the runner in GitLab, not here"
+    ))
+}
+
+#[derive(Serialize)]
+struct RunnerToml {
+    runners: Vec<RunnerEntry>,
+}
+
+#[derive(Serialize)]
+struct RunnerEntry {
+    kubernetes: KubernetesExecutor,
+}
+
+#[derive(Serialize)]
+struct KubernetesExecutor {
+    namespace: String,
+    image: String,
+    /// Job pods (build and helper containers) on arm64 nodes, so the runner picks the arm64
+    /// helper image: it would pick amd64 otherwise.
+    node_selector: std::collections::BTreeMap<String, String>,
+}
+
+/// The runner's `config.toml` fragment (the chart's `runners.config`).
+pub fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
+    let config = RunnerToml {
+        runners: vec![RunnerEntry {
+            kubernetes: KubernetesExecutor {
+                namespace: RUNNER_NAMESPACE.into(),
+                image: runner.default_image.clone(),
+                node_selector: [("kubernetes.io/arch".to_string(), "arm64".to_string())].into(),
+            },
+        }],
+    };
+    toml::to_string(&config).map_err(|e| GitlabError(format!("runner config: {e}")))
+}
+
+/// The chart values. Only keys that are valid with a `glrt-` token: no `tags`, `locked`,
+/// `runUntagged`, `protected`, `maximumTimeout` or `runnerRegistrationToken`, which make
+/// such a runner fail to start (they are set on the GitLab server now).
+pub fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
+    Ok(json!({
+        "gitlabUrl": runner.url,
+        "concurrent": runner.concurrent,
+        "rbac": {"create": true},
+        "runners": {
+            "secret": RUNNER_SECRET,
+            "config": runner_toml(runner)?,
+        },
+    }))
+}
+
+/// `pinode-gitlab-runner.yaml` for the server's auto-deploy manifests directory: the
+/// namespace and a `HelmChart` that K3s's Helm controller installs. The token Secret is
+/// written by the node itself from its root-only copy of the token.
+pub fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
+    let values = to_json(&runner_values(runner)?, "runner values")?;
+    // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
+    // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
+    let version = match &runner.chart_version {
+        Some(v) => format!(
+            "  version: {}\n",
+            serde_json::to_string(v).map_err(|e| GitlabError(e.to_string()))?
+        ),
+        None => String::new(),
+    };
+    let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();
+    Ok(format!(
+        "# Written by pinode: GitLab Runner (Kubernetes executor), installed by K3s's Helm controller.\n\
+         # The token is in the Secret gitlab-runner-token, written on the node from its root-only copy.\n\
+         apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RUNNER_NAMESPACE}\n---\n\
+         apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: gitlab-runner\n  namespace: kube-system\n\
+         spec:\n  repo: https://charts.gitlab.io\n  chart: gitlab-runner\n{version}\
+         \x20 targetNamespace: {RUNNER_NAMESPACE}\n  createNamespace: true\n  valuesContent: |-\n{values_block}"
+    ))
+}
+
+/// The runner token, for the node to place in a Secret. Kept apart from every other file,
+/// without a line break: the file is the token, byte for byte.
+pub fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
+    runner.token.expose_secret().as_bytes().to_vec()
+}
+
+/// An example `.gitlab-ci.yml` job that builds and pushes an arm64 image on this runner with
+/// BuildKit in rootless mode: no privileged pod, no Docker socket.
+pub const BUILDKIT_EXAMPLE: &str = r#"# Build and push an arm64 image on the cluster's runner with BuildKit, rootless.
+# Why not Docker-in-Docker: it needs privileged pods. Why not the host's Docker or containerd
+# socket: whoever can use it is root on the node. Kaniko, the old answer, was archived in 2025.
+# Rootless BuildKit needs unprivileged user namespaces (on by default in Raspberry Pi OS) and
+# a job pod that is not confined by a seccomp or AppArmor profile (the K3s default).
+build-image:
+  stage: build
+  image:
+    name: moby/buildkit:rootless
+    entrypoint: [""]
+  variables:
+    BUILDKITD_FLAGS: --oci-worker-no-process-sandbox
+  before_script:
+    - mkdir -p ~/.docker
+    - printf '{"auths":{"%s":{"username":"%s","password":"%s"}}}' "$CI_REGISTRY" "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" > ~/.docker/config.json
+  script:
+    - >-
+      buildctl-daemonless.sh build
+      --frontend dockerfile.v0
+      --local context=.
+      --local dockerfile=.
+      --opt platform=linux/arm64
+      --output type=image,name=$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA,push=true
+"#;
+
+fn to_json(value: &Value, what: &str) -> Result<String, GitlabError> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| GitlabError(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner() -> RunnerSpec {
+        RunnerSpec {
+            kind: crate::ci::RunnerKind::Gitlab,
+            url: "https://gitlab.example.com".into(),
+            token_env: Some("T".into()),
+            token_file: None,
+            chart_version: None,
+            concurrent: 2,
+            default_image: "alpine:3.20\" x".into(),
+        }
+    }
+
+    #[test]
+    fn runner_toml_quotes_values() {
+        let toml = runner_toml(&runner()).unwrap();
+        let parsed: toml::Value = toml::from_str(&toml).unwrap();
+        let k = &parsed["runners"][0]["kubernetes"];
+        assert_eq!(k["image"].as_str(), Some("alpine:3.20\" x"));
+        assert_eq!(
+            k["node_selector"]["kubernetes.io/arch"].as_str(),
+            Some("arm64")
+        );
+    }
+
+    #[test]
+    fn runner_tokens() {
+        assert!(check_runner_token("glrt-abcdefghijkl").is_ok());
+        assert!(
+            check_runner_token("GR1348941abcdef")
+                .unwrap_err()
+                .contains("registration token")
+        );
+        assert!(check_runner_token("hunter2").is_err());
+    }
+}

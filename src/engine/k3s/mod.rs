@@ -1,0 +1,326 @@
+//! K3s: what pinode knows about it as a Kubernetes distribution — its roles, the flags it
+//! accepts, the form of its join token — and the one file of its own pinode writes, the
+//! node's `config.yaml`.
+//!
+//! Everything structured is produced by a serialiser, never by pasting strings: JSON for
+//! YAML (JSON is YAML, and every string in it is quoted). Nothing here knows the profile,
+//! the plan or the renderer: profile validation and the renderer both call in here.
+
+pub mod flags;
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use flags::Command;
+
+/// A K3s file that cannot be written (never contains a secret).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct K3sError(pub String);
+
+/// Flags pinode sets itself from the profile; giving them in `server_args`/`agent_args` too
+/// would contradict the plan.
+pub const MANAGED_FLAGS: &[&str] = &[
+    "token",
+    "token-file",
+    "server",
+    "cluster-init",
+    "node-name",
+    "agent-token",
+    "agent-token-file",
+];
+
+/// What K3s does on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum K3sRole {
+    /// The first server: alone, or starting embedded etcd (`cluster-init`) for HA.
+    Founder,
+    /// A further server joining the founder (HA).
+    JoiningServer,
+    Agent,
+}
+
+impl K3sRole {
+    pub fn describe(self, ha: bool) -> &'static str {
+        match (self, ha) {
+            (K3sRole::Founder, false) => "server",
+            (K3sRole::Founder, true) => "server, founds the cluster (cluster-init)",
+            (K3sRole::JoiningServer, _) => "server, joins the founder",
+            (K3sRole::Agent, _) => "agent",
+        }
+    }
+}
+
+/// The profile's `cluster.k3s`: which K3s release, and the flags given to it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct K3sSpec {
+    /// e.g. v1.33.5+k3s1; null = follow the channel.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    #[serde(default = "default_install_url")]
+    pub install_url: String,
+    #[serde(default)]
+    pub server_args: Vec<String>,
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// Extra SANs; the server's hostname(.local) is always added.
+    #[serde(default)]
+    pub tls_san: Vec<String>,
+}
+
+impl Default for K3sSpec {
+    fn default() -> Self {
+        K3sSpec {
+            version: None,
+            channel: default_channel(),
+            install_url: default_install_url(),
+            server_args: Vec::new(),
+            agent_args: Vec::new(),
+            tls_san: Vec::new(),
+        }
+    }
+}
+
+fn default_channel() -> String {
+    "stable".to_string()
+}
+
+fn default_install_url() -> String {
+    "https://get.k3s.io".to_string()
+}
+
+/// Whether `v` is a K3s release version such as `v1.33.5+k3s1`: `v`, a digit, then only
+/// letters, digits and `.+-`.
+pub fn is_version(v: &str) -> bool {
+    v.starts_with('v')
+        && v.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
+        && v[1..].starts_with(|ch: char| ch.is_ascii_digit())
+}
+
+/// Whether `channel` can name a K3s release channel (`stable`, `latest`, `v1.33`): not empty,
+/// only letters, digits and `.-`.
+pub fn is_channel(channel: &str) -> bool {
+    !channel.is_empty()
+        && channel
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch))
+}
+
+/// One node's part in a K3s cluster, its join token resolved: what the K3s files are
+/// rendered from.
+#[derive(Clone)]
+pub struct K3sNode {
+    pub role: K3sRole,
+    /// More than one server: the founder starts embedded etcd.
+    pub ha: bool,
+    /// The API server URL the other nodes join.
+    pub api: String,
+    pub token: SecretString,
+    pub spec: K3sSpec,
+}
+
+/// Checks that K3s can parse `token` as a join token. The message never quotes the token.
+///
+/// The rule is K3s's own, read from k3s-io/k3s `pkg/clientaccess/token.go` (`parseToken`,
+/// constants `tokenPrefix = "K10"` and `caHashLength = sha256.Size * 2`):
+/// - a token without the `K10` prefix is a bare password (or a kubeadm bootstrap token) and
+///   is accepted as long as it is not empty;
+/// - with the prefix, the rest is split once at `::` into CA hash and credentials; a hash
+///   that is not empty must be exactly 64 characters, or K3s stops with "invalid token CA
+///   hash length". K3s compares it with the lower-case hex SHA-256 of the cluster CA
+///   (`hashCA`, `hex.EncodeToString`), so anything but 64 lower-case hex digits can never
+///   match: pinode asks for exactly that;
+/// - the credentials are a bootstrap token (`abcdef.0123456789abcdef`) or `user:password`
+///   with a non-empty password, else "invalid token format".
+pub fn check_cluster_token(token: &str) -> Result<(), String> {
+    const FULL: &str = "K10<64 hex digits of the CA hash>::<user>:<password>";
+    let Some(rest) = token.strip_prefix("K10") else {
+        return if token.is_empty() {
+            Err("the cluster token is empty".into())
+        } else {
+            Ok(())
+        };
+    };
+    let creds = match rest.split_once("::") {
+        Some((hash, creds)) => {
+            let hex = hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+            if !hash.is_empty() && (hash.len() != 64 || !hex) {
+                return Err(format!(
+                    "the cluster token starts with K10, so K3s reads it as a full token \
+                     {FULL}, but its CA hash has {} characters{}: K3s would refuse it \
+                     (\"invalid token CA hash length\"). Use the whole token from the \
+                     server's /var/lib/rancher/k3s/server/token, or a plain token without \
+                     the K10 prefix",
+                    hash.chars().count(),
+                    if hash.len() == 64 {
+                        " that are not all lower-case hex digits"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            creds
+        }
+        None => rest,
+    };
+    if is_bootstrap_token(creds) {
+        return Ok(());
+    }
+    match creds.split_once(':') {
+        Some((_user, password)) if !password.is_empty() => Ok(()),
+        _ => Err(format!(
+            "the cluster token starts with K10, so K3s reads it as a full token {FULL}, \
+             but it has no <user>:<password> part: K3s would refuse it (\"invalid token \
+             format\"). Use the whole token from the server's \
+             /var/lib/rancher/k3s/server/token, or a plain token without the K10 prefix"
+        )),
+    }
+}
+
+/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, which K3s also accepts as the
+/// credentials of a full token.
+fn is_bootstrap_token(creds: &str) -> bool {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    creds
+        .split_once('.')
+        .is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
+/// `/etc/rancher/k3s/config.yaml` for a node (keys are the server/agent flags without dashes).
+pub fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<String, K3sError> {
+    let mut config = Map::new();
+    config.insert("node-name".into(), json!(hostname));
+    config.insert("token-file".into(), json!(token_file));
+    let server = matches!(node.role, K3sRole::Founder | K3sRole::JoiningServer);
+    if server {
+        let mut sans = vec![hostname.to_string(), format!("{hostname}.local")];
+        sans.extend(node.spec.tls_san.iter().cloned());
+        config.insert("tls-san".into(), json!(sans));
+        // Admin credentials stay root's; the first-boot program copies them to the user.
+        config.insert("write-kubeconfig-mode".into(), json!("0600"));
+    }
+    match node.role {
+        K3sRole::Founder if node.ha => {
+            config.insert("cluster-init".into(), json!(true));
+        }
+        K3sRole::Founder => {}
+        K3sRole::JoiningServer | K3sRole::Agent => {
+            config.insert("server".into(), json!(node.api));
+        }
+    }
+    let (extra, command) = if server {
+        (&node.spec.server_args, Command::Server)
+    } else {
+        (&node.spec.agent_args, Command::Agent)
+    };
+    merge_flags(&mut config, extra, command).map_err(K3sError)?;
+    to_json(&Value::Object(config), "k3s config.yaml")
+}
+
+/// Adds the profile's extra arguments for `command` to a config map (checked against K3s's
+/// flags, see [`flags`]). A flag given twice, or one that pinode already set as a list,
+/// becomes a list.
+fn merge_flags(
+    config: &mut Map<String, Value>,
+    args: &[String],
+    command: Command,
+) -> Result<(), String> {
+    let parsed = flags::parse_args(args, command, MANAGED_FLAGS).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("argument {}: {}", e.index + 1, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    for (name, value) in parsed {
+        match config.get_mut(&name) {
+            Some(Value::Array(list)) => list.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = json!([first, value]);
+            }
+            None => {
+                config.insert(name, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_json(value: &Value, what: &str) -> Result<String, K3sError> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| K3sError(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_merge_into_the_config() {
+        let mut config = Map::new();
+        config.insert("tls-san".into(), json!(["a"]));
+        merge_flags(
+            &mut config,
+            &[
+                "--tls-san=b".into(),
+                "--disable=traefik".into(),
+                "--disable=servicelb".into(),
+                "--secrets-encryption".into(),
+            ],
+            Command::Server,
+        )
+        .unwrap();
+        assert_eq!(config["tls-san"], json!(["a", "b"]));
+        assert_eq!(config["disable"], json!(["traefik", "servicelb"]));
+        assert_eq!(config["secrets-encryption"], json!(true));
+        let managed = merge_flags(&mut config, &["--token=x".into()], Command::Server);
+        assert!(managed.unwrap_err().contains("set by pinode"));
+        assert!(merge_flags(&mut config, &["disable=x".into()], Command::Server).is_err());
+        assert!(merge_flags(&mut config, &["--disable=x".into()], Command::Agent).is_err());
+    }
+
+    #[test]
+    fn versions_and_channels() {
+        assert!(is_version("v1.33.5+k3s1"));
+        assert!(!is_version("1.33.5+k3s1"));
+        assert!(!is_version("vx"));
+        assert!(!is_version("v1.33 5"));
+        assert!(is_channel("stable") && is_channel("v1.33") && is_channel("latest"));
+        assert!(!is_channel("") && !is_channel("v1.33+k3s1"));
+    }
+
+    #[test]
+    fn cluster_tokens_follow_k3s_parse_token() {
+        let hash = "0123456789abcdef".repeat(4);
+        assert!(check_cluster_token(&format!("K10{hash}::server:secret")).is_ok());
+        assert!(check_cluster_token(&format!("K10{hash}::abcdef.0123456789abcdef")).is_ok());
+        assert!(check_cluster_token("K10::server:secret").is_ok());
+        assert!(check_cluster_token("a-plain-token-of-any-form::x").is_ok());
+        let short = check_cluster_token("K10cafe::server:x").unwrap_err();
+        assert!(short.contains("4 characters"), "{short}");
+        assert!(
+            !short.contains("cafe"),
+            "the token must not be quoted: {short}"
+        );
+        let upper = hash.to_uppercase();
+        assert!(check_cluster_token(&format!("K10{upper}::server:x")).is_err());
+        assert!(check_cluster_token(&format!("K10{hash}::server:")).is_err());
+        assert!(check_cluster_token("K10nocolon").is_err());
+        assert!(check_cluster_token("").is_err());
+    }
+}
