@@ -11,7 +11,7 @@ pub mod secret;
 pub mod spans;
 pub mod v1;
 pub mod values;
-pub mod version;
+mod version;
 
 /// The v1 types are the profile's types (a later version translates into them).
 pub use v1::schema;

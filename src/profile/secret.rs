@@ -58,9 +58,9 @@ pub enum SecretError {
     FileEmpty(PathBuf),
 }
 
-/// The keys a profile offers for one secret, in the order they are named in messages, with
-/// the values given. `kinds` says which form each key is.
-pub struct SecretKeys<'a> {
+/// The keys a profile offers for one secret, in the order messages name them: each with its
+/// form and the value given, if any.
+pub(crate) struct SecretKeys<'a> {
     /// The mapping holding the keys, e.g. `defaults.wifi`.
     pub parent: &'a str,
     pub keys: &'a [(&'a str, SecretKind, Option<&'a String>)],
@@ -68,7 +68,7 @@ pub struct SecretKeys<'a> {
 
 /// The form of one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretKind {
+pub(crate) enum SecretKind {
     Inline,
     Env,
     File,
@@ -84,7 +84,7 @@ pub enum Picked {
 }
 
 /// The one secret `keys` give: the "exactly one of" rule, in one place.
-pub fn pick(keys: &SecretKeys<'_>) -> Picked {
+pub(crate) fn pick(keys: &SecretKeys<'_>) -> Picked {
     let given: Vec<_> = keys
         .keys
         .iter()
