@@ -235,3 +235,40 @@ fn resolve_cluster(
         runner,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::Environment;
+    use std::path::Path;
+
+    const PROFILE: &str = "version: 1\ndefaults:\n  user:\n    name: a\n    password_env: PW\n  wifi:\n    ssid: IEEE\n    psk_env: PSK\n    country: GB\nnodes:\n  - hostname: n\n";
+
+    /// Secrets come from the settings given, not from the process environment.
+    #[test]
+    fn secrets_are_read_through_the_settings() {
+        let profile = LoadedProfile::parse(Path::new("p.yaml"), PROFILE).unwrap();
+        let settings = Settings::from_environment(Environment::from_pairs([
+            ("PSK", "password"),
+            ("PW", "pw"),
+        ]));
+        let plan = NodePlan::resolve(&profile, &profile.nodes[0], &settings).unwrap();
+        let wifi = plan.wifi.unwrap();
+        // IEEE 802.11i-2004, Annex H.4.
+        assert_eq!(
+            wifi.psk_hex.expose_secret(),
+            "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+        );
+        assert!(plan.user.password_hash.unwrap().starts_with("$6$"));
+        assert!(plan.notes.is_empty());
+
+        let empty = Settings::from_environment(Environment::from_pairs([("PW", "pw")]));
+        let err = NodePlan::resolve(&profile, &profile.nodes[0], &empty).unwrap_err();
+        assert_eq!(err.field, "defaults.wifi.psk_env");
+        assert!(
+            err.message
+                .starts_with("environment variable PSK is not set"),
+            "{err}"
+        );
+    }
+}
