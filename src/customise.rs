@@ -213,24 +213,6 @@ fn read_text(fs: &BootFs<'_>, path: &'static str) -> Result<Option<String>, Boot
     }
 }
 
-/// Customises `image` (in its overlay) as `node` of `profile`: detects the OS, resolves the
-/// node's secrets, renders and applies. Nothing reaches the image file until the caller
-/// commits the overlay or streams it out.
-pub fn customise_image(
-    image: &mut crate::image::Image,
-    profile: &crate::profile::LoadedProfile,
-    node: &crate::profile::NodeConfig,
-    os: &crate::osinfo::OsInfo,
-) -> Result<(Customisation, ApplyReport), crate::Error> {
-    let plan = crate::render::NodePlan::resolve(profile, node)?;
-    let custom = crate::render::render(&plan, os).map_err(|source| crate::Error::Render {
-        node: node.hostname.clone(),
-        source,
-    })?;
-    let report = image.with_boot_fs(|fs| apply(fs, &custom))?;
-    Ok((custom, report))
-}
-
 /// What a boot partition is set up to do, for `inspect`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BootState {

@@ -36,6 +36,8 @@ pub enum Error {
     #[error(transparent)]
     Save(#[from] SaveError),
     #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
     Input(#[from] crate::input::InputError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },

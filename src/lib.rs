@@ -21,6 +21,7 @@ pub mod image;
 pub mod input;
 pub mod invoker;
 pub mod osinfo;
+pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod progress;

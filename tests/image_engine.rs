@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use pinode::customise::{ApplyReport, Manifest, customise_image};
+use pinode::customise::{ApplyReport, Manifest};
 use pinode::image::Image;
+use pinode::pipeline::node::customise;
 use pinode::profile::LoadedProfile;
 use pinode::render::Customisation;
 use serde_json::json;
@@ -67,7 +68,7 @@ fn patch(image: &Path, node: &Node, dir: &Path) -> (Customisation, ApplyReport, 
     let profile = LoadedProfile::load(&path).unwrap();
     let mut img = Image::open(image, true).unwrap();
     let os = img.detect_os(None, profile.init_override()).unwrap();
-    let (custom, report) = customise_image(&mut img, &profile, &profile.nodes[0], &os).unwrap();
+    let (custom, report) = customise(&mut img, &profile, &profile.nodes[0], &os).unwrap();
     let written = img.commit().unwrap();
     (custom, report, written)
 }

@@ -19,7 +19,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use pinode::customise::{boot_state, customise_image};
+use pinode::customise::boot_state;
+use pinode::pipeline::node::customise;
 use pinode::image::Image;
 use pinode::osinfo::InitRoute;
 use pinode::profile::LoadedProfile;
@@ -173,7 +174,7 @@ pub fn run(data: &[u8]) {
         let Ok(os) = image.detect_os(None, Some(route)) else {
             return;
         };
-        let Ok((custom, _report)) = customise_image(&mut image, profile, &profile.nodes[0], &os)
+        let Ok((custom, _report)) = customise(&mut image, profile, &profile.nodes[0], &os)
         else {
             return;
         };

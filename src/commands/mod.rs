@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bars;
 pub mod cache;
 pub mod devices;
 pub mod download;

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use pinode::Error;
-use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::pipeline::BaseImage;
 use pinode::profile::InitChoice;
 use pinode::render::{self, NodePlan};
 use pinode::rootfs::OsRelease;
@@ -39,8 +39,8 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     let progress = ProgressPolicy::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
-        None => match SourceImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(SourceImage::open(&path, &scratch, progress, None)?),
+        None => match BaseImage::locate(&profile, args.image.as_deref())? {
+            Some(path) => Some(BaseImage::open(&path, &scratch, progress, None)?),
             None => cached_base(&profile, sources, &scratch, progress),
         },
     };
@@ -168,13 +168,13 @@ fn cached_base(
     sources: &Sources,
     scratch: &Path,
     progress: ProgressPolicy,
-) -> Option<SourceImage> {
+) -> Option<BaseImage> {
     let offline = Sources {
         offline: true,
         ..sources.clone()
     };
     let resolver = offline.resolver().ok()?;
-    SourceImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
+    BaseImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
 }
 
 /// Where a render records the files it wrote, so that the next render into the same folder

@@ -99,6 +99,9 @@ pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
 pub fn pinode() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pinode"));
     c.env_remove("RUST_BACKTRACE").env("CI", "true");
+    // The test hooks (PINODE_TEST_SEED, PINODE_TEST_PAUSE, PINODE_SYSTEM_ROOT) count only
+    // behind this switch (src/edge.rs).
+    c.env("PINODE_TEST_HOOKS", "1");
     // Never the real catalog, the user's cache or a proxy: tests that need a catalog or a
     // cache set their own.
     c.env("PINODE_CATALOG", "/nonexistent/pinode-test-catalog.json")
