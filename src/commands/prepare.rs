@@ -8,7 +8,7 @@ use serde_json::json;
 use pinode::Error;
 use pinode::cleanup::LockFile;
 use pinode::invoker::Invoker;
-use pinode::pipeline::file::{FileOptions, write_files};
+use pinode::pipeline::file::{FileNote, FileOptions, write_files};
 use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::file::Compression;
@@ -147,7 +147,7 @@ fn not_started<'a>(
     error
 }
 
-/// Prepares one node's image (and bmap), says what was written; returns its entry of the
+/// Prepares one node's image (and bmap), saying what was written; returns its entry of the
 /// `--json` document.
 fn prepare_node(
     node: &NodeConfig,
@@ -157,28 +157,30 @@ fn prepare_node(
     out: &Output,
 ) -> Result<serde_json::Value, Error> {
     let image = NodeImage::new(base, profile, node)?;
-    let written = write_files(&image, files, &Bars(out.progress()))?;
     let host = &image.custom.hostname;
+    let written = write_files(
+        &image,
+        files,
+        &Bars(out.progress()),
+        &mut |note| match note {
+            FileNote::Image(file) => out.say(format!(
+                "{host}: {} ({}, sha256 {}…)",
+                file.path.display(),
+                size(file.size),
+                file.sha256.get(..12).unwrap_or(&file.sha256)
+            )),
+            FileNote::Bmap(bmap) => out.say(format!(
+                "{host}: {} ({} of the image in use)",
+                bmap.path.display(),
+                size(bmap.mapped_bytes)
+            )),
+            FileNote::Removed(stale) => out.say(format!(
+                "{host}: removed {} (from an earlier run)",
+                stale.display()
+            )),
+        },
+    )?;
     let file = &written.image;
-    out.say(format!(
-        "{host}: {} ({}, sha256 {}…)",
-        file.path.display(),
-        size(file.size),
-        file.sha256.get(..12).unwrap_or(&file.sha256)
-    ));
-    if let Some(bmap) = &written.bmap {
-        out.say(format!(
-            "{host}: {} ({} of the image in use)",
-            bmap.path.display(),
-            size(bmap.mapped_bytes)
-        ));
-    }
-    for stale in &written.removed {
-        out.say(format!(
-            "{host}: removed {} (from an earlier run)",
-            stale.display()
-        ));
-    }
     Ok(json!({
         "hostname": host,
         "status": "done",

@@ -40,20 +40,34 @@ pub struct NodeFiles {
     pub removed: Vec<PathBuf>,
 }
 
+/// Each file as soon as it is in place (a later step may still fail).
+#[derive(Debug)]
+pub enum FileNote<'a> {
+    Image(&'a WrittenImage),
+    Bmap(&'a WrittenBmap),
+    /// An output of an earlier run, removed.
+    Removed(&'a Path),
+}
+
 /// Writes `node`'s image (named after its hostname) and, when asked, its bmap to
-/// `options.out_dir`, reporting the image's bytes to a task of `progress` labelled with the
-/// hostname.
+/// `options.out_dir`, then removes what an earlier run left that this one did not rewrite.
+/// The image's bytes are reported to a task of `progress` labelled with the hostname; each
+/// file to `note` once it is in place.
 pub fn write_files(
     node: &NodeImage,
     options: &FileOptions,
     progress: &dyn Progress,
+    note: &mut dyn FnMut(FileNote<'_>),
 ) -> Result<NodeFiles, PipelineError> {
     let host = &node.custom.hostname;
     let dir = &options.out_dir;
     let task = progress.task(host, node.len());
     let image = write_image(node.composed(), dir, host, options.compression, &task)?;
+    note(FileNote::Image(&image));
     let bmap = if options.bmap {
-        Some(write_bmap(node.composed(), node, dir, host)?)
+        let bmap = write_bmap(node.composed(), node, dir, host)?;
+        note(FileNote::Bmap(&bmap));
+        Some(bmap)
     } else {
         None
     };
@@ -66,6 +80,9 @@ pub fn write_files(
         produced.push(dir.join(format!("{name}.sha256")));
     }
     let removed = remove_stale_outputs(dir, host, &produced)?;
+    for path in &removed {
+        note(FileNote::Removed(path));
+    }
     Ok(NodeFiles {
         image,
         bmap,
