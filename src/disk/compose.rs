@@ -249,4 +249,22 @@ mod tests {
         assert_eq!(buf[1], 1);
         assert!(buf[10_000 - 4096..].iter().all(|b| *b == 0));
     }
+
+    #[test]
+    fn chunks_and_reads_at_offsets_give_the_same_bytes() {
+        let len = 3 * CHUNK_SIZE as u64 + 777;
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(len).unwrap();
+        file.write_all_at(&[7u8; 5000], CHUNK_SIZE as u64 - 100)
+            .unwrap();
+        let mut disk = OverlayDisk::new(file.try_clone().unwrap(), len);
+        disk.seek(SeekFrom::Start(2 * CHUNK_SIZE as u64 + 10))
+            .unwrap();
+        disk.write_all(b"overlay").unwrap();
+        let (_, overlay) = disk.into_parts();
+        let image = Composed::new(&file, len, &overlay);
+        let mut read = vec![0u8; len as usize];
+        image.read_at(0, &mut read).unwrap();
+        assert_eq!(compose(&file, len, &overlay), read);
+    }
 }

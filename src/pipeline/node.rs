@@ -20,7 +20,7 @@ pub struct NodeImage {
     pub report: ApplyReport,
     pub os: OsInfo,
     /// The base image file, named in messages about reading the image.
-    pub base_path: PathBuf,
+    pub(super) base_path: PathBuf,
     len: u64,
     table: PartitionTable,
     disk: OverlayDisk,

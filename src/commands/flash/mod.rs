@@ -1,9 +1,10 @@
 //! `pinode flash`: one verified card per node, one after another.
 //!
 //! The base image is obtained once; each node's changes live in an overlay and are streamed
-//! with the base straight to the card (see `pinode::sink::card`). Which card gets which node
-//! is decided in [`target`]: named with `--device` (once per node, or once for a reader the
-//! cards are swapped in), or found by watching for a card to be inserted.
+//! with the base straight to the card (see `pinode::pipeline::card`). This command checks the
+//! flags and the named cards, picks the card for each node, and prints. Which card gets which
+//! node is decided in [`target`]: named with `--device` (once per node, or once for a reader
+//! the cards are swapped in), or found by watching for a card to be inserted.
 
 mod target;
 
