@@ -241,11 +241,13 @@ fn remove_all() {
 }
 
 /// Installs the handler for SIGINT, SIGTERM and SIGHUP: remove the registered temporaries,
-/// then die of the signal (exit status 128 + signal number, as the shell reports it).
+/// then die of the signal; should the default action not end the process, `exit` is called
+/// with the signal number (the binary ends the process with status 128 + signal number, as
+/// the shell reports it: the library never ends the process itself).
 ///
 /// Uses `signal-hook`'s iterator: the handler proper only wakes a thread, which does the
 /// file work outside signal context, where locks and allocation are allowed.
-pub fn install() -> io::Result<()> {
+pub fn install(exit: fn(i32)) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
@@ -254,7 +256,7 @@ pub fn install() -> io::Result<()> {
             if let Some(signal) = signals.forever().next() {
                 remove_all();
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
-                std::process::exit(128 + signal);
+                exit(signal);
             }
         })?;
     Ok(())

@@ -91,7 +91,41 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// `CI`: set and not `false` under a CI system (no progress bars).
     pub ci: bool,
+    /// `SUDO_UID`, `SUDO_GID`, `SUDO_USER`: who ran `sudo pinode` (see [`crate::invoker`]).
+    pub sudo: SudoVars,
+    /// `HOME`, `XDG_CACHE_HOME`, `XDG_STATE_HOME`: the invoking user's folders.
+    pub dirs: UserDirs,
+    /// `PINODE_HTTP_TIMEOUT`, `PINODE_HTTP_RETRIES`, `PINODE_HTTP_BACKOFF_MS` as given; the
+    /// download code checks their ranges ([`crate::fetch::HttpSettings`]).
+    pub http: HttpVars,
     pub test: TestHooks,
+}
+
+/// What sudo tells about the user who ran it (set and not empty).
+#[derive(Debug, Clone, Default)]
+pub struct SudoVars {
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+    pub user: Option<String>,
+}
+
+/// The per-user folders named by the environment.
+#[derive(Debug, Clone, Default)]
+pub struct UserDirs {
+    /// `HOME`, when set and not empty.
+    pub home: Option<PathBuf>,
+    /// `XDG_CACHE_HOME`, when set.
+    pub xdg_cache_home: Option<PathBuf>,
+    /// `XDG_STATE_HOME`, when set.
+    pub xdg_state_home: Option<PathBuf>,
+}
+
+/// The download tuning variables, as written.
+#[derive(Debug, Clone, Default)]
+pub struct HttpVars {
+    pub timeout: Option<String>,
+    pub retries: Option<String>,
+    pub backoff_ms: Option<String>,
 }
 
 impl Settings {
@@ -115,6 +149,24 @@ impl Settings {
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from),
             ci: env.non_empty("CI").is_some_and(|v| v != "false"),
+            sudo: SudoVars {
+                uid: env.non_empty("SUDO_UID").map(str::to_string),
+                gid: env.non_empty("SUDO_GID").map(str::to_string),
+                user: env.non_empty("SUDO_USER").map(str::to_string),
+            },
+            dirs: UserDirs {
+                home: env
+                    .var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(PathBuf::from),
+                xdg_cache_home: env.var_os("XDG_CACHE_HOME").map(PathBuf::from),
+                xdg_state_home: env.var_os("XDG_STATE_HOME").map(PathBuf::from),
+            },
+            http: HttpVars {
+                timeout: env.var("PINODE_HTTP_TIMEOUT").ok().map(str::to_string),
+                retries: env.var("PINODE_HTTP_RETRIES").ok().map(str::to_string),
+                backoff_ms: env.var("PINODE_HTTP_BACKOFF_MS").ok().map(str::to_string),
+            },
             test,
             env,
         }
@@ -146,4 +198,54 @@ pub fn init(settings: Settings) -> bool {
 /// the first call.
 pub fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings::from_environment(Environment::capture()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_environment(Environment::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn test_hooks_count_only_behind_the_switch() {
+        let hooks = [
+            ("PINODE_TEST_SEED", "s"),
+            ("PINODE_TEST_PAUSE", "verify@/x"),
+            ("PINODE_SYSTEM_ROOT", "/fake"),
+        ];
+        let off = settings_of(&hooks);
+        assert!(off.test.seed.is_none() && off.test.pause.is_none());
+        assert!(off.test.system_root.is_none());
+        let mut on = hooks.to_vec();
+        on.push(("PINODE_TEST_HOOKS", "1"));
+        let on = settings_of(&on);
+        assert_eq!(on.test.seed.as_deref(), Some("s"));
+        assert_eq!(on.test.pause.as_deref(), Some("verify@/x"));
+        assert_eq!(on.test.system_root, Some(PathBuf::from("/fake")));
+    }
+
+    #[test]
+    fn typed_values_are_read_once() {
+        let s = settings_of(&[
+            ("SOURCE_DATE_EPOCH", " 1700000000 "),
+            ("CI", "false"),
+            ("SUDO_UID", "1000"),
+            ("SUDO_USER", ""),
+            ("HOME", ""),
+            ("XDG_CACHE_HOME", "/c"),
+            ("PINODE_HTTP_RETRIES", "3"),
+            ("K3S_TOKEN", "t"),
+        ]);
+        assert_eq!(s.source_date_epoch, Some(1_700_000_000));
+        assert!(!s.ci);
+        assert_eq!(s.sudo.uid.as_deref(), Some("1000"));
+        assert!(s.sudo.user.is_none() && s.sudo.gid.is_none());
+        assert!(s.dirs.home.is_none());
+        assert_eq!(s.dirs.xdg_cache_home, Some(PathBuf::from("/c")));
+        assert_eq!(s.http.retries.as_deref(), Some("3"));
+        assert_eq!(s.var("K3S_TOKEN"), Ok("t"));
+        assert_eq!(s.var("NOPE"), Err(VarError::NotPresent));
+    }
 }

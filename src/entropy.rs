@@ -2,7 +2,7 @@
 //! token, the cloud-init instance-id and password salts.
 //!
 //! Tests that compare prepared images byte for byte (tests/reproducible.rs) fix these
-//! values with the test switch `PINODE_TEST_SEED`: each value is then derived from the seed
+//! values with the test hook `PINODE_TEST_SEED` (honoured with `PINODE_TEST_HOOKS=1`): each value is then derived from the seed
 //! and what it is for, so it does not depend on the order in which values are made. Never
 //! set it for real cards: every card prepared with one seed shares its salts and tokens.
 
@@ -34,11 +34,10 @@ fn derive(seed: &str, purpose: &str, buf: &mut [u8]) {
     }
 }
 
-/// The test switch `PINODE_TEST_SEED`, when set and not empty.
+/// The test hook `PINODE_TEST_SEED`, when set and not empty and test hooks are switched on
+/// (`PINODE_TEST_HOOKS=1`, see [`crate::edge::TestHooks`]).
 pub fn test_seed() -> Option<String> {
-    std::env::var("PINODE_TEST_SEED")
-        .ok()
-        .filter(|s| !s.is_empty())
+    crate::edge::settings().test.seed.clone()
 }
 
 #[cfg(test)]

@@ -1,19 +1,23 @@
-//! The error type the command line reports: one readable line per problem.
+//! The error the command line reports: every library error, plus the failures of the
+//! commands themselves, each shown as one readable line. It lives in the binary: library
+//! modules return their own typed errors, and only the command line needs one type for all
+//! of them (and an exit status for each: 2 for a usage error, 1 for a failure).
 
 use std::path::PathBuf;
 
-use crate::cache::resolve::ResolveError;
-use crate::cache::store::CacheError;
-use crate::catalog::CatalogError;
-use crate::device::discover::DiscoverError;
-use crate::fetch::FetchError;
-use crate::image::ImageError;
-use crate::profile::{FieldError, ProfileError};
-use crate::render::RenderError;
-use crate::sink::blockdev::OpenError;
-use crate::sink::card::CardError;
-use crate::sink::file::SinkError;
-use crate::wizard::save::SaveError;
+use pinode::cache::resolve::ResolveError;
+use pinode::cache::store::CacheError;
+use pinode::catalog::CatalogError;
+use pinode::device::discover::DiscoverError;
+use pinode::fetch::FetchError;
+use pinode::image::ImageError;
+use pinode::pipeline::PipelineError;
+use pinode::profile::{FieldError, ProfileError};
+use pinode::render::RenderError;
+use pinode::sink::blockdev::OpenError;
+use pinode::sink::card::CardError;
+use pinode::sink::file::SinkError;
+use pinode::wizard::save::SaveError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,15 +40,26 @@ pub enum Error {
     #[error(transparent)]
     Save(#[from] SaveError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
-    Input(#[from] crate::input::InputError),
+    Input(#[from] pinode::input::InputError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]
     Path { path: PathBuf, message: String },
+    /// The command line asks for something that cannot be done as asked (flags that do not
+    /// go together, a missing `--node`): exit status 2, as for the errors clap reports.
     #[error("{0}")]
     Usage(String),
+    /// A card pinode will not write (a partition, a refused disk, the base image itself).
+    #[error("{0}")]
+    Refused(String),
+    /// Some cards of a batch were not written.
+    #[error("{0}")]
+    Incomplete(String),
+    /// The wizard cannot run or was stopped.
+    #[error("{0}")]
+    Wizard(String),
 }
 
 impl From<CacheError> for Error {
@@ -70,6 +85,14 @@ impl Error {
         Error::Path {
             path: path.into(),
             message: message.to_string(),
+        }
+    }
+
+    /// The exit status: 2 for a usage error, 1 for any failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
         }
     }
 }

@@ -39,14 +39,14 @@ impl Invoker {
     pub fn current() -> &'static Invoker {
         static CURRENT: OnceLock<Invoker> = OnceLock::new();
         CURRENT.get_or_init(|| {
-            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let settings = crate::edge::settings();
             Invoker::from_parts(
                 rustix::process::geteuid().as_raw(),
                 rustix::process::getegid().as_raw(),
-                var("SUDO_UID").as_deref(),
-                var("SUDO_GID").as_deref(),
-                var("SUDO_USER").as_deref(),
-                std::env::home_dir(),
+                settings.sudo.uid.as_deref(),
+                settings.sudo.gid.as_deref(),
+                settings.sudo.user.as_deref(),
+                settings.dirs.home.clone(),
                 &system_account,
             )
         })
@@ -106,23 +106,24 @@ impl Invoker {
 
     /// Their cache directory for pinode: `$XDG_CACHE_HOME/pinode`, else `~/.cache/pinode`.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.base_dir("XDG_CACHE_HOME", ".cache")
+        let dirs = &crate::edge::settings().dirs;
+        self.base_dir(dirs.xdg_cache_home.as_deref(), ".cache")
             .map(|d| d.join("pinode"))
     }
 
     /// Their state directory for pinode: `$XDG_STATE_HOME/pinode`, else
     /// `~/.local/state/pinode`.
     pub fn state_dir(&self) -> Option<PathBuf> {
-        self.base_dir("XDG_STATE_HOME", ".local/state")
+        let dirs = &crate::edge::settings().dirs;
+        self.base_dir(dirs.xdg_state_home.as_deref(), ".local/state")
             .map(|d| d.join("pinode"))
     }
 
-    /// The XDG base directory `var`, as etcetera would pick it for this user. Under sudo the
+    /// The XDG base directory `var` (its value), as etcetera would pick it for this user. Under sudo the
     /// variable counts only when sudo kept it (`sudo -E`): sudo's own reset removes it, so a
     /// value present then is the invoking user's.
-    fn base_dir(&self, var: &str, default: &str) -> Option<PathBuf> {
-        std::env::var_os(var)
-            .map(PathBuf::from)
+    fn base_dir(&self, var: Option<&Path>, default: &str) -> Option<PathBuf> {
+        var.map(Path::to_path_buf)
             .filter(|p| p.is_absolute())
             .or_else(|| self.home.as_ref().map(|h| h.join(default)))
     }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod error;
+mod term;
 
 use std::process::ExitCode;
 
@@ -11,6 +13,10 @@ use cli::{CacheCommand, Cli, Command, OsCommand, ProfileCommand};
 use commands::Output;
 
 fn main() -> ExitCode {
+    // The environment is read once, here; the library reads the typed settings (pinode::edge).
+    pinode::edge::init(pinode::edge::Settings::from_environment(
+        pinode::edge::Environment::capture(),
+    ));
     // Panics inside the image boundary become ordinary errors (see pinode::guard); any other
     // is a bug, reported as one error line rather than Rust's multi-line message.
     std::panic::set_hook(Box::new(|info| {
@@ -45,13 +51,13 @@ fn main() -> ExitCode {
                     quiet: false,
                     verbose: 0,
                 }
-                .json_failure(&pinode::Error::Usage(message.join(" ")));
+                .json_failure(&error::Error::Usage(message.join(" ")));
             }
             e.exit()
         }
     };
     // SIGINT/SIGTERM/SIGHUP remove pinode's temporary files before the process ends.
-    if let Err(e) = pinode::cleanup::install() {
+    if let Err(e) = pinode::cleanup::install(|signal| std::process::exit(128 + signal)) {
         eprintln!(
             "warning: cannot handle interruptions ({e}); an interrupted run may leave temporary files"
         );
@@ -109,7 +115,7 @@ fn main() -> ExitCode {
             for line in e.to_string().lines() {
                 eprintln!("error: {}", pinode::ui::Untrusted(line));
             }
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

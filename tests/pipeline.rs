@@ -24,13 +24,7 @@ fn one_base_gives_each_node_its_files_through_one_composition() {
         ),
     );
     let profile = LoadedProfile::load(&profile).unwrap();
-    let base = BaseImage::open(
-        &fixture("bookworm"),
-        dir.path(),
-        pinode::ui::progress::ProgressPolicy::hidden(),
-        None,
-    )
-    .unwrap();
+    let base = BaseImage::open(&fixture("bookworm"), dir.path(), &Silent, None).unwrap();
     assert!(base.os().is_none(), "the OS is detected by the first node");
     let before = sha256_file(&base.path);
     let options = FileOptions {

@@ -485,9 +485,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn from_env() -> Self {
-        let from_env = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|v| v.trim().parse().ok());
+        let from_env = crate::edge::settings().source_date_epoch;
         let now = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

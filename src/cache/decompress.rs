@@ -6,12 +6,12 @@
 //! does) have many blocks, which it decodes in parallel; a single-block file is decoded by
 //! the same decoder in one thread. Memory stays bounded by the block size, not the image.
 
+use crate::progress::Task;
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use indicatif::ProgressBar;
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use sha2::{Digest, Sha256};
 
@@ -103,7 +103,7 @@ pub fn decompress(
     format: Format,
     dst: &File,
     limit: u64,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> io::Result<Decompressed> {
     let counted = Counting {
         inner: open_image(src)?,
@@ -158,7 +158,7 @@ pub fn decompress(
 }
 
 /// The SHA-256 and size of a raw file, read once.
-pub fn hash_file(path: &Path, progress: &ProgressBar) -> io::Result<Decompressed> {
+pub fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
     let mut file = open_image(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];
@@ -278,7 +278,7 @@ impl<R: BufRead> Read for XzMtDecoder<R> {
 /// Reports the bytes read through it to a progress bar.
 struct Counting<'a, R> {
     inner: R,
-    progress: &'a ProgressBar,
+    progress: &'a Task,
 }
 
 impl<R: Read> Read for Counting<'_, R> {

@@ -25,8 +25,10 @@ pub enum ResolveError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The image reference (alias, URL, `os.sha256`) cannot name an image to cache: the
+    /// caller says which profile key or flag was wrong.
     #[error("{0}")]
-    Usage(String),
+    Reference(String),
 }
 
 /// What kind of thing an image reference is.
@@ -103,7 +105,7 @@ impl Resolver {
                     "an OS catalog",
                 )
                 .map_err(|_| {
-                    ResolveError::Usage(format!(
+                    ResolveError::Reference(format!(
                         "--offline: no copy of the OS catalog {} in the cache yet (run once \
                          online, or pass --catalog FILE)",
                         crate::fetch::Redacted(&self.catalog)
@@ -129,11 +131,11 @@ impl Resolver {
         let sha256 = sha256
             .map(Sha256Hex::parse)
             .transpose()
-            .map_err(|e| ResolveError::Usage(e.to_string()))?;
+            .map_err(|e| ResolveError::Reference(e.to_string()))?;
         match ImageRef::classify(image) {
             ImageRef::Url(url) => {
                 let Some(sha256) = sha256 else {
-                    return Err(ResolveError::Usage(format!(
+                    return Err(ResolveError::Reference(format!(
                         "{}: no catalog vouches for this URL; give the SHA-256 of the \
                          uncompressed image as os.sha256 (or --sha256)",
                         crate::fetch::display_url(&url)
@@ -157,14 +159,14 @@ impl Resolver {
                 if let Some(s) = &sha256
                     && *s != entry.extract_sha256
                 {
-                    return Err(ResolveError::Usage(format!(
+                    return Err(ResolveError::Reference(format!(
                         "{spec}: os.sha256 is {s}, but the catalog gives {} for {}",
                         entry.extract_sha256, entry.name
                     )));
                 }
                 Ok(wanted_from_entry(&entry))
             }
-            ImageRef::Path(path) => Err(ResolveError::Usage(format!(
+            ImageRef::Path(path) => Err(ResolveError::Reference(format!(
                 "{} is a local file: it is used in place, not cached",
                 path.display()
             ))),
@@ -172,16 +174,16 @@ impl Resolver {
     }
 
     fn resolve_alias(&self, spec: &str, http: Option<&Http>) -> Result<OsEntry, ResolveError> {
-        let parsed = catalog::alias::Spec::parse(spec).map_err(ResolveError::Usage)?;
+        let parsed = catalog::alias::Spec::parse(spec).map_err(ResolveError::Reference)?;
         let mut catalog = match self.load_catalog(http) {
             Ok(c) => c,
             // Offline with no catalog copy: the cache may still know the alias.
-            Err(ResolveError::Usage(message)) if self.offline => {
+            Err(ResolveError::Reference(message)) if self.offline => {
                 return self
                     .cache
                     .find_by_alias(&parsed.alias, parsed.date.as_deref())
                     .map(|w| entry_from_wanted(&w))
-                    .ok_or(ResolveError::Usage(message));
+                    .ok_or(ResolveError::Reference(message));
             }
             Err(e) => return Err(e),
         };

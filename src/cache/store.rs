@@ -30,7 +30,7 @@ use super::lock::Lock;
 use crate::digest::Sha256Hex;
 use crate::fetch::{FetchError, Http, display_url};
 use crate::invoker::Invoker;
-use crate::ui::progress::ProgressPolicy;
+use crate::progress::Progress;
 
 const ENTRY: &str = "entry.json";
 const IMAGE: &str = "image.img";
@@ -388,7 +388,7 @@ impl Cache {
         &self,
         wanted: &Wanted,
         http: Option<&Http>,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         on_wait: impl FnOnce(),
     ) -> Result<CachedImage, CacheError> {
         let dir = self.entry_dir(&wanted.sha256);
@@ -436,9 +436,9 @@ impl Cache {
                 result.entry = entry;
                 return Ok(result);
             }
-            let bar = progress.bytes(stamp.size, "checking");
+            let bar = progress.task("checking", stamp.size);
             let hashed = hash_file(&image, &bar).map_err(io_at(&image))?;
-            bar.finish_and_clear();
+            bar.finish();
             if hashed.sha256 == wanted.sha256 {
                 entry.image_verified = Some(Stamp::of(&image).map_err(io_at(&image))?);
                 write_entry(&dir, &entry)?;
@@ -464,13 +464,13 @@ impl Cache {
                 return Err(CacheError::Offline(wanted.label()));
             };
             let part = dir.join(format!("{}.part", wanted.download_name()));
-            let bar = progress.bytes(wanted.download_size.unwrap_or(0), "downloading");
+            let bar = progress.task("downloading", wanted.download_size.unwrap_or(0));
             let limit = wanted.download_size.unwrap_or(MAX_UNSTATED_SIZE);
             let got = match crate::fetch::download(http, &wanted.url, &part, limit, &bar) {
                 Ok(got) => got,
                 Err(FetchError::Oversize { .. }) => {
                     // Never a prefix of the right file: keeping it would only fill the disk.
-                    bar.finish_and_clear();
+                    bar.finish();
                     let _ = fs::remove_file(&part);
                     let _ = fs::remove_file(part.with_extension("part.meta"));
                     return Err(CacheError::Size {
@@ -497,7 +497,7 @@ impl Cache {
                     return Err(e.into());
                 }
             };
-            bar.finish_and_clear();
+            bar.finish();
             result.downloaded_bytes = got.size - got.resumed_from;
             result.resumed_from = got.resumed_from;
             if let Some(size) = wanted.download_size
@@ -563,10 +563,10 @@ impl Cache {
             Some(format) => {
                 let tmp = crate::cleanup::TempFile::new_in(&dir, "image").map_err(io_at(&dir))?;
                 let compressed = fs::metadata(&download_path).map(|m| m.len()).unwrap_or(0);
-                let bar = progress.bytes(compressed, "decompressing");
+                let bar = progress.task("decompressing", compressed);
                 let limit = wanted.extract_size.unwrap_or(MAX_UNSTATED_SIZE);
                 let out = decompress(&download_path, format, tmp.as_file(), limit, &bar);
-                bar.finish_and_clear();
+                bar.finish();
                 let out = match out {
                     Ok(out) => out,
                     Err(e) if is_oversize(&e) => {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::device::discover::{BlockDevice, SystemView, Transport};
 use pinode::device::safety::{Refusal, assess, decimal_size, verdict};
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::fetch::Redacted;
 
 use super::{Output, Sources, load_profile, size};
@@ -30,7 +30,7 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
     let cached =
         resolver
             .cache
-            .obtain(&wanted, http.as_ref(), out.progress(), out.waiting_note())?;
+            .obtain(&wanted, http.as_ref(), &out.progress(), out.waiting_note())?;
     for note in &cached.notes {
         out.warn(note);
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::customise::boot_state;
 use pinode::image::Image;
 use pinode::ui::Untrusted;

@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-mod bars;
 pub mod cache;
 pub mod devices;
 pub mod download;
@@ -16,11 +15,11 @@ pub mod wizard;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pinode::Error;
+use crate::error::Error;
+use crate::term::progress::TerminalProgress;
 use pinode::cache::resolve::Resolver;
 use pinode::cache::store::Cache;
 use pinode::profile::{LoadedProfile, NodeConfig};
-use pinode::ui::progress::ProgressPolicy;
 use pinode::ui::terminal_safe;
 
 /// Where images come from: the global `--catalog`, `--cache-dir` and `--offline`.
@@ -74,11 +73,11 @@ impl Output {
     }
 
     /// Progress bars, unless `--json`, `-q` or CI.
-    pub fn progress(&self) -> ProgressPolicy {
+    pub fn progress(&self) -> TerminalProgress {
         if self.json {
-            ProgressPolicy::hidden()
+            TerminalProgress::hidden()
         } else {
-            ProgressPolicy::detect(self.quiet)
+            TerminalProgress::detect(self.quiet)
         }
     }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::fetch::Redacted;
 use pinode::ui::Untrusted;
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::pipeline::patch::PatchedImage;
 
 use super::{Output, load_profile, single_node};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::cleanup::LockFile;
 use pinode::invoker::Invoker;
 use pinode::pipeline::file::{FileNote, FileOptions, write_files};
@@ -13,7 +13,6 @@ use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::file::Compression;
 
-use super::bars::Bars;
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
@@ -75,7 +74,7 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
             .resolver()
             .map_err(|e| not_started(out, args, selected(), e))?,
         &args.out_dir,
-        progress,
+        &progress,
         out.waiting_note(),
     )
     .map_err(|e| not_started(out, args, selected(), e.into()))?;
@@ -158,28 +157,23 @@ fn prepare_node(
 ) -> Result<serde_json::Value, Error> {
     let image = NodeImage::new(base, profile, node)?;
     let host = &image.custom.hostname;
-    let written = write_files(
-        &image,
-        files,
-        &Bars(out.progress()),
-        &mut |note| match note {
-            FileNote::Image(file) => out.say(format!(
-                "{host}: {} ({}, sha256 {}…)",
-                file.path.display(),
-                size(file.size),
-                file.sha256.get(..12).unwrap_or(&file.sha256)
-            )),
-            FileNote::Bmap(bmap) => out.say(format!(
-                "{host}: {} ({} of the image in use)",
-                bmap.path.display(),
-                size(bmap.mapped_bytes)
-            )),
-            FileNote::Removed(stale) => out.say(format!(
-                "{host}: removed {} (from an earlier run)",
-                stale.display()
-            )),
-        },
-    )?;
+    let written = write_files(&image, files, &out.progress(), &mut |note| match note {
+        FileNote::Image(file) => out.say(format!(
+            "{host}: {} ({}, sha256 {}…)",
+            file.path.display(),
+            size(file.size),
+            file.sha256.get(..12).unwrap_or(&file.sha256)
+        )),
+        FileNote::Bmap(bmap) => out.say(format!(
+            "{host}: {} ({} of the image in use)",
+            bmap.path.display(),
+            size(bmap.mapped_bytes)
+        )),
+        FileNote::Removed(stale) => out.say(format!(
+            "{host}: removed {} (from an earlier run)",
+            stale.display()
+        )),
+    })?;
     let file = &written.image;
     Ok(json!({
         "hostname": host,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::fetch::Redacted;
 
 use super::{Output, load_profile};

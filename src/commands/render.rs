@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use pinode::Error;
+use crate::error::Error;
+use crate::term::progress::TerminalProgress;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
@@ -12,7 +13,6 @@ use pinode::profile::InitChoice;
 use pinode::render::{self, NodePlan};
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
-use pinode::ui::progress::ProgressPolicy;
 
 use super::{Output, Sources, load_profile, single_node};
 use crate::cli::RenderArgs;
@@ -36,12 +36,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     // A compressed image is decompressed into a registered temporary file there (see
     // pinode::cleanup): removed when done, on Ctrl-C, or by the next run after a kill.
     let scratch = std::env::temp_dir();
-    let progress = ProgressPolicy::detect(out.quiet);
+    let progress = TerminalProgress::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
         None => match BaseImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(BaseImage::open(&path, &scratch, progress, None)?),
-            None => cached_base(&profile, sources, &scratch, progress),
+            Some(path) => Some(BaseImage::open(&path, &scratch, &progress, None)?),
+            None => cached_base(&profile, sources, &scratch, &progress),
         },
     };
     let image_used = source.is_some();
@@ -167,7 +167,7 @@ fn cached_base(
     profile: &pinode::profile::LoadedProfile,
     sources: &Sources,
     scratch: &Path,
-    progress: ProgressPolicy,
+    progress: &TerminalProgress,
 ) -> Option<BaseImage> {
     let offline = Sources {
         offline: true,

@@ -15,7 +15,7 @@ use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::catalog::Catalog;
 use pinode::device::discover::SystemView;
 use pinode::device::safety::{assess, one_line, reasons, verdict};
@@ -37,7 +37,7 @@ const DEFAULT_OS: &str = "raspios-lite-arm64";
 
 pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Error::Usage(
+        return Err(Error::Wizard(
             "the wizard needs a terminal. Without one, write a profile (examples in profiles/, \
              the format in README.md and `pinode profile schema`), check it with `pinode \
              profile check PROFILE`, and make images with `pinode prepare --profile PROFILE \
@@ -109,7 +109,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
 }
 
 fn stopped(e: dialoguer::Error) -> Error {
-    Error::Usage(format!("the wizard stopped ({e}); nothing was saved"))
+    Error::Wizard(format!("the wizard stopped ({e}); nothing was saved"))
 }
 
 /// Every node of the new profile to the one card reader picked, verified, asking first.
@@ -182,7 +182,7 @@ impl CatalogLookup {
     /// The catalog, waiting for it (a spinner says so) at most [`CATALOG_WAIT`].
     fn wait(&self) -> Result<Catalog, Error> {
         let Some(handle) = self.handle.take() else {
-            return Err(Error::Usage("looked up already".into()));
+            return Err(Error::Wizard("looked up already".into()));
         };
         if !handle.is_finished() {
             let spinner =
@@ -195,7 +195,7 @@ impl CatalogLookup {
             spinner.finish_and_clear();
             if !handle.is_finished() {
                 // The thread is left to end on its own (its timeouts bound it).
-                return Err(Error::Usage(format!(
+                return Err(Error::Wizard(format!(
                     "no answer in {} s",
                     CATALOG_WAIT.as_secs()
                 )));
@@ -203,7 +203,7 @@ impl CatalogLookup {
         }
         handle
             .join()
-            .unwrap_or_else(|_| Err(Error::Usage("the catalog lookup failed".into())))
+            .unwrap_or_else(|_| Err(Error::Wizard("the catalog lookup failed".into())))
     }
 }
 

@@ -13,11 +13,11 @@
 //! file from byte 0, then drops it, makes no progress and runs out of retries, and the
 //! number of requests has an overall cap besides.
 
+use crate::progress::Task;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -61,7 +61,7 @@ pub fn download(
     url: &str,
     part: &Path,
     limit: u64,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> Result<Downloaded, FetchError> {
     let oversize = || FetchError::Oversize {
         url: display_url(url),
@@ -247,7 +247,7 @@ fn copy_body(
     mut response: reqwest::blocking::Response,
     file: &mut File,
     hasher: &mut Sha256,
-    progress: &ProgressBar,
+    progress: &Task,
     have: &mut u64,
     limit: u64,
 ) -> Result<(), Body> {
@@ -287,7 +287,7 @@ fn write_chunk(
     hasher: &mut Sha256,
     data: &[u8],
     have: &mut u64,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> std::io::Result<()> {
     if data.is_empty() {
         return Ok(());

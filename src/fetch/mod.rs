@@ -49,23 +49,24 @@ impl HttpSettings {
     /// (`Duration::from_secs_f64` panics, and so does adding it to an `Instant`).
     pub fn from_env() -> HttpSettings {
         let mut s = HttpSettings::default();
-        let num = |name: &str, min: f64, max: f64| {
-            std::env::var(name)
-                .ok()
+        let vars = &crate::edge::settings().http;
+        let num = |value: &Option<String>, min: f64, max: f64| {
+            value
+                .as_deref()
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .filter(|v| v.is_finite() && *v >= min && *v <= max)
         };
-        if let Some(secs) = num("PINODE_HTTP_TIMEOUT", f64::MIN_POSITIVE, MAX_TIMEOUT_SECS)
+        if let Some(secs) = num(&vars.timeout, f64::MIN_POSITIVE, MAX_TIMEOUT_SECS)
             && let Ok(timeout) = Duration::try_from_secs_f64(secs)
             && !timeout.is_zero()
         {
             s.idle_timeout = timeout;
             s.connect_timeout = timeout;
         }
-        if let Some(n) = num("PINODE_HTTP_RETRIES", 0.0, MAX_RETRIES) {
+        if let Some(n) = num(&vars.retries, 0.0, MAX_RETRIES) {
             s.retries = n as u32;
         }
-        if let Some(ms) = num("PINODE_HTTP_BACKOFF_MS", 0.0, MAX_BACKOFF_MS)
+        if let Some(ms) = num(&vars.backoff_ms, 0.0, MAX_BACKOFF_MS)
             && let Ok(backoff) = Duration::try_from_secs_f64(ms / 1000.0)
         {
             s.backoff = backoff;

@@ -16,7 +16,7 @@ use crate::cache::store::MAX_UNSTATED_SIZE;
 use crate::image::Image;
 use crate::osinfo::OsInfo;
 use crate::profile::LoadedProfile;
-use crate::ui::progress::ProgressPolicy;
+use crate::progress::Progress;
 
 use super::PipelineError;
 
@@ -88,7 +88,7 @@ impl BaseImage {
         explicit: Option<&Path>,
         resolver: &Resolver,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         on_wait: impl FnOnce(),
     ) -> Result<BaseImage, PipelineError> {
         let os = &profile.profile.os;
@@ -111,7 +111,7 @@ impl BaseImage {
         let wanted = resolver
             .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
             .map_err(|e| match e {
-                ResolveError::Usage(message) => {
+                ResolveError::Reference(message) => {
                     PipelineError::Field(profile.error_at("os.image", message))
                 }
                 ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
@@ -141,7 +141,7 @@ impl BaseImage {
     pub fn open(
         path: &Path,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         expected: Option<&str>,
     ) -> Result<BaseImage, PipelineError> {
         Ok(Self::open_checked(path, scratch_dir, progress, expected)?)
@@ -150,7 +150,7 @@ impl BaseImage {
     fn open_checked(
         path: &Path,
         scratch_dir: &Path,
-        progress: ProgressPolicy,
+        progress: &dyn Progress,
         expected: Option<&str>,
     ) -> Result<BaseImage, OpenError> {
         // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
@@ -169,9 +169,9 @@ impl BaseImage {
         let Some(format) = format else {
             if expected.is_some() {
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                let bar = progress.bytes(len, "checking");
+                let bar = progress.task("checking", len);
                 let hashed = hash_file(path, &bar).map_err(failed)?;
-                bar.finish_and_clear();
+                bar.finish();
                 check(&hashed.sha256)?;
             }
             return Ok(BaseImage {
@@ -187,10 +187,10 @@ impl BaseImage {
         let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
             .map_err(|e| OpenError::Other(PipelineError::path(scratch_dir, e)))?;
         let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = progress.bytes(compressed, "decompressing");
+        let bar = progress.task("decompressing", compressed);
         let out =
             decompress(path, format, temp.as_file(), MAX_UNSTATED_SIZE, &bar).map_err(failed)?;
-        bar.finish_and_clear();
+        bar.finish();
         check(&out.sha256)?;
         Ok(BaseImage {
             path: temp.path().to_path_buf(),

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use pinode::Error;
+use crate::error::Error;
 use pinode::device::discover::{BlockDevice, SystemView};
 use pinode::device::safety::{Overrides, decimal_size};
 use pinode::disk::usage::Allocation;
@@ -21,7 +21,6 @@ use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::card::{CardReport, TestHooks};
 
-use super::bars::Bars;
 use super::{Output, Sources, load_profile, select_nodes, size, table};
 use crate::cli::FlashArgs;
 use target::{Choice, TargetOptions, Targets};
@@ -126,7 +125,7 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
         args.image.as_deref(),
         &sources.resolver()?,
         &scratch,
-        progress,
+        &progress,
         out.waiting_note(),
     )?;
     for note in &base.notes {
@@ -259,7 +258,7 @@ fn flash_node(job: &FlashJob<'_>) -> Result<CardReport, Error> {
         job.disk,
         job.card,
         job.hooks,
-        &Bars(out.progress()),
+        &out.progress(),
         &mut |note| say_note(out, note),
     )?;
     Ok(report)
@@ -427,5 +426,5 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
             parts.push(format!("{label}: {}", list.join(", ")));
         }
     }
-    Err(Error::Usage(parts.join("; ")))
+    Err(Error::Incomplete(parts.join("; ")))
 }

@@ -9,14 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pinode::Error;
+use crate::error::Error;
+use crate::term::prompt::{Prompter, Reply};
 use pinode::customise::Manifest;
 use pinode::device::discover::{BlockDevice, Located, SystemView};
 use pinode::device::identity::{self, Identity};
 use pinode::device::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
-use pinode::ui::prompt::{Prompter, Reply};
 use pinode::ui::{Untrusted, terminal_safe};
 
 /// How often the disks are listed again while waiting for a card.
@@ -65,7 +65,7 @@ pub fn check_named(
     let disk = match view.locate(path)? {
         Located::Disk(disk) => disk,
         Located::Partition { partition, disk } => {
-            return Err(Error::Usage(format!(
+            return Err(Error::Refused(format!(
                 "{} is a partition of {}: pinode writes whole cards; name the disk ({})",
                 partition.display(),
                 disk.path.display(),
@@ -76,7 +76,7 @@ pub fn check_named(
     let refusals = assess(&disk, image_len);
     let blocked = blocking(&refusals, overrides);
     if !blocked.is_empty() {
-        return Err(Error::Usage(explain(&disk, &blocked, overrides)));
+        return Err(Error::Refused(explain(&disk, &blocked, overrides)));
     }
     Ok(disk)
 }
@@ -87,7 +87,7 @@ pub fn check_distinct(named: &[(PathBuf, BlockDevice)]) -> Result<(), Error> {
     for (i, (path_a, a)) in named.iter().enumerate() {
         for (path_b, b) in &named[..i] {
             if identity::overlap(&a.identities(), &b.identities()) {
-                return Err(Error::Usage(format!(
+                return Err(Error::Refused(format!(
                     "--device {} and --device {} are the same card ({}): one card cannot hold \
                      two nodes; give one --device per node, or a single --device for a reader \
                      the cards are swapped in",
@@ -131,7 +131,7 @@ impl Source {
             .find(|(_, ids)| identity::overlap(ids, &target))
         {
             None => Ok(()),
-            Some((path, _)) => Err(Error::Usage(format!(
+            Some((path, _)) => Err(Error::Refused(format!(
                 "{} is the base image {} itself{}: writing it would destroy the image while \
                  reading it; copy the image elsewhere or name another card",
                 disk.path.display(),

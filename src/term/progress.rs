@@ -1,31 +1,33 @@
 //! Progress bars for long byte streams, shown only where someone is watching: on a terminal,
-//! not with `--json`, `-q`, or in CI.
+//! not with `--json`, `-q`, or in CI. They draw the events of the library's
+//! [`pinode::progress::Task`]s.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pinode::progress::{Event, Progress, Task};
 
-/// Whether progress bars may be drawn at all.
+/// Progress bars on stderr, or nothing when nobody watches.
 #[derive(Debug, Clone, Copy)]
-pub struct ProgressPolicy {
+pub struct TerminalProgress {
     enabled: bool,
 }
 
-impl ProgressPolicy {
+impl TerminalProgress {
     /// Bars on stderr when it is a terminal, unless `quiet` or running under CI.
     pub fn detect(quiet: bool) -> Self {
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-        ProgressPolicy {
+        let ci = pinode::edge::settings().ci;
+        TerminalProgress {
             enabled: !quiet && !ci && std::io::stderr().is_terminal(),
         }
     }
 
     /// Never draw.
     pub fn hidden() -> Self {
-        ProgressPolicy { enabled: false }
+        TerminalProgress { enabled: false }
     }
 
-    /// A byte-counting bar with rate and ETA.
+    /// A byte-counting bar with rate and ETA (for the sinks, which still take a bar).
     pub fn bytes(&self, total: u64, message: impl Into<String>) -> ProgressBar {
         if !self.enabled {
             return ProgressBar::hidden();
@@ -39,5 +41,20 @@ impl ProgressPolicy {
         bar.set_style(style);
         bar.set_message(message.into());
         bar
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn task(&self, label: &str, total: u64) -> Task {
+        if !self.enabled {
+            return Task::hidden();
+        }
+        let bar = self.bytes(total, label);
+        Task::new(move |event| match event {
+            Event::Length(n) => bar.set_length(n),
+            Event::Position(n) => bar.set_position(n),
+            Event::Advance(n) => bar.inc(n),
+            Event::Finish => bar.finish_and_clear(),
+        })
     }
 }

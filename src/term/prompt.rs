@@ -13,7 +13,7 @@ use std::time::Duration;
 /// the conversation it was.
 fn echoed(line: String) -> Reply {
     if !std::io::stdin().is_terminal() {
-        eprintln!("{}", super::Untrusted(&line));
+        eprintln!("{}", pinode::ui::Untrusted(&line));
     }
     Reply::Line(line)
 }
@@ -59,7 +59,7 @@ impl Prompter {
     /// escaped: a question may name a card's model or contents.
     pub fn show(&self, question: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "{} ", super::terminal_safe(question));
+        let _ = write!(err, "{} ", pinode::ui::terminal_safe(question));
         let _ = err.flush();
     }
 
