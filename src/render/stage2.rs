@@ -173,8 +173,7 @@ pub fn files(
     let mut files = vec![
         BootFile {
             path: SCRIPT.into(),
-            contents: script(plan, &ctx, &engine, cluster.runner.is_some(), boot_dir)?
-                .into_bytes(),
+            contents: script(plan, &ctx, &engine, cluster.runner.is_some(), boot_dir)?.into_bytes(),
             secret: false,
         },
         BootFile {
@@ -215,9 +214,7 @@ fn script(
         .iter()
         .map(|kind| kind.stage2_glue(ctx, &engine.manifests))
         .collect();
-    let join = |part: fn(&RunnerGlue) -> &str| -> String {
-        runners.iter().map(part).collect()
-    };
+    let join = |part: fn(&RunnerGlue) -> &str| -> String { runners.iter().map(part).collect() };
     let install_stage = [
         INSTALL_STAGE_HEAD,
         &engine.install_lines,
