@@ -73,7 +73,7 @@ impl RunnerKind {
     pub const ALL: [RunnerKind; 1] = [RunnerKind::Gitlab];
 
     /// This system's shell code in the second first-boot stage.
-    pub fn stage2_glue(self, ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
+    pub(crate) fn stage2_glue(self, ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
         match self {
             RunnerKind::Gitlab => gitlab::stage2::glue(ctx, manifests),
         }
@@ -83,7 +83,7 @@ impl RunnerKind {
 /// A CI system's shell code in the second first-boot stage, placed by the stage into its
 /// skeleton.
 #[derive(Debug)]
-pub struct RunnerGlue {
+pub(crate) struct RunnerGlue {
     /// Lines of `install_stage` that move the runner's files off the boot partition (when
     /// they are there).
     pub install_lines: String,
@@ -116,7 +116,7 @@ impl Runner {
     }
 
     /// The runner's files for the boot partition, in the stage's second first-boot stage.
-    pub fn stage2_files(
+    pub(crate) fn stage2_files(
         &self,
         ctx: &StageContext,
         manifests: &AutoManifests,

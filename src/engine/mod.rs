@@ -19,7 +19,7 @@
 //! The profile's choice and the plan's resolution of it are theirs (`profile/`, `plan/`).
 
 pub mod k3s;
-pub mod stage2;
+pub(crate) mod stage2;
 
 use stage2::{EngineStage2, StageContext};
 
@@ -38,7 +38,7 @@ pub enum EngineError {
 
 impl Engine {
     /// The distribution's part of the second first-boot stage for this node.
-    pub fn stage2(&self, ctx: &StageContext) -> Result<EngineStage2, EngineError> {
+    pub(crate) fn stage2(&self, ctx: &StageContext) -> Result<EngineStage2, EngineError> {
         match self {
             Engine::K3s(node) => Ok(k3s::stage2::stage2(ctx, node)?),
         }

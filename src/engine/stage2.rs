@@ -85,3 +85,29 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
             text.replace(name, value)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_every_placeholder_and_keeps_braces() {
+        let text = fill(
+            "f() {\n\tx=@A@ y=@B@ z=@A@\n}\n",
+            &[("@A@", "/etc/a"), ("@B@", "${b}")],
+        );
+        assert_eq!(text, "f() {\n\tx=/etc/a y=${b} z=/etc/a\n}\n");
+    }
+
+    #[test]
+    fn secrets_move_under_their_own_name() {
+        let ctx = StageContext {
+            hostname: "n",
+            boot_dir: "pinode",
+            node_dir: "/etc/pinode",
+            secrets_dir: "/etc/pinode/secrets",
+        };
+        assert_eq!(ctx.boot_secret("t"), "pinode/secrets/t");
+        assert_eq!(ctx.node_secret("t"), "/etc/pinode/secrets/t");
+    }
+}

@@ -6,7 +6,7 @@
 //! and the `toml` crate for the runner configuration. Nothing here knows the profile, the plan
 //! or the renderer.
 
-pub mod stage2;
+pub(crate) mod stage2;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;

@@ -81,3 +81,38 @@ pub fn files(
         },
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runner_goes_where_the_distribution_applies_manifests() {
+        let ctx = StageContext {
+            hostname: "n",
+            boot_dir: "stage",
+            node_dir: "/etc/stage",
+            secrets_dir: "/etc/stage/secrets",
+        };
+        let manifests = AutoManifests {
+            boot_dir: "stage/engine".into(),
+            node_dir: "/var/lib/engine/manifests",
+        };
+        let glue = glue(&ctx, &manifests);
+        assert!(glue.functions.contains("dir=/var/lib/engine/manifests\n"));
+        assert!(glue.functions.contains("</etc/stage/secrets/runner-token"));
+        assert!(
+            glue.install_lines
+                .contains("\"$boot/stage/engine/pinode-gitlab-runner.yaml\"")
+        );
+        assert!(
+            glue.install_lines
+                .contains(" /etc/stage/pinode-gitlab-runner.yaml ")
+        );
+        let code = [&glue.install_lines, &glue.functions, &glue.run_steps];
+        assert!(
+            code.iter().all(|c| !c.contains('@')),
+            "a placeholder is left"
+        );
+    }
+}

@@ -146,3 +146,64 @@ fn mdns_host(node: &K3sNode) -> Option<&str> {
     let host = rest.split(['/', ':']).next().unwrap_or("");
     host.ends_with(".local").then_some(host)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::k3s::K3sSpec;
+
+    fn node(role: K3sRole, api: &str) -> K3sNode {
+        K3sNode {
+            role,
+            ha: false,
+            api: api.into(),
+            token: "t".to_string().into(),
+            spec: K3sSpec::default(),
+        }
+    }
+
+    fn ctx() -> StageContext<'static> {
+        StageContext {
+            hostname: "node-2",
+            boot_dir: "stage",
+            node_dir: "/etc/stage",
+            secrets_dir: "/etc/stage/secrets",
+        }
+    }
+
+    #[test]
+    fn only_joining_nodes_pin_an_mdns_api_host() {
+        let api = "https://node-1.local:6443";
+        assert_eq!(mdns_host(&node(K3sRole::Agent, api)), Some("node-1.local"));
+        assert_eq!(mdns_host(&node(K3sRole::Founder, api)), None);
+        let dns = node(K3sRole::JoiningServer, "https://api.example.com:6443");
+        assert_eq!(mdns_host(&dns), None);
+    }
+
+    #[test]
+    fn files_and_code_follow_the_stage_paths() {
+        let part = stage2(&ctx(), &node(K3sRole::Agent, "https://node-1.local:6443")).unwrap();
+        let paths: Vec<_> = part.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["stage/k3s/config.yaml", "stage/secrets/k3s-token"]);
+        assert!(part.files[1].secret);
+        assert!(
+            part.install_lines
+                .contains("\"$boot/stage/k3s/config.yaml\" /etc/stage/k3s-config.yaml")
+        );
+        assert!(
+            part.install_functions
+                .contains("K3S_TOKEN_FILE=/etc/stage/secrets/k3s-token")
+        );
+        assert!(part.prepare_steps.contains("/etc/stage/k3s-config.yaml"));
+        assert_eq!(part.manifests.boot_dir, "stage/k3s");
+        let code = [
+            &part.install_lines,
+            &part.install_functions,
+            &part.prepare_steps,
+        ];
+        assert!(
+            code.iter().all(|c| !c.contains('@')),
+            "a placeholder is left"
+        );
+    }
+}
