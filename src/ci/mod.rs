@@ -10,12 +10,12 @@
 //! 1. A module `ci/jenkins/` with its settings, its token rule, its resolved runner type
 //!    and, for the second first-boot stage, a `glue(ctx, manifests) -> RunnerGlue` (the
 //!    shell code every cluster node's stage carries) and a `files(ctx, manifests, runner)`
-//!    (the runner's files for the boot partition). [`gitlab::stage2`] is the example. The
+//!    (the runner's files for the boot partition). `gitlab::stage2` is the example. The
 //!    distribution's auto-applied manifest directory arrives as a plain value
-//!    ([`crate::engine::stage2::AutoManifests`]).
+//!    (`crate::engine::stage2::AutoManifests`).
 //! 2. The variants `RunnerKind::Jenkins` (added to [`RunnerKind::ALL`]) and
-//!    `Runner::Jenkins(..)`, their arms in [`RunnerKind::stage2_glue`], [`Runner::kind`] and
-//!    [`Runner::stage2_files`] and, for its errors, a variant of [`CiError`].
+//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, [`Runner::kind`] and
+//!    `Runner::stage2_files` and, for its errors, a variant of [`CiError`].
 //!
 //! The renderer ([`crate::render::stage2`]) matches on no CI system and needs no edit. Its
 //! program carries the glue of every kind; today `HAS_RUNNER` tells GitLab's glue whether

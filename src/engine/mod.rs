@@ -9,10 +9,10 @@
 //!
 //! 1. A module `engine/microk8s/` with its input type, its value rules and a
 //!    `stage2(ctx, node) -> Result<EngineStage2, _>` that fills the slots of the second
-//!    first-boot stage (see [`stage2::EngineStage2`]: its files, shell variables and
+//!    first-boot stage (see `stage2::EngineStage2`: its files, shell variables and
 //!    functions, the lines that install it, the API host to pin, where it applies
-//!    manifests by itself). [`k3s::stage2`] is the example.
-//! 2. The variant `Engine::Microk8s(..)`, its arm in [`Engine::stage2`] and, for its
+//!    manifests by itself). `k3s::stage2` is the example.
+//! 2. The variant `Engine::Microk8s(..)`, its arm in `Engine::stage2` and, for its
 //!    errors, a variant of [`EngineError`].
 //!
 //! The renderer ([`crate::render::stage2`]) matches on no distribution and needs no edit.

@@ -6,8 +6,9 @@
 //!
 //! This module is the skeleton every cluster node runs, whatever its distribution and CI
 //! system: installing the stage, pinning the API host, the done-marker and the status file.
-//! The distribution's part comes from [`Engine::stage2`] and the CI system's from
-//! [`RunnerKind::stage2_glue`] and [`crate::ci::Runner::stage2_files`]; nothing here names either.
+//! The distribution's part comes from `crate::engine::Engine::stage2` and the CI
+//! system's from `RunnerKind::stage2_glue` and `crate::ci::Runner::stage2_files`;
+//! nothing here names either, so a new one needs no edit here.
 //!
 //! Idempotent: a done-marker makes every later boot do nothing (the unit does not even
 //! start); a failed run leaves no marker, so the next boot tries again.
@@ -25,7 +26,7 @@ pub const UNIT: &str = "pinode/pinode-firstboot.service";
 pub const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
 
 /// Where the node keeps the stage's files and its secrets (root only).
-pub const NODE_DIR: &str = "/etc/pinode";
+const NODE_DIR: &str = "/etc/pinode";
 pub const NODE_SECRETS: &str = "/etc/pinode/secrets";
 pub const DONE_MARKER: &str = "/var/lib/pinode/firstboot.done";
 
@@ -66,6 +67,9 @@ TimeoutStartSec=3min
 WantedBy=multi-user.target
 ";
 
+// The skeleton's shell code. `install_stage` and `run_stage` are assembled from these pieces
+// with the distribution's and the CI systems' lines between them; `@ENGINE@`, `@ROLE_VAR@`
+// and `@STATUS_NAME@` are the distribution's names (see `EngineStage2`).
 const INSTALL_STAGE_HEAD: &str = r##"
 # install_stage BOOT_DIR: called by the first stage; moves secrets and enables the unit (without
 # a daemon reload, slow on a small board: the firstrun route reboots, the cloud-init route reloads).
