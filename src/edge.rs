@@ -184,6 +184,15 @@ impl Settings {
     pub fn environment(&self) -> &Environment {
         &self.env
     }
+
+    /// The system's folder for temporary files (`TMPDIR`, else `/tmp`), as the standard
+    /// library picks it.
+    pub fn temp_dir(&self) -> PathBuf {
+        match self.env.var_os("TMPDIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::temp_dir(),
+        }
+    }
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();

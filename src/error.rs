@@ -6,13 +6,12 @@
 use std::path::PathBuf;
 
 use pinode::cache::resolve::ResolveError;
-use pinode::cache::source::SourceError;
 use pinode::cache::store::CacheError;
 use pinode::catalog::CatalogError;
-use pinode::customise::CustomiseError;
 use pinode::device::discover::DiscoverError;
 use pinode::fetch::FetchError;
 use pinode::image::ImageError;
+use pinode::pipeline::PipelineError;
 use pinode::profile::{FieldError, ProfileError};
 use pinode::render::RenderError;
 use pinode::sink::blockdev::OpenError;
@@ -33,10 +32,6 @@ pub enum Error {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Customise(#[from] CustomiseError),
-    #[error(transparent)]
     Discover(#[from] DiscoverError),
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -44,6 +39,8 @@ pub enum Error {
     Card(#[from] CardError),
     #[error(transparent)]
     Save(#[from] SaveError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Input(#[from] pinode::input::InputError),
     #[error("node {node}: {source}")]

@@ -24,7 +24,7 @@
 //! - [`engine`] (K3s) and [`ci`] (GitLab) hold each cluster stack's rules and own files.
 //! - [`render`] turns a `NodePlan` and an `OsInfo` into boot content
 //!   ([`bootfs::content::BootContent`]), which [`bootfs::apply`] applies.
-//! - The pipeline applies them and sends the node image to a [`sink`]: an image file, or
+//! - [`pipeline`] applies them and sends the node image to a [`sink`]: an image file, or
 //!   a card found and vetted by [`device`].
 //!
 //! # Around the flow
@@ -42,7 +42,6 @@ pub mod cache;
 pub mod catalog;
 pub mod ci;
 pub mod cleanup;
-pub mod customise;
 pub mod device;
 pub mod digest;
 pub mod disk;
@@ -55,6 +54,7 @@ pub mod image;
 pub mod input;
 pub mod invoker;
 pub mod osinfo;
+pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod progress;

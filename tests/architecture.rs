@@ -56,10 +56,13 @@ const FORBIDDEN: &[&str] = &[
     "print!",
     "eprint!",
     "dbg!",
-    "std::env::var",
-    "env::var_os",
-    "std::env::home_dir",
-    "std::process::exit",
+    // std::env::var, var_os, vars, vars_os, whether written in full or after `use std::env`.
+    "env::var",
+    "env::args",
+    "env::home_dir",
+    "env::temp_dir",
+    "process::exit",
+    "process::abort",
 ];
 
 type ModPath = Vec<String>;

@@ -12,8 +12,8 @@ use common::*;
 use pinode::bootfs::apply::ApplyReport;
 use pinode::bootfs::content::BootContent;
 use pinode::bootfs::manifest::Manifest;
-use pinode::customise::customise_image;
 use pinode::image::Image;
+use pinode::pipeline::node::customise;
 use pinode::profile::LoadedProfile;
 use serde_json::json;
 
@@ -69,8 +69,7 @@ fn patch(image: &Path, node: &Node, dir: &Path) -> (BootContent, ApplyReport, u6
     let profile = LoadedProfile::load(&path).unwrap();
     let mut img = Image::open(image, true).unwrap();
     let os = img.detect_os(None, profile.init_override()).unwrap();
-    let (custom, report, _notes) =
-        customise_image(&mut img, &profile, &profile.nodes[0], &os).unwrap();
+    let (custom, report, _notes) = customise(&mut img, &profile, &profile.nodes[0], &os).unwrap();
     let written = img.commit().unwrap();
     (custom, report, written)
 }

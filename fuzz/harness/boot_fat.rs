@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use pinode::bootfs::state::boot_state;
-use pinode::customise::customise_image;
+use pinode::pipeline::node::customise;
 use pinode::image::Image;
 use pinode::osinfo::InitRoute;
 use pinode::profile::LoadedProfile;
@@ -174,7 +174,7 @@ pub fn run(data: &[u8]) {
         let Ok(os) = image.detect_os(None, Some(route)) else {
             return;
         };
-        let Ok((custom, _report, _notes)) = customise_image(&mut image, profile, &profile.nodes[0], &os)
+        let Ok((custom, _report, _notes)) = customise(&mut image, profile, &profile.nodes[0], &os)
         else {
             return;
         };

@@ -4,5 +4,4 @@
 pub mod decompress;
 pub mod lock;
 pub mod resolve;
-pub mod source;
 pub mod store;

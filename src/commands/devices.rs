@@ -10,7 +10,7 @@ use super::Output;
 use crate::cli::DevicesArgs;
 
 pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
-    let devices: Vec<BlockDevice> = SystemView::from_env()
+    let devices: Vec<BlockDevice> = SystemView::from_settings(pinode::edge::settings())
         .scan()?
         .into_iter()
         .filter(|d| args.all || d.transport != Transport::Loop)

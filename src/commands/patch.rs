@@ -3,8 +3,7 @@
 use serde_json::json;
 
 use crate::error::Error;
-use pinode::customise::customise_image;
-use pinode::image::Image;
+use pinode::pipeline::patch::PatchedImage;
 
 use super::{Output, load_profile, single_node};
 use crate::cli::PatchArgs;
@@ -13,17 +12,18 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
     // Opening a block device exclusively fails while any of its partitions is mounted.
-    let mut image = Image::open(&args.target, true)?;
-    let os = image.detect_os(None, profile.init_override())?;
-    let (custom, report, notes) = customise_image(&mut image, &profile, node, &os)?;
-    notes.iter().for_each(|n| out.note(n));
-    let changed_blocks = image.disk().overlay().len();
+    let mut image = PatchedImage::new(&args.target, &profile, node)?;
+    image.notes.iter().for_each(|n| out.note(n));
+    let changed_blocks = image.changed_blocks();
     // Only now, when the edits are ready and nothing can fail before they are written: a
     // refused patch leaves the file exactly as it was, mode included.
-    if let Some(note) = make_private(&args.target, image.base())? {
+    if let Some(note) = make_private(&args.target, image.file())? {
         out.warn(note);
     }
     let written = image.commit()?;
+    let PatchedImage {
+        custom, report, os, ..
+    } = image;
     if out.json {
         out.json(&json!({
             "target": args.target,

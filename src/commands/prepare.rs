@@ -1,26 +1,53 @@
 //! `pinode prepare`: one ready image per node, for CI. No root, no mounting; the base image
 //! is opened read-only and each node's changes live in an overlay until streamed out.
 
+use std::path::PathBuf;
+
 use serde_json::json;
 
 use crate::error::Error;
-use pinode::cache::source::SourceImage;
 use pinode::cleanup::LockFile;
-use pinode::customise::customise_image;
-use pinode::disk::PartitionTable;
-use pinode::disk::usage::allocation;
-use pinode::image::Image;
 use pinode::invoker::Invoker;
-use pinode::osinfo::OsInfo;
+use pinode::pipeline::file::{FileNote, FileOptions, write_files};
+use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
-use pinode::sink::bmap;
-use pinode::sink::card::Composed;
-use pinode::sink::file::{remove_stale_outputs, write_atomic, write_image};
+use pinode::sink::file::Compression;
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
+/// What `prepare` makes: the command line's choices, or the wizard's.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub profile: PathBuf,
+    /// The nodes to prepare (all when empty).
+    pub nodes: Vec<String>,
+    /// The base image instead of the profile's `os.image`.
+    pub image: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub compression: Compression,
+    pub bmap: bool,
+}
+
+impl From<&PrepareArgs> for PrepareOptions {
+    fn from(args: &PrepareArgs) -> Self {
+        PrepareOptions {
+            profile: args.profile.clone(),
+            nodes: args.nodes.clone(),
+            image: args.image.clone(),
+            out_dir: args.out_dir.clone(),
+            compression: args.compress,
+            bmap: args.bmap,
+        }
+    }
+}
+
 pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
+    run_with(&PrepareOptions::from(args), sources, out)
+}
+
+pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Result<(), Error> {
+    let args = options;
     // A failure before the first node still gets the document (nothing done, who was not
     // attempted): the nodes asked for with --node while the profile cannot be read, the
     // selected ones after.
@@ -40,7 +67,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| not_started(out, args, selected(), e))?;
     let progress = out.progress();
-    let base = SourceImage::for_profile(
+    let base = BaseImage::for_profile(
         &profile,
         args.image.as_deref(),
         &sources
@@ -54,11 +81,15 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     for note in &base.notes {
         out.warn(note);
     }
-    let mut os = None;
+    let files = FileOptions {
+        out_dir: args.out_dir.clone(),
+        compression: args.compression,
+        bmap: args.bmap,
+    };
     let mut results = Vec::new();
     let mut failure = None;
     for (done, node) in nodes.iter().enumerate() {
-        match prepare_node(node, &profile, &base, &mut os, args, out) {
+        match prepare_node(node, &profile, &base, &files, out) {
             Ok(result) => results.push(result),
             Err(e) => {
                 // CI reads the document to see what was made: it lists the nodes done, the
@@ -79,8 +110,8 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
     }
     if out.json {
         let mut document = json!({
-            "base": { "path": pinode::fetch::Redacted(&base.original), "os": os },
-            "compression": args.compress,
+            "base": { "path": pinode::fetch::Redacted(&base.original), "os": base.os() },
+            "compression": args.compression,
             "nodes": results,
         });
         if let Some((e, rest)) = &failure {
@@ -99,7 +130,7 @@ pub fn run(args: &PrepareArgs, sources: &Sources, out: &Output) -> Result<(), Er
 /// gives the error back.
 fn not_started<'a>(
     out: &Output,
-    args: &PrepareArgs,
+    args: &PrepareOptions,
     not_attempted: impl Iterator<Item = &'a str>,
     error: Error,
 ) -> Error {
@@ -107,7 +138,7 @@ fn not_started<'a>(
         out.json(&json!({
             "error": error.to_string(),
             "base": null,
-            "compression": args.compress,
+            "compression": args.compression,
             "nodes": [],
             "not_attempted": not_attempted.collect::<Vec<_>>(),
         }));
@@ -115,108 +146,48 @@ fn not_started<'a>(
     error
 }
 
-/// Prepares one node's image (and bmap); returns its entry of the `--json` document.
+/// Prepares one node's image (and bmap), saying what was written; returns its entry of the
+/// `--json` document.
 fn prepare_node(
     node: &NodeConfig,
     profile: &LoadedProfile,
-    base: &SourceImage,
-    os: &mut Option<OsInfo>,
-    args: &PrepareArgs,
+    base: &BaseImage,
+    files: &FileOptions,
     out: &Output,
 ) -> Result<serde_json::Value, Error> {
-    let progress = out.progress();
-    let mut image = Image::open(&base.path, false)?;
-    let info = match os {
-        Some(info) => Clone::clone(info),
-        None => {
-            let info = image.detect_os(base.init_format.as_deref(), profile.init_override())?;
-            *os = Some(info.clone());
-            info
-        }
-    };
-    let (custom, _, notes) = customise_image(&mut image, profile, node, &info)?;
-    notes.iter().for_each(|n| out.note(n));
-    let len = image.len();
-    let table = image.table().clone();
-    let disk = image.into_disk();
-    let bar = progress.bytes(len, node.hostname.clone());
-    let written = write_image(
-        disk.base(),
-        len,
-        disk.overlay(),
-        &args.out_dir,
-        &node.hostname,
-        args.compress,
-        &bar,
-    )?;
-    out.say(format!(
-        "{}: {} ({}, sha256 {}…)",
-        custom.hostname,
-        written.path.display(),
-        size(written.size),
-        written.sha256.get(..12).unwrap_or(&written.sha256)
-    ));
-    let bmap = if args.bmap {
-        let composed = Composed {
-            base: disk.base(),
-            len,
-            overlay: disk.overlay(),
-        };
-        let (path, mapped) = write_bmap(&composed, len, &table, &args.out_dir, node)?;
-        out.say(format!(
-            "{}: {} ({} of the image in use)",
-            custom.hostname,
-            path.display(),
-            size(mapped)
-        ));
-        Some(json!({ "path": path, "mapped_bytes": mapped }))
-    } else {
-        None
-    };
-    let mut produced = vec![written.path.clone(), written.sha256_file.clone()];
-    if let Some(b) = bmap.as_ref().and_then(|b| b["path"].as_str()) {
-        produced.push(b.into());
-    }
-    if let Some(name) = written.path.file_name() {
-        let name = name.to_string_lossy();
-        produced.push(args.out_dir.join(format!("{name}.sha256")));
-    }
-    for stale in remove_stale_outputs(&args.out_dir, &node.hostname, &produced)? {
-        out.say(format!(
-            "{}: removed {} (from an earlier run)",
-            custom.hostname,
+    let image = NodeImage::new(base, profile, node)?;
+    image.notes.iter().for_each(|n| out.note(n));
+    let host = &image.custom.hostname;
+    let written = write_files(&image, files, &out.progress(), &mut |note| match note {
+        FileNote::Image(file) => out.say(format!(
+            "{host}: {} ({}, sha256 {}…)",
+            file.path.display(),
+            size(file.size),
+            file.sha256.get(..12).unwrap_or(&file.sha256)
+        )),
+        FileNote::Bmap(bmap) => out.say(format!(
+            "{host}: {} ({} of the image in use)",
+            bmap.path.display(),
+            size(bmap.mapped_bytes)
+        )),
+        FileNote::Removed(stale) => out.say(format!(
+            "{host}: removed {} (from an earlier run)",
             stale.display()
-        ));
-    }
+        )),
+    })?;
+    let file = &written.image;
     Ok(json!({
-        "hostname": custom.hostname,
+        "hostname": host,
         "status": "done",
-        "role": custom.role.as_str(),
-        "image": written.path,
-        "size_bytes": written.size,
-        "sha256": written.sha256,
-        "sha256_file": written.sha256_file,
-        "compressed_sha256": written.compressed_sha256,
-        "changed_bytes": disk.overlay().bytes(),
-        "bmap": bmap,
+        "role": image.custom.role.as_str(),
+        "image": file.path,
+        "size_bytes": file.size,
+        "sha256": file.sha256,
+        "sha256_file": file.sha256_file,
+        "compressed_sha256": file.compressed_sha256,
+        "changed_bytes": image.changed_bytes(),
+        "bmap": written.bmap.as_ref().map(|b| json!({ "path": b.path, "mapped_bytes": b.mapped_bytes })),
     }))
-}
-
-/// Writes `HOST.img.bmap` (found by `bmaptool copy` next to `HOST.img` and `HOST.img.xz`);
-/// returns its path and the bytes it maps.
-fn write_bmap(
-    image: &Composed<'_>,
-    len: u64,
-    table: &PartitionTable,
-    dir: &std::path::Path,
-    node: &NodeConfig,
-) -> Result<(std::path::PathBuf, u64), Error> {
-    let path = dir.join(format!("{}.img.bmap", node.hostname));
-    let failed = |e: std::io::Error| Error::path(&path, e);
-    let allocation = allocation(image, len, table).map_err(failed)?;
-    let text = bmap::render(image, len, &allocation.map).map_err(failed)?;
-    write_atomic(&path, text.as_bytes()).map_err(failed)?;
-    Ok((path, allocation.map.bytes()))
 }
 
 /// Takes the lock of node `host`'s outputs in `dir`, refusing when another run holds it.

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::term::progress::TerminalProgress;
-use pinode::cache::source::SourceImage;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
 use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::pipeline::BaseImage;
 use pinode::plan::NodePlan;
 use pinode::render;
 use pinode::rootfs::OsRelease;
@@ -31,8 +31,8 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     let progress = TerminalProgress::detect(out.quiet);
     let source = match args.generation {
         Some(_) => None,
-        None => match SourceImage::locate(&profile, args.image.as_deref())? {
-            Some(path) => Some(SourceImage::open(&path, &scratch, &progress, None)?),
+        None => match BaseImage::locate(&profile, args.image.as_deref())? {
+            Some(path) => Some(BaseImage::open(&path, &scratch, &progress, None)?),
             None => cached_base(&profile, sources, &scratch, &progress),
         },
     };
@@ -164,13 +164,13 @@ fn cached_base(
     sources: &Sources,
     scratch: &Path,
     progress: &TerminalProgress,
-) -> Option<SourceImage> {
+) -> Option<BaseImage> {
     let offline = Sources {
         offline: true,
         ..sources.clone()
     };
     let resolver = offline.resolver().ok()?;
-    SourceImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
+    BaseImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
 }
 
 /// Where a render records the files it wrote, so that the next render into the same folder

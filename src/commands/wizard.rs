@@ -28,8 +28,9 @@ use pinode::wizard::{
     Answers, K3sRelease, RunnerAnswers, Secret, WifiAnswers, host, render_profile, save,
 };
 
+use super::flash::FlashOptions;
+use super::prepare::PrepareOptions;
 use super::{Output, Sources};
-use crate::cli::{FlashArgs, PrepareArgs};
 
 /// The alias offered first: what most clusters want.
 const DEFAULT_OS: &str = "raspios-lite-arm64";
@@ -87,7 +88,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
             let Some(device) = w.pick_device()? else {
                 return Ok(());
             };
-            super::flash::run(&flash_args(profile, device), sources, out)
+            super::flash::run_with(&flash_options(profile, device), sources, out)
         }
         1 => {
             let dir: String = Input::with_theme(&w.theme)
@@ -95,7 +96,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                 .default("images".into())
                 .interact_text()
                 .map_err(stopped)?;
-            super::prepare::run(&prepare_args(profile, PathBuf::from(dir)), sources, out)
+            super::prepare::run_with(&prepare_options(profile, PathBuf::from(dir)), sources, out)
         }
         _ => {
             out.say(format!(
@@ -112,30 +113,30 @@ fn stopped(e: dialoguer::Error) -> Error {
     Error::Wizard(format!("the wizard stopped ({e}); nothing was saved"))
 }
 
-fn flash_args(profile: PathBuf, device: PathBuf) -> FlashArgs {
-    FlashArgs {
+/// Every node of the new profile to the one card reader picked, verified, asking first.
+fn flash_options(profile: PathBuf, device: PathBuf) -> FlashOptions {
+    FlashOptions {
         profile,
         nodes: Vec::new(),
         devices: vec![device],
         yes: false,
-        no_verify: false,
+        verify: true,
         full: false,
         allow_non_removable: false,
         unmount: false,
         image: None,
-        json: false,
     }
 }
 
-fn prepare_args(profile: PathBuf, out_dir: PathBuf) -> PrepareArgs {
-    PrepareArgs {
+/// Every node of the new profile as an uncompressed image file in `out_dir`.
+fn prepare_options(profile: PathBuf, out_dir: PathBuf) -> PrepareOptions {
+    PrepareOptions {
         profile,
-        out_dir,
-        image: None,
         nodes: Vec::new(),
-        compress: pinode::sink::file::Compression::None,
+        image: None,
+        out_dir,
+        compression: pinode::sink::file::Compression::None,
         bmap: false,
-        json: false,
     }
 }
 
@@ -577,7 +578,7 @@ impl Wizard {
 
     /// A card to flash, from the devices and their verdicts; `None` to stop.
     fn pick_device(&self) -> Result<Option<PathBuf>, Error> {
-        let view = SystemView::from_env();
+        let view = SystemView::from_settings(pinode::edge::settings());
         loop {
             let devices = view.scan()?;
             let mut labels: Vec<String> = devices

@@ -10,8 +10,6 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::discover::BlockDevice;
-
 /// What a path stores its bytes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -22,6 +20,11 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// The block device `major:minor`.
+    pub fn device((major, minor): (u32, u32)) -> Identity {
+        Identity::Device { major, minor }
+    }
+
     /// The identity of what `path` names, symlinks followed; `None` when it cannot be read
     /// (there is then nothing to compare).
     pub fn of_path(path: &Path) -> Option<Identity> {
@@ -39,18 +42,6 @@ impl Identity {
             }
         })
     }
-}
-
-/// Everything writing `disk` overwrites: the disk, its partitions and, for a loop device,
-/// its backing file.
-pub fn of_disk(disk: &BlockDevice) -> Vec<Identity> {
-    let device = |(major, minor): (u32, u32)| Identity::Device { major, minor };
-    let mut ids = vec![device(disk.devno)];
-    ids.extend(disk.partitions.iter().map(|p| device(p.devno)));
-    if let Some(id) = disk.backing_file.as_deref().and_then(backing_identity) {
-        ids.push(id);
-    }
-    ids
 }
 
 /// The identity of a loop device's backing file as sysfs names it (the kernel appends

@@ -1,9 +1,9 @@
 //! Disks and images: opening them, their partition tables, byte-range views and the
 //! copy-on-write overlay that keeps the base untouched.
 
+pub mod compose;
 pub mod overlay;
 pub mod slice;
-pub mod stream;
 pub mod table;
 pub mod usage;
 
@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
+pub use compose::Composed;
 pub use overlay::{BLOCK_SIZE, Overlay, OverlayDisk};
 pub use slice::Slice;
 pub use table::{Partition, PartitionTable, PartitionType, TableKind, read_partition_table};
@@ -123,4 +124,16 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// `BLKFLSBUF`: drop the device's buffer cache.
+const BLKFLSBUF: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 97);
+
+/// Drops the cached pages of `file` (a card, or an image file), so that reading back sees the
+/// medium, not memory.
+pub fn drop_cached_pages(file: &File) {
+    // SAFETY: BLKFLSBUF takes no argument. Failing only means there was nothing to drop or
+    // the driver keeps no cache; the verify still reads what the kernel returns.
+    let _ = unsafe { rustix::ioctl::ioctl(file, rustix::ioctl::NoArg::<BLKFLSBUF>::new()) };
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }

@@ -382,7 +382,7 @@ fn write_durably(base: &File, data: &[u8], offset: u64) -> io::Result<()> {
 /// dropping the cached pages (a block device's buffer cache would otherwise answer with what
 /// was written, kept or not). A read error counts as a difference.
 fn first_difference(base: &File, runs: &[(u64, Vec<u8>)]) -> Option<u64> {
-    crate::sink::blockdev::drop_cached_pages(base);
+    super::drop_cached_pages(base);
     for (offset, data) in runs {
         let mut back = vec![0u8; data.len()];
         if base.read_exact_at(&mut back, *offset).is_err() {

@@ -21,15 +21,15 @@ use stage1::{cloudinit, firstrun};
 #[error("{0}")]
 pub struct RenderError(pub String);
 
-impl From<crate::engine::k3s::K3sError> for RenderError {
-    fn from(e: crate::engine::k3s::K3sError) -> Self {
-        RenderError(e.0)
+impl From<crate::engine::EngineError> for RenderError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        RenderError(e.to_string())
     }
 }
 
-impl From<crate::ci::gitlab::GitlabError> for RenderError {
-    fn from(e: crate::ci::gitlab::GitlabError) -> Self {
-        RenderError(e.0)
+impl From<crate::ci::CiError> for RenderError {
+    fn from(e: crate::ci::CiError) -> Self {
+        RenderError(e.to_string())
     }
 }
 

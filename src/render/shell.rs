@@ -4,6 +4,8 @@
 //! `shlex`, to a variable at the top of the script, and the code only ever uses the variables
 //! in double quotes. The library itself is static text checked by shellcheck in the tests.
 
+use std::borrow::Cow;
+
 use super::RenderError;
 
 /// Quotes `value` for POSIX sh so that it arrives byte-exact.
@@ -19,7 +21,7 @@ pub fn quote(value: &str) -> Result<String, RenderError> {
 #[derive(Debug, Default)]
 pub struct ShellProgram {
     header: Vec<String>,
-    library: Vec<&'static str>,
+    library: Vec<Cow<'static, str>>,
     vars: Vec<(String, String)>,
     steps: Vec<String>,
     propagate_status: bool,
@@ -32,9 +34,10 @@ impl ShellProgram {
         self
     }
 
-    /// Adds static shell code (function definitions).
-    pub fn library(&mut self, code: &'static str) -> &mut Self {
-        self.library.push(code);
+    /// Adds shell code (function definitions): static text, or text assembled from static
+    /// parts and the paths a stage passes down (never from user values: those are `var`s).
+    pub fn library(&mut self, code: impl Into<Cow<'static, str>>) -> &mut Self {
+        self.library.push(code.into());
         self
     }
 

@@ -1,18 +1,22 @@
 //! The second first-boot stage, for cluster nodes: `pinode-firstboot.service`, which runs
-//! once the network is up, installs K3s in the node's role and, on the first server, places
-//! the CI runner's manifests. Both first-boot routes hand over to it: `firstrun.sh` and the
-//! cloud-init `runcmd` call `firstboot.sh install BOOT_DIR`, which moves the secrets off the
-//! FAT partition into root-only files and enables the unit.
+//! once the network is up, installs the cluster's distribution in the node's role and, on
+//! the first server, places the CI runner's manifests. Both first-boot routes hand over to
+//! it: `firstrun.sh` and the cloud-init `runcmd` call `firstboot.sh install BOOT_DIR`, which
+//! moves the secrets off the FAT partition into root-only files and enables the unit.
+//!
+//! This module is the skeleton every cluster node runs, whatever its distribution and CI
+//! system: installing the stage, pinning the API host, the done-marker and the status file.
+//! The distribution's part comes from `crate::engine::Engine::stage2` and the CI
+//! system's from `RunnerKind::stage2_glue` and `crate::ci::Runner::stage2_files`;
+//! nothing here names either, so a new one needs no edit here.
 //!
 //! Idempotent: a done-marker makes every later boot do nothing (the unit does not even
 //! start); a failed run leaves no marker, so the next boot tries again.
 
 use super::shell::{CORE, ShellProgram};
 use super::{BootFile, RenderError};
-use crate::ci::Runner;
-use crate::ci::gitlab::{self, RunnerPlan};
-use crate::engine::Engine;
-use crate::engine::k3s::{self, K3sNode, K3sRole};
+use crate::ci::{RunnerGlue, RunnerKind};
+use crate::engine::stage2::{EngineStage2, StageContext, fill};
 use crate::plan::{NodeCluster, NodePlan};
 
 /// Directory on the boot partition for this stage's files.
@@ -20,17 +24,14 @@ pub const DIR: &str = "pinode";
 pub const SCRIPT: &str = "pinode/firstboot.sh";
 pub const UNIT: &str = "pinode/pinode-firstboot.service";
 pub const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
-pub const K3S_CONFIG: &str = "pinode/k3s/config.yaml";
-pub const RUNNER_MANIFEST: &str = "pinode/k3s/pinode-gitlab-runner.yaml";
-pub const K3S_TOKEN: &str = "pinode/secrets/k3s-token";
-pub const RUNNER_TOKEN: &str = "pinode/secrets/runner-token";
 
-/// Where the node keeps the secrets (root only).
+/// Where the node keeps the stage's files and its secrets (root only).
+const NODE_DIR: &str = "/etc/pinode";
 pub const NODE_SECRETS: &str = "/etc/pinode/secrets";
 pub const DONE_MARKER: &str = "/var/lib/pinode/firstboot.done";
 
 const UNIT_TEXT: &str = "[Unit]
-Description=pinode first boot: K3s and the CI runner
+Description=pinode first boot: @ENGINE@ and the CI runner
 Wants=network-online.target
 After=network-online.target
 ConditionPathExists=!/var/lib/pinode/firstboot.done
@@ -47,14 +48,15 @@ StandardError=journal+console
 WantedBy=multi-user.target
 ";
 
-/// K3s resolves names with Go's resolver, which reads /etc/hosts and asks DNS but knows
-/// nothing of mDNS: a `.local` API URL (the default) would never resolve. This unit pins the
-/// API host's current address in /etc/hosts at every boot, before K3s starts.
+/// The API host's address pinned in /etc/hosts at every boot, before the distribution
+/// starts: distributions written in Go resolve names with Go's resolver, which reads
+/// /etc/hosts and asks DNS but knows nothing of mDNS, so a `.local` API URL (the default)
+/// would never resolve.
 const HOSTS_UNIT_TEXT: &str = "[Unit]
-Description=pinode: pin the K3s API host's mDNS address in /etc/hosts
+Description=pinode: pin the @ENGINE@ API host's mDNS address in /etc/hosts
 Wants=network-online.target
 After=network-online.target avahi-daemon.service
-Before=k3s.service k3s-agent.service
+Before=@UNITS@
 
 [Service]
 Type=oneshot
@@ -65,7 +67,10 @@ TimeoutStartSec=3min
 WantedBy=multi-user.target
 ";
 
-const LIBRARY: &str = r##"
+// The skeleton's shell code. `install_stage` and `run_stage` are assembled from these pieces
+// with the distribution's and the CI systems' lines between them; `@ENGINE@`, `@ROLE_VAR@`
+// and `@STATUS_NAME@` are the distribution's names (see `EngineStage2`).
+const INSTALL_STAGE_HEAD: &str = r##"
 # install_stage BOOT_DIR: called by the first stage; moves secrets and enables the unit (without
 # a daemon reload, slow on a small board: the firstrun route reboots, the cloud-init route reloads).
 install_stage() {
@@ -74,11 +79,9 @@ install_stage() {
 	chmod 700 /etc/pinode /etc/pinode/secrets || return 1
 	install -m 755 "$boot/pinode/firstboot.sh" /usr/local/lib/pinode/firstboot.sh || return 1
 	install -m 644 "$boot/pinode/pinode-firstboot.service" /etc/systemd/system/pinode-firstboot.service || return 1
-	install -m 600 "$boot/pinode/k3s/config.yaml" /etc/pinode/k3s-config.yaml || return 1
-	if [ -f "$boot/pinode/k3s/pinode-gitlab-runner.yaml" ]; then
-		install -m 600 "$boot/pinode/k3s/pinode-gitlab-runner.yaml" /etc/pinode/pinode-gitlab-runner.yaml || return 1
-	fi
-	for secret in "$boot"/pinode/secrets/*; do
+"##;
+
+const INSTALL_STAGE_TAIL: &str = r##"	for secret in "$boot"/pinode/secrets/*; do
 		[ -f "$secret" ] || continue
 		install -m 600 "$secret" "/etc/pinode/secrets/${secret##*/}" || return 1
 		scrub "$secret" || return 1
@@ -90,7 +93,9 @@ install_stage() {
 	fi
 	systemctl --no-reload enable pinode-firstboot.service
 }
+"##;
 
+const REFRESH_HOSTS: &str = r##"
 # refresh_hosts: the API host's mDNS address into a marked /etc/hosts line (see pinode-hosts.service).
 refresh_hosts() {
 	[ -n "$API_MDNS_HOST" ] || return 0
@@ -103,51 +108,16 @@ refresh_hosts() {
 		waited=$((waited + 5))
 	done
 	if [ -z "$address" ]; then
-		log "$API_MDNS_HOST does not resolve over mDNS yet; K3s keeps trying, and every boot looks again"
+		log "$API_MDNS_HOST does not resolve over mDNS yet; @ENGINE@ keeps trying, and every boot looks again"
 		return 1
 	fi
 	grep -v ' # pinode-mdns$' /etc/hosts >/etc/hosts.pinode-new &&
 		printf '%s\t%s # pinode-mdns\n' "$address" "$API_MDNS_HOST" >>/etc/hosts.pinode-new &&
 		chmod 644 /etc/hosts.pinode-new && mv -f /etc/hosts.pinode-new /etc/hosts
 }
+"##;
 
-# The memory cgroup: K3s cannot run without it, and the Pi firmware turns it off.
-check_memory_cgroup() {
-	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-		return 0
-	fi
-	if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
-		log "no cgroup v2 hierarchy at /sys/fs/cgroup (is systemd.unified_cgroup_hierarchy=0 on the command line?)"
-	elif ! grep -qw cgroup_enable=memory /proc/cmdline; then
-		log "the memory cgroup is off: cmdline.txt lacks cgroup_enable=memory (the firmware passes cgroup_disable=memory)"
-	else
-		log "the memory cgroup is off although the command line has cgroup_enable=memory: $(cat /proc/cmdline)"
-	fi
-	return 1
-}
-
-place_runner_manifests() {
-	dir=/var/lib/rancher/k3s/server/manifests
-	mkdir -p "$dir" || return 1
-	install -m 600 /etc/pinode/pinode-gitlab-runner.yaml "$dir/pinode-gitlab-runner.yaml" || return 1
-	token=$(base64 -w 0 </etc/pinode/secrets/runner-token) || return 1
-	write_file "$dir/pinode-gitlab-runner-token.yaml" 600 "apiVersion: v1
-kind: Namespace
-metadata:
-  name: gitlab-runner
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: gitlab-runner-token
-  namespace: gitlab-runner
-type: Opaque
-data:
-  runner-token: $token
-  runner-registration-token: \"\"
-"
-}
-
+const RETRY: &str = r##"
 # retry COMMAND...: with a growing pause, for networks that come and go.
 retry() {
 	attempt=1
@@ -162,65 +132,31 @@ retry() {
 		pause=$((pause * 2))
 	done
 }
+"##;
 
-install_k3s() {
-	installer=/var/lib/pinode/k3s-install.sh
-	curl --fail --silent --show-error --location --connect-timeout 20 --max-time 600 \
-		--output "$installer" "$K3S_INSTALL_URL" || return 1
-	if [ -n "$K3S_VERSION" ]; then
-		export INSTALL_K3S_VERSION="$K3S_VERSION"
-	else
-		export INSTALL_K3S_CHANNEL="$K3S_CHANNEL"
-	fi
-	export K3S_TOKEN_FILE=/etc/pinode/secrets/k3s-token
-	if [ "$K3S_EXEC" = agent ]; then
-		export K3S_URL="$K3S_API"
-	fi
-	sh "$installer" "$K3S_EXEC"
-}
-
-# The admin kubeconfig, for the login user (K3s writes it root-only).
-copy_kubeconfig() {
-	waited=0
-	while [ ! -f /etc/rancher/k3s/k3s.yaml ] && [ "$waited" -lt 300 ]; do
-		sleep 5
-		waited=$((waited + 5))
-	done
-	[ -f /etc/rancher/k3s/k3s.yaml ] || return 1
-	home=$(getent passwd "$USER_NAME" | cut -d: -f6)
-	[ -n "$home" ] || return 1
-	mkdir -p "$home/.kube" &&
-		install -m 600 /etc/rancher/k3s/k3s.yaml "$home/.kube/config" &&
-		chown -R "$USER_NAME:" "$home/.kube"
-}
-
+const RUN_STAGE_HEAD: &str = r##"
 run_stage() {
 	if [ -e /var/lib/pinode/firstboot.done ]; then
 		log "nothing to do: done on $(cat /var/lib/pinode/firstboot.done)"
 		return 0
 	fi
-	log "K3s $K3S_ROLE on $NODE_HOSTNAME"
-	step "memory cgroup" check_memory_cgroup
-	step "k3s config" install -D -m 600 /etc/pinode/k3s-config.yaml /etc/rancher/k3s/config.yaml
-	if [ "$HAS_RUNNER" = yes ]; then
-		step "runner manifests" place_runner_manifests
-	fi
-	if [ -n "$API_MDNS_HOST" ] && ! refresh_hosts; then
+	log "@ENGINE@ $@ROLE_VAR@ on $NODE_HOSTNAME"
+"##;
+
+const RUN_STAGE_PIN_HOSTS: &str = r##"	if [ -n "$API_MDNS_HOST" ] && ! refresh_hosts; then
 		log "continuing without a pinned address for $API_MDNS_HOST"
 	fi
-	step "k3s install" retry install_k3s
-	if [ "$K3S_EXEC" = server ]; then
-		step "kubeconfig for $USER_NAME" copy_kubeconfig
-	fi
-	if [ -n "$FAILED" ]; then
+"##;
+
+const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 		result="failed: $FAILED (the next boot tries again)"
 	else
 		result=ok
 		date -u '+%Y-%m-%dT%H:%M:%SZ' >/var/lib/pinode/firstboot.done
 	fi
-	printf 'k3s (%s): %s\nfinished: %s\nlog: %s and journalctl -u pinode-firstboot on the node\n' \
-		"$K3S_ROLE" "$result" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$PINODE_LOG" >>"$BOOT_DIR/pinode-status.txt"
-	log "k3s $result"
+	printf '@STATUS_NAME@ (%s): %s\nfinished: %s\nlog: %s and journalctl -u pinode-firstboot on the node\n' \
+		"$@ROLE_VAR@" "$result" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$PINODE_LOG" >>"$BOOT_DIR/pinode-status.txt"
+	log "@STATUS_NAME@ $result"
 	[ -z "$FAILED" ]
 }
 "##;
@@ -231,80 +167,79 @@ pub fn files(
     cluster: &NodeCluster,
     boot_dir: &str,
 ) -> Result<Vec<BootFile>, RenderError> {
-    let Engine::K3s(node) = &cluster.engine;
-    let runner = cluster.runner.as_ref().map(|Runner::Gitlab(runner)| runner);
+    let ctx = StageContext {
+        hostname: &plan.hostname,
+        boot_dir: DIR,
+        node_dir: NODE_DIR,
+        secrets_dir: NODE_SECRETS,
+    };
+    let engine = cluster.engine.stage2(&ctx)?;
     let mut files = vec![
         BootFile {
             path: SCRIPT.into(),
-            contents: script(plan, node, runner, boot_dir)?.into_bytes(),
+            contents: script(plan, &ctx, &engine, cluster.runner.is_some(), boot_dir)?.into_bytes(),
             secret: false,
         },
         BootFile {
             path: UNIT.into(),
-            contents: UNIT_TEXT.as_bytes().to_vec(),
+            contents: fill(UNIT_TEXT, &[("@ENGINE@", engine.title)]).into_bytes(),
             secret: false,
-        },
-        BootFile {
-            path: K3S_CONFIG.into(),
-            contents: k3s::config_yaml(&plan.hostname, node, &format!("{NODE_SECRETS}/k3s-token"))?
-                .into_bytes(),
-            secret: false,
-        },
-        BootFile {
-            path: K3S_TOKEN.into(),
-            // No line break: the file is the token, byte for byte.
-            contents: secrecy::ExposeSecret::expose_secret(&node.token)
-                .as_bytes()
-                .to_vec(),
-            secret: true,
         },
     ];
-    if mdns_host(node).is_some() {
+    let hosts_unit = engine.api_mdns_host.is_some();
+    files.extend(engine.files);
+    if hosts_unit {
         files.push(BootFile {
             path: HOSTS_UNIT.into(),
-            contents: HOSTS_UNIT_TEXT.as_bytes().to_vec(),
+            contents: fill(
+                HOSTS_UNIT_TEXT,
+                &[("@ENGINE@", engine.title), ("@UNITS@", engine.units)],
+            )
+            .into_bytes(),
             secret: false,
         });
     }
-    if let Some(runner) = runner {
-        files.push(BootFile {
-            path: RUNNER_MANIFEST.into(),
-            contents: gitlab::runner_manifest(&runner.spec)?.into_bytes(),
-            secret: false,
-        });
-        files.push(BootFile {
-            path: RUNNER_TOKEN.into(),
-            contents: gitlab::runner_token_file(runner),
-            secret: true,
-        });
+    if let Some(runner) = &cluster.runner {
+        files.extend(runner.stage2_files(&ctx, &engine.manifests)?);
     }
     Ok(files)
 }
 
-/// The API host, when it is an mDNS name this node must resolve (the founder need not).
-fn mdns_host(node: &K3sNode) -> Option<&str> {
-    if node.role == K3sRole::Founder {
-        return None;
-    }
-    let rest = node
-        .api
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(&node.api);
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    host.ends_with(".local").then_some(host)
-}
-
+/// The program: the skeleton, with the distribution's code and the code of every CI system
+/// (the same on every node, with or without a runner: `HAS_RUNNER` selects).
 fn script(
     plan: &NodePlan,
-    node: &K3sNode,
-    runner: Option<&RunnerPlan>,
+    ctx: &StageContext,
+    engine: &EngineStage2,
+    has_runner: bool,
     boot_dir: &str,
 ) -> Result<String, RenderError> {
-    let exec = match node.role {
-        K3sRole::Founder | K3sRole::JoiningServer => "server",
-        K3sRole::Agent => "agent",
-    };
+    let runners: Vec<_> = RunnerKind::ALL
+        .iter()
+        .map(|kind| kind.stage2_glue(ctx, &engine.manifests))
+        .collect();
+    let join = |part: fn(&RunnerGlue) -> &str| -> String { runners.iter().map(part).collect() };
+    let install_stage = [
+        INSTALL_STAGE_HEAD,
+        &engine.install_lines,
+        &join(|r| &r.install_lines),
+        INSTALL_STAGE_TAIL,
+    ]
+    .concat();
+    let run_stage = [
+        RUN_STAGE_HEAD,
+        &engine.prepare_steps,
+        &join(|r| &r.run_steps),
+        RUN_STAGE_PIN_HOSTS,
+        &engine.install_steps,
+        RUN_STAGE_TAIL,
+    ]
+    .concat();
+    let names = [
+        ("@ENGINE@", engine.title),
+        ("@ROLE_VAR@", engine.role_var),
+        ("@STATUS_NAME@", engine.status_name),
+    ];
     let mut p = ShellProgram::default();
     p.comment(format!(
         "pinode {} second first-boot stage for node {}.",
@@ -319,20 +254,28 @@ fn script(
     )
     .comment("network is up. No secrets in here: they are files of their own.")
     .library(CORE)
-    .library(LIBRARY)
-    .propagate_status();
+    .library(install_stage)
+    .library(fill(REFRESH_HOSTS, &names))
+    .library(engine.prepare_functions.clone());
+    for runner in &runners {
+        p.library(runner.functions.clone());
+    }
+    p.library(RETRY)
+        .library(engine.install_functions.clone())
+        .library(fill(&run_stage, &names))
+        .propagate_status();
     p.var("PINODE_STAGE", "firstboot")?
         .var("BOOT_DIR", boot_dir)?
         .var("NODE_HOSTNAME", &plan.hostname)?
-        .var("USER_NAME", &plan.user.name)?
-        .var("K3S_ROLE", node.role.describe(node.ha))?
-        .var("K3S_EXEC", exec)?
-        .var("K3S_API", &node.api)?
-        .var("K3S_VERSION", node.spec.version.as_deref().unwrap_or(""))?
-        .var("K3S_CHANNEL", &node.spec.channel)?
-        .var("K3S_INSTALL_URL", &node.spec.install_url)?
-        .var("HAS_RUNNER", if runner.is_some() { "yes" } else { "no" })?
-        .var("API_MDNS_HOST", mdns_host(node).unwrap_or(""))?
+        .var("USER_NAME", &plan.user.name)?;
+    for (name, value) in &engine.vars {
+        p.var(name, value)?;
+    }
+    p.var("HAS_RUNNER", if has_runner { "yes" } else { "no" })?
+        .var(
+            "API_MDNS_HOST",
+            engine.api_mdns_host.as_deref().unwrap_or(""),
+        )?
         .var("RETRIES", "6")?;
     p.step(r#"case "${1:-run}" in"#)
         .step(r#"install) install_stage "${2:-$BOOT_DIR}" ;;"#)

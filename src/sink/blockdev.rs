@@ -10,8 +10,6 @@ use rustix::ioctl::{Getter, NoArg, ioctl, opcode};
 
 /// `BLKRRPART`: re-read the partition table.
 const BLKRRPART: rustix::ioctl::Opcode = opcode::none(0x12, 95);
-/// `BLKFLSBUF`: drop the device's buffer cache.
-const BLKFLSBUF: rustix::ioctl::Opcode = opcode::none(0x12, 97);
 /// `BLKSSZGET`: logical block size (declared `_IO` but returns an `int` through the pointer).
 const BLKSSZGET: rustix::ioctl::Opcode = opcode::none(0x12, 104);
 
@@ -109,14 +107,6 @@ fn logical_block_size(file: &File) -> Option<u64> {
 pub fn reread_partition_table(file: &File) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.
     unsafe { ioctl(file, NoArg::<BLKRRPART>::new()) }.map_err(io::Error::from)
-}
-
-/// Drops the device's cached pages, so that reading back sees the medium, not memory.
-pub fn drop_cached_pages(file: &File) {
-    // SAFETY: BLKFLSBUF takes no argument. Failing only means there was nothing to drop or
-    // the driver keeps no cache; the verify still reads what the kernel returns.
-    let _ = unsafe { ioctl(file, NoArg::<BLKFLSBUF>::new()) };
-    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 /// Unmounts a file system of the card (for `--unmount`).

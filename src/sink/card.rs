@@ -10,7 +10,6 @@
 //! caller's thread writes them with direct I/O, another hashes them. The read-back pipelines
 //! the same way. A fixed pool of buffers keeps memory flat whatever the image size.
 
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -18,13 +17,14 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use super::aligned::{AlignedBuf, Pool, Pooled};
-use super::blockdev::{Card, drop_cached_pages};
-use crate::disk::Overlay;
-use crate::disk::usage::{RangeSet, ReadAt};
+use super::blockdev::Card;
+use crate::disk::Composed;
+use crate::disk::drop_cached_pages;
+use crate::disk::usage::RangeSet;
+use crate::progress::Task;
 
 /// Size of each write and read: large enough that the card sees long sequential writes.
 pub const IO_SIZE: usize = 4 << 20;
@@ -35,38 +35,6 @@ const BUFFERS: usize = 4;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
 pub const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
-
-/// The image to write: `len` bytes of `base` with `overlay` applied.
-#[derive(Clone, Copy)]
-pub struct Composed<'a> {
-    pub base: &'a File,
-    pub len: u64,
-    pub overlay: &'a Overlay,
-}
-
-impl Composed<'_> {
-    /// Fills `buf` with the image bytes at `offset` (zeros past the end, to pad the last
-    /// block for direct I/O).
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let end = (offset + buf.len() as u64).min(self.len);
-        let valid = end.saturating_sub(offset) as usize;
-        self.base.read_exact_at(&mut buf[..valid], offset)?;
-        buf[valid..].fill(0);
-        for (at, block) in self.overlay.blocks_in(offset, end) {
-            let from = at.max(offset);
-            let to = (at + block.len() as u64).min(end);
-            buf[(from - offset) as usize..(to - offset) as usize]
-                .copy_from_slice(&block[(from - at) as usize..(to - at) as usize]);
-        }
-        Ok(())
-    }
-}
-
-impl ReadAt for Composed<'_> {
-    fn read_bytes_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.read_at(offset, buf)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -142,10 +110,10 @@ impl CardReport {
     }
 }
 
-/// Progress bars for the two passes.
-pub struct Bars<'a> {
-    pub write: &'a ProgressBar,
-    pub verify: &'a ProgressBar,
+/// Progress of the two passes.
+pub struct Passes<'a> {
+    pub write: &'a Task,
+    pub verify: &'a Task,
 }
 
 /// Which bytes of the image go to the card.
@@ -168,7 +136,7 @@ pub fn write_card(
     image: Composed<'_>,
     extent: Extent<'_>,
     verify: bool,
-    bars: Bars<'_>,
+    bars: Passes<'_>,
     hooks: &TestHooks,
 ) -> Result<CardReport, CardError> {
     let block = card.block.max(512);
@@ -263,7 +231,7 @@ pub fn write_card(
     card.file.sync_data().map_err(write_err(0))?;
     bars.write.inc(head_len as u64);
     let write_seconds = started.elapsed().as_secs_f64().max(1e-6);
-    bars.write.finish_and_clear();
+    bars.write.finish();
 
     let mut report = CardReport {
         bytes: written_bytes,
@@ -284,7 +252,7 @@ pub fn write_card(
     let started = Instant::now();
     let actual = read_back_hash(card, ranges, image.len, bars.verify)?;
     report.verify_seconds = Some(started.elapsed().as_secs_f64());
-    bars.verify.finish_and_clear();
+    bars.verify.finish();
     if actual != digest {
         return Err(CardError::Mismatch {
             path: card.path.clone(),
@@ -302,7 +270,7 @@ fn read_back_hash(
     card: &Card,
     ranges: &RangeSet,
     len: u64,
-    bar: &ProgressBar,
+    bar: &Task,
 ) -> Result<String, CardError> {
     if !card.direct {
         drop_cached_pages(&card.file);
@@ -374,7 +342,8 @@ fn first_difference(
     Ok(None)
 }
 
-/// Places where a test can stop pinode to act on the card (`PINODE_TEST_PAUSE`), so that an
+/// Places where a test can stop pinode to act on the card (`PINODE_TEST_PAUSE`, honoured only
+/// with `PINODE_TEST_HOOKS=1`), so that an
 /// interrupted write and a card that changes under the read-back are tested for real.
 ///
 /// `PINODE_TEST_PAUSE=verify@FILE` stops before the read-back, `write:N@FILE` once N bytes
@@ -388,11 +357,11 @@ pub struct TestHooks {
 }
 
 impl TestHooks {
-    pub fn from_env() -> TestHooks {
-        let Some(spec) = std::env::var_os("PINODE_TEST_PAUSE") else {
+    /// The pause of [`crate::edge::TestHooks::pause`] (none unless `PINODE_TEST_HOOKS=1`).
+    pub fn from_settings(settings: &crate::edge::Settings) -> TestHooks {
+        let Some(spec) = settings.test.pause.as_deref() else {
             return TestHooks::default();
         };
-        let spec = spec.to_string_lossy().into_owned();
         let Some((stage, file)) = spec.split_once('@') else {
             return TestHooks::default();
         };
@@ -457,26 +426,5 @@ mod tests {
         r.bytes = 1 << 20;
         r.write_bytes_per_sec = 1e6;
         assert!(!r.is_slow());
-    }
-
-    #[test]
-    fn composed_reads_pad_and_apply_the_overlay() {
-        use std::io::{Seek, SeekFrom, Write};
-        let file = tempfile::tempfile().unwrap();
-        file.write_all_at(&[1u8; 10_000], 0).unwrap();
-        let mut disk = crate::disk::OverlayDisk::new(file.try_clone().unwrap(), 10_000);
-        disk.seek(SeekFrom::Start(4095)).unwrap();
-        disk.write_all(b"XY").unwrap();
-        let (_, overlay) = disk.into_parts();
-        let image = Composed {
-            base: &file,
-            len: 10_000,
-            overlay: &overlay,
-        };
-        let mut buf = vec![9u8; 8192];
-        image.read_at(4096, &mut buf).unwrap();
-        assert_eq!(buf[0], b'Y');
-        assert_eq!(buf[1], 1);
-        assert!(buf[10_000 - 4096..].iter().all(|b| *b == 0));
     }
 }

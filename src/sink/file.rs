@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use crate::cleanup::TempFile;
 use crate::disk::Overlay;
-use crate::disk::stream::{CHUNK_SIZE, Chunk, ComposedReader};
+use crate::disk::compose::{CHUNK_SIZE, Chunk, Composed};
+use crate::progress::Task;
 
 /// Chunks in flight per channel.
 const QUEUE: usize = 4;
@@ -68,16 +68,16 @@ pub struct WrittenImage {
     pub allocated_bytes: Option<u64>,
 }
 
-/// Writes `base` (of `len` bytes) with `overlay` applied to `dir/name.img[.xz|.zst]`.
+/// Writes the composed `image` to `dir/name.img[.xz|.zst]`, reporting the bytes done to
+/// `progress` (finished at the end).
 pub fn write_image(
-    base: &File,
-    len: u64,
-    overlay: &Overlay,
+    image: Composed<'_>,
     dir: &Path,
     name: &str,
     compression: Compression,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> Result<WrittenImage, SinkError> {
+    let Composed { base, len, overlay } = image;
     let image_name = format!("{name}.img");
     let final_path = dir.join(format!("{image_name}{}", compression.extension()));
     let err = |source| SinkError {
@@ -93,7 +93,7 @@ pub fn write_image(
             let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Chunk>>(QUEUE);
             let (hash_tx, hash_rx) = sync_channel::<Piece>(QUEUE);
             scope.spawn(move || {
-                for chunk in ComposedReader::new(base, len, overlay) {
+                for chunk in image.chunks() {
                     let failed = chunk.is_err();
                     if chunk_tx.send(chunk).is_err() || failed {
                         break;
@@ -149,7 +149,7 @@ pub fn write_image(
             }
         })?;
     }
-    progress.finish_and_clear();
+    progress.finish();
     Ok(WrittenImage {
         path: final_path,
         size: len,
@@ -190,7 +190,7 @@ fn write_sparse(
     len: u64,
     chunks: Receiver<io::Result<Chunk>>,
     hash: &SyncSender<Piece>,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> io::Result<Option<String>> {
     let mut writer = SparseWriter {
         out,
@@ -309,7 +309,7 @@ fn write_compressed(
     compression: Compression,
     chunks: Receiver<io::Result<Chunk>>,
     hash: &SyncSender<Piece>,
-    progress: &ProgressBar,
+    progress: &Task,
 ) -> io::Result<Option<String>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() as u32)

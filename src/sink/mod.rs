@@ -1,5 +1,7 @@
-//! Where composed images go: image files (`prepare`) and cards (`flash`), and how a card is
-//! found and judged safe to write.
+//! Where composed images ([`crate::disk::Composed`]) go: image files with their bmaps
+//! (`prepare`) and cards (`flash`). Finding a card and judging it safe to write is
+//! [`crate::device`]'s; putting a node's image together and choosing the sink is
+//! [`crate::pipeline`]'s.
 
 pub mod aligned;
 pub mod blockdev;

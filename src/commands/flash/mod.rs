@@ -1,9 +1,10 @@
 //! `pinode flash`: one verified card per node, one after another.
 //!
 //! The base image is obtained once; each node's changes live in an overlay and are streamed
-//! with the base straight to the card (see `pinode::sink::card`). Which card gets which node
-//! is decided in [`target`]: named with `--device` (once per node, or once for a reader the
-//! cards are swapped in), or found by watching for a card to be inserted.
+//! with the base straight to the card (see `pinode::pipeline::card`). This command checks the
+//! flags and the named cards, picks the card for each node, and prints. Which card gets which
+//! node is decided in [`target`]: named with `--device` (once per node, or once for a reader
+//! the cards are swapped in), or found by watching for a card to be inserted.
 
 mod target;
 
@@ -12,21 +13,53 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::error::Error;
-use pinode::cache::source::SourceImage;
-use pinode::customise::customise_image;
 use pinode::device::discover::{BlockDevice, SystemView};
 use pinode::device::safety::{Overrides, decimal_size};
-use pinode::disk::read_partition_table;
-use pinode::disk::usage::{Allocation, RangeSet, allocation, file_system_blocks};
-use pinode::image::Image;
-use pinode::osinfo::OsInfo;
+use pinode::disk::usage::Allocation;
+use pinode::pipeline::card::{CardNote, CardOptions, write_to_card};
+use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
-use pinode::sink::blockdev::{Card, drop_cached_pages, reread_partition_table, unmount};
-use pinode::sink::card::{Bars, CardReport, Composed, Extent, TestHooks, write_card};
+use pinode::sink::card::{CardReport, TestHooks};
 
 use super::{Output, Sources, load_profile, select_nodes, size, table};
 use crate::cli::FlashArgs;
-use target::{Choice, Targets};
+use target::{Choice, TargetOptions, Targets};
+
+/// What `flash` does: the command line's choices, or the wizard's.
+#[derive(Debug, Clone)]
+pub struct FlashOptions {
+    pub profile: PathBuf,
+    /// The nodes to flash (all when empty).
+    pub nodes: Vec<String>,
+    /// The cards, when named (`--device`).
+    pub devices: Vec<PathBuf>,
+    /// Write named cards without asking.
+    pub yes: bool,
+    /// Read each card back and compare.
+    pub verify: bool,
+    /// Write every byte of the image, not only the blocks in use.
+    pub full: bool,
+    pub allow_non_removable: bool,
+    pub unmount: bool,
+    /// The base image instead of the profile's `os.image`.
+    pub image: Option<PathBuf>,
+}
+
+impl From<&FlashArgs> for FlashOptions {
+    fn from(args: &FlashArgs) -> Self {
+        FlashOptions {
+            profile: args.profile.clone(),
+            nodes: args.nodes.clone(),
+            devices: args.devices.clone(),
+            yes: args.yes,
+            verify: !args.no_verify,
+            full: args.full,
+            allow_non_removable: args.allow_non_removable,
+            unmount: args.unmount,
+            image: args.image.clone(),
+        }
+    }
+}
 
 /// What happened to one node's card.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,6 +85,10 @@ struct NodeResult {
 }
 
 pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
+    run_with(&FlashOptions::from(args), sources, out)
+}
+
+pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
@@ -60,7 +97,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
         allow_non_removable: args.allow_non_removable,
         named: !args.devices.is_empty(),
     };
-    let view = SystemView::from_env();
+    let view = SystemView::from_settings(pinode::edge::settings());
     // A refused device fails before anything is downloaded or written, and so does a batch
     // that names one card twice (through symlinks, or two loop devices of one file).
     let mut named = Vec::new();
@@ -74,7 +111,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
     // The base image must not be its own target (a local file, or the file behind a loop
     // device), checked before the image is even read.
     let mut source = target::Source::default();
-    if let Some(path) = SourceImage::locate(&profile, args.image.as_deref())? {
+    if let Some(path) = BaseImage::locate(&profile, args.image.as_deref())? {
         source.add(&view, &path);
     }
     for (_, disk) in &named {
@@ -83,7 +120,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
 
     let progress = out.progress();
     let scratch = scratch_dir();
-    let base = SourceImage::for_profile(
+    let base = BaseImage::for_profile(
         &profile,
         args.image.as_deref(),
         &sources.resolver()?,
@@ -98,17 +135,22 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
     for (_, disk) in &named {
         source.refuse(disk)?;
     }
-    let image_len = std::fs::metadata(&base.path)
-        .map_err(|e| Error::path(&base.path, e))?
-        .len();
+    let image_len = base.size()?;
     // …and a card too small for this image fails before the first card is written.
     for path in &args.devices {
         target::check_named(&view, path, Some(image_len), &overrides)?;
     }
 
-    let mut targets = Targets::new(args, view, overrides, image_len, nodes.len());
-    let hooks = TestHooks::from_env();
-    let mut os: Option<OsInfo> = None;
+    let naming = TargetOptions {
+        devices: args.devices.clone(),
+        yes: args.yes,
+    };
+    let mut targets = Targets::new(&naming, view, overrides, image_len, nodes.len());
+    let hooks = TestHooks::from_settings(pinode::edge::settings());
+    let card = CardOptions {
+        verify: args.verify,
+        full: args.full,
+    };
     let mut results: Vec<NodeResult> = Vec::new();
     'nodes: for (i, node) in nodes.iter().enumerate() {
         loop {
@@ -121,19 +163,15 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
                 Choice::Abort => break 'nodes,
             };
             source.refuse(&disk)?;
-            let written = flash_node(
-                &FlashJob {
-                    base: &base,
-                    profile: &profile,
-                    node,
-                    disk: &disk,
-                    verify: !args.no_verify,
-                    full: args.full,
-                    hooks: &hooks,
-                    out,
-                },
-                &mut os,
-            );
+            let written = flash_node(&FlashJob {
+                base: &base,
+                profile: &profile,
+                node,
+                disk: &disk,
+                card,
+                hooks: &hooks,
+                out,
+            });
             match written {
                 Ok(report) => {
                     say_written(out, node, &disk, &report);
@@ -176,7 +214,7 @@ pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Erro
 }
 
 /// Flags that only make sense together, checked before any work.
-fn check_flags(args: &FlashArgs, nodes: usize) -> Result<(), Error> {
+fn check_flags(args: &FlashOptions, nodes: usize) -> Result<(), Error> {
     if args.devices.is_empty() && (args.allow_non_removable || args.unmount) {
         return Err(Error::Usage(
             "--allow-non-removable and --unmount apply only to a device named with --device".into(),
@@ -202,136 +240,52 @@ fn scratch_dir() -> PathBuf {
 }
 
 struct FlashJob<'a> {
-    base: &'a SourceImage,
+    base: &'a BaseImage,
     profile: &'a LoadedProfile,
     node: &'a NodeConfig,
     disk: &'a BlockDevice,
-    verify: bool,
-    full: bool,
+    card: CardOptions,
     hooks: &'a TestHooks,
     out: &'a Output,
 }
 
 /// Customises the node in memory and writes base + changes to the card.
-fn flash_node(job: &FlashJob<'_>, os: &mut Option<OsInfo>) -> Result<CardReport, Error> {
-    let mut image = Image::open(&job.base.path, false)?;
-    let info = match os {
-        Some(info) => info.clone(),
-        None => {
-            let info =
-                image.detect_os(job.base.init_format.as_deref(), job.profile.init_override())?;
-            *os = Some(info.clone());
-            info
-        }
-    };
-    let (_, _, notes) = customise_image(&mut image, job.profile, job.node, &info)?;
-    notes.iter().for_each(|n| job.out.note(n));
-    let len = image.len();
-    let table = image.table().clone();
-    let disk = image.into_disk();
-    let composed = Composed {
-        base: disk.base(),
-        len,
-        overlay: disk.overlay(),
-    };
-    // Read after customising: the node's files changed the boot partition's FAT.
-    let allocation = if job.full {
-        None
-    } else {
-        let allocation = allocation(&composed, len, &table)
-            .map_err(|e| Error::path(&job.base.path, format!("reading the image failed: {e}")))?;
-        if job.out.verbose > 0 {
-            say_allocation(job.out, &allocation, len);
-        }
-        Some(allocation)
-    };
-
-    for mount in unmount_order(job.disk) {
-        unmount(&mount).map_err(|e| Error::path(&mount, format!("could not unmount: {e}")))?;
-        job.out.say(format!("unmounted {mount}"));
-    }
-    let card = Card::open(&job.disk.path)?;
-    // What the card's old file systems use is written too (from the new image), so that no
-    // old file, such as another node's secrets, survives inside the image's extent.
-    let map = allocation.map(|a| {
-        let mut map = a.map;
-        let old = old_files(&card, len);
-        if job.out.verbose > 0 && old.bytes() > 0 {
-            job.out.say(format!(
-                "{}: overwriting the {} its old file systems use",
-                card.path.display(),
-                size(old.bytes())
-            ));
-        }
-        map.extend(&old);
-        map
-    });
-    let extent = match &map {
-        Some(map) => Extent::Mapped(map),
-        None => Extent::Full,
-    };
-    let to_write = map.as_ref().map_or(len, |m| m.bytes());
-    if !card.direct && job.out.verbose > 0 {
-        job.out.say(format!(
-            "{}: no direct I/O; writing through the page cache",
-            card.path.display()
-        ));
-    }
-    let progress = job.out.progress();
-    let write_bar = progress.bytes(to_write, format!("{} write", job.node.hostname));
-    let verify_bar = progress.bytes(to_write, format!("{} verify", job.node.hostname));
-    let report = write_card(
-        &card,
-        composed,
-        extent,
-        job.verify,
-        Bars {
-            write: &write_bar,
-            verify: &verify_bar,
-        },
+fn flash_node(job: &FlashJob<'_>) -> Result<CardReport, Error> {
+    let image = NodeImage::new(job.base, job.profile, job.node)?;
+    image.notes.iter().for_each(|n| job.out.note(n));
+    let out = job.out;
+    let report = write_to_card(
+        &image,
+        job.disk,
+        job.card,
         job.hooks,
+        &out.progress(),
+        &mut |note| say_note(out, note),
     )?;
-    // The kernel still has the old partitions; tell it about the new ones.
-    if let Err(e) = reread_partition_table(&card.file)
-        && job.out.verbose > 0
-    {
-        job.out.say(format!(
-            "{}: the kernel did not re-read the partition table ({e}); unplug and replug the \
-             card to see its partitions",
-            card.path.display()
-        ));
-    }
     Ok(report)
 }
 
-/// The blocks the card's current ext4 and FAT file systems use, within the image's first
-/// `len` bytes (empty when the card holds none, or cannot be read: the write then fails on
-/// its own, with a better message).
-fn old_files(card: &Card, len: u64) -> RangeSet {
-    let Ok(mut file) = std::fs::File::open(&card.path) else {
-        return RangeSet::default();
-    };
-    let Ok(table) = read_partition_table(&mut file, card.len) else {
-        return RangeSet::default();
-    };
-    let blocks = file_system_blocks(&file, card.len, &table).unwrap_or_default();
-    // Read through the page cache: forget it, so that the read-back sees the medium.
-    drop_cached_pages(&file);
-    RangeSet::from_unsorted(
-        blocks
-            .iter()
-            .filter(|r| r.start < len)
-            .map(|r| r.start..r.end.min(len))
-            .collect(),
-    )
-}
-
-/// Mount points to take down for `--unmount`, deepest first. Empty unless the user allowed it
-/// (otherwise the card was refused before this point).
-fn unmount_order(disk: &BlockDevice) -> Vec<String> {
-    let mut mounts = disk.all_mount_points();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    mounts
+/// What the card writer tells along the way: unmounts always, the rest with `-v`.
+fn say_note(out: &Output, note: CardNote<'_>) {
+    match note {
+        CardNote::Unmounted(mount) => out.say(format!("unmounted {mount}")),
+        _ if out.verbose == 0 => {}
+        CardNote::Allocation { allocation, len } => say_allocation(out, allocation, len),
+        CardNote::OldFiles { card, bytes } => out.say(format!(
+            "{}: overwriting the {} its old file systems use",
+            card.display(),
+            size(bytes)
+        )),
+        CardNote::NoDirectIo(card) => out.say(format!(
+            "{}: no direct I/O; writing through the page cache",
+            card.display()
+        )),
+        CardNote::NoReread { card, error } => out.say(format!(
+            "{}: the kernel did not re-read the partition table ({error}); unplug and replug the \
+             card to see its partitions",
+            card.display()
+        )),
+    }
 }
 
 fn result(

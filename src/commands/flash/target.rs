@@ -19,8 +19,6 @@ use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::ui::{Untrusted, terminal_safe};
 
-use crate::cli::FlashArgs;
-
 /// How often the disks are listed again while waiting for a card.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -34,6 +32,14 @@ pub enum AfterFailure {
     Retry,
     Next,
     Abort,
+}
+
+/// How the cards were named: the `--device`s, and `--yes`.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    pub devices: Vec<PathBuf>,
+    /// Write named cards without asking.
+    pub yes: bool,
 }
 
 pub struct Targets {
@@ -80,7 +86,7 @@ pub fn check_named(
 pub fn check_distinct(named: &[(PathBuf, BlockDevice)]) -> Result<(), Error> {
     for (i, (path_a, a)) in named.iter().enumerate() {
         for (path_b, b) in &named[..i] {
-            if identity::overlap(&identity::of_disk(a), &identity::of_disk(b)) {
+            if identity::overlap(&a.identities(), &b.identities()) {
                 return Err(Error::Refused(format!(
                     "--device {} and --device {} are the same card ({}): one card cannot hold \
                      two nodes; give one --device per node, or a single --device for a reader \
@@ -109,7 +115,7 @@ impl Source {
         if matches!(ids.first(), Some(Identity::Device { .. }))
             && let Ok(Located::Disk(disk) | Located::Partition { disk, .. }) = view.locate(path)
         {
-            ids.extend(identity::of_disk(&disk));
+            ids.extend(disk.identities());
         }
         if !ids.is_empty() {
             self.paths.push((path.to_path_buf(), ids));
@@ -118,7 +124,7 @@ impl Source {
 
     /// An error when writing `disk` would overwrite the base image.
     pub fn refuse(&self, disk: &BlockDevice) -> Result<(), Error> {
-        let target = identity::of_disk(disk);
+        let target = disk.identities();
         match self
             .paths
             .iter()
@@ -141,15 +147,15 @@ impl Source {
 
 impl Targets {
     pub fn new(
-        args: &FlashArgs,
+        naming: &TargetOptions,
         view: SystemView,
         overrides: Overrides,
         image_len: u64,
         node_count: usize,
     ) -> Targets {
         Targets {
-            devices: args.devices.clone(),
-            yes: args.yes,
+            devices: naming.devices.clone(),
+            yes: naming.yes,
             view,
             overrides,
             image_len,

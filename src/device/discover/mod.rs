@@ -14,6 +14,8 @@ use serde::Serialize;
 
 use crate::ui::Untrusted;
 
+use super::identity::{Identity, backing_identity};
+
 use mounts::{Mount, parse_mountinfo, parse_swaps};
 use sysfs::{SysDisk, attr, read_block_dir};
 
@@ -54,12 +56,13 @@ impl SystemView {
         Self::rooted(Path::new("/"))
     }
 
-    /// The running system, or the tree `PINODE_SYSTEM_ROOT` names (`sys/block/…`,
-    /// `proc/self/mountinfo`, `proc/swaps`): a test hook for refusals that cannot be staged.
-    pub fn from_env() -> Self {
-        match std::env::var_os("PINODE_SYSTEM_ROOT") {
-            Some(root) if !root.is_empty() => Self::rooted(Path::new(&root)),
-            _ => Self::live(),
+    /// The running system, or the tree the test hook `PINODE_SYSTEM_ROOT` names
+    /// (`sys/block/…`, `proc/self/mountinfo`, `proc/swaps`; see [`crate::edge::TestHooks`]),
+    /// for refusals that cannot be staged.
+    pub fn from_settings(settings: &crate::edge::Settings) -> Self {
+        match &settings.test.system_root {
+            Some(root) => Self::rooted(root),
+            None => Self::live(),
         }
     }
 
@@ -210,6 +213,17 @@ pub struct BlockDevice {
 }
 
 impl BlockDevice {
+    /// Everything writing this disk overwrites: the disk, its partitions and, for a loop
+    /// device, its backing file.
+    pub fn identities(&self) -> Vec<Identity> {
+        let mut ids = vec![Identity::device(self.devno)];
+        ids.extend(self.partitions.iter().map(|p| Identity::device(p.devno)));
+        if let Some(id) = self.backing_file.as_deref().and_then(backing_identity) {
+            ids.push(id);
+        }
+        ids
+    }
+
     fn from_sys(d: &SysDisk, usage: &Usage) -> BlockDevice {
         let transport = transport_of(d);
         let mmc_kind = attr(&d.dir.join("device"), "type");
@@ -285,13 +299,9 @@ impl BlockDevice {
 /// Such a use is recorded as a holder of this disk, which refuses it whatever the flags
 /// (`--unmount` would only unmount this device's own mounts).
 fn mark_shared_backing_files(disks: &mut [BlockDevice]) {
-    let backing: Vec<Option<crate::device::identity::Identity>> = disks
+    let backing: Vec<Option<Identity>> = disks
         .iter()
-        .map(|d| {
-            d.backing_file
-                .as_deref()
-                .and_then(crate::device::identity::backing_identity)
-        })
+        .map(|d| d.backing_file.as_deref().and_then(backing_identity))
         .collect();
     let mut extra: Vec<(usize, String)> = Vec::new();
     for (i, id) in backing.iter().enumerate() {

@@ -7,6 +7,7 @@
 //! the plan or the renderer: profile validation and the renderer both call in here.
 
 pub mod flags;
+pub(crate) mod stage2;
 
 use schemars::JsonSchema;
 use secrecy::SecretString;

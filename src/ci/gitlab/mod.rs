@@ -6,6 +6,8 @@
 //! and the `toml` crate for the runner configuration. Nothing here knows the profile, the plan
 //! or the renderer.
 
+pub(crate) mod stage2;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -1,10 +1,62 @@
-//! Streaming "base + overlay" out, in order, without holding the image in memory.
+//! The composed image: a base file with a node's overlay applied, the one view every sink
+//! reads (image files, bmaps and cards). Nothing is copied: bytes are read from the base and
+//! patched with the overlay's blocks on the way out, either at an offset ([`Composed::read_at`])
+//! or streamed in order without holding the image in memory ([`Composed::chunks`]).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::overlay::{BLOCK_SIZE, Overlay};
+use super::usage::ReadAt;
+
+/// `len` bytes of `base` with `overlay` applied.
+#[derive(Clone, Copy)]
+pub struct Composed<'a> {
+    pub base: &'a File,
+    pub len: u64,
+    pub overlay: &'a Overlay,
+}
+
+impl<'a> Composed<'a> {
+    pub fn new(base: &'a File, len: u64, overlay: &'a Overlay) -> Self {
+        Composed { base, len, overlay }
+    }
+
+    /// Fills `buf` with the image bytes at `offset` (zeros past the end, to pad the last
+    /// block for direct I/O).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = (offset + buf.len() as u64).min(self.len);
+        let valid = end.saturating_sub(offset) as usize;
+        self.base.read_exact_at(&mut buf[..valid], offset)?;
+        buf[valid..].fill(0);
+        for (at, block) in self.overlay.blocks_in(offset, end) {
+            let from = at.max(offset);
+            let to = (at + block.len() as u64).min(end);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&block[(from - at) as usize..(to - at) as usize]);
+        }
+        Ok(())
+    }
+
+    /// The whole image as ordered chunks, holes of the base skipped (see [`Chunks`]).
+    pub fn chunks(&self) -> Chunks<'a> {
+        Chunks {
+            base: self.base,
+            len: self.len,
+            overlay: self.overlay,
+            pos: 0,
+            extent: None,
+            holes_supported: true,
+        }
+    }
+}
+
+impl ReadAt for Composed<'_> {
+    fn read_bytes_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_at(offset, buf)
+    }
+}
 
 /// Size of the pieces the image is streamed in. Large enough to amortise system calls,
 /// small enough that a few in flight keep memory flat.
@@ -32,11 +84,11 @@ impl Chunk {
     }
 }
 
-/// Yields the composed image (`base` with `overlay` applied) as ordered chunks.
+/// Yields a [`Composed`] image as ordered chunks.
 ///
 /// Holes in the base (found with `SEEK_DATA`) that the overlay does not touch come out as
 /// [`Chunk::Hole`], so a sparse base is never read in full.
-pub struct ComposedReader<'a> {
+pub struct Chunks<'a> {
     base: &'a File,
     len: u64,
     overlay: &'a Overlay,
@@ -46,18 +98,7 @@ pub struct ComposedReader<'a> {
     holes_supported: bool,
 }
 
-impl<'a> ComposedReader<'a> {
-    pub fn new(base: &'a File, len: u64, overlay: &'a Overlay) -> Self {
-        ComposedReader {
-            base,
-            len,
-            overlay,
-            pos: 0,
-            extent: None,
-            holes_supported: true,
-        }
-    }
-
+impl Chunks<'_> {
     /// Start of the first byte at or after `pos` the base stores as data (`len` if none).
     fn data_from(&mut self, pos: u64) -> u64 {
         if !self.holes_supported {
@@ -133,7 +174,7 @@ impl<'a> ComposedReader<'a> {
     }
 }
 
-impl Iterator for ComposedReader<'_> {
+impl Iterator for Chunks<'_> {
     type Item = io::Result<Chunk>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -149,7 +190,7 @@ mod tests {
 
     fn compose(file: &File, len: u64, overlay: &Overlay) -> Vec<u8> {
         let mut out = vec![0u8; len as usize];
-        for chunk in ComposedReader::new(file, len, overlay) {
+        for chunk in Composed::new(file, len, overlay).chunks() {
             match chunk.unwrap() {
                 Chunk::Data { offset, bytes } => {
                     out[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes)
@@ -191,5 +232,39 @@ mod tests {
 
         let (_, overlay) = disk.into_parts();
         assert_eq!(compose(&file, len, &overlay), expected);
+    }
+
+    #[test]
+    fn reads_pad_and_apply_the_overlay() {
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&[1u8; 10_000], 0).unwrap();
+        let mut disk = OverlayDisk::new(file.try_clone().unwrap(), 10_000);
+        disk.seek(SeekFrom::Start(4095)).unwrap();
+        disk.write_all(b"XY").unwrap();
+        let (_, overlay) = disk.into_parts();
+        let image = Composed::new(&file, 10_000, &overlay);
+        let mut buf = vec![9u8; 8192];
+        image.read_at(4096, &mut buf).unwrap();
+        assert_eq!(buf[0], b'Y');
+        assert_eq!(buf[1], 1);
+        assert!(buf[10_000 - 4096..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn chunks_and_reads_at_offsets_give_the_same_bytes() {
+        let len = 3 * CHUNK_SIZE as u64 + 777;
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(len).unwrap();
+        file.write_all_at(&[7u8; 5000], CHUNK_SIZE as u64 - 100)
+            .unwrap();
+        let mut disk = OverlayDisk::new(file.try_clone().unwrap(), len);
+        disk.seek(SeekFrom::Start(2 * CHUNK_SIZE as u64 + 10))
+            .unwrap();
+        disk.write_all(b"overlay").unwrap();
+        let (_, overlay) = disk.into_parts();
+        let image = Composed::new(&file, len, &overlay);
+        let mut read = vec![0u8; len as usize];
+        image.read_at(0, &mut read).unwrap();
+        assert_eq!(compose(&file, len, &overlay), read);
     }
 }

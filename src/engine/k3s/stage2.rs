@@ -1,0 +1,209 @@
+//! K3s's part of the second first-boot stage: its `config.yaml` and join token on the boot
+//! partition, the memory-cgroup check, the installer run in the node's role and the admin
+//! kubeconfig for the login user. Manifests K3s applies by itself go to its auto-deploy
+//! directory.
+
+use secrecy::ExposeSecret;
+
+use super::{K3sError, K3sNode, K3sRole, config_yaml};
+use crate::bootfs::content::BootFile;
+use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
+
+/// K3s applies every manifest in this directory of a server, and keeps it applied.
+pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+/// The node's `config.yaml`, relative to the stage's boot directory.
+const CONFIG: &str = "k3s/config.yaml";
+/// The join token's name among the stage's secrets.
+const TOKEN: &str = "k3s-token";
+
+const INSTALL_LINES: &str = r##"	install -m 600 "$boot/@CONFIG@" @NODE_DIR@/k3s-config.yaml || return 1
+"##;
+
+const PREPARE_FUNCTIONS: &str = r##"
+# The memory cgroup: K3s cannot run without it, and the Pi firmware turns it off.
+check_memory_cgroup() {
+	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		return 0
+	fi
+	if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+		log "no cgroup v2 hierarchy at /sys/fs/cgroup (is systemd.unified_cgroup_hierarchy=0 on the command line?)"
+	elif ! grep -qw cgroup_enable=memory /proc/cmdline; then
+		log "the memory cgroup is off: cmdline.txt lacks cgroup_enable=memory (the firmware passes cgroup_disable=memory)"
+	else
+		log "the memory cgroup is off although the command line has cgroup_enable=memory: $(cat /proc/cmdline)"
+	fi
+	return 1
+}
+"##;
+
+const INSTALL_FUNCTIONS: &str = r##"
+install_k3s() {
+	installer=/var/lib/pinode/k3s-install.sh
+	curl --fail --silent --show-error --location --connect-timeout 20 --max-time 600 \
+		--output "$installer" "$K3S_INSTALL_URL" || return 1
+	if [ -n "$K3S_VERSION" ]; then
+		export INSTALL_K3S_VERSION="$K3S_VERSION"
+	else
+		export INSTALL_K3S_CHANNEL="$K3S_CHANNEL"
+	fi
+	export K3S_TOKEN_FILE=@TOKEN_FILE@
+	if [ "$K3S_EXEC" = agent ]; then
+		export K3S_URL="$K3S_API"
+	fi
+	sh "$installer" "$K3S_EXEC"
+}
+
+# The admin kubeconfig, for the login user (K3s writes it root-only).
+copy_kubeconfig() {
+	waited=0
+	while [ ! -f /etc/rancher/k3s/k3s.yaml ] && [ "$waited" -lt 300 ]; do
+		sleep 5
+		waited=$((waited + 5))
+	done
+	[ -f /etc/rancher/k3s/k3s.yaml ] || return 1
+	home=$(getent passwd "$USER_NAME" | cut -d: -f6)
+	[ -n "$home" ] || return 1
+	mkdir -p "$home/.kube" &&
+		install -m 600 /etc/rancher/k3s/k3s.yaml "$home/.kube/config" &&
+		chown -R "$USER_NAME:" "$home/.kube"
+}
+"##;
+
+const PREPARE_STEPS: &str = r##"	step "memory cgroup" check_memory_cgroup
+	step "k3s config" install -D -m 600 @NODE_DIR@/k3s-config.yaml /etc/rancher/k3s/config.yaml
+"##;
+
+const INSTALL_STEPS: &str = r##"	step "k3s install" retry install_k3s
+	if [ "$K3S_EXEC" = server ]; then
+		step "kubeconfig for $USER_NAME" copy_kubeconfig
+	fi
+"##;
+
+/// K3s's part of the stage for `node`.
+pub fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2, K3sError> {
+    let exec = match node.role {
+        K3sRole::Founder | K3sRole::JoiningServer => "server",
+        K3sRole::Agent => "agent",
+    };
+    let config = format!("{}/{CONFIG}", ctx.boot_dir);
+    let token_file = ctx.node_secret(TOKEN);
+    let files = vec![
+        BootFile {
+            path: config.clone(),
+            contents: config_yaml(ctx.hostname, node, &token_file)?.into_bytes(),
+            secret: false,
+        },
+        BootFile {
+            path: ctx.boot_secret(TOKEN),
+            // No line break: the file is the token, byte for byte.
+            contents: node.token.expose_secret().as_bytes().to_vec(),
+            secret: true,
+        },
+    ];
+    let paths = [
+        ("@CONFIG@", config.as_str()),
+        ("@NODE_DIR@", ctx.node_dir),
+        ("@TOKEN_FILE@", token_file.as_str()),
+    ];
+    Ok(EngineStage2 {
+        title: "K3s",
+        status_name: "k3s",
+        role_var: "K3S_ROLE",
+        units: "k3s.service k3s-agent.service",
+        vars: vec![
+            ("K3S_ROLE", node.role.describe(node.ha).to_string()),
+            ("K3S_EXEC", exec.to_string()),
+            ("K3S_API", node.api.clone()),
+            ("K3S_VERSION", node.spec.version.clone().unwrap_or_default()),
+            ("K3S_CHANNEL", node.spec.channel.clone()),
+            ("K3S_INSTALL_URL", node.spec.install_url.clone()),
+        ],
+        files,
+        install_lines: fill(INSTALL_LINES, &paths),
+        prepare_functions: PREPARE_FUNCTIONS.to_string(),
+        install_functions: fill(INSTALL_FUNCTIONS, &paths),
+        prepare_steps: fill(PREPARE_STEPS, &paths),
+        install_steps: INSTALL_STEPS.to_string(),
+        api_mdns_host: mdns_host(node).map(str::to_string),
+        manifests: AutoManifests {
+            boot_dir: format!("{}/k3s", ctx.boot_dir),
+            node_dir: MANIFESTS_DIR,
+        },
+    })
+}
+
+/// The API host, when it is an mDNS name this node must resolve (the founder need not):
+/// K3s resolves names with Go's resolver, which knows nothing of mDNS.
+fn mdns_host(node: &K3sNode) -> Option<&str> {
+    if node.role == K3sRole::Founder {
+        return None;
+    }
+    let rest = node
+        .api
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(&node.api);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host.ends_with(".local").then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::k3s::K3sSpec;
+
+    fn node(role: K3sRole, api: &str) -> K3sNode {
+        K3sNode {
+            role,
+            ha: false,
+            api: api.into(),
+            token: "t".to_string().into(),
+            spec: K3sSpec::default(),
+        }
+    }
+
+    fn ctx() -> StageContext<'static> {
+        StageContext {
+            hostname: "node-2",
+            boot_dir: "stage",
+            node_dir: "/etc/stage",
+            secrets_dir: "/etc/stage/secrets",
+        }
+    }
+
+    #[test]
+    fn only_joining_nodes_pin_an_mdns_api_host() {
+        let api = "https://node-1.local:6443";
+        assert_eq!(mdns_host(&node(K3sRole::Agent, api)), Some("node-1.local"));
+        assert_eq!(mdns_host(&node(K3sRole::Founder, api)), None);
+        let dns = node(K3sRole::JoiningServer, "https://api.example.com:6443");
+        assert_eq!(mdns_host(&dns), None);
+    }
+
+    #[test]
+    fn files_and_code_follow_the_stage_paths() {
+        let part = stage2(&ctx(), &node(K3sRole::Agent, "https://node-1.local:6443")).unwrap();
+        let paths: Vec<_> = part.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["stage/k3s/config.yaml", "stage/secrets/k3s-token"]);
+        assert!(part.files[1].secret);
+        assert!(
+            part.install_lines
+                .contains("\"$boot/stage/k3s/config.yaml\" /etc/stage/k3s-config.yaml")
+        );
+        assert!(
+            part.install_functions
+                .contains("K3S_TOKEN_FILE=/etc/stage/secrets/k3s-token")
+        );
+        assert!(part.prepare_steps.contains("/etc/stage/k3s-config.yaml"));
+        assert_eq!(part.manifests.boot_dir, "stage/k3s");
+        let code = [
+            &part.install_lines,
+            &part.install_functions,
+            &part.prepare_steps,
+        ];
+        assert!(
+            code.iter().all(|c| !c.contains('@')),
+            "a placeholder is left"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! The contract between the second first-boot stage and what runs in it.
+//!
+//! The stage ([`crate::render::stage2`]) is one shell program with a fixed skeleton — wait
+//! for the network, move the secrets off the boot partition, pin the API host, write the
+//! status file and the done-marker. A distribution fills its slots with an [`EngineStage2`]
+//! and a CI system with a [`crate::ci::RunnerGlue`]. The types live here, below the
+//! renderer, so that both can fill them without importing it; the stage passes down what
+//! they need (its paths, the distribution's manifest directory) as plain values.
+
+use crate::bootfs::content::BootFile;
+
+/// What the stage tells its contributors: the node, and where the stage keeps things.
+#[derive(Debug, Clone, Copy)]
+pub struct StageContext<'a> {
+    pub hostname: &'a str,
+    /// The stage's directory on the boot partition, relative to its root.
+    pub boot_dir: &'a str,
+    /// The root-only directory on the node that the stage's files are installed to.
+    pub node_dir: &'a str,
+    /// Where every file of `<boot_dir>/secrets/` lands on the node, under its own name
+    /// (root only); the copy on the boot partition is scrubbed.
+    pub secrets_dir: &'a str,
+}
+
+impl StageContext<'_> {
+    /// The boot-partition path of the secret `name`.
+    pub fn boot_secret(&self, name: &str) -> String {
+        format!("{}/secrets/{name}", self.boot_dir)
+    }
+
+    /// The node path of the secret `name`, once the stage has moved it.
+    pub fn node_secret(&self, name: &str) -> String {
+        format!("{}/{name}", self.secrets_dir)
+    }
+}
+
+/// Where a distribution applies manifests by itself as soon as it runs: a CI system puts
+/// its runner's manifests there.
+#[derive(Debug, Clone)]
+pub struct AutoManifests {
+    /// On the boot partition, where the manifests wait for the stage.
+    pub boot_dir: String,
+    /// On the node, the directory the distribution watches.
+    pub node_dir: &'static str,
+}
+
+/// A distribution's part of the stage: its files, its shell variables and functions, and
+/// the lines the skeleton places at fixed points.
+#[derive(Debug)]
+pub struct EngineStage2 {
+    /// The distribution's name in the unit descriptions and the log.
+    pub title: &'static str,
+    /// Its name in the status file on the boot partition.
+    pub status_name: &'static str,
+    /// The shell variable (one of `vars`) describing the node's role.
+    pub role_var: &'static str,
+    /// Its systemd units, space-separated: the API-host pin runs before them.
+    pub units: &'static str,
+    /// Shell variables, assigned after the stage's own.
+    pub vars: Vec<(&'static str, String)>,
+    /// Its files for the boot partition (secrets under `<boot_dir>/secrets/`).
+    pub files: Vec<BootFile>,
+    /// Lines of `install_stage` that move its files off the boot partition.
+    pub install_lines: String,
+    /// Functions that check and prepare the node.
+    pub prepare_functions: String,
+    /// Functions that install the distribution.
+    pub install_functions: String,
+    /// Lines of `run_stage` before the runner's manifests are placed.
+    pub prepare_steps: String,
+    /// Lines of `run_stage` that install the distribution, after the API-host pin.
+    pub install_steps: String,
+    /// The API host, when this node reaches it by an mDNS name it must pin in /etc/hosts.
+    pub api_mdns_host: Option<String>,
+    /// Where its auto-applied manifests go.
+    pub manifests: AutoManifests,
+}
+
+/// `template` with every `@NAME@` placeholder of `values` replaced: shell code keeps its
+/// braces readable, which `format!` would double.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values
+        .iter()
+        .fold(template.to_string(), |text, (name, value)| {
+            text.replace(name, value)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_every_placeholder_and_keeps_braces() {
+        let text = fill(
+            "f() {\n\tx=@A@ y=@B@ z=@A@\n}\n",
+            &[("@A@", "/etc/a"), ("@B@", "${b}")],
+        );
+        assert_eq!(text, "f() {\n\tx=/etc/a y=${b} z=/etc/a\n}\n");
+    }
+
+    #[test]
+    fn secrets_move_under_their_own_name() {
+        let ctx = StageContext {
+            hostname: "n",
+            boot_dir: "pinode",
+            node_dir: "/etc/pinode",
+            secrets_dir: "/etc/pinode/secrets",
+        };
+        assert_eq!(ctx.boot_secret("t"), "pinode/secrets/t");
+        assert_eq!(ctx.node_secret("t"), "/etc/pinode/secrets/t");
+    }
+}

@@ -1,0 +1,234 @@
+//! The base image every node of a run starts from: a local file used in place (a compressed
+//! one is decompressed once into a temporary sparse file next to the output), or a catalog
+//! alias / URL obtained through the image cache and used there, read-only.
+//!
+//! The base is located and obtained once per run, and its OS (generation, first-boot route)
+//! is detected once, lazily, when the first node is customised: every node of the run is
+//! rendered for the same OS.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::cache::decompress::{Format, decompress, hash_file};
+use crate::cache::lock::Lock;
+use crate::cache::resolve::{ImageRef, ResolveError, Resolver};
+use crate::cache::store::MAX_UNSTATED_SIZE;
+use crate::image::Image;
+use crate::osinfo::OsInfo;
+use crate::profile::LoadedProfile;
+use crate::progress::Progress;
+
+use super::PipelineError;
+
+/// Why a local base image could not be opened: a mismatching SHA-256 is told apart, so that
+/// it can be reported at the profile's `os.sha256`.
+enum OpenError {
+    Mismatch { path: PathBuf, message: String },
+    Other(PipelineError),
+}
+
+impl From<PipelineError> for OpenError {
+    fn from(e: PipelineError) -> Self {
+        OpenError::Other(e)
+    }
+}
+
+impl From<OpenError> for PipelineError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Mismatch { path, message } => PipelineError::path(path, message),
+            OpenError::Other(e) => e,
+        }
+    }
+}
+
+/// A raw image on disk, possibly temporary.
+pub struct BaseImage {
+    pub path: PathBuf,
+    /// What the user named: the original file, URL or alias.
+    pub original: String,
+    /// The catalog's `init_format`, when the image came from the catalog.
+    pub init_format: Option<String>,
+    /// Repairs made on the way (see [`super::store::CachedImage::notes`]).
+    pub notes: Vec<String>,
+    /// The OS the image holds, detected by the first node customised.
+    os: OnceLock<OsInfo>,
+    _temp: Option<crate::cleanup::TempFile>,
+    _lock: Option<Lock>,
+}
+
+impl BaseImage {
+    /// `explicit` (from `--image`) or the profile's `os.image` when that is a local path.
+    pub fn locate(
+        profile: &LoadedProfile,
+        explicit: Option<&Path>,
+    ) -> Result<Option<PathBuf>, PipelineError> {
+        if let Some(path) = explicit {
+            return Ok(Some(path.to_path_buf()));
+        }
+        let image = &profile.profile.os.image;
+        if !matches!(ImageRef::classify(image), ImageRef::Path(_)) {
+            return Ok(None);
+        }
+        let path = crate::profile::secret::expand_path(image, &profile.base_dir())
+            .map_err(|e| PipelineError::Field(profile.error_at("os.image", e.to_string())))?;
+        if !path.exists() {
+            return Err(PipelineError::Field(profile.error_at(
+                "os.image",
+                format!("{} does not exist", path.display()),
+            )));
+        }
+        Ok(Some(path))
+    }
+
+    /// The base image `prepare` uses: `--image`, or the profile's `os.image` (a path, used in
+    /// place and checked against `os.sha256` when given; an alias or URL, from the cache).
+    pub fn for_profile(
+        profile: &LoadedProfile,
+        explicit: Option<&Path>,
+        resolver: &Resolver,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        on_wait: impl FnOnce(),
+    ) -> Result<BaseImage, PipelineError> {
+        let os = &profile.profile.os;
+        if let Some(path) = Self::locate(profile, explicit)? {
+            let expected = if explicit.is_none() {
+                os.sha256.as_deref()
+            } else {
+                None
+            };
+            return Self::open_checked(&path, scratch_dir, progress, expected).map_err(
+                |e| match e {
+                    OpenError::Mismatch { message, .. } => {
+                        PipelineError::Field(profile.error_at("os.sha256", message))
+                    }
+                    OpenError::Other(e) => e,
+                },
+            );
+        }
+        let http = resolver.http()?;
+        let wanted = resolver
+            .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
+            .map_err(|e| match e {
+                ResolveError::Reference(message) => {
+                    PipelineError::Field(profile.error_at("os.image", message))
+                }
+                ResolveError::Catalog(crate::catalog::CatalogError::Lookup(message)) => {
+                    PipelineError::Field(profile.error_at("os.image", message))
+                }
+                other => PipelineError::from(other),
+            })?;
+        let cached = resolver
+            .cache
+            .obtain(&wanted, http.as_ref(), progress, on_wait)
+            .map_err(ResolveError::Cache)?;
+        let lock_path = resolver.cache.lock_path(wanted.sha256.as_str());
+        let lock = Lock::shared(&lock_path).map_err(|e| PipelineError::path(&lock_path, e))?;
+        Ok(BaseImage {
+            path: cached.path,
+            original: os.image.clone(),
+            init_format: wanted.init_format.clone(),
+            notes: cached.notes,
+            os: OnceLock::new(),
+            _temp: None,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens `path`, decompressing it into `scratch_dir` when it is compressed, and checks
+    /// the SHA-256 of the raw image against `expected` when given.
+    pub fn open(
+        path: &Path,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        expected: Option<&str>,
+    ) -> Result<BaseImage, PipelineError> {
+        Ok(Self::open_checked(path, scratch_dir, progress, expected)?)
+    }
+
+    fn open_checked(
+        path: &Path,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        expected: Option<&str>,
+    ) -> Result<BaseImage, OpenError> {
+        // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
+        crate::input::open_image(path).map_err(PipelineError::from)?;
+        let failed = |e: std::io::Error| OpenError::Other(PipelineError::path(path, e));
+        let format = Format::sniff(path).map_err(failed)?;
+        let check = |actual: &str| -> Result<(), OpenError> {
+            match expected.map(|e| e.trim().to_ascii_lowercase()) {
+                Some(e) if e != actual => Err(OpenError::Mismatch {
+                    path: path.to_path_buf(),
+                    message: format!("SHA-256 mismatch: os.sha256 is {e}, the image has {actual}"),
+                }),
+                _ => Ok(()),
+            }
+        };
+        let Some(format) = format else {
+            if expected.is_some() {
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let bar = progress.task("checking", len);
+                let hashed = hash_file(path, &bar).map_err(failed)?;
+                bar.finish();
+                check(&hashed.sha256)?;
+            }
+            return Ok(BaseImage {
+                path: path.to_path_buf(),
+                original: path.display().to_string(),
+                init_format: None,
+                notes: Vec::new(),
+                os: OnceLock::new(),
+                _temp: None,
+                _lock: None,
+            });
+        };
+        let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
+            .map_err(|e| OpenError::Other(PipelineError::path(scratch_dir, e)))?;
+        let compressed = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = progress.task("decompressing", compressed);
+        let out =
+            decompress(path, format, temp.as_file(), MAX_UNSTATED_SIZE, &bar).map_err(failed)?;
+        bar.finish();
+        check(&out.sha256)?;
+        Ok(BaseImage {
+            path: temp.path().to_path_buf(),
+            original: path.display().to_string(),
+            init_format: None,
+            notes: Vec::new(),
+            os: OnceLock::new(),
+            _temp: Some(temp),
+            _lock: None,
+        })
+    }
+
+    /// Opens the base read-only (the node's changes go to an overlay), with the OS detected
+    /// by the first call (`forced`: the profile's `os.init`, when it names a route).
+    pub(super) fn open_for_node(
+        &self,
+        forced: Option<crate::osinfo::InitRoute>,
+    ) -> Result<(Image, OsInfo), PipelineError> {
+        let mut image = Image::open(&self.path, false)?;
+        let os = match self.os.get() {
+            Some(os) => os.clone(),
+            None => {
+                let os = image.detect_os(self.init_format.as_deref(), forced)?;
+                self.os.get_or_init(|| os).clone()
+            }
+        };
+        Ok((image, os))
+    }
+
+    /// The OS the image holds, once a node has been customised.
+    pub fn os(&self) -> Option<&OsInfo> {
+        self.os.get()
+    }
+
+    /// The size of the raw base image.
+    pub fn size(&self) -> Result<u64, PipelineError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| PipelineError::path(&self.path, e))
+    }
+}
