@@ -171,7 +171,7 @@ pub fn state_dir(settings: &Settings) -> PathBuf {
     }
     Invoker::current()
         .state_dir()
-        .unwrap_or_else(|| std::env::temp_dir().join("pinode-state"))
+        .unwrap_or_else(|| settings.temp_dir().join("pinode-state"))
 }
 
 /// The shortest kept token pinode accepts: it writes 64 hex digits, and anything shorter is
