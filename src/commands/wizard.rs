@@ -372,9 +372,9 @@ impl Wizard {
         )? {
             // The rule `profile check` applies: https, or http with its warning.
             let url = self.input("GitLab URL", "https://gitlab.com", |s| {
-                values::gitlab_url(s).map(|_| ())
+                pinode::ci::gitlab::check_url(s).map(|_| ())
             })?;
-            if let Ok(Some(warning)) = values::gitlab_url(&url) {
+            if let Ok(Some(warning)) = pinode::ci::gitlab::check_url(&url) {
                 eprintln!("warning: {}", terminal_safe(&warning));
             }
             let token = self.ask_secret(

@@ -396,8 +396,8 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
 
 // Rules of the cluster stack (K3s) and the CI system (GitLab), with the messages
 // `profile check` and the wizard both show. The K3s rules themselves are the engine's
-// (`crate::engine::k3s`). MARKED FOR THE LEAD: `gitlab_url` belongs in `crate::ci::gitlab`
-// beside the token rule; the callers (profile::v1::validate, the wizard) only change their import.
+// (`crate::engine::k3s`); the GitLab ones are `crate::ci::gitlab`'s (`gitlab_url`,
+// `check_runner_token`).
 
 /// A K3s release such as `v1.33.5+k3s1`.
 pub fn k3s_version(version: &str) -> Result<(), String> {
@@ -417,20 +417,6 @@ pub fn k3s_channel(channel: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err("a channel name such as stable, latest or v1.33".into())
-    }
-}
-
-/// The GitLab instance a runner registers with: an https:// URL, or an http:// one with a
-/// warning (returned as `Ok(Some(warning))`: the runner token would travel unencrypted).
-pub fn gitlab_url(url: &str) -> Result<Option<String>, String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url
-            .starts_with("http://")
-            .then(|| "plain http: the runner token travels unencrypted; use https".to_string())),
-        _ => Err("must be the GitLab instance URL, e.g. https://gitlab.example.com".into()),
     }
 }
 
@@ -529,15 +515,18 @@ mod tests {
     fn k3s_and_gitlab_values() {
         assert!(k3s_version("v1.33.5+k3s1").is_ok() && k3s_version("1.33").is_err());
         assert!(k3s_channel("v1.33").is_ok() && k3s_channel("a b").is_err());
-        assert_eq!(gitlab_url("https://gitlab.com"), Ok(None));
+        assert_eq!(crate::ci::gitlab::check_url("https://gitlab.com"), Ok(None));
         assert!(
-            gitlab_url("http://gitlab.lan")
+            crate::ci::gitlab::check_url("http://gitlab.lan")
                 .unwrap()
                 .unwrap()
                 .contains("plain http")
         );
-        assert!(gitlab_url("https://").is_err() && gitlab_url("ftp://x").is_err());
-        assert!(gitlab_url("https://a b").is_err());
+        assert!(
+            crate::ci::gitlab::check_url("https://").is_err()
+                && crate::ci::gitlab::check_url("ftp://x").is_err()
+        );
+        assert!(crate::ci::gitlab::check_url("https://a b").is_err());
     }
 
     #[test]

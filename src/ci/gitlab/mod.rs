@@ -32,6 +32,20 @@ pub struct RunnerPlan {
     pub token: SecretString,
 }
 
+/// The GitLab instance a runner registers with: an https:// URL, or an http:// one with a
+/// warning (returned as `Ok(Some(warning))`: the runner token would travel unencrypted).
+pub fn check_url(url: &str) -> Result<Option<String>, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url
+            .starts_with("http://")
+            .then(|| "plain http: the runner token travels unencrypted; use https".to_string())),
+        _ => Err("must be the GitLab instance URL, e.g. https://gitlab.example.com".into()),
+    }
+}
+
 /// Checks a runner token's form. The message explains what to create instead.
 pub fn check_runner_token(token: &str) -> Result<(), String> {
     if token.starts_with("glrt-") && token.len() > 10 && token.chars().all(|c| c.is_ascii_graphic())

@@ -281,7 +281,7 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         }
     }
     if let Some(runner) = &c.runner {
-        match values::gitlab_url(&runner.url) {
+        match crate::ci::gitlab::check_url(&runner.url) {
             Ok(None) => {}
             Ok(Some(warning)) => r.warn("cluster.runner.url", warning),
             Err(message) => r.error("cluster.runner.url", message),
