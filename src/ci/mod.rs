@@ -61,7 +61,7 @@ fn default_job_image() -> String {
     "alpine:3.20".to_string()
 }
 
-/// The CI systems pinode can install a runner for: one variant per module of [`crate::ci`].
+/// The CI systems pinode can install a runner for (one variant per CI system module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunnerKind {
