@@ -36,7 +36,7 @@ fn derive(seed: &str, purpose: &str, buf: &mut [u8]) {
 
 /// The test hook `PINODE_TEST_SEED`, when set and not empty and test hooks are switched on
 /// (`PINODE_TEST_HOOKS=1`, see [`crate::edge::TestHooks`]).
-pub fn test_seed() -> Option<String> {
+pub(crate) fn test_seed() -> Option<String> {
     crate::edge::settings().test.seed.clone()
 }
 

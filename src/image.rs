@@ -104,7 +104,7 @@ impl Image {
         &self.disk
     }
 
-    pub fn into_disk(self) -> OverlayDisk {
+    pub(crate) fn into_disk(self) -> OverlayDisk {
         self.disk
     }
 
@@ -132,7 +132,7 @@ impl Image {
     }
 
     /// The root file system, read-only, if it is ext4.
-    pub fn root_fs(&self) -> Option<RootFs> {
+    pub(crate) fn root_fs(&self) -> Option<RootFs> {
         self.root
             .as_ref()
             .and_then(|p| RootFs::open(self.disk.base(), p))

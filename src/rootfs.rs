@@ -14,7 +14,7 @@ use crate::disk::Partition;
 const MAX_TEXT_FILE: u64 = 1 << 20;
 
 /// The root file system of an image, opened read-only.
-pub struct RootFs {
+pub(crate) struct RootFs {
     fs: ext4_view::Ext4,
 }
 

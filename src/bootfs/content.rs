@@ -50,5 +50,5 @@ pub struct BootContent {
     pub arm_64bit: bool,
     pub config_extra: Vec<String>,
     /// The cloud-init instance-id, on that route.
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
 }

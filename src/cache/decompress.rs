@@ -36,7 +36,7 @@ pub enum Format {
 
 impl Format {
     /// Detects the format of `path` from its first bytes; `None` for anything else (raw).
-    pub fn sniff(path: &Path) -> io::Result<Option<Format>> {
+    pub(crate) fn sniff(path: &Path) -> io::Result<Option<Format>> {
         let mut head = [0u8; 6];
         let mut file = open_image(path)?;
         let mut n = 0;
@@ -66,25 +66,25 @@ impl Format {
 /// The compressed data could not be decoded (as opposed to a disk error while writing).
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt {format} data: {message}")]
-pub struct CorruptInput {
+pub(crate) struct CorruptInput {
     pub format: &'static str,
     pub message: String,
 }
 
 /// Whether `e` came from undecodable input.
-pub fn is_corrupt_input(e: &io::Error) -> bool {
+pub(crate) fn is_corrupt_input(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<CorruptInput>())
 }
 
 /// The output grew past the limit the caller gave (an "xz bomb", or the wrong file).
 #[derive(Debug, thiserror::Error)]
 #[error("the uncompressed data is larger than {limit} bytes")]
-pub struct Oversize {
+pub(crate) struct Oversize {
     pub limit: u64,
 }
 
 /// Whether `e` came from output beyond the limit.
-pub fn is_oversize(e: &io::Error) -> bool {
+pub(crate) fn is_oversize(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Oversize>())
 }
 
@@ -158,7 +158,7 @@ pub fn decompress(
 }
 
 /// The SHA-256 and size of a raw file, read once.
-pub fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
+pub(crate) fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
     let mut file = open_image(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];

@@ -14,7 +14,7 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock at `path`, waiting for its holder; `on_wait` runs once if it must wait.
-    pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> std::io::Result<Lock> {
+    pub(crate) fn acquire(path: &Path, on_wait: impl FnOnce()) -> std::io::Result<Lock> {
         let file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}

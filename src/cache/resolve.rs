@@ -33,14 +33,14 @@ pub enum ResolveError {
 
 /// What kind of thing an image reference is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageRef {
+pub(crate) enum ImageRef {
     Alias(String),
     Url(String),
     Path(PathBuf),
 }
 
 impl ImageRef {
-    pub fn classify(image: &str) -> ImageRef {
+    pub(crate) fn classify(image: &str) -> ImageRef {
         if is_http_url(image) {
             ImageRef::Url(image.to_string())
         } else if image.contains('/') || image.contains(".img") || image.starts_with('~') {
@@ -191,7 +191,7 @@ impl Resolver {
     }
 }
 
-pub fn wanted_from_entry(entry: &OsEntry) -> Wanted {
+pub(crate) fn wanted_from_entry(entry: &OsEntry) -> Wanted {
     Wanted {
         sha256: entry.extract_sha256.clone(),
         name: entry.name.clone(),

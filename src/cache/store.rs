@@ -40,7 +40,7 @@ const TAG: &str = "CACHEDIR.TAG";
 const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 /// The most bytes taken for a download or a decompressed image whose size nobody states (an
 /// https URL with only `os.sha256`): far above any SD card image, yet a bound.
-pub const MAX_UNSTATED_SIZE: u64 = 64 << 30;
+pub(crate) const MAX_UNSTATED_SIZE: u64 = 64 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -107,7 +107,7 @@ pub struct Wanted {
     #[serde(default)]
     pub download_size: Option<u64>,
     #[serde(default)]
-    pub download_sha256: Option<Sha256Hex>,
+    pub(crate) download_sha256: Option<Sha256Hex>,
 }
 
 impl Wanted {
@@ -126,7 +126,7 @@ impl Wanted {
 }
 
 /// The last path segment of `url` (no query or fragment), safe as a file name.
-pub fn file_name_of(url: &str) -> String {
+pub(crate) fn file_name_of(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let last = path.rsplit('/').next().unwrap_or("");
     let clean: String = last
@@ -355,12 +355,12 @@ impl Cache {
     }
 
     /// The lock file of the entry for `sha`.
-    pub fn lock_path(&self, sha: &str) -> PathBuf {
+    pub(crate) fn lock_path(&self, sha: &str) -> PathBuf {
         self.images().join(format!("{sha}.lock"))
     }
 
     /// Where the last copy of the catalog at `url` is kept.
-    pub fn catalog_copy(&self, url: &str) -> PathBuf {
+    pub(crate) fn catalog_copy(&self, url: &str) -> PathBuf {
         let digest = hex::encode(Sha256::digest(url.as_bytes()));
         self.root
             .join("catalogs")
@@ -368,7 +368,7 @@ impl Cache {
     }
 
     /// Keeps `bytes` as the last copy of the catalog at `url` (best effort).
-    pub fn save_catalog(&self, url: &str, bytes: &[u8]) {
+    pub(crate) fn save_catalog(&self, url: &str, bytes: &[u8]) {
         let path = self.catalog_copy(url);
         let Ok(_hand_back) = self.prepare_root() else {
             return;
@@ -736,7 +736,7 @@ impl Cache {
 
     /// Complete entries whose recorded aliases include `alias` (for --offline without a
     /// catalog copy).
-    pub fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {
+    pub(crate) fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {
         let images = fs::read_dir(self.images()).ok()?;
         images
             .flatten()

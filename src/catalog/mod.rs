@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::fetch::{FetchError, Http, is_http_url};
 
 /// The official catalog, as Raspberry Pi Imager reads it.
-pub const DEFAULT_URL: &str = "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json";
+pub(crate) const DEFAULT_URL: &str =
+    "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json";
 
 /// The largest catalog document accepted (the official list is well under 1 MiB).
-pub const MAX_DOCUMENT: u64 = 32 << 20;
+pub(crate) const MAX_DOCUMENT: u64 = 32 << 20;
 /// How deep `subitems` / `subitems_url` may nest (the official list uses two levels).
 const MAX_DEPTH: usize = 6;
 /// The most remote sub-lists one catalog may pull in.
@@ -65,7 +66,7 @@ pub struct OsEntry {
         default,
         deserialize_with = "crate::digest::Sha256Hex::deserialize_lenient"
     )]
-    pub image_download_sha256: Option<crate::digest::Sha256Hex>,
+    pub(crate) image_download_sha256: Option<crate::digest::Sha256Hex>,
     #[serde(default)]
     pub release_date: Option<String>,
     /// `systemd` (Imager's firstrun.sh) or `cloudinit-rpi`.

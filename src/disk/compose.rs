@@ -60,7 +60,7 @@ impl ReadAt for Composed<'_> {
 
 /// Size of the pieces the image is streamed in. Large enough to amortise system calls,
 /// small enough that a few in flight keep memory flat.
-pub const CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
 /// A piece of the composed image.
 #[derive(Debug)]

@@ -9,18 +9,18 @@ use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 /// Alignment of every buffer: a multiple of any logical block size a card reports.
-pub const ALIGN: usize = 4096;
+pub(crate) const ALIGN: usize = 4096;
 
 /// A zeroed buffer of `len` bytes whose first byte sits on an [`ALIGN`] boundary. (An
 /// over-allocated `Vec` and an offset into it: no unsafe allocation code needed.)
-pub struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     storage: Vec<u8>,
     start: usize,
     len: usize,
 }
 
 impl AlignedBuf {
-    pub fn zeroed(len: usize) -> AlignedBuf {
+    pub(crate) fn zeroed(len: usize) -> AlignedBuf {
         let storage = vec![0u8; len + ALIGN];
         let start = storage.as_ptr().align_offset(ALIGN);
         AlignedBuf {
@@ -45,7 +45,7 @@ impl DerefMut for AlignedBuf {
 }
 
 /// A fixed set of buffers handed out by [`Pool::take`] and returned on drop.
-pub struct Pool {
+pub(crate) struct Pool {
     free: Receiver<AlignedBuf>,
     home: Sender<AlignedBuf>,
 }
@@ -74,7 +74,7 @@ impl Pool {
 }
 
 /// A buffer on loan from a [`Pool`], with the image offset and the length it holds.
-pub struct Pooled {
+pub(crate) struct Pooled {
     buf: Option<AlignedBuf>,
     home: Sender<AlignedBuf>,
     /// Bytes of the buffer that are valid (the I/O length, a multiple of the block size).

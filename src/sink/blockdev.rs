@@ -104,7 +104,7 @@ fn logical_block_size(file: &File) -> Option<u64> {
 /// Asks the kernel to read the new partition table, so that `/dev/sdX1` and `/dev/sdX2`
 /// match what was written. Fails with `EINVAL` on devices without partition scanning (a
 /// loop device set up without `-P`) and `EBUSY` if a partition is in use.
-pub fn reread_partition_table(file: &File) -> io::Result<()> {
+pub(crate) fn reread_partition_table(file: &File) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.
     unsafe { ioctl(file, NoArg::<BLKRRPART>::new()) }.map_err(io::Error::from)
 }

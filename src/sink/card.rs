@@ -27,14 +27,14 @@ use crate::disk::usage::RangeSet;
 use crate::progress::Task;
 
 /// Size of each write and read: large enough that the card sees long sequential writes.
-pub const IO_SIZE: usize = 4 << 20;
+pub(crate) const IO_SIZE: usize = 4 << 20;
 /// Written last: holds the partition table and the start of the boot partition.
 const HEAD: u64 = 1 << 20;
 /// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
 const BUFFERS: usize = 4;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
-pub const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
+pub(crate) const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -100,7 +100,7 @@ pub struct CardReport {
     /// Whether the read-back matched (`None`: not verified).
     pub verified: Option<bool>,
     pub verify_seconds: Option<f64>,
-    pub direct_io: bool,
+    pub(crate) direct_io: bool,
 }
 
 impl CardReport {
@@ -111,14 +111,14 @@ impl CardReport {
 }
 
 /// Progress of the two passes.
-pub struct Passes<'a> {
+pub(crate) struct Passes<'a> {
     pub write: &'a Task,
     pub verify: &'a Task,
 }
 
 /// Which bytes of the image go to the card.
 #[derive(Debug, Clone, Copy)]
-pub enum Extent<'a> {
+pub(crate) enum Extent<'a> {
     /// Every byte (`--full`).
     Full,
     /// Only these ranges (the allocated blocks, metadata and everything outside a known file
@@ -131,7 +131,7 @@ pub enum Extent<'a> {
 ///
 /// The digest covers the written ranges in order; for [`Extent::Full`] that is the SHA-256
 /// of the image itself.
-pub fn write_card(
+pub(crate) fn write_card(
     card: &Card,
     image: Composed<'_>,
     extent: Extent<'_>,

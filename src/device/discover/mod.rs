@@ -4,7 +4,7 @@
 //! a [`SystemView`] whose root can be moved (`PINODE_SYSTEM_ROOT`), so that the refusals can be
 //! tested against a made-up machine: a system disk cannot be staged for real on a test host.
 
-pub mod mounts;
+pub(crate) mod mounts;
 mod sysfs;
 
 use std::collections::BTreeSet;
@@ -176,10 +176,10 @@ pub struct PartitionUse {
     #[serde(skip)]
     pub devno: (u32, u32),
     pub size_bytes: u64,
-    pub mount_points: Vec<String>,
+    pub(crate) mount_points: Vec<String>,
     pub swap: bool,
     /// Device-mapper, RAID or bcache devices built on it (an open LUKS volume, active LVM).
-    pub holders: Vec<String>,
+    pub(crate) holders: Vec<String>,
 }
 
 /// A whole disk, as `pinode devices` shows it.
@@ -194,8 +194,8 @@ pub struct BlockDevice {
     /// The kernel's removable-media flag.
     pub removable: bool,
     /// Removable media, or a disk on a hot-pluggable bus (USB, SD slot): what a card is.
-    pub hotplug: bool,
-    pub read_only: bool,
+    pub(crate) hotplug: bool,
+    pub(crate) read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,9 +204,9 @@ pub struct BlockDevice {
     pub backing_file: Option<String>,
     pub partitions: Vec<PartitionUse>,
     /// Mount points of the whole disk (a file system without a partition table).
-    pub mount_points: Vec<String>,
+    pub(crate) mount_points: Vec<String>,
     pub swap: bool,
-    pub holders: Vec<String>,
+    pub(crate) holders: Vec<String>,
     /// System mount points that live on this disk (directly or through dm/md): the system
     /// disk.
     pub system_mounts: Vec<String>,
@@ -268,7 +268,7 @@ impl BlockDevice {
     }
 
     /// Every mount point on the disk, partitions included.
-    pub fn all_mount_points(&self) -> Vec<String> {
+    pub(crate) fn all_mount_points(&self) -> Vec<String> {
         let mut all = self.mount_points.clone();
         for p in &self.partitions {
             all.extend(p.mount_points.iter().cloned());

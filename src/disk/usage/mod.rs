@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-pub use ranges::RangeSet;
+pub(crate) use ranges::RangeSet;
 
 use super::table::PartitionTable;
 

@@ -17,7 +17,7 @@ impl RangeSet {
     }
 
     /// Builds a set from ranges in any order, overlapping or not.
-    pub fn from_unsorted(mut ranges: Vec<Range<u64>>) -> RangeSet {
+    pub(crate) fn from_unsorted(mut ranges: Vec<Range<u64>>) -> RangeSet {
         ranges.retain(|r| r.start < r.end);
         ranges.sort_by_key(|r| r.start);
         let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
