@@ -275,7 +275,7 @@ fn sweep_once(dir: &Path) {
 /// in the name is not running, and nobody holds the file's lock (a process of another PID
 /// namespace writing to a shared directory holds it). Only regular files of this user
 /// named [`PREFIX`]… are considered; anything else is never touched.
-pub(crate) fn sweep(dir: &Path) -> usize {
+fn sweep(dir: &Path) -> usize {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -132,7 +132,7 @@ impl Image {
     }
 
     /// The root file system, read-only, if it is ext4.
-    pub(crate) fn root_fs(&self) -> Option<RootFs> {
+    fn root_fs(&self) -> Option<RootFs> {
         self.root
             .as_ref()
             .and_then(|p| RootFs::open(self.disk.base(), p))

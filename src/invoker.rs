@@ -55,7 +55,7 @@ impl Invoker {
     /// The invoker from the process's ids, sudo's variables, `$HOME` and `account` (the user
     /// database: [`system_account`], or a table in tests). Sudo's variables count only when
     /// running as root: anyone can set them otherwise.
-    pub(crate) fn from_parts(
+    fn from_parts(
         euid: u32,
         egid: u32,
         sudo_uid: Option<&str>,
@@ -166,7 +166,7 @@ impl Invoker {
     }
 
     /// Under sudo, makes `path` (not a symlink's target) belong to the invoking user.
-    pub(crate) fn give_back(&self, path: &Path) -> std::io::Result<()> {
+    fn give_back(&self, path: &Path) -> std::io::Result<()> {
         if !self.sudo {
             return Ok(());
         }
@@ -260,7 +260,7 @@ fn open_entry<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> rustix::io::R
 
 /// What pinode needs of a user's account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Account {
+struct Account {
     pub name: String,
     pub home: PathBuf,
 }
@@ -268,7 +268,7 @@ pub(crate) struct Account {
 /// The account of `uid` from the system's user database: `getpwuid_r` through nix, so every
 /// NSS source counts (files, LDAP/sssd, systemd-homed), with nix's bounded buffer. `None`
 /// when there is none, the lookup failed, or the home is not an absolute path.
-pub(crate) fn system_account(uid: u32) -> Option<Account> {
+fn system_account(uid: u32) -> Option<Account> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()?;

@@ -116,7 +116,7 @@ impl InitRoute {
     }
 
     /// Maps the Imager catalog's `init_format`.
-    pub(crate) fn from_init_format(format: &str) -> Option<InitRoute> {
+    fn from_init_format(format: &str) -> Option<InitRoute> {
         match format {
             "systemd" => Some(InitRoute::Firstrun),
             "cloudinit" | "cloudinit-rpi" => Some(InitRoute::CloudInit),

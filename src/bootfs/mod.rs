@@ -50,7 +50,7 @@ pub enum BootFsError {
 pub struct Times {
     pub created: fatfs::DateTime,
     pub modified: fatfs::DateTime,
-    pub(crate) accessed: fatfs::Date,
+    accessed: fatfs::Date,
 }
 
 /// What a write did.
@@ -207,7 +207,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Sets the timestamps of a file (to put back a file exactly as it was).
-    pub(crate) fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
+    fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
         let mut file = self
             .fs
             .root_dir()
@@ -474,7 +474,7 @@ fn describe(e: &fatfs::Error<io::Error>) -> String {
 /// Timestamps for files pinode writes: `SOURCE_DATE_EPOCH` when set (reproducible images in
 /// CI), the current time otherwise. FAT stores local time without a zone; we store UTC.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
+struct Clock {
     unix_seconds: i64,
 }
 

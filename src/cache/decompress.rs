@@ -66,7 +66,7 @@ impl Format {
 /// The compressed data could not be decoded (as opposed to a disk error while writing).
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt {format} data: {message}")]
-pub(crate) struct CorruptInput {
+struct CorruptInput {
     pub format: &'static str,
     pub message: String,
 }

@@ -191,7 +191,7 @@ impl Resolver {
     }
 }
 
-pub(crate) fn wanted_from_entry(entry: &OsEntry) -> Wanted {
+fn wanted_from_entry(entry: &OsEntry) -> Wanted {
     Wanted {
         sha256: entry.extract_sha256.clone(),
         name: entry.name.clone(),

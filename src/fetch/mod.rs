@@ -19,10 +19,10 @@ const MAX_BACKOFF_MS: f64 = 3_600_000.0;
 /// Network settings; the environment can override them (see [`HttpSettings::from_env`]).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    pub(crate) connect_timeout: Duration,
+    connect_timeout: Duration,
     /// How long a connection may stay silent (connecting, waiting for headers, or between
     /// two reads of the body) before the attempt is given up.
-    pub(crate) idle_timeout: Duration,
+    idle_timeout: Duration,
     /// Attempts after the first one, for failures that may pass (timeouts, dropped
     /// connections, 5xx, 429). An attempt that made progress does not count.
     pub retries: u32,
@@ -247,7 +247,7 @@ impl Http {
     }
 }
 
-pub(crate) enum Attempt {
+enum Attempt {
     Retry(String),
     Fatal(FetchError),
 }

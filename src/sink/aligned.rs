@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 /// Alignment of every buffer: a multiple of any logical block size a card reports.
-pub(crate) const ALIGN: usize = 4096;
+const ALIGN: usize = 4096;
 
 /// A zeroed buffer of `len` bytes whose first byte sits on an [`ALIGN`] boundary. (An
 /// over-allocated `Vec` and an offset into it: no unsafe allocation code needed.)

@@ -27,14 +27,14 @@ use crate::disk::usage::RangeSet;
 use crate::progress::Task;
 
 /// Size of each write and read: large enough that the card sees long sequential writes.
-pub(crate) const IO_SIZE: usize = 4 << 20;
+const IO_SIZE: usize = 4 << 20;
 /// Written last: holds the partition table and the start of the boot partition.
 const HEAD: u64 = 1 << 20;
 /// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
 const BUFFERS: usize = 4;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
-pub(crate) const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
+const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -100,7 +100,7 @@ pub struct CardReport {
     /// Whether the read-back matched (`None`: not verified).
     pub verified: Option<bool>,
     pub verify_seconds: Option<f64>,
-    pub(crate) direct_io: bool,
+    direct_io: bool,
 }
 
 impl CardReport {

@@ -65,7 +65,7 @@ pub struct WrittenImage {
     pub compressed_sha256: Option<String>,
     /// Bytes that hold data on disk (apparent size minus holes), uncompressed output only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) allocated_bytes: Option<u64>,
+    allocated_bytes: Option<u64>,
 }
 
 /// Writes the composed `image` to `dir/name.img[.xz|.zst]`, reporting the bytes done to
@@ -404,7 +404,7 @@ impl<'a> FinishWrite<'a> for zstd::stream::write::Encoder<'static, Sink<'a>> {
 /// Every file `prepare` may write for the node `name` (`NAME.img`, its compressed forms,
 /// their `.sha256` files and the `.bmap`): the outputs of an earlier run that this one does
 /// not rewrite are stale, and would be taken for this run's.
-pub(crate) fn node_outputs(name: &str) -> Vec<String> {
+fn node_outputs(name: &str) -> Vec<String> {
     let image = format!("{name}.img");
     let mut all = Vec::new();
     for compression in [Compression::None, Compression::Xz, Compression::Zst] {

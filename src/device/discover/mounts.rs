@@ -9,7 +9,7 @@
 pub(crate) struct Mount {
     pub devno: (u32, u32),
     pub(crate) mount_point: String,
-    pub(crate) fs_type: String,
+    fs_type: String,
     /// The mount source (`/dev/sda2`, `overlay`, `rpool/ROOT`…).
     pub source: String,
 }
@@ -37,7 +37,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-pub(crate) fn unescape(field: &str) -> String {
+fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
