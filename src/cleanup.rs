@@ -94,11 +94,11 @@ impl TempFile {
         })
     }
 
-    pub fn as_file(&self) -> &File {
+    pub(crate) fn as_file(&self) -> &File {
         self.temp.as_file()
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.temp.path()
     }
 

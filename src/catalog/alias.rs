@@ -63,7 +63,7 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
-    pub fn parse(spec: &str) -> Result<Spec, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Spec, String> {
         let (alias, date) = match spec.split_once('@') {
             Some((alias, date)) => (alias, Some(date)),
             None => (spec, None),
@@ -94,7 +94,7 @@ impl Spec {
     }
 
     /// The newest entry with this alias (and date, when pinned).
-    pub fn find<'e>(&self, entries: &'e [OsEntry]) -> Option<&'e OsEntry> {
+    pub(crate) fn find<'e>(&self, entries: &'e [OsEntry]) -> Option<&'e OsEntry> {
         entries
             .iter()
             .filter(|e| e.aliases().contains(&self.alias))

@@ -17,7 +17,7 @@ pub(crate) struct Slice<T> {
 }
 
 impl<T: Seek> Slice<T> {
-    pub fn new(inner: T, start: u64, len: u64) -> Self {
+    pub(crate) fn new(inner: T, start: u64, len: u64) -> Self {
         Slice {
             inner,
             start,

@@ -51,7 +51,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(count: usize, size: usize) -> Pool {
+    pub(crate) fn new(count: usize, size: usize) -> Pool {
         let (home, free) = channel();
         for _ in 0..count {
             // The receiver is alive: sending cannot fail here.
@@ -62,7 +62,7 @@ impl Pool {
 
     /// The next free buffer, waiting until one comes back. `None` only if every holder has
     /// gone away without returning theirs (a thread died).
-    pub fn take(&self) -> Option<Pooled> {
+    pub(crate) fn take(&self) -> Option<Pooled> {
         let buf = self.free.recv().ok()?;
         Some(Pooled {
             buf: Some(buf),
@@ -85,7 +85,7 @@ pub(crate) struct Pooled {
 
 impl Pooled {
     /// The valid bytes.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match &self.buf {
             Some(b) => &b[..self.filled],
             None => &[],
@@ -93,7 +93,7 @@ impl Pooled {
     }
 
     /// The whole buffer, to fill.
-    pub fn space(&mut self) -> &mut [u8] {
+    pub(crate) fn space(&mut self) -> &mut [u8] {
         match &mut self.buf {
             Some(b) => &mut b[..],
             None => &mut [],
