@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Every temporary pinode creates starts with this (and is then `PID.LABEL.RANDOM`).
-pub const PREFIX: &str = ".pinode-tmp.";
+const PREFIX: &str = ".pinode-tmp.";
 
 struct Registry {
     next: u64,

@@ -10,7 +10,11 @@ use sha2::{Digest, Sha256};
 
 /// Fills `buf` with random bytes for `purpose` (a stable name, such as
 /// `instance-id:HOSTNAME`), or with bytes derived from `seed` when a test fixed one.
-pub fn fill(buf: &mut [u8], purpose: &str, seed: Option<&str>) -> Result<(), getrandom::Error> {
+pub(crate) fn fill(
+    buf: &mut [u8],
+    purpose: &str,
+    seed: Option<&str>,
+) -> Result<(), getrandom::Error> {
     match seed {
         Some(seed) => {
             derive(seed, purpose, buf);

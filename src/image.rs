@@ -100,7 +100,7 @@ impl Image {
         &self.boot
     }
 
-    pub fn disk(&self) -> &OverlayDisk {
+    pub(crate) fn disk(&self) -> &OverlayDisk {
         &self.disk
     }
 
@@ -178,7 +178,7 @@ impl Image {
     }
 
     /// The base file.
-    pub fn base(&self) -> &File {
+    pub(crate) fn base(&self) -> &File {
         self.disk.base()
     }
 }

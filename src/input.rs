@@ -123,7 +123,11 @@ pub fn read_regular(
 }
 
 /// [`read_regular`] for text: the contents must be UTF-8.
-pub fn read_text(path: &Path, max_bytes: u64, what: &'static str) -> Result<String, InputError> {
+pub(crate) fn read_text(
+    path: &Path,
+    max_bytes: u64,
+    what: &'static str,
+) -> Result<String, InputError> {
     let bytes = read_regular(path, max_bytes, what)?;
     String::from_utf8(bytes).map_err(|_| InputError::NotText {
         path: path.to_path_buf(),

@@ -25,13 +25,13 @@ const MAX_TREE_DEPTH: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoker {
     /// Their login name, when known.
-    pub name: Option<String>,
-    pub uid: u32,
-    pub gid: u32,
+    pub(crate) name: Option<String>,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// Their home directory, when known.
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
     /// True when pinode runs as root on behalf of another user (under sudo).
-    pub sudo: bool,
+    pub(crate) sudo: bool,
 }
 
 impl Invoker {
@@ -105,7 +105,7 @@ impl Invoker {
     }
 
     /// Their cache directory for pinode: `$XDG_CACHE_HOME/pinode`, else `~/.cache/pinode`.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
         let dirs = &crate::edge::settings().dirs;
         self.base_dir(dirs.xdg_cache_home.as_deref(), ".cache")
             .map(|d| d.join("pinode"))
@@ -261,8 +261,8 @@ fn open_entry<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> rustix::io::R
 /// What pinode needs of a user's account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Account {
-    pub name: String,
-    pub home: PathBuf,
+    pub(crate) name: String,
+    pub(crate) home: PathBuf,
 }
 
 /// The account of `uid` from the system's user database: `getpwuid_r` through nix, so every

@@ -134,7 +134,7 @@ impl std::fmt::Display for InitRoute {
 /// What the boot partition shows.
 #[derive(Debug, Clone, Default)]
 pub struct BootEvidence {
-    pub label: String,
+    pub(crate) label: String,
     pub(crate) issue_txt: Option<String>,
     /// Stock cloud-init seed templates (`user-data`, `meta-data`) are present.
     pub(crate) has_cloud_init_seed: bool,

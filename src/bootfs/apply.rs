@@ -21,7 +21,7 @@ pub struct ApplyReport {
     pub removed: Vec<String>,
     pub(crate) restored: Vec<String>,
     pub cmdline: Change,
-    pub cmdline_added: Vec<String>,
+    pub(crate) cmdline_added: Vec<String>,
     pub config: Change,
 }
 

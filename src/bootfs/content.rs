@@ -41,7 +41,7 @@ pub struct BootContent {
     pub hostname: String,
     pub role: Role,
     /// The OS generation the content was rendered for.
-    pub generation: Generation,
+    pub(crate) generation: Generation,
     /// The first-boot route the content was rendered for.
     pub init: InitRoute,
     pub files: Vec<BootFile>,

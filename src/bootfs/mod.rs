@@ -48,8 +48,8 @@ pub enum BootFsError {
 /// A FAT directory entry's timestamps.
 #[derive(Debug, Clone, Copy)]
 pub struct Times {
-    pub created: fatfs::DateTime,
-    pub modified: fatfs::DateTime,
+    pub(crate) created: fatfs::DateTime,
+    pub(crate) modified: fatfs::DateTime,
     accessed: fatfs::Date,
 }
 
@@ -120,7 +120,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Whether a file (not a directory) exists at `path`.
-    pub fn is_file(&self, path: &str) -> Result<bool, BootFsError> {
+    pub(crate) fn is_file(&self, path: &str) -> Result<bool, BootFsError> {
         match self.fs.root_dir().open_file(path) {
             Ok(_) => Ok(true),
             Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
@@ -155,7 +155,7 @@ impl<'d> BootFs<'d> {
 
     /// Makes `path` hold exactly `contents`, creating parent directories as needed. A file that
     /// already holds these bytes is left alone, so repeating a patch changes nothing.
-    pub fn write(&mut self, path: &str, contents: &[u8]) -> Result<Change, BootFsError> {
+    pub(crate) fn write(&mut self, path: &str, contents: &[u8]) -> Result<Change, BootFsError> {
         let existing = self.read(path)?;
         if existing.as_deref() == Some(contents) {
             return Ok(Change::Unchanged);
@@ -257,7 +257,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Removes a file; `false` if there was none.
-    pub fn remove(&mut self, path: &str) -> Result<bool, BootFsError> {
+    pub(crate) fn remove(&mut self, path: &str) -> Result<bool, BootFsError> {
         match self.fs.root_dir().remove(path) {
             Ok(()) => Ok(true),
             Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
@@ -274,7 +274,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Flushes FSInfo and clears the volume's dirty flag. Must be called after writing.
-    pub fn close(self) -> Result<(), BootFsError> {
+    pub(crate) fn close(self) -> Result<(), BootFsError> {
         self.fs.unmount().map_err(|e| BootFsError::Close(e.into()))
     }
 }

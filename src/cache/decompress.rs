@@ -28,7 +28,7 @@ const XZ_MEMLIMIT_PER_THREAD: u64 = 64 << 20;
 
 /// A compression format pinode can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Xz,
     Gzip,
     Zstd,
@@ -54,7 +54,7 @@ impl Format {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Xz => "xz",
             Format::Gzip => "gzip",
@@ -67,8 +67,8 @@ impl Format {
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt {format} data: {message}")]
 struct CorruptInput {
-    pub format: &'static str,
-    pub message: String,
+    pub(crate) format: &'static str,
+    pub(crate) message: String,
 }
 
 /// Whether `e` came from undecodable input.
@@ -80,7 +80,7 @@ pub(crate) fn is_corrupt_input(e: &io::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[error("the uncompressed data is larger than {limit} bytes")]
 pub(crate) struct Oversize {
-    pub limit: u64,
+    pub(crate) limit: u64,
 }
 
 /// Whether `e` came from output beyond the limit.
@@ -90,15 +90,14 @@ pub(crate) fn is_oversize(e: &io::Error) -> bool {
 
 /// The uncompressed image that was written.
 #[derive(Debug, Clone)]
-pub struct Decompressed {
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct Decompressed {
+    pub(crate) sha256: String,
 }
 
 /// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes, and
 /// stops with an [`Oversize`] error as soon as the output passes `limit` bytes (100 KB of
 /// xz can expand to terabytes). `progress` counts compressed bytes consumed.
-pub fn decompress(
+pub(crate) fn decompress(
     src: &Path,
     format: Format,
     dst: &File,
@@ -152,17 +151,15 @@ pub fn decompress(
     }
     dst.set_len(offset)?;
     Ok(Decompressed {
-        size: offset,
         sha256: hex::encode(hasher.finalize()),
     })
 }
 
-/// The SHA-256 and size of a raw file, read once.
+/// The SHA-256 of a raw file, read once.
 pub(crate) fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
     let mut file = open_image(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];
-    let mut size = 0u64;
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
@@ -171,11 +168,9 @@ pub(crate) fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
-        size += n as u64;
         progress.inc(n as u64);
     }
     Ok(Decompressed {
-        size,
         sha256: hex::encode(hasher.finalize()),
     })
 }

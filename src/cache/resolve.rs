@@ -56,9 +56,9 @@ impl ImageRef {
 pub struct Resolver {
     pub cache: Cache,
     /// URL or file of the catalog.
-    pub catalog: String,
-    pub offline: bool,
-    pub settings: HttpSettings,
+    pub(crate) catalog: String,
+    pub(crate) offline: bool,
+    pub(crate) settings: HttpSettings,
 }
 
 impl Resolver {

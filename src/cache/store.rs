@@ -102,10 +102,10 @@ pub struct Wanted {
     pub init_format: Option<String>,
     /// Expected bytes of the uncompressed image.
     #[serde(default)]
-    pub extract_size: Option<u64>,
+    pub(crate) extract_size: Option<u64>,
     /// Expected bytes and SHA-256 of the download, when the source says.
     #[serde(default)]
-    pub download_size: Option<u64>,
+    pub(crate) download_size: Option<u64>,
     #[serde(default)]
     pub(crate) download_sha256: Option<Sha256Hex>,
 }
@@ -148,17 +148,17 @@ pub(crate) fn file_name_of(url: &str) -> String {
 
 /// A file in an entry and what it was checked against.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct FileRecord {
+    pub(crate) file: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
 }
 
 /// The stamp of a verified base image: if either changes, it is hashed again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime_ns: i128,
+struct Stamp {
+    pub(crate) size: u64,
+    mtime_ns: i128,
 }
 
 impl Stamp {
@@ -173,21 +173,21 @@ impl Stamp {
 
 /// `entry.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     #[serde(flatten)]
-    pub wanted: Wanted,
-    pub download: Option<FileRecord>,
+    pub(crate) wanted: Wanted,
+    pub(crate) download: Option<FileRecord>,
     /// Set once image.img matched `wanted.sha256`.
-    pub image_verified: Option<Stamp>,
-    pub added: String,
-    pub last_used: String,
+    image_verified: Option<Stamp>,
+    pub(crate) added: String,
+    last_used: String,
 }
 
 /// A verified base image ready to use.
 #[derive(Debug, Clone)]
 pub struct CachedImage {
     pub path: PathBuf,
-    pub entry: Entry,
+    pub(crate) entry: Entry,
     /// Bytes fetched from the network by this call (0 when the cache had it).
     pub downloaded_bytes: u64,
     pub resumed_from: u64,
@@ -203,15 +203,15 @@ pub struct Listing {
     pub name: String,
     pub aliases: Vec<String>,
     pub release_date: Option<String>,
-    pub url: String,
-    pub download_bytes: u64,
+    pub(crate) url: String,
+    pub(crate) download_bytes: u64,
     pub image_bytes: u64,
     /// Bytes the entry occupies on disk (the image is sparse).
     pub disk_bytes: u64,
     pub complete: bool,
     pub partial_bytes: u64,
-    pub last_used: Option<String>,
-    pub path: PathBuf,
+    last_used: Option<String>,
+    pub(crate) path: PathBuf,
 }
 
 /// The cache directory.

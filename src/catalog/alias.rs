@@ -58,8 +58,8 @@ pub(crate) fn aliases_for(url: &str) -> Vec<String> {
 /// A parsed `alias[@YYYY-MM-DD]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
-    pub alias: String,
-    pub date: Option<String>,
+    pub(crate) alias: String,
+    pub(crate) date: Option<String>,
 }
 
 impl Spec {

@@ -11,7 +11,7 @@
 //! local path or `file://` (a server must not make pinode read `/etc/passwd`, `/dev/zero` or
 //! a FIFO); a local catalog (`--catalog FILE`) is the user's own and may name local files.
 
-pub mod alias;
+pub(crate) mod alias;
 
 use std::collections::HashSet;
 
@@ -50,7 +50,7 @@ pub enum CatalogError {
 pub struct OsEntry {
     pub name: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     pub url: String,
     /// Bytes of the uncompressed image.
     pub extract_size: u64,
@@ -75,7 +75,7 @@ pub struct OsEntry {
     #[serde(default)]
     pub devices: Vec<String>,
     #[serde(default)]
-    pub architecture: Option<String>,
+    pub(crate) architecture: Option<String>,
     /// The categories above the entry, outermost first.
     #[serde(default)]
     pub category: Vec<String>,
@@ -128,7 +128,7 @@ impl Catalog {
     }
 
     /// Reads the catalog at `location` (an http(s) URL or a local file).
-    pub fn load(location: &str, http: Option<&Http>) -> Result<Catalog, CatalogError> {
+    pub(crate) fn load(location: &str, http: Option<&Http>) -> Result<Catalog, CatalogError> {
         let text = fetch_document(location, http, false)?;
         Catalog::parse(location, &text, is_http_url(location))
     }

@@ -21,7 +21,7 @@ pub enum Identity {
 
 impl Identity {
     /// The block device `major:minor`.
-    pub fn device((major, minor): (u32, u32)) -> Identity {
+    pub(crate) fn device((major, minor): (u32, u32)) -> Identity {
         Identity::Device { major, minor }
     }
 

@@ -2,7 +2,7 @@
 //! copy-on-write overlay that keeps the base untouched.
 
 pub(crate) mod compose;
-pub mod overlay;
+pub(crate) mod overlay;
 pub(crate) mod slice;
 pub mod table;
 pub mod usage;

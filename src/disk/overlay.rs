@@ -45,7 +45,7 @@ impl Overlay {
     }
 
     /// Changed blocks in ascending order: `(byte offset, contents)`.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
         self.blocks
             .iter()
             .map(|(index, data)| (index * BLOCK, &**data))
@@ -98,7 +98,7 @@ impl OverlayDisk {
     }
 
     /// The changes made so far.
-    pub fn overlay(&self) -> &Overlay {
+    pub(crate) fn overlay(&self) -> &Overlay {
         &self.overlay
     }
 
@@ -109,7 +109,7 @@ impl OverlayDisk {
     }
 
     /// The base file (read-only use).
-    pub fn base(&self) -> &File {
+    pub(crate) fn base(&self) -> &File {
         &self.base
     }
 

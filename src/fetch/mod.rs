@@ -2,12 +2,12 @@
 //! variables), idle timeouts rather than total ones (a 500 MB image may take a while; a
 //! silent server must not), and retries with a growing pause for failures worth retrying.
 
-pub mod download;
+pub(crate) mod download;
 
 use std::io::Read;
 use std::time::Duration;
 
-pub use download::download;
+pub(crate) use download::download;
 
 /// The largest `PINODE_HTTP_TIMEOUT` taken (a day, in seconds).
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -25,9 +25,9 @@ pub struct HttpSettings {
     idle_timeout: Duration,
     /// Attempts after the first one, for failures that may pass (timeouts, dropped
     /// connections, 5xx, 429). An attempt that made progress does not count.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// The first pause between attempts; it doubles each time, up to 30 s.
-    pub backoff: Duration,
+    backoff: Duration,
 }
 
 impl Default for HttpSettings {
@@ -75,7 +75,7 @@ impl HttpSettings {
     }
 
     /// The pause before attempt `n` (1-based count of failures so far).
-    pub fn pause(&self, failures: u32) -> Duration {
+    pub(crate) fn pause(&self, failures: u32) -> Duration {
         let factor = 1u32 << failures.saturating_sub(1).min(16);
         self.backoff
             .checked_mul(factor)
@@ -160,7 +160,7 @@ pub(crate) fn display_url(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::blocking::Client,
-    pub settings: HttpSettings,
+    pub(crate) settings: HttpSettings,
 }
 
 impl Http {

@@ -78,9 +78,9 @@ pub(crate) struct Pooled {
     buf: Option<AlignedBuf>,
     home: Sender<AlignedBuf>,
     /// Bytes of the buffer that are valid (the I/O length, a multiple of the block size).
-    pub filled: usize,
+    pub(crate) filled: usize,
     /// Where in the image the bytes belong.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl Pooled {

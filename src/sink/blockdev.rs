@@ -36,21 +36,21 @@ pub enum OpenError {
 }
 
 /// A card opened exclusively for writing.
-pub struct Card {
-    pub file: File,
-    pub path: PathBuf,
+pub(crate) struct Card {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
     /// Size of the card in bytes.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Whether I/O bypasses the page cache (`O_DIRECT`); not every driver allows it.
-    pub direct: bool,
+    pub(crate) direct: bool,
     /// Logical block size: every direct I/O is a multiple of it.
-    pub block: u64,
+    pub(crate) block: u64,
 }
 
 impl Card {
     /// Opens `path` read-write and exclusively (`O_EXCL` on a block device fails while any of
     /// its partitions is mounted or claimed), with direct I/O where the driver allows it.
-    pub fn open(path: &Path) -> Result<Card, OpenError> {
+    pub(crate) fn open(path: &Path) -> Result<Card, OpenError> {
         let open = |direct: bool| {
             let mut flags = rustix::fs::OFlags::EXCL;
             if direct {
@@ -110,7 +110,7 @@ pub(crate) fn reread_partition_table(file: &File) -> io::Result<()> {
 }
 
 /// Unmounts a file system of the card (for `--unmount`).
-pub fn unmount(mount_point: &str) -> io::Result<()> {
+pub(crate) fn unmount(mount_point: &str) -> io::Result<()> {
     rustix::mount::unmount(mount_point, rustix::mount::UnmountFlags::empty())
         .map_err(io::Error::from)
 }

@@ -92,11 +92,11 @@ pub struct CardReport {
     /// Whether only the allocated blocks were written (the default), not the whole image.
     pub allocation_aware: bool,
     /// How many separate byte ranges were written (1 for a full write).
-    pub ranges: usize,
+    pub(crate) ranges: usize,
     pub write_seconds: f64,
     /// Sustained write speed, bytes per second, final flush included.
     pub write_bytes_per_sec: f64,
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Whether the read-back matched (`None`: not verified).
     pub verified: Option<bool>,
     pub verify_seconds: Option<f64>,
@@ -112,8 +112,8 @@ impl CardReport {
 
 /// Progress of the two passes.
 pub(crate) struct Passes<'a> {
-    pub write: &'a Task,
-    pub verify: &'a Task,
+    pub(crate) write: &'a Task,
+    pub(crate) verify: &'a Task,
 }
 
 /// Which bytes of the image go to the card.

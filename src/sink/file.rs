@@ -33,7 +33,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Compression::None => "",
             Compression::Xz => ".xz",
@@ -45,8 +45,8 @@ impl Compression {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}", path = .path.display())]
 pub struct SinkError {
-    pub path: PathBuf,
-    pub source: io::Error,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
 }
 
 /// What was written.

@@ -3,8 +3,8 @@
 //! [`crate::device`]'s; putting a node's image together and choosing the sink is
 //! [`crate::pipeline`]'s.
 
-pub mod aligned;
+pub(crate) mod aligned;
 pub mod blockdev;
-pub mod bmap;
+pub(crate) mod bmap;
 pub mod card;
 pub mod file;

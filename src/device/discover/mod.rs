@@ -52,7 +52,7 @@ pub enum DiscoverError {
 
 impl SystemView {
     /// The running system.
-    pub fn live() -> Self {
+    pub(crate) fn live() -> Self {
         Self::rooted(Path::new("/"))
     }
 
@@ -170,14 +170,14 @@ impl Transport {
 
 /// A partition of a disk and what the system does with it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionUse {
-    pub name: String,
-    pub path: PathBuf,
+pub(crate) struct PartitionUse {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
     #[serde(skip)]
-    pub devno: (u32, u32),
-    pub size_bytes: u64,
+    pub(crate) devno: (u32, u32),
+    pub(crate) size_bytes: u64,
     pub(crate) mount_points: Vec<String>,
-    pub swap: bool,
+    pub(crate) swap: bool,
     /// Device-mapper, RAID or bcache devices built on it (an open LUKS volume, active LVM).
     pub(crate) holders: Vec<String>,
 }
@@ -185,31 +185,31 @@ pub struct PartitionUse {
 /// A whole disk, as `pinode devices` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockDevice {
-    pub name: String,
+    pub(crate) name: String,
     pub path: PathBuf,
     #[serde(skip)]
-    pub devno: (u32, u32),
+    pub(crate) devno: (u32, u32),
     pub size_bytes: u64,
     pub transport: Transport,
     /// The kernel's removable-media flag.
-    pub removable: bool,
+    pub(crate) removable: bool,
     /// Removable media, or a disk on a hot-pluggable bus (USB, SD slot): what a card is.
     pub(crate) hotplug: bool,
     pub(crate) read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor: Option<String>,
+    pub(crate) vendor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
-    pub partitions: Vec<PartitionUse>,
+    pub(crate) partitions: Vec<PartitionUse>,
     /// Mount points of the whole disk (a file system without a partition table).
     pub(crate) mount_points: Vec<String>,
-    pub swap: bool,
+    pub(crate) swap: bool,
     pub(crate) holders: Vec<String>,
     /// System mount points that live on this disk (directly or through dm/md): the system
     /// disk.
-    pub system_mounts: Vec<String>,
+    pub(crate) system_mounts: Vec<String>,
 }
 
 impl BlockDevice {

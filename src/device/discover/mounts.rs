@@ -7,11 +7,11 @@
 /// One line of mountinfo, reduced to what decides whether a disk is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
-    pub devno: (u32, u32),
+    pub(crate) devno: (u32, u32),
     pub(crate) mount_point: String,
     fs_type: String,
     /// The mount source (`/dev/sda2`, `overlay`, `rpool/ROOT`…).
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Parses `/proc/self/mountinfo` (see proc(5)). Lines that do not parse are skipped: one

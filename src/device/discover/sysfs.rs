@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 /// One entry of `/sys/block`: a whole disk, or a virtual device (dm, md, loop…).
 #[derive(Debug, Clone)]
 pub(crate) struct SysDisk {
-    pub name: String,
-    pub dir: PathBuf,
-    pub devno: (u32, u32),
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) devno: (u32, u32),
     /// Bytes (the `size` attribute counts 512-byte sectors whatever the block size).
-    pub size: u64,
-    pub removable: bool,
+    pub(crate) size: u64,
+    pub(crate) removable: bool,
     pub(crate) read_only: bool,
     /// `/sys/devices/…` path the entry links to (says how the disk is attached).
     pub(crate) device_path: String,
-    pub partitions: Vec<SysPartition>,
+    pub(crate) partitions: Vec<SysPartition>,
     /// Devices built on this one (dm, md, bcache): `holders/`.
     pub(crate) holders: Vec<String>,
     /// Devices this one is built on (for dm and md): `slaves/`.
@@ -25,9 +25,9 @@ pub(crate) struct SysDisk {
 
 #[derive(Debug, Clone)]
 pub(crate) struct SysPartition {
-    pub name: String,
-    pub devno: (u32, u32),
-    pub size: u64,
+    pub(crate) name: String,
+    pub(crate) devno: (u32, u32),
+    pub(crate) size: u64,
     pub(crate) holders: Vec<String>,
 }
 
