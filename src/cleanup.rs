@@ -4,7 +4,7 @@
 //! before renaming it into place, and decompression fills another in the cache. An
 //! interrupted run must not leave them behind, whatever stopped it:
 //!
-//! - every temporary pinode creates is a [`TempFile`], registered in one process-wide list
+//! - every temporary pinode creates is a `TempFile`, registered in one process-wide list
 //!   from creation until it is persisted or dropped;
 //! - on SIGINT, SIGTERM or SIGHUP, the handler [`install`]ed by `main` removes every
 //!   registered path, then lets the signal end the process as it would have (the shell sees

@@ -32,7 +32,7 @@ impl Role {
     }
 }
 
-/// What pinode put on a boot partition, as recorded in [`MANIFEST`].
+/// What pinode put on a boot partition, as recorded in `MANIFEST`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub pinode: String,

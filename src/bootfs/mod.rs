@@ -1,6 +1,6 @@
 //! The FAT boot partition, edited offline through `fatfs` on a byte range of the disk.
 //!
-//! Nothing is mounted: the partition is a [`Slice`] of an [`OverlayDisk`], so every write lands
+//! Nothing is mounted: the partition is a `Slice` of an [`OverlayDisk`], so every write lands
 //! in the overlay and the base image stays untouched until the caller decides otherwise.
 
 pub mod apply;
@@ -128,7 +128,7 @@ impl<'d> BootFs<'d> {
         }
     }
 
-    /// Reads a file of at most [`MAX_TEXT_FILE`] bytes; `None` if it does not exist.
+    /// Reads a file of at most `MAX_TEXT_FILE` bytes; `None` if it does not exist.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, BootFsError> {
         let mut file = match self.fs.root_dir().open_file(path) {
             Ok(file) => file,

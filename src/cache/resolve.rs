@@ -4,7 +4,7 @@
 //!   says where it is and what its SHA-256 is;
 //! - an `https://` URL: the SHA-256 must come from `os.sha256` / `--sha256`, since nothing
 //!   else vouches for the file;
-//! - a local path is not handled here (see [`super::source`]): it is used in place.
+//! - a local path is not handled here (see `pipeline::base`): it is used in place.
 //!
 //! Offline, the catalog comes from the copy kept at the last online run, and failing that
 //! from what the cache entries remember about themselves.

@@ -82,7 +82,7 @@ pub struct OsEntry {
 }
 
 impl OsEntry {
-    /// Stable names for this entry (see [`alias`]).
+    /// Stable names for this entry (see `alias`).
     pub fn aliases(&self) -> Vec<String> {
         alias::aliases_for(&self.url)
     }

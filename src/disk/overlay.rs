@@ -63,7 +63,7 @@ impl Overlay {
     }
 }
 
-/// A read-only base (an image file or a block device) seen through an [`Overlay`].
+/// A read-only base (an image file or a block device) seen through an `Overlay`.
 ///
 /// Implements `Read + Write + Seek` over the whole disk so that partition-table readers and the
 /// FAT driver can work on it as if it were the real thing. Writes never reach the base until

@@ -16,7 +16,7 @@ const MAX_RETRIES: f64 = 100.0;
 /// The largest `PINODE_HTTP_BACKOFF_MS` taken (an hour; pauses stop at 30 s anyway).
 const MAX_BACKOFF_MS: f64 = 3_600_000.0;
 
-/// Network settings; the environment can override them (see [`HttpSettings::from_env`]).
+/// Network settings; the environment can override them (see `HttpSettings::from_env`).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     connect_timeout: Duration,
