@@ -4,7 +4,7 @@
 //! before renaming it into place, and decompression fills another in the cache. An
 //! interrupted run must not leave them behind, whatever stopped it:
 //!
-//! - every temporary pinode creates is a [`TempFile`], registered in one process-wide list
+//! - every temporary pinode creates is a `TempFile`, registered in one process-wide list
 //!   from creation until it is persisted or dropped;
 //! - on SIGINT, SIGTERM or SIGHUP, the handler [`install`]ed by `main` removes every
 //!   registered path, then lets the signal end the process as it would have (the shell sees
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Every temporary pinode creates starts with this (and is then `PID.LABEL.RANDOM`).
-pub const PREFIX: &str = ".pinode-tmp.";
+const PREFIX: &str = ".pinode-tmp.";
 
 struct Registry {
     next: u64,
@@ -41,14 +41,14 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// Whether `name` is a pinode temporary file's name.
-pub fn is_temp_name(name: &str) -> bool {
+pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with(PREFIX)
 }
 
 /// A temporary file in a chosen directory, removed when dropped, on SIGINT/SIGTERM, or by
 /// the next run if this one is killed.
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     // Declared first, dropped first: the file is deleted, then unregistered.
     temp: tempfile::NamedTempFile,
     _registration: Registration,
@@ -76,7 +76,7 @@ impl Drop for Registration {
 impl TempFile {
     /// Creates `DIR/.pinode-tmp.PID.LABEL.RANDOM` (mode 0600), first removing the dead
     /// temporaries of earlier runs in `dir`.
-    pub fn new_in(dir: &Path, label: &str) -> io::Result<TempFile> {
+    pub(crate) fn new_in(dir: &Path, label: &str) -> io::Result<TempFile> {
         sweep_once(dir);
         // Created and registered under the registry's lock, which the signal handler takes
         // (and keeps) too: a signal removes the file or comes before it exists, never between.
@@ -94,23 +94,23 @@ impl TempFile {
         })
     }
 
-    pub fn as_file(&self) -> &File {
+    pub(crate) fn as_file(&self) -> &File {
         self.temp.as_file()
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.temp.path()
     }
 
     /// Renames the file to `to`. Done under the registry's lock, which the signal handler
     /// takes too: a signal arriving now removes the temporary or nothing, never the result.
-    pub fn persist(self, to: &Path) -> io::Result<()> {
+    pub(crate) fn persist(self, to: &Path) -> io::Result<()> {
         self.rename_with(|temp| temp.persist(to))
     }
 
     /// [`TempFile::persist`], failing with `AlreadyExists` (the temporary removed) when `to`
     /// exists: for files that must be created once, such as the kept cluster token.
-    pub fn persist_noclobber(self, to: &Path) -> io::Result<()> {
+    pub(crate) fn persist_noclobber(self, to: &Path) -> io::Result<()> {
         self.rename_with(|temp| temp.persist_noclobber(to))
     }
 
@@ -210,7 +210,7 @@ pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<
 
 /// [`write_atomic_mode`], with `before_rename` applied to the written, synced temporary
 /// file (for example to give it to another owner) before it takes the name.
-pub fn write_atomic_with(
+pub(crate) fn write_atomic_with(
     path: &Path,
     contents: &[u8],
     mode: u32,
@@ -275,7 +275,7 @@ fn sweep_once(dir: &Path) {
 /// in the name is not running, and nobody holds the file's lock (a process of another PID
 /// namespace writing to a shared directory holds it). Only regular files of this user
 /// named [`PREFIX`]… are considered; anything else is never touched.
-pub fn sweep(dir: &Path) -> usize {
+fn sweep(dir: &Path) -> usize {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -40,7 +40,7 @@ impl Sha256Hex {
 
     /// For an optional digest in a document pinode does not control (a catalog): a value
     /// that is not a SHA-256 reads as `None` instead of failing the whole document.
-    pub fn deserialize_lenient<'de, D>(d: D) -> Result<Option<Sha256Hex>, D::Error>
+    pub(crate) fn deserialize_lenient<'de, D>(d: D) -> Result<Option<Sha256Hex>, D::Error>
     where
         D: serde::Deserializer<'de>,
     {

@@ -10,7 +10,11 @@ use sha2::{Digest, Sha256};
 
 /// Fills `buf` with random bytes for `purpose` (a stable name, such as
 /// `instance-id:HOSTNAME`), or with bytes derived from `seed` when a test fixed one.
-pub fn fill(buf: &mut [u8], purpose: &str, seed: Option<&str>) -> Result<(), getrandom::Error> {
+pub(crate) fn fill(
+    buf: &mut [u8],
+    purpose: &str,
+    seed: Option<&str>,
+) -> Result<(), getrandom::Error> {
     match seed {
         Some(seed) => {
             derive(seed, purpose, buf);
@@ -36,7 +40,7 @@ fn derive(seed: &str, purpose: &str, buf: &mut [u8]) {
 
 /// The test hook `PINODE_TEST_SEED`, when set and not empty and test hooks are switched on
 /// (`PINODE_TEST_HOOKS=1`, see [`crate::edge::TestHooks`]).
-pub fn test_seed() -> Option<String> {
+pub(crate) fn test_seed() -> Option<String> {
     crate::edge::settings().test.seed.clone()
 }
 

@@ -100,11 +100,11 @@ impl Image {
         &self.boot
     }
 
-    pub fn disk(&self) -> &OverlayDisk {
+    pub(crate) fn disk(&self) -> &OverlayDisk {
         &self.disk
     }
 
-    pub fn into_disk(self) -> OverlayDisk {
+    pub(crate) fn into_disk(self) -> OverlayDisk {
         self.disk
     }
 
@@ -132,7 +132,7 @@ impl Image {
     }
 
     /// The root file system, read-only, if it is ext4.
-    pub fn root_fs(&self) -> Option<RootFs> {
+    fn root_fs(&self) -> Option<RootFs> {
         self.root
             .as_ref()
             .and_then(|p| RootFs::open(self.disk.base(), p))
@@ -178,7 +178,7 @@ impl Image {
     }
 
     /// The base file.
-    pub fn base(&self) -> &File {
+    pub(crate) fn base(&self) -> &File {
         self.disk.base()
     }
 }

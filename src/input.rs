@@ -58,7 +58,7 @@ fn kind_of(file_type: std::fs::FileType) -> &'static str {
 /// Opens `path` with `options` plus `O_NONBLOCK | O_NOCTTY`, so that the open cannot wait
 /// for a FIFO's writer or take a terminal, then clears `O_NONBLOCK` so that reads and writes
 /// behave as usual. The caller checks the type of the returned file.
-pub fn open_no_wait(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_no_wait(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
     let file = options
         .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
         .open(path)?;
@@ -81,7 +81,7 @@ fn open_checked(path: &Path) -> Result<(File, std::fs::Metadata), InputError> {
 /// Opens the regular file at `path` for reading (see [`open_no_wait`]), with its metadata
 /// from the opened file: for a caller that reads it its own way (a prefix, a bounded read
 /// with its own verdict on what is too long) but must never hang on a FIFO or read a device.
-pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), InputError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), InputError> {
     let (file, meta) = open_checked(path)?;
     if !meta.is_file() {
         return Err(InputError::NotRegular {
@@ -123,7 +123,11 @@ pub fn read_regular(
 }
 
 /// [`read_regular`] for text: the contents must be UTF-8.
-pub fn read_text(path: &Path, max_bytes: u64, what: &'static str) -> Result<String, InputError> {
+pub(crate) fn read_text(
+    path: &Path,
+    max_bytes: u64,
+    what: &'static str,
+) -> Result<String, InputError> {
     let bytes = read_regular(path, max_bytes, what)?;
     String::from_utf8(bytes).map_err(|_| InputError::NotText {
         path: path.to_path_buf(),
@@ -132,7 +136,7 @@ pub fn read_text(path: &Path, max_bytes: u64, what: &'static str) -> Result<Stri
 
 /// Opens an image to read: a regular file or a block device (a card read back), nothing
 /// else (a FIFO or `/dev/zero` would never end).
-pub fn open_image(path: &Path) -> Result<File, InputError> {
+pub(crate) fn open_image(path: &Path) -> Result<File, InputError> {
     let (file, meta) = open_checked(path)?;
     let file_type = meta.file_type();
     if file_type.is_file() || file_type.is_block_device() {

@@ -25,13 +25,13 @@ const MAX_TREE_DEPTH: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoker {
     /// Their login name, when known.
-    pub name: Option<String>,
-    pub uid: u32,
-    pub gid: u32,
+    pub(crate) name: Option<String>,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// Their home directory, when known.
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
     /// True when pinode runs as root on behalf of another user (under sudo).
-    pub sudo: bool,
+    pub(crate) sudo: bool,
 }
 
 impl Invoker {
@@ -55,7 +55,7 @@ impl Invoker {
     /// The invoker from the process's ids, sudo's variables, `$HOME` and `account` (the user
     /// database: [`system_account`], or a table in tests). Sudo's variables count only when
     /// running as root: anyone can set them otherwise.
-    pub fn from_parts(
+    fn from_parts(
         euid: u32,
         egid: u32,
         sudo_uid: Option<&str>,
@@ -105,7 +105,7 @@ impl Invoker {
     }
 
     /// Their cache directory for pinode: `$XDG_CACHE_HOME/pinode`, else `~/.cache/pinode`.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
         let dirs = &crate::edge::settings().dirs;
         self.base_dir(dirs.xdg_cache_home.as_deref(), ".cache")
             .map(|d| d.join("pinode"))
@@ -113,7 +113,7 @@ impl Invoker {
 
     /// Their state directory for pinode: `$XDG_STATE_HOME/pinode`, else
     /// `~/.local/state/pinode`.
-    pub fn state_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn state_dir(&self) -> Option<PathBuf> {
         let dirs = &crate::edge::settings().dirs;
         self.base_dir(dirs.xdg_state_home.as_deref(), ".local/state")
             .map(|d| d.join("pinode"))
@@ -166,7 +166,7 @@ impl Invoker {
     }
 
     /// Under sudo, makes `path` (not a symlink's target) belong to the invoking user.
-    pub fn give_back(&self, path: &Path) -> std::io::Result<()> {
+    fn give_back(&self, path: &Path) -> std::io::Result<()> {
         if !self.sudo {
             return Ok(());
         }
@@ -177,7 +177,7 @@ impl Invoker {
 
     /// Under sudo, makes the open `file` belong to the invoking user (before it is renamed
     /// into place, so that there is no moment when the path is root's).
-    pub fn give_back_file(&self, file: &std::fs::File) -> std::io::Result<()> {
+    pub(crate) fn give_back_file(&self, file: &std::fs::File) -> std::io::Result<()> {
         if !self.sudo {
             return Ok(());
         }
@@ -194,7 +194,7 @@ impl Invoker {
     /// user who can write in the tree cannot steer it, by swapping an entry for a symlink
     /// meanwhile, onto a file elsewhere. A file with more than one link is left alone: pinode
     /// makes none, and the other link may be a system file hard-linked into the tree.
-    pub fn give_back_tree(&self, root: &Path) {
+    pub(crate) fn give_back_tree(&self, root: &Path) {
         if !self.sudo {
             return;
         }
@@ -238,7 +238,7 @@ impl Invoker {
 
     /// What to tell someone whose `*_env` variable is missing: under sudo, that sudo's
     /// environment reset is the likely cause, and how to pass it.
-    pub fn missing_env_hint(&self, var: &str) -> Option<String> {
+    pub(crate) fn missing_env_hint(&self, var: &str) -> Option<String> {
         self.sudo.then(|| {
             format!(
                 "sudo does not pass your environment: run `sudo -E pinode ...` or \
@@ -260,15 +260,15 @@ fn open_entry<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> rustix::io::R
 
 /// What pinode needs of a user's account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub home: PathBuf,
+struct Account {
+    pub(crate) name: String,
+    pub(crate) home: PathBuf,
 }
 
 /// The account of `uid` from the system's user database: `getpwuid_r` through nix, so every
 /// NSS source counts (files, LDAP/sssd, systemd-homed), with nix's bounded buffer. `None`
 /// when there is none, the lookup failed, or the home is not an absolute path.
-pub fn system_account(uid: u32) -> Option<Account> {
+fn system_account(uid: u32) -> Option<Account> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()?;

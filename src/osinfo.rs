@@ -123,7 +123,7 @@ impl InitRoute {
     }
 
     /// Maps the Imager catalog's `init_format`.
-    pub fn from_init_format(format: &str) -> Option<InitRoute> {
+    fn from_init_format(format: &str) -> Option<InitRoute> {
         match format {
             "systemd" => Some(InitRoute::Firstrun),
             "cloudinit" | "cloudinit-rpi" => Some(InitRoute::CloudInit),
@@ -157,10 +157,10 @@ impl std::fmt::Display for InitRoute {
 /// What the boot partition shows.
 #[derive(Debug, Clone, Default)]
 pub struct BootEvidence {
-    pub label: String,
-    pub issue_txt: Option<String>,
+    pub(crate) label: String,
+    pub(crate) issue_txt: Option<String>,
     /// Stock cloud-init seed templates (`user-data`, `meta-data`) are present.
-    pub has_cloud_init_seed: bool,
+    pub(crate) has_cloud_init_seed: bool,
 }
 
 /// What the root file system shows.

@@ -50,19 +50,19 @@ impl Task {
         }
     }
 
-    pub fn inc(&self, bytes: u64) {
+    pub(crate) fn inc(&self, bytes: u64) {
         self.send(Event::Advance(bytes));
     }
 
-    pub fn set_position(&self, bytes: u64) {
+    pub(crate) fn set_position(&self, bytes: u64) {
         self.send(Event::Position(bytes));
     }
 
-    pub fn set_length(&self, bytes: u64) {
+    pub(crate) fn set_length(&self, bytes: u64) {
         self.send(Event::Length(bytes));
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.send(Event::Finish);
     }
 }

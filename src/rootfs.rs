@@ -14,7 +14,7 @@ use crate::disk::Partition;
 const MAX_TEXT_FILE: u64 = 1 << 20;
 
 /// The root file system of an image, opened read-only.
-pub struct RootFs {
+pub(crate) struct RootFs {
     fs: ext4_view::Ext4,
 }
 
@@ -45,7 +45,7 @@ impl ext4_view::Ext4Read for PartitionReader {
 
 impl RootFs {
     /// Opens the ext4 file system on `partition`; `None` if it is not ext4 (or unreadable).
-    pub fn open(base: &File, partition: &Partition) -> Option<RootFs> {
+    pub(crate) fn open(base: &File, partition: &Partition) -> Option<RootFs> {
         let reader = PartitionReader {
             file: base.try_clone().ok()?,
             start: partition.start,
@@ -58,7 +58,7 @@ impl RootFs {
     }
 
     /// Reads a small text file (symlinks followed); `None` if absent or unreadable.
-    pub fn read_text(&self, path: &str) -> Option<String> {
+    pub(crate) fn read_text(&self, path: &str) -> Option<String> {
         let fs = &self.fs;
         let meta = crate::guard::contain(|| fs.metadata(path)).ok()?.ok()?;
         if meta.len() > MAX_TEXT_FILE {
@@ -68,7 +68,7 @@ impl RootFs {
     }
 
     /// Whether `path` exists (symlinks followed).
-    pub fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         let fs = &self.fs;
         matches!(crate::guard::contain(|| fs.exists(path)), Ok(Ok(true)))
     }

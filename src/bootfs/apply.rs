@@ -19,9 +19,9 @@ use super::{BootFs, BootFsError, Change};
 pub struct ApplyReport {
     pub files: Vec<(String, Change)>,
     pub removed: Vec<String>,
-    pub restored: Vec<String>,
+    pub(crate) restored: Vec<String>,
     pub cmdline: Change,
-    pub cmdline_added: Vec<String>,
+    pub(crate) cmdline_added: Vec<String>,
     pub config: Change,
 }
 

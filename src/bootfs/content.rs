@@ -41,7 +41,7 @@ pub struct BootContent {
     pub hostname: String,
     pub role: Role,
     /// The OS generation the content was rendered for.
-    pub generation: Generation,
+    pub(crate) generation: Generation,
     /// The first-boot route the content was rendered for.
     pub init: InitRoute,
     pub files: Vec<BootFile>,
@@ -50,5 +50,5 @@ pub struct BootContent {
     pub arm_64bit: bool,
     pub config_extra: Vec<String>,
     /// The cloud-init instance-id, on that route.
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
 }

@@ -9,10 +9,10 @@ use super::{BootFs, BootFsError};
 use crate::osinfo::{Generation, InitRoute};
 
 /// Where pinode records what it changed. Holds no secret.
-pub const MANIFEST: &str = "pinode/node.json";
+pub(crate) const MANIFEST: &str = "pinode/node.json";
 /// Where pinode keeps the image's own version of a file it replaces (Trixie's cloud-init
 /// templates), to put it back when a later patch no longer needs the file.
-pub const ORIGINALS: &str = "pinode/original";
+pub(crate) const ORIGINALS: &str = "pinode/original";
 
 /// A node's role in its cluster: the one enum for it. The profile names it (`role:`), the
 /// manifest records it; it lives here, at the lowest level that needs it.
@@ -32,7 +32,7 @@ impl Role {
     }
 }
 
-/// What pinode put on a boot partition, as recorded in [`MANIFEST`].
+/// What pinode put on a boot partition, as recorded in `MANIFEST`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub pinode: String,
@@ -41,19 +41,19 @@ pub struct Manifest {
     pub generation: Generation,
     pub init: InitRoute,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     /// cmdline.txt tokens that were not there before pinode.
     #[serde(default)]
     pub cmdline_added: Vec<String>,
     /// The image's own `key=value` tokens that pinode changed (put back when no longer set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cmdline_replaced: Vec<String>,
+    pub(crate) cmdline_replaced: Vec<String>,
     /// Files that did not exist before pinode (removed again when no longer wanted).
     #[serde(default)]
-    pub files_created: Vec<String>,
+    pub(crate) files_created: Vec<String>,
     /// Files of the image that pinode replaced; the originals are under [`ORIGINALS`].
     #[serde(default)]
-    pub files_replaced: Vec<String>,
+    pub(crate) files_replaced: Vec<String>,
 }
 
 impl Manifest {

@@ -1,6 +1,6 @@
 //! The FAT boot partition, edited offline through `fatfs` on a byte range of the disk.
 //!
-//! Nothing is mounted: the partition is a [`Slice`] of an [`OverlayDisk`], so every write lands
+//! Nothing is mounted: the partition is a `Slice` of an [`OverlayDisk`], so every write lands
 //! in the overlay and the base image stays untouched until the caller decides otherwise.
 
 pub mod apply;
@@ -25,7 +25,7 @@ const IO_BUDGET: u64 = 8 << 20;
 
 /// Files pinode reads from the boot partition are small text files; anything bigger than this
 /// is not what we think it is, and refusing it keeps memory bounded.
-pub const MAX_TEXT_FILE: u64 = 1 << 20;
+pub(crate) const MAX_TEXT_FILE: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootFsError {
@@ -48,9 +48,9 @@ pub enum BootFsError {
 /// A FAT directory entry's timestamps.
 #[derive(Debug, Clone, Copy)]
 pub struct Times {
-    pub created: fatfs::DateTime,
-    pub modified: fatfs::DateTime,
-    pub accessed: fatfs::Date,
+    pub(crate) created: fatfs::DateTime,
+    pub(crate) modified: fatfs::DateTime,
+    accessed: fatfs::Date,
 }
 
 /// What a write did.
@@ -85,7 +85,6 @@ impl std::fmt::Display for FatKind {
 /// An open boot partition.
 pub struct BootFs<'d> {
     fs: Fs<'d>,
-    index: u32,
 }
 
 impl<'d> BootFs<'d> {
@@ -104,18 +103,10 @@ impl<'d> BootFs<'d> {
             index: partition.index,
             reason: describe(&e),
         })?;
-        Ok(BootFs {
-            fs,
-            index: partition.index,
-        })
+        Ok(BootFs { fs })
     }
 
-    /// The partition number this file system lives on.
-    pub fn partition_index(&self) -> u32 {
-        self.index
-    }
-
-    pub fn fat_kind(&self) -> FatKind {
+    pub(crate) fn fat_kind(&self) -> FatKind {
         match self.fs.fat_type() {
             fatfs::FatType::Fat12 => FatKind::Fat12,
             fatfs::FatType::Fat16 => FatKind::Fat16,
@@ -129,7 +120,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Whether a file (not a directory) exists at `path`.
-    pub fn is_file(&self, path: &str) -> Result<bool, BootFsError> {
+    pub(crate) fn is_file(&self, path: &str) -> Result<bool, BootFsError> {
         match self.fs.root_dir().open_file(path) {
             Ok(_) => Ok(true),
             Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
@@ -137,7 +128,7 @@ impl<'d> BootFs<'d> {
         }
     }
 
-    /// Reads a file of at most [`MAX_TEXT_FILE`] bytes; `None` if it does not exist.
+    /// Reads a file of at most `MAX_TEXT_FILE` bytes; `None` if it does not exist.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, BootFsError> {
         let mut file = match self.fs.root_dir().open_file(path) {
             Ok(file) => file,
@@ -164,7 +155,7 @@ impl<'d> BootFs<'d> {
 
     /// Makes `path` hold exactly `contents`, creating parent directories as needed. A file that
     /// already holds these bytes is left alone, so repeating a patch changes nothing.
-    pub fn write(&mut self, path: &str, contents: &[u8]) -> Result<Change, BootFsError> {
+    pub(crate) fn write(&mut self, path: &str, contents: &[u8]) -> Result<Change, BootFsError> {
         let existing = self.read(path)?;
         if existing.as_deref() == Some(contents) {
             return Ok(Change::Unchanged);
@@ -216,7 +207,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Sets the timestamps of a file (to put back a file exactly as it was).
-    pub fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
+    fn set_times(&mut self, path: &str, times: Times) -> Result<(), BootFsError> {
         let mut file = self
             .fs
             .root_dir()
@@ -234,7 +225,7 @@ impl<'d> BootFs<'d> {
     /// Overwrites a file's contents with zeros where they lie, before it is rewritten or
     /// removed: FAT frees clusters without clearing them, so an old Wi-Fi key or password
     /// hash would otherwise stay readable on the card. `false` if there was no such file.
-    pub fn scrub(&mut self, path: &str) -> Result<bool, BootFsError> {
+    pub(crate) fn scrub(&mut self, path: &str) -> Result<bool, BootFsError> {
         let mut file = match self.fs.root_dir().open_file(path) {
             Ok(file) => file,
             Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => return Ok(false),
@@ -266,7 +257,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Removes a file; `false` if there was none.
-    pub fn remove(&mut self, path: &str) -> Result<bool, BootFsError> {
+    pub(crate) fn remove(&mut self, path: &str) -> Result<bool, BootFsError> {
         match self.fs.root_dir().remove(path) {
             Ok(()) => Ok(true),
             Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => Ok(false),
@@ -283,7 +274,7 @@ impl<'d> BootFs<'d> {
     }
 
     /// Flushes FSInfo and clears the volume's dirty flag. Must be called after writing.
-    pub fn close(self) -> Result<(), BootFsError> {
+    pub(crate) fn close(self) -> Result<(), BootFsError> {
         self.fs.unmount().map_err(|e| BootFsError::Close(e.into()))
     }
 }
@@ -483,12 +474,12 @@ fn describe(e: &fatfs::Error<io::Error>) -> String {
 /// Timestamps for files pinode writes: `SOURCE_DATE_EPOCH` when set (reproducible images in
 /// CI), the current time otherwise. FAT stores local time without a zone; we store UTC.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+struct Clock {
     unix_seconds: i64,
 }
 
 impl Clock {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let from_env = crate::edge::settings().source_date_epoch;
         let now = || {
             std::time::SystemTime::now()

@@ -9,7 +9,7 @@ use super::manifest::Manifest;
 use super::{BootFs, BootFsError};
 
 /// Written by the node on first boot; stale once the card is customised again.
-pub const STATUS_FILE: &str = "pinode-status.txt";
+pub(crate) const STATUS_FILE: &str = "pinode-status.txt";
 
 /// What a boot partition is set up to do, for `inspect`.
 #[derive(Debug, Clone, Serialize)]

@@ -28,7 +28,7 @@ const XZ_MEMLIMIT_PER_THREAD: u64 = 64 << 20;
 
 /// A compression format pinode can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Xz,
     Gzip,
     Zstd,
@@ -36,7 +36,7 @@ pub enum Format {
 
 impl Format {
     /// Detects the format of `path` from its first bytes; `None` for anything else (raw).
-    pub fn sniff(path: &Path) -> io::Result<Option<Format>> {
+    pub(crate) fn sniff(path: &Path) -> io::Result<Option<Format>> {
         let mut head = [0u8; 6];
         let mut file = open_image(path)?;
         let mut n = 0;
@@ -54,7 +54,7 @@ impl Format {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Xz => "xz",
             Format::Gzip => "gzip",
@@ -66,39 +66,38 @@ impl Format {
 /// The compressed data could not be decoded (as opposed to a disk error while writing).
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt {format} data: {message}")]
-pub struct CorruptInput {
-    pub format: &'static str,
-    pub message: String,
+struct CorruptInput {
+    pub(crate) format: &'static str,
+    pub(crate) message: String,
 }
 
 /// Whether `e` came from undecodable input.
-pub fn is_corrupt_input(e: &io::Error) -> bool {
+pub(crate) fn is_corrupt_input(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<CorruptInput>())
 }
 
 /// The output grew past the limit the caller gave (an "xz bomb", or the wrong file).
 #[derive(Debug, thiserror::Error)]
 #[error("the uncompressed data is larger than {limit} bytes")]
-pub struct Oversize {
-    pub limit: u64,
+pub(crate) struct Oversize {
+    pub(crate) limit: u64,
 }
 
 /// Whether `e` came from output beyond the limit.
-pub fn is_oversize(e: &io::Error) -> bool {
+pub(crate) fn is_oversize(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Oversize>())
 }
 
 /// The uncompressed image that was written.
 #[derive(Debug, Clone)]
-pub struct Decompressed {
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct Decompressed {
+    pub(crate) sha256: String,
 }
 
 /// Decompresses `src` into `dst` (an empty file), leaving all-zero blocks as holes, and
 /// stops with an [`Oversize`] error as soon as the output passes `limit` bytes (100 KB of
 /// xz can expand to terabytes). `progress` counts compressed bytes consumed.
-pub fn decompress(
+pub(crate) fn decompress(
     src: &Path,
     format: Format,
     dst: &File,
@@ -152,17 +151,15 @@ pub fn decompress(
     }
     dst.set_len(offset)?;
     Ok(Decompressed {
-        size: offset,
         sha256: hex::encode(hasher.finalize()),
     })
 }
 
-/// The SHA-256 and size of a raw file, read once.
-pub fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
+/// The SHA-256 of a raw file, read once.
+pub(crate) fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
     let mut file = open_image(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUFFER];
-    let mut size = 0u64;
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
@@ -171,11 +168,9 @@ pub fn hash_file(path: &Path, progress: &Task) -> io::Result<Decompressed> {
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
-        size += n as u64;
         progress.inc(n as u64);
     }
     Ok(Decompressed {
-        size,
         sha256: hex::encode(hasher.finalize()),
     })
 }

@@ -3,18 +3,17 @@
 //! an image out from under a running download.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// An exclusive lock, released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
-    pub path: PathBuf,
 }
 
 impl Lock {
     /// Takes the lock at `path`, waiting for its holder; `on_wait` runs once if it must wait.
-    pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> std::io::Result<Lock> {
+    pub(crate) fn acquire(path: &Path, on_wait: impl FnOnce()) -> std::io::Result<Lock> {
         let file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}
@@ -24,31 +23,22 @@ impl Lock {
             }
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        Ok(Lock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
+        Ok(Lock { _file: file })
     }
 
     /// A shared lock at `path`: held while a base image is read, so that `cache clean`
     /// (which needs the exclusive lock) leaves it alone. Waits for an exclusive holder.
-    pub fn shared(path: &Path) -> std::io::Result<Lock> {
+    pub(crate) fn shared(path: &Path) -> std::io::Result<Lock> {
         let file = open(path)?;
         file.lock_shared()?;
-        Ok(Lock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
+        Ok(Lock { _file: file })
     }
 
     /// Takes the lock at `path` if nobody holds it.
-    pub fn try_acquire(path: &Path) -> std::io::Result<Option<Lock>> {
+    pub(crate) fn try_acquire(path: &Path) -> std::io::Result<Option<Lock>> {
         let file = open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Lock {
-                _file: file,
-                path: path.to_path_buf(),
-            })),
+            Ok(()) => Ok(Some(Lock { _file: file })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
         }

@@ -1,7 +1,7 @@
 //! Getting a raw base image: from the OS catalog through the image cache (download, verify,
 //! decompress once), or from a local `.img` / `.img.xz` / `.img.gz` / `.img.zst` file.
 
-pub mod decompress;
-pub mod lock;
+pub(crate) mod decompress;
+pub(crate) mod lock;
 pub mod resolve;
 pub mod store;

@@ -4,7 +4,7 @@
 //!   says where it is and what its SHA-256 is;
 //! - an `https://` URL: the SHA-256 must come from `os.sha256` / `--sha256`, since nothing
 //!   else vouches for the file;
-//! - a local path is not handled here (see [`super::source`]): it is used in place.
+//! - a local path is not handled here (see `pipeline::base`): it is used in place.
 //!
 //! Offline, the catalog comes from the copy kept at the last online run, and failing that
 //! from what the cache entries remember about themselves.
@@ -33,14 +33,14 @@ pub enum ResolveError {
 
 /// What kind of thing an image reference is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageRef {
+pub(crate) enum ImageRef {
     Alias(String),
     Url(String),
     Path(PathBuf),
 }
 
 impl ImageRef {
-    pub fn classify(image: &str) -> ImageRef {
+    pub(crate) fn classify(image: &str) -> ImageRef {
         if is_http_url(image) {
             ImageRef::Url(image.to_string())
         } else if image.contains('/') || image.contains(".img") || image.starts_with('~') {
@@ -56,9 +56,9 @@ impl ImageRef {
 pub struct Resolver {
     pub cache: Cache,
     /// URL or file of the catalog.
-    pub catalog: String,
-    pub offline: bool,
-    pub settings: HttpSettings,
+    pub(crate) catalog: String,
+    pub(crate) offline: bool,
+    pub(crate) settings: HttpSettings,
 }
 
 impl Resolver {
@@ -191,7 +191,7 @@ impl Resolver {
     }
 }
 
-pub fn wanted_from_entry(entry: &OsEntry) -> Wanted {
+fn wanted_from_entry(entry: &OsEntry) -> Wanted {
     Wanted {
         sha256: entry.extract_sha256.clone(),
         name: entry.name.clone(),

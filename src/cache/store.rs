@@ -40,7 +40,7 @@ const TAG: &str = "CACHEDIR.TAG";
 const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 /// The most bytes taken for a download or a decompressed image whose size nobody states (an
 /// https URL with only `os.sha256`): far above any SD card image, yet a bound.
-pub const MAX_UNSTATED_SIZE: u64 = 64 << 30;
+pub(crate) const MAX_UNSTATED_SIZE: u64 = 64 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -102,12 +102,12 @@ pub struct Wanted {
     pub init_format: Option<String>,
     /// Expected bytes of the uncompressed image.
     #[serde(default)]
-    pub extract_size: Option<u64>,
+    pub(crate) extract_size: Option<u64>,
     /// Expected bytes and SHA-256 of the download, when the source says.
     #[serde(default)]
-    pub download_size: Option<u64>,
+    pub(crate) download_size: Option<u64>,
     #[serde(default)]
-    pub download_sha256: Option<Sha256Hex>,
+    pub(crate) download_sha256: Option<Sha256Hex>,
 }
 
 impl Wanted {
@@ -126,7 +126,7 @@ impl Wanted {
 }
 
 /// The last path segment of `url` (no query or fragment), safe as a file name.
-pub fn file_name_of(url: &str) -> String {
+pub(crate) fn file_name_of(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let last = path.rsplit('/').next().unwrap_or("");
     let clean: String = last
@@ -148,17 +148,17 @@ pub fn file_name_of(url: &str) -> String {
 
 /// A file in an entry and what it was checked against.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct FileRecord {
+    pub(crate) file: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
 }
 
 /// The stamp of a verified base image: if either changes, it is hashed again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime_ns: i128,
+struct Stamp {
+    pub(crate) size: u64,
+    mtime_ns: i128,
 }
 
 impl Stamp {
@@ -173,21 +173,21 @@ impl Stamp {
 
 /// `entry.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     #[serde(flatten)]
-    pub wanted: Wanted,
-    pub download: Option<FileRecord>,
+    pub(crate) wanted: Wanted,
+    pub(crate) download: Option<FileRecord>,
     /// Set once image.img matched `wanted.sha256`.
-    pub image_verified: Option<Stamp>,
-    pub added: String,
-    pub last_used: String,
+    image_verified: Option<Stamp>,
+    pub(crate) added: String,
+    last_used: String,
 }
 
 /// A verified base image ready to use.
 #[derive(Debug, Clone)]
 pub struct CachedImage {
     pub path: PathBuf,
-    pub entry: Entry,
+    pub(crate) entry: Entry,
     /// Bytes fetched from the network by this call (0 when the cache had it).
     pub downloaded_bytes: u64,
     pub resumed_from: u64,
@@ -203,15 +203,15 @@ pub struct Listing {
     pub name: String,
     pub aliases: Vec<String>,
     pub release_date: Option<String>,
-    pub url: String,
-    pub download_bytes: u64,
+    pub(crate) url: String,
+    pub(crate) download_bytes: u64,
     pub image_bytes: u64,
     /// Bytes the entry occupies on disk (the image is sparse).
     pub disk_bytes: u64,
     pub complete: bool,
     pub partial_bytes: u64,
-    pub last_used: Option<String>,
-    pub path: PathBuf,
+    last_used: Option<String>,
+    pub(crate) path: PathBuf,
 }
 
 /// The cache directory.
@@ -355,12 +355,12 @@ impl Cache {
     }
 
     /// The lock file of the entry for `sha`.
-    pub fn lock_path(&self, sha: &str) -> PathBuf {
+    pub(crate) fn lock_path(&self, sha: &str) -> PathBuf {
         self.images().join(format!("{sha}.lock"))
     }
 
     /// Where the last copy of the catalog at `url` is kept.
-    pub fn catalog_copy(&self, url: &str) -> PathBuf {
+    pub(crate) fn catalog_copy(&self, url: &str) -> PathBuf {
         let digest = hex::encode(Sha256::digest(url.as_bytes()));
         self.root
             .join("catalogs")
@@ -368,7 +368,7 @@ impl Cache {
     }
 
     /// Keeps `bytes` as the last copy of the catalog at `url` (best effort).
-    pub fn save_catalog(&self, url: &str, bytes: &[u8]) {
+    pub(crate) fn save_catalog(&self, url: &str, bytes: &[u8]) {
         let path = self.catalog_copy(url);
         let Ok(_hand_back) = self.prepare_root() else {
             return;
@@ -736,7 +736,7 @@ impl Cache {
 
     /// Complete entries whose recorded aliases include `alias` (for --offline without a
     /// catalog copy).
-    pub fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {
+    pub(crate) fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {
         let images = fs::read_dir(self.images()).ok()?;
         images
             .flatten()

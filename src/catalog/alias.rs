@@ -15,7 +15,7 @@ use super::{Catalog, OsEntry};
 use crate::osinfo::is_iso_date;
 
 /// Every alias of the image at `url` (empty for images that are not Raspberry Pi OS).
-pub fn aliases_for(url: &str) -> Vec<String> {
+pub(crate) fn aliases_for(url: &str) -> Vec<String> {
     let Some(path) = url
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('/'))
@@ -57,13 +57,13 @@ pub fn aliases_for(url: &str) -> Vec<String> {
 
 /// A parsed `alias[@YYYY-MM-DD]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
-    pub alias: String,
-    pub date: Option<String>,
+pub(crate) struct Spec {
+    pub(crate) alias: String,
+    pub(crate) date: Option<String>,
 }
 
 impl Spec {
-    pub fn parse(spec: &str) -> Result<Spec, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Spec, String> {
         let (alias, date) = match spec.split_once('@') {
             Some((alias, date)) => (alias, Some(date)),
             None => (spec, None),
@@ -94,7 +94,7 @@ impl Spec {
     }
 
     /// The newest entry with this alias (and date, when pinned).
-    pub fn find<'e>(&self, entries: &'e [OsEntry]) -> Option<&'e OsEntry> {
+    pub(crate) fn find<'e>(&self, entries: &'e [OsEntry]) -> Option<&'e OsEntry> {
         entries
             .iter()
             .filter(|e| e.aliases().contains(&self.alias))
@@ -106,7 +106,7 @@ impl Spec {
     }
 
     /// Why nothing matched, with what the catalog does offer.
-    pub fn not_found_message(&self, catalog: &Catalog) -> String {
+    pub(crate) fn not_found_message(&self, catalog: &Catalog) -> String {
         let same_alias: Vec<&str> = catalog
             .entries
             .iter()

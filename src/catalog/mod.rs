@@ -11,7 +11,7 @@
 //! local path or `file://` (a server must not make pinode read `/etc/passwd`, `/dev/zero` or
 //! a FIFO); a local catalog (`--catalog FILE`) is the user's own and may name local files.
 
-pub mod alias;
+pub(crate) mod alias;
 
 use std::collections::HashSet;
 
@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::fetch::{FetchError, Http, is_http_url};
 
 /// The official catalog, as Raspberry Pi Imager reads it.
-pub const DEFAULT_URL: &str = "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json";
+pub(crate) const DEFAULT_URL: &str =
+    "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json";
 
 /// The largest catalog document accepted (the official list is well under 1 MiB).
-pub const MAX_DOCUMENT: u64 = 32 << 20;
+pub(crate) const MAX_DOCUMENT: u64 = 32 << 20;
 /// How deep `subitems` / `subitems_url` may nest (the official list uses two levels).
 const MAX_DEPTH: usize = 6;
 /// The most remote sub-lists one catalog may pull in.
@@ -49,7 +50,7 @@ pub enum CatalogError {
 pub struct OsEntry {
     pub name: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     pub url: String,
     /// Bytes of the uncompressed image.
     pub extract_size: u64,
@@ -65,7 +66,7 @@ pub struct OsEntry {
         default,
         deserialize_with = "crate::digest::Sha256Hex::deserialize_lenient"
     )]
-    pub image_download_sha256: Option<crate::digest::Sha256Hex>,
+    pub(crate) image_download_sha256: Option<crate::digest::Sha256Hex>,
     #[serde(default)]
     pub release_date: Option<String>,
     /// `systemd` (Imager's firstrun.sh) or `cloudinit-rpi`.
@@ -74,14 +75,14 @@ pub struct OsEntry {
     #[serde(default)]
     pub devices: Vec<String>,
     #[serde(default)]
-    pub architecture: Option<String>,
+    pub(crate) architecture: Option<String>,
     /// The categories above the entry, outermost first.
     #[serde(default)]
     pub category: Vec<String>,
 }
 
 impl OsEntry {
-    /// Stable names for this entry (see [`alias`]).
+    /// Stable names for this entry (see `alias`).
     pub fn aliases(&self) -> Vec<String> {
         alias::aliases_for(&self.url)
     }
@@ -127,7 +128,7 @@ impl Catalog {
     }
 
     /// Reads the catalog at `location` (an http(s) URL or a local file).
-    pub fn load(location: &str, http: Option<&Http>) -> Result<Catalog, CatalogError> {
+    pub(crate) fn load(location: &str, http: Option<&Http>) -> Result<Catalog, CatalogError> {
         let text = fetch_document(location, http, false)?;
         Catalog::parse(location, &text, is_http_url(location))
     }

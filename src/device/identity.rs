@@ -21,7 +21,7 @@ pub enum Identity {
 
 impl Identity {
     /// The block device `major:minor`.
-    pub fn device((major, minor): (u32, u32)) -> Identity {
+    pub(crate) fn device((major, minor): (u32, u32)) -> Identity {
         Identity::Device { major, minor }
     }
 
@@ -46,7 +46,7 @@ impl Identity {
 
 /// The identity of a loop device's backing file as sysfs names it (the kernel appends
 /// " (deleted)" to a file removed since).
-pub fn backing_identity(name: &str) -> Option<Identity> {
+pub(crate) fn backing_identity(name: &str) -> Option<Identity> {
     Identity::of_path(Path::new(name.strip_suffix(" (deleted)").unwrap_or(name)))
 }
 

@@ -13,9 +13,9 @@ use super::usage::ReadAt;
 /// `len` bytes of `base` with `overlay` applied.
 #[derive(Clone, Copy)]
 pub struct Composed<'a> {
-    pub base: &'a File,
-    pub len: u64,
-    pub overlay: &'a Overlay,
+    pub(crate) base: &'a File,
+    pub(crate) len: u64,
+    pub(crate) overlay: &'a Overlay,
 }
 
 impl<'a> Composed<'a> {
@@ -40,7 +40,7 @@ impl<'a> Composed<'a> {
     }
 
     /// The whole image as ordered chunks, holes of the base skipped (see [`Chunks`]).
-    pub fn chunks(&self) -> Chunks<'a> {
+    pub(crate) fn chunks(&self) -> Chunks<'a> {
         Chunks {
             base: self.base,
             len: self.len,
@@ -60,35 +60,36 @@ impl ReadAt for Composed<'_> {
 
 /// Size of the pieces the image is streamed in. Large enough to amortise system calls,
 /// small enough that a few in flight keep memory flat.
-pub const CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
 /// A piece of the composed image.
 #[derive(Debug)]
-pub enum Chunk {
+pub(crate) enum Chunk {
     /// Bytes at `offset`.
-    Data { offset: u64, bytes: Vec<u8> },
+    Data {
+        #[allow(
+            dead_code,
+            reason = "the writers keep their own position; the tests check this"
+        )]
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     /// `len` zero bytes at `offset` that the base stores as a hole: no need to read them.
-    Hole { offset: u64, len: u64 },
-}
-
-impl Chunk {
-    pub fn len(&self) -> u64 {
-        match self {
-            Chunk::Data { bytes, .. } => bytes.len() as u64,
-            Chunk::Hole { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    Hole {
+        #[allow(
+            dead_code,
+            reason = "the writers keep their own position; the tests check this"
+        )]
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Yields a [`Composed`] image as ordered chunks.
 ///
 /// Holes in the base (found with `SEEK_DATA`) that the overlay does not touch come out as
 /// [`Chunk::Hole`], so a sparse base is never read in full.
-pub struct Chunks<'a> {
+pub(crate) struct Chunks<'a> {
     base: &'a File,
     len: u64,
     overlay: &'a Overlay,

@@ -1,9 +1,9 @@
 //! Disks and images: opening them, their partition tables, byte-range views and the
 //! copy-on-write overlay that keeps the base untouched.
 
-pub mod compose;
-pub mod overlay;
-pub mod slice;
+pub(crate) mod compose;
+pub(crate) mod overlay;
+pub(crate) mod slice;
 pub mod table;
 pub mod usage;
 
@@ -12,9 +12,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-pub use compose::Composed;
-pub use overlay::{BLOCK_SIZE, Overlay, OverlayDisk};
-pub use slice::Slice;
+pub(crate) use compose::Composed;
+pub(crate) use overlay::Overlay;
+pub use overlay::OverlayDisk;
+pub(crate) use slice::Slice;
 pub use table::{Partition, PartitionTable, PartitionType, TableKind, read_partition_table};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ pub fn open(path: &Path, writable: bool) -> Result<(File, u64, DiskKind), DiskEr
 }
 
 /// Names the compression format whose magic bytes start `head`, if any.
-pub fn compression_of(head: &[u8]) -> Option<&'static str> {
+pub(crate) fn compression_of(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Some("xz")
     } else if head.starts_with(&[0x1f, 0x8b]) {
@@ -131,7 +132,7 @@ const BLKFLSBUF: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 97);
 
 /// Drops the cached pages of `file` (a card, or an image file), so that reading back sees the
 /// medium, not memory.
-pub fn drop_cached_pages(file: &File) {
+pub(crate) fn drop_cached_pages(file: &File) {
     // SAFETY: BLKFLSBUF takes no argument. Failing only means there was nothing to drop or
     // the driver keeps no cache; the verify still reads what the kernel returns.
     let _ = unsafe { rustix::ioctl::ioctl(file, rustix::ioctl::NoArg::<BLKFLSBUF>::new()) };

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 
 /// Granularity of the overlay. 4 KiB matches page size and the alignment that direct I/O to
 /// cards needs, and is a multiple of every FAT sector size.
-pub const BLOCK_SIZE: usize = 4096;
+pub(crate) const BLOCK_SIZE: usize = 4096;
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
 /// Blocks read from the base are kept so that fatfs' many small reads (4-byte FAT entries,
@@ -45,14 +45,14 @@ impl Overlay {
     }
 
     /// Changed blocks in ascending order: `(byte offset, contents)`.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &[u8; BLOCK_SIZE])> {
         self.blocks
             .iter()
             .map(|(index, data)| (index * BLOCK, &**data))
     }
 
     /// Changed blocks that overlap the byte range `start..end`, in ascending order.
-    pub fn blocks_in(
+    pub(crate) fn blocks_in(
         &self,
         start: u64,
         end: u64,
@@ -61,14 +61,9 @@ impl Overlay {
             .range(start / BLOCK..end.div_ceil(BLOCK))
             .map(|(index, data)| (index * BLOCK, &**data))
     }
-
-    /// The changed block containing `offset`, if any.
-    pub fn block_at(&self, offset: u64) -> Option<&[u8; BLOCK_SIZE]> {
-        self.blocks.get(&(offset / BLOCK)).map(|b| &**b)
-    }
 }
 
-/// A read-only base (an image file or a block device) seen through an [`Overlay`].
+/// A read-only base (an image file or a block device) seen through an `Overlay`.
 ///
 /// Implements `Read + Write + Seek` over the whole disk so that partition-table readers and the
 /// FAT driver can work on it as if it were the real thing. Writes never reach the base until
@@ -103,17 +98,18 @@ impl OverlayDisk {
     }
 
     /// The changes made so far.
-    pub fn overlay(&self) -> &Overlay {
+    pub(crate) fn overlay(&self) -> &Overlay {
         &self.overlay
     }
 
     /// Gives up the base file and the changes.
-    pub fn into_parts(self) -> (File, Overlay) {
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (File, Overlay) {
         (self.base, self.overlay)
     }
 
     /// The base file (read-only use).
-    pub fn base(&self) -> &File {
+    pub(crate) fn base(&self) -> &File {
         &self.base
     }
 
@@ -437,7 +433,7 @@ impl std::fmt::Debug for OverlayDisk {
 }
 
 /// Computes a new position for `Seek` on a stream of `len` bytes, refusing negative results.
-pub fn resolve_seek(pos: SeekFrom, current: u64, len: u64) -> io::Result<u64> {
+pub(crate) fn resolve_seek(pos: SeekFrom, current: u64, len: u64) -> io::Result<u64> {
     let target = match pos {
         SeekFrom::Start(n) => Some(n),
         SeekFrom::End(d) => len.checked_add_signed(d),

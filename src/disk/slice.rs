@@ -9,7 +9,7 @@ use super::overlay::resolve_seek;
 /// Reads stop at the end of the range and writes past it fail, so a file-system driver that
 /// misbehaves on a corrupt volume cannot touch the partition table or the next partition.
 #[derive(Debug)]
-pub struct Slice<T> {
+pub(crate) struct Slice<T> {
     inner: T,
     start: u64,
     len: u64,
@@ -17,7 +17,7 @@ pub struct Slice<T> {
 }
 
 impl<T: Seek> Slice<T> {
-    pub fn new(inner: T, start: u64, len: u64) -> Self {
+    pub(crate) fn new(inner: T, start: u64, len: u64) -> Self {
         Slice {
             inner,
             start,
@@ -26,7 +26,8 @@ impl<T: Seek> Slice<T> {
         }
     }
 
-    pub fn into_inner(self) -> T {
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> T {
         self.inner
     }
 

@@ -30,12 +30,11 @@ const MAX_ATTEMPTS: u32 = 1000;
 
 /// What arrived.
 #[derive(Debug, Clone)]
-pub struct Downloaded {
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct Downloaded {
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
     /// Bytes that were already there from an earlier attempt or run.
-    pub resumed_from: u64,
-    pub attempts: u32,
+    pub(crate) resumed_from: u64,
 }
 
 /// What is known about a `.part` file: which URL it is a prefix of (as a SHA-256: the URL
@@ -56,7 +55,7 @@ fn meta_path(part: &Path) -> PathBuf {
 /// file, synced; the caller verifies and renames it. `progress` counts bytes on disk. More
 /// than `limit` bytes is an error ([`FetchError::Oversize`]); the part is left for the caller
 /// to delete.
-pub fn download(
+pub(crate) fn download(
     http: &Http,
     url: &str,
     part: &Path,
@@ -139,7 +138,7 @@ pub fn download(
                 match unsatisfied_total(&response) {
                     Some(total) if total == have => {
                         file.sync_all().map_err(io)?;
-                        return Ok(finish(hasher, have, resumed_from, attempts));
+                        return Ok(finish(hasher, have, resumed_from));
                     }
                     _ => {
                         restart(&mut file, &mut have, &mut hasher).map_err(io)?;
@@ -191,7 +190,7 @@ pub fn download(
             Ok(()) if total.is_none_or(|t| t == have) => {
                 file.sync_all().map_err(io)?;
                 let _ = std::fs::remove_file(&meta_file);
-                return Ok(finish(hasher, have, resumed_from, attempts));
+                return Ok(finish(hasher, have, resumed_from));
             }
             Ok(()) => {
                 let message = format!(
@@ -320,12 +319,11 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> std::io::Resul
     Ok(())
 }
 
-fn finish(hasher: Sha256, size: u64, resumed_from: u64, attempts: u32) -> Downloaded {
+fn finish(hasher: Sha256, size: u64, resumed_from: u64) -> Downloaded {
     Downloaded {
         size,
         sha256: hex::encode(hasher.finalize()),
         resumed_from,
-        attempts,
     }
 }
 

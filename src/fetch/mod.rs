@@ -2,12 +2,12 @@
 //! variables), idle timeouts rather than total ones (a 500 MB image may take a while; a
 //! silent server must not), and retries with a growing pause for failures worth retrying.
 
-pub mod download;
+pub(crate) mod download;
 
 use std::io::Read;
 use std::time::Duration;
 
-pub use download::{Downloaded, download};
+pub(crate) use download::download;
 
 /// The largest `PINODE_HTTP_TIMEOUT` taken (a day, in seconds).
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -16,18 +16,18 @@ const MAX_RETRIES: f64 = 100.0;
 /// The largest `PINODE_HTTP_BACKOFF_MS` taken (an hour; pauses stop at 30 s anyway).
 const MAX_BACKOFF_MS: f64 = 3_600_000.0;
 
-/// Network settings; the environment can override them (see [`HttpSettings::from_env`]).
+/// Network settings; the environment can override them (see `HttpSettings::from_env`).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    pub connect_timeout: Duration,
+    connect_timeout: Duration,
     /// How long a connection may stay silent (connecting, waiting for headers, or between
     /// two reads of the body) before the attempt is given up.
-    pub idle_timeout: Duration,
+    idle_timeout: Duration,
     /// Attempts after the first one, for failures that may pass (timeouts, dropped
     /// connections, 5xx, 429). An attempt that made progress does not count.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// The first pause between attempts; it doubles each time, up to 30 s.
-    pub backoff: Duration,
+    backoff: Duration,
 }
 
 impl Default for HttpSettings {
@@ -47,7 +47,7 @@ impl HttpSettings {
     /// (0 to an hour). A value that does not parse or lies outside its range (`-1`, `NaN`,
     /// `inf`, `1e30`) is ignored and the default kept: a duration that large would overflow
     /// (`Duration::from_secs_f64` panics, and so does adding it to an `Instant`).
-    pub fn from_env() -> HttpSettings {
+    pub(crate) fn from_env() -> HttpSettings {
         let mut s = HttpSettings::default();
         let vars = &crate::edge::settings().http;
         let num = |value: &Option<String>, min: f64, max: f64| {
@@ -75,7 +75,7 @@ impl HttpSettings {
     }
 
     /// The pause before attempt `n` (1-based count of failures so far).
-    pub fn pause(&self, failures: u32) -> Duration {
+    pub(crate) fn pause(&self, failures: u32) -> Duration {
         let factor = 1u32 << failures.saturating_sub(1).min(16);
         self.backoff
             .checked_mul(factor)
@@ -115,7 +115,7 @@ pub enum FetchError {
 }
 
 /// Whether `s` is an http(s) URL (rather than a path or an alias).
-pub fn is_http_url(s: &str) -> bool {
+pub(crate) fn is_http_url(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://")
 }
 
@@ -152,7 +152,7 @@ impl serde::Serialize for Redacted<'_> {
 }
 
 /// [`Redacted`], as a string.
-pub fn display_url(url: &str) -> String {
+pub(crate) fn display_url(url: &str) -> String {
     Redacted(url).to_string()
 }
 
@@ -160,7 +160,7 @@ pub fn display_url(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::blocking::Client,
-    pub settings: HttpSettings,
+    pub(crate) settings: HttpSettings,
 }
 
 impl Http {
@@ -218,7 +218,7 @@ impl Http {
     }
 
     /// The whole body of a small document (a catalog), at most `limit` bytes.
-    pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    pub(crate) fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         let mut failures = 0;
         loop {
             let response = self.get(url, &[])?;
@@ -247,7 +247,7 @@ impl Http {
     }
 }
 
-pub(crate) enum Attempt {
+enum Attempt {
     Retry(String),
     Fatal(FetchError),
 }

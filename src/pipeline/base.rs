@@ -49,7 +49,7 @@ pub struct BaseImage {
     pub original: String,
     /// The catalog's `init_format`, when the image came from the catalog.
     pub init_format: Option<String>,
-    /// Repairs made on the way (see [`super::store::CachedImage::notes`]).
+    /// Repairs made on the way (see [`crate::cache::store::CachedImage::notes`]).
     pub notes: Vec<String>,
     /// The OS the image holds, detected by the first node customised.
     os: OnceLock<OsInfo>,

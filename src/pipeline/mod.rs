@@ -12,7 +12,7 @@
 //! ([`crate::progress`]); what a caller may want to tell its user while a card is written goes
 //! out as [`card::CardNote`]s.
 
-pub mod base;
+pub(crate) mod base;
 pub mod card;
 pub mod file;
 pub mod node;
@@ -50,7 +50,7 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    pub fn path(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> PipelineError {
+    pub(crate) fn path(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> PipelineError {
         PipelineError::Path {
             path: path.into(),
             message: message.to_string(),

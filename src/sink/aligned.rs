@@ -9,18 +9,18 @@ use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 /// Alignment of every buffer: a multiple of any logical block size a card reports.
-pub const ALIGN: usize = 4096;
+const ALIGN: usize = 4096;
 
 /// A zeroed buffer of `len` bytes whose first byte sits on an [`ALIGN`] boundary. (An
 /// over-allocated `Vec` and an offset into it: no unsafe allocation code needed.)
-pub struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     storage: Vec<u8>,
     start: usize,
     len: usize,
 }
 
 impl AlignedBuf {
-    pub fn zeroed(len: usize) -> AlignedBuf {
+    pub(crate) fn zeroed(len: usize) -> AlignedBuf {
         let storage = vec![0u8; len + ALIGN];
         let start = storage.as_ptr().align_offset(ALIGN);
         AlignedBuf {
@@ -45,13 +45,13 @@ impl DerefMut for AlignedBuf {
 }
 
 /// A fixed set of buffers handed out by [`Pool::take`] and returned on drop.
-pub struct Pool {
+pub(crate) struct Pool {
     free: Receiver<AlignedBuf>,
     home: Sender<AlignedBuf>,
 }
 
 impl Pool {
-    pub fn new(count: usize, size: usize) -> Pool {
+    pub(crate) fn new(count: usize, size: usize) -> Pool {
         let (home, free) = channel();
         for _ in 0..count {
             // The receiver is alive: sending cannot fail here.
@@ -62,7 +62,7 @@ impl Pool {
 
     /// The next free buffer, waiting until one comes back. `None` only if every holder has
     /// gone away without returning theirs (a thread died).
-    pub fn take(&self) -> Option<Pooled> {
+    pub(crate) fn take(&self) -> Option<Pooled> {
         let buf = self.free.recv().ok()?;
         Some(Pooled {
             buf: Some(buf),
@@ -74,18 +74,18 @@ impl Pool {
 }
 
 /// A buffer on loan from a [`Pool`], with the image offset and the length it holds.
-pub struct Pooled {
+pub(crate) struct Pooled {
     buf: Option<AlignedBuf>,
     home: Sender<AlignedBuf>,
     /// Bytes of the buffer that are valid (the I/O length, a multiple of the block size).
-    pub filled: usize,
+    pub(crate) filled: usize,
     /// Where in the image the bytes belong.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl Pooled {
     /// The valid bytes.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match &self.buf {
             Some(b) => &b[..self.filled],
             None => &[],
@@ -93,7 +93,7 @@ impl Pooled {
     }
 
     /// The whole buffer, to fill.
-    pub fn space(&mut self) -> &mut [u8] {
+    pub(crate) fn space(&mut self) -> &mut [u8] {
         match &mut self.buf {
             Some(b) => &mut b[..],
             None => &mut [],

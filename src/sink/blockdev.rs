@@ -36,21 +36,21 @@ pub enum OpenError {
 }
 
 /// A card opened exclusively for writing.
-pub struct Card {
-    pub file: File,
-    pub path: PathBuf,
+pub(crate) struct Card {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
     /// Size of the card in bytes.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Whether I/O bypasses the page cache (`O_DIRECT`); not every driver allows it.
-    pub direct: bool,
+    pub(crate) direct: bool,
     /// Logical block size: every direct I/O is a multiple of it.
-    pub block: u64,
+    pub(crate) block: u64,
 }
 
 impl Card {
     /// Opens `path` read-write and exclusively (`O_EXCL` on a block device fails while any of
     /// its partitions is mounted or claimed), with direct I/O where the driver allows it.
-    pub fn open(path: &Path) -> Result<Card, OpenError> {
+    pub(crate) fn open(path: &Path) -> Result<Card, OpenError> {
         let open = |direct: bool| {
             let mut flags = rustix::fs::OFlags::EXCL;
             if direct {
@@ -104,13 +104,13 @@ fn logical_block_size(file: &File) -> Option<u64> {
 /// Asks the kernel to read the new partition table, so that `/dev/sdX1` and `/dev/sdX2`
 /// match what was written. Fails with `EINVAL` on devices without partition scanning (a
 /// loop device set up without `-P`) and `EBUSY` if a partition is in use.
-pub fn reread_partition_table(file: &File) -> io::Result<()> {
+pub(crate) fn reread_partition_table(file: &File) -> io::Result<()> {
     // SAFETY: BLKRRPART takes no argument.
     unsafe { ioctl(file, NoArg::<BLKRRPART>::new()) }.map_err(io::Error::from)
 }
 
 /// Unmounts a file system of the card (for `--unmount`).
-pub fn unmount(mount_point: &str) -> io::Result<()> {
+pub(crate) fn unmount(mount_point: &str) -> io::Result<()> {
     rustix::mount::unmount(mount_point, rustix::mount::UnmountFlags::empty())
         .map_err(io::Error::from)
 }

@@ -15,7 +15,7 @@ use crate::disk::usage::{MAP_BLOCK, RangeSet, ReadAt};
 
 /// Renders the bmap of the `len`-byte `image` whose blocks in use are `map`, with a SHA-256
 /// per range and the file's own checksum, as bmaptool expects them.
-pub fn render(image: &dyn ReadAt, len: u64, map: &RangeSet) -> io::Result<String> {
+pub(crate) fn render(image: &dyn ReadAt, len: u64, map: &RangeSet) -> io::Result<String> {
     let blocks = len.div_ceil(MAP_BLOCK);
     let aligned = map.aligned(MAP_BLOCK, blocks * MAP_BLOCK);
     let mapped_blocks = aligned.bytes() / MAP_BLOCK;

@@ -27,14 +27,14 @@ use crate::disk::usage::RangeSet;
 use crate::progress::Task;
 
 /// Size of each write and read: large enough that the card sees long sequential writes.
-pub const IO_SIZE: usize = 4 << 20;
+const IO_SIZE: usize = 4 << 20;
 /// Written last: holds the partition table and the start of the boot partition.
 const HEAD: u64 = 1 << 20;
 /// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
 const BUFFERS: usize = 4;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
-pub const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
+const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -92,15 +92,15 @@ pub struct CardReport {
     /// Whether only the allocated blocks were written (the default), not the whole image.
     pub allocation_aware: bool,
     /// How many separate byte ranges were written (1 for a full write).
-    pub ranges: usize,
+    pub(crate) ranges: usize,
     pub write_seconds: f64,
     /// Sustained write speed, bytes per second, final flush included.
     pub write_bytes_per_sec: f64,
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Whether the read-back matched (`None`: not verified).
     pub verified: Option<bool>,
     pub verify_seconds: Option<f64>,
-    pub direct_io: bool,
+    direct_io: bool,
 }
 
 impl CardReport {
@@ -111,14 +111,14 @@ impl CardReport {
 }
 
 /// Progress of the two passes.
-pub struct Passes<'a> {
-    pub write: &'a Task,
-    pub verify: &'a Task,
+pub(crate) struct Passes<'a> {
+    pub(crate) write: &'a Task,
+    pub(crate) verify: &'a Task,
 }
 
 /// Which bytes of the image go to the card.
 #[derive(Debug, Clone, Copy)]
-pub enum Extent<'a> {
+pub(crate) enum Extent<'a> {
     /// Every byte (`--full`).
     Full,
     /// Only these ranges (the allocated blocks, metadata and everything outside a known file
@@ -131,7 +131,7 @@ pub enum Extent<'a> {
 ///
 /// The digest covers the written ranges in order; for [`Extent::Full`] that is the SHA-256
 /// of the image itself.
-pub fn write_card(
+pub(crate) fn write_card(
     card: &Card,
     image: Composed<'_>,
     extent: Extent<'_>,

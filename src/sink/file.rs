@@ -33,7 +33,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Compression::None => "",
             Compression::Xz => ".xz",
@@ -45,8 +45,8 @@ impl Compression {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}", path = .path.display())]
 pub struct SinkError {
-    pub path: PathBuf,
-    pub source: io::Error,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
 }
 
 /// What was written.
@@ -65,12 +65,12 @@ pub struct WrittenImage {
     pub compressed_sha256: Option<String>,
     /// Bytes that hold data on disk (apparent size minus holes), uncompressed output only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allocated_bytes: Option<u64>,
+    allocated_bytes: Option<u64>,
 }
 
 /// Writes the composed `image` to `dir/name.img[.xz|.zst]`, reporting the bytes done to
 /// `progress` (finished at the end).
-pub fn write_image(
+pub(crate) fn write_image(
     image: Composed<'_>,
     dir: &Path,
     name: &str,
@@ -404,7 +404,7 @@ impl<'a> FinishWrite<'a> for zstd::stream::write::Encoder<'static, Sink<'a>> {
 /// Every file `prepare` may write for the node `name` (`NAME.img`, its compressed forms,
 /// their `.sha256` files and the `.bmap`): the outputs of an earlier run that this one does
 /// not rewrite are stale, and would be taken for this run's.
-pub fn node_outputs(name: &str) -> Vec<String> {
+fn node_outputs(name: &str) -> Vec<String> {
     let image = format!("{name}.img");
     let mut all = Vec::new();
     for compression in [Compression::None, Compression::Xz, Compression::Zst] {
@@ -419,7 +419,7 @@ pub fn node_outputs(name: &str) -> Vec<String> {
 /// Removes the outputs of an earlier run for node `name` in `dir` that are not in
 /// `produced` (a stale `.bmap` or `.xz` next to a new image). Only regular files with those
 /// exact names are removed; returns their paths.
-pub fn remove_stale_outputs(
+pub(crate) fn remove_stale_outputs(
     dir: &Path,
     name: &str,
     produced: &[PathBuf],

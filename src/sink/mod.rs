@@ -1,10 +1,10 @@
-//! Where composed images ([`crate::disk::Composed`]) go: image files with their bmaps
+//! Where composed images (`disk::Composed`) go: image files with their bmaps
 //! (`prepare`) and cards (`flash`). Finding a card and judging it safe to write is
 //! [`crate::device`]'s; putting a node's image together and choosing the sink is
 //! [`crate::pipeline`]'s.
 
-pub mod aligned;
+pub(crate) mod aligned;
 pub mod blockdev;
-pub mod bmap;
+pub(crate) mod bmap;
 pub mod card;
 pub mod file;

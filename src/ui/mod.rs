@@ -2,6 +2,6 @@
 //! model) made safe to show: the library quotes it in errors and reports, the binary prints
 //! it. Drawing and asking (progress bars, questions) are the binary's (`src/term/`).
 
-pub mod untrusted;
+pub(crate) mod untrusted;
 
 pub use untrusted::{Untrusted, quoted, terminal_safe};

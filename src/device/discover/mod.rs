@@ -4,7 +4,7 @@
 //! a [`SystemView`] whose root can be moved (`PINODE_SYSTEM_ROOT`), so that the refusals can be
 //! tested against a made-up machine: a system disk cannot be staged for real on a test host.
 
-pub mod mounts;
+pub(crate) mod mounts;
 mod sysfs;
 
 use std::collections::BTreeSet;
@@ -52,7 +52,7 @@ pub enum DiscoverError {
 
 impl SystemView {
     /// The running system.
-    pub fn live() -> Self {
+    pub(crate) fn live() -> Self {
         Self::rooted(Path::new("/"))
     }
 
@@ -170,46 +170,46 @@ impl Transport {
 
 /// A partition of a disk and what the system does with it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionUse {
-    pub name: String,
-    pub path: PathBuf,
+pub(crate) struct PartitionUse {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
     #[serde(skip)]
-    pub devno: (u32, u32),
-    pub size_bytes: u64,
-    pub mount_points: Vec<String>,
-    pub swap: bool,
+    pub(crate) devno: (u32, u32),
+    pub(crate) size_bytes: u64,
+    pub(crate) mount_points: Vec<String>,
+    pub(crate) swap: bool,
     /// Device-mapper, RAID or bcache devices built on it (an open LUKS volume, active LVM).
-    pub holders: Vec<String>,
+    pub(crate) holders: Vec<String>,
 }
 
 /// A whole disk, as `pinode devices` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockDevice {
-    pub name: String,
+    pub(crate) name: String,
     pub path: PathBuf,
     #[serde(skip)]
-    pub devno: (u32, u32),
+    pub(crate) devno: (u32, u32),
     pub size_bytes: u64,
     pub transport: Transport,
     /// The kernel's removable-media flag.
-    pub removable: bool,
+    pub(crate) removable: bool,
     /// Removable media, or a disk on a hot-pluggable bus (USB, SD slot): what a card is.
-    pub hotplug: bool,
-    pub read_only: bool,
+    pub(crate) hotplug: bool,
+    pub(crate) read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor: Option<String>,
+    pub(crate) vendor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
-    pub partitions: Vec<PartitionUse>,
+    pub(crate) partitions: Vec<PartitionUse>,
     /// Mount points of the whole disk (a file system without a partition table).
-    pub mount_points: Vec<String>,
-    pub swap: bool,
-    pub holders: Vec<String>,
+    pub(crate) mount_points: Vec<String>,
+    pub(crate) swap: bool,
+    pub(crate) holders: Vec<String>,
     /// System mount points that live on this disk (directly or through dm/md): the system
     /// disk.
-    pub system_mounts: Vec<String>,
+    pub(crate) system_mounts: Vec<String>,
 }
 
 impl BlockDevice {
@@ -268,7 +268,7 @@ impl BlockDevice {
     }
 
     /// Every mount point on the disk, partitions included.
-    pub fn all_mount_points(&self) -> Vec<String> {
+    pub(crate) fn all_mount_points(&self) -> Vec<String> {
         let mut all = self.mount_points.clone();
         for p in &self.partitions {
             all.extend(p.mount_points.iter().cloned());

@@ -6,17 +6,17 @@
 
 /// One line of mountinfo, reduced to what decides whether a disk is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub devno: (u32, u32),
-    pub mount_point: String,
-    pub fs_type: String,
+pub(crate) struct Mount {
+    pub(crate) devno: (u32, u32),
+    pub(crate) mount_point: String,
+    fs_type: String,
     /// The mount source (`/dev/sda2`, `overlay`, `rpool/ROOT`…).
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Parses `/proc/self/mountinfo` (see proc(5)). Lines that do not parse are skipped: one
 /// strange mount must not hide the others.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -37,7 +37,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-pub fn unescape(field: &str) -> String {
+fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -65,7 +65,7 @@ pub fn unescape(field: &str) -> String {
 
 /// Active swap devices from `/proc/swaps` (files are skipped: they live on a mounted file
 /// system, which already marks their disk as in use).
-pub fn parse_swaps(text: &str) -> Vec<String> {
+pub(crate) fn parse_swaps(text: &str) -> Vec<String> {
     text.lines()
         .skip(1)
         .filter_map(|line| {

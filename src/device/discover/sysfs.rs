@@ -6,34 +6,34 @@ use std::path::{Path, PathBuf};
 
 /// One entry of `/sys/block`: a whole disk, or a virtual device (dm, md, loop…).
 #[derive(Debug, Clone)]
-pub struct SysDisk {
-    pub name: String,
-    pub dir: PathBuf,
-    pub devno: (u32, u32),
+pub(crate) struct SysDisk {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) devno: (u32, u32),
     /// Bytes (the `size` attribute counts 512-byte sectors whatever the block size).
-    pub size: u64,
-    pub removable: bool,
-    pub read_only: bool,
+    pub(crate) size: u64,
+    pub(crate) removable: bool,
+    pub(crate) read_only: bool,
     /// `/sys/devices/…` path the entry links to (says how the disk is attached).
-    pub device_path: String,
-    pub partitions: Vec<SysPartition>,
+    pub(crate) device_path: String,
+    pub(crate) partitions: Vec<SysPartition>,
     /// Devices built on this one (dm, md, bcache): `holders/`.
-    pub holders: Vec<String>,
+    pub(crate) holders: Vec<String>,
     /// Devices this one is built on (for dm and md): `slaves/`.
-    pub slaves: Vec<String>,
+    pub(crate) slaves: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct SysPartition {
-    pub name: String,
-    pub devno: (u32, u32),
-    pub size: u64,
-    pub holders: Vec<String>,
+pub(crate) struct SysPartition {
+    pub(crate) name: String,
+    pub(crate) devno: (u32, u32),
+    pub(crate) size: u64,
+    pub(crate) holders: Vec<String>,
 }
 
 /// Every entry of `sys/block`, sorted by name. A missing directory is an empty system (not
 /// Linux, or a container without sysfs), which the caller reports.
-pub fn read_block_dir(sys: &Path) -> std::io::Result<Vec<SysDisk>> {
+pub(crate) fn read_block_dir(sys: &Path) -> std::io::Result<Vec<SysDisk>> {
     let block = sys.join("block");
     let mut disks = Vec::new();
     for entry in fs::read_dir(&block)? {
@@ -86,7 +86,7 @@ fn read_disk(dir: &Path, name: &str) -> Option<SysDisk> {
 }
 
 /// A sysfs attribute, trimmed; `None` when absent or unreadable.
-pub fn attr(dir: &Path, name: &str) -> Option<String> {
+pub(crate) fn attr(dir: &Path, name: &str) -> Option<String> {
     fs::read_to_string(dir.join(name))
         .ok()
         .map(|s| s.trim().to_string())

@@ -45,7 +45,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// Whether the bytes at the partition start carry an ext2/3/4 superblock.
-pub fn detect(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<bool> {
+pub(crate) fn detect(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<bool> {
     if size < SUPERBLOCK_OFFSET + 1024 {
         return Ok(false);
     }
@@ -218,7 +218,7 @@ impl Descriptor {
 
 /// The used byte ranges of the ext4 file system in the partition at `start` (`size` bytes),
 /// relative to the image. `Err(reason)` inside the `Ok` means "not understood".
-pub fn used(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<Understood> {
+pub(crate) fn used(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<Understood> {
     let mut sb = vec![0u8; 1024];
     image.read_bytes_at(&mut sb, start + SUPERBLOCK_OFFSET)?;
     let geo = match Geometry::parse(&sb, size) {

@@ -106,7 +106,7 @@ impl Layout {
 
 /// Whether the partition starts with a FAT boot sector (signature, a FAT type string or a
 /// jump instruction, and sane numbers).
-pub fn detect(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<bool> {
+pub(crate) fn detect(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<bool> {
     if size < 512 {
         return Ok(false);
     }
@@ -118,7 +118,7 @@ pub fn detect(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<bool> {
 
 /// The used byte ranges of the FAT file system in the partition at `start` (`size` bytes),
 /// relative to the image.
-pub fn used(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<Understood> {
+pub(crate) fn used(image: &dyn ReadAt, start: u64, size: u64) -> io::Result<Understood> {
     let mut bs = [0u8; 512];
     image.read_bytes_at(&mut bs, start)?;
     let layout = match Layout::parse(&bs, size) {

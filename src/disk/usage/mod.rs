@@ -11,15 +11,15 @@
 //! whose numbers do not add up, is copied whole, and so is the whole image when partitions
 //! overlap.
 
-pub mod ext4;
-pub mod fat;
-pub mod ranges;
+pub(crate) mod ext4;
+pub(crate) mod fat;
+pub(crate) mod ranges;
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-pub use ranges::RangeSet;
+pub(crate) use ranges::RangeSet;
 
 use super::table::PartitionTable;
 
@@ -40,9 +40,16 @@ impl ReadAt for File {
 
 /// What a file-system reader made of a partition.
 #[derive(Debug)]
-pub enum Understood {
+pub(crate) enum Understood {
     /// The ranges in use, and the used bytes the file system itself reports.
-    Yes { used: RangeSet, reported_used: u64 },
+    Yes {
+        used: RangeSet,
+        #[allow(
+            dead_code,
+            reason = "what the file system says it uses: kept for debugging"
+        )]
+        reported_used: u64,
+    },
     /// Not understood (why): the partition is copied whole.
     No(String),
 }
@@ -73,7 +80,7 @@ pub struct Allocation {
 
 impl Allocation {
     /// The whole image, for `--full` and for images without a usable table.
-    pub fn whole(len: u64, because: impl Into<String>) -> Allocation {
+    pub(crate) fn whole(len: u64, because: impl Into<String>) -> Allocation {
         Allocation {
             map: RangeSet::whole(0..len),
             partitions: Vec::new(),

@@ -10,14 +10,14 @@ pub struct RangeSet {
 
 impl RangeSet {
     /// One range covering `range` (empty if `range` is).
-    pub fn whole(range: Range<u64>) -> RangeSet {
+    pub(crate) fn whole(range: Range<u64>) -> RangeSet {
         let mut set = RangeSet::default();
         set.insert(range);
         set
     }
 
     /// Builds a set from ranges in any order, overlapping or not.
-    pub fn from_unsorted(mut ranges: Vec<Range<u64>>) -> RangeSet {
+    pub(crate) fn from_unsorted(mut ranges: Vec<Range<u64>>) -> RangeSet {
         ranges.retain(|r| r.start < r.end);
         ranges.sort_by_key(|r| r.start);
         let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
@@ -32,7 +32,7 @@ impl RangeSet {
 
     /// Adds `range`. Cheap when ranges come in ascending order (the usual case: bitmaps are
     /// scanned from the start).
-    pub fn insert(&mut self, range: Range<u64>) {
+    pub(crate) fn insert(&mut self, range: Range<u64>) {
         if range.start >= range.end {
             return;
         }
@@ -49,7 +49,7 @@ impl RangeSet {
     }
 
     /// Adds every range of `other`.
-    pub fn extend(&mut self, other: &RangeSet) {
+    pub(crate) fn extend(&mut self, other: &RangeSet) {
         let mut all = std::mem::take(&mut self.ranges);
         all.extend(other.ranges.iter().cloned());
         *self = RangeSet::from_unsorted(all);
@@ -74,7 +74,7 @@ impl RangeSet {
 
     /// The same set with every range widened to multiples of `align` and cut at `limit`.
     /// Direct I/O to a card needs aligned offsets and lengths; widening only ever writes more.
-    pub fn aligned(&self, align: u64, limit: u64) -> RangeSet {
+    pub(crate) fn aligned(&self, align: u64, limit: u64) -> RangeSet {
         let align = align.max(1);
         RangeSet::from_unsorted(
             self.ranges
