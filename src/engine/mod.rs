@@ -18,20 +18,20 @@
 //! The renderer ([`crate::render::stage2`]) matches on no distribution and needs no edit.
 //! The profile's choice and the plan's resolution of it are theirs (`profile/`, `plan/`).
 
-pub mod k3s;
+pub(crate) mod k3s;
 pub(crate) mod stage2;
 
 use stage2::{EngineStage2, StageContext};
 
 /// The distribution a node runs, with that node's resolved part in it.
 #[derive(Clone)]
-pub enum Engine {
+pub(crate) enum Engine {
     K3s(k3s::K3sNode),
 }
 
 /// A distribution's file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error(transparent)]
     K3s(#[from] k3s::K3sError),
 }

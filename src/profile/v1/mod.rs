@@ -8,7 +8,7 @@
 //! `version` key before either module sees the document.
 
 pub mod expand;
-pub mod schema;
+pub(crate) mod schema;
 pub mod secrets;
 pub(crate) mod validate;
 
@@ -18,10 +18,10 @@ use schema::Profile;
 
 /// A v1 document, parsed, checked and translated.
 pub(crate) struct Parsed {
-    pub profile: Profile,
-    pub nodes: Vec<NodeConfig>,
+    pub(crate) profile: Profile,
+    pub(crate) nodes: Vec<NodeConfig>,
     /// (field, message)
-    pub warnings: Vec<(String, String)>,
+    pub(crate) warnings: Vec<(String, String)>,
 }
 
 /// Why a v1 document was refused.
