@@ -51,12 +51,12 @@ impl Environment {
         }
     }
 
-    pub(crate) fn var_os(&self, name: &str) -> Option<&OsStr> {
+    fn var_os(&self, name: &str) -> Option<&OsStr> {
         self.vars.get(OsStr::new(name)).map(OsString::as_os_str)
     }
 
     /// As `std::env::var`.
-    pub(crate) fn var(&self, name: &str) -> Result<&str, VarError> {
+    fn var(&self, name: &str) -> Result<&str, VarError> {
         match self.var_os(name) {
             None => Err(VarError::NotPresent),
             Some(v) => v.to_str().ok_or(VarError::NotUnicode),
@@ -64,7 +64,7 @@ impl Environment {
     }
 
     /// The value when it is set, valid UTF-8 and not empty.
-    pub(crate) fn non_empty(&self, name: &str) -> Option<&str> {
+    fn non_empty(&self, name: &str) -> Option<&str> {
         self.var(name).ok().filter(|v| !v.is_empty())
     }
 }

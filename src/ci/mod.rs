@@ -113,7 +113,7 @@ impl Runner {
         dead_code,
         reason = "one CI system today; with a second, the stage tells the runners apart by it (see the module doc)"
     )]
-    pub(crate) fn kind(&self) -> RunnerKind {
+    fn kind(&self) -> RunnerKind {
         match self {
             Runner::Gitlab(_) => RunnerKind::Gitlab,
         }

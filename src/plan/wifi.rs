@@ -20,7 +20,7 @@ pub fn psk_hex(ssid: &str, passphrase: &str) -> SecretString {
 /// The SSID as a NetworkManager keyfile value. Plain names stay readable; anything else is
 /// written as NetworkManager's list of byte values (`ssid=72;105;`), which round-trips every
 /// byte without relying on keyfile escaping.
-pub(crate) fn nm_ssid(ssid: &str) -> String {
+fn nm_ssid(ssid: &str) -> String {
     let plain = ssid.chars().any(|c| c.is_ascii_alphabetic())
         && ssid
             .chars()

@@ -5,10 +5,10 @@
 //! model: [`NodeConfig`]s with secrets as [`SecretRef`]s. Nothing here reads a secret or
 //! renders a file: [`crate::plan`] resolves a node, [`crate::render`] writes it.
 
-pub(crate) mod countries;
+mod countries;
 pub(crate) mod node;
 pub(crate) mod secret;
-pub(crate) mod spans;
+mod spans;
 pub mod v1;
 pub mod values;
 mod version;
@@ -69,7 +69,7 @@ pub enum ProfileError {
 pub struct LoadedProfile {
     pub path: PathBuf,
     pub profile: Profile,
-    pub(crate) spans: SpanIndex,
+    spans: SpanIndex,
     pub nodes: Vec<NodeConfig>,
     pub warnings: Vec<FieldError>,
 }

@@ -21,7 +21,7 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// Where a secret comes from.
 #[derive(Debug, Clone)]
-pub(crate) enum SecretSource {
+enum SecretSource {
     /// Written in the profile itself.
     Inline(SecretString),
     /// The name of an environment variable.
@@ -34,7 +34,7 @@ pub(crate) enum SecretSource {
 /// when it is resolved, e.g. a missing environment variable).
 #[derive(Debug, Clone)]
 pub struct SecretRef {
-    pub(crate) source: SecretSource,
+    source: SecretSource,
     /// Dotted path of the key, e.g. `defaults.wifi.psk_env`.
     pub(crate) field: String,
 }

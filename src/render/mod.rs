@@ -7,9 +7,9 @@
 //! one library in [`shell`]. The output, a [`BootContent`], is plain data: `pinode render`
 //! writes it to a folder, [`crate::bootfs::apply`] applies it to a FAT partition.
 
-pub(crate) mod shell;
-pub(crate) mod stage1;
-pub(crate) mod stage2;
+mod shell;
+mod stage1;
+mod stage2;
 
 use crate::bootfs::content::{BootContent, BootFile, CmdlineEdit};
 use crate::osinfo::{InitRoute, OsInfo};
@@ -36,7 +36,7 @@ impl From<crate::ci::CiError> for RenderError {
 /// Kernel command-line tokens the memory cgroup needs (platform.md: the Pi firmware passes
 /// `cgroup_disable=memory`; `cgroup_memory=1` and `cgroup_enable=cpuset` are what most guides
 /// add and are harmless).
-pub(crate) const CGROUP_TOKENS: [&str; 3] = [
+const CGROUP_TOKENS: [&str; 3] = [
     "cgroup_memory=1",
     "cgroup_enable=memory",
     "cgroup_enable=cpuset",

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::RenderError;
 
 /// Quotes `value` for POSIX sh so that it arrives byte-exact.
-pub(crate) fn quote(value: &str) -> Result<String, RenderError> {
+fn quote(value: &str) -> Result<String, RenderError> {
     shlex::try_quote(value)
         .map(|q| q.into_owned())
         .map_err(|_| {

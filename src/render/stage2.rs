@@ -20,14 +20,14 @@ use crate::engine::stage2::{EngineStage2, StageContext, fill};
 use crate::plan::{NodeCluster, NodePlan};
 
 /// Directory on the boot partition for this stage's files.
-pub(crate) const DIR: &str = "pinode";
+const DIR: &str = "pinode";
 pub(crate) const SCRIPT: &str = "pinode/firstboot.sh";
-pub(crate) const UNIT: &str = "pinode/pinode-firstboot.service";
-pub(crate) const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
+const UNIT: &str = "pinode/pinode-firstboot.service";
+const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
 
 /// Where the node keeps the stage's files and its secrets (root only).
 const NODE_DIR: &str = "/etc/pinode";
-pub(crate) const NODE_SECRETS: &str = "/etc/pinode/secrets";
+const NODE_SECRETS: &str = "/etc/pinode/secrets";
 
 const UNIT_TEXT: &str = "[Unit]
 Description=pinode first boot: @ENGINE@ and the CI runner

@@ -8,7 +8,7 @@
 
 pub mod host;
 pub mod save;
-pub(crate) mod yaml;
+mod yaml;
 
 use secrecy::SecretString;
 
@@ -100,7 +100,7 @@ fn gitlab_runner(url: &str) -> Result<RunnerSpec, yaml::Error> {
 }
 
 /// The answers as a profile, in the profile's own (v1) types.
-pub(crate) fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
+fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
     let wifi = a.wifi.as_ref().map(|w| {
         let (psk_env, psk_file) = secret_keys(&w.psk);
         WifiSpec {

@@ -20,9 +20,9 @@ use super::RunnerSpec;
 pub(crate) struct GitlabError(pub(crate) String);
 
 /// Namespace the runner lives in.
-pub(crate) const RUNNER_NAMESPACE: &str = "gitlab-runner";
+const RUNNER_NAMESPACE: &str = "gitlab-runner";
 /// Name of the Secret holding the runner token (`runners.secret` in the chart).
-pub(crate) const RUNNER_SECRET: &str = "gitlab-runner-token";
+const RUNNER_SECRET: &str = "gitlab-runner-token";
 
 /// The GitLab runner, token resolved.
 #[derive(Clone)]
@@ -85,7 +85,7 @@ struct KubernetesExecutor {
 }
 
 /// The runner's `config.toml` fragment (the chart's `runners.config`).
-pub(crate) fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let config = RunnerToml {
         runners: vec![RunnerEntry {
             kubernetes: KubernetesExecutor {
@@ -101,7 +101,7 @@ pub(crate) fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
 /// The chart values. Only keys that are valid with a `glrt-` token: no `tags`, `locked`,
 /// `runUntagged`, `protected`, `maximumTimeout` or `runnerRegistrationToken`, which make
 /// such a runner fail to start (they are set on the GitLab server now).
-pub(crate) fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
+fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
     Ok(json!({
         "gitlabUrl": runner.url,
         "concurrent": runner.concurrent,
@@ -116,7 +116,7 @@ pub(crate) fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
 /// `pinode-gitlab-runner.yaml` for the server's auto-deploy manifests directory: the
 /// namespace and a `HelmChart` that K3s's Helm controller installs. The token Secret is
 /// written by the node itself from its root-only copy of the token.
-pub(crate) fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
@@ -140,7 +140,7 @@ pub(crate) fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError
 
 /// The runner token, for the node to place in a Secret. Kept apart from every other file,
 /// without a line break: the file is the token, byte for byte.
-pub(crate) fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
+fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
     runner.token.expose_secret().as_bytes().to_vec()
 }
 

@@ -33,7 +33,7 @@ impl Command {
 
 /// What a flag takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+enum Kind {
     /// `--flag`, or `--flag=true|false`.
     Bool,
     /// `--flag=V` or `--flag V`.
@@ -44,15 +44,15 @@ pub(crate) enum Kind {
 
 /// One flag of the list.
 #[derive(Debug, Clone)]
-pub(crate) struct Flag {
-    pub(crate) name: &'static str,
-    pub(crate) kind: Kind,
-    pub(crate) server: bool,
-    pub(crate) agent: bool,
+struct Flag {
+    name: &'static str,
+    kind: Kind,
+    server: bool,
+    agent: bool,
 }
 
 impl Flag {
-    pub(crate) fn accepted_by(&self, command: Command) -> bool {
+    fn accepted_by(&self, command: Command) -> bool {
         match command {
             Command::Server => self.server,
             Command::Agent => self.agent,
@@ -64,8 +64,8 @@ impl Flag {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("data/k3s/flags.txt:{line}: {message}")]
 pub(crate) struct FlagListError {
-    pub(crate) line: usize,
-    pub(crate) message: String,
+    line: usize,
+    message: String,
 }
 
 /// The flags of both commands, looked up by name or alias.
@@ -79,7 +79,7 @@ pub(crate) struct FlagSet {
 
 impl FlagSet {
     /// Parses the flag list format described in `data/k3s/flags.txt`.
-    pub(crate) fn parse(text: &'static str) -> Result<FlagSet, FlagListError> {
+    fn parse(text: &'static str) -> Result<FlagSet, FlagListError> {
         let mut set = FlagSet {
             line: "",
             flags: Vec::new(),
@@ -160,13 +160,13 @@ impl FlagSet {
     }
 
     /// The flag called `name` (its name or an alias).
-    pub(crate) fn get(&self, name: &str) -> Option<&Flag> {
+    fn get(&self, name: &str) -> Option<&Flag> {
         self.by_name.get(name).map(|&i| &self.flags[i])
     }
 
     /// The flag of `command` closest to a misspelt `name`, if one is close enough to be
     /// what was meant.
-    pub(crate) fn suggest(&self, name: &str, command: Command) -> Option<&'static str> {
+    fn suggest(&self, name: &str, command: Command) -> Option<&'static str> {
         let limit = if name.len() < 6 { 1 } else { 2 };
         self.flags
             .iter()

@@ -201,11 +201,7 @@ fn is_bootstrap_token(creds: &str) -> bool {
 }
 
 /// `/etc/rancher/k3s/config.yaml` for a node (keys are the server/agent flags without dashes).
-pub(crate) fn config_yaml(
-    hostname: &str,
-    node: &K3sNode,
-    token_file: &str,
-) -> Result<String, K3sError> {
+fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<String, K3sError> {
     let mut config = Map::new();
     config.insert("node-name".into(), json!(hostname));
     config.insert("token-file".into(), json!(token_file));

@@ -10,7 +10,7 @@ use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
 
 /// K3s applies every manifest in this directory of a server, and keeps it applied.
-pub(crate) const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 /// The node's `config.yaml`, relative to the stage's boot directory.
 const CONFIG: &str = "k3s/config.yaml";
 /// The join token's name among the stage's secrets.

@@ -10,7 +10,7 @@
 pub mod expand;
 pub(crate) mod schema;
 pub mod secrets;
-pub(crate) mod validate;
+mod validate;
 
 use super::Position;
 use super::node::NodeConfig;
