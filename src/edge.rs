@@ -3,11 +3,11 @@
 //! Everything pinode takes from its environment is gathered here, once, into [`Settings`]:
 //! the binary captures it at start-up ([`init`]) and the library reads the typed values
 //! instead of calling `std::env` wherever a value is needed. Secrets named by a profile's
-//! `*_env` keys are looked up in the same snapshot ([`Settings::var`]).
+//! `*_env` keys are looked up in the same snapshot (`Settings::var`).
 //!
 //! Test hooks (fixed randomness, pauses inside a card write, a fake `/sys`) live behind one
 //! explicit switch: they are honoured only when `PINODE_TEST_HOOKS=1` is set, and are listed
-//! in [`TestHooks`].
+//! in `TestHooks`.
 //!
 //! `tests/architecture.rs` fails when `std::env::var`, `println!`, `eprintln!` or
 //! `std::process::exit` appears in the library outside this module.

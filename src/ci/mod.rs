@@ -1,7 +1,7 @@
 //! CI systems whose runner pinode installs on the cluster.
 //!
 //! GitLab is the only one today. Each system is one module (its token rule, its input type
-//! and the files it renders) and one variant of [`RunnerKind`] (the profile's choice, shown in
+//! and the files it renders) and one variant of `RunnerKind` (the profile's choice, shown in
 //! its JSON Schema) and of [`Runner`] (the resolved runner). This layer sits below the profile
 //! and the plan: it imports neither.
 //!
@@ -13,14 +13,14 @@
 //!    (the runner's files for the boot partition). `gitlab::stage2` is the example. The
 //!    distribution's auto-applied manifest directory arrives as a plain value
 //!    (`crate::engine::stage2::AutoManifests`).
-//! 2. The variants `RunnerKind::Jenkins` (added to [`RunnerKind::ALL`]) and
-//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, [`Runner::kind`] and
-//!    `Runner::stage2_files` and, for its errors, a variant of [`CiError`].
+//! 2. The variants `RunnerKind::Jenkins` (added to `RunnerKind::ALL`) and
+//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, `Runner::kind` and
+//!    `Runner::stage2_files` and, for its errors, a variant of `CiError`.
 //!
-//! The renderer ([`crate::render::stage2`]) matches on no CI system and needs no edit. Its
+//! The renderer (`crate::render::stage2`) matches on no CI system and needs no edit. Its
 //! program carries the glue of every kind; today `HAS_RUNNER` tells GitLab's glue whether
 //! the node has a runner; with a second kind, each kind's run steps must test that the
-//! node's runner is theirs (a variable of the stage set from [`Runner::kind`]).
+//! node's runner is theirs (a variable of the stage set from `Runner::kind`).
 
 pub mod gitlab;
 

@@ -1,8 +1,8 @@
 //! Profiles: parsing and validation only, with file/line/field errors.
 //!
-//! [`LoadedProfile::parse`] reads the `version` key first ([`version`]) and hands the document
+//! [`LoadedProfile::parse`] reads the `version` key first (`version`) and hands the document
 //! to that version's module ([`v1`]), which checks it and translates it into the one internal
-//! model: [`NodeConfig`]s with secrets as [`SecretRef`]s. Nothing here reads a secret or
+//! model: [`NodeConfig`]s with secrets as `SecretRef`s. Nothing here reads a secret or
 //! renders a file: [`crate::plan`] resolves a node, [`crate::render`] writes it.
 
 mod countries;

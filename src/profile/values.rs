@@ -146,7 +146,7 @@ const KEY_TYPES: &[&str] = &[
 /// One OpenSSH public key: `type base64 [comment]`, whose encoded blob names the same type.
 ///
 /// Errors quote the start of the value: it is the profile's own text. For lines read from a
-/// key file use [`ssh_public_key_line`], which quotes nothing.
+/// key file use `ssh_public_key_line`, which quotes nothing.
 pub fn ssh_public_key(key: &str) -> Result<(), String> {
     public_key(key, true)
 }

@@ -1,10 +1,10 @@
 //! Rendering: a node's plan, for one OS, becomes its boot content — the first-boot programs
 //! for the image's route, the kernel command-line tokens and the config.txt lines.
 //!
-//! Two stages run on the node. Stage 1 ([`stage1`]: `firstrun.sh` or a cloud-init seed, by
-//! route) sets up the system; stage 2 ([`stage2`], cluster nodes only) installs the cluster
+//! Two stages run on the node. Stage 1 (`stage1`: `firstrun.sh` or a cloud-init seed, by
+//! route) sets up the system; stage 2 (`stage2`, cluster nodes only) installs the cluster
 //! engine and the CI runner once the network is up. Both are shell programs built from the
-//! one library in [`shell`]. The output, a [`BootContent`], is plain data: `pinode render`
+//! one library in `shell`. The output, a [`BootContent`], is plain data: `pinode render`
 //! writes it to a folder, [`crate::bootfs::apply`] applies it to a FAT partition.
 
 mod shell;

@@ -236,7 +236,7 @@ fn comments(a: &Answers) -> yaml::Comments {
     c
 }
 
-/// The profile, as commented YAML: [`to_profile`] written by [`yaml`].
+/// The profile, as commented YAML: `to_profile` written by `yaml`.
 pub fn render_profile(a: &Answers) -> Result<String, yaml::Error> {
     Ok(format!(
         "{HEADER}{}",

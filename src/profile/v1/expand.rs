@@ -1,4 +1,4 @@
-//! Translating a v1 profile into the internal model ([`crate::profile::node`]): hostname
+//! Translating a v1 profile into the internal model (`crate::profile::node`): hostname
 //! ranges expanded, defaults merged into each node, secrets picked into references.
 
 use std::collections::HashMap;

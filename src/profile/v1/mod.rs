@@ -1,4 +1,4 @@
-//! Profile format version 1: its types ([`schema`]), its value rules ([`validate`]), which
+//! Profile format version 1: its types (`schema`), its value rules (`validate`), which
 //! keys name each secret ([`secrets`]) and its translation into the internal model
 //! ([`expand`]: nodes with defaults merged in).
 //!

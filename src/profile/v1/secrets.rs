@@ -1,5 +1,5 @@
-//! Which v1 keys name each secret, in one place: validation asks [`pick`] whether exactly
-//! one source is given, and translation takes the [`SecretRef`] it returns.
+//! Which v1 keys name each secret, in one place: validation asks `pick` whether exactly
+//! one source is given, and translation takes the `SecretRef` it returns.
 
 use super::schema::{ClusterSpec, RunnerSpec, UserSpec, WifiSpec};
 use crate::profile::secret::{Picked, SecretKeys, SecretKind, SecretRef, pick};
