@@ -3,11 +3,11 @@
 //! Everything pinode takes from its environment is gathered here, once, into [`Settings`]:
 //! the binary captures it at start-up ([`init`]) and the library reads the typed values
 //! instead of calling `std::env` wherever a value is needed. Secrets named by a profile's
-//! `*_env` keys are looked up in the same snapshot ([`Settings::var`]).
+//! `*_env` keys are looked up in the same snapshot (`Settings::var`).
 //!
 //! Test hooks (fixed randomness, pauses inside a card write, a fake `/sys`) live behind one
 //! explicit switch: they are honoured only when `PINODE_TEST_HOOKS=1` is set, and are listed
-//! in [`TestHooks`].
+//! in `TestHooks`.
 //!
 //! `tests/architecture.rs` fails when `std::env::var`, `println!`, `eprintln!` or
 //! `std::process::exit` appears in the library outside this module.
@@ -25,7 +25,7 @@ pub struct Environment {
 
 /// Why a variable has no usable value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VarError {
+pub(crate) enum VarError {
     NotPresent,
     NotUnicode,
 }
@@ -39,7 +39,8 @@ impl Environment {
     }
 
     /// An environment made of `pairs` (tests).
-    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
+    #[cfg(test)]
+    pub(crate) fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Environment {
         Environment {
@@ -50,12 +51,12 @@ impl Environment {
         }
     }
 
-    pub fn var_os(&self, name: &str) -> Option<&OsStr> {
+    fn var_os(&self, name: &str) -> Option<&OsStr> {
         self.vars.get(OsStr::new(name)).map(OsString::as_os_str)
     }
 
     /// As `std::env::var`.
-    pub fn var(&self, name: &str) -> Result<&str, VarError> {
+    fn var(&self, name: &str) -> Result<&str, VarError> {
         match self.var_os(name) {
             None => Err(VarError::NotPresent),
             Some(v) => v.to_str().ok_or(VarError::NotUnicode),
@@ -63,22 +64,22 @@ impl Environment {
     }
 
     /// The value when it is set, valid UTF-8 and not empty.
-    pub fn non_empty(&self, name: &str) -> Option<&str> {
+    fn non_empty(&self, name: &str) -> Option<&str> {
         self.var(name).ok().filter(|v| !v.is_empty())
     }
 }
 
 /// The test hooks, honoured only with `PINODE_TEST_HOOKS=1`.
 #[derive(Debug, Clone, Default)]
-pub struct TestHooks {
+pub(crate) struct TestHooks {
     /// `PINODE_TEST_SEED`: derive the cluster token, instance-ids and salts from this seed
     /// (see [`crate::entropy`]) so that prepared images can be compared byte for byte.
-    pub seed: Option<String>,
+    pub(crate) seed: Option<String>,
     /// `PINODE_TEST_PAUSE=write:BYTES@FILE` or `verify@FILE`: the card writer stops at that
     /// point until FILE disappears (tests pull a card or change bytes there).
-    pub pause: Option<String>,
+    pub(crate) pause: Option<String>,
     /// `PINODE_SYSTEM_ROOT`: read `sys/`, `proc/` of card discovery under this directory.
-    pub system_root: Option<PathBuf>,
+    pub(crate) system_root: Option<PathBuf>,
 }
 
 /// What pinode takes from its environment.
@@ -86,46 +87,46 @@ pub struct TestHooks {
 pub struct Settings {
     env: Environment,
     /// `SOURCE_DATE_EPOCH`: the time stamped on files pinode writes (reproducible images).
-    pub source_date_epoch: Option<i64>,
+    pub(crate) source_date_epoch: Option<i64>,
     /// `PINODE_STATE_DIR`: where kept cluster tokens live, instead of the XDG state folder.
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// `CI`: set and not `false` under a CI system (no progress bars).
     pub ci: bool,
     /// `SUDO_UID`, `SUDO_GID`, `SUDO_USER`: who ran `sudo pinode` (see [`crate::invoker`]).
-    pub sudo: SudoVars,
+    pub(crate) sudo: SudoVars,
     /// `HOME`, `XDG_CACHE_HOME`, `XDG_STATE_HOME`: the invoking user's folders.
-    pub dirs: UserDirs,
+    pub(crate) dirs: UserDirs,
     /// `PINODE_HTTP_TIMEOUT`, `PINODE_HTTP_RETRIES`, `PINODE_HTTP_BACKOFF_MS` as given; the
     /// download code checks their ranges ([`crate::fetch::HttpSettings`]).
-    pub http: HttpVars,
-    pub test: TestHooks,
+    pub(crate) http: HttpVars,
+    pub(crate) test: TestHooks,
 }
 
 /// What sudo tells about the user who ran it (set and not empty).
 #[derive(Debug, Clone, Default)]
-pub struct SudoVars {
-    pub uid: Option<String>,
-    pub gid: Option<String>,
-    pub user: Option<String>,
+pub(crate) struct SudoVars {
+    pub(crate) uid: Option<String>,
+    pub(crate) gid: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 /// The per-user folders named by the environment.
 #[derive(Debug, Clone, Default)]
-pub struct UserDirs {
+pub(crate) struct UserDirs {
     /// `HOME`, when set and not empty.
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
     /// `XDG_CACHE_HOME`, when set.
-    pub xdg_cache_home: Option<PathBuf>,
+    pub(crate) xdg_cache_home: Option<PathBuf>,
     /// `XDG_STATE_HOME`, when set.
-    pub xdg_state_home: Option<PathBuf>,
+    pub(crate) xdg_state_home: Option<PathBuf>,
 }
 
 /// The download tuning variables, as written.
 #[derive(Debug, Clone, Default)]
-pub struct HttpVars {
-    pub timeout: Option<String>,
-    pub retries: Option<String>,
-    pub backoff_ms: Option<String>,
+pub(crate) struct HttpVars {
+    pub(crate) timeout: Option<String>,
+    pub(crate) retries: Option<String>,
+    pub(crate) backoff_ms: Option<String>,
 }
 
 impl Settings {
@@ -173,21 +174,17 @@ impl Settings {
     }
 
     /// The environment variable `name` (for `*_env` secrets, proxies, XDG folders).
-    pub fn var(&self, name: &str) -> Result<&str, VarError> {
+    pub(crate) fn var(&self, name: &str) -> Result<&str, VarError> {
         self.env.var(name)
     }
 
-    pub fn var_os(&self, name: &str) -> Option<&OsStr> {
+    pub(crate) fn var_os(&self, name: &str) -> Option<&OsStr> {
         self.env.var_os(name)
-    }
-
-    pub fn environment(&self) -> &Environment {
-        &self.env
     }
 
     /// The system's folder for temporary files (`TMPDIR`, else `/tmp`), as the standard
     /// library picks it.
-    pub fn temp_dir(&self) -> PathBuf {
+    pub(crate) fn temp_dir(&self) -> PathBuf {
         match self.env.var_os("TMPDIR").filter(|d| !d.is_empty()) {
             Some(dir) => PathBuf::from(dir),
             None => std::env::temp_dir(),

@@ -1,7 +1,7 @@
 //! CI systems whose runner pinode installs on the cluster.
 //!
 //! GitLab is the only one today. Each system is one module (its token rule, its input type
-//! and the files it renders) and one variant of [`RunnerKind`] (the profile's choice, shown in
+//! and the files it renders) and one variant of `RunnerKind` (the profile's choice, shown in
 //! its JSON Schema) and of [`Runner`] (the resolved runner). This layer sits below the profile
 //! and the plan: it imports neither.
 //!
@@ -13,14 +13,14 @@
 //!    (the runner's files for the boot partition). `gitlab::stage2` is the example. The
 //!    distribution's auto-applied manifest directory arrives as a plain value
 //!    (`crate::engine::stage2::AutoManifests`).
-//! 2. The variants `RunnerKind::Jenkins` (added to [`RunnerKind::ALL`]) and
-//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, [`Runner::kind`] and
-//!    `Runner::stage2_files` and, for its errors, a variant of [`CiError`].
+//! 2. The variants `RunnerKind::Jenkins` (added to `RunnerKind::ALL`) and
+//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, `Runner::kind` and
+//!    `Runner::stage2_files` and, for its errors, a variant of `CiError`.
 //!
-//! The renderer ([`crate::render::stage2`]) matches on no CI system and needs no edit. Its
+//! The renderer (`crate::render::stage2`) matches on no CI system and needs no edit. Its
 //! program carries the glue of every kind; today `HAS_RUNNER` tells GitLab's glue whether
 //! the node has a runner; with a second kind, each kind's run steps must test that the
-//! node's runner is theirs (a variable of the stage set from [`Runner::kind`]).
+//! node's runner is theirs (a variable of the stage set from `Runner::kind`).
 
 pub mod gitlab;
 
@@ -35,22 +35,22 @@ use crate::engine::stage2::{AutoManifests, StageContext};
 #[serde(deny_unknown_fields)]
 pub struct RunnerSpec {
     /// The CI system the runner serves.
-    pub kind: RunnerKind,
+    pub(crate) kind: RunnerKind,
     /// The GitLab instance, e.g. https://gitlab.example.com.
     pub url: String,
     /// Environment variable holding the glrt- runner authentication token.
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub(crate) token_env: Option<String>,
     /// File holding the glrt- runner authentication token.
     #[serde(default)]
-    pub token_file: Option<String>,
+    pub(crate) token_file: Option<String>,
     /// Pin the gitlab-runner Helm chart version.
     #[serde(default)]
-    pub chart_version: Option<String>,
+    pub(crate) chart_version: Option<String>,
     #[serde(default = "default_concurrent")]
-    pub concurrent: u32,
+    pub(crate) concurrent: u32,
     #[serde(default = "default_job_image")]
-    pub default_image: String,
+    pub(crate) default_image: String,
 }
 
 fn default_concurrent() -> u32 {
@@ -64,13 +64,13 @@ fn default_job_image() -> String {
 /// The CI systems pinode can install a runner for (one variant per CI system module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum RunnerKind {
+pub(crate) enum RunnerKind {
     Gitlab,
 }
 
 impl RunnerKind {
     /// Every CI system: the second first-boot stage carries the glue of each.
-    pub const ALL: [RunnerKind; 1] = [RunnerKind::Gitlab];
+    pub(crate) const ALL: [RunnerKind; 1] = [RunnerKind::Gitlab];
 
     /// This system's shell code in the second first-boot stage.
     pub(crate) fn stage2_glue(self, ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
@@ -86,17 +86,17 @@ impl RunnerKind {
 pub(crate) struct RunnerGlue {
     /// Lines of `install_stage` that move the runner's files off the boot partition (when
     /// they are there).
-    pub install_lines: String,
+    pub(crate) install_lines: String,
     /// Its functions.
-    pub functions: String,
+    pub(crate) functions: String,
     /// Lines of `run_stage` that place the runner, before the distribution is installed
     /// (it then applies the runner's manifests by itself).
-    pub run_steps: String,
+    pub(crate) run_steps: String,
 }
 
 /// A runner file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum CiError {
+pub(crate) enum CiError {
     #[error(transparent)]
     Gitlab(#[from] gitlab::GitlabError),
 }
@@ -109,7 +109,11 @@ pub enum Runner {
 
 impl Runner {
     /// The CI system of this runner.
-    pub fn kind(&self) -> RunnerKind {
+    #[allow(
+        dead_code,
+        reason = "one CI system today; with a second, the stage tells the runners apart by it (see the module doc)"
+    )]
+    fn kind(&self) -> RunnerKind {
         match self {
             Runner::Gitlab(_) => RunnerKind::Gitlab,
         }

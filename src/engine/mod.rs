@@ -1,7 +1,7 @@
 //! Kubernetes distributions: the engine a cluster runs.
 //!
 //! K3s is the only one today. Each distribution is one module (its facts, its value rules,
-//! its input type and the files of its own it renders) and one variant of [`Engine`]; the
+//! its input type and the files of its own it renders) and one variant of `Engine`; the
 //! profile validation and the renderer reach a distribution only through here. This layer
 //! sits below the profile and the plan: it imports neither.
 //!
@@ -13,25 +13,25 @@
 //!    functions, the lines that install it, the API host to pin, where it applies
 //!    manifests by itself). `k3s::stage2` is the example.
 //! 2. The variant `Engine::Microk8s(..)`, its arm in `Engine::stage2` and, for its
-//!    errors, a variant of [`EngineError`].
+//!    errors, a variant of `EngineError`.
 //!
-//! The renderer ([`crate::render::stage2`]) matches on no distribution and needs no edit.
+//! The renderer (`crate::render::stage2`) matches on no distribution and needs no edit.
 //! The profile's choice and the plan's resolution of it are theirs (`profile/`, `plan/`).
 
-pub mod k3s;
+pub(crate) mod k3s;
 pub(crate) mod stage2;
 
 use stage2::{EngineStage2, StageContext};
 
 /// The distribution a node runs, with that node's resolved part in it.
 #[derive(Clone)]
-pub enum Engine {
+pub(crate) enum Engine {
     K3s(k3s::K3sNode),
 }
 
 /// A distribution's file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error(transparent)]
     K3s(#[from] k3s::K3sError),
 }

@@ -11,25 +11,25 @@ use crate::bootfs::content::BootFile;
 
 /// What the stage tells its contributors: the node, and where the stage keeps things.
 #[derive(Debug, Clone, Copy)]
-pub struct StageContext<'a> {
-    pub hostname: &'a str,
+pub(crate) struct StageContext<'a> {
+    pub(crate) hostname: &'a str,
     /// The stage's directory on the boot partition, relative to its root.
-    pub boot_dir: &'a str,
+    pub(crate) boot_dir: &'a str,
     /// The root-only directory on the node that the stage's files are installed to.
-    pub node_dir: &'a str,
+    pub(crate) node_dir: &'a str,
     /// Where every file of `<boot_dir>/secrets/` lands on the node, under its own name
     /// (root only); the copy on the boot partition is scrubbed.
-    pub secrets_dir: &'a str,
+    pub(crate) secrets_dir: &'a str,
 }
 
 impl StageContext<'_> {
     /// The boot-partition path of the secret `name`.
-    pub fn boot_secret(&self, name: &str) -> String {
+    pub(crate) fn boot_secret(&self, name: &str) -> String {
         format!("{}/secrets/{name}", self.boot_dir)
     }
 
     /// The node path of the secret `name`, once the stage has moved it.
-    pub fn node_secret(&self, name: &str) -> String {
+    pub(crate) fn node_secret(&self, name: &str) -> String {
         format!("{}/{name}", self.secrets_dir)
     }
 }
@@ -37,48 +37,48 @@ impl StageContext<'_> {
 /// Where a distribution applies manifests by itself as soon as it runs: a CI system puts
 /// its runner's manifests there.
 #[derive(Debug, Clone)]
-pub struct AutoManifests {
+pub(crate) struct AutoManifests {
     /// On the boot partition, where the manifests wait for the stage.
-    pub boot_dir: String,
+    pub(crate) boot_dir: String,
     /// On the node, the directory the distribution watches.
-    pub node_dir: &'static str,
+    pub(crate) node_dir: &'static str,
 }
 
 /// A distribution's part of the stage: its files, its shell variables and functions, and
 /// the lines the skeleton places at fixed points.
 #[derive(Debug)]
-pub struct EngineStage2 {
+pub(crate) struct EngineStage2 {
     /// The distribution's name in the unit descriptions and the log.
-    pub title: &'static str,
+    pub(crate) title: &'static str,
     /// Its name in the status file on the boot partition.
-    pub status_name: &'static str,
+    pub(crate) status_name: &'static str,
     /// The shell variable (one of `vars`) describing the node's role.
-    pub role_var: &'static str,
+    pub(crate) role_var: &'static str,
     /// Its systemd units, space-separated: the API-host pin runs before them.
-    pub units: &'static str,
+    pub(crate) units: &'static str,
     /// Shell variables, assigned after the stage's own.
-    pub vars: Vec<(&'static str, String)>,
+    pub(crate) vars: Vec<(&'static str, String)>,
     /// Its files for the boot partition (secrets under `<boot_dir>/secrets/`).
-    pub files: Vec<BootFile>,
+    pub(crate) files: Vec<BootFile>,
     /// Lines of `install_stage` that move its files off the boot partition.
-    pub install_lines: String,
+    pub(crate) install_lines: String,
     /// Functions that check and prepare the node.
-    pub prepare_functions: String,
+    pub(crate) prepare_functions: String,
     /// Functions that install the distribution.
-    pub install_functions: String,
+    pub(crate) install_functions: String,
     /// Lines of `run_stage` before the runner's manifests are placed.
-    pub prepare_steps: String,
+    pub(crate) prepare_steps: String,
     /// Lines of `run_stage` that install the distribution, after the API-host pin.
-    pub install_steps: String,
+    pub(crate) install_steps: String,
     /// The API host, when this node reaches it by an mDNS name it must pin in /etc/hosts.
-    pub api_mdns_host: Option<String>,
+    pub(crate) api_mdns_host: Option<String>,
     /// Where its auto-applied manifests go.
-    pub manifests: AutoManifests,
+    pub(crate) manifests: AutoManifests,
 }
 
 /// `template` with every `@NAME@` placeholder of `values` replaced: shell code keeps its
 /// braces readable, which `format!` would double.
-pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     values
         .iter()
         .fold(template.to_string(), |text, (name, value)| {

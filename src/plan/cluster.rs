@@ -40,10 +40,10 @@ impl std::fmt::Display for TokenSource {
 
 /// The cluster token, and what to tell the user about it (that it was just generated).
 #[derive(Debug)]
-pub struct Token {
-    pub value: SecretString,
+pub(crate) struct Token {
+    pub(crate) value: SecretString,
     /// A line for stderr, e.g. "note: generated the K3s token … (back it up)".
-    pub notice: Option<String>,
+    pub(crate) notice: Option<String>,
 }
 
 /// The cluster, as planned from a profile.
@@ -111,7 +111,11 @@ impl ClusterPlan {
     }
 
     /// Reads (or, the first time, generates and keeps) the cluster token.
-    pub fn token(&self, profile: &LoadedProfile, settings: &Settings) -> Result<Token, FieldError> {
+    pub(crate) fn token(
+        &self,
+        profile: &LoadedProfile,
+        settings: &Settings,
+    ) -> Result<Token, FieldError> {
         let (token, field) = match &self.token {
             TokenSource::Given(secret) => (
                 secret
@@ -165,7 +169,7 @@ fn check_token_value(t: &str) -> Result<(), String> {
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state
 /// directory (`~/.local/state/pinode`; under sudo the invoking user's, not root's, so that
 /// `sudo pinode flash` and `pinode prepare` share one kept token).
-pub fn state_dir(settings: &Settings) -> PathBuf {
+fn state_dir(settings: &Settings) -> PathBuf {
     if let Some(dir) = &settings.state_dir {
         return dir.clone();
     }

@@ -27,31 +27,30 @@ const MAX_KEYS_FILE: u64 = 256 * 1024;
 
 /// The login user.
 #[derive(Clone)]
-pub struct UserPlan {
-    pub name: String,
+pub(crate) struct UserPlan {
+    pub(crate) name: String,
     /// One public key per entry.
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
     /// A crypt(3) hash; `None` for a key-only account.
-    pub password_hash: Option<String>,
-    pub sudo: SudoMode,
+    pub(crate) password_hash: Option<String>,
+    pub(crate) sudo: SudoMode,
 }
 
 /// A Wi-Fi network with its key derived.
 #[derive(Clone)]
-pub struct WifiPlan {
-    pub ssid: String,
+pub(crate) struct WifiPlan {
+    pub(crate) ssid: String,
     /// 64 lowercase hex digits: the WPA PSK itself, as Raspberry Pi Imager stores it.
-    pub psk_hex: SecretString,
-    pub country: String,
-    pub hidden: bool,
+    pub(crate) psk_hex: SecretString,
+    pub(crate) country: String,
+    pub(crate) hidden: bool,
 }
 
 /// One node's part in the cluster, secrets resolved: the distribution it runs and, on the
 /// node that installs it, the CI runner.
 #[derive(Clone)]
 pub struct NodeCluster {
-    pub cluster: String,
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// Only on the founder: the runner is installed once.
     pub runner: Option<Runner>,
 }
@@ -59,16 +58,16 @@ pub struct NodeCluster {
 /// Everything needed to render one node's first boot.
 #[derive(Clone)]
 pub struct NodePlan {
-    pub hostname: String,
-    pub role: Role,
-    pub user: UserPlan,
-    pub ssh_enabled: bool,
-    pub ssh_password_authentication: bool,
-    pub wifi: Option<WifiPlan>,
-    pub timezone: String,
-    pub locale: String,
-    pub keyboard: String,
-    pub boot: BootConfig,
+    pub(crate) hostname: String,
+    pub(crate) role: Role,
+    pub(crate) user: UserPlan,
+    pub(crate) ssh_enabled: bool,
+    pub(crate) ssh_password_authentication: bool,
+    pub(crate) wifi: Option<WifiPlan>,
+    pub(crate) timezone: String,
+    pub(crate) locale: String,
+    pub(crate) keyboard: String,
+    pub(crate) boot: BootConfig,
     /// The node's part in the K3s cluster, when the profile has one.
     pub cluster: Option<NodeCluster>,
     /// What the user should be told, one line each for stderr (e.g. that the cluster token
@@ -224,7 +223,6 @@ fn resolve_cluster(
     let token = plan.token(profile, settings)?;
     notes.extend(token.notice);
     Ok(NodeCluster {
-        cluster: plan.name.clone(),
         engine: Engine::K3s(K3sNode {
             role,
             ha: plan.ha,

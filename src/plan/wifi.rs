@@ -20,7 +20,7 @@ pub fn psk_hex(ssid: &str, passphrase: &str) -> SecretString {
 /// The SSID as a NetworkManager keyfile value. Plain names stay readable; anything else is
 /// written as NetworkManager's list of byte values (`ssid=72;105;`), which round-trips every
 /// byte without relying on keyfile escaping.
-pub fn nm_ssid(ssid: &str) -> String {
+fn nm_ssid(ssid: &str) -> String {
     let plain = ssid.chars().any(|c| c.is_ascii_alphabetic())
         && ssid
             .chars()
@@ -34,7 +34,7 @@ pub fn nm_ssid(ssid: &str) -> String {
 
 /// A stable connection UUID for a node's network, so that preparing the same node twice gives
 /// the same file.
-pub fn connection_uuid(hostname: &str, ssid: &str) -> String {
+pub(crate) fn connection_uuid(hostname: &str, ssid: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
         format!("pinode/{hostname}/wifi/{ssid}").as_bytes(),
@@ -43,7 +43,7 @@ pub fn connection_uuid(hostname: &str, ssid: &str) -> String {
 }
 
 /// `/etc/NetworkManager/system-connections/preconfigured.nmconnection`, as Imager names it.
-pub fn nm_keyfile(wifi: &WifiPlan, uuid: &str) -> String {
+pub(crate) fn nm_keyfile(wifi: &WifiPlan, uuid: &str) -> String {
     let hidden = if wifi.hidden { "hidden=true\n" } else { "" };
     format!(
         "[connection]\nid=preconfigured\nuuid={uuid}\ntype=wifi\n\n\
@@ -57,7 +57,7 @@ pub fn nm_keyfile(wifi: &WifiPlan, uuid: &str) -> String {
 
 /// `/etc/wpa_supplicant/wpa_supplicant.conf` for Bullseye. The SSID is written as unquoted
 /// hex, which wpa_supplicant accepts and which needs no escaping whatever the bytes.
-pub fn wpa_supplicant_conf(wifi: &WifiPlan) -> String {
+pub(crate) fn wpa_supplicant_conf(wifi: &WifiPlan) -> String {
     let scan = if wifi.hidden { "\tscan_ssid=1\n" } else { "" };
     format!(
         "ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev\nupdate_config=1\ncountry={country}\n\n\

@@ -1,6 +1,6 @@
 //! ISO 3166-1 alpha-2 codes (the 249 officially assigned ones), for the Wi-Fi regulatory domain.
 
-pub const ISO_3166_ALPHA2: [&str; 249] = [
+const ISO_3166_ALPHA2: [&str; 249] = [
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
     "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
     "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
@@ -19,7 +19,7 @@ pub const ISO_3166_ALPHA2: [&str; 249] = [
     "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
 ];
 
-pub fn is_country(code: &str) -> bool {
+pub(crate) fn is_country(code: &str) -> bool {
     ISO_3166_ALPHA2.binary_search(&code).is_ok()
 }
 

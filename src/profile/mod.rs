@@ -1,28 +1,29 @@
 //! Profiles: parsing and validation only, with file/line/field errors.
 //!
-//! [`LoadedProfile::parse`] reads the `version` key first ([`version`]) and hands the document
+//! [`LoadedProfile::parse`] reads the `version` key first (`version`) and hands the document
 //! to that version's module ([`v1`]), which checks it and translates it into the one internal
-//! model: [`NodeConfig`]s with secrets as [`SecretRef`]s. Nothing here reads a secret or
+//! model: [`NodeConfig`]s with secrets as `SecretRef`s. Nothing here reads a secret or
 //! renders a file: [`crate::plan`] resolves a node, [`crate::render`] writes it.
 
-pub mod countries;
-pub mod node;
-pub mod secret;
-pub mod spans;
+mod countries;
+pub(crate) mod node;
+pub(crate) mod secret;
+mod spans;
 pub mod v1;
 pub mod values;
 mod version;
 
 /// The v1 types are the profile's types (a later version translates into them).
-pub use v1::schema;
+pub(crate) use v1::schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use node::{NodeConfig, Password, Sourced, UserConfig, WifiConfig};
-pub use schema::{InitChoice, Profile, Role};
-pub use secret::{SecretError, SecretRef};
-pub use spans::{Position, SpanIndex};
+pub use node::NodeConfig;
+pub(crate) use node::Password;
+pub(crate) use schema::{Profile, Role};
+pub(crate) use secret::SecretRef;
+pub(crate) use spans::{Position, SpanIndex};
 
 /// Profiles are hand-written YAML; anything this large is a mistake, and refusing it keeps a
 /// stray `pinode profile check /dev/zero` from eating memory.
@@ -34,7 +35,7 @@ pub struct FieldError {
     pub file: PathBuf,
     pub position: Option<Position>,
     /// Dotted path of the field, e.g. `nodes[1].hostname`.
-    pub field: String,
+    pub(crate) field: String,
     pub message: String,
 }
 
@@ -68,7 +69,7 @@ pub enum ProfileError {
 pub struct LoadedProfile {
     pub path: PathBuf,
     pub profile: Profile,
-    pub spans: SpanIndex,
+    spans: SpanIndex,
     pub nodes: Vec<NodeConfig>,
     pub warnings: Vec<FieldError>,
 }
@@ -181,6 +182,7 @@ pub fn json_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::schema::InitChoice;
 
     /// One route and one generation type: the profile, the CLI and serde agree on the words.
     #[test]

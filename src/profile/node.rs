@@ -9,12 +9,12 @@ use super::secret::SecretRef;
 /// that cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sourced<T> {
-    pub value: T,
-    pub field: String,
+    pub(crate) value: T,
+    pub(crate) field: String,
 }
 
 #[derive(Debug, Clone)]
-pub enum Password {
+pub(crate) enum Password {
     /// No password: the account is key-only.
     None,
     Hash(String),
@@ -23,7 +23,7 @@ pub enum Password {
 }
 
 impl Password {
-    pub fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         matches!(self, Password::None)
     }
 }
@@ -33,41 +33,39 @@ pub struct UserConfig {
     pub name: String,
     pub keys: Vec<String>,
     pub keys_file: Option<Sourced<String>>,
-    pub password: Password,
-    pub sudo: SudoMode,
+    pub(crate) password: Password,
+    pub(crate) sudo: SudoMode,
 }
 
 #[derive(Debug, Clone)]
-pub struct BootConfig {
-    pub cgroups: bool,
-    pub arm_64bit: bool,
-    pub cmdline_extra: Vec<String>,
-    pub config_extra: Vec<String>,
+pub(crate) struct BootConfig {
+    pub(crate) cgroups: bool,
+    pub(crate) arm_64bit: bool,
+    pub(crate) cmdline_extra: Vec<String>,
+    pub(crate) config_extra: Vec<String>,
 }
 
 /// A WPA2-PSK network, its passphrase still a reference.
 #[derive(Debug, Clone)]
 pub struct WifiConfig {
     pub ssid: String,
-    pub psk: SecretRef,
+    pub(crate) psk: SecretRef,
     pub country: String,
-    pub hidden: bool,
+    pub(crate) hidden: bool,
 }
 
 /// One node with every setting decided (secrets still as references).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub hostname: String,
-    pub role: Role,
-    /// Index of the `nodes` entry it came from.
-    pub entry: usize,
+    pub(crate) role: Role,
     pub user: UserConfig,
-    pub ssh_enabled: bool,
+    pub(crate) ssh_enabled: bool,
     /// `None`: off when keys are given, on otherwise.
-    pub ssh_password_authentication: Option<bool>,
+    pub(crate) ssh_password_authentication: Option<bool>,
     pub wifi: Option<WifiConfig>,
     pub timezone: String,
-    pub locale: String,
-    pub keyboard: String,
-    pub boot: BootConfig,
+    pub(crate) locale: String,
+    pub(crate) keyboard: String,
+    pub(crate) boot: BootConfig,
 }

@@ -21,7 +21,7 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// Where a secret comes from.
 #[derive(Debug, Clone)]
-pub enum SecretSource {
+enum SecretSource {
     /// Written in the profile itself.
     Inline(SecretString),
     /// The name of an environment variable.
@@ -34,14 +34,14 @@ pub enum SecretSource {
 /// when it is resolved, e.g. a missing environment variable).
 #[derive(Debug, Clone)]
 pub struct SecretRef {
-    pub source: SecretSource,
+    source: SecretSource,
     /// Dotted path of the key, e.g. `defaults.wifi.psk_env`.
-    pub field: String,
+    pub(crate) field: String,
 }
 
 /// Why a secret could not be read. The texts name the variable or the file, never the value.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
+pub(crate) enum SecretError {
     #[error("environment variable {var} is empty")]
     EnvEmpty { var: String },
     #[error("environment variable {var} is not set{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
@@ -62,8 +62,8 @@ pub enum SecretError {
 /// form and the value given, if any.
 pub(crate) struct SecretKeys<'a> {
     /// The mapping holding the keys, e.g. `defaults.wifi`.
-    pub parent: &'a str,
-    pub keys: &'a [(&'a str, SecretKind, Option<&'a String>)],
+    pub(crate) parent: &'a str,
+    pub(crate) keys: &'a [(&'a str, SecretKind, Option<&'a String>)],
 }
 
 /// The form of one key.
@@ -121,7 +121,7 @@ fn field(parent: &str, key: &str) -> String {
 
 impl SecretRef {
     /// Reads the secret: the environment through `settings`, files below `base_dir`.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         settings: &Settings,
         base_dir: &Path,
@@ -135,7 +135,7 @@ impl SecretRef {
 
     /// Whether the secret is there to be read (the variable is set, the file exists), without
     /// reading it: `profile check` checks a secret only when it is.
-    pub fn is_present(&self, settings: &Settings, base_dir: &Path) -> bool {
+    pub(crate) fn is_present(&self, settings: &Settings, base_dir: &Path) -> bool {
         match &self.source {
             SecretSource::Inline(_) => true,
             SecretSource::Env(var) => settings.var_os(var).is_some(),
@@ -189,7 +189,7 @@ fn from_file(path: &str, base_dir: &Path) -> Result<SecretString, SecretError> {
 ///
 /// When that home is unknown (an account the user database does not know, and no `$HOME`)
 /// `~/…` is an error, not a folder named `~` next to the profile.
-pub fn expand_path(path: &str, base_dir: &Path) -> Result<PathBuf, SecretError> {
+pub(crate) fn expand_path(path: &str, base_dir: &Path) -> Result<PathBuf, SecretError> {
     let invoker = crate::invoker::Invoker::current();
     if let Some(home) = invoker.expand_tilde(path) {
         return Ok(home);

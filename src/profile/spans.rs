@@ -19,14 +19,14 @@ pub struct Position {
 
 /// Key path → position of the value.
 #[derive(Debug, Default, Clone)]
-pub struct SpanIndex {
+pub(crate) struct SpanIndex {
     positions: HashMap<String, Position>,
 }
 
 impl SpanIndex {
     /// Indexes `text`. A document that does not parse yields an empty index (serde_yaml will
     /// have reported the syntax error with its position already).
-    pub fn build(text: &str) -> SpanIndex {
+    pub(crate) fn build(text: &str) -> SpanIndex {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         if parser.load(&mut builder, false).is_err() {
@@ -39,7 +39,7 @@ impl SpanIndex {
 
     /// The position of `path`, or of its closest indexed ancestor (an error about a missing
     /// key points at the mapping that lacks it).
-    pub fn find(&self, path: &str) -> Option<Position> {
+    pub(crate) fn find(&self, path: &str) -> Option<Position> {
         let mut path = path;
         loop {
             if let Some(p) = self.positions.get(path) {

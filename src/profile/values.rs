@@ -146,14 +146,14 @@ const KEY_TYPES: &[&str] = &[
 /// One OpenSSH public key: `type base64 [comment]`, whose encoded blob names the same type.
 ///
 /// Errors quote the start of the value: it is the profile's own text. For lines read from a
-/// key file use [`ssh_public_key_line`], which quotes nothing.
+/// key file use `ssh_public_key_line`, which quotes nothing.
 pub fn ssh_public_key(key: &str) -> Result<(), String> {
     public_key(key, true)
 }
 
 /// A line of an `ssh_authorized_keys_file`. The file may be the wrong one (a private key, a
 /// token file), so errors describe the problem without quoting any of its contents.
-pub fn ssh_public_key_line(key: &str) -> Result<(), String> {
+pub(crate) fn ssh_public_key_line(key: &str) -> Result<(), String> {
     public_key(key, false)
 }
 
@@ -209,7 +209,7 @@ fn public_key(key: &str, quote: bool) -> Result<(), String> {
 }
 
 /// A crypt(3) hash that chpasswd -e, userconf.txt and cloud-init accept.
-pub fn password_hash(hash: &str) -> Result<(), String> {
+pub(crate) fn password_hash(hash: &str) -> Result<(), String> {
     let scheme = ["$6$", "$5$", "$y$"]
         .into_iter()
         .find(|p| hash.starts_with(p));
@@ -400,7 +400,7 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
 // `check_runner_token`).
 
 /// A K3s release such as `v1.33.5+k3s1`.
-pub fn k3s_version(version: &str) -> Result<(), String> {
+pub(crate) fn k3s_version(version: &str) -> Result<(), String> {
     if crate::engine::k3s::is_version(version) {
         Ok(())
     } else {
@@ -412,7 +412,7 @@ pub fn k3s_version(version: &str) -> Result<(), String> {
 }
 
 /// A K3s release channel such as `stable`, `latest` or `v1.33`.
-pub fn k3s_channel(channel: &str) -> Result<(), String> {
+pub(crate) fn k3s_channel(channel: &str) -> Result<(), String> {
     if crate::engine::k3s::is_channel(channel) {
         Ok(())
     } else {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 /// The newest profile version this pinode reads.
-pub const CURRENT: u64 = 1;
+pub(crate) const CURRENT: u64 = 1;
 
 #[derive(Deserialize)]
 struct Header {
@@ -15,7 +15,7 @@ struct Header {
 
 /// What the document says its version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Declared {
+pub(crate) enum Declared {
     /// A whole number.
     Number(u64),
     /// Missing, not a whole number, or the document is not a YAML mapping: the per-version
@@ -24,7 +24,7 @@ pub enum Declared {
 }
 
 /// Reads the `version` key of `text`.
-pub fn declared(text: &str) -> Declared {
+pub(crate) fn declared(text: &str) -> Declared {
     match serde_yaml::from_str::<Header>(text) {
         Ok(Header {
             version: Some(value),
@@ -36,7 +36,7 @@ pub fn declared(text: &str) -> Declared {
 }
 
 /// The message for a version this pinode does not read.
-pub fn unsupported(version: u64) -> String {
+pub(crate) fn unsupported(version: u64) -> String {
     format!(
         "profile version {version} is not supported by this pinode (it reads version {CURRENT})"
     )

@@ -1,15 +1,15 @@
 //! Rendering: a node's plan, for one OS, becomes its boot content — the first-boot programs
 //! for the image's route, the kernel command-line tokens and the config.txt lines.
 //!
-//! Two stages run on the node. Stage 1 ([`stage1`]: `firstrun.sh` or a cloud-init seed, by
-//! route) sets up the system; stage 2 ([`stage2`], cluster nodes only) installs the cluster
+//! Two stages run on the node. Stage 1 (`stage1`: `firstrun.sh` or a cloud-init seed, by
+//! route) sets up the system; stage 2 (`stage2`, cluster nodes only) installs the cluster
 //! engine and the CI runner once the network is up. Both are shell programs built from the
-//! one library in [`shell`]. The output, a [`BootContent`], is plain data: `pinode render`
+//! one library in `shell`. The output, a [`BootContent`], is plain data: `pinode render`
 //! writes it to a folder, [`crate::bootfs::apply`] applies it to a FAT partition.
 
-pub mod shell;
-pub mod stage1;
-pub mod stage2;
+mod shell;
+mod stage1;
+mod stage2;
 
 use crate::bootfs::content::{BootContent, BootFile, CmdlineEdit};
 use crate::osinfo::{InitRoute, OsInfo};
@@ -36,7 +36,7 @@ impl From<crate::ci::CiError> for RenderError {
 /// Kernel command-line tokens the memory cgroup needs (platform.md: the Pi firmware passes
 /// `cgroup_disable=memory`; `cgroup_memory=1` and `cgroup_enable=cpuset` are what most guides
 /// add and are harmless).
-pub const CGROUP_TOKENS: [&str; 3] = [
+const CGROUP_TOKENS: [&str; 3] = [
     "cgroup_memory=1",
     "cgroup_enable=memory",
     "cgroup_enable=cpuset",

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::RenderError;
 
 /// Quotes `value` for POSIX sh so that it arrives byte-exact.
-pub fn quote(value: &str) -> Result<String, RenderError> {
+fn quote(value: &str) -> Result<String, RenderError> {
     shlex::try_quote(value)
         .map(|q| q.into_owned())
         .map_err(|_| {
@@ -19,7 +19,7 @@ pub fn quote(value: &str) -> Result<String, RenderError> {
 
 /// A shell program: a header, a library of functions, variables, and a `main` made of steps.
 #[derive(Debug, Default)]
-pub struct ShellProgram {
+pub(crate) struct ShellProgram {
     header: Vec<String>,
     library: Vec<Cow<'static, str>>,
     vars: Vec<(String, String)>,
@@ -29,20 +29,20 @@ pub struct ShellProgram {
 
 impl ShellProgram {
     /// Adds a comment line to the header.
-    pub fn comment(&mut self, line: impl Into<String>) -> &mut Self {
+    pub(crate) fn comment(&mut self, line: impl Into<String>) -> &mut Self {
         self.header.push(line.into());
         self
     }
 
     /// Adds shell code (function definitions): static text, or text assembled from static
     /// parts and the paths a stage passes down (never from user values: those are `var`s).
-    pub fn library(&mut self, code: impl Into<Cow<'static, str>>) -> &mut Self {
+    pub(crate) fn library(&mut self, code: impl Into<Cow<'static, str>>) -> &mut Self {
         self.library.push(code.into());
         self
     }
 
     /// Assigns `value` to the shell variable `name` (quoted).
-    pub fn var(&mut self, name: &str, value: &str) -> Result<&mut Self, RenderError> {
+    pub(crate) fn var(&mut self, name: &str, value: &str) -> Result<&mut Self, RenderError> {
         debug_assert!(
             name.chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
@@ -53,20 +53,20 @@ impl ShellProgram {
 
     /// Makes the script exit with `main`'s status (the default is 0: `firstrun.sh` must
     /// succeed for `systemd.run_success_action` to reboot into the configured system).
-    pub fn propagate_status(&mut self) -> &mut Self {
+    pub(crate) fn propagate_status(&mut self) -> &mut Self {
         self.propagate_status = true;
         self
     }
 
     /// Adds a line to `main`. Only static code and `"$VARIABLE"` references belong here.
-    pub fn step(&mut self, code: impl Into<String>) -> &mut Self {
+    pub(crate) fn step(&mut self, code: impl Into<String>) -> &mut Self {
         self.steps.push(code.into());
         self
     }
 
     /// The script. The body is one `{ … }` group so the shell has read all of it before
     /// running any of it: the script deletes itself from the boot partition at the end.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::from("#!/bin/sh\n");
         for line in &self.header {
             out.push_str("# ");
@@ -107,7 +107,7 @@ impl ShellProgram {
 /// The function library of pinode's first-boot programs: logging, steps, file helpers and
 /// the stage 1 setup functions. Both stages carry all of it, so that the installed scripts
 /// stay the same bytes.
-pub const CORE: &str = r##"
+pub(crate) const CORE: &str = r##"
 PINODE_LOG=/var/log/pinode-firstboot.log
 FAILED=''
 

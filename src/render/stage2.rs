@@ -20,15 +20,14 @@ use crate::engine::stage2::{EngineStage2, StageContext, fill};
 use crate::plan::{NodeCluster, NodePlan};
 
 /// Directory on the boot partition for this stage's files.
-pub const DIR: &str = "pinode";
-pub const SCRIPT: &str = "pinode/firstboot.sh";
-pub const UNIT: &str = "pinode/pinode-firstboot.service";
-pub const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
+const DIR: &str = "pinode";
+pub(crate) const SCRIPT: &str = "pinode/firstboot.sh";
+const UNIT: &str = "pinode/pinode-firstboot.service";
+const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
 
 /// Where the node keeps the stage's files and its secrets (root only).
 const NODE_DIR: &str = "/etc/pinode";
-pub const NODE_SECRETS: &str = "/etc/pinode/secrets";
-pub const DONE_MARKER: &str = "/var/lib/pinode/firstboot.done";
+const NODE_SECRETS: &str = "/etc/pinode/secrets";
 
 const UNIT_TEXT: &str = "[Unit]
 Description=pinode first boot: @ENGINE@ and the CI runner
@@ -162,7 +161,7 @@ const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 "##;
 
 /// The files of this stage for `plan` (which must have a cluster part).
-pub fn files(
+pub(crate) fn files(
     plan: &NodePlan,
     cluster: &NodeCluster,
     boot_dir: &str,

@@ -357,7 +357,7 @@ pub struct TestHooks {
 }
 
 impl TestHooks {
-    /// The pause of [`crate::edge::TestHooks::pause`] (none unless `PINODE_TEST_HOOKS=1`).
+    /// The pause of `crate::edge::TestHooks::pause` (none unless `PINODE_TEST_HOOKS=1`).
     pub fn from_settings(settings: &crate::edge::Settings) -> TestHooks {
         let Some(spec) = settings.test.pause.as_deref() else {
             return TestHooks::default();

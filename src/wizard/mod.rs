@@ -8,7 +8,7 @@
 
 pub mod host;
 pub mod save;
-pub mod yaml;
+mod yaml;
 
 use secrecy::SecretString;
 
@@ -100,7 +100,7 @@ fn gitlab_runner(url: &str) -> Result<RunnerSpec, yaml::Error> {
 }
 
 /// The answers as a profile, in the profile's own (v1) types.
-pub fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
+fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
     let wifi = a.wifi.as_ref().map(|w| {
         let (psk_env, psk_file) = secret_keys(&w.psk);
         WifiSpec {
@@ -236,7 +236,7 @@ fn comments(a: &Answers) -> yaml::Comments {
     c
 }
 
-/// The profile, as commented YAML: [`to_profile`] written by [`yaml`].
+/// The profile, as commented YAML: `to_profile` written by `yaml`.
 pub fn render_profile(a: &Answers) -> Result<String, yaml::Error> {
     Ok(format!(
         "{HEADER}{}",

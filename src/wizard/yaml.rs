@@ -15,16 +15,16 @@ use serde::ser::{self, Serialize};
 
 /// Comments keyed by the dotted path of a field (`os.image`, `nodes[0].hostname`).
 #[derive(Default)]
-pub struct Comments {
+pub(crate) struct Comments {
     /// Written after the field's line: `key: value   # comment`.
-    pub trailing: HashMap<String, String>,
+    pub(crate) trailing: HashMap<String, String>,
     /// Lines written before the field, each as `# line`, at the field's indentation.
-    pub before: HashMap<String, Vec<String>>,
+    pub(crate) before: HashMap<String, Vec<String>>,
     /// Fields left out (present in the value, but the document does not spell them).
-    pub omit: Vec<String>,
+    pub(crate) omit: Vec<String>,
     /// Fields written as `null` although they are null: everywhere else a null (an absent
     /// `Option`) and an empty list are left out, as a hand-written profile leaves them out.
-    pub keep_null: Vec<String>,
+    pub(crate) keep_null: Vec<String>,
 }
 
 impl Comments {
@@ -42,7 +42,7 @@ impl Comments {
 }
 
 /// `value` as block YAML, top-level keys separated by a blank line.
-pub fn to_string<T: Serialize>(value: &T, comments: &Comments) -> Result<String, Error> {
+pub(crate) fn to_string<T: Serialize>(value: &T, comments: &Comments) -> Result<String, Error> {
     let node = value.serialize(Tree)?;
     let mut out = String::new();
     match &node {

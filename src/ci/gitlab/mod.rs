@@ -17,19 +17,19 @@ use super::RunnerSpec;
 /// A runner file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct GitlabError(pub String);
+pub(crate) struct GitlabError(pub(crate) String);
 
 /// Namespace the runner lives in.
-pub const RUNNER_NAMESPACE: &str = "gitlab-runner";
+const RUNNER_NAMESPACE: &str = "gitlab-runner";
 /// Name of the Secret holding the runner token (`runners.secret` in the chart).
-pub const RUNNER_SECRET: &str = "gitlab-runner-token";
+const RUNNER_SECRET: &str = "gitlab-runner-token";
 
 /// The GitLab runner, token resolved.
 #[derive(Clone)]
 pub struct RunnerPlan {
-    pub spec: RunnerSpec,
+    pub(crate) spec: RunnerSpec,
     /// A `glrt-` runner authentication token.
-    pub token: SecretString,
+    pub(crate) token: SecretString,
 }
 
 /// The GitLab instance a runner registers with: an https:// URL, or an http:// one with a
@@ -85,7 +85,7 @@ struct KubernetesExecutor {
 }
 
 /// The runner's `config.toml` fragment (the chart's `runners.config`).
-pub fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let config = RunnerToml {
         runners: vec![RunnerEntry {
             kubernetes: KubernetesExecutor {
@@ -101,7 +101,7 @@ pub fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
 /// The chart values. Only keys that are valid with a `glrt-` token: no `tags`, `locked`,
 /// `runUntagged`, `protected`, `maximumTimeout` or `runnerRegistrationToken`, which make
 /// such a runner fail to start (they are set on the GitLab server now).
-pub fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
+fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
     Ok(json!({
         "gitlabUrl": runner.url,
         "concurrent": runner.concurrent,
@@ -116,7 +116,7 @@ pub fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
 /// `pinode-gitlab-runner.yaml` for the server's auto-deploy manifests directory: the
 /// namespace and a `HelmChart` that K3s's Helm controller installs. The token Secret is
 /// written by the node itself from its root-only copy of the token.
-pub fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
@@ -140,7 +140,7 @@ pub fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
 
 /// The runner token, for the node to place in a Secret. Kept apart from every other file,
 /// without a line break: the file is the token, byte for byte.
-pub fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
+fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
     runner.token.expose_secret().as_bytes().to_vec()
 }
 

@@ -47,7 +47,7 @@ const RUN_STEPS: &str = r##"	if [ "$HAS_RUNNER" = yes ]; then
 "##;
 
 /// The shell code every cluster node's stage carries for a GitLab runner.
-pub fn glue(ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
+pub(crate) fn glue(ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
     let paths = [
         ("@MANIFEST@", format!("{}/{MANIFEST}", manifests.boot_dir)),
         ("@NODE_MANIFEST@", format!("{}/{MANIFEST}", ctx.node_dir)),
@@ -63,7 +63,7 @@ pub fn glue(ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
 }
 
 /// The runner's files for the boot partition.
-pub fn files(
+pub(crate) fn files(
     ctx: &StageContext,
     manifests: &AutoManifests,
     runner: &RunnerPlan,

@@ -57,7 +57,7 @@ impl SystemView {
     }
 
     /// The running system, or the tree the test hook `PINODE_SYSTEM_ROOT` names
-    /// (`sys/block/…`, `proc/self/mountinfo`, `proc/swaps`; see [`crate::edge::TestHooks`]),
+    /// (`sys/block/…`, `proc/self/mountinfo`, `proc/swaps`; see `crate::edge::TestHooks`),
     /// for refusals that cannot be staged.
     pub fn from_settings(settings: &crate::edge::Settings) -> Self {
         match &settings.test.system_root {

@@ -17,7 +17,7 @@ const FLAGS_TXT: &str = include_str!("../../../data/k3s/flags.txt");
 
 /// Which K3s command reads the arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Server,
     Agent,
 }
@@ -33,7 +33,7 @@ impl Command {
 
 /// What a flag takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     /// `--flag`, or `--flag=true|false`.
     Bool,
     /// `--flag=V` or `--flag V`.
@@ -44,16 +44,15 @@ pub enum Kind {
 
 /// One flag of the list.
 #[derive(Debug, Clone)]
-pub struct Flag {
-    pub name: &'static str,
-    pub aliases: Vec<&'static str>,
-    pub kind: Kind,
-    pub server: bool,
-    pub agent: bool,
+struct Flag {
+    name: &'static str,
+    kind: Kind,
+    server: bool,
+    agent: bool,
 }
 
 impl Flag {
-    pub fn accepted_by(&self, command: Command) -> bool {
+    fn accepted_by(&self, command: Command) -> bool {
         match command {
             Command::Server => self.server,
             Command::Agent => self.agent,
@@ -64,23 +63,23 @@ impl Flag {
 /// A line of the flag list that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("data/k3s/flags.txt:{line}: {message}")]
-pub struct FlagListError {
-    pub line: usize,
-    pub message: String,
+pub(crate) struct FlagListError {
+    line: usize,
+    message: String,
 }
 
 /// The flags of both commands, looked up by name or alias.
 #[derive(Debug)]
-pub struct FlagSet {
+pub(crate) struct FlagSet {
     /// The K3s version line the list was derived for, e.g. `v1.33`.
-    pub line: &'static str,
+    pub(crate) line: &'static str,
     flags: Vec<Flag>,
     by_name: HashMap<&'static str, usize>,
 }
 
 impl FlagSet {
     /// Parses the flag list format described in `data/k3s/flags.txt`.
-    pub fn parse(text: &'static str) -> Result<FlagSet, FlagListError> {
+    fn parse(text: &'static str) -> Result<FlagSet, FlagListError> {
         let mut set = FlagSet {
             line: "",
             flags: Vec::new(),
@@ -129,7 +128,6 @@ impl FlagSet {
             }
             set.flags.push(Flag {
                 name,
-                aliases,
                 kind,
                 server,
                 agent,
@@ -147,7 +145,7 @@ impl FlagSet {
     /// Whether a profile's K3s `version` (v1.33.5+k3s1) or `channel` (v1.33, stable)
     /// belongs to another version line than the list: `None` when it is the same or a
     /// moving channel (stable, latest), else that line.
-    pub fn other_line<'a>(&self, pinned: &'a str) -> Option<&'a str> {
+    pub(crate) fn other_line<'a>(&self, pinned: &'a str) -> Option<&'a str> {
         if !pinned.starts_with('v') {
             return None;
         }
@@ -162,13 +160,13 @@ impl FlagSet {
     }
 
     /// The flag called `name` (its name or an alias).
-    pub fn get(&self, name: &str) -> Option<&Flag> {
+    fn get(&self, name: &str) -> Option<&Flag> {
         self.by_name.get(name).map(|&i| &self.flags[i])
     }
 
     /// The flag of `command` closest to a misspelt `name`, if one is close enough to be
     /// what was meant.
-    pub fn suggest(&self, name: &str, command: Command) -> Option<&'static str> {
+    fn suggest(&self, name: &str, command: Command) -> Option<&'static str> {
         let limit = if name.len() < 6 { 1 } else { 2 };
         self.flags
             .iter()
@@ -188,7 +186,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The embedded list, parsed on first use.
-pub fn flags() -> Result<&'static FlagSet, FlagListError> {
+pub(crate) fn flags() -> Result<&'static FlagSet, FlagListError> {
     static SET: OnceLock<Result<FlagSet, FlagListError>> = OnceLock::new();
     SET.get_or_init(|| FlagSet::parse(FLAGS_TXT))
         .as_ref()
@@ -197,9 +195,9 @@ pub fn flags() -> Result<&'static FlagSet, FlagListError> {
 
 /// One argument that is wrong, by its index in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgError {
-    pub index: usize,
-    pub message: String,
+pub(crate) struct ArgError {
+    pub(crate) index: usize,
+    pub(crate) message: String,
 }
 
 /// Turns `args` into `(flag name, value)` pairs for `command`'s config.yaml: aliases become
@@ -207,7 +205,7 @@ pub struct ArgError {
 /// and a bare boolean flag becomes `true`. Every wrong argument is reported (never its
 /// value, which may be a secret such as `--etcd-s3-secret-key`), with a suggestion for a
 /// near miss. Flags pinode sets itself (`managed`) are refused.
-pub fn parse_args(
+pub(crate) fn parse_args(
     args: &[String],
     command: Command,
     managed: &[&str],

@@ -6,7 +6,7 @@
 //! YAML (JSON is YAML, and every string in it is quoted). Nothing here knows the profile,
 //! the plan or the renderer: profile validation and the renderer both call in here.
 
-pub mod flags;
+pub(crate) mod flags;
 pub(crate) mod stage2;
 
 use schemars::JsonSchema;
@@ -19,11 +19,11 @@ use flags::Command;
 /// A K3s file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct K3sError(pub String);
+pub(crate) struct K3sError(pub(crate) String);
 
 /// Flags pinode sets itself from the profile; giving them in `server_args`/`agent_args` too
 /// would contradict the plan.
-pub const MANAGED_FLAGS: &[&str] = &[
+pub(crate) const MANAGED_FLAGS: &[&str] = &[
     "token",
     "token-file",
     "server",
@@ -67,12 +67,12 @@ pub struct K3sSpec {
     #[serde(default = "default_install_url")]
     pub install_url: String,
     #[serde(default)]
-    pub server_args: Vec<String>,
+    pub(crate) server_args: Vec<String>,
     #[serde(default)]
-    pub agent_args: Vec<String>,
+    pub(crate) agent_args: Vec<String>,
     /// Extra SANs; the server's hostname(.local) is always added.
     #[serde(default)]
-    pub tls_san: Vec<String>,
+    pub(crate) tls_san: Vec<String>,
 }
 
 impl Default for K3sSpec {
@@ -98,7 +98,7 @@ fn default_install_url() -> String {
 
 /// Whether `v` is a K3s release version such as `v1.33.5+k3s1`: `v`, a digit, then only
 /// letters, digits and `.+-`.
-pub fn is_version(v: &str) -> bool {
+pub(crate) fn is_version(v: &str) -> bool {
     v.starts_with('v')
         && v.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ".+-".contains(ch))
@@ -107,7 +107,7 @@ pub fn is_version(v: &str) -> bool {
 
 /// Whether `channel` can name a K3s release channel (`stable`, `latest`, `v1.33`): not empty,
 /// only letters, digits and `.-`.
-pub fn is_channel(channel: &str) -> bool {
+pub(crate) fn is_channel(channel: &str) -> bool {
     !channel.is_empty()
         && channel
             .chars()
@@ -117,14 +117,14 @@ pub fn is_channel(channel: &str) -> bool {
 /// One node's part in a K3s cluster, its join token resolved: what the K3s files are
 /// rendered from.
 #[derive(Clone)]
-pub struct K3sNode {
-    pub role: K3sRole,
+pub(crate) struct K3sNode {
+    pub(crate) role: K3sRole,
     /// More than one server: the founder starts embedded etcd.
-    pub ha: bool,
+    pub(crate) ha: bool,
     /// The API server URL the other nodes join.
-    pub api: String,
-    pub token: SecretString,
-    pub spec: K3sSpec,
+    pub(crate) api: String,
+    pub(crate) token: SecretString,
+    pub(crate) spec: K3sSpec,
 }
 
 /// Checks that K3s can parse `token` as a join token. The message never quotes the token.
@@ -140,7 +140,7 @@ pub struct K3sNode {
 ///   match: pinode asks for exactly that;
 /// - the credentials are a bootstrap token (`abcdef.0123456789abcdef`) or `user:password`
 ///   with a non-empty password, else "invalid token format".
-pub fn check_cluster_token(token: &str) -> Result<(), String> {
+pub(crate) fn check_cluster_token(token: &str) -> Result<(), String> {
     const FULL: &str = "K10<64 hex digits of the CA hash>::<user>:<password>";
     let Some(rest) = token.strip_prefix("K10") else {
         return if token.is_empty() {
@@ -201,7 +201,7 @@ fn is_bootstrap_token(creds: &str) -> bool {
 }
 
 /// `/etc/rancher/k3s/config.yaml` for a node (keys are the server/agent flags without dashes).
-pub fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<String, K3sError> {
+fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<String, K3sError> {
     let mut config = Map::new();
     config.insert("node-name".into(), json!(hostname));
     config.insert("token-file".into(), json!(token_file));

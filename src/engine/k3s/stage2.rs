@@ -10,7 +10,7 @@ use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
 
 /// K3s applies every manifest in this directory of a server, and keeps it applied.
-pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 /// The node's `config.yaml`, relative to the stage's boot directory.
 const CONFIG: &str = "k3s/config.yaml";
 /// The join token's name among the stage's secrets.
@@ -80,7 +80,7 @@ const INSTALL_STEPS: &str = r##"	step "k3s install" retry install_k3s
 "##;
 
 /// K3s's part of the stage for `node`.
-pub fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2, K3sError> {
+pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2, K3sError> {
     let exec = match node.role {
         K3sRole::Founder | K3sRole::JoiningServer => "server",
         K3sRole::Agent => "agent",

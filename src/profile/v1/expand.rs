@@ -1,4 +1,4 @@
-//! Translating a v1 profile into the internal model ([`crate::profile::node`]): hostname
+//! Translating a v1 profile into the internal model (`crate::profile::node`): hostname
 //! ranges expanded, defaults merged into each node, secrets picked into references.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ const MAX_RANGE: u64 = 1000;
 /// largest cluster it supports, and a Pi cluster is far smaller: twice that leaves room for
 /// any real profile while a hostile one (20,000 entries of `[1-1000]`, 20 million nodes in a
 /// 929 KB file) is refused before anything is allocated for its nodes.
-pub const MAX_NODES: u64 = 10_000;
+const MAX_NODES: u64 = 10_000;
 
 /// Expands every entry and merges defaults; records problems in `report`.
 pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> {
@@ -90,7 +90,7 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
 }
 
 /// How many hosts `pattern` names, without expanding it.
-pub fn hostname_count(pattern: &str) -> Result<u64, String> {
+fn hostname_count(pattern: &str) -> Result<u64, String> {
     Ok(match parse_pattern(pattern)? {
         Some(p) => p.end - p.start + 1,
         None => 1,
@@ -311,7 +311,6 @@ fn merge(
     Some(NodeConfig {
         hostname,
         role,
-        entry,
         user: UserConfig {
             name,
             keys,

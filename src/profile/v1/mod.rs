@@ -1,4 +1,4 @@
-//! Profile format version 1: its types ([`schema`]), its value rules ([`validate`]), which
+//! Profile format version 1: its types (`schema`), its value rules (`validate`), which
 //! keys name each secret ([`secrets`]) and its translation into the internal model
 //! ([`expand`]: nodes with defaults merged in).
 //!
@@ -8,9 +8,9 @@
 //! `version` key before either module sees the document.
 
 pub mod expand;
-pub mod schema;
+pub(crate) mod schema;
 pub mod secrets;
-pub(crate) mod validate;
+mod validate;
 
 use super::Position;
 use super::node::NodeConfig;
@@ -18,10 +18,10 @@ use schema::Profile;
 
 /// A v1 document, parsed, checked and translated.
 pub(crate) struct Parsed {
-    pub profile: Profile,
-    pub nodes: Vec<NodeConfig>,
+    pub(crate) profile: Profile,
+    pub(crate) nodes: Vec<NodeConfig>,
     /// (field, message)
-    pub warnings: Vec<(String, String)>,
+    pub(crate) warnings: Vec<(String, String)>,
 }
 
 /// Why a v1 document was refused.

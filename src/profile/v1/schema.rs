@@ -14,18 +14,18 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[schemars(title = "pinode profile, version 1")]
 pub struct Profile {
     /// Profile format version; must be 1.
-    pub version: u32,
+    pub(crate) version: u32,
     /// Which operating system image to start from.
     #[serde(default)]
     pub os: OsSpec,
     /// Settings every node gets; a node may override any of them.
     #[serde(default)]
-    pub defaults: NodeSettings,
+    pub(crate) defaults: NodeSettings,
     /// The K3s cluster the nodes form. Without it, nodes get an OS but no K3s.
     #[serde(default)]
-    pub cluster: Option<ClusterSpec>,
+    pub(crate) cluster: Option<ClusterSpec>,
     /// The nodes, at least one. A hostname may hold a numeric range: `worker-[1-3]`.
-    pub nodes: Vec<NodeEntry>,
+    pub(crate) nodes: Vec<NodeEntry>,
 }
 
 /// The operating system image.
@@ -72,7 +72,7 @@ impl InitChoice {
     const WORDS: &'static [&'static str] = &["auto", "firstrun", "cloud-init"];
 
     /// The forced route; `None` for `auto`.
-    pub fn forced(self) -> Option<crate::osinfo::InitRoute> {
+    pub(crate) fn forced(self) -> Option<crate::osinfo::InitRoute> {
         match self {
             InitChoice::Auto => None,
             InitChoice::Forced(route) => Some(route),
@@ -154,106 +154,106 @@ impl JsonSchema for InitChoice {
 /// Per-node settings. In `defaults` they apply to every node; in a node they override.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NodeSettings {
+pub(crate) struct NodeSettings {
     #[serde(default)]
-    pub user: Option<UserSpec>,
+    pub(crate) user: Option<UserSpec>,
     #[serde(default)]
-    pub ssh: Option<SshSpec>,
+    pub(crate) ssh: Option<SshSpec>,
     /// Wi-Fi network, or null for none.
     #[serde(default, deserialize_with = "explicit_null")]
     #[schemars(with = "Option<WifiSpec>")]
-    pub wifi: Option<Option<WifiSpec>>,
+    pub(crate) wifi: Option<Option<WifiSpec>>,
     /// An IANA time zone name, e.g. Europe/Berlin.
     #[serde(default)]
-    pub timezone: Option<String>,
+    pub(crate) timezone: Option<String>,
     /// A locale such as en_GB.UTF-8.
     #[serde(default)]
-    pub locale: Option<String>,
+    pub(crate) locale: Option<String>,
     /// An XKB keyboard layout such as gb, us or de.
     #[serde(default)]
-    pub keyboard: Option<String>,
+    pub(crate) keyboard: Option<String>,
     #[serde(default)]
-    pub boot: Option<BootSpec>,
+    pub(crate) boot: Option<BootSpec>,
 }
 
 /// The login user (the first user, uid 1000).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserSpec {
+pub(crate) struct UserSpec {
     /// A valid Linux user name; "root" is refused.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Public keys, one per entry, as in authorized_keys.
     #[serde(default)]
-    pub ssh_authorized_keys: Option<Vec<String>>,
+    pub(crate) ssh_authorized_keys: Option<Vec<String>>,
     /// A .pub or authorized_keys file (~ expands), read when the profile is used.
     #[serde(default)]
-    pub ssh_authorized_keys_file: Option<String>,
+    pub(crate) ssh_authorized_keys_file: Option<String>,
     /// A crypt(3) hash: $6$ (sha512-crypt), $5$ (sha256-crypt) or $y$ (yescrypt).
     #[serde(default)]
-    pub password_hash: Option<String>,
+    pub(crate) password_hash: Option<String>,
     /// Name of an environment variable holding a plaintext password, hashed by pinode.
     #[serde(default)]
-    pub password_env: Option<String>,
+    pub(crate) password_env: Option<String>,
     /// Whether sudo asks for the password.
     #[serde(default)]
-    pub sudo: Option<SudoMode>,
+    pub(crate) sudo: Option<SudoMode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum SudoMode {
+pub(crate) enum SudoMode {
     Nopasswd,
     Password,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SshSpec {
+pub(crate) struct SshSpec {
     #[serde(default)]
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// Default: false when keys are given, true otherwise.
     #[serde(default)]
-    pub password_authentication: Option<bool>,
+    pub(crate) password_authentication: Option<bool>,
 }
 
 /// A WPA2-PSK Wi-Fi network.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WifiSpec {
+pub(crate) struct WifiSpec {
     /// 1 to 32 bytes, any characters.
-    pub ssid: String,
+    pub(crate) ssid: String,
     /// The passphrase in the profile itself (accepted, with a warning: prefer psk_env or psk_file).
     #[serde(default)]
-    pub psk: Option<String>,
+    pub(crate) psk: Option<String>,
     /// Name of an environment variable holding the passphrase.
     #[serde(default)]
-    pub psk_env: Option<String>,
+    pub(crate) psk_env: Option<String>,
     /// A file holding the passphrase.
     #[serde(default)]
-    pub psk_file: Option<String>,
+    pub(crate) psk_file: Option<String>,
     /// ISO 3166 alpha-2 country code, for the regulatory domain.
-    pub country: String,
+    pub(crate) country: String,
     #[serde(default)]
-    pub hidden: bool,
+    pub(crate) hidden: bool,
 }
 
 /// Boot-partition settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BootSpec {
+pub(crate) struct BootSpec {
     /// Add cgroup_memory=1 cgroup_enable=memory cgroup_enable=cpuset to cmdline.txt.
     #[serde(default)]
-    pub cgroups: Option<bool>,
+    pub(crate) cgroups: Option<bool>,
     /// arm_64bit=1 for every board.
     #[serde(default)]
-    pub arm_64bit: Option<bool>,
+    pub(crate) arm_64bit: Option<bool>,
     /// More cmdline.txt tokens.
     #[serde(default)]
-    pub cmdline_extra: Option<Vec<String>>,
+    pub(crate) cmdline_extra: Option<Vec<String>>,
     /// More config.txt lines, placed under [all].
     #[serde(default)]
-    pub config_extra: Option<Vec<String>>,
+    pub(crate) config_extra: Option<Vec<String>>,
 }
 
 /// The K3s cluster.
@@ -261,16 +261,16 @@ pub struct BootSpec {
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// DNS-label-safe cluster name.
-    pub name: String,
+    pub(crate) name: String,
     /// Environment variable holding the K3s join token.
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub(crate) token_env: Option<String>,
     /// File holding the K3s join token.
     #[serde(default)]
-    pub token_file: Option<String>,
+    pub(crate) token_file: Option<String>,
     /// API server URL; default https://<first server hostname>.local:6443.
     #[serde(default)]
-    pub api: Option<String>,
+    pub(crate) api: Option<String>,
     /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
     /// has a key of its own).
     #[serde(default)]
@@ -280,40 +280,40 @@ pub struct ClusterSpec {
     pub runner: Option<RunnerSpec>,
 }
 
-pub use crate::ci::{RunnerKind, RunnerSpec};
-pub use crate::engine::k3s::K3sSpec;
+pub(crate) use crate::ci::RunnerSpec;
+pub(crate) use crate::engine::k3s::K3sSpec;
 
-pub use crate::bootfs::manifest::Role;
+pub(crate) use crate::bootfs::manifest::Role;
 
 /// One node, or a numbered range of nodes.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NodeEntry {
+pub(crate) struct NodeEntry {
     /// RFC 1123 label, unique across the profile; `worker-[1-3]` expands to three nodes.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// server or agent; the first server founds the cluster.
     #[serde(default)]
-    pub role: Option<Role>,
+    pub(crate) role: Option<Role>,
     #[serde(default)]
-    pub user: Option<UserSpec>,
+    pub(crate) user: Option<UserSpec>,
     #[serde(default)]
-    pub ssh: Option<SshSpec>,
+    pub(crate) ssh: Option<SshSpec>,
     #[serde(default, deserialize_with = "explicit_null")]
     #[schemars(with = "Option<WifiSpec>")]
-    pub wifi: Option<Option<WifiSpec>>,
+    pub(crate) wifi: Option<Option<WifiSpec>>,
     #[serde(default)]
-    pub timezone: Option<String>,
+    pub(crate) timezone: Option<String>,
     #[serde(default)]
-    pub locale: Option<String>,
+    pub(crate) locale: Option<String>,
     #[serde(default)]
-    pub keyboard: Option<String>,
+    pub(crate) keyboard: Option<String>,
     #[serde(default)]
-    pub boot: Option<BootSpec>,
+    pub(crate) boot: Option<BootSpec>,
 }
 
 impl NodeEntry {
     /// The overridable part of this entry.
-    pub fn settings(&self) -> NodeSettings {
+    pub(crate) fn settings(&self) -> NodeSettings {
         NodeSettings {
             user: self.user.clone(),
             ssh: self.ssh.clone(),

@@ -1,11 +1,11 @@
-//! Which v1 keys name each secret, in one place: validation asks [`pick`] whether exactly
-//! one source is given, and translation takes the [`SecretRef`] it returns.
+//! Which v1 keys name each secret, in one place: validation asks `pick` whether exactly
+//! one source is given, and translation takes the `SecretRef` it returns.
 
 use super::schema::{ClusterSpec, RunnerSpec, UserSpec, WifiSpec};
 use crate::profile::secret::{Picked, SecretKeys, SecretKind, SecretRef, pick};
 
 /// The Wi-Fi passphrase of the network at `at` (`defaults.wifi`, `nodes[2].wifi`).
-pub fn wifi_psk(at: &str, w: &WifiSpec) -> Picked {
+pub(crate) fn wifi_psk(at: &str, w: &WifiSpec) -> Picked {
     pick(&SecretKeys {
         parent: at,
         keys: &[
@@ -18,7 +18,7 @@ pub fn wifi_psk(at: &str, w: &WifiSpec) -> Picked {
 
 /// The plaintext password of the user at `at` (`password_hash` is not a secret source: it
 /// is the hash itself, and may not be given together with `password_env`).
-pub fn password(at: &str, u: &UserSpec) -> Picked {
+pub(crate) fn password(at: &str, u: &UserSpec) -> Picked {
     pick(&SecretKeys {
         parent: at,
         keys: &[("password_env", SecretKind::Env, u.password_env.as_ref())],
@@ -26,7 +26,7 @@ pub fn password(at: &str, u: &UserSpec) -> Picked {
 }
 
 /// The K3s join token; `Missing` means "generate one and keep it".
-pub fn cluster_token(c: &ClusterSpec) -> Picked {
+pub(crate) fn cluster_token(c: &ClusterSpec) -> Picked {
     pick(&SecretKeys {
         parent: "cluster",
         keys: &[

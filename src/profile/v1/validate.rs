@@ -13,16 +13,16 @@ use crate::profile::values;
 
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    pub errors: Vec<(String, String)>,
-    pub warnings: Vec<(String, String)>,
+    pub(crate) errors: Vec<(String, String)>,
+    pub(crate) warnings: Vec<(String, String)>,
 }
 
 impl Report {
-    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push((field.into(), message.into()));
     }
 
-    pub fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.warnings.push((field.into(), message.into()));
     }
 

@@ -76,7 +76,7 @@ struct CloudUser<'a> {
 }
 
 /// `user-data`.
-pub fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
+pub(crate) fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
     let boot = generation.boot_mount();
     let mut runcmd = Vec::new();
     if plan.ssh_enabled {
@@ -175,7 +175,7 @@ generate_locale \"$1\"\n",
 }
 
 /// `meta-data` with a fresh instance-id, so cloud-init treats every preparation as new.
-pub fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderError> {
+pub(crate) fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderError> {
     let mut map = BTreeMap::new();
     map.insert("instance-id", instance_id);
     map.insert("local-hostname", plan.hostname.as_str());
@@ -183,7 +183,7 @@ pub fn meta_data(plan: &NodePlan, instance_id: &str) -> Result<String, RenderErr
 }
 
 /// A new instance-id: `pinode-<hostname>-<12 random hex digits>`.
-pub fn new_instance_id(hostname: &str) -> Result<String, RenderError> {
+pub(crate) fn new_instance_id(hostname: &str) -> Result<String, RenderError> {
     let mut bytes = [0u8; 6];
     let seed = crate::entropy::test_seed();
     crate::entropy::fill(
@@ -229,7 +229,7 @@ struct AccessPoint {
 /// `network-config` (netplan v2): wired DHCP as before, plus the Wi-Fi network. `None` when
 /// the node has no Wi-Fi: the image's own template (all comments) then leaves cloud-init's
 /// default networking in place.
-pub fn network_config(plan: &NodePlan) -> Result<Option<String>, RenderError> {
+pub(crate) fn network_config(plan: &NodePlan) -> Result<Option<String>, RenderError> {
     let Some(wifi) = &plan.wifi else {
         return Ok(None);
     };

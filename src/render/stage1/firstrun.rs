@@ -16,7 +16,7 @@ use crate::render::RenderError;
 use crate::render::shell::{CORE, ShellProgram};
 
 /// Name of the script on the boot partition (Imager uses the same).
-pub const SCRIPT: &str = "firstrun.sh";
+pub(crate) const SCRIPT: &str = "firstrun.sh";
 
 /// The identity steps of the first stage. Values come in through variables set above them.
 const LIBRARY: &str = r##"
@@ -163,7 +163,7 @@ log: $PINODE_LOG on the node
 
 /// `set_keyboard LAYOUT`: the console and X keyboard layout. Shared with the cloud-init route:
 /// cloud-init's own keyboard module fails on images without console-setup.
-pub const SET_KEYBOARD: &str = r#"set_keyboard() {
+pub(crate) const SET_KEYBOARD: &str = r#"set_keyboard() {
 	printf 'XKBMODEL="pc105"\nXKBLAYOUT="%s"\nXKBVARIANT=""\nXKBOPTIONS=""\nBACKSPACE="guess"\n' "$1" >/etc/default/keyboard.pinode-new &&
 		chmod 644 /etc/default/keyboard.pinode-new && mv -f /etc/default/keyboard.pinode-new /etc/default/keyboard
 }
@@ -171,7 +171,7 @@ pub const SET_KEYBOARD: &str = r#"set_keyboard() {
 
 /// `generate_locale LOCALE`: enables LOCALE in /etc/locale.gen and generates it, unless it
 /// is there already. Shared with the cloud-init route, whose locale module needs it done first.
-pub const GENERATE_LOCALE: &str = r#"generate_locale() {
+pub(crate) const GENERATE_LOCALE: &str = r#"generate_locale() {
 	command -v locale-gen >/dev/null 2>&1 && [ -f /etc/locale.gen ] || return 0
 	pattern=$(printf '%s' "$1" | sed 's/[.]/[.]/g')
 	grep -q "^$pattern " /etc/locale.gen && return 0
@@ -186,7 +186,7 @@ pub const GENERATE_LOCALE: &str = r#"generate_locale() {
 "#;
 
 /// Renders `firstrun.sh` for `plan` on `generation`.
-pub fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
+pub(crate) fn render(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
     let boot_dir = generation.boot_mount();
     let mut p = ShellProgram::default();
     p.comment(format!(
@@ -266,7 +266,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The kernel command-line tokens that make the firmware run the script once.
-pub fn cmdline_tokens(generation: Generation) -> [(&'static str, String); 3] {
+pub(crate) fn cmdline_tokens(generation: Generation) -> [(&'static str, String); 3] {
     [
         (
             "systemd.run",

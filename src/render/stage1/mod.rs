@@ -3,5 +3,5 @@
 //! (Bullseye, Bookworm) or a cloud-init NoCloud seed (Trixie). On cluster nodes it ends by
 //! installing stage 2 ([`super::stage2`]).
 
-pub mod cloudinit;
-pub mod firstrun;
+pub(crate) mod cloudinit;
+pub(crate) mod firstrun;
