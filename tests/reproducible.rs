@@ -49,19 +49,11 @@ fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// The sha256 of every file below `dir`, named `prefix` + its path relative to `dir`.
 fn files(dir: &Path, prefix: &str, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let name = format!("{prefix}{}", p.file_name().unwrap().to_string_lossy());
-        if p.is_dir() {
-            files(&p, &format!("{name}/"), out);
-        } else {
-            out.insert(name, sha256(&p));
-        }
+    for p in walk(dir) {
+        let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        out.insert(format!("{prefix}{rel}"), sha256(&p));
     }
 }
 
