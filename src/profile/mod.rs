@@ -6,6 +6,9 @@
 //! renders a file: [`crate::plan`] resolves a node, [`crate::render`] writes it.
 
 mod countries;
+mod keyboards;
+mod locales;
+mod names;
 pub(crate) mod node;
 pub(crate) mod secret;
 mod spans;

@@ -3,9 +3,10 @@
 
 use base64::Engine;
 
+use crate::engine::k3s;
 use crate::ui::quoted;
 
-use super::countries;
+use super::{countries, keyboards, locales};
 
 /// An RFC 1123 label in lower case: what a hostname, an mDNS name and a K3s node name all
 /// accept.
@@ -208,6 +209,33 @@ fn public_key(key: &str, quote: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Key material published in this repository as an example (`profiles/example.yaml`): its
+/// private half is nobody's, so a node with only this key lets nobody in.
+const EXAMPLE_KEYS: &[&str] =
+    &["AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E"];
+
+/// A warning for a well-formed public key that cannot log in: the example key shipped with
+/// pinode, or a placeholder whose key data ends in one byte repeated (`…AAAAAAAA`), which no
+/// key generator produces. `None` for every other key (and for a malformed one, which
+/// `ssh_public_key` refuses). Compares key material only, never the comment.
+pub(crate) fn ssh_key_placeholder(key: &str) -> Option<String> {
+    let blob = key.split_whitespace().nth(1)?;
+    let fix = "put your own public key here (the line of ~/.ssh/id_ed25519.pub)";
+    if EXAMPLE_KEYS.contains(&blob) {
+        return Some(format!(
+            "this key cannot log in: it is the example key published with pinode, whose \
+             private key nobody has; {fix}"
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    let tail = decoded.get(decoded.len().checked_sub(16)?..)?;
+    tail.iter().all(|b| *b == tail[0]).then(|| {
+        format!("this key cannot log in: its key data is a placeholder (one byte repeated); {fix}")
+    })
+}
+
 /// A crypt(3) hash that chpasswd -e, userconf.txt and cloud-init accept.
 pub(crate) fn password_hash(hash: &str) -> Result<(), String> {
     let scheme = ["$6$", "$5$", "$y$"]
@@ -286,55 +314,35 @@ pub fn timezone(zone: &str) -> Result<(), String> {
     }
 }
 
-/// A glibc locale name such as `en_GB.UTF-8` or `de_DE@euro`.
+/// A locale Debian can generate: a name of glibc's SUPPORTED list (`data/glibc/locales.txt`),
+/// such as `en_GB.UTF-8` or `de_DE@euro`.
 pub fn locale(name: &str) -> Result<(), String> {
-    let (base, modifier) = match name.split_once('@') {
-        Some((b, m)) => (b, Some(m)),
-        None => (name, None),
-    };
-    let (lang_territory, codeset) = match base.split_once('.') {
-        Some((lt, cs)) => (lt, Some(cs)),
-        None => (base, None),
-    };
-    let (lang, territory) = match lang_territory.split_once('_') {
-        Some((l, t)) => (l, Some(t)),
-        None => (lang_territory, None),
-    };
-    let valid = (2..=3).contains(&lang.len())
-        && lang.chars().all(|c| c.is_ascii_lowercase())
-        && territory.is_none_or(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_uppercase()))
-        && codeset.is_none_or(|c| {
-            !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && modifier.is_none_or(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_lowercase()));
-    if valid || name == "C.UTF-8" || name == "C" {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not a locale name (e.g. en_GB.UTF-8, de_DE.UTF-8)",
-            quoted(name)
-        ))
+    if locales::is_locale(name) {
+        return Ok(());
     }
+    let hint = match locales::suggestion(name) {
+        Some(listed) => format!("; did you mean {listed}?"),
+        None => " (e.g. en_GB.UTF-8, de_DE.UTF-8, C.UTF-8)".into(),
+    };
+    Err(format!(
+        "{} is not a locale glibc supports{hint}",
+        quoted(name)
+    ))
 }
 
-/// An XKB layout name such as `gb`, `us` or `de`.
+/// An XKB layout Debian ships (`data/xkb/layouts.txt`), such as `gb`, `us` or `de`.
 pub fn keyboard(layout: &str) -> Result<(), String> {
-    let valid = (2..=16).contains(&layout.len())
-        && layout
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase())
-        && layout
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not an XKB keyboard layout (e.g. gb, us, de, fr)",
-            quoted(layout)
-        ))
+    if keyboards::is_layout(layout) {
+        return Ok(());
     }
+    let hint = match keyboards::suggestion(layout) {
+        Some(listed) => format!("; did you mean {listed}?"),
+        None => " (e.g. gb, us, de, fr)".into(),
+    };
+    Err(format!(
+        "{} is not an XKB keyboard layout{hint}",
+        quoted(layout)
+    ))
 }
 
 /// An ISO 3166 alpha-2 country code.
@@ -399,25 +407,54 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
 // (`crate::engine::k3s`); the GitLab ones are `crate::ci::gitlab`'s (`gitlab_url`,
 // `check_runner_token`).
 
-/// A K3s release such as `v1.33.5+k3s1`.
+/// A K3s release such as `v1.33.5+k3s1` or `v1.34.0-rc1+k3s1`.
 pub(crate) fn k3s_version(version: &str) -> Result<(), String> {
-    if crate::engine::k3s::is_version(version) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not a K3s version (e.g. v1.33.5+k3s1)",
-            quoted(version)
-        ))
+    if k3s::is_version(version) {
+        return Ok(());
     }
+    let hint = if k3s::is_version(&format!("{version}+k3s1")) {
+        format!("; K3s releases carry a build suffix: {version}+k3s1")
+    } else if !version.starts_with('v') && k3s::is_version(&format!("v{version}")) {
+        format!("; did you mean v{version}?")
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "{} is not a K3s version (vX.Y.Z+k3sN, e.g. v1.33.5+k3s1){hint}",
+        quoted(version)
+    ))
 }
 
-/// A K3s release channel such as `stable`, `latest` or `v1.33`.
+/// A K3s release channel K3s serves (`data/k3s/channels.txt`): `stable`, `latest`,
+/// `testing` or a minor such as `v1.33`.
 pub(crate) fn k3s_channel(channel: &str) -> Result<(), String> {
-    if crate::engine::k3s::is_channel(channel) {
-        Ok(())
-    } else {
-        Err("a channel name such as stable, latest or v1.33".into())
+    if k3s::is_channel(channel) {
+        return Ok(());
     }
+    let (major, newest) = k3s::channels::newest_minor();
+    let shown = quoted(channel);
+    let with_v = format!("v{channel}");
+    if k3s::is_channel(&with_v) {
+        return Err(format!(
+            "{shown} is not a K3s channel; minor channels start with 'v': {with_v}"
+        ));
+    }
+    if k3s::channels::minor(channel).is_some_and(|m| m > (major, newest)) {
+        return Err(format!(
+            "{shown} is not a K3s channel pinode knows (its list ends at v{major}.{newest}); \
+             for a newer release pin cluster.k3s.version instead, e.g. {channel}.0+k3s1"
+        ));
+    }
+    let lower = channel.to_ascii_lowercase();
+    if lower != channel && k3s::is_channel(&lower) {
+        return Err(format!(
+            "{shown} is not a K3s channel; write it in lower case: {lower}"
+        ));
+    }
+    Err(format!(
+        "{shown} is not a K3s channel: use stable, latest, testing or a minor from v1.16 to \
+         v{major}.{newest} (e.g. v1.33), or pin cluster.k3s.version"
+    ))
 }
 
 fn abbreviate(value: &str) -> String {
@@ -482,6 +519,20 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_keys_are_flagged_real_ones_not() {
+        assert!(
+            ssh_key_placeholder(ED25519)
+                .unwrap()
+                .contains("cannot log in")
+        );
+        let zeros = format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} x", "A".repeat(43));
+        assert!(ssh_public_key(&zeros).is_ok());
+        assert!(ssh_key_placeholder(&zeros).unwrap().contains("placeholder"));
+        let real = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXG6IZ3jSPmxJOq8ol1MHb0OI8XPEem3a1JdyW5eL+b bob@desk";
+        assert_eq!(ssh_key_placeholder(real), None);
+    }
+
+    #[test]
     fn hashes() {
         assert!(password_hash("$6$rounds=5000$abcdefgh$Zx./09").is_ok());
         assert!(password_hash("$y$j9T$salt$hash").is_ok());
@@ -506,7 +557,13 @@ mod tests {
                 && locale("C.UTF-8").is_ok()
         );
         assert!(locale("english").is_err());
+        assert!(
+            locale("en_UK.UTF-8")
+                .unwrap_err()
+                .contains("did you mean en_GB.UTF-8?")
+        );
         assert!(keyboard("gb").is_ok() && keyboard("G B").is_err());
+        assert!(keyboard("uk").unwrap_err().contains("did you mean gb?"));
         assert!(country("DE").is_ok() && country("XX").is_err());
         assert!(country("de").unwrap_err().contains("DE"));
     }
@@ -515,6 +572,19 @@ mod tests {
     fn k3s_and_gitlab_values() {
         assert!(k3s_version("v1.33.5+k3s1").is_ok() && k3s_version("1.33").is_err());
         assert!(k3s_channel("v1.33").is_ok() && k3s_channel("a b").is_err());
+        assert!(k3s_channel("1.33").unwrap_err().contains("v1.33"));
+        assert!(
+            k3s_channel("v1.99")
+                .unwrap_err()
+                .contains("cluster.k3s.version")
+        );
+        assert!(k3s_channel("Stable").unwrap_err().contains("lower case"));
+        assert!(k3s_version("v1.33.5").unwrap_err().contains("v1.33.5+k3s1"));
+        assert!(
+            k3s_version("1.33.5+k3s1")
+                .unwrap_err()
+                .contains("v1.33.5+k3s1?")
+        );
         assert_eq!(crate::ci::gitlab::check_url("https://gitlab.com"), Ok(None));
         assert!(
             crate::ci::gitlab::check_url("http://gitlab.lan")

@@ -44,16 +44,15 @@ pub enum K3sRelease {
 }
 
 impl K3sRelease {
-    /// `v1.33.5+k3s1` is a version; `stable`, `latest`, `v1.33` are channels. Each is checked
-    /// by the rule `profile check` applies to `cluster.k3s.version` / `channel`.
+    /// `v1.33.5+k3s1` is a version (so is anything with a `+` or a patch number, to be told
+    /// what it lacks); `stable`, `latest`, `v1.33` are channels. Each is checked by the rule
+    /// `profile check` applies to `cluster.k3s.version` / `channel`, with its message.
     pub fn parse(text: &str) -> Result<K3sRelease, String> {
         let text = text.trim();
-        if text.contains("+k3s") {
+        if text.contains('+') || text.matches('.').count() >= 2 {
             return values::k3s_version(text).map(|()| K3sRelease::Version(text.to_string()));
         }
-        values::k3s_channel(text)
-            .map(|()| K3sRelease::Channel(text.to_string()))
-            .map_err(|_| "a channel (stable, latest, v1.33) or a version (v1.33.5+k3s1)".into())
+        values::k3s_channel(text).map(|()| K3sRelease::Channel(text.to_string()))
     }
 }
 

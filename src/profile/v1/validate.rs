@@ -89,10 +89,15 @@ fn user_spec(at: &str, u: &UserSpec, r: &mut Report) {
         r.check(format!("{at}.name"), values::user_name(name));
     }
     for (i, key) in u.ssh_authorized_keys.iter().flatten().enumerate() {
-        r.check(
-            format!("{at}.ssh_authorized_keys[{i}]"),
-            values::ssh_public_key(key),
-        );
+        let field = format!("{at}.ssh_authorized_keys[{i}]");
+        match values::ssh_public_key(key) {
+            Ok(()) => {
+                if let Some(warning) = values::ssh_key_placeholder(key) {
+                    r.warn(field, warning);
+                }
+            }
+            Err(message) => r.error(field, message),
+        }
     }
     if let Some(file) = &u.ssh_authorized_keys_file
         && file.trim().is_empty()
