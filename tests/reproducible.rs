@@ -41,7 +41,7 @@ fn fixed(home: &Path) -> Command {
 fn home(dir: &Path) -> PathBuf {
     let home = dir.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{EXAMPLE_KEY}\n")).unwrap();
     home
 }
 

@@ -44,7 +44,9 @@ fn channel_keyboard_and_locale_problems_all_come_in_one_run() {
     ] {
         let want = format!("error: {p}:{line}:{col}: {field}: ");
         assert!(
-            errors.iter().any(|l| l.starts_with(&want) && l.contains(says)),
+            errors
+                .iter()
+                .any(|l| l.starts_with(&want) && l.contains(says)),
             "no {want}…{says} in:\n{err}"
         );
     }
@@ -55,8 +57,14 @@ fn channel_keyboard_and_locale_problems_all_come_in_one_run() {
 fn listed_values_pass_and_unlisted_ones_of_the_right_shape_fail() {
     let dir = tempfile::tempdir().unwrap();
     for (defaults, k3s) in [
-        ("  keyboard: gb\n  locale: en_GB.UTF-8\n", "    channel: v1.33\n"),
-        ("  keyboard: latam\n  locale: de_DE@euro\n", "    channel: testing\n"),
+        (
+            "  keyboard: gb\n  locale: en_GB.UTF-8\n",
+            "    channel: v1.33\n",
+        ),
+        (
+            "  keyboard: latam\n  locale: de_DE@euro\n",
+            "    channel: testing\n",
+        ),
         (
             "  keyboard: de\n  locale: C.UTF-8\n",
             "    version: v1.30.0-rc2+k3s1\n",
@@ -89,7 +97,10 @@ fn the_example_key_is_flagged_and_a_real_key_is_not() {
         "warning: {}:14:9: defaults.user.ssh_authorized_keys[0]: this key cannot log in",
         example.display()
     );
-    assert!(err.lines().any(|l| l.starts_with(&want)), "{want}\nin:\n{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(&want)),
+        "{want}\nin:\n{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let out = check(dir.path(), &cluster(KEY_2, "", ""));
@@ -114,7 +125,11 @@ fn data_files_match_the_system_lists_when_present() {
             .map(str::to_string)
             .collect()
     };
-    for file in ["data/k3s/channels.txt", "data/xkb/layouts.txt", "data/glibc/locales.txt"] {
+    for file in [
+        "data/k3s/channels.txt",
+        "data/xkb/layouts.txt",
+        "data/glibc/locales.txt",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         assert!(
             text.starts_with('#') && text.contains("Source") && text.contains("2026-"),

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub const KEY_1: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2xo1tXRvyxGZr8DF20naLheVrgCjshpGCpxd3inHUu alice@laptop";
+/// The key material of `profiles/example.yaml`, which `profile check` flags as one nobody
+/// can log in with: only for tests whose recorded bytes were made with it (reproducible.rs).
+pub const EXAMPLE_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E alice@laptop";
 pub const KEY_2: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXG6IZ3jSPmxJOq8ol1MHb0OI8XPEem3a1JdyW5eL+b bob@desk";
