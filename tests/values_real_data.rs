@@ -159,3 +159,59 @@ fn data_files_match_the_system_lists_when_present() {
         assert_eq!(names("data/glibc/locales.txt"), locales);
     }
 }
+
+/// The wizard asks with the same rules: each wrong value is explained (with the same
+/// suggestion `profile check` gives) and asked again, and the fixed one is saved.
+#[test]
+fn the_wizard_refuses_the_same_values_and_suggests_the_same_fixes() {
+    use common::pty::{answer, spawn, wizard_command};
+    use expectrl::Expect;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut cmd = wizard_command(&work, &home);
+    cmd.env("TZ", "Europe/Berlin")
+        .env("LANG", "de_DE.UTF-8")
+        .env("PINODE_STATE_DIR", dir.path().join("state"));
+    let mut s = spawn(cmd);
+    let down = "\x1b[B";
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "\r");
+    answer(&mut s, "Server hostnames", "\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "1.33\r");
+    answer(&mut s, "minor channels start with 'v': v1.33", "v1.33.5\r");
+    answer(&mut s, "K3s releases carry a build suffix", "v1.33\r");
+    answer(&mut s, "Operating system", &format!("{down}\r"));
+    answer(
+        &mut s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    answer(&mut s, "User name", "alice\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    answer(&mut s, "Connect to Wi-Fi", "n");
+    answer(&mut s, "Time zone", "\r");
+    answer(&mut s, "Locale", "en_UK.UTF-8\r");
+    answer(&mut s, "did you mean en_GB.UTF-8?", "en_GB.UTF-8\r");
+    answer(&mut s, "Keyboard layout", "uk\r");
+    answer(&mut s, "did you mean gb?", "gb\r");
+    answer(&mut s, "Install a GitLab Runner", "n");
+    answer(&mut s, "Save the profile as", "\r");
+    answer(&mut s, "What now?", &format!("{down}{down}\r"));
+    s.expect("later: sudo pinode flash").unwrap();
+
+    let text = std::fs::read_to_string(work.join("pi-cluster.yaml")).unwrap();
+    for line in [
+        "channel: \"v1.33\"",
+        "locale: \"en_GB.UTF-8\"",
+        "keyboard: \"gb\"",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}
