@@ -20,10 +20,15 @@ pub(crate) fn is_locale(name: &str) -> bool {
 /// The listed locale a wrong name most likely meant: the same name with the territory `UK`
 /// written `GB`, or with the codeset spelt another way (`utf8`, `UTF8`), or both.
 pub(crate) fn suggestion(name: &str) -> Option<&'static str> {
-    let fixed = name.replacen("_UK", "_GB", 1);
-    let (base, codeset) = match fixed.split_once('.') {
+    respelt(&name.replacen("_UK", "_GB", 1)).filter(|listed| *listed != name)
+}
+
+/// The listed locale that is `name` with its codeset spelt another way (`en_US.utf8` is
+/// `en_US.UTF-8`), or `name` itself when listed.
+pub(crate) fn respelt(name: &str) -> Option<&'static str> {
+    let (base, codeset) = match name.split_once('.') {
         Some((base, codeset)) => (base, Some(codeset)),
-        None => (fixed.as_str(), None),
+        None => (name, None),
     };
     let normal = |c: &str| c.to_ascii_lowercase().replace('-', "");
     let same = |candidate: &str| {
@@ -35,7 +40,7 @@ pub(crate) fn suggestion(name: &str) -> Option<&'static str> {
     };
     let mut candidates: Vec<&'static str> = LOCALES.iter().copied().filter(|c| same(c)).collect();
     candidates.sort_unstable();
-    candidates.into_iter().next().filter(|c| *c != name)
+    candidates.into_iter().next()
 }
 
 #[cfg(test)]

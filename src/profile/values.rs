@@ -330,6 +330,12 @@ pub fn locale(name: &str) -> Result<(), String> {
     ))
 }
 
+/// `name` as glibc's list spells it: itself, or the same locale with its codeset written
+/// another way (`LANG=en_US.utf8`, as hosts often set it, is listed as `en_US.UTF-8`).
+pub(crate) fn listed_locale(name: &str) -> Option<String> {
+    locales::respelt(name).map(str::to_string)
+}
+
 /// An XKB layout Debian ships (`data/xkb/layouts.txt`), such as `gb`, `us` or `de`.
 pub fn keyboard(layout: &str) -> Result<(), String> {
     if keyboards::is_layout(layout) {
@@ -564,6 +570,9 @@ mod tests {
         );
         assert!(keyboard("gb").is_ok() && keyboard("G B").is_err());
         assert!(keyboard("uk").unwrap_err().contains("did you mean gb?"));
+        assert_eq!(listed_locale("en_US.utf8").as_deref(), Some("en_US.UTF-8"));
+        assert_eq!(listed_locale("de_DE@euro").as_deref(), Some("de_DE@euro"));
+        assert_eq!(listed_locale("en_UK.UTF-8"), None);
         assert!(country("DE").is_ok() && country("XX").is_err());
         assert!(country("de").unwrap_err().contains("DE"));
     }

@@ -23,12 +23,14 @@ pub fn timezone() -> String {
         .unwrap_or_else(|| "Etc/UTC".into())
 }
 
-/// The host's locale (`LC_ALL`, `LANG`), when it names a language and territory.
+/// The host's locale (`LC_ALL`, `LANG`), when it names a language and territory, spelt as
+/// glibc's list has it (`en_US.utf8` → `en_US.UTF-8`) so that the default passes the rule.
 pub fn locale() -> String {
     ["LC_ALL", "LANG"]
         .iter()
-        .filter_map(|v| crate::edge::settings().var(v).ok().map(str::to_string))
-        .find(|l| l.contains('_') && values::locale(l).is_ok())
+        .filter_map(|v| crate::edge::settings().var(v).ok())
+        .filter(|l| l.contains('_'))
+        .find_map(values::listed_locale)
         .unwrap_or_else(|| "en_GB.UTF-8".into())
 }
 
