@@ -437,7 +437,7 @@ pub(crate) fn k3s_channel(channel: &str) -> Result<(), String> {
     if k3s::is_channel(channel) {
         return Ok(());
     }
-    let (major, newest) = k3s::channels::newest_minor();
+    let ((first_major, first), (major, newest)) = k3s::channels::minor_range();
     let shown = quoted(channel);
     let with_v = format!("v{channel}");
     if k3s::is_channel(&with_v) {
@@ -458,8 +458,8 @@ pub(crate) fn k3s_channel(channel: &str) -> Result<(), String> {
         ));
     }
     Err(format!(
-        "{shown} is not a K3s channel: use stable, latest, testing or a minor from v1.16 to \
-         v{major}.{newest} (e.g. v1.33), or pin cluster.k3s.version"
+        "{shown} is not a K3s channel: use stable, latest, testing or a minor from \
+         v{first_major}.{first} to v{major}.{newest} (e.g. v1.33), or pin cluster.k3s.version"
     ))
 }
 

@@ -24,14 +24,15 @@ pub(crate) fn is_channel(channel: &str) -> bool {
     CHANNELS.contains(channel)
 }
 
-/// The newest minor that has a channel, as `(1, 37)`: what a message names as the end of
-/// the list, and the bound above which a `vX.Y` may be a release newer than the data.
-pub(crate) fn newest_minor() -> (u32, u32) {
-    CHANNELS
-        .iter()
-        .filter_map(|c| minor(c))
-        .max()
-        .unwrap_or((1, 0))
+/// The oldest and newest minors that have a channel, as `((1, 16), (1, 37))`: what a
+/// message names as the list's range; above the newest, a `vX.Y` may be a release newer than
+/// the data.
+pub(crate) fn minor_range() -> ((u32, u32), (u32, u32)) {
+    let minors = || CHANNELS.iter().filter_map(|c| minor(c));
+    (
+        minors().min().unwrap_or((1, 0)),
+        minors().max().unwrap_or((1, 0)),
+    )
 }
 
 /// The `(major, minor)` of a minor channel name `vX.Y`.
@@ -93,7 +94,7 @@ mod tests {
         ] {
             assert!(!is_channel(name), "{name}");
         }
-        assert_eq!(newest_minor(), (1, 37));
+        assert_eq!(minor_range(), ((1, 16), (1, 37)));
         assert_eq!(minor("v1.9"), Some((1, 9)));
         assert_eq!(minor("stable"), None);
     }
