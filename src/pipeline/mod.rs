@@ -17,6 +17,7 @@ pub mod card;
 pub mod file;
 pub mod node;
 pub mod patch;
+pub mod prepared;
 
 use std::path::PathBuf;
 
