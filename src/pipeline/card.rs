@@ -8,8 +8,8 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::device::discover::BlockDevice;
-use crate::disk::{Composed, PartitionTable, read_partition_table};
 use crate::disk::usage::{Allocation, RangeSet, allocation, file_system_blocks};
+use crate::disk::{Composed, PartitionTable, read_partition_table};
 use crate::progress::Progress;
 use crate::sink::blockdev::{Card, reread_partition_table, unmount};
 use crate::sink::card::{CardReport, Extent, Passes, TestHooks, write_card};

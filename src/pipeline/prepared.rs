@@ -97,9 +97,11 @@ impl PreparedImage {
             checked_by.push(sum_file.clone());
         }
         let named_by = sums.raw.as_ref().map(|(_, f)| f.display().to_string());
-        let expected = sums.raw.as_ref().zip(named_by.as_deref()).map(|((sha256, _), named_by)| {
-            Expected { sha256, named_by }
-        });
+        let expected = sums
+            .raw
+            .as_ref()
+            .zip(named_by.as_deref())
+            .map(|((sha256, _), named_by)| Expected { sha256, named_by });
         let base = BaseImage::open_expecting(path, scratch_dir, progress, expected)?;
         if let Some((_, f)) = sums.raw {
             checked_by.push(f);
@@ -206,7 +208,10 @@ fn read_sums(
                     format!("line {}: not a sha256sum line (HASH  NAME)", i + 1),
                 )
             };
-            let (hash, name) = line.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
+            let (hash, name) = line
+                .trim()
+                .split_once(char::is_whitespace)
+                .ok_or_else(bad)?;
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
@@ -258,7 +263,11 @@ mod tests {
     fn sums_of_what_prepare_writes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("n1.img.sha256"), format!("{A}  n1.img\n")).unwrap();
-        std::fs::write(dir.path().join("n1.img.xz.sha256"), format!("{B}  n1.img.xz\n")).unwrap();
+        std::fs::write(
+            dir.path().join("n1.img.xz.sha256"),
+            format!("{B}  n1.img.xz\n"),
+        )
+        .unwrap();
         let sums = read_sums(dir.path(), "n1.img.xz", "n1.img", true).unwrap();
         assert_eq!(sums.raw.unwrap().0, A);
         assert_eq!(sums.file.unwrap().0, B);
