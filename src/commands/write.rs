@@ -94,11 +94,15 @@ fn confirm(disk: &BlockDevice, image: &PreparedImage) -> Result<(), Error> {
             "{} not written",
             disk.path.display()
         ))),
-        Reply::Closed | Reply::Pending => Err(Error::Usage(format!(
-            "no answer (standard input is closed): {} not written; to write unattended, pass \
+        Reply::Closed | Reply::Pending => {
+            // The question has no line end yet: the error goes on a line of its own.
+            eprintln!();
+            Err(Error::Usage(format!(
+                "no answer (standard input is closed): {} not written; to write unattended, pass \
              --yes",
-            disk.path.display()
-        ))),
+                disk.path.display()
+            )))
+        }
     }
 }
 
