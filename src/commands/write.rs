@@ -41,6 +41,21 @@ pub fn run(args: &WriteArgs, out: &Output) -> Result<(), Error> {
     source.refuse(&disk)?;
     // Judged again with the image's size: a card too small is refused before any write.
     let disk = target::check_named(&view, &args.device, Some(image.len()), &overrides)?;
+    if out.verbose > 0 {
+        for sum in &image.checked_by {
+            out.say(format!(
+                "{}: checked against {}",
+                Untrusted(&args.image.display().to_string()),
+                Untrusted(&sum.display().to_string())
+            ));
+        }
+        if let Some(bmap) = &image.bmap {
+            out.say(format!(
+                "writing the ranges {} maps",
+                Untrusted(&bmap.display().to_string())
+            ));
+        }
+    }
     if image.checked_by.is_empty() {
         out.warn(format!(
             "no .sha256 beside {}: its integrity is not checked before writing",
