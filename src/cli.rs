@@ -65,6 +65,9 @@ pub enum Command {
     /// Write and verify one card per node, one after another (Linux, needs write access to
     /// the card).
     Flash(FlashArgs),
+    /// Write an image prepared earlier (HOST.img, .img.xz/.zst/.gz, a CI artifact) to a card,
+    /// checked against its .sha256 first, written and read back as flash does (Linux).
+    Write(WriteArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -165,6 +168,36 @@ pub struct FlashArgs {
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// One JSON document on stdout (the summary); questions still go to stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The prepared image: HOST.img, or HOST.img.xz / .zst / .gz. Its .sha256 and .bmap
+    /// beside it are used when present. Never modified.
+    pub image: PathBuf,
+    /// The card to write (a whole disk, e.g. /dev/sdb or /dev/mmcblk0).
+    #[arg(long, value_name = "PATH")]
+    pub device: PathBuf,
+    /// Do not ask before writing the card.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Skip reading the card back.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Write every byte of the image, free space included. By default only the blocks the
+    /// .bmap names are written, or without one those the image's file systems use.
+    #[arg(long)]
+    pub full: bool,
+    /// Accept a disk that is not removable (a loop device, a USB-SATA bridge that hides the
+    /// flag).
+    #[arg(long)]
+    pub allow_non_removable: bool,
+    /// Unmount the card's mounted partitions first.
+    #[arg(long)]
+    pub unmount: bool,
+    /// One JSON document on stdout (the card's report); questions still go to stderr.
     #[arg(long)]
     pub json: bool,
 }

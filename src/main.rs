@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         Command::Cache(CacheCommand::List { json }) => *json,
         Command::Devices(a) => a.json,
         Command::Flash(a) => a.json,
+        Command::Write(a) => a.json,
         _ => false,
     };
     let out = Output {
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
         Command::Render(a) => commands::render::run(a, &sources, &out),
         Command::Devices(a) => commands::devices::run(a, &out),
         Command::Flash(a) => commands::flash::run(a, &sources, &out),
+        Command::Write(a) => commands::write::run(a, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

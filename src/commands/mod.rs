@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod profile;
 pub mod render;
 pub mod wizard;
+pub mod write;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

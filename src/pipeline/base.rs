@@ -42,6 +42,13 @@ impl From<OpenError> for PipelineError {
     }
 }
 
+/// The SHA-256 a raw image must have, and what named it (`os.sha256`, a `.sha256` file).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    pub(crate) sha256: &'a str,
+    pub(crate) named_by: &'a str,
+}
+
 /// A raw image on disk, possibly temporary.
 pub struct BaseImage {
     pub path: PathBuf,
@@ -98,6 +105,10 @@ impl BaseImage {
             } else {
                 None
             };
+            let expected = expected.map(|sha256| Expected {
+                sha256,
+                named_by: "os.sha256",
+            });
             return Self::open_checked(&path, scratch_dir, progress, expected).map_err(
                 |e| match e {
                     OpenError::Mismatch { message, .. } => {
@@ -144,6 +155,21 @@ impl BaseImage {
         progress: &dyn Progress,
         expected: Option<&str>,
     ) -> Result<BaseImage, PipelineError> {
+        let expected = expected.map(|sha256| Expected {
+            sha256,
+            named_by: "os.sha256",
+        });
+        Ok(Self::open_checked(path, scratch_dir, progress, expected)?)
+    }
+
+    /// [`BaseImage::open`] with the SHA-256 the raw image must have and where it was read
+    /// (`named_by`, e.g. a `.sha256` file beside the image), for the mismatch message.
+    pub(crate) fn open_expecting(
+        path: &Path,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        expected: Option<Expected<'_>>,
+    ) -> Result<BaseImage, PipelineError> {
         Ok(Self::open_checked(path, scratch_dir, progress, expected)?)
     }
 
@@ -151,17 +177,17 @@ impl BaseImage {
         path: &Path,
         scratch_dir: &Path,
         progress: &dyn Progress,
-        expected: Option<&str>,
+        expected: Option<Expected<'_>>,
     ) -> Result<BaseImage, OpenError> {
         // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
         crate::input::open_image(path).map_err(PipelineError::from)?;
         let failed = |e: std::io::Error| OpenError::Other(PipelineError::path(path, e));
         let format = Format::sniff(path).map_err(failed)?;
         let check = |actual: &str| -> Result<(), OpenError> {
-            match expected.map(|e| e.trim().to_ascii_lowercase()) {
-                Some(e) if e != actual => Err(OpenError::Mismatch {
+            match expected.map(|e| (e.sha256.trim().to_ascii_lowercase(), e.named_by)) {
+                Some((e, named_by)) if e != actual => Err(OpenError::Mismatch {
                     path: path.to_path_buf(),
-                    message: format!("SHA-256 mismatch: os.sha256 is {e}, the image has {actual}"),
+                    message: format!("SHA-256 mismatch: {named_by} is {e}, the image has {actual}"),
                 }),
                 _ => Ok(()),
             }

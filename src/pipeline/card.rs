@@ -8,8 +8,8 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::device::discover::BlockDevice;
-use crate::disk::read_partition_table;
 use crate::disk::usage::{Allocation, RangeSet, allocation, file_system_blocks};
+use crate::disk::{Composed, PartitionTable, read_partition_table};
 use crate::progress::Progress;
 use crate::sink::blockdev::{Card, reread_partition_table, unmount};
 use crate::sink::card::{CardReport, Extent, Passes, TestHooks, write_card};
@@ -57,15 +57,51 @@ pub fn write_to_card(
     progress: &dyn Progress,
     note: &mut dyn FnMut(CardNote<'_>),
 ) -> Result<CardReport, PipelineError> {
-    let len = node.len();
-    let composed = node.composed();
+    let source = CardSource {
+        label: &node.custom.hostname,
+        path: &node.base_path,
+        composed: node.composed(),
+        table: node.table(),
+        map: None,
+    };
+    write_source(&source, disk, options, hooks, progress, note)
+}
+
+/// What goes to a card: a node's image, or an image prepared earlier (`pinode write`), both
+/// as one composed view so that one writer serves both.
+pub(super) struct CardSource<'a> {
+    /// Names the progress tasks (`LABEL write`, `LABEL verify`).
+    pub(super) label: &'a str,
+    /// The image file, named in messages about reading it.
+    pub(super) path: &'a Path,
+    pub(super) composed: Composed<'a>,
+    pub(super) table: &'a PartitionTable,
+    /// The blocks to write when known beforehand (a `.bmap`); otherwise, unless `full`, the
+    /// image's file systems tell.
+    pub(super) map: Option<Allocation>,
+}
+
+/// The one card writer: which blocks, unmount, exclusive open, head last, read back.
+pub(super) fn write_source(
+    source: &CardSource<'_>,
+    disk: &BlockDevice,
+    options: CardOptions,
+    hooks: &TestHooks,
+    progress: &dyn Progress,
+    note: &mut dyn FnMut(CardNote<'_>),
+) -> Result<CardReport, PipelineError> {
+    let composed = source.composed;
+    let len = composed.len;
     // Read after customising: the node's files changed the boot partition's FAT.
     let allocation = if options.full {
         None
     } else {
-        let allocation = allocation(&composed, len, node.table()).map_err(|e| {
-            PipelineError::path(&node.base_path, format!("reading the image failed: {e}"))
-        })?;
+        let allocation = match &source.map {
+            Some(map) => map.clone(),
+            None => allocation(&composed, len, source.table).map_err(|e| {
+                PipelineError::path(source.path, format!("reading the image failed: {e}"))
+            })?,
+        };
         note(CardNote::Allocation {
             allocation: &allocation,
             len,
@@ -99,7 +135,7 @@ pub fn write_to_card(
     if !card.direct {
         note(CardNote::NoDirectIo(&card.path));
     }
-    let host = &node.custom.hostname;
+    let host = source.label;
     let write = progress.task(&format!("{host} write"), to_write);
     let verify = progress.task(&format!("{host} verify"), to_write);
     let report = write_card(

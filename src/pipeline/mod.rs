@@ -5,6 +5,7 @@
 //!  (located/obtained once,                 (base + the    ──▶ card::write_to_card (flash)
 //!   OS detected once)                       node's overlay)
 //! patch::PatchedImage: the same customisation applied to an image or card in place.
+//! prepared::PreparedImage: an image prepared earlier, written by the same card writer (write).
 //! ```
 //!
 //! `prepare`, `flash`, `patch` and the wizard call these functions and only print what they
@@ -17,6 +18,7 @@ pub mod card;
 pub mod file;
 pub mod node;
 pub mod patch;
+pub mod prepared;
 
 use std::path::PathBuf;
 

@@ -72,6 +72,101 @@ pub(crate) fn render(image: &dyn ReadAt, len: u64, map: &RangeSet) -> io::Result
     Ok(text.replacen(&zeros, &own, 1))
 }
 
+/// A `.bmap` file read back: the image size it was made for and the byte ranges it maps.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockMap {
+    pub(crate) image_size: u64,
+    pub(crate) map: RangeSet,
+}
+
+/// Why a `.bmap` could not be used; `line` is 1-based.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub(crate) struct BmapError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
+}
+
+/// Reads the size, block size and ranges of a bmap (format 1.x or 2.x, as bmaptool and
+/// [`render`] write them). Only what writing needs is read: the per-range checksums are not
+/// checked here (the image's `.sha256` and the card's read-back are).
+pub(crate) fn parse(text: &str) -> Result<BlockMap, BmapError> {
+    let mut image_size = None;
+    let mut block_size = None;
+    let mut ranges = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let err = |message: String| BmapError {
+            line: i + 1,
+            message,
+        };
+        let number = |value: &str| -> Result<u64, BmapError> {
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| err(format!("not a number: {:?}", value.trim())))
+        };
+        let line = line.trim();
+        if let Some(v) = element(line, "ImageSize") {
+            image_size = Some(number(v)?);
+        } else if let Some(v) = element(line, "BlockSize") {
+            block_size = Some(number(v)?).filter(|b| *b > 0);
+            if block_size.is_none() {
+                return Err(err("BlockSize is 0".into()));
+            }
+        } else if line.starts_with("<Range") {
+            let Some(block) = block_size else {
+                return Err(err("a Range before BlockSize".into()));
+            };
+            let Some(v) = line
+                .split_once('>')
+                .and_then(|(_, rest)| rest.split_once("</Range>"))
+                .map(|(v, _)| v.trim())
+            else {
+                return Err(err("a Range that is not on one line".into()));
+            };
+            let (first, last) = match v.split_once('-') {
+                Some((a, b)) => (number(a)?, number(b)?),
+                None => (number(v)?, number(v)?),
+            };
+            let start = first.checked_mul(block);
+            let end = last.checked_add(1).and_then(|l| l.checked_mul(block));
+            match (start, end) {
+                (Some(start), Some(end)) if first <= last => ranges.push(start..end),
+                _ => return Err(err(format!("an impossible range: {v}"))),
+            }
+        }
+    }
+    let Some(image_size) = image_size else {
+        return Err(BmapError {
+            line: text.lines().count(),
+            message: "no ImageSize".into(),
+        });
+    };
+    if let Some(beyond) = ranges.iter().find(|r| r.start >= image_size) {
+        return Err(BmapError {
+            line: 0,
+            message: format!(
+                "a range starts at byte {} past the image's {image_size} bytes",
+                beyond.start
+            ),
+        });
+    }
+    let ranges = ranges
+        .into_iter()
+        .map(|r| r.start..r.end.min(image_size))
+        .collect();
+    Ok(BlockMap {
+        image_size,
+        map: RangeSet::from_unsorted(ranges),
+    })
+}
+
+/// The text of `<NAME> … </NAME>` when `line` is that element.
+fn element<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.strip_prefix(&format!("<{name}>"))?
+        .strip_suffix(&format!("</{name}>"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +196,20 @@ mod tests {
         let own = text[start..start + 64].to_string();
         let zeroed = text.replacen(&own, &"0".repeat(64), 1);
         assert_eq!(hex::encode(Sha256::digest(zeroed.as_bytes())), own);
+    }
+
+    #[test]
+    fn a_rendered_map_reads_back() {
+        let image = Bytes(vec![1u8; 20_000]);
+        let map = RangeSet::from_unsorted(vec![0..4096, 12_288..20_000]);
+        let read = parse(&render(&image, 20_000, &map).unwrap()).unwrap();
+        assert_eq!(read.image_size, 20_000);
+        assert_eq!(
+            read.map.iter().cloned().collect::<Vec<_>>(),
+            vec![0..4096, 12_288..20_000]
+        );
+        let bad = "<BlockSize> 4096 </BlockSize>\n<Range chksum=\"x\"> 9-2 </Range>\n";
+        assert_eq!(parse(bad).unwrap_err().line, 2);
+        assert!(parse("<BlockSize> 4096 </BlockSize>\n").is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! node is decided in [`target`]: named with `--device` (once per node, or once for a reader
 //! the cards are swapped in), or found by watching for a card to be inserted.
 
-mod target;
+pub(crate) mod target;
 
 use std::path::PathBuf;
 
@@ -232,7 +232,7 @@ fn check_flags(args: &FlashOptions, nodes: usize) -> Result<(), Error> {
 
 /// Where a compressed local image is decompressed for the duration of the run: `$TMPDIR`, or
 /// `/var/tmp` (not `/tmp`, often a RAM disk too small for a multi-gigabyte image).
-fn scratch_dir() -> PathBuf {
+pub(crate) fn scratch_dir() -> PathBuf {
     std::env::var_os("TMPDIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -266,7 +266,7 @@ fn flash_node(job: &FlashJob<'_>) -> Result<CardReport, Error> {
 }
 
 /// What the card writer tells along the way: unmounts always, the rest with `-v`.
-fn say_note(out: &Output, note: CardNote<'_>) {
+pub(crate) fn say_note(out: &Output, note: CardNote<'_>) {
     match note {
         CardNote::Unmounted(mount) => out.say(format!("unmounted {mount}")),
         _ if out.verbose == 0 => {}

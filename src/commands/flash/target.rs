@@ -392,6 +392,12 @@ impl Targets {
     }
 }
 
+/// What the card at `path` holds now, in one line (escaped), for a question before it is
+/// erased (`pinode write` asks it too).
+pub fn holds_now(path: &Path) -> String {
+    contents(path).text
+}
+
 /// What a card holds now, for the question before it is erased.
 struct Contents {
     text: String,
