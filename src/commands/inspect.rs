@@ -8,7 +8,7 @@ use crate::error::Error;
 use pinode::bootfs::manifest::Manifest;
 use pinode::bootfs::state::boot_state;
 use pinode::image::Image;
-use pinode::osinfo::InitRoute;
+use pinode::osinfo::{ForcedInit, InitChooser, InitRoute};
 use pinode::ui::Untrusted;
 
 use super::{Output, size};
@@ -20,7 +20,11 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
     let forced = prepared
         .as_ref()
         .map(|m| m.init)
-        .filter(|init| *init != InitRoute::None);
+        .filter(|init| *init != InitRoute::None)
+        .map(|route| ForcedInit {
+            route,
+            by: InitChooser::Prepared,
+        });
     let os = image.detect_os(None, forced)?;
     let fat = image.boot_fat_kind()?;
     let mount = os.boot_mount();

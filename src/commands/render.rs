@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::term::progress::TerminalProgress;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
-use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::osinfo::{self, BootEvidence, ForcedInit, InitChooser, OsInfo, RootEvidence};
 use pinode::pipeline::BaseImage;
 use pinode::plan::NodePlan;
 use pinode::render;
@@ -20,7 +20,13 @@ use crate::cli::RenderArgs;
 pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
-    let forced = args.init.or(profile.init_override());
+    let forced = args
+        .init
+        .map(|route| ForcedInit {
+            route,
+            by: InitChooser::Flag,
+        })
+        .or(profile.init_override());
     create_dir_all(&args.out_dir)?;
     // One render per folder at a time: two would mix their nodes' files.
     let _lock = lock_folder(&args.out_dir)?;

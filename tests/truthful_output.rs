@@ -1,0 +1,176 @@
+//! Output that tells the truth (issue 15): a CI run that would split a cluster is refused,
+//! checksum files name files that exist, errors speak of the flags the user typed, `inspect`
+//! reads compressed images, and every argument explains itself in `--help`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `prepare` of the single-node profile (no token_env/token_file: the token would be
+/// generated) with its state directory in `dir`.
+fn prepare_single_node(dir: &Path, ci: &str) -> std::process::Output {
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    output(
+        pinode()
+            .env("CI", ci)
+            .env("HOME", &home)
+            .env("PINODE_STATE_DIR", dir.join("state"))
+            .env("GITLAB_RUNNER_TOKEN", "glrt-truthful-0123456789")
+            .args(["prepare", "--profile"])
+            .arg(repo().join("profiles/single-node.yaml"))
+            .arg("--image")
+            .arg(fixture("trixie"))
+            .arg("--out-dir")
+            .arg(dir.join("out")),
+    )
+}
+
+/// Under CI, a cluster token is never generated: the error says why and how to pass one.
+#[test]
+fn ci_refuses_to_generate_a_cluster_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = prepare_single_node(dir.path(), "true");
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let line = one_error_line(
+        &out,
+        &[
+            "single-node.yaml",
+            "cluster",
+            "CI",
+            "throw-away",
+            "token_env",
+        ],
+    );
+    assert!(line.contains("never join"), "{line}");
+    assert!(
+        !dir.path().join("state/clusters/solo/token").exists(),
+        "a token was generated"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "prepare left an output folder behind"
+    );
+
+    // `profile check` under CI does not generate a token either, and does not complain.
+    let check = output(
+        pinode()
+            .env("HOME", dir.path().join("home"))
+            .env("PINODE_STATE_DIR", dir.path().join("state"))
+            .args(["profile", "check"])
+            .arg(repo().join("profiles/single-node.yaml")),
+    );
+    assert!(check.status.success(), "{}", both(&check));
+}
+
+/// A token kept from an earlier run (not generated now) is fine under CI; without CI the
+/// token is generated and kept as before.
+#[test]
+fn ci_uses_a_kept_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = prepare_single_node(dir.path(), "false");
+    assert!(first.status.success(), "{}", both(&first));
+    assert!(
+        stderr(&first).contains("generated the K3s token"),
+        "{}",
+        both(&first)
+    );
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let again = prepare_single_node(dir.path(), "true");
+    assert!(again.status.success(), "{}", both(&again));
+}
+
+/// `prepare` of a two-node profile into `out` with `extra` arguments.
+fn prepare_two(dir: &Path, image: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let profile = write_profile(
+        dir,
+        "two.yaml",
+        &profile_yaml("", "", "nodes:\n  - hostname: n1\n  - hostname: n2\n"),
+    );
+    output(
+        pinode()
+            .args(["prepare", "--profile"])
+            .arg(profile)
+            .arg("--image")
+            .arg(image)
+            .arg("--out-dir")
+            .arg(out)
+            .args(extra),
+    )
+}
+
+/// Every checksum file names a file that is there: `sha256sum -c` of every `.sha256` in
+/// the output folder passes, whatever `--compress` says (and with `--bmap`).
+#[test]
+fn sha256sum_check_passes_for_every_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    for compress in ["none", "xz", "zst"] {
+        let out = dir.path().join(format!("out-{compress}"));
+        let run_ = prepare_two(
+            dir.path(),
+            &fixture("bookworm"),
+            &out,
+            &["--compress", compress, "--bmap"],
+        );
+        assert!(run_.status.success(), "{}", both(&run_));
+        let sums: Vec<PathBuf> = walk(&out)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "sha256"))
+            .collect();
+        assert_eq!(sums.len(), 2, "{compress}: {sums:?}");
+        let check = std::process::Command::new("sha256sum")
+            .arg("-c")
+            .args(sums.iter().map(|p| p.file_name().unwrap()))
+            .current_dir(&out)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{compress}: {}", both(&check));
+    }
+}
+
+/// A failed `prepare` removes the (nested) output folders it made, but never a folder that
+/// was there before.
+#[test]
+fn a_failed_prepare_removes_only_the_empty_folders_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("made/out");
+    let failed = prepare_two(dir.path(), Path::new("/nonexistent.img"), &out, &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", both(&failed));
+    assert!(!dir.path().join("made").exists(), "left {}", out.display());
+
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let failed = prepare_two(dir.path(), Path::new("/nonexistent.img"), &existing, &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", both(&failed));
+    assert!(existing.is_dir(), "removed a folder it did not make");
+}
+
+/// `render --init cloud-init` of an image without cloud-init: the error speaks of `--init`,
+/// the flag the user typed, not of the profile's `os.init`.
+#[test]
+fn render_init_errors_speak_of_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &profile_yaml("", "", "nodes:\n  - hostname: n1\n"),
+    );
+    let out = output(
+        pinode()
+            .args(["render", "--init", "cloud-init", "--profile"])
+            .arg(&profile)
+            .arg("--image")
+            .arg(fixture("bookworm"))
+            .arg("--out-dir")
+            .arg(dir.path().join("out")),
+    );
+    let line = one_error_line(&out, &["no cloud-init", "--init firstrun"]);
+    assert!(!line.contains("os.init"), "{line}");
+}
