@@ -366,7 +366,11 @@ mod tests {
         );
         assert_eq!(info.init, InitRoute::CloudInit);
         assert_eq!(info.chosen_by, Some(InitChooser::Flag));
-        assert!(info.evidence.iter().any(|e| e == "--init selects cloud-init"));
+        assert!(
+            info.evidence
+                .iter()
+                .any(|e| e == "--init selects cloud-init")
+        );
     }
 
     #[test]

@@ -174,3 +174,37 @@ fn render_init_errors_speak_of_the_flag() {
     let line = one_error_line(&out, &["no cloud-init", "--init firstrun"]);
     assert!(!line.contains("os.init"), "{line}");
 }
+
+/// One unit: sizes are printed through `pinode::ui::size` (binary), the only place with a
+/// decimal figure (a card's capacity "as sold"). A decimal division or indicatif's decimal
+/// `{bytes}` anywhere else in the sources brings MB back next to MiB.
+#[test]
+fn sizes_have_one_unit() {
+    let mut offenders = Vec::new();
+    for path in walk(&repo().join("src")) {
+        if path.ends_with("ui/size.rs") || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let decimal = [
+                "/ 1e9",
+                "/ 1e6",
+                "{bytes}/",
+                "{total_bytes}",
+                "{bytes_per_sec}",
+                "\" MB",
+                "\" GB",
+                " MB/s",
+            ];
+            if decimal.iter().any(|d| line.contains(d)) {
+                offenders.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "decimal sizes:\n{}",
+        offenders.join("\n")
+    );
+}
