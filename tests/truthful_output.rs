@@ -208,3 +208,47 @@ fn sizes_have_one_unit() {
         offenders.join("\n")
     );
 }
+
+/// `inspect` reads its own compressed fixture and `.img.zst` / `.img.gz` copies of an image,
+/// reporting what it reports for the raw image, and leaves no temporary file behind.
+#[test]
+fn inspect_reads_compressed_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let inspect = |path: &Path| -> serde_json::Value {
+        let out = output(
+            pinode()
+                .env("TMPDIR", &tmp)
+                .args(["inspect", "--json"])
+                .arg(path),
+        );
+        assert!(out.status.success(), "{}: {}", path.display(), both(&out));
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("path");
+        v
+    };
+    let xz = repo().join("fixtures/bookworm-lite.img.xz");
+    let raw = dir.path().join("raw.img");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "xz -dc '{0}' > '{1}' && zstd -q -k '{1}' -o '{1}.zst' && gzip -k '{1}'",
+            xz.display(),
+            raw.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = inspect(&raw);
+    assert_eq!(expected["boot_partition"]["label"], "bootfs", "{expected}");
+    for compressed in [
+        xz,
+        raw.with_extension("img.zst"),
+        raw.with_extension("img.gz"),
+    ] {
+        assert_eq!(inspect(&compressed), expected, "{}", compressed.display());
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
