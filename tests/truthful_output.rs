@@ -252,3 +252,67 @@ fn inspect_reads_compressed_images() {
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
+
+/// `--help` of each command explains every option on its line (the short help puts the text
+/// beside the flag), with the global options under their own heading.
+#[test]
+fn help_describes_every_option() {
+    for cmd in [
+        &["prepare"][..],
+        &["render"],
+        &["flash"],
+        &["patch"],
+        &["inspect"],
+        &["download"],
+        &["profile", "check"],
+    ] {
+        let out = output(pinode().args(cmd).arg("-h"));
+        assert!(out.status.success(), "{cmd:?}: {}", both(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("\nGlobal options:\n"), "{cmd:?}:\n{text}");
+        let global = text.split("\nGlobal options:\n").nth(1).unwrap_or("");
+        assert!(
+            global.contains("--offline") && global.contains("--verbose"),
+            "{text}"
+        );
+        for line in text.lines() {
+            let flag = line.trim_start();
+            if flag.starts_with('-') || flag.starts_with('<') {
+                // "  -p, --profile <PROFILE>  The profile …": the text after the column gap.
+                let described = flag.split("  ").filter(|s| !s.trim().is_empty()).count() > 1;
+                assert!(described, "{cmd:?}: no description: {line:?}\n{text}");
+            }
+        }
+    }
+}
+
+/// `-v` shows what it promises: why the OS generation was chosen, and (render) each file.
+#[test]
+fn verbose_says_why_and_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "p.yaml",
+        &profile_yaml("", "", "nodes:\n  - hostname: n1\n"),
+    );
+    let render = run(pinode()
+        .args(["-v", "render", "--profile"])
+        .arg(&profile)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--out-dir")
+        .arg(dir.path().join("r")));
+    assert!(render.contains("because /etc/os-release"), "{render}");
+    assert!(
+        render.contains("wrote ") && render.contains("boot/firstrun.sh"),
+        "{render}"
+    );
+    let prepare = run(pinode()
+        .args(["prepare", "-v", "--profile"])
+        .arg(&profile)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--out-dir")
+        .arg(dir.path().join("o")));
+    assert!(prepare.contains("because /etc/os-release"), "{prepare}");
+}

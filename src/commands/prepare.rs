@@ -12,6 +12,7 @@ use pinode::pipeline::file::{FileNote, FileOptions, write_files};
 use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::file::Compression;
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
@@ -149,6 +150,14 @@ fn prepare_nodes(
                 failure = Some((e, rest));
                 break;
             }
+        }
+    }
+    if out.verbose > 0
+        && let Some(os) = base.os()
+    {
+        out.say(format!("os: {}, first boot via {}", os.generation, os.init));
+        for e in &os.evidence {
+            out.say(format!("  because {}", Untrusted(e)));
         }
     }
     if out.json {

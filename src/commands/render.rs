@@ -13,6 +13,7 @@ use pinode::plan::NodePlan;
 use pinode::render;
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, load_profile, single_node};
 use crate::cli::RenderArgs;
@@ -145,6 +146,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         },
     );
     written.file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    let files = written.files.clone();
     for stale in written.finish(dir)? {
         out.say(format!(
             "{}: removed {} (rendered earlier, not part of this node)",
@@ -160,6 +162,14 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         os.init,
         dir.display()
     ));
+    if out.verbose > 0 {
+        for e in &os.evidence {
+            out.say(format!("  because {}", Untrusted(e)));
+        }
+        for file in &files {
+            out.say(format!("  wrote {file}"));
+        }
+    }
     Ok(())
 }
 
