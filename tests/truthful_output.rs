@@ -316,3 +316,42 @@ fn verbose_says_why_and_what() {
         .arg(dir.path().join("o")));
     assert!(prepare.contains("because /etc/os-release"), "{prepare}");
 }
+
+/// `flash` under CI with no cluster token is refused the same way, and the card is left as
+/// it was (root: a loop device stands in for the card).
+#[test]
+fn ci_flash_refuses_to_generate_a_cluster_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // Declared after `dir`: detached before the directory goes.
+    let Some(card) = common::loopdev::Loop::random(dir.path(), "card", 100 << 20) else {
+        return;
+    };
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    let before = sha256(&card.read(100 << 20));
+    let out = output(
+        pinode()
+            .env("HOME", &home)
+            .env("PINODE_STATE_DIR", dir.path().join("state"))
+            .env("GITLAB_RUNNER_TOKEN", "glrt-truthful-0123456789")
+            .args(["flash", "--yes", "--allow-non-removable", "--profile"])
+            .arg(repo().join("profiles/single-node.yaml"))
+            .arg("--image")
+            .arg(fixture("trixie"))
+            .arg("--device")
+            .arg(&card.dev),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("throw-away CI machine"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(
+        sha256(&card.read(100 << 20)),
+        before,
+        "the card was written"
+    );
+    assert!(!dir.path().join("state/clusters/solo/token").exists());
+}
