@@ -18,22 +18,28 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The heading of the options every command takes, so that `pinode CMD --help` shows a
+/// command's own options apart from them.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args)]
 pub struct Global {
-    /// More detail (how the OS generation was decided, every file written).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More detail: why the OS generation and first-boot route were chosen (inspect,
+    /// prepare, render), each file written or changed (patch, render), how a card is written
+    /// (flash).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
     /// The OS catalog (Imager OS list v4), a URL or a file [default: Raspberry Pi's].
-    #[arg(long, global = true, value_name = "URL|FILE", env = "PINODE_CATALOG")]
+    #[arg(long, global = true, value_name = "URL|FILE", env = "PINODE_CATALOG", help_heading = GLOBAL)]
     pub catalog: Option<String>,
     /// Where downloads and base images are kept [default: $XDG_CACHE_HOME/pinode].
-    #[arg(long, global = true, value_name = "DIR", env = "PINODE_CACHE_DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "PINODE_CACHE_DIR", help_heading = GLOBAL)]
     pub cache_dir: Option<PathBuf>,
     /// Use only the cache (and its copy of the catalog); never touch the network.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub offline: bool,
 }
 
@@ -78,7 +84,10 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Validate a profile and print the expanded node list.
-    Check { profile: PathBuf },
+    Check {
+        /// The profile (YAML) to check.
+        profile: PathBuf,
+    },
     /// Print the profile format's JSON Schema.
     Schema,
 }
@@ -137,10 +146,11 @@ pub struct DevicesArgs {
 
 #[derive(Debug, Args)]
 pub struct FlashArgs {
+    /// The profile (YAML) that describes the nodes.
     #[arg(long, short)]
     pub profile: PathBuf,
     /// Flash only these nodes (repeatable), in this order; default: all, in profile order.
-    #[arg(long = "node")]
+    #[arg(long = "node", value_name = "HOST")]
     pub nodes: Vec<String>,
     /// The card to write: once for every node (cards are swapped in the same reader), or once
     /// per node, in order. Default: ask, and watch for a card to be inserted.
@@ -215,10 +225,11 @@ pub struct InspectArgs {
 pub struct PatchArgs {
     /// The image file (.img) or card to change in place.
     pub target: PathBuf,
+    /// The profile (YAML) that describes the nodes.
     #[arg(long, short)]
     pub profile: PathBuf,
     /// The node to apply (may be omitted when the profile has exactly one).
-    #[arg(long)]
+    #[arg(long, value_name = "HOST")]
     pub node: Option<String>,
     /// One JSON document on stdout.
     #[arg(long)]
@@ -227,18 +238,22 @@ pub struct PatchArgs {
 
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
+    /// The profile (YAML) that describes the nodes.
     #[arg(long, short)]
     pub profile: PathBuf,
-    /// Where HOST.img and HOST.img.sha256 are written.
-    #[arg(long)]
+    /// The folder HOST.img (or HOST.img.xz|zst) and its .sha256 are written to; created
+    /// when missing.
+    #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
     /// The base image (raw, .xz, .gz or .zst); default: the profile's os.image when it is a
     /// local path.
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Prepare only these nodes (repeatable); default: all.
-    #[arg(long = "node")]
+    #[arg(long = "node", value_name = "HOST")]
     pub nodes: Vec<String>,
+    /// Compress each image (HOST.img.xz, HOST.img.zst), with a .sha256 of the compressed
+    /// file.
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compression,
     /// Also write HOST.img.bmap: the blocks the image's file systems use, for
@@ -252,11 +267,15 @@ pub struct PrepareArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    /// The profile (YAML) that describes the nodes.
     #[arg(long, short)]
     pub profile: PathBuf,
-    #[arg(long)]
+    /// The node to render (may be omitted when the profile has exactly one).
+    #[arg(long, value_name = "HOST")]
     pub node: Option<String>,
-    #[arg(long)]
+    /// The folder the files are written to (boot/, cmdline.txt.append, config.txt.append,
+    /// README.txt); created when missing.
+    #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
     /// Read the OS generation from this image (read-only) and show the edited cmdline.txt
     /// and config.txt; default: the profile's os.image when it is a local path.
@@ -268,4 +287,43 @@ pub struct RenderArgs {
     /// First-boot route (overrides the profile's os.init).
     #[arg(long, value_enum)]
     pub init: Option<InitRoute>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every argument and option of every (sub)command, at any depth, says what it is for in
+    /// `--help`; the global options are listed under their own heading.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+                if arg.is_global_set() && arg.get_help_heading() != Some(GLOBAL) {
+                    missing.push(format!("{path} {id}: global, not under {GLOBAL:?}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {}: no about", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "pinode", &mut missing);
+        assert!(missing.is_empty(), "without help:\n{}", missing.join("\n"));
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::bootfs::{BootFs, BootFsError, FatKind};
 use crate::disk::{self, DiskError, DiskKind, OverlayDisk, Partition, PartitionTable};
 use crate::guard::{Contained, contain};
-use crate::osinfo::{self, BootEvidence, InitRoute, OsInfo, RootEvidence};
+use crate::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
 use crate::rootfs::{OsRelease, RootFs};
 
 /// Files whose presence marks the FAT partition the Raspberry Pi firmware boots from.
@@ -142,7 +142,7 @@ impl Image {
     pub fn detect_os(
         &mut self,
         init_format: Option<&str>,
-        forced: Option<InitRoute>,
+        forced: Option<osinfo::ForcedInit>,
     ) -> Result<OsInfo, ImageError> {
         let boot = self.with_boot_fs(|fs| {
             let issue_txt = fs

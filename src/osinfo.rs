@@ -132,6 +132,46 @@ impl InitRoute {
     }
 }
 
+/// Who chose the first-boot route instead of detection. Evidence and advice name it, so
+/// that a message speaks of what the user actually typed (`--init`, not `os.init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitChooser {
+    /// The profile's `os.init`.
+    Profile,
+    /// The command line's `--init` (render).
+    Flag,
+    /// The route pinode recorded when it prepared the image (inspect).
+    Prepared,
+}
+
+impl InitChooser {
+    /// How to ask for `route` the way this chooser does (`--init firstrun`,
+    /// `os.init: firstrun`); a prepared image's route is changed in the profile.
+    pub fn ask_for(self, route: InitRoute) -> String {
+        match self {
+            InitChooser::Flag => format!("--init {route}"),
+            InitChooser::Profile | InitChooser::Prepared => format!("os.init: {route}"),
+        }
+    }
+}
+
+impl std::fmt::Display for InitChooser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InitChooser::Profile => "os.init in the profile",
+            InitChooser::Flag => "--init",
+            InitChooser::Prepared => "the route pinode prepared the image for",
+        })
+    }
+}
+
+/// A first-boot route chosen rather than detected, and who chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForcedInit {
+    pub route: InitRoute,
+    pub by: InitChooser,
+}
+
 /// `firstrun` or `cloud-init` (a route one can ask for; `none` is only ever detected).
 impl std::str::FromStr for InitRoute {
     type Err = String;
@@ -181,6 +221,9 @@ pub struct OsInfo {
     #[serde(skip)]
     pub cloud_init_installed: Option<bool>,
     pub evidence: Vec<String>,
+    /// Who chose `init`, when it was not detected (for advice in errors).
+    #[serde(skip)]
+    pub chosen_by: Option<InitChooser>,
 }
 
 impl OsInfo {
@@ -190,13 +233,14 @@ impl OsInfo {
     }
 }
 
-/// Decides generation and route. `forced` is the profile's `os.init` (when not `auto`),
+/// Decides generation and route. `forced` is the route chosen by the profile's `os.init`
+/// (when not `auto`), `--init` or an earlier preparation,
 /// `init_format` the catalog's.
 pub fn detect(
     boot: &BootEvidence,
     root: Option<&RootEvidence>,
     init_format: Option<&str>,
-    forced: Option<InitRoute>,
+    forced: Option<ForcedInit>,
 ) -> OsInfo {
     let mut evidence = Vec::new();
     let release = root.and_then(|r| r.os_release.as_ref());
@@ -216,8 +260,8 @@ pub fn detect(
         Generation::Unknown
     };
 
-    let init = if let Some(route) = forced {
-        evidence.push(format!("os.init in the profile selects {route}"));
+    let init = if let Some(ForcedInit { route, by }) = forced {
+        evidence.push(format!("{by} selects {route}"));
         route
     } else if let Some(route) = init_format.and_then(InitRoute::from_init_format) {
         evidence.push(format!(
@@ -264,6 +308,7 @@ pub fn detect(
             .filter(|r| r.os_release.is_some())
             .map(|r| r.has_cloud_init),
         evidence,
+        chosen_by: forced.map(|f| f.by),
     }
 }
 
@@ -314,9 +359,18 @@ mod tests {
             &boot,
             Some(&root("trixie", true)),
             Some("systemd"),
-            Some(InitRoute::CloudInit),
+            Some(ForcedInit {
+                route: InitRoute::CloudInit,
+                by: InitChooser::Flag,
+            }),
         );
         assert_eq!(info.init, InitRoute::CloudInit);
+        assert_eq!(info.chosen_by, Some(InitChooser::Flag));
+        assert!(
+            info.evidence
+                .iter()
+                .any(|e| e == "--init selects cloud-init")
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl Env {
 
     fn pinode(&self) -> Command {
         let mut c = pinode();
-        c.env("HOME", self.dir.path().join("home"))
+        // Not CI: these tests keep a generated token, which pinode refuses to generate
+        // under CI (truthful_output.rs tests that).
+        c.env("CI", "false")
+            .env("HOME", self.dir.path().join("home"))
             .env("PINODE_STATE_DIR", self.dir.path().join("state"))
             .env("K3S_TOKEN", K3S_TOKEN)
             .env("GITLAB_RUNNER_TOKEN", RUNNER_TOKEN)

@@ -533,9 +533,10 @@ fn without_a_device_it_waits_for_a_card_to_be_inserted_and_asks() {
     fake.disk(&card.name(), &card.devno(), 100 * MIB, &[]);
     wait_for(&seen, "[y/N]");
     assert!(
-        seen.lock()
-            .unwrap()
-            .contains(&format!("{}: loop disk, 104.9 MB", card.dev.display())),
+        seen.lock().unwrap().contains(&format!(
+            "{}: loop disk, 100.0 MiB (104.9 MB as sold)",
+            card.dev.display()
+        )),
         "{}",
         seen.lock().unwrap()
     );

@@ -171,7 +171,13 @@ pub fn run(data: &[u8]) {
         let Ok(mut image) = Image::open(path, true) else {
             return;
         };
-        let Ok(os) = image.detect_os(None, Some(route)) else {
+        let Ok(os) = image.detect_os(
+            None,
+            Some(pinode::osinfo::ForcedInit {
+                route,
+                by: pinode::osinfo::InitChooser::Profile,
+            }),
+        ) else {
             return;
         };
         let Ok((custom, _report, _notes)) = customise(&mut image, profile, &profile.nodes[0], &os)

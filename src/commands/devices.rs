@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use pinode::device::discover::{BlockDevice, SystemView, Transport};
-use pinode::device::safety::{Refusal, assess, decimal_size, verdict};
+use pinode::device::safety::{Refusal, assess, verdict};
 
 use super::Output;
 use crate::cli::DevicesArgs;
@@ -41,7 +41,7 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
                 if d.size_bytes == 0 {
                     "-".into()
                 } else {
-                    decimal_size(d.size_bytes)
+                    pinode::ui::size::card(d.size_bytes)
                 },
                 d.transport.as_str().to_string(),
                 d.description(),

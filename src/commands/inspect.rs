@@ -8,19 +8,39 @@ use crate::error::Error;
 use pinode::bootfs::manifest::Manifest;
 use pinode::bootfs::state::boot_state;
 use pinode::image::Image;
-use pinode::osinfo::InitRoute;
+use pinode::osinfo::{ForcedInit, InitChooser, InitRoute};
+use pinode::pipeline::BaseImage;
 use pinode::ui::Untrusted;
 
 use super::{Output, size};
 
 pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
-    let mut image = Image::open(target, false)?;
+    // A compressed image file (`.img.xz`, `.img.zst`, `.img.gz`, found by its magic bytes) is
+    // decompressed once, bounded, into a private registered temporary file that is removed
+    // when done, on Ctrl-C, or by the next run after a kill (see pinode::cleanup), the same
+    // way `prepare` reads one. A raw file or a card is read in place.
+    let is_file = std::fs::metadata(target).is_ok_and(|m| m.is_file());
+    let base = if is_file {
+        Some(BaseImage::open(
+            target,
+            &std::env::temp_dir(),
+            &out.progress(),
+            None,
+        )?)
+    } else {
+        None
+    };
+    let mut image = Image::open(base.as_ref().map_or(target, |b| &b.path), false)?;
     // A card pinode prepared says which route it was prepared for (os.init may have forced it).
     let prepared = image.with_boot_fs(|fs| Manifest::read(fs))?;
     let forced = prepared
         .as_ref()
         .map(|m| m.init)
-        .filter(|init| *init != InitRoute::None);
+        .filter(|init| *init != InitRoute::None)
+        .map(|route| ForcedInit {
+            route,
+            by: InitChooser::Prepared,
+        });
     let os = image.detect_os(None, forced)?;
     let fat = image.boot_fat_kind()?;
     let mount = os.boot_mount();

@@ -185,18 +185,7 @@ pub fn single_node<'p>(
 
 /// Human-readable size.
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    pinode::ui::size::binary(bytes)
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.

@@ -1,7 +1,7 @@
 //! `pinode prepare`: one ready image per node, for CI. No root, no mounting; the base image
 //! is opened read-only and each node's changes live in an overlay until streamed out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use pinode::pipeline::file::{FileNote, FileOptions, write_files};
 use pinode::pipeline::{BaseImage, NodeImage};
 use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::file::Compression;
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
@@ -56,10 +57,53 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
     let nodes = select_nodes(&profile, &args.nodes)
         .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
     let selected = || nodes.iter().map(|n| n.hostname.as_str());
+    let created = missing_dirs(&args.out_dir);
     // Under sudo, the folders pinode creates are the invoking user's, like its outputs.
     Invoker::current()
         .create_dir_all(&args.out_dir, 0o777)
         .map_err(|e| not_started(out, args, selected(), Error::path(&args.out_dir, e)))?;
+    let result = prepare_nodes(args, &profile, &nodes, sources, out);
+    if result.is_err() {
+        // A run that failed leaves no empty folder behind that it made itself (one with a
+        // node's image in it, or one that was there before, stays).
+        remove_empty(&created);
+    }
+    result
+}
+
+/// The folders `create_dir_all(dir)` is about to create, deepest first.
+fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || std::fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    missing
+}
+
+/// Removes the folders in `dirs` (deepest first) while they are empty: `remove_dir` never
+/// removes a folder with anything in it.
+fn remove_empty(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+/// The part of `prepare` that runs in the output folder: lock, base image, the nodes.
+fn prepare_nodes(
+    args: &PrepareOptions,
+    profile: &LoadedProfile,
+    nodes: &[&NodeConfig],
+    sources: &Sources,
+    out: &Output,
+) -> Result<(), Error> {
+    let selected = || nodes.iter().map(|n| n.hostname.as_str());
     // One run per node and output folder at a time: two would mix their files.
     let _locks = nodes
         .iter()
@@ -68,7 +112,7 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
         .map_err(|e| not_started(out, args, selected(), e))?;
     let progress = out.progress();
     let base = BaseImage::for_profile(
-        &profile,
+        profile,
         args.image.as_deref(),
         &sources
             .resolver()
@@ -89,7 +133,7 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
     let mut results = Vec::new();
     let mut failure = None;
     for (done, node) in nodes.iter().enumerate() {
-        match prepare_node(node, &profile, &base, &files, out) {
+        match prepare_node(node, profile, &base, &files, out) {
             Ok(result) => results.push(result),
             Err(e) => {
                 // CI reads the document to see what was made: it lists the nodes done, the
@@ -106,6 +150,14 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
                 failure = Some((e, rest));
                 break;
             }
+        }
+    }
+    if out.verbose > 0
+        && let Some(os) = base.os()
+    {
+        out.say(format!("os: {}, first boot via {}", os.generation, os.init));
+        for e in &os.evidence {
+            out.say(format!("  because {}", Untrusted(e)));
         }
     }
     if out.json {

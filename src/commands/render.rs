@@ -7,12 +7,13 @@ use crate::error::Error;
 use crate::term::progress::TerminalProgress;
 use pinode::image::Image;
 use pinode::invoker::Invoker;
-use pinode::osinfo::{self, BootEvidence, OsInfo, RootEvidence};
+use pinode::osinfo::{self, BootEvidence, ForcedInit, InitChooser, OsInfo, RootEvidence};
 use pinode::pipeline::BaseImage;
 use pinode::plan::NodePlan;
 use pinode::render;
 use pinode::rootfs::OsRelease;
 use pinode::sink::file::{write_atomic, write_atomic_mode};
+use pinode::ui::Untrusted;
 
 use super::{Output, Sources, load_profile, single_node};
 use crate::cli::RenderArgs;
@@ -20,7 +21,13 @@ use crate::cli::RenderArgs;
 pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
-    let forced = args.init.or(profile.init_override());
+    let forced = args
+        .init
+        .map(|route| ForcedInit {
+            route,
+            by: InitChooser::Flag,
+        })
+        .or(profile.init_override());
     create_dir_all(&args.out_dir)?;
     // One render per folder at a time: two would mix their nodes' files.
     let _lock = lock_folder(&args.out_dir)?;
@@ -139,6 +146,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         },
     );
     written.file(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    let files = written.files.clone();
     for stale in written.finish(dir)? {
         out.say(format!(
             "{}: removed {} (rendered earlier, not part of this node)",
@@ -154,6 +162,14 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         os.init,
         dir.display()
     ));
+    if out.verbose > 0 {
+        for e in &os.evidence {
+            out.say(format!("  because {}", Untrusted(e)));
+        }
+        for file in &files {
+            out.say(format!("  wrote {file}"));
+        }
+    }
     Ok(())
 }
 

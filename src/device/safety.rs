@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::discover::BlockDevice;
+use crate::ui::size;
 
 /// Why a disk is not written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,8 +64,8 @@ impl Refusal {
             Refusal::NoMedia => "no card in the reader".into(),
             Refusal::TooSmall { need, have } => format!(
                 "too small: the image needs {}, the disk holds {}",
-                decimal_size(*need),
-                decimal_size(*have)
+                size::binary(*need),
+                size::binary(*have)
             ),
         }
     }
@@ -160,7 +161,7 @@ pub fn one_line(d: &BlockDevice) -> String {
     format!(
         "{}  {}  {}  {}",
         d.path.display(),
-        decimal_size(d.size_bytes),
+        size::card(d.size_bytes),
         d.transport.as_str(),
         d.description()
     )
@@ -190,16 +191,6 @@ pub fn explain(disk: &BlockDevice, refusals: &[&Refusal], overrides: &Overrides)
         }
     }
     line
-}
-
-/// Sizes as cards are sold: decimal gigabytes, with the binary value for exactness.
-pub fn decimal_size(bytes: u64) -> String {
-    let gb = bytes as f64 / 1e9;
-    if gb >= 1.0 {
-        format!("{gb:.1} GB")
-    } else {
-        format!("{:.1} MB", bytes as f64 / 1e6)
-    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ impl BaseImage {
     /// by the first call (`forced`: the profile's `os.init`, when it names a route).
     pub(super) fn open_for_node(
         &self,
-        forced: Option<crate::osinfo::InitRoute>,
+        forced: Option<crate::osinfo::ForcedInit>,
     ) -> Result<(Image, OsInfo), PipelineError> {
         let mut image = Image::open(&self.path, false)?;
         let os = match self.os.get() {

@@ -75,10 +75,6 @@ pub fn write_files(
     if let Some(b) = &bmap {
         produced.push(b.path.clone());
     }
-    if let Some(name) = image.path.file_name() {
-        let name = name.to_string_lossy();
-        produced.push(dir.join(format!("{name}.sha256")));
-    }
     let removed = remove_stale_outputs(dir, host, &produced)?;
     for path in &removed {
         note(FileNote::Removed(path));

@@ -5,6 +5,7 @@
 //! embedded etcd (`cluster-init`) and the others join it. Agents join the API URL. The token
 //! comes from `token_env` or `token_file`, or is generated once and kept (mode 0600) in
 //! pinode's state directory, so that a node prepared next month joins the same cluster.
+//! Under CI pinode never generates it (see `CI_REFUSAL`): a CI machine forgets it.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -127,7 +128,7 @@ impl ClusterPlan {
                     .map_err(|e| e.to_string()),
                 secret.field.as_str(),
             ),
-            TokenSource::State { path } => (kept_token(path), "cluster"),
+            TokenSource::State { path } => (kept_or_refused(path, settings), "cluster"),
         };
         let token = token.map_err(|e| profile.error_at(field, e))?;
         check_token_value(token.value.expose_secret()).map_err(|e| profile.error_at(field, e))?;
@@ -151,6 +152,26 @@ impl ClusterPlan {
         }
         Ok(())
     }
+}
+
+/// Why pinode does not generate a cluster token under CI, and what to do instead.
+///
+/// A CI job runs on a throw-away machine: a token generated and kept there is gone with the
+/// job, so the next pipeline generates another one and the nodes it prepares never join the
+/// nodes of the last one. A token kept from before (in `PINODE_STATE_DIR`, say a cached
+/// folder) was not generated on this run and is used as usual.
+const CI_REFUSAL: &str = "CI is set and the profile names no cluster token (cluster.token_env or \
+     cluster.token_file), so pinode would generate one; a token generated on a throw-away CI \
+     machine differs on every run, so nodes prepared in different pipelines would never join \
+     one cluster. Generate one once (openssl rand -hex 32), store it as a masked CI/CD \
+     variable such as K3S_TOKEN and name it in the profile: `cluster.token_env: K3S_TOKEN`";
+
+/// The kept token at `path`; generating it only when not under CI (see [`CI_REFUSAL`]).
+fn kept_or_refused(path: &Path, settings: &Settings) -> Result<Token, String> {
+    if settings.ci && std::fs::symlink_metadata(path).is_err() {
+        return Err(CI_REFUSAL.to_string());
+    }
+    kept_token(path)
 }
 
 /// The checks every cluster token passes, whatever its source: pinode's own minimum, then

@@ -163,8 +163,15 @@ impl LoadedProfile {
     }
 
     /// The profile's first-boot route override.
-    pub fn init_override(&self) -> Option<crate::osinfo::InitRoute> {
-        self.profile.os.init.forced()
+    pub fn init_override(&self) -> Option<crate::osinfo::ForcedInit> {
+        self.profile
+            .os
+            .init
+            .forced()
+            .map(|route| crate::osinfo::ForcedInit {
+                route,
+                by: crate::osinfo::InitChooser::Profile,
+            })
     }
 }
 

@@ -12,7 +12,7 @@ mod stage1;
 mod stage2;
 
 use crate::bootfs::content::{BootContent, BootFile, CmdlineEdit};
-use crate::osinfo::{InitRoute, OsInfo};
+use crate::osinfo::{InitChooser, InitRoute, OsInfo};
 use crate::plan::NodePlan;
 use stage1::{cloudinit, firstrun};
 
@@ -93,12 +93,14 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> 
         }
         InitRoute::CloudInit => {
             if os.cloud_init_installed == Some(false) {
-                return Err(RenderError(
+                return Err(RenderError(format!(
                     "the image has no cloud-init (/usr/bin/cloud-init is missing on its root \
                      partition), so a cloud-init seed would be ignored and nobody could log in; \
-                     use os.init: firstrun"
-                        .into(),
-                ));
+                     use {}",
+                    os.chosen_by
+                        .unwrap_or(InitChooser::Profile)
+                        .ask_for(InitRoute::Firstrun)
+                )));
             }
             let id = cloudinit::new_instance_id(&plan.hostname)?;
             files.push(BootFile {

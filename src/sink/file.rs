@@ -58,9 +58,10 @@ pub struct WrittenImage {
     pub size: u64,
     /// SHA-256 of the uncompressed image.
     pub sha256: String,
-    /// `.sha256` file of the uncompressed image (`sha256sum -c` format).
+    /// The `.sha256` file (`sha256sum -c` format) of the file written: the image's, or the
+    /// compressed file's when compressed (never one naming a file that is not there).
     pub sha256_file: PathBuf,
-    /// SHA-256 of the compressed file, when compressed.
+    /// SHA-256 of the compressed file, when compressed (`sha256` stays the image's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compressed_sha256: Option<String>,
     /// Bytes that hold data on disk (apparent size minus holes), uncompressed output only.
@@ -132,23 +133,20 @@ pub(crate) fn write_image(
         .give_back_file(temp.as_file())
         .map_err(err)?;
     temp.persist(&final_path).map_err(err)?;
-    let sha256_file = dir.join(format!("{image_name}.sha256"));
-    write_atomic(&sha256_file, format!("{digest}  {image_name}\n").as_bytes()).map_err(
-        |source| SinkError {
+    // The checksum file names the file that is there, so `sha256sum -c` passes in the
+    // folder: `HOST.img.xz.sha256` for `HOST.img.xz`, and no `HOST.img.sha256` naming an
+    // image that was never written (the image's own SHA-256 is in the output and `--json`).
+    let (sum, listed) = match &compressed_sha256 {
+        Some(sum) => (sum, format!("{image_name}{}", compression.extension())),
+        None => (&digest, image_name),
+    };
+    let sha256_file = dir.join(format!("{listed}.sha256"));
+    write_atomic(&sha256_file, format!("{sum}  {listed}\n").as_bytes()).map_err(|source| {
+        SinkError {
             path: sha256_file.clone(),
             source,
-        },
-    )?;
-    if let Some(sum) = &compressed_sha256 {
-        let file_name = format!("{image_name}{}", compression.extension());
-        let path = dir.join(format!("{file_name}.sha256"));
-        write_atomic(&path, format!("{sum}  {file_name}\n").as_bytes()).map_err(|source| {
-            SinkError {
-                path: path.clone(),
-                source,
-            }
-        })?;
-    }
+        }
+    })?;
     progress.finish();
     Ok(WrittenImage {
         path: final_path,

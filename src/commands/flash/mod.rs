@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use pinode::device::discover::{BlockDevice, SystemView};
-use pinode::device::safety::{Overrides, decimal_size};
+use pinode::device::safety::Overrides;
 use pinode::disk::usage::Allocation;
 use pinode::pipeline::card::{CardNote, CardOptions, write_to_card};
 use pinode::pipeline::{BaseImage, NodeImage};
@@ -343,14 +343,14 @@ fn say_written(out: &Output, node: &NodeConfig, disk: &BlockDevice, r: &CardRepo
         node.hostname,
         disk.path.display(),
         r.write_seconds,
-        decimal_size(r.write_bytes_per_sec as u64),
+        size(r.write_bytes_per_sec as u64),
     ));
     if r.is_slow() {
         out.warn(format!(
             "{} writes at only {}/s: K3s on a card this slow restarts in a loop (its datastore \
              misses fsync deadlines); use an A1/A2-rated card or a USB SSD",
             disk.path.display(),
-            decimal_size(r.write_bytes_per_sec as u64)
+            size(r.write_bytes_per_sec as u64)
         ));
     }
 }
@@ -367,7 +367,7 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
                 let (bytes, speed, verify) = match &r.report {
                     Some(rep) => (
                         size(rep.bytes),
-                        format!("{}/s", decimal_size(rep.write_bytes_per_sec as u64)),
+                        format!("{}/s", size(rep.write_bytes_per_sec as u64)),
                         match rep.verified {
                             Some(true) => "ok".to_string(),
                             _ => "skipped".to_string(),

@@ -14,7 +14,7 @@ use crate::term::prompt::{Prompter, Reply};
 use pinode::bootfs::manifest::Manifest;
 use pinode::device::discover::{BlockDevice, Located, SystemView};
 use pinode::device::identity::{self, Identity};
-use pinode::device::safety::{Overrides, assess, blocking, decimal_size, explain, one_line};
+use pinode::device::safety::{Overrides, assess, blocking, explain, one_line};
 use pinode::image::Image;
 use pinode::profile::NodeConfig;
 use pinode::ui::{Untrusted, terminal_safe};
@@ -345,7 +345,7 @@ impl Targets {
             "{}: {}, {}, {}\n  holds now: {}",
             Untrusted(&disk.path.display().to_string()),
             disk.description(),
-            decimal_size(disk.size_bytes),
+            pinode::ui::size::card(disk.size_bytes),
             disk.transport.as_str(),
             Untrusted(&holds),
         );
