@@ -16,11 +16,12 @@ use crate::cli::WriteArgs;
 use crate::error::Error;
 use crate::term::prompt::{Prompter, Reply};
 use pinode::device::discover::{BlockDevice, SystemView};
-use pinode::device::safety::{Overrides, decimal_size};
+use pinode::device::safety::Overrides;
 use pinode::pipeline::card::CardOptions;
 use pinode::pipeline::prepared::PreparedImage;
 use pinode::sink::card::{CardReport, TestHooks};
 use pinode::ui::Untrusted;
+use pinode::ui::size;
 
 pub fn run(args: &WriteArgs, out: &Output) -> Result<(), Error> {
     let overrides = Overrides {
@@ -95,7 +96,7 @@ fn confirm(disk: &BlockDevice, image: &PreparedImage) -> Result<(), Error> {
         "{}: {}, {}, {}\n  holds now: {}",
         Untrusted(&disk.path.display().to_string()),
         disk.description(),
-        decimal_size(disk.size_bytes),
+        size::card(disk.size_bytes),
         disk.transport.as_str(),
         Untrusted(&target::holds_now(&disk.path)),
     );
@@ -147,14 +148,14 @@ fn say_written(out: &Output, image: &PreparedImage, disk: &BlockDevice, r: &Card
         Untrusted(&image.path.display().to_string()),
         disk.path.display(),
         r.write_seconds,
-        decimal_size(r.write_bytes_per_sec as u64),
+        size::binary(r.write_bytes_per_sec as u64),
     ));
     if r.is_slow() {
         out.warn(format!(
             "{} writes at only {}/s: K3s on a card this slow restarts in a loop (its datastore \
              misses fsync deadlines); use an A1/A2-rated card or a USB SSD",
             disk.path.display(),
-            decimal_size(r.write_bytes_per_sec as u64)
+            size::binary(r.write_bytes_per_sec as u64)
         ));
     }
 }
