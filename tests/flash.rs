@@ -114,24 +114,6 @@ fn writes_and_verifies_one_card_that_holds_exactly_the_node() {
     assert_eq!(v["size_bytes"], 100 * MIB);
 }
 
-/// Starts pinode paused at `stage` (`verify` or `write:N`); returns the child and the pause
-/// file once pinode has reached it.
-fn start_paused(mut cmd: Command, dir: &Path, stage: &str) -> (std::process::Child, PathBuf) {
-    let pause = dir.join("pause");
-    let child = cmd
-        .env("PINODE_TEST_PAUSE", format!("{stage}@{}", pause.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pause.exists() {
-        assert!(Instant::now() < deadline, "pinode never reached {stage}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, pause)
-}
-
 #[test]
 fn a_byte_changed_on_the_card_before_the_read_back_fails_the_verify() {
     let Some((dir, card)) = card_in_tempdir() else {

@@ -7,7 +7,6 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::loopdev::Loop;
 use common::*;
@@ -334,18 +333,11 @@ fn a_card_that_changes_under_the_read_back_fails_the_verify() {
         return;
     };
     let xz = prepared_xz(dir.path());
-    let pause = dir.path().join("pause");
-    let child = write(&xz, &card.dev, &["--yes", "--allow-non-removable"])
-        .env("PINODE_TEST_PAUSE", format!("verify@{}", pause.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pause.exists() {
-        assert!(Instant::now() < deadline, "pinode never reached the verify");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, pause) = start_paused(
+        write(&xz, &card.dev, &["--yes", "--allow-non-removable"]),
+        dir.path(),
+        "verify",
+    );
     // Inside the boot partition's first sectors, which are always written.
     let backing = std::fs::OpenOptions::new()
         .write(true)

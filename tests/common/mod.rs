@@ -471,3 +471,24 @@ pub fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> (Output, Du
     };
     (output, took)
 }
+
+/// Starts pinode paused at `stage` of the test hook PINODE_TEST_PAUSE (`verify` or `write:N`); returns the child and the pause
+/// file once pinode has reached it.
+pub fn start_paused(mut cmd: Command, dir: &Path, stage: &str) -> (std::process::Child, PathBuf) {
+    let pause = dir.join("pause");
+    let child = cmd
+        .env("PINODE_TEST_PAUSE", format!("{stage}@{}", pause.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pinode never reached {stage}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, pause)
+}
