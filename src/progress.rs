@@ -62,6 +62,7 @@ impl Task {
         self.send(Event::Length(bytes));
     }
 
+    /// Ends the task: its display goes away.
     pub(crate) fn finish(&self) {
         self.send(Event::Finish);
     }
@@ -71,6 +72,13 @@ impl Task {
 pub trait Progress: Send + Sync {
     /// A new task called `label` (`downloading`, a hostname, …) of `total` bytes.
     fn task(&self, label: &str, total: u64) -> Task;
+
+    /// A wait of unknown length called `label` (a server that may not answer): a spinner
+    /// where someone watches, so that a pause is never a blank screen. Only
+    /// [`Event::Finish`] is sent to it.
+    fn spinner(&self, _label: &str) -> Task {
+        Task::hidden()
+    }
 }
 
 /// Reports nothing.

@@ -108,6 +108,40 @@ pub struct Wanted {
     pub(crate) download_size: Option<u64>,
     #[serde(default)]
     pub(crate) download_sha256: Option<Sha256Hex>,
+    /// Where the facts above were read in this run (not stored).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where the facts of a [`Wanted`] (name, URL, release date, init format, sizes) come from in
+/// this run. The rule: only a source contacted now may rewrite what a cache entry already
+/// records. A kept catalog copy, the entry's own record or a bare URL with a SHA-256 (which
+/// states no name, date or init format) fills a new entry but never overwrites an old one,
+/// so `download ALIAS` offline cannot turn an entry's facts back to an older copy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A catalog fetched in this run, or a catalog file the user named.
+    Contacted,
+    /// Anything else. `fallback` is set when this happened without `--offline` because the
+    /// catalog could not be reached: the line that tells the user which copy was used.
+    Recorded { fallback: Option<String> },
+}
+
+impl Default for Origin {
+    /// The cautious one: facts of unknown origin rewrite nothing.
+    fn default() -> Self {
+        Origin::Recorded { fallback: None }
+    }
+}
+
+impl Origin {
+    /// The line telling the user that a kept copy stood in for an unreachable catalog.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            Origin::Recorded { fallback } => fallback.as_deref(),
+            Origin::Contacted => None,
+        }
+    }
 }
 
 impl Wanted {
@@ -194,6 +228,13 @@ pub struct CachedImage {
     pub decompressed: bool,
     /// Problems found and repaired on the way (a stale image rebuilt, …), for warnings.
     pub notes: Vec<String>,
+}
+
+impl CachedImage {
+    /// What the cache entry records about the image (name, URL, date, init format).
+    pub fn facts(&self) -> &Wanted {
+        &self.entry.wanted
+    }
 }
 
 /// One entry as `cache list` shows it.
@@ -403,19 +444,29 @@ impl Cache {
         let _lock = Lock::acquire(&lock_path, on_wait).map_err(io_at(&lock_path))?;
 
         let now = now();
-        let mut entry = read_entry(&dir).unwrap_or_else(|| Entry {
+        let existing = read_entry(&dir);
+        let rewrite = existing.is_none() || wanted.origin == Origin::Contacted;
+        let mut entry = existing.unwrap_or_else(|| Entry {
             wanted: wanted.clone(),
             download: None,
             image_verified: None,
             added: now.clone(),
             last_used: now.clone(),
         });
-        // Newer catalog facts (aliases, dates) win; the hash is the identity.
-        // The URL is kept without credentials or query (they may be secrets).
-        entry.wanted = Wanted {
-            aliases: merge(&entry.wanted.aliases, &wanted.aliases),
-            url: display_url(&wanted.url),
-            ..wanted.clone()
+        // The hash is the identity. Facts from a source contacted now win (see `Origin`);
+        // aliases only ever add a name to find the entry by. The URL is kept without
+        // credentials or query (they may be secrets).
+        entry.wanted = if rewrite {
+            Wanted {
+                aliases: merge(&entry.wanted.aliases, &wanted.aliases),
+                url: display_url(&wanted.url),
+                ..wanted.clone()
+            }
+        } else {
+            Wanted {
+                aliases: merge(&entry.wanted.aliases, &wanted.aliases),
+                ..entry.wanted.clone()
+            }
         };
         entry.last_used = now;
         let mut result = CachedImage {
@@ -524,6 +575,8 @@ impl Cache {
                 });
             }
             fs::rename(&part, &download_path).map_err(io_at(&download_path))?;
+            // This URL was contacted: the entry says where its download came from.
+            entry.wanted.url = display_url(&wanted.url);
             entry.download = Some(FileRecord {
                 file: wanted.download_name(),
                 size: got.size,

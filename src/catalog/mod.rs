@@ -97,6 +97,10 @@ pub struct Catalog {
     pending: Vec<Pending>,
     /// Sub-lists that could not be loaded, with the reason.
     pub skipped: Vec<String>,
+    /// Set when this is the copy kept from an earlier fetch, used because the catalog could
+    /// not be reached: the line that tells the user so ("catalog unreachable (…): using the
+    /// copy from DATE"). None for a catalog fetched now, a local file, or `--offline`.
+    pub fallback: Option<String>,
     fetched: usize,
     /// The URLs in `entries`: an entry listed twice is kept once, found in O(1) (a linear
     /// scan per entry made a 110k-entry catalog take minutes).

@@ -26,11 +26,14 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
     };
     let resolver = sources.resolver()?;
     let http = resolver.http()?;
-    let wanted = resolver.wanted(&image, sha256.as_deref(), http.as_ref())?;
-    let cached =
-        resolver
-            .cache
-            .obtain(&wanted, http.as_ref(), &out.progress(), out.waiting_note())?;
+    let progress = out.progress();
+    let wanted = resolver.wanted(&image, sha256.as_deref(), http.as_ref(), &progress)?;
+    if let Some(note) = wanted.origin.fallback() {
+        out.warn(note);
+    }
+    let cached = resolver
+        .cache
+        .obtain(&wanted, http.as_ref(), &progress, out.waiting_note())?;
     for note in &cached.notes {
         out.warn(note);
     }
@@ -56,14 +59,16 @@ pub fn run(args: &DownloadArgs, sources: &Sources, out: &Output) -> Result<(), E
         size(image_bytes),
         wanted.sha256.short()
     ));
+    // What the cache entry records (a catalog copy does not rewrite it: see `Origin`).
+    let facts = cached.facts();
     if out.json {
         out.json(&json!({
             "image": Redacted(&image),
-            "name": wanted.name,
-            "url": Redacted(&wanted.url),
-            "aliases": wanted.aliases,
-            "release_date": wanted.release_date,
-            "init_format": wanted.init_format,
+            "name": facts.name,
+            "url": Redacted(&facts.url),
+            "aliases": facts.aliases,
+            "release_date": facts.release_date,
+            "init_format": facts.init_format,
             "path": cached.path,
             "size_bytes": image_bytes,
             "sha256": wanted.sha256,

@@ -11,7 +11,17 @@ use super::{Output, Sources, size};
 pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
     let resolver = sources.resolver()?;
     let http = resolver.http()?;
-    let mut catalog = resolver.load_catalog(http.as_ref())?;
+    let mut catalog = resolver.load_catalog(http.as_ref(), &out.progress())?;
+    if let Some(note) = &catalog.fallback {
+        out.warn(note);
+    }
+    // A kept copy stands in for a catalog that cannot be reached: its sub-lists cannot be
+    // fetched now either, and are not tried.
+    let http = if catalog.fallback.is_some() {
+        None
+    } else {
+        http
+    };
     if all {
         catalog.load_all(http.as_ref());
     }

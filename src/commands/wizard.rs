@@ -173,7 +173,8 @@ impl CatalogLookup {
         let handle = std::thread::spawn(move || {
             let resolver = resolver?;
             let http = resolver.http()?;
-            Ok(resolver.load_catalog(http.as_ref())?)
+            // The OS question draws its own spinner if it has to wait for this.
+            Ok(resolver.load_catalog(http.as_ref(), &pinode::progress::Silent)?)
         });
         CatalogLookup {
             handle: Cell::new(Some(handle)),

@@ -15,6 +15,12 @@ const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 const MAX_RETRIES: f64 = 100.0;
 /// The largest `PINODE_HTTP_BACKOFF_MS` taken (an hour; pauses stop at 30 s anyway).
 const MAX_BACKOFF_MS: f64 = 3_600_000.0;
+/// How long a catalog fetch may take to connect when a kept copy can stand in for it: a
+/// network that cannot connect in a second is, for a document of a few hundred KiB that
+/// pinode already has, no better than none, and the user is told which copy is used.
+const CATALOG_CONNECT_WITH_FALLBACK: Duration = Duration::from_secs(1);
+/// How long a catalog may stay silent when a kept copy can stand in for it.
+const CATALOG_IDLE_WITH_FALLBACK: Duration = Duration::from_secs(5);
 
 /// Network settings; the environment can override them (see `HttpSettings::from_env`).
 #[derive(Debug, Clone)]
@@ -72,6 +78,22 @@ impl HttpSettings {
             s.backoff = backoff;
         }
         s
+    }
+
+    /// The settings for fetching a catalog. With a kept copy (or a cached image) to fall
+    /// back on, a catalog that cannot be reached at once is not waited for: a short connect
+    /// and idle timeout, no retries. Without one, the catalog is the only way on, so it gets
+    /// the patience of any download.
+    pub(crate) fn for_catalog(&self, fallback_ready: bool) -> HttpSettings {
+        if !fallback_ready {
+            return self.clone();
+        }
+        HttpSettings {
+            connect_timeout: self.connect_timeout.min(CATALOG_CONNECT_WITH_FALLBACK),
+            idle_timeout: self.idle_timeout.min(CATALOG_IDLE_WITH_FALLBACK),
+            retries: 0,
+            backoff: self.backoff,
+        }
     }
 
     /// The pause before attempt `n` (1-based count of failures so far).
@@ -275,16 +297,25 @@ fn classify(
     }
 }
 
-/// Whether `e` says the host cannot be reached at all: its name does not resolve, or the
-/// connection was refused. These do not pass in seconds, so they are not retried.
+/// Whether `e` says the host cannot be reached at all: its name does not resolve, the
+/// connection was refused, or there is no route to the network or host (no network at all:
+/// a network namespace with only a down loopback gives these). They do not pass in seconds,
+/// so they are not retried. A timeout is not among them: it may be a slow link.
 fn is_unreachable(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
     if !e.is_connect() {
         return false;
     }
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::AddrNotAvailable
+            )
         {
             return true;
         }

@@ -120,7 +120,7 @@ impl BaseImage {
         }
         let http = resolver.http()?;
         let wanted = resolver
-            .wanted(&os.image, os.sha256.as_deref(), http.as_ref())
+            .wanted(&os.image, os.sha256.as_deref(), http.as_ref(), progress)
             .map_err(|e| match e {
                 ResolveError::Reference(message) => {
                     PipelineError::Field(profile.error_at("os.image", message))
@@ -136,11 +136,19 @@ impl BaseImage {
             .map_err(ResolveError::Cache)?;
         let lock_path = resolver.cache.lock_path(wanted.sha256.as_str());
         let lock = Lock::shared(&lock_path).map_err(|e| PipelineError::path(&lock_path, e))?;
+        // A catalog that could not be reached is said first, then what the cache repaired.
+        let notes = wanted
+            .origin
+            .fallback()
+            .map(str::to_string)
+            .into_iter()
+            .chain(cached.notes)
+            .collect();
         Ok(BaseImage {
             path: cached.path,
             original: os.image.clone(),
             init_format: wanted.init_format.clone(),
-            notes: cached.notes,
+            notes,
             os: OnceLock::new(),
             _temp: None,
             _lock: Some(lock),

@@ -57,4 +57,21 @@ impl Progress for TerminalProgress {
             Event::Finish => bar.finish_and_clear(),
         })
     }
+
+    fn spinner(&self, label: &str) -> Task {
+        if !self.enabled {
+            return Task::hidden();
+        }
+        let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+            spinner.set_style(style);
+        }
+        spinner.set_message(label.to_string());
+        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+        Task::new(move |event| {
+            if event == Event::Finish {
+                spinner.finish_and_clear();
+            }
+        })
+    }
 }
