@@ -648,11 +648,27 @@ fn the_standard_proxy_variables_are_honoured() {
         .args(["os", "list"]));
     assert!(text.contains(ALIAS), "{text}");
     assert_eq!(world.server.requests(url).len(), 1);
-    // Without the proxy the name does not resolve: one clear error.
+    // Without the proxy the name does not resolve: the copy kept by the run above stands in,
+    // and a warning says so.
     let out = output(
         world
             .pinode()
             .env("PINODE_CATALOG", url)
+            .env("PINODE_HTTP_RETRIES", "0")
+            .args(["os", "list"]),
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("warning: catalog unreachable ("),
+        "{}",
+        both(&out)
+    );
+    // With no copy kept either: one clear error.
+    let out = output(
+        world
+            .pinode()
+            .env("PINODE_CATALOG", url)
+            .env("PINODE_CACHE_DIR", world.dir.path().join("another-cache"))
             .env("PINODE_HTTP_RETRIES", "0")
             .args(["os", "list"]),
     );

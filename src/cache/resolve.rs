@@ -82,8 +82,14 @@ impl Resolver {
         }
     }
 
-    fn catalog_is_remote(&self) -> bool {
+    /// Whether the catalog is fetched over the network (a URL), rather than read from a file.
+    pub fn catalog_is_remote(&self) -> bool {
         is_http_url(&self.catalog)
+    }
+
+    /// Whether `--offline` was given.
+    pub fn is_offline(&self) -> bool {
+        self.offline
     }
 
     /// The catalog: fetched (and a copy kept), or from that copy when `--offline` or when the
@@ -268,7 +274,26 @@ impl Resolver {
             }
             None => (http, Origin::Contacted),
         };
-        Ok((catalog.resolve(spec, http)?, origin))
+        let entry = catalog.resolve(spec, http)?;
+        // Without the network, an image the copy names but the cache lacks cannot be had;
+        // one of the same alias that the cache holds can (the copy may be newer than it).
+        if http.is_none()
+            && self.catalog_is_remote()
+            && !self.cache.has_image(&entry.extract_sha256)
+            && let Some(w) = cached()
+        {
+            let fallback = origin.fallback().map(|note| {
+                format!(
+                    "{note}; {} ({}) is not in the cache, using the cached {} ({})",
+                    entry.name,
+                    entry.release_date.as_deref().unwrap_or("undated"),
+                    w.name,
+                    w.release_date.as_deref().unwrap_or("undated")
+                )
+            });
+            return Ok((entry_from_wanted(&w), Origin::Recorded { fallback }));
+        }
+        Ok((entry, origin))
     }
 
     /// The error when neither the catalog, nor its copy, nor the cache can name `spec`: it

@@ -787,6 +787,11 @@ impl Cache {
         Ok((freed, busy))
     }
 
+    /// Whether the image with this SHA-256 is in the cache, verified.
+    pub(crate) fn has_image(&self, sha: &Sha256Hex) -> bool {
+        read_entry(&self.entry_dir(sha)).is_some_and(|e| e.image_verified.is_some())
+    }
+
     /// Complete entries whose recorded aliases include `alias` (for --offline without a
     /// catalog copy).
     pub(crate) fn find_by_alias(&self, alias: &str, date: Option<&str>) -> Option<Wanted> {

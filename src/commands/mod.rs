@@ -42,6 +42,13 @@ impl From<&crate::cli::Global> for Sources {
 }
 
 impl Sources {
+    /// Whether the catalog comes over the network: a URL (the default), not a file.
+    pub fn catalog_is_remote(&self) -> bool {
+        self.catalog
+            .as_deref()
+            .is_none_or(|c| c.starts_with("https://") || c.starts_with("http://"))
+    }
+
     pub fn resolver(&self) -> Result<Resolver, Error> {
         let cache = Cache::open(self.cache_dir.as_deref())?;
         Ok(Resolver::new(cache, self.catalog.clone(), self.offline))

@@ -16,6 +16,7 @@ use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
 use crate::error::Error;
+use pinode::cache::store::Listing;
 use pinode::catalog::Catalog;
 use pinode::ci::gitlab::check_runner_token;
 use pinode::device::discover::SystemView;
@@ -51,6 +52,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
     let w = Wizard {
         theme: ColorfulTheme::default(),
         catalog,
+        needs_network: sources.offline || sources.catalog_is_remote(),
     };
     eprintln!(
         "pinode: a profile for your cluster in a few questions. Nothing is written until you \
@@ -154,6 +156,9 @@ enum SecretStore {
 struct Wizard {
     theme: ColorfulTheme,
     catalog: CatalogLookup,
+    /// Whether the catalog is one fetched over the network, or `--offline` was given: then
+    /// a catalog not fetched just now means no network, and the local choices come first.
+    needs_network: bool,
 }
 
 /// How long the OS question waits (with a spinner) for a catalog still on its way before it
@@ -164,17 +169,59 @@ const CATALOG_WAIT: Duration = Duration::from_secs(10);
 /// when the OS question comes: offline, the first question must not wait for a lookup that
 /// will fail (it used to sit 25 s on a blank screen).
 struct CatalogLookup {
-    handle: Cell<Option<JoinHandle<Result<Catalog, Error>>>>,
+    handle: Cell<Option<JoinHandle<Found>>>,
+}
+
+/// What the OS question offers: the catalog (or why there is none) and the cache's images.
+struct Found {
+    catalog: Result<Catalog, Error>,
+    /// Complete cache entries with an alias: usable with no network at all.
+    cached: Vec<Listing>,
+    /// Whether the images of the catalog can be downloaded now: it was fetched from the
+    /// network just now (not a kept copy, not `--offline`, not a local file that failed).
+    online: bool,
 }
 
 impl CatalogLookup {
     fn start(sources: &Sources) -> CatalogLookup {
         let resolver = sources.resolver();
         let handle = std::thread::spawn(move || {
-            let resolver = resolver?;
-            let http = resolver.http()?;
+            let resolver = match resolver {
+                Ok(r) => r,
+                Err(e) => {
+                    return Found {
+                        catalog: Err(e),
+                        cached: Vec::new(),
+                        online: false,
+                    };
+                }
+            };
+            let mut cached: Vec<Listing> = resolver
+                .cache
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| l.complete && !l.aliases.is_empty())
+                .collect();
+            // The default first, then the newest.
+            cached.sort_by(|a, b| {
+                let default = |l: &Listing| !l.aliases.iter().any(|x| x == DEFAULT_OS);
+                default(a)
+                    .cmp(&default(b))
+                    .then_with(|| b.release_date.cmp(&a.release_date))
+            });
             // The OS question draws its own spinner if it has to wait for this.
-            Ok(resolver.load_catalog(http.as_ref(), &pinode::progress::Silent)?)
+            let catalog = resolver.http().map_err(Error::from).and_then(|http| {
+                Ok(resolver.load_catalog(http.as_ref(), &pinode::progress::Silent)?)
+            });
+            let online = !resolver.is_offline()
+                && resolver.catalog_is_remote()
+                && catalog.as_ref().is_ok_and(|c| c.fallback.is_none());
+            Found {
+                catalog,
+                cached,
+                online,
+            }
         });
         CatalogLookup {
             handle: Cell::new(Some(handle)),
@@ -182,9 +229,14 @@ impl CatalogLookup {
     }
 
     /// The catalog, waiting for it (a spinner says so) at most [`CATALOG_WAIT`].
-    fn wait(&self) -> Result<Catalog, Error> {
+    fn wait(&self) -> Found {
+        let lost = |why: String| Found {
+            catalog: Err(Error::Wizard(why)),
+            cached: Vec::new(),
+            online: false,
+        };
         let Some(handle) = self.handle.take() else {
-            return Err(Error::Wizard("looked up already".into()));
+            return lost("looked up already".into());
         };
         if !handle.is_finished() {
             let spinner =
@@ -197,15 +249,12 @@ impl CatalogLookup {
             spinner.finish_and_clear();
             if !handle.is_finished() {
                 // The thread is left to end on its own (its timeouts bound it).
-                return Err(Error::Wizard(format!(
-                    "no answer in {} s",
-                    CATALOG_WAIT.as_secs()
-                )));
+                return lost(format!("no answer in {} s", CATALOG_WAIT.as_secs()));
             }
         }
         handle
             .join()
-            .unwrap_or_else(|_| Err(Error::Wizard("the catalog lookup failed".into())))
+            .unwrap_or_else(|_| lost("the catalog lookup failed".into()))
     }
 }
 
@@ -408,11 +457,29 @@ impl Wizard {
         })
     }
 
-    /// The catalog's Raspberry Pi OS images (Lite 64-bit first), or a local file.
+    /// The images in the cache first (they work with no network), then, online, the
+    /// catalog's Raspberry Pi OS images (Lite 64-bit first) and a local file; offline, a local
+    /// file before what would have to be downloaded.
     fn ask_os(&self) -> Result<String, Error> {
+        let found = self.catalog.wait();
         let mut choices: Vec<(String, Option<String>)> = Vec::new();
-        match self.catalog.wait() {
+        for l in &found.cached {
+            let date = l.release_date.as_deref().unwrap_or("?");
+            let alias = &l.aliases[0];
+            choices.push((
+                format!("{} ({date}): {alias}, in the cache", l.name),
+                Some(alias.clone()),
+            ));
+        }
+        let offered = |choices: &[(String, Option<String>)], alias: &str| {
+            choices.iter().any(|(_, a)| a.as_deref() == Some(alias))
+        };
+        let mut from_catalog: Vec<(String, Option<String>)> = Vec::new();
+        match &found.catalog {
             Ok(catalog) => {
+                if let Some(note) = &catalog.fallback {
+                    eprintln!("({})", Untrusted(note));
+                }
                 let mut entries: Vec<_> = catalog
                     .entries
                     .iter()
@@ -421,8 +488,11 @@ impl Wizard {
                 entries.sort_by_key(|e| !e.aliases().iter().any(|a| a == DEFAULT_OS));
                 for e in entries {
                     let alias = e.aliases()[0].clone();
+                    if offered(&choices, &alias) {
+                        continue;
+                    }
                     let date = e.release_date.as_deref().unwrap_or("?");
-                    choices.push((format!("{} ({date}): {alias}", e.name), Some(alias)));
+                    from_catalog.push((format!("{} ({date}): {alias}", e.name), Some(alias)));
                 }
             }
             Err(e) => eprintln!(
@@ -430,11 +500,8 @@ impl Wizard {
                 Untrusted(&e.to_string())
             ),
         }
-        if !choices
-            .iter()
-            .any(|(_, a)| a.as_deref() == Some(DEFAULT_OS))
-        {
-            choices.insert(
+        if !offered(&choices, DEFAULT_OS) && !offered(&from_catalog, DEFAULT_OS) {
+            from_catalog.insert(
                 0,
                 (
                     format!("Raspberry Pi OS Lite (64-bit), downloaded when needed: {DEFAULT_OS}"),
@@ -442,22 +509,30 @@ impl Wizard {
                 ),
             );
         }
-        choices.push((
-            "A local image file (.img, .img.xz, .img.gz, .img.zst)".into(),
+        let local = (
+            "A local image file (.img, .img.xz, .img.gz, .img.zst)".to_string(),
             None,
-        ));
+        );
+        // A catalog file that failed to load is no sign of being offline: only a network
+        // catalog that could not be reached puts the local file before the downloads.
+        let offline = !found.online && self.needs_network;
+        if offline {
+            choices.push(local);
+            choices.extend(from_catalog);
+        } else {
+            choices.extend(from_catalog);
+            choices.push(local);
+        }
         let labels: Vec<&str> = choices.iter().map(|(l, _)| l.as_str()).collect();
         let pick = self.select("Operating system", &labels)?;
         if let Some(alias) = &choices[pick].1 {
             return Ok(alias.clone());
         }
+        // The rule every image named to pinode passes (one place: pipeline::base).
         let path = self.input("Image file", "", |s| {
-            let path = expand_home(s);
-            if path.is_file() {
-                Ok(())
-            } else {
-                Err(format!("{} is not a file", path.display()))
-            }
+            pinode::pipeline::check_image_file(&expand_home(s))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })?;
         let path = expand_home(&path);
         Ok(std::fs::canonicalize(&path)

@@ -49,6 +49,49 @@ pub(crate) struct Expected<'a> {
     pub(crate) named_by: &'a str,
 }
 
+/// What a file checked by [`check_image_file`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFileKind {
+    /// A disk image: a partition table (MBR, or GPT behind its protective MBR).
+    Raw,
+    /// A compressed image (xz, gzip, zstd), checked once decompressed.
+    Compressed,
+}
+
+/// Whether `path` can be a base image: a regular file (or a block device) that is a disk
+/// image (its first sector has the boot signature) or a compressed one. The one rule for
+/// every image a person names: `prepare --image`, `inspect`, a local `os.image` and the
+/// wizard's image file (which asks again when this refuses), so that a wrong file is turned
+/// away at once with the reason, not after minutes of work or at boot.
+pub fn check_image_file(path: &Path) -> Result<ImageFileKind, PipelineError> {
+    use std::io::Read;
+    // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
+    let file = crate::input::open_image(path)?;
+    let failed = |e: std::io::Error| PipelineError::path(path, e);
+    if Format::sniff(path).map_err(failed)?.is_some() {
+        return Ok(ImageFileKind::Compressed);
+    }
+    let mut sector = Vec::with_capacity(512);
+    file.take(512).read_to_end(&mut sector).map_err(failed)?;
+    if sector.len() < 512 {
+        let len = sector.len() as u64;
+        return Err(PipelineError::path(
+            path,
+            crate::disk::DiskError::TooSmall { len },
+        ));
+    }
+    if sector[510..512] != [0x55, 0xaa] {
+        return Err(PipelineError::path(
+            path,
+            format!(
+                "not a disk image: {}",
+                crate::disk::DiskError::NoPartitionTable
+            ),
+        ));
+    }
+    Ok(ImageFileKind::Raw)
+}
+
 /// A raw image on disk, possibly temporary.
 pub struct BaseImage {
     pub path: PathBuf,
@@ -187,10 +230,13 @@ impl BaseImage {
         progress: &dyn Progress,
         expected: Option<Expected<'_>>,
     ) -> Result<BaseImage, OpenError> {
-        // A FIFO or a device like /dev/zero is refused here, at once, with its kind named.
-        crate::input::open_image(path).map_err(PipelineError::from)?;
+        // Not an image (a FIFO, /dev/zero, a text file): refused at once, with the reason.
+        let kind = check_image_file(path)?;
         let failed = |e: std::io::Error| OpenError::Other(PipelineError::path(path, e));
-        let format = Format::sniff(path).map_err(failed)?;
+        let format = match kind {
+            ImageFileKind::Raw => None,
+            ImageFileKind::Compressed => Format::sniff(path).map_err(failed)?,
+        };
         let check = |actual: &str| -> Result<(), OpenError> {
             match expected.map(|e| (e.sha256.trim().to_ascii_lowercase(), e.named_by)) {
                 Some((e, named_by)) if e != actual => Err(OpenError::Mismatch {

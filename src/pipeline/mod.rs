@@ -22,7 +22,7 @@ pub mod prepared;
 
 use std::path::PathBuf;
 
-pub use base::BaseImage;
+pub use base::{BaseImage, ImageFileKind, check_image_file};
 pub use node::NodeImage;
 
 /// Why the pipeline stopped. The messages are those of the modules that failed.

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod loopdev;
+pub mod netns;
 pub mod pty;
 pub mod scratch;
 
