@@ -343,3 +343,147 @@ fn download_never_rewrites_an_entry_from_a_catalog_it_did_not_contact() {
     );
     assert_eq!(facts(&entry_json(&world)), new_facts(), "after a failure");
 }
+
+/// The wizard for `world`'s cache in a network namespace (None where none can be made):
+/// `catalog` None is the default catalog. A home with one SSH key, the work folder `work`.
+fn offline_wizard(world: &World, catalog: Option<&str>) -> Option<(Command, PathBuf)> {
+    let home = world.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{KEY_1}\n")).unwrap();
+    let work = world.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut cmd = common::pty::wizard_command(&work, &home);
+    match catalog {
+        Some(url) => cmd.env("PINODE_CATALOG", url),
+        None => cmd.env_remove("PINODE_CATALOG"),
+    };
+    cmd.env("PINODE_CACHE_DIR", world.cache())
+        .env("PINODE_STATE_DIR", world.dir.path().join("state"))
+        .env("TZ", "Europe/Berlin")
+        .env("LANG", "de_DE.UTF-8");
+    Some((without_network(&cmd)?, work))
+}
+
+/// MUST SHOW: the wizard with no network at all. Its first question comes within 1 s; walked
+/// with the defaults (each yes/no answered with Enter), it offers the cached image first and
+/// its "Prepare image files" ends in verified images.
+#[test]
+fn the_wizard_offline_runs_to_prepared_images() {
+    use common::pty::{answer, answer_all, spawn};
+    use expectrl::Expect;
+    use expectrl::process::unix::WaitStatus;
+    let world = World::new();
+    world.download_online();
+    let Some((cmd, work)) = offline_wizard(&world, None) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut s = spawn(cmd);
+    s.expect("Cluster name").unwrap();
+    let took = started.elapsed();
+    eprintln!("no network: the first question after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "first question after {took:?}"
+    );
+    s.send("\r").unwrap();
+    answer_all(
+        &mut s,
+        &[
+            ("How many servers", "\r"),
+            ("Server hostnames", "\r"),
+            ("How many agents", "\r"),
+            ("Agent hostnames", "\r"),
+            ("K3s channel or version", "\r"),
+        ],
+    );
+    // Offered first, so that Enter takes it.
+    s.expect("the OS catalog is not available").unwrap();
+    answer(&mut s, "Operating system", "");
+    answer(
+        &mut s,
+        "Raspberry Pi OS Lite (64-bit) (2025-05-13): raspios-lite-arm64, in the cache",
+        "\r",
+    );
+    // Root has no default user name: typed, as in tests/wizard.rs.
+    answer(&mut s, "User name", "alice\r");
+    answer_all(
+        &mut s,
+        &[
+            ("SSH public key", "\r"),
+            ("Also set a password", "\r"),
+            ("Connect to Wi-Fi", "\r"),
+            ("Time zone", "\r"),
+            ("Locale", "\r"),
+            ("Keyboard layout", "\r"),
+            ("Install a GitLab Runner", "\r"),
+            ("Save the profile as", "\r"),
+            ("What now?", "\x1b[B\r"),
+            ("Write the images to", "\r"),
+        ],
+    );
+    s.expect("pi-cluster-worker-2: ").unwrap();
+    match s.get_process_mut().wait().unwrap() {
+        WaitStatus::Exited(_, 0) => {}
+        other => panic!("wizard ended with {other:?}"),
+    }
+    let images = work.join("images");
+    let hosts = [
+        "pi-cluster-server",
+        "pi-cluster-worker-1",
+        "pi-cluster-worker-2",
+    ];
+    for host in hosts {
+        assert!(images.join(format!("{host}.img")).is_file(), "{host}");
+    }
+    run(Command::new("sha256sum")
+        .arg("-c")
+        .args(hosts.map(|h| format!("{h}.img.sha256")))
+        .current_dir(&images));
+    let profile = std::fs::read_to_string(work.join("pi-cluster.yaml")).unwrap();
+    assert!(
+        profile.contains(&format!("image: \"{ALIAS}\"")),
+        "{profile}"
+    );
+}
+
+/// With the catalog's copy kept and no network: the cached image first, then a local file;
+/// a file picked that is not an image is refused with the reason (the rule `prepare` and
+/// `inspect` apply) and asked for again.
+#[test]
+fn the_wizard_offline_offers_a_local_file_and_checks_it_is_an_image() {
+    use common::pty::{CLUSTER_DEFAULTS, answer, answer_all, spawn};
+    use expectrl::Expect;
+    let world = World::new();
+    world.download_online();
+    let Some((cmd, _work)) = offline_wizard(&world, Some(&world.catalog_url())) else {
+        return;
+    };
+    let text = world.dir.path().join("notes.img");
+    std::fs::write(&text, "not a disk image\n".repeat(64)).unwrap();
+    let mut s = spawn(cmd);
+    answer_all(&mut s, &CLUSTER_DEFAULTS);
+    s.expect("catalog unreachable (").unwrap();
+    s.expect("using the copy from ").unwrap();
+    s.expect("in the cache").unwrap();
+    answer(&mut s, "A local image file", "\x1b[B\r");
+    answer(&mut s, "Image file", &format!("{}\r", text.display()));
+    answer(
+        &mut s,
+        "not a disk image",
+        &format!("{}\r", world.dir.path().display()),
+    );
+    answer(
+        &mut s,
+        "is a directory, not an image file",
+        "/nonexistent.img\r",
+    );
+    answer(
+        &mut s,
+        "No such file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    s.expect("User name").unwrap();
+    s.send("\x03").unwrap();
+    let _ = s.get_process_mut().wait();
+}
