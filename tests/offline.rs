@@ -232,8 +232,13 @@ fn with_nothing_cached_the_error_names_the_ways_out() {
     let mut offline = world.prepare(Some(&world.catalog_url()), &out_dir);
     offline.arg("--offline");
     cases.push(("--offline", offline));
+    // No network at all: the name does not resolve, and 127.0.0.1 has no route (loopback
+    // is down), which is not retried either.
     if let Some(cmd) = without_network(&world.prepare(None, &out_dir)) {
-        cases.push(("no network", cmd));
+        cases.push(("no network, the default catalog", cmd));
+    }
+    if let Some(cmd) = without_network(&world.prepare(Some(&world.catalog_url()), &out_dir)) {
+        cases.push(("no network, a catalog on 127.0.0.1", cmd));
     }
     for (what, mut cmd) in cases {
         let (out, took) = run_within(&mut cmd, Duration::from_secs(60), what);
