@@ -492,3 +492,82 @@ fn the_wizard_offline_offers_a_local_file_and_checks_it_is_an_image() {
     s.send("\x03").unwrap();
     let _ = s.get_process_mut().wait();
 }
+
+/// A port on 127.0.0.1 that never completes a connection: a listener with a backlog of 0
+/// whose one queued connection is never accepted, so further connection attempts go
+/// unanswered, as behind a firewall that drops packets. Kept open while the values live.
+fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    // Fill the queue until a connection attempt goes unanswered.
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        queued.push(s);
+        assert!(queued.len() < 64, "the listener's queue never filled");
+    }
+    (listener, queued, addr.port())
+}
+
+/// A catalog that does not answer (connections dropped, or a server gone silent) is not
+/// waited for when its kept copy can stand in: a short connect and idle timeout, no retries.
+#[test]
+fn a_silent_catalog_with_a_kept_copy_is_not_waited_for() {
+    let world = World::new();
+    world.download_online();
+
+    // Connections dropped: the copy of this URL is put where pinode keeps it (the layout in
+    // src/cache/store.rs), then prepare gives the catalog up after the 1 s connect timeout.
+    let (_listener, _queued, port) = blackhole();
+    let dropped = format!("http://127.0.0.1:{port}/os.json");
+    let digest = sha256(dropped.as_bytes());
+    std::fs::write(
+        world
+            .cache()
+            .join("catalogs")
+            .join(format!("{}.json", &digest[..16])),
+        catalog(
+            &world.server,
+            "Raspberry Pi OS Lite (64-bit)",
+            "2025-05-13",
+            "systemd",
+        ),
+    )
+    .unwrap();
+    let out_dir = world.dir.path().join("dropped");
+    let (out, took) = run_within(
+        &mut world.prepare(Some(&dropped), &out_dir),
+        Duration::from_secs(120),
+        "dropped connections",
+    );
+    eprintln!("dropped connections: {took:?}");
+    prepared(&out, &out_dir, "dropped connections");
+    assert!(
+        stderr(&out).contains("using the copy from "),
+        "{}",
+        both(&out)
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    // Headers, then silence: given up after the 2 s idle timeout.
+    world
+        .server
+        .serve("/os.json", b"{}".to_vec(), Behaviour::Stall);
+    let out_dir = world.dir.path().join("stalled");
+    let (out, took) = run_within(
+        &mut world.prepare(Some(&world.catalog_url()), &out_dir),
+        Duration::from_secs(120),
+        "a silent server",
+    );
+    eprintln!("a silent server: {took:?}");
+    prepared(&out, &out_dir, "a silent server");
+    assert!(
+        stderr(&out).contains("using the copy from "),
+        "{}",
+        both(&out)
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}

@@ -20,7 +20,7 @@ const MAX_BACKOFF_MS: f64 = 3_600_000.0;
 /// pinode already has, no better than none, and the user is told which copy is used.
 const CATALOG_CONNECT_WITH_FALLBACK: Duration = Duration::from_secs(1);
 /// How long a catalog may stay silent when a kept copy can stand in for it.
-const CATALOG_IDLE_WITH_FALLBACK: Duration = Duration::from_secs(5);
+const CATALOG_IDLE_WITH_FALLBACK: Duration = Duration::from_secs(2);
 
 /// Network settings; the environment can override them (see `HttpSettings::from_env`).
 #[derive(Debug, Clone)]
