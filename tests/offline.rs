@@ -571,3 +571,24 @@ fn a_silent_catalog_with_a_kept_copy_is_not_waited_for() {
     );
     assert!(took < Duration::from_secs(4), "took {took:?}");
 }
+
+/// While the catalog is fetched, a spinner says so on a terminal (and nothing is drawn on a
+/// pipe: see `only_warnings` above); then the line saying what stands in for it.
+#[test]
+fn a_spinner_shows_while_the_catalog_is_fetched_on_a_terminal() {
+    use expectrl::Expect;
+    let world = World::new();
+    world.download_online();
+    world
+        .server
+        .serve("/os.json", b"{}".to_vec(), Behaviour::Stall);
+    let mut cmd = world.pinode(Some(&world.catalog_url()));
+    cmd.env_remove("CI")
+        .env("TERM", "xterm")
+        .args(["os", "list"]);
+    let mut s = common::pty::spawn(cmd);
+    s.expect("fetching the OS catalog").unwrap();
+    s.expect("catalog unreachable (").unwrap();
+    s.expect("raspios-lite-arm64").unwrap();
+    let _ = s.get_process_mut().wait();
+}
