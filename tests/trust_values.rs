@@ -756,9 +756,10 @@ fn the_wizard_escapes_outside_text_in_what_it_asks() {
     s.expect("Operating system").unwrap();
     s.send("\x1b[B\r").unwrap();
     s.expect("Image file").unwrap();
-    // The re-ask names the expanded path, home directory included.
+    // The re-ask names the expanded path, home directory included (the image check's
+    // reason: pipeline::check_image_file).
     s.send("~/missing.img\r").unwrap();
-    let shown = s.expect("is not a file").unwrap();
+    let shown = s.expect("No such file").unwrap();
     let text = String::from_utf8_lossy(shown.before()).into_owned();
     let _ = s.send("\x03");
     let _ = s
