@@ -263,7 +263,8 @@ fn fetch_document(
             Some(http) => Ok(http.get_small(location, MAX_DOCUMENT)?),
             None => Err(CatalogError::Invalid {
                 source_name: crate::fetch::display_url(location),
-                message: "not fetched (--offline)".into(),
+                // --offline, or a kept copy standing in for a catalog that cannot be reached.
+                message: "not fetched (offline)".into(),
             }),
         }
     } else if from_remote {

@@ -385,6 +385,18 @@ mod tests {
     }
 
     #[test]
+    fn a_catalog_with_a_fallback_is_not_waited_for() {
+        let s = HttpSettings::default();
+        let impatient = s.for_catalog(true);
+        assert_eq!(impatient.connect_timeout, Duration::from_secs(1));
+        assert_eq!(impatient.idle_timeout, Duration::from_secs(2));
+        assert_eq!(impatient.retries, 0);
+        let patient = s.for_catalog(false);
+        assert_eq!(patient.connect_timeout, s.connect_timeout);
+        assert_eq!(patient.retries, s.retries);
+    }
+
+    #[test]
     fn pauses_grow_and_stop_at_thirty_seconds() {
         let s = HttpSettings::default();
         assert_eq!(s.pause(1), Duration::from_secs(1));
