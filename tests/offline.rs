@@ -592,3 +592,51 @@ fn a_spinner_shows_while_the_catalog_is_fetched_on_a_terminal() {
     s.expect("raspios-lite-arm64").unwrap();
     let _ = s.get_process_mut().wait();
 }
+
+/// The kept copy may name a newer image than the one in the cache: without the catalog, the
+/// cached one of the same alias is used (and the warning says so), not a download that
+/// cannot happen.
+#[test]
+fn without_the_catalog_the_cached_image_wins_over_a_newer_one_only_the_copy_names() {
+    let world = World::new();
+    world.download_online();
+    // The catalog now lists a newer release (not cached); `os list` keeps that as the copy.
+    let f = fixture_image();
+    let newer = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-06-01/2025-06-01-raspios-bookworm-arm64-lite.img.xz";
+    world.server.serve(
+        "/os.json",
+        serde_json::to_vec(&json!({ "os_list": [
+            { "name": "Raspberry Pi OS Lite (64-bit)",
+              "url": world.server.url(newer),
+              "extract_size": f.raw_len,
+              "extract_sha256": "ab".repeat(32),
+              "image_download_size": f.xz.len(),
+              "release_date": "2025-06-01",
+              "init_format": "systemd" }
+        ]}))
+        .unwrap(),
+        Behaviour::Normal,
+    );
+    let listed = run(world
+        .pinode(Some(&world.catalog_url()))
+        .args(["os", "list"]));
+    assert!(listed.contains("2025-06-01"), "{listed}");
+    // Then the catalog fails.
+    world
+        .server
+        .serve("/os.json", b"down".to_vec(), Behaviour::Status(503));
+    let out_dir = world.dir.path().join("out");
+    let out = output(&mut world.prepare(Some(&world.catalog_url()), &out_dir));
+    prepared(&out, &out_dir, "the copy names a newer image");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "is not in the cache, using the cached Raspberry Pi OS Lite (64-bit) (2025-05-13)"
+        ),
+        "{err}"
+    );
+    assert!(
+        world.server.requests(newer).is_empty(),
+        "a download was tried"
+    );
+}
