@@ -51,11 +51,11 @@ impl From<&FlashArgs> for FlashOptions {
             profile: args.profile.clone(),
             nodes: args.nodes.clone(),
             devices: args.devices.clone(),
-            yes: args.yes,
-            verify: !args.no_verify,
-            full: args.full,
-            allow_non_removable: args.allow_non_removable,
-            unmount: args.unmount,
+            yes: args.card.yes,
+            verify: !args.card.no_verify,
+            full: args.card.full,
+            allow_non_removable: args.card.allow_non_removable,
+            unmount: args.card.unmount,
             image: args.image.clone(),
         }
     }
