@@ -616,3 +616,79 @@ fn without_write_access_it_says_how_to_get_it() {
     );
     assert_eq!(sha256(&card.read(MIB)), before);
 }
+
+/// With standard input closed (`</dev/null`) nobody can choose, swap or confirm a card: flash
+/// says which nodes lack a `--device` and shows the command line that asks nothing, before
+/// any work, in one `error:` line with the usage status (2). No card is touched.
+#[test]
+fn with_stdin_closed_it_names_the_nodes_without_a_device_and_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = profile(
+        dir.path(),
+        "  - hostname: cp-1\n    role: server\n  - hostname: worker-[1-2]\n    role: agent\n",
+    );
+    let closed = |devices: &[&Loop], extra: &[&str]| {
+        let started = Instant::now();
+        let out = output(flash(&p, devices, extra).stdin(Stdio::null()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(out.stdout.is_empty(), "{err}");
+        assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        err
+    };
+    let head = format!(
+        "sudo pinode flash --profile {} --image {}",
+        p.display(),
+        fixture("bookworm").display()
+    );
+
+    let err = closed(&[], &[]);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: standard input is closed, so nobody can choose the cards: name one card \
+             per node with --device, in node order, and add --yes (no --device for cp-1, \
+             worker-1, worker-2): {head} --device <card for cp-1> --device <card for \
+             worker-1> --device <card for worker-2> --yes"
+        )
+    );
+    // A subset of the nodes: only theirs.
+    let err = closed(&[], &["--node", "worker-2"]);
+    assert!(err.contains("(no --device for worker-2)"), "{err}");
+    assert!(
+        err.contains("--node worker-2 --image")
+            && err.contains("--device <card for worker-2> --yes"),
+        "{err}"
+    );
+
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let before = sha256(&card.read(MIB));
+    // One reader for three nodes: the cards would be swapped in it, which needs someone.
+    let err = closed(&[&card], &["--yes", "--allow-non-removable"]);
+    assert!(
+        err.contains("nobody can swap the cards in the reader"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(no --device for worker-1, worker-2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "--allow-non-removable --device {} --device <card for worker-1> --device <card \
+             for worker-2> --yes",
+            card.dev.display()
+        )),
+        "{err}"
+    );
+    // Every node has its card, but nobody can say yes.
+    let err = closed(&[&card], &["--allow-non-removable", "--node", "cp-1"]);
+    assert!(
+        err.contains("nobody can confirm writing the named card(s): add --yes"),
+        "{err}"
+    );
+    assert_eq!(sha256(&card.read(MIB)), before, "the card was touched");
+}

@@ -16,6 +16,7 @@ use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
 use crate::error::Error;
+use crate::term::shell;
 use pinode::catalog::Catalog;
 use pinode::ci::gitlab::check_runner_token;
 use pinode::device::discover::{SystemView, Transport};
@@ -704,7 +705,7 @@ enum Picked {
 
 /// How to flash the saved profile later, as a command line to copy.
 fn flash_later(profile: &Path, card: Option<&Path>) -> String {
-    let device = card.map_or("/dev/sdX".into(), |c| shell_word(&c.display().to_string()));
+    let device = card.map_or("/dev/sdX".into(), |c| shell::word(&c.display().to_string()));
     let hint = if card.is_none() {
         " (the card's name as `pinode devices` lists it)"
     } else {
@@ -712,22 +713,8 @@ fn flash_later(profile: &Path, card: Option<&Path>) -> String {
     };
     format!(
         "not flashed; to flash later: sudo pinode flash --profile {} --device {device}{hint}",
-        shell_word(&profile.display().to_string())
+        shell::word(&profile.display().to_string())
     )
-}
-
-/// `text` as one shell word: as is when it holds only characters the shell leaves alone,
-/// else in single quotes.
-fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=%".contains(c));
-    if plain {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
 }
 
 /// `worker` for one host, `worker-[1-3]` for three.

@@ -5,6 +5,7 @@
 //! lines by a background thread, and the caller can wait for one with a timeout. The same
 //! code serves a person at a terminal and a script feeding `y` lines on stdin.
 
+use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub enum Reply {
 
 pub struct Prompter {
     lines: Receiver<String>,
+    /// A line read ahead by [`Prompter::closed_within`], the next answer.
+    ahead: RefCell<Option<String>>,
 }
 
 impl Default for Prompter {
@@ -52,7 +55,10 @@ impl Prompter {
                 }
             }
         });
-        Prompter { lines }
+        Prompter {
+            lines,
+            ahead: RefCell::new(None),
+        }
     }
 
     /// Shows `question` on stderr (the data stays on stdout), its control characters
@@ -69,8 +75,28 @@ impl Prompter {
         self.next()
     }
 
+    /// Whether standard input turns out to be closed (`</dev/null`, a finished pipe) within
+    /// `wait`, so that a run that will need answers can say what to pass instead before
+    /// any work. A line that comes meanwhile is kept as the next answer.
+    pub fn closed_within(&self, wait: Duration) -> bool {
+        if self.ahead.borrow().is_some() {
+            return false;
+        }
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => {
+                *self.ahead.borrow_mut() = Some(line);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        }
+    }
+
     /// Waits for the next line.
     pub fn next(&self) -> Reply {
+        if let Some(line) = self.ahead.borrow_mut().take() {
+            return echoed(line);
+        }
         match self.lines.recv() {
             Ok(line) => echoed(line),
             Err(_) => Reply::Closed,
@@ -79,6 +105,9 @@ impl Prompter {
 
     /// The next line if one comes within `wait`.
     pub fn poll(&self, wait: Duration) -> Reply {
+        if let Some(line) = self.ahead.borrow_mut().take() {
+            return echoed(line);
+        }
         match self.lines.recv_timeout(wait) {
             Ok(line) => echoed(line),
             Err(RecvTimeoutError::Timeout) => Reply::Pending,
@@ -86,11 +115,14 @@ impl Prompter {
         }
     }
 
-    /// A yes/no question whose default is no.
-    pub fn confirm(&self, question: &str) -> bool {
+    /// A yes/no question whose default is no (a line, so it waits for Enter); `None` when
+    /// standard input is closed and nobody will answer.
+    pub fn confirm(&self, question: &str) -> Option<bool> {
         match self.ask(&format!("{question} [y/N]")) {
-            Reply::Line(answer) => matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"),
-            _ => false,
+            Reply::Line(answer) => {
+                Some(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+            }
+            Reply::Closed | Reply::Pending => None,
         }
     }
 }

@@ -7,12 +7,16 @@
 //! the cards are swapped in), or found by watching for a card to be inserted.
 
 pub(crate) mod target;
+pub(crate) mod unattended;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::error::Error;
+use crate::term::prompt::Prompter;
 use pinode::device::discover::{BlockDevice, SystemView};
 use pinode::device::safety::Overrides;
 use pinode::disk::usage::Allocation;
@@ -118,6 +122,20 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
         source.refuse(disk)?;
     }
 
+    // A run that will ask, with nobody to answer (`</dev/null`), says what to pass instead
+    // before anything is downloaded or written.
+    let hosts: Vec<String> = nodes.iter().map(|n| n.hostname.clone()).collect();
+    let when_closed = unattended::what_is_missing(args, &hosts);
+    let prompter = if unattended::unattended(args.devices.len(), args.yes, nodes.len()) {
+        None
+    } else {
+        let prompter = Prompter::new();
+        if !std::io::stdin().is_terminal() && prompter.closed_within(STDIN_CLOSED_WAIT) {
+            return Err(Error::Usage(when_closed));
+        }
+        Some(prompter)
+    };
+
     let progress = out.progress();
     let scratch = scratch_dir();
     let base = BaseImage::for_profile(
@@ -144,8 +162,9 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     let naming = TargetOptions {
         devices: args.devices.clone(),
         yes: args.yes,
+        when_closed,
     };
-    let mut targets = Targets::new(&naming, view, overrides, image_len, nodes.len());
+    let mut targets = Targets::new(&naming, view, overrides, image_len, nodes.len(), prompter);
     let hooks = TestHooks::from_settings(pinode::edge::settings());
     let card = CardOptions {
         verify: args.verify,
@@ -212,6 +231,10 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     }
     report(out, &results, nodes.len() > 1)
 }
+
+/// How long a run that will ask waits to see whether standard input (not a terminal) is
+/// closed: `/dev/null` says so at once; a pipe still open may feed the answers.
+const STDIN_CLOSED_WAIT: Duration = Duration::from_millis(200);
 
 /// Flags that only make sense together, checked before any work.
 fn check_flags(args: &FlashOptions, nodes: usize) -> Result<(), Error> {
