@@ -692,3 +692,43 @@ fn with_stdin_closed_it_names_the_nodes_without_a_device_and_the_command() {
     );
     assert_eq!(sha256(&card.read(MIB)), before, "the card was touched");
 }
+
+/// Under a terminal, the progress bars (write, then read-back) are gone when the summary is
+/// printed: the screen a person is left with shows the summary line whole, from its first
+/// column, and no bar, whether the card is read back or not.
+#[test]
+fn no_progress_bar_is_left_on_the_screen_after_a_flash() {
+    use common::screen::Screen;
+    use expectrl::Expect;
+    let Some((dir, card)) = card_in_tempdir() else {
+        return;
+    };
+    let p = one_node(dir.path());
+    for extra in [&[][..], &["--no-verify"][..]] {
+        let mut cmd = flash(&p, &[&card], &["--yes", "--allow-non-removable"]);
+        cmd.args(extra).env("TERM", "xterm").env_remove("CI");
+        let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
+        s.get_process_mut().set_window_size(200, 40).unwrap();
+        s.set_expect_timeout(Some(Duration::from_secs(60)));
+        let all = s.expect(expectrl::Eof).unwrap();
+        let raw = [all.before(), all.get(0).unwrap_or_default()].concat();
+        assert!(
+            String::from_utf8_lossy(&raw).contains("card-1 write ["),
+            "no progress bar was drawn: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        let lines = Screen::of(&raw, 200).lines();
+        let text = lines.join("\n");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains(" write [") || l.contains(" verify [")),
+            "{extra:?}: a progress bar is left on the screen:\n{text}"
+        );
+        let last = lines.last().map(String::as_str).unwrap_or_default();
+        assert!(
+            last.starts_with("card-1: ") && last.contains(" written to "),
+            "{extra:?}: the summary is not the last line, whole:\n{text}"
+        );
+    }
+}

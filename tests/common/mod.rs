@@ -6,6 +6,7 @@ pub mod http;
 pub mod loopdev;
 pub mod pty;
 pub mod scratch;
+pub mod screen;
 
 use std::collections::BTreeMap;
 use std::fs::File;
