@@ -732,3 +732,45 @@ fn no_progress_bar_is_left_on_the_screen_after_a_flash() {
         );
     }
 }
+
+/// Standard input that closes in the middle of a batch (one reader, the cards swapped in
+/// it): the card answered for is written, then the batch stops, naming the nodes without a
+/// card of their own and the command line that asks nothing; the summary says what was done.
+#[test]
+fn stdin_closing_mid_batch_stops_and_names_what_is_missing() {
+    let Some((dir, card)) = card_in_tempdir() else {
+        return;
+    };
+    let p = profile(
+        dir.path(),
+        "  - hostname: node-1\n    role: server\n  - hostname: node-2\n    role: agent\n",
+    );
+    let mut child = flash(&p, &[&card], &["--allow-non-removable"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: no answer for node-2: standard input is closed, so nobody can swap the \
+             cards in the reader: name one card per node with --device, in node order, and \
+             add --yes (no --device for node-2): sudo pinode flash --profile {} --image {} \
+             --allow-non-removable --device {} --device <card for node-2> --yes",
+            p.display(),
+            fixture("bookworm").display(),
+            card.dev.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 of 2 cards written; not reached: node-2"),
+        "{err}"
+    );
+    assert_eq!(inspect_json(&card.dev)["boot"]["hostname"], "node-1");
+}
