@@ -7,6 +7,8 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
@@ -29,6 +31,11 @@ pub enum Reply {
     /// Nothing yet (only from [`Prompter::poll`]).
     Pending,
 }
+
+/// How long [`Prompter::closed`] gives a pipe to end before counting it as open.
+const STREAM_WAIT: Duration = Duration::from_millis(200);
+/// …and a file or device, which ends at once unless the machine is very busy.
+const FILE_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Prompter {
     lines: Receiver<String>,
@@ -75,10 +82,27 @@ impl Prompter {
         self.next()
     }
 
-    /// Whether standard input turns out to be closed (`</dev/null`, a finished pipe) within
-    /// `wait`, so that a run that will need answers can say what to pass instead before
-    /// any work. A line that comes meanwhile is kept as the next answer.
-    pub fn closed_within(&self, wait: Duration) -> bool {
+    /// Whether nobody will answer: standard input is not a terminal and is closed
+    /// (`</dev/null`, an empty file, a pipe already ended), so that a run that will need
+    /// answers can say what to pass instead before any work. A file or `/dev/null` ends at
+    /// once, and is waited for as long as the reading thread needs; a pipe or socket may
+    /// still be written to, so it gets [`STREAM_WAIT`], then counts as open. A line that
+    /// comes meanwhile is kept as the next answer.
+    pub fn closed(&self) -> bool {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            return false;
+        }
+        let stream = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| std::fs::File::from(fd).metadata())
+            .map(|m| m.file_type().is_fifo() || m.file_type().is_socket())
+            .unwrap_or(true);
+        self.closed_within(if stream { STREAM_WAIT } else { FILE_WAIT })
+    }
+
+    fn closed_within(&self, wait: Duration) -> bool {
         if self.ahead.borrow().is_some() {
             return false;
         }

@@ -9,9 +9,7 @@
 pub(crate) mod target;
 pub(crate) mod unattended;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -130,7 +128,7 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
         None
     } else {
         let prompter = Prompter::new();
-        if !std::io::stdin().is_terminal() && prompter.closed_within(STDIN_CLOSED_WAIT) {
+        if prompter.closed() {
             return Err(Error::Usage(when_closed));
         }
         Some(prompter)
@@ -231,10 +229,6 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     }
     report(out, &results, nodes.len() > 1)
 }
-
-/// How long a run that will ask waits to see whether standard input (not a terminal) is
-/// closed: `/dev/null` says so at once; a pipe still open may feed the answers.
-const STDIN_CLOSED_WAIT: Duration = Duration::from_millis(200);
 
 /// Flags that only make sense together, checked before any work.
 fn check_flags(args: &FlashOptions, nodes: usize) -> Result<(), Error> {
