@@ -638,4 +638,21 @@ mod tests {
         let err = wifi_passphrase("pässwörd1").unwrap_err();
         assert!(!err.contains("pässwörd1"));
     }
+
+    #[test]
+    fn an_even_server_count_is_warned_about() {
+        for n in [0, 1, 3, 5, 9] {
+            assert_eq!(server_count(n), None, "{n}");
+        }
+        assert_eq!(
+            server_count(4).as_deref(),
+            Some(
+                "4 servers: embedded etcd needs a majority (3 of 4) to keep running, so an even \
+                 count tolerates no more failures than 3 servers would; use an odd number"
+            )
+        );
+        assert!(
+            server_count(2).is_some_and(|w| w.contains("(2 of 2)") && w.contains("1 server would"))
+        );
+    }
 }
