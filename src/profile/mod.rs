@@ -113,15 +113,31 @@ impl LoadedProfile {
         }
         let parsed = match v1::load(text) {
             Ok(parsed) => parsed,
-            Err(v1::Refused::Shape {
-                field,
-                position,
-                message,
-            }) => return Err(ProfileError::Invalid(vec![at(field, position, message)])),
-            Err(v1::Refused::Invalid(errors)) => {
-                return Err(ProfileError::Invalid(
-                    errors.into_iter().map(|(f, m)| locate(&f, m)).collect(),
-                ));
+            Err(v1::Refused::Syntax { position, message }) => {
+                return Err(ProfileError::Invalid(vec![at(
+                    String::new(),
+                    position,
+                    message,
+                )]));
+            }
+            Err(v1::Refused::Invalid(issues)) => {
+                let mut errors: Vec<FieldError> = issues
+                    .into_iter()
+                    .map(|issue| {
+                        let position = if issue.at_key {
+                            spans.find_key(&issue.field)
+                        } else {
+                            spans.find(&issue.field)
+                        };
+                        at(issue.field, position, issue.message)
+                    })
+                    .collect();
+                // In the order of the file, as an editor walks them; those with no line last.
+                errors.sort_by_key(|e| {
+                    e.position
+                        .map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
+                });
+                return Err(ProfileError::Invalid(errors));
             }
         };
         let warnings = parsed
@@ -228,10 +244,13 @@ mod tests {
         else {
             panic!("an unknown key must be refused");
         };
-        for e in errors {
-            let shown = e.to_string();
-            assert!(!shown.chars().any(char::is_control), "{shown:?}");
-            assert!(shown.contains(r"x\n\u{1b}[31my"), "{shown}");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for line in &shown {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
         }
+        assert!(
+            shown.iter().any(|l| l.contains(r"x\n\u{1b}[31my")),
+            "{shown:?}"
+        );
     }
 }

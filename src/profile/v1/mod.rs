@@ -8,6 +8,7 @@
 //! `version` key before either module sees the document.
 
 pub mod expand;
+mod keys;
 pub(crate) mod schema;
 pub mod secrets;
 mod validate;
@@ -24,52 +25,161 @@ pub(crate) struct Parsed {
     pub(crate) warnings: Vec<(String, String)>,
 }
 
+/// One problem found in a v1 document: the dotted path of the field and the message.
+pub(crate) struct Issue {
+    pub(crate) field: String,
+    pub(crate) message: String,
+    /// Points at the key itself (an unknown key), not at its value.
+    pub(crate) at_key: bool,
+}
+
+impl Issue {
+    fn value(field: impl Into<String>, message: impl Into<String>) -> Issue {
+        Issue {
+            field: field.into(),
+            message: message.into(),
+            at_key: false,
+        }
+    }
+}
+
 /// Why a v1 document was refused.
 pub(crate) enum Refused {
-    /// The document does not have the shape of version 1 (unknown key, wrong type, bad YAML);
-    /// serde_yaml located it.
-    Shape {
-        field: String,
+    /// The text is not YAML (serde_yaml located the syntax error).
+    Syntax {
         position: Option<Position>,
         message: String,
     },
-    /// Values that break a rule: (field, message) each, located by the caller.
-    Invalid(Vec<(String, String)>),
+    /// Every problem found: unknown keys, values of the wrong type, values that break a rule.
+    Invalid(Vec<Issue>),
 }
 
-/// Parses, checks and translates `text` as a version 1 profile.
+/// The most shape errors one run reports: each costs a deserialisation of the document.
+const MAX_SHAPE_ERRORS: usize = 100;
+
+/// Parses, checks and translates `text` as a version 1 profile, finding every problem in one
+/// run: unknown keys are listed and removed first ([`keys`]), then each value of the wrong
+/// type is listed and its key removed, and when what remains deserialises its values are
+/// checked too. Only a problem no key's removal can get past (a missing required field, a
+/// list item of the wrong type) ends the search before the value checks.
 pub(crate) fn load(text: &str) -> Result<Parsed, Refused> {
-    let deserializer = serde_yaml::Deserializer::from_str(text);
-    let profile: Profile = match serde_path_to_error::deserialize(deserializer) {
-        Ok(profile) => profile,
-        Err(e) => {
-            let field = match e.path().to_string() {
-                p if p == "." => String::new(),
-                p => p,
-            };
-            let inner = e.into_inner();
-            let position = inner.location().map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            });
-            return Err(Refused::Shape {
-                field,
-                position,
-                message: clean_yaml_message(&inner),
-            });
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Refused::Syntax {
+        position: e.location().map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        }),
+        message: clean_yaml_message(&e),
+    })?;
+    let mut issues: Vec<Issue> = keys::strip_unknown(&mut doc)
+        .into_iter()
+        .map(|u| Issue {
+            field: u.field,
+            message: u.message,
+            at_key: true,
+        })
+        .collect();
+    let mut removed: Vec<String> = Vec::new();
+    let mut profile = None;
+    for _ in 0..MAX_SHAPE_ERRORS {
+        match serde_path_to_error::deserialize::<_, Profile>(&doc) {
+            Ok(p) => {
+                profile = Some(p);
+                break;
+            }
+            Err(e) => {
+                let field = match e.path().to_string() {
+                    p if p == "." => String::new(),
+                    p => p,
+                };
+                let message = clean_yaml_message(e.inner());
+                // A required key removed for its wrong type is now missing: already said.
+                let consequence = message.starts_with("missing field")
+                    && removed.iter().any(|r| parent(r) == Some(field.as_str()));
+                if !consequence {
+                    issues.push(Issue::value(field.clone(), message));
+                }
+                if consequence || !remove(&mut doc, &field) {
+                    break;
+                }
+                removed.push(field);
+            }
         }
+    }
+    let Some(profile) = profile else {
+        return Err(Refused::Invalid(issues));
     };
     let mut report = validate::Report::default();
     validate::profile(&profile, &mut report);
     let nodes = expand::expand(&profile, &mut report);
-    if !report.errors.is_empty() {
-        return Err(Refused::Invalid(report.errors));
+    issues.extend(report.errors.into_iter().map(|(f, m)| Issue::value(f, m)));
+    if !issues.is_empty() {
+        return Err(Refused::Invalid(issues));
     }
     Ok(Parsed {
         profile,
         nodes,
         warnings: report.warnings,
     })
+}
+
+/// The path of the mapping that holds `field` (`defaults.user.name` → `defaults.user`,
+/// `version` → ``); `None` for a list item or the root.
+fn parent(field: &str) -> Option<&str> {
+    let cut = field.rfind(['.', '['])?;
+    if field[cut..].starts_with('[') {
+        return None;
+    }
+    Some(&field[..cut])
+}
+
+/// Removes the key `field` names from `doc`; false when `field` is not a mapping key (the
+/// root, a list item), which cannot be removed without moving the items after it.
+fn remove(doc: &mut serde_yaml::Value, field: &str) -> bool {
+    let (holder, key) = match field.rfind(['.', '[']) {
+        None if !field.is_empty() => ("", field),
+        Some(cut) if field[cut..].starts_with('.') => (&field[..cut], &field[cut + 1..]),
+        _ => return false,
+    };
+    let mut at = doc;
+    for part in split(holder) {
+        let next = match part {
+            Part::Key(k) => at.get_mut(k),
+            Part::Index(i) => at.get_mut(i),
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    at.as_mapping_mut().and_then(|m| m.remove(key)).is_some()
+}
+
+enum Part<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `nodes[1].user.name` → `nodes`, 1, `user`, `name` (the paths serde_path_to_error prints).
+fn split(path: &str) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let mut rest = segment;
+        if let Some(open) = rest.find('[') {
+            if open > 0 {
+                parts.push(Part::Key(&rest[..open]));
+            }
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                if let Ok(i) = rest[1..close].parse() {
+                    parts.push(Part::Index(i));
+                }
+                rest = &rest[close + 1..];
+            }
+        } else {
+            parts.push(Part::Key(rest));
+        }
+    }
+    parts
 }
 
 /// serde_yaml's message without the path prefix and position suffix we print ourselves.
