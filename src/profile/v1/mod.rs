@@ -50,8 +50,13 @@ pub(crate) enum Refused {
         position: Option<Position>,
         message: String,
     },
-    /// Every problem found: unknown keys, values of the wrong type, values that break a rule.
-    Invalid(Vec<Issue>),
+    /// Every problem found: unknown keys, values of the wrong type, values that break a rule;
+    /// with the document as far as it could be read when it deserialised (for `profile
+    /// check`, which goes on to check the files and variables it names).
+    Invalid {
+        issues: Vec<Issue>,
+        partial: Option<Box<Parsed>>,
+    },
 }
 
 /// The most shape errors one run reports: each costs a deserialisation of the document.
@@ -106,20 +111,27 @@ pub(crate) fn load(text: &str) -> Result<Parsed, Refused> {
         }
     }
     let Some(profile) = profile else {
-        return Err(Refused::Invalid(issues));
+        return Err(Refused::Invalid {
+            issues,
+            partial: None,
+        });
     };
     let mut report = validate::Report::default();
     validate::profile(&profile, &mut report);
     let nodes = expand::expand(&profile, &mut report);
     issues.extend(report.errors.into_iter().map(|(f, m)| Issue::value(f, m)));
-    if !issues.is_empty() {
-        return Err(Refused::Invalid(issues));
-    }
-    Ok(Parsed {
+    let parsed = Parsed {
         profile,
         nodes,
         warnings: report.warnings,
-    })
+    };
+    if !issues.is_empty() {
+        return Err(Refused::Invalid {
+            issues,
+            partial: Some(Box::new(parsed)),
+        });
+    }
+    Ok(parsed)
 }
 
 /// The path of the mapping that holds `field` (`defaults.user.name` → `defaults.user`,
