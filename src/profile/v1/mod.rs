@@ -64,9 +64,9 @@ const MAX_SHAPE_ERRORS: usize = 100;
 
 /// Parses, checks and translates `text` as a version 1 profile, finding every problem in one
 /// run: unknown keys are listed and removed first ([`keys`]), then each value of the wrong
-/// type is listed and its key removed, and when what remains deserialises its values are
-/// checked too. Only a problem no key's removal can get past (a missing required field, a
-/// list item of the wrong type) ends the search before the value checks.
+/// type is listed and its key removed (for a list item, the whole list), and when what
+/// remains deserialises its values are checked too. Only a problem no removal can get past
+/// (a required key missing, or removed for its type) ends the search before the value checks.
 pub(crate) fn load(text: &str) -> Result<Parsed, Refused> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Refused::Syntax {
         position: e.location().map(|l| Position {
@@ -103,10 +103,13 @@ pub(crate) fn load(text: &str) -> Result<Parsed, Refused> {
                 if !consequence {
                     issues.push(Issue::value(field.clone(), message));
                 }
-                if consequence || !remove(&mut doc, &field) {
+                // A list item cannot go without moving those after it (and their paths):
+                // the whole list goes instead.
+                let target = key_ancestor(&field);
+                if consequence || !remove(&mut doc, target) {
                     break;
                 }
-                removed.push(field);
+                removed.push(target.to_string());
             }
         }
     }
@@ -137,11 +140,26 @@ pub(crate) fn load(text: &str) -> Result<Parsed, Refused> {
 /// The path of the mapping that holds `field` (`defaults.user.name` → `defaults.user`,
 /// `version` → ``); `None` for a list item or the root.
 fn parent(field: &str) -> Option<&str> {
-    let cut = field.rfind(['.', '['])?;
+    let Some(cut) = field.rfind(['.', '[']) else {
+        return (!field.is_empty()).then_some("");
+    };
     if field[cut..].starts_with('[') {
         return None;
     }
     Some(&field[..cut])
+}
+
+/// `field` itself when it ends in a mapping key, else the closest ancestor that does
+/// (`defaults.user.ssh_authorized_keys[0]` → `defaults.user.ssh_authorized_keys`).
+fn key_ancestor(field: &str) -> &str {
+    let mut at = field;
+    while at.ends_with(']') {
+        match at.rfind('[') {
+            Some(open) => at = &at[..open],
+            None => break,
+        }
+    }
+    at
 }
 
 /// Removes the key `field` names from `doc`; false when `field` is not a mapping key (the
@@ -206,4 +224,47 @@ fn clean_yaml_message(e: &serde_yaml::Error) -> String {
         message = rest.to_string();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Vec<String> {
+        match load(text) {
+            Ok(_) => Vec::new(),
+            Err(Refused::Syntax { message, .. }) => vec![message],
+            Err(Refused::Invalid { issues, .. }) => issues.into_iter().map(|i| i.field).collect(),
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_does_not_hide_the_rest() {
+        let text = "version: 1\ndefaults:\n  user:\n    name: a\n    ssh_authorized_keys: [1, 2]\n  \
+                    boot: {cgroups: maybe}\n  keyboard: uk\nnodes: [{hostname: a, role: 7}]\n";
+        let mut found = fields(text);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "defaults.boot.cgroups",
+                "defaults.keyboard",
+                "defaults.user.ssh_authorized_keys[0]",
+                "nodes[0].role",
+                // Said because the keys were removed: true, none of them is usable.
+                "nodes[0].user",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_required_key_removed_for_its_type_is_said_once() {
+        assert_eq!(fields("version: 1\nnodes: 5\n"), ["nodes"]);
+        assert_eq!(
+            fields("version: 1\nnodes: [{hostname: [a]}]\n"),
+            ["nodes[0].hostname"]
+        );
+        assert_eq!(key_ancestor("a.b[0][1]"), "a.b");
+        assert_eq!(key_ancestor("nodes[1]"), "nodes");
+    }
 }
