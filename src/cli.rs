@@ -87,6 +87,10 @@ pub enum ProfileCommand {
     Check {
         /// The profile (YAML) to check.
         profile: PathBuf,
+        /// Treat what this machine lacks as errors (an unset `*_env` variable, CI without a
+        /// cluster token): exit 1, as `prepare` would.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the profile format's JSON Schema.
     Schema,

@@ -94,6 +94,8 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
+    // Every node's problems, before a card is looked at or an image downloaded.
+    super::check_needs(&profile, &nodes, args.image.as_deref(), out)?;
     let overrides = Overrides {
         unmount: args.unmount,
         allow_non_removable: args.allow_non_removable,
