@@ -87,6 +87,10 @@ pub enum ProfileCommand {
     Check {
         /// The profile (YAML) to check.
         profile: PathBuf,
+        /// Treat what this machine lacks as errors (an unset `*_env` variable, CI without a
+        /// cluster token): exit 1, as `prepare` would.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the profile format's JSON Schema.
     Schema,
@@ -145,6 +149,18 @@ pub struct DevicesArgs {
 }
 
 #[derive(Debug, Args)]
+// The card options say how they apply to flash's several cards.
+#[command(
+    mut_arg("yes", |a| a.help("Do not ask before writing a card named with --device")),
+    mut_arg("full", |a| a.help(FLASH_FULL)),
+    mut_arg("allow_non_removable", |a| a.help(
+        "Accept a disk that is not removable (a loop device, a USB-SATA bridge that hides the \
+         flag); only with --device"
+    )),
+    mut_arg("unmount", |a| a.help(
+        "Unmount the card's mounted partitions first; only with --device"
+    )),
+)]
 pub struct FlashArgs {
     /// The profile (YAML) that describes the nodes.
     #[arg(long, short)]
@@ -156,24 +172,8 @@ pub struct FlashArgs {
     /// per node, in order. Default: ask, and watch for a card to be inserted.
     #[arg(long = "device", value_name = "PATH")]
     pub devices: Vec<PathBuf>,
-    /// Do not ask before writing a card named with --device.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Skip reading the card back.
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Write every byte of the image, free space included. By default only the blocks the
-    /// image's ext4 and FAT file systems use are written (plus their metadata, the partition
-    /// table and anything outside a known file system), and only those are read back.
-    #[arg(long)]
-    pub full: bool,
-    /// Accept a disk that is not removable (a loop device, a USB-SATA bridge that hides the
-    /// flag); only with --device.
-    #[arg(long)]
-    pub allow_non_removable: bool,
-    /// Unmount the card's mounted partitions first; only with --device.
-    #[arg(long)]
-    pub unmount: bool,
+    #[command(flatten)]
+    pub card: CardArgs,
     /// The base image (raw, .xz, .gz or .zst); default: the profile's os.image.
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -182,14 +182,10 @@ pub struct FlashArgs {
     pub json: bool,
 }
 
+/// How a card is written: the options `flash` and `write` share. Their help is `write`'s
+/// (one card); `FlashArgs` words four of them for several cards named or found.
 #[derive(Debug, Args)]
-pub struct WriteArgs {
-    /// The prepared image: HOST.img, or HOST.img.xz / .zst / .gz. Its .sha256 and .bmap
-    /// beside it are used when present. Never modified.
-    pub image: PathBuf,
-    /// The card to write (a whole disk, e.g. /dev/sdb or /dev/mmcblk0).
-    #[arg(long, value_name = "PATH")]
-    pub device: PathBuf,
+pub struct CardArgs {
     /// Do not ask before writing the card.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -207,6 +203,23 @@ pub struct WriteArgs {
     /// Unmount the card's mounted partitions first.
     #[arg(long)]
     pub unmount: bool,
+}
+
+/// `flash --full`'s help: flash has no .bmap, only the file systems.
+const FLASH_FULL: &str = "Write every byte of the image, free space included. By default only \
+the blocks the image's ext4 and FAT file systems use are written (plus their metadata, the \
+partition table and anything outside a known file system), and only those are read back";
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The prepared image: HOST.img, or HOST.img.xz / .zst / .gz. Its .sha256 and .bmap
+    /// beside it are used when present. Never modified.
+    pub image: PathBuf,
+    /// The card to write (a whole disk, e.g. /dev/sdb or /dev/mmcblk0).
+    #[arg(long, value_name = "PATH")]
+    pub device: PathBuf,
+    #[command(flatten)]
+    pub card: CardArgs,
     /// One JSON document on stdout (the card's report); questions still go to stderr.
     #[arg(long)]
     pub json: bool,

@@ -178,10 +178,6 @@ impl Settings {
         self.env.var(name)
     }
 
-    pub(crate) fn var_os(&self, name: &str) -> Option<&OsStr> {
-        self.env.var_os(name)
-    }
-
     /// The system's folder for temporary files (`TMPDIR`, else `/tmp`), as the standard
     /// library picks it.
     pub(crate) fn temp_dir(&self) -> PathBuf {

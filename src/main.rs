@@ -83,8 +83,8 @@ fn main() -> ExitCode {
     let sources = commands::Sources::from(&cli.global);
     let result = match &command {
         Command::Wizard => commands::wizard::run(&sources, &out),
-        Command::Profile(ProfileCommand::Check { profile }) => {
-            commands::profile::check(profile, &out)
+        Command::Profile(ProfileCommand::Check { profile, strict }) => {
+            commands::profile::check(profile, *strict, &out)
         }
         Command::Profile(ProfileCommand::Schema) => commands::profile::schema(&out),
         Command::Inspect(a) => commands::inspect::run(&a.target, &out),

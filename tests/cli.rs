@@ -25,11 +25,34 @@ fn base(extra_defaults: &str, nodes: &str) -> String {
     )
 }
 
+/// The example profiles are valid where what they name exists: the user's key
+/// (`~/.ssh/id_ed25519.pub`) and, for wifi-lab, the image file beside the profile. Where it
+/// does not, `profile check` says so, as `prepare` would.
 #[test]
 fn example_profiles_are_valid() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(
+        home.path().join(".ssh/id_ed25519.pub"),
+        format!("{KEY_1}\n"),
+    )
+    .unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        copies.path().join("raspios-bookworm-arm64-lite.img.xz"),
+        b"",
+    )
+    .unwrap();
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")).unwrap() {
         let path = entry.unwrap().path();
-        let out = output(pinode().args(["profile", "check"]).arg(&path));
+        let copy = copies.path().join(path.file_name().unwrap());
+        std::fs::copy(&path, &copy).unwrap();
+        let out = output(
+            pinode()
+                .env("HOME", home.path())
+                .args(["profile", "check"])
+                .arg(&copy),
+        );
         assert!(
             out.status.success(),
             "{}: {}",
@@ -37,6 +60,20 @@ fn example_profiles_are_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let empty = tempfile::tempdir().unwrap();
+    let wifi_lab = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/wifi-lab.yaml");
+    let out = output(
+        pinode()
+            .env("HOME", empty.path())
+            .args(["profile", "check", wifi_lab]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(":7:10: os.image: "), "{err}");
+    assert!(
+        err.contains(":13:31: defaults.user.ssh_authorized_keys_file: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,7 +169,13 @@ fn errors_name_file_line_and_field() {
             stderr.contains(expected),
             "expected {expected:?} in {stderr:?} for:\n{text}"
         );
-        assert!(stderr.lines().all(|l| l.starts_with("error: ")), "{stderr}");
+        // Errors, and warnings about what this machine lacks (an unset `*_env` variable).
+        assert!(
+            stderr
+                .lines()
+                .all(|l| l.starts_with("error: ") || l.starts_with("warning: ")),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"));
     }
 }

@@ -616,3 +616,161 @@ fn without_write_access_it_says_how_to_get_it() {
     );
     assert_eq!(sha256(&card.read(MIB)), before);
 }
+
+/// With standard input closed (`</dev/null`) nobody can choose, swap or confirm a card: flash
+/// says which nodes lack a `--device` and shows the command line that asks nothing, before
+/// any work, in one `error:` line with the usage status (2). No card is touched.
+#[test]
+fn with_stdin_closed_it_names_the_nodes_without_a_device_and_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = profile(
+        dir.path(),
+        "  - hostname: cp-1\n    role: server\n  - hostname: worker-[1-2]\n    role: agent\n",
+    );
+    let closed = |devices: &[&Loop], extra: &[&str]| {
+        let started = Instant::now();
+        let out = output(flash(&p, devices, extra).stdin(Stdio::null()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(out.stdout.is_empty(), "{err}");
+        assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        err
+    };
+    let head = format!(
+        "sudo pinode flash --profile {} --image {}",
+        p.display(),
+        fixture("bookworm").display()
+    );
+
+    let err = closed(&[], &[]);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: standard input is closed, so nobody can choose the cards: name one card \
+             per node with --device, in node order, and add --yes (no --device for cp-1, \
+             worker-1, worker-2): {head} --device <card for cp-1> --device <card for \
+             worker-1> --device <card for worker-2> --yes"
+        )
+    );
+    // A subset of the nodes: only theirs.
+    let err = closed(&[], &["--node", "worker-2"]);
+    assert!(err.contains("(no --device for worker-2)"), "{err}");
+    assert!(
+        err.contains("--node worker-2 --image")
+            && err.contains("--device <card for worker-2> --yes"),
+        "{err}"
+    );
+
+    let Some(card) = Loop::new(dir.path(), "card", 100 * MIB) else {
+        return;
+    };
+    let before = sha256(&card.read(MIB));
+    // One reader for three nodes: the cards would be swapped in it, which needs someone.
+    let err = closed(&[&card], &["--yes", "--allow-non-removable"]);
+    assert!(
+        err.contains("nobody can swap the cards in the reader"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(no --device for worker-1, worker-2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "--allow-non-removable --device {} --device <card for worker-1> --device <card \
+             for worker-2> --yes",
+            card.dev.display()
+        )),
+        "{err}"
+    );
+    // Every node has its card, but nobody can say yes.
+    let err = closed(&[&card], &["--allow-non-removable", "--node", "cp-1"]);
+    assert!(
+        err.contains("nobody can confirm writing the named card(s): add --yes"),
+        "{err}"
+    );
+    assert_eq!(sha256(&card.read(MIB)), before, "the card was touched");
+}
+
+/// Under a terminal, the progress bars (write, then read-back) are gone when the summary is
+/// printed: the screen a person is left with shows the summary line whole, from its first
+/// column, and no bar, whether the card is read back or not.
+#[test]
+fn no_progress_bar_is_left_on_the_screen_after_a_flash() {
+    use common::screen::Screen;
+    use expectrl::Expect;
+    let Some((dir, card)) = card_in_tempdir() else {
+        return;
+    };
+    let p = one_node(dir.path());
+    for extra in [&[][..], &["--no-verify"][..]] {
+        let mut cmd = flash(&p, &[&card], &["--yes", "--allow-non-removable"]);
+        cmd.args(extra).env("TERM", "xterm").env_remove("CI");
+        let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
+        s.get_process_mut().set_window_size(200, 40).unwrap();
+        s.set_expect_timeout(Some(Duration::from_secs(60)));
+        let all = s.expect(expectrl::Eof).unwrap();
+        let raw = [all.before(), all.get(0).unwrap_or_default()].concat();
+        assert!(
+            String::from_utf8_lossy(&raw).contains("card-1 write ["),
+            "no progress bar was drawn: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        let lines = Screen::of(&raw, 200).lines();
+        let text = lines.join("\n");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains(" write [") || l.contains(" verify [")),
+            "{extra:?}: a progress bar is left on the screen:\n{text}"
+        );
+        let last = lines.last().map(String::as_str).unwrap_or_default();
+        assert!(
+            last.starts_with("card-1: ") && last.contains(" written to "),
+            "{extra:?}: the summary is not the last line, whole:\n{text}"
+        );
+    }
+}
+
+/// Standard input that closes in the middle of a batch (one reader, the cards swapped in
+/// it): the card answered for is written, then the batch stops, naming the nodes without a
+/// card of their own and the command line that asks nothing; the summary says what was done.
+#[test]
+fn stdin_closing_mid_batch_stops_and_names_what_is_missing() {
+    let Some((dir, card)) = card_in_tempdir() else {
+        return;
+    };
+    let p = profile(
+        dir.path(),
+        "  - hostname: node-1\n    role: server\n  - hostname: node-2\n    role: agent\n",
+    );
+    let mut child = flash(&p, &[&card], &["--allow-non-removable"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: no answer for node-2: standard input is closed, so nobody can swap the \
+             cards in the reader: name one card per node with --device, in node order, and \
+             add --yes (no --device for node-2): sudo pinode flash --profile {} --image {} \
+             --allow-non-removable --device {} --device <card for node-2> --yes",
+            p.display(),
+            fixture("bookworm").display(),
+            card.dev.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 of 2 cards written; not reached: node-2"),
+        "{err}"
+    );
+    assert_eq!(inspect_json(&card.dev)["boot"]["hostname"], "node-1");
+}

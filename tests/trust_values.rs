@@ -412,16 +412,19 @@ fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
     let profile = base_profile(
         dir.path(),
         "two.yaml",
-        "nodes:\n  - hostname: good\n  - hostname: bad\n    user:\n      ssh_authorized_keys_file: missing.pub\n  - hostname: later\n",
+        "nodes:\n  - hostname: good\n  - hostname: bad\n  - hostname: later\n",
     );
     let out_dir = dir.path().join("out");
+    // A problem the profile cannot show (those are all found before the first node: see
+    // tests/every_error.rs): bad's image cannot take its place, a folder with a file in it.
+    std::fs::create_dir_all(out_dir.join("bad.img").join("x")).unwrap();
     let out = output(
         prepare_json_cmd(&profile, &fixture("bookworm"), &out_dir, &[])
             .env("SOURCE_DATE_EPOCH", "1700000000"),
     );
     assert!(!out.status.success(), "the run fails");
     let err = stderr(&out);
-    assert!(err.contains("missing.pub"), "{err}");
+    assert!(err.contains("bad.img: Is a directory"), "{err}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}):\n{}",
@@ -435,7 +438,7 @@ fn prepare_json_lists_the_nodes_done_and_the_one_that_failed() {
     assert!(Path::new(nodes[0]["image"].as_str().unwrap()).exists());
     assert_eq!(nodes[1]["hostname"], "bad");
     assert_eq!(nodes[1]["status"], "failed");
-    assert!(nodes[1]["error"].as_str().unwrap().contains("missing.pub"));
+    assert!(nodes[1]["error"].as_str().unwrap().contains("bad.img"));
     assert_eq!(doc["not_attempted"], serde_json::json!(["later"]));
 }
 

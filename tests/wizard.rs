@@ -11,10 +11,11 @@ use expectrl::process::unix::{Signal, WaitStatus};
 use expectrl::session::OsSession as Session;
 
 use common::loopdev::{FakeSystem, card_in_tempdir};
-use common::pty::{CLUSTER_DEFAULTS, answer, answer_all, spawn, wizard_command};
+use common::pty::{CLUSTER_DEFAULTS, absent, answer, answer_all, before, spawn, wizard_command};
 use common::*;
 
 const DOWN: &str = "\x1b[B";
+const UP: &str = "\x1b[A";
 
 /// A home with one SSH key, and a wizard in a terminal in `dir`.
 fn wizard(dir: &Path) -> Session {
@@ -60,12 +61,12 @@ fn walk_with_local_image(s: &mut Session, servers: &str, agents: usize) {
     );
     answer(s, "User name", "\r");
     answer(s, "SSH public key", "\r");
-    answer(s, "Also set a password", "n");
-    answer(s, "Connect to Wi-Fi", "n");
+    answer(s, "Also set a password", "n\r");
+    answer(s, "Connect to Wi-Fi", "n\r");
     answer(s, "Time zone", "\r");
     answer(s, "Locale", "\r");
     answer(s, "Keyboard layout", "gb\r");
-    answer(s, "Install a GitLab Runner", "n");
+    answer(s, "Install a GitLab Runner", "n\r");
     answer(s, "Save the profile as", "\r");
 }
 
@@ -99,10 +100,10 @@ fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
         "is not an SSH public key type",
         &format!("{KEY_2}\r"),
     );
-    answer(&mut s, "Also set a password", "y");
+    answer(&mut s, "Also set a password", "y\r");
     answer(&mut s, "Password", "s3cret-pw\r");
     answer(&mut s, "Again", "s3cret-pw\r");
-    answer(&mut s, "Connect to Wi-Fi", "y");
+    answer(&mut s, "Connect to Wi-Fi", "y\r");
     answer(&mut s, "Wi-Fi name", "Lab Net\r");
     answer(&mut s, "Where should secrets", "\r");
     answer(&mut s, "Wi-Fi passphrase", "correct horse\r");
@@ -112,7 +113,7 @@ fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
     answer(&mut s, "Time zone", "\r");
     answer(&mut s, "Locale", "\r");
     answer(&mut s, "Keyboard layout", "de\r");
-    answer(&mut s, "Install a GitLab Runner", "y");
+    answer(&mut s, "Install a GitLab Runner", "y\r");
     answer(&mut s, "GitLab URL", "\r");
     answer(&mut s, "Runner authentication token", "GR1348941oldstyle\r");
     answer(&mut s, "registration token", "glrt-t3st-t0ken-value\r");
@@ -223,8 +224,8 @@ fn ctrl_c_mid_way_leaves_no_file_behind() {
     answer(&mut s, "Operating system", "\r");
     answer(&mut s, "User name", "\r");
     answer(&mut s, "SSH public key", "\r");
-    answer(&mut s, "Also set a password", "n");
-    answer(&mut s, "Connect to Wi-Fi", "y");
+    answer(&mut s, "Also set a password", "n\r");
+    answer(&mut s, "Connect to Wi-Fi", "y\r");
     answer(&mut s, "Wi-Fi name", "Lab Net\r");
     answer(&mut s, "Where should secrets", "\r");
     answer(&mut s, "Wi-Fi passphrase", "correct horse\r");
@@ -312,7 +313,22 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
     let mut s = wizard_with(dir.path(), &[("PINODE_SYSTEM_ROOT", &fake.root)]);
     walk_with_local_image(&mut s, "solo", 0);
     answer(&mut s, "What now?", "\r");
-    // The system disk is listed with its verdict; choosing it is explained, then re-asked.
+    // The system disk is listed with its verdict, the loop card hidden; the cursor is not on
+    // the refused disk but on "Look again", so Enter lists the disks again.
+    s.expect("Which card?").unwrap();
+    s.expect("refused: system disk (holds /)").unwrap();
+    let listed = before(&mut s, "Show loop devices (1 hidden");
+    assert!(
+        !listed.contains(&card.name()),
+        "loop card listed: {listed:?}"
+    );
+    s.expect("Cancel").unwrap();
+    s.send("\r").unwrap();
+    let again = before(&mut s, "Cancel");
+    assert!(!again.contains("cannot be written"), "{again:?}");
+    s.send(format!("{UP}\r")).unwrap();
+    // Now listed, first, with the cursor on it; the system disk below it is explained when
+    // chosen, then the question comes again.
     s.expect("Which card?").unwrap();
     answer(
         &mut s,
@@ -388,12 +404,12 @@ fn the_gitlab_url_rule_is_the_profiles() {
     answer(&mut s, "Operating system", "\r");
     answer(&mut s, "User name", "alice\r");
     answer(&mut s, "SSH public key", "\r");
-    answer(&mut s, "Also set a password", "n");
-    answer(&mut s, "Connect to Wi-Fi", "n");
+    answer(&mut s, "Also set a password", "n\r");
+    answer(&mut s, "Connect to Wi-Fi", "n\r");
     answer(&mut s, "Time zone", "\r");
     answer(&mut s, "Locale", "\r");
     answer(&mut s, "Keyboard layout", "gb\r");
-    answer(&mut s, "Install a GitLab Runner", "y");
+    answer(&mut s, "Install a GitLab Runner", "y\r");
     // Erase the default, then a URL that is not one.
     let erase = "\x7f".repeat("https://gitlab.com".len());
     answer(&mut s, "GitLab URL", &format!("{erase}ftp://gitlab.lan\r"));
@@ -434,4 +450,74 @@ fn the_gitlab_url_rule_is_the_profiles() {
         err.contains("cluster.runner.url: plain http: the runner token travels unencrypted"),
         "{err}"
     );
+}
+
+/// Cancel at the card picker names the command that flashes the saved profile later. The
+/// cursor starts on "Look again" when no listed disk can be written (here only the system
+/// disk): Enter lists them again rather than choosing a refused disk.
+#[test]
+fn cancelling_the_card_picker_says_how_to_flash_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSystem::new(dir.path(), "22 1 8:241 / / rw - ext4 /dev/sdz1 rw\n");
+    fake.disk("sdz", "8:240", 64 << 30, &[("sdz1", "8:241")]);
+    let mut s = wizard_with(dir.path(), &[("PINODE_SYSTEM_ROOT", &fake.root)]);
+    walk_with_local_image(&mut s, "solo", 0);
+    answer(&mut s, "What now?", "\r");
+    s.expect("Which card?").unwrap();
+    s.expect("Cancel").unwrap();
+    s.send("\r").unwrap();
+    let again = before(&mut s, "Cancel");
+    assert!(!again.contains("cannot be written"), "{again:?}");
+    s.send(format!("{DOWN}\r")).unwrap();
+    s.expect(
+        "not flashed; to flash later: sudo pinode flash --profile pi-cluster.yaml --device \
+         /dev/sdX (the card's name as `pinode devices` lists it)",
+    )
+    .unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+    assert!(work(dir.path()).join("pi-cluster.yaml").is_file());
+}
+
+/// A yes/no question is answered by Enter, not by the letter alone: `n` shows nothing new,
+/// Enter answers, and that Enter does not also answer the next question. An even number of
+/// servers is warned about at once, and can be changed.
+#[test]
+fn yes_no_waits_for_enter_and_an_even_server_count_is_warned_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = wizard(dir.path());
+    let second = std::time::Duration::from_secs(1);
+    answer(&mut s, "Cluster name", "\r");
+    answer(&mut s, "How many servers", "2\r");
+    s.expect(
+        "warning: 2 servers: embedded etcd needs a majority (2 of 2) to keep running, so an \
+         even count tolerates no more failures than 1 server would; use an odd number",
+    )
+    .unwrap();
+    // Before the next question.
+    answer(&mut s, "Keep 2 servers?", "n");
+    absent(&mut s, "How many servers", second);
+    s.send("\r").unwrap();
+    // Asked again, offering 3; the Enter that answered "Keep" did not answer this.
+    s.expect("How many servers").unwrap();
+    absent(&mut s, "Server hostnames", second);
+    s.send("\r").unwrap();
+    answer(&mut s, "pi-cluster-server-[1-3]", "\r");
+    answer(&mut s, "How many agents", "0\r");
+    answer(&mut s, "K3s channel or version", "\r");
+    answer(&mut s, "Operating system", &format!("{DOWN}\r"));
+    answer(
+        &mut s,
+        "Image file",
+        &format!("{}\r", fixture("bookworm").display()),
+    );
+    answer(&mut s, "User name", "alice\r");
+    answer(&mut s, "SSH public key", "\r");
+    answer(&mut s, "Also set a password", "n");
+    absent(&mut s, "Connect to Wi-Fi", second);
+    s.send("\r").unwrap();
+    s.expect("Connect to Wi-Fi").unwrap();
+    absent(&mut s, "Time zone", second);
+    s.send("y\r").unwrap();
+    answer(&mut s, "Wi-Fi name", "\x03");
+    let _ = s.get_process_mut().wait();
 }

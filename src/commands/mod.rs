@@ -139,6 +139,31 @@ fn stdout_line(text: &str) {
     }
 }
 
+/// Checks what `prepare` and `flash` will need for every node in `nodes` (files, variables,
+/// secrets: [`pinode::plan::check`]) before anything is written or downloaded, so that one
+/// run lists every problem of every node. A secret file others can read is a warning; every
+/// other problem refuses the run, each on its own `error:` line.
+pub fn check_needs(
+    profile: &LoadedProfile,
+    nodes: &[&NodeConfig],
+    image: Option<&std::path::Path>,
+    out: &Output,
+) -> Result<(), Error> {
+    use pinode::plan::check::{ProblemKind, check};
+    let mut errors = Vec::new();
+    for problem in check(profile, nodes, pinode::edge::settings(), image) {
+        match problem.kind {
+            ProblemKind::Exposed => out.warn(problem.error.to_string()),
+            ProblemKind::Environment | ProblemKind::Error => errors.push(problem.error),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    pinode::profile::sort_by_position(&mut errors);
+    Err(pinode::profile::ProfileError::Invalid(errors).into())
+}
+
 /// Loads a profile and shows its warnings.
 pub fn load_profile(path: &std::path::Path, out: &Output) -> Result<LoadedProfile, Error> {
     let loaded = LoadedProfile::load(path)?;

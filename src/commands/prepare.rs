@@ -14,7 +14,7 @@ use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::sink::file::Compression;
 use pinode::ui::Untrusted;
 
-use super::{Output, Sources, load_profile, select_nodes, size};
+use super::{Output, Sources, check_needs, load_profile, select_nodes, size};
 use crate::cli::PrepareArgs;
 
 /// What `prepare` makes: the command line's choices, or the wizard's.
@@ -57,6 +57,9 @@ pub fn run_with(options: &PrepareOptions, sources: &Sources, out: &Output) -> Re
     let nodes = select_nodes(&profile, &args.nodes)
         .map_err(|e| not_started(out, args, args.nodes.iter().map(String::as_str), e))?;
     let selected = || nodes.iter().map(|n| n.hostname.as_str());
+    // Every node's problems, before the output folder is even made.
+    check_needs(&profile, &nodes, args.image.as_deref(), out)
+        .map_err(|e| not_started(out, args, selected(), e))?;
     let created = missing_dirs(&args.out_dir);
     // Under sudo, the folders pinode creates are the invoking user's, like its outputs.
     Invoker::current()

@@ -5,16 +5,39 @@ use std::path::Path;
 use crate::error::Error;
 use pinode::fetch::Redacted;
 
-use super::{Output, load_profile};
+use super::Output;
+use pinode::plan::check::{self, ProblemKind};
+use pinode::profile::{Checked, LoadedProfile, NodeConfig, ProfileError, sort_by_position};
 
-pub fn check(path: &Path, out: &Output) -> Result<(), Error> {
-    let loaded = load_profile(path, out)?;
+/// Checks the profile and what `prepare` would need (files, variables, secrets), listing
+/// every problem of the run at once; with `strict`, what this machine lacks is an error too.
+pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
+    let Checked {
+        profile: loaded,
+        mut errors,
+    } = LoadedProfile::load_checked(path)?;
     let settings = pinode::edge::settings();
-    let plan = pinode::plan::cluster::ClusterPlan::of(&loaded, settings);
-    if let Some(plan) = &plan {
-        // A token K3s cannot parse is found now, not on the node at first boot.
-        plan.check_token(&loaded, settings)?;
+    if let Some(loaded) = &loaded {
+        for w in &loaded.warnings {
+            out.warn(w.to_string());
+        }
+        let all: Vec<&NodeConfig> = loaded.nodes.iter().collect();
+        for problem in check::check(loaded, &all, settings, None) {
+            match problem.kind {
+                ProblemKind::Environment if strict => errors.push(problem.error),
+                ProblemKind::Environment | ProblemKind::Exposed => {
+                    out.warn(problem.error.to_string())
+                }
+                ProblemKind::Error => errors.push(problem.error),
+            }
+        }
     }
+    sort_by_position(&mut errors);
+    let loaded = match loaded {
+        Some(loaded) if errors.is_empty() => loaded,
+        _ => return Err(ProfileError::Invalid(errors).into()),
+    };
+    let plan = pinode::plan::cluster::ClusterPlan::of(&loaded, settings);
     let p = &loaded.profile;
     out.say(format!(
         "{}: valid, {} node(s)",

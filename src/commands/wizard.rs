@@ -16,10 +16,11 @@ use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
 use crate::error::Error;
+use crate::term::shell;
 use pinode::cache::store::Listing;
 use pinode::catalog::Catalog;
 use pinode::ci::gitlab::check_runner_token;
-use pinode::device::discover::SystemView;
+use pinode::device::discover::{SystemView, Transport};
 use pinode::device::safety::{assess, one_line, reasons, verdict};
 use pinode::plan::password::sha512_crypt;
 use pinode::profile::v1::expand::expand_hostname;
@@ -86,12 +87,15 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
     )?;
     let profile = saved.profile;
     match next {
-        0 => {
-            let Some(device) = w.pick_device()? else {
-                return Ok(());
-            };
-            super::flash::run_with(&flash_options(profile, device), sources, out)
-        }
+        0 => match w.pick_device()? {
+            Picked::Card(device) => {
+                super::flash::run_with(&flash_options(profile, device), sources, out)
+            }
+            Picked::Cancel(card) => {
+                out.say(flash_later(&profile, card.as_deref()));
+                Ok(())
+            }
+        },
         1 => {
             let dir: String = Input::with_theme(&w.theme)
                 .with_prompt("Write the images to")
@@ -284,6 +288,16 @@ impl Wizard {
         prompt: &str,
         items: impl IntoIterator<Item = impl ToString>,
     ) -> Result<usize, Error> {
+        self.select_from(prompt, items, 0)
+    }
+
+    /// One of `items`, the cursor on number `start`.
+    fn select_from(
+        &self,
+        prompt: &str,
+        items: impl IntoIterator<Item = impl ToString>,
+        start: usize,
+    ) -> Result<usize, Error> {
         // Items name catalog entries, cards and key comments: outside text, escaped here for
         // every picker.
         let items: Vec<String> = items
@@ -293,15 +307,19 @@ impl Wizard {
         Select::with_theme(&self.theme)
             .with_prompt(terminal_safe(prompt))
             .items(&items)
-            .default(0)
+            .default(start.min(items.len().saturating_sub(1)))
             .interact()
             .map_err(stopped)
     }
 
+    /// A yes/no question answered with Enter, as every other question is: by default
+    /// dialoguer takes a lone `y` as the answer, and the Enter typed after it then answers
+    /// the next question.
     fn confirm(&self, prompt: &str, default: bool) -> Result<bool, Error> {
         Confirm::with_theme(&self.theme)
             .with_prompt(terminal_safe(prompt))
             .default(default)
+            .wait_for_newline(true)
             .interact()
             .map_err(stopped)
     }
@@ -323,14 +341,7 @@ impl Wizard {
     fn ask_all(&self) -> Result<Answers, Error> {
         eprintln!("The cluster");
         let cluster_name = self.input("Cluster name", "pi-cluster", values::cluster_name)?;
-        let server_count: usize = self
-            .input(
-                "How many servers (control plane; 1, or 3 for HA)",
-                "1",
-                |s| count(s, 1, 9),
-            )?
-            .parse()
-            .unwrap_or(1);
+        let server_count = self.ask_server_count()?;
         let servers = self.input(
             "Server hostnames (a pattern such as cp-[1-3])",
             &pattern(&format!("{cluster_name}-server"), server_count),
@@ -455,6 +466,30 @@ impl Wizard {
             keyboard,
             runner,
         })
+    }
+
+    /// How many servers; an even number is warned about at once (the rule `profile check`
+    /// applies) and kept only after a yes, else asked again with the next odd number offered.
+    fn ask_server_count(&self) -> Result<usize, Error> {
+        let mut default = 1;
+        loop {
+            let n: usize = self
+                .input(
+                    "How many servers (control plane; 1, or 3 for HA)",
+                    &default.to_string(),
+                    |s| count(s, 1, 9),
+                )?
+                .parse()
+                .unwrap_or(1);
+            let Some(warning) = values::server_count(n) else {
+                return Ok(n);
+            };
+            eprintln!("warning: {}", terminal_safe(&warning));
+            if self.confirm(&format!("Keep {n} servers?"), false)? {
+                return Ok(n);
+            }
+            default = if n < 9 { n + 1 } else { n - 1 };
+        }
     }
 
     /// The images in the cache first (they work with no network), then, online, the
@@ -652,35 +687,110 @@ impl Wizard {
         }
     }
 
-    /// A card to flash, from the devices and their verdicts; `None` to stop.
-    fn pick_device(&self) -> Result<Option<PathBuf>, Error> {
+    /// A card to flash, from the devices and their verdicts; [`Picked::Cancel`] to stop.
+    ///
+    /// Loop devices are hidden until "Show loop devices" is picked: they are files posing as
+    /// disks (a person flashing a card never means one; the tests' cards are). The cursor
+    /// starts on the first card that can be written, never on a refused disk.
+    fn pick_device(&self) -> Result<Picked, Error> {
         let view = SystemView::from_settings(pinode::edge::settings());
+        let mut show_loops = false;
         loop {
-            let devices = view.scan()?;
-            let mut labels: Vec<String> = devices
+            let (devices, hidden): (Vec<_>, Vec<_>) = view
+                .scan()?
+                .into_iter()
+                .partition(|d| show_loops || d.transport != Transport::Loop);
+            let verdicts: Vec<_> = devices.iter().map(|d| assess(d, None)).collect();
+            let mut entries: Vec<(String, PickEntry)> = devices
                 .iter()
-                .map(|d| format!("{}  ({})", one_line(d), verdict(&assess(d, None))))
+                .zip(&verdicts)
+                .enumerate()
+                .map(|(i, (d, v))| {
+                    (
+                        format!("{}  ({})", one_line(d), verdict(v)),
+                        PickEntry::Disk(i),
+                    )
+                })
                 .collect();
-            labels.push("Look again (insert the card first)".into());
-            labels.push("Cancel".into());
-            let pick = self.select("Which card?", &labels)?;
-            if pick == devices.len() {
-                continue;
+            if !hidden.is_empty() {
+                entries.push((
+                    format!(
+                        "Show loop devices ({} hidden: disk images, not cards)",
+                        hidden.len()
+                    ),
+                    PickEntry::ShowLoops,
+                ));
             }
-            let Some(disk) = devices.get(pick) else {
-                return Ok(None);
-            };
-            let refusals = assess(disk, None);
-            if refusals.is_empty() {
-                return Ok(Some(disk.path.clone()));
+            entries.push((
+                "Look again (insert the card first)".into(),
+                PickEntry::LookAgain,
+            ));
+            entries.push(("Cancel".into(), PickEntry::Cancel));
+            let usable: Vec<usize> = (0..devices.len())
+                .filter(|&i| verdicts[i].is_empty())
+                .collect();
+            // On the first usable card; without one, on "Look again".
+            let start = usable
+                .first()
+                .copied()
+                .unwrap_or(devices.len() + hidden.len().min(1));
+            let labels: Vec<&str> = entries.iter().map(|(l, _)| l.as_str()).collect();
+            let pick = self.select_from("Which card?", &labels, start)?;
+            match entries[pick].1 {
+                PickEntry::ShowLoops => show_loops = true,
+                PickEntry::LookAgain => {}
+                PickEntry::Cancel => {
+                    // The one usable card is named in the command to run later; otherwise a
+                    // placeholder and where to find the name.
+                    let only = match usable.as_slice() {
+                        [i] => Some(devices[*i].path.clone()),
+                        _ => None,
+                    };
+                    return Ok(Picked::Cancel(only));
+                }
+                PickEntry::Disk(i) => {
+                    if verdicts[i].is_empty() {
+                        return Ok(Picked::Card(devices[i].path.clone()));
+                    }
+                    eprintln!(
+                        "{} cannot be written here: {}",
+                        devices[i].path.display(),
+                        Untrusted(&reasons(&verdicts[i]))
+                    );
+                }
             }
-            eprintln!(
-                "{} cannot be written here: {}",
-                disk.path.display(),
-                Untrusted(&reasons(&refusals))
-            );
         }
     }
+}
+
+/// What the card picker offers besides the cards.
+#[derive(Clone, Copy)]
+enum PickEntry {
+    Disk(usize),
+    ShowLoops,
+    LookAgain,
+    Cancel,
+}
+
+/// The card picker's answer.
+enum Picked {
+    Card(PathBuf),
+    /// Cancelled; the one usable card seen, for the command to run later.
+    Cancel(Option<PathBuf>),
+}
+
+/// How to flash the saved profile later, as a command line to copy.
+fn flash_later(profile: &Path, card: Option<&Path>) -> String {
+    let device = card.map_or("/dev/sdX".into(), |c| shell::word(&c.display().to_string()));
+    let hint = if card.is_none() {
+        " (the card's name as `pinode devices` lists it)"
+    } else {
+        ""
+    };
+    format!(
+        "not flashed; to flash later: sudo pinode flash --profile {} --device {device}{hint}",
+        shell::word(&profile.display().to_string())
+    )
 }
 
 /// `worker` for one host, `worker-[1-3]` for three.

@@ -25,8 +25,8 @@ use pinode::ui::size;
 
 pub fn run(args: &WriteArgs, out: &Output) -> Result<(), Error> {
     let overrides = Overrides {
-        unmount: args.unmount,
-        allow_non_removable: args.allow_non_removable,
+        unmount: args.card.unmount,
+        allow_non_removable: args.card.allow_non_removable,
         named: true,
     };
     let view = SystemView::from_settings(pinode::edge::settings());
@@ -63,13 +63,13 @@ pub fn run(args: &WriteArgs, out: &Output) -> Result<(), Error> {
             Untrusted(&args.image.display().to_string())
         ));
     }
-    if !args.yes {
+    if !args.card.yes {
         confirm(&disk, &image)?;
     }
 
     let options = CardOptions {
-        verify: !args.no_verify,
-        full: args.full,
+        verify: !args.card.no_verify,
+        full: args.card.full,
     };
     let hooks = TestHooks::from_settings(pinode::edge::settings());
     let report = image.write_to_card(&disk, options, &hooks, &progress, &mut |note| {

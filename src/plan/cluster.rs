@@ -135,22 +135,34 @@ impl ClusterPlan {
         Ok(token)
     }
 
-    /// What `profile check` can say about the token without creating one: the token from
-    /// the environment or the file when they are there, and the kept token when it exists.
-    /// A token that is not there yet is not an error here (prepare and flash say so).
-    pub fn check_token(
+    /// Every problem reading the token would meet, found without generating one: the
+    /// variable or file named (and the value K3s would refuse), the kept token when there
+    /// is one, and under CI the refusal to generate one. Each problem says whether it is the
+    /// environment's (see [`crate::plan::check`]).
+    pub(crate) fn probe_token(
         &self,
         profile: &LoadedProfile,
         settings: &Settings,
-    ) -> Result<(), FieldError> {
-        let present = match &self.token {
-            TokenSource::Given(secret) => secret.is_present(settings, &profile.base_dir()),
-            TokenSource::State { path } => path.exists(),
+    ) -> Result<(), (bool, FieldError)> {
+        let (value, field) = match &self.token {
+            TokenSource::Given(secret) => (
+                secret
+                    .resolve(settings, &profile.base_dir())
+                    .map_err(|e| (e.is_environment(), e.to_string())),
+                secret.field.as_str(),
+            ),
+            TokenSource::State { path } => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    (read_kept_token(path).map_err(|e| (false, e)), "cluster")
+                } else if settings.ci {
+                    (Err((true, CI_REFUSAL.to_string())), "cluster")
+                } else {
+                    return Ok(());
+                }
+            }
         };
-        if present {
-            self.token(profile, settings)?;
-        }
-        Ok(())
+        let value = value.map_err(|(env, e)| (env, profile.error_at(field, e)))?;
+        check_token_value(value.expose_secret()).map_err(|e| (false, profile.error_at(field, e)))
     }
 }
 

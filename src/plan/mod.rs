@@ -4,6 +4,7 @@
 //! spot and Wi-Fi passphrases turned into the PBKDF2 key, so neither plaintext reaches an
 //! image. Errors name the profile field and the variable or file, never the value.
 
+pub mod check;
 pub mod cluster;
 pub mod password;
 pub mod wifi;
@@ -95,37 +96,7 @@ impl NodePlan {
     ) -> Result<NodePlan, FieldError> {
         let base = profile.base_dir();
         let locate = |secret| locate(profile, secret);
-        let mut keys: Vec<String> = node
-            .user
-            .keys
-            .iter()
-            .map(|k| k.trim().to_string())
-            .collect();
-        if let Some(file) = &node.user.keys_file {
-            let path = secret::expand_path(&file.value, &base)
-                .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
-            let text = crate::input::read_text(&path, MAX_KEYS_FILE, "an authorized_keys file")
-                .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                values::ssh_public_key_line(line).map_err(|e| {
-                    profile.error_at(
-                        &file.field,
-                        format!("{} line {}: {e}", path.display(), n + 1),
-                    )
-                })?;
-                keys.push(line.to_string());
-            }
-            if keys.is_empty() {
-                return Err(profile.error_at(
-                    &file.field,
-                    format!("{} holds no public key", path.display()),
-                ));
-            }
-        }
+        let keys = user_keys(profile, node)?;
         let password_hash = match &node.user.password {
             Password::None => None,
             Password::Hash(hash) => Some(hash.clone()),
@@ -184,6 +155,44 @@ impl NodePlan {
             notes,
         })
     }
+}
+
+/// The node's public keys: those written in the profile and those of its
+/// `ssh_authorized_keys_file`, each line checked; an error when there is none at all.
+fn user_keys(profile: &LoadedProfile, node: &NodeConfig) -> Result<Vec<String>, FieldError> {
+    let mut keys: Vec<String> = node
+        .user
+        .keys
+        .iter()
+        .map(|k| k.trim().to_string())
+        .collect();
+    let Some(file) = &node.user.keys_file else {
+        return Ok(keys);
+    };
+    let path = secret::expand_path(&file.value, &profile.base_dir())
+        .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
+    let text = crate::input::read_text(&path, MAX_KEYS_FILE, "an authorized_keys file")
+        .map_err(|e| profile.error_at(&file.field, e.to_string()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        values::ssh_public_key_line(line).map_err(|e| {
+            profile.error_at(
+                &file.field,
+                format!("{} line {}: {e}", path.display(), n + 1),
+            )
+        })?;
+        keys.push(line.to_string());
+    }
+    if keys.is_empty() {
+        return Err(profile.error_at(
+            &file.field,
+            format!("{} holds no public key", path.display()),
+        ));
+    }
+    Ok(keys)
 }
 
 /// An error about `secret`, located at the profile key that names it.

@@ -86,18 +86,40 @@ impl LoadedProfile {
 
     /// Validates `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<LoadedProfile, ProfileError> {
+        match Self::parse_checked(path, text) {
+            Checked {
+                profile: Some(profile),
+                errors,
+            } if errors.is_empty() => Ok(profile),
+            Checked { errors, .. } => Err(ProfileError::Invalid(errors)),
+        }
+    }
+
+    /// Reads the profile at `path` for `profile check`: every problem, and the profile as far
+    /// as it could be read despite them (see [`Checked`]).
+    pub fn load_checked(path: &Path) -> Result<Checked, ProfileError> {
+        let text = crate::input::read_text(path, MAX_PROFILE_BYTES, "a profile")?;
+        Ok(Self::parse_checked(path, &text))
+    }
+
+    /// Every problem of `text` as if read from `path`, in the order of the file.
+    pub fn parse_checked(path: &Path, text: &str) -> Checked {
         let at = |field: String, position, message: String| FieldError {
             file: path.to_path_buf(),
             position,
             field: one_line(field),
             message: one_line(message),
         };
+        let refused = |errors| Checked {
+            profile: None,
+            errors,
+        };
         if text.trim().is_empty() {
-            return Err(ProfileError::Invalid(vec![at(
+            return refused(vec![at(
                 String::new(),
                 None,
                 "the profile is empty (it needs at least `version: 1` and `nodes`)".into(),
-            )]));
+            )]);
         }
         let spans = SpanIndex::build(text);
         let locate =
@@ -105,38 +127,44 @@ impl LoadedProfile {
         match version::declared(text) {
             version::Declared::Number(version::CURRENT) | version::Declared::Unreadable => {}
             version::Declared::Number(other) => {
-                return Err(ProfileError::Invalid(vec![locate(
-                    "version",
-                    version::unsupported(other),
-                )]));
+                return refused(vec![locate("version", version::unsupported(other))]);
             }
         }
-        let parsed = match v1::load(text) {
-            Ok(parsed) => parsed,
-            Err(v1::Refused::Shape {
-                field,
-                position,
-                message,
-            }) => return Err(ProfileError::Invalid(vec![at(field, position, message)])),
-            Err(v1::Refused::Invalid(errors)) => {
-                return Err(ProfileError::Invalid(
-                    errors.into_iter().map(|(f, m)| locate(&f, m)).collect(),
-                ));
+        let (parsed, issues) = match v1::load(text) {
+            Ok(parsed) => (Some(parsed), Vec::new()),
+            Err(v1::Refused::Syntax { position, message }) => {
+                return refused(vec![at(String::new(), position, message)]);
             }
+            Err(v1::Refused::Invalid { issues, partial }) => (partial.map(|p| *p), issues),
         };
-        let warnings = parsed
-            .warnings
+        let mut errors: Vec<FieldError> = issues
             .into_iter()
-            .map(|(f, m)| locate(&f, m))
+            .map(|issue| {
+                let position = if issue.at_key {
+                    spans.find_key(&issue.field)
+                } else {
+                    spans.find(&issue.field)
+                };
+                at(issue.field, position, issue.message)
+            })
             .collect();
-        let v1::Parsed { profile, nodes, .. } = parsed;
-        Ok(LoadedProfile {
-            path: path.to_path_buf(),
-            profile,
-            spans,
-            nodes,
-            warnings,
-        })
+        sort_by_position(&mut errors);
+        let profile = parsed.map(|parsed| {
+            let warnings = parsed
+                .warnings
+                .into_iter()
+                .map(|(f, m)| locate(&f, m))
+                .collect();
+            let v1::Parsed { profile, nodes, .. } = parsed;
+            LoadedProfile {
+                path: path.to_path_buf(),
+                profile,
+                spans: spans.clone(),
+                nodes,
+                warnings,
+            }
+        });
+        Checked { profile, errors }
     }
 
     /// An error about `field`, located in this profile's file.
@@ -173,6 +201,25 @@ impl LoadedProfile {
                 by: crate::osinfo::InitChooser::Profile,
             })
     }
+}
+
+/// A profile read for `profile check`: every problem found, and the profile as far as it
+/// could be read despite them, so that the check can go on to the files and variables it
+/// names and report those in the same run. `profile` is `None` when the document did not
+/// deserialise (bad YAML, a missing required key, a list item of the wrong type).
+#[derive(Debug)]
+pub struct Checked {
+    pub profile: Option<LoadedProfile>,
+    pub errors: Vec<FieldError>,
+}
+
+/// Sorts problems in the order of the file, as an editor walks them; those with no line
+/// come last. The sort is stable: problems of one line keep the order they were found in.
+pub fn sort_by_position(errors: &mut [FieldError]) {
+    errors.sort_by_key(|e| {
+        e.position
+            .map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
+    });
 }
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`…). Keys and values of the profile
@@ -228,10 +275,13 @@ mod tests {
         else {
             panic!("an unknown key must be refused");
         };
-        for e in errors {
-            let shown = e.to_string();
-            assert!(!shown.chars().any(char::is_control), "{shown:?}");
-            assert!(shown.contains(r"x\n\u{1b}[31my"), "{shown}");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for line in &shown {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
         }
+        assert!(
+            shown.iter().any(|l| l.contains(r"x\n\u{1b}[31my")),
+            "{shown:?}"
+        );
     }
 }

@@ -132,15 +132,36 @@ impl SecretRef {
             SecretSource::File(path) => from_file(path, base_dir),
         }
     }
+}
 
-    /// Whether the secret is there to be read (the variable is set, the file exists), without
-    /// reading it: `profile check` checks a secret only when it is.
-    pub(crate) fn is_present(&self, settings: &Settings, base_dir: &Path) -> bool {
-        match &self.source {
-            SecretSource::Inline(_) => true,
-            SecretSource::Env(var) => settings.var_os(var).is_some(),
-            SecretSource::File(path) => expand_path(path, base_dir).map_or(true, |p| p.exists()),
-        }
+impl SecretError {
+    /// Whether the problem is the environment's (a variable not set, empty, not UTF-8) rather
+    /// than the profile's: `profile check` may run where the secrets are not, so it only
+    /// warns about these unless `--strict`.
+    pub(crate) fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            SecretError::EnvEmpty { .. }
+                | SecretError::EnvNotSet { .. }
+                | SecretError::EnvNotUtf8 { .. }
+        )
+    }
+}
+
+impl SecretRef {
+    /// A warning when the secret is a file that group or others may read (the path and the
+    /// mode, never the content): anyone on the machine could join the cluster or the network.
+    pub(crate) fn exposed_file(&self, base_dir: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let SecretSource::File(path) = &self.source else {
+            return None;
+        };
+        let full = expand_path(path, base_dir).ok()?;
+        let mode = std::fs::metadata(&full).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            let shown = crate::ui::quoted(&full.display().to_string());
+            format!("{shown} is readable by group or others (mode {mode:04o}); chmod 600 {shown}")
+        })
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Position {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct SpanIndex {
     positions: HashMap<String, Position>,
+    /// Key path → position of the key itself: an unknown key is pointed at where it is
+    /// written, as serde_yaml pointed at it.
+    keys: HashMap<String, Position>,
 }
 
 impl SpanIndex {
@@ -34,7 +37,14 @@ impl SpanIndex {
         }
         SpanIndex {
             positions: builder.positions,
+            keys: builder.keys,
         }
+    }
+
+    /// The position of the key that ends `path` (`defaults.colour` → where `colour:` is
+    /// written), else that of its value or closest ancestor, as [`SpanIndex::find`].
+    pub(crate) fn find_key(&self, path: &str) -> Option<Position> {
+        self.keys.get(path).copied().or_else(|| self.find(path))
     }
 
     /// The position of `path`, or of its closest indexed ancestor (an error about a missing
@@ -60,6 +70,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     positions: HashMap<String, Position>,
+    keys: HashMap<String, Position>,
 }
 
 impl Builder {
@@ -100,7 +111,16 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(value, ..) => {
                 if self.expects_key() {
-                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map { key, path }) = self.stack.last_mut() {
+                        let at = if path.is_empty() {
+                            value.clone()
+                        } else {
+                            format!("{path}.{value}")
+                        };
+                        self.keys.entry(at).or_insert(Position {
+                            line: mark.line(),
+                            column: mark.col() + 1,
+                        });
                         *key = Some(value);
                     }
                 } else if let Some(path) = self.next_value_path() {
@@ -152,6 +172,10 @@ mod tests {
         assert_eq!(idx.find("defaults.user.name").map(|p| p.line), Some(4));
         assert_eq!(idx.find("nodes[1].hostname").map(|p| p.line), Some(7));
         assert_eq!(idx.find("nodes[1].role").map(|p| p.line), Some(8));
+        assert_eq!(
+            idx.find_key("defaults.user"),
+            Some(Position { line: 3, column: 3 })
+        );
         // A missing key points at its parent.
         assert_eq!(idx.find("nodes[1].wifi.country").map(|p| p.line), Some(7));
     }

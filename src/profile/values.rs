@@ -413,6 +413,22 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
 // (`crate::engine::k3s`); the GitLab ones are `crate::ci::gitlab`'s (`gitlab_url`,
 // `check_runner_token`).
 
+/// A warning for a number of K3s servers that buys no safety: embedded etcd keeps working
+/// only while a majority of the servers is up, so 2 servers survive no failure (as 1 does)
+/// and 4 survive one (as 3 do). `profile check` and the wizard's server question show it.
+pub fn server_count(servers: usize) -> Option<String> {
+    (servers > 1 && servers.is_multiple_of(2)).then(|| {
+        let fewer = servers - 1;
+        format!(
+            "{servers} servers: embedded etcd needs a majority ({} of {servers}) to keep \
+             running, so an even count tolerates no more failures than {fewer} server{} \
+             would; use an odd number",
+            servers / 2 + 1,
+            if fewer == 1 { "" } else { "s" }
+        )
+    })
+}
+
 /// A K3s release such as `v1.33.5+k3s1` or `v1.34.0-rc1+k3s1`.
 pub(crate) fn k3s_version(version: &str) -> Result<(), String> {
     if k3s::is_version(version) {
@@ -621,5 +637,22 @@ mod tests {
         assert!(wifi_passphrase("short").is_err());
         let err = wifi_passphrase("pässwörd1").unwrap_err();
         assert!(!err.contains("pässwörd1"));
+    }
+
+    #[test]
+    fn an_even_server_count_is_warned_about() {
+        for n in [0, 1, 3, 5, 9] {
+            assert_eq!(server_count(n), None, "{n}");
+        }
+        assert_eq!(
+            server_count(4).as_deref(),
+            Some(
+                "4 servers: embedded etcd needs a majority (3 of 4) to keep running, so an even \
+                 count tolerates no more failures than 3 servers would; use an odd number"
+            )
+        );
+        assert!(
+            server_count(2).is_some_and(|w| w.contains("(2 of 2)") && w.contains("1 server would"))
+        );
     }
 }

@@ -4,3 +4,4 @@
 
 pub mod progress;
 pub mod prompt;
+pub mod shell;

@@ -4,7 +4,9 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use pinode::progress::{Event, Progress, Task};
 
 /// Progress bars on stderr, or nothing when nobody watches.
@@ -26,22 +28,19 @@ impl TerminalProgress {
     pub fn hidden() -> Self {
         TerminalProgress { enabled: false }
     }
+}
 
-    /// A byte-counting bar with rate and ETA (for the sinks, which still take a bar).
-    pub fn bytes(&self, total: u64, message: impl Into<String>) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{msg:>14} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_message(message.into());
-        bar
-    }
+/// A byte-counting bar with rate and ETA, drawing to `target`.
+fn styled(total: u64, message: impl Into<String>, target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let style = ProgressStyle::with_template(
+        "{msg:>14} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(message.into());
+    bar
 }
 
 impl Progress for TerminalProgress {
@@ -49,12 +48,25 @@ impl Progress for TerminalProgress {
         if !self.enabled {
             return Task::hidden();
         }
-        let bar = self.bytes(total, label);
-        Task::new(move |event| match event {
-            Event::Length(n) => bar.set_length(n),
-            Event::Position(n) => bar.set_position(n),
-            Event::Advance(n) => bar.inc(n),
-            Event::Finish => bar.finish_and_clear(),
+        // Drawn from its first bytes on, and cleared when finished or dropped unfinished
+        // (a failed write, a read-back not done). A task made ahead of its turn (the card's
+        // read-back is made with its write) would otherwise draw at once on the line of the
+        // bar in progress, and the one dropped unfinished would stay on the screen.
+        let bar = styled(total, label, ProgressDrawTarget::hidden())
+            .with_finish(ProgressFinish::AndClear);
+        let shown = AtomicBool::new(false);
+        Task::new(move |event| {
+            if matches!(event, Event::Position(_) | Event::Advance(_))
+                && !shown.swap(true, Ordering::Relaxed)
+            {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            match event {
+                Event::Length(n) => bar.set_length(n),
+                Event::Position(n) => bar.set_position(n),
+                Event::Advance(n) => bar.inc(n),
+                Event::Finish => bar.finish_and_clear(),
+            }
         })
     }
 

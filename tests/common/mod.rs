@@ -7,6 +7,7 @@ pub mod loopdev;
 pub mod netns;
 pub mod pty;
 pub mod scratch;
+pub mod screen;
 
 use std::collections::BTreeMap;
 use std::fs::File;

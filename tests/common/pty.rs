@@ -49,3 +49,24 @@ pub fn answer_all(s: &mut OsSession, answers: &[(&str, &str)]) {
         answer(s, prompt, text);
     }
 }
+
+/// Asserts that `text` does not appear within `wait` (a question not yet answered shows
+/// nothing new); the next wait is a minute again.
+pub fn absent(s: &mut OsSession, text: &str, wait: Duration) {
+    s.set_expect_timeout(Some(wait));
+    let seen = s.expect(text);
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    match seen {
+        Err(expectrl::Error::ExpectTimeout) => {}
+        Ok(_) => panic!("{text:?} appeared within {wait:?}"),
+        Err(e) => panic!("waiting for {text:?} not to appear: {e}"),
+    }
+}
+
+/// Waits for `text` and returns what the terminal showed before it (escapes included).
+pub fn before(s: &mut OsSession, text: &str) -> String {
+    let found = s
+        .expect(text)
+        .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
+    String::from_utf8_lossy(found.before()).into_owned()
+}

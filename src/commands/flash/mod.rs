@@ -7,12 +7,14 @@
 //! the cards are swapped in), or found by watching for a card to be inserted.
 
 pub(crate) mod target;
+pub(crate) mod unattended;
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
 use crate::error::Error;
+use crate::term::prompt::Prompter;
 use pinode::device::discover::{BlockDevice, SystemView};
 use pinode::device::safety::Overrides;
 use pinode::disk::usage::Allocation;
@@ -51,11 +53,11 @@ impl From<&FlashArgs> for FlashOptions {
             profile: args.profile.clone(),
             nodes: args.nodes.clone(),
             devices: args.devices.clone(),
-            yes: args.yes,
-            verify: !args.no_verify,
-            full: args.full,
-            allow_non_removable: args.allow_non_removable,
-            unmount: args.unmount,
+            yes: args.card.yes,
+            verify: !args.card.no_verify,
+            full: args.card.full,
+            allow_non_removable: args.card.allow_non_removable,
+            unmount: args.card.unmount,
             image: args.image.clone(),
         }
     }
@@ -92,6 +94,8 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
+    // Every node's problems, before a card is looked at or an image downloaded.
+    super::check_needs(&profile, &nodes, args.image.as_deref(), out)?;
     let overrides = Overrides {
         unmount: args.unmount,
         allow_non_removable: args.allow_non_removable,
@@ -117,6 +121,20 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     for (_, disk) in &named {
         source.refuse(disk)?;
     }
+
+    // A run that will ask, with nobody to answer (`</dev/null`), says what to pass instead
+    // before anything is downloaded or written.
+    let hosts: Vec<String> = nodes.iter().map(|n| n.hostname.clone()).collect();
+    let when_closed = unattended::what_is_missing(args, &hosts);
+    let prompter = if unattended::unattended(args.devices.len(), args.yes, nodes.len()) {
+        None
+    } else {
+        let prompter = Prompter::new();
+        if prompter.closed() {
+            return Err(Error::Usage(when_closed));
+        }
+        Some(prompter)
+    };
 
     let progress = out.progress();
     let scratch = scratch_dir();
@@ -144,8 +162,9 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     let naming = TargetOptions {
         devices: args.devices.clone(),
         yes: args.yes,
+        when_closed,
     };
-    let mut targets = Targets::new(&naming, view, overrides, image_len, nodes.len());
+    let mut targets = Targets::new(&naming, view, overrides, image_len, nodes.len(), prompter);
     let hooks = TestHooks::from_settings(pinode::edge::settings());
     let card = CardOptions {
         verify: args.verify,

@@ -40,6 +40,9 @@ pub struct TargetOptions {
     pub devices: Vec<PathBuf>,
     /// Write named cards without asking.
     pub yes: bool,
+    /// What to say when standard input closes with a question pending: the options that
+    /// ask nothing (see [`super::unattended::what_is_missing`]).
+    pub when_closed: String,
 }
 
 pub struct Targets {
@@ -50,6 +53,7 @@ pub struct Targets {
     image_len: u64,
     node_count: usize,
     prompter: Option<Prompter>,
+    when_closed: String,
     /// Cards written in this run: (device, hostname).
     written: Vec<(PathBuf, String)>,
 }
@@ -146,12 +150,14 @@ impl Source {
 }
 
 impl Targets {
+    /// `prompter`: standard input, when it was already opened (to see whether it is closed).
     pub fn new(
         naming: &TargetOptions,
         view: SystemView,
         overrides: Overrides,
         image_len: u64,
         node_count: usize,
+        prompter: Option<Prompter>,
     ) -> Targets {
         Targets {
             devices: naming.devices.clone(),
@@ -160,16 +166,15 @@ impl Targets {
             overrides,
             image_len,
             node_count,
-            prompter: None,
+            prompter,
+            when_closed: naming.when_closed.clone(),
             written: Vec::new(),
         }
     }
 
     /// Nobody needs to be asked: every node has its own named device and `--yes` was given.
     fn unattended(&self) -> bool {
-        self.yes
-            && (self.devices.len() == self.node_count || self.node_count == 1)
-            && !self.devices.is_empty()
+        super::unattended::unattended(self.devices.len(), self.yes, self.node_count)
     }
 
     fn prompter(&mut self) -> &Prompter {
@@ -353,11 +358,13 @@ impl Targets {
             "Erase it and write {}? Everything on it will be lost.",
             node.hostname
         );
-        if self.prompter().confirm(&question) {
-            Choice::Device(Box::new(disk))
-        } else {
-            eprintln!("{} not written", node.hostname);
-            Choice::Skip
+        match self.prompter().confirm(&question) {
+            Some(true) => Choice::Device(Box::new(disk)),
+            Some(false) => {
+                eprintln!("{} not written", node.hostname);
+                Choice::Skip
+            }
+            None => self.nobody_to_ask(node),
         }
     }
 
@@ -382,11 +389,14 @@ impl Targets {
         }
     }
 
+    /// Standard input closed while a question about `node` was pending (it was open at the
+    /// start, or the run would have stopped before any work): the batch stops, saying which
+    /// options ask nothing; the summary tells what was written.
     fn nobody_to_ask(&self, node: &NodeConfig) -> Choice {
         eprintln!(
-            "\nno answer for {} (standard input is closed); to flash unattended, name the cards \
-             with --device and pass --yes",
-            node.hostname
+            "\nerror: no answer for {}: {}",
+            node.hostname,
+            terminal_safe(&self.when_closed)
         );
         Choice::Abort
     }

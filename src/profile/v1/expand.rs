@@ -75,15 +75,8 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
     }
     if profile.cluster.is_some() {
         let servers = nodes.iter().filter(|n| n.role == Role::Server).count();
-        if servers > 1 && servers % 2 == 0 {
-            report.warn(
-                "nodes",
-                format!(
-                    "{servers} servers: embedded etcd needs a majority, so an even count tolerates \
-                     no more failures than {} servers; use an odd number",
-                    servers - 1
-                ),
-            );
+        if let Some(warning) = values::server_count(servers) {
+            report.warn("nodes", warning);
         }
     }
     nodes

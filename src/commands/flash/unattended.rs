@@ -1,0 +1,151 @@
+//! A flash run with nobody to answer: what it needs, and what to say when it lacks it.
+//!
+//! Questions are read from standard input. When it is closed (`</dev/null`, a cron job, a
+//! pipe that ended) nobody can pick, swap or confirm a card, and "no answer" is not what
+//! the person needs to hear: they need the command line that asks nothing, one `--device`
+//! per node (named in node order) and `--yes`. This module says which nodes lack a card and
+//! shows that command, built from the run's own options.
+
+use super::FlashOptions;
+use crate::term::shell;
+
+/// Whether nobody needs to be asked: every node has its own named card (one card for one
+/// node counts) and `--yes` was given. A single `--device` for several nodes asks for each
+/// card to be swapped in.
+pub fn unattended(devices: usize, yes: bool, nodes: usize) -> bool {
+    yes && devices > 0 && (devices == nodes || nodes == 1)
+}
+
+/// The one-line error for a run that needs answers while standard input is closed: which
+/// nodes lack a `--device`, or that `--yes` is missing, and the command line that asks
+/// nothing. `hosts` are the nodes of the run, in order.
+pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
+    let named = args.devices.len();
+    // `check_flags` allows no device, one for all, or one per node; one for all serves the
+    // first node in the command shown.
+    let lacking: &[String] = if named >= hosts.len() {
+        &[]
+    } else {
+        &hosts[named.min(1)..]
+    };
+    let command = command_line(args, hosts);
+    if lacking.is_empty() {
+        return format!(
+            "standard input is closed, so nobody can confirm writing the named card(s): add \
+             --yes to write them without asking: {command}"
+        );
+    }
+    let why = if named == 0 {
+        "choose the cards"
+    } else {
+        "swap the cards in the reader"
+    };
+    format!(
+        "standard input is closed, so nobody can {why}: name one card per node with --device, \
+         in node order, and add --yes (no --device for {}): {command}",
+        lacking.join(", ")
+    )
+}
+
+/// `sudo pinode flash …` with this run's options, a `--device` for every node (the named
+/// one, else a placeholder naming the node) and `--yes`.
+fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
+    let mut words = vec![
+        "sudo pinode flash --profile".to_string(),
+        shell::word(&args.profile.display().to_string()),
+    ];
+    for node in &args.nodes {
+        words.push(format!("--node {}", shell::word(node)));
+    }
+    if let Some(image) = &args.image {
+        words.push(format!(
+            "--image {}",
+            shell::word(&image.display().to_string())
+        ));
+    }
+    for (flag, on) in [
+        ("--no-verify", !args.verify),
+        ("--full", args.full),
+        ("--allow-non-removable", args.allow_non_removable),
+        ("--unmount", args.unmount),
+    ] {
+        if on {
+            words.push(flag.to_string());
+        }
+    }
+    for (i, host) in hosts.iter().enumerate() {
+        let device = match args.devices.get(i) {
+            Some(path) => shell::word(&path.display().to_string()),
+            None => format!("<card for {host}>"),
+        };
+        words.push(format!("--device {device}"));
+    }
+    words.push("--yes".into());
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn options(devices: &[&str], yes: bool) -> FlashOptions {
+        FlashOptions {
+            profile: PathBuf::from("my lab.yaml"),
+            nodes: Vec::new(),
+            devices: devices.iter().map(PathBuf::from).collect(),
+            yes,
+            verify: true,
+            full: false,
+            allow_non_removable: true,
+            unmount: false,
+            image: None,
+        }
+    }
+
+    fn hosts() -> Vec<String> {
+        ["cp", "worker-1", "worker-2"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn asks_nothing_only_with_a_card_per_node_and_yes() {
+        assert!(unattended(3, true, 3));
+        assert!(unattended(1, true, 1));
+        assert!(!unattended(3, false, 3));
+        assert!(!unattended(1, true, 3), "one reader: the cards are swapped");
+        assert!(!unattended(0, true, 1));
+    }
+
+    #[test]
+    fn names_the_nodes_without_a_card_and_the_command_that_asks_nothing() {
+        let none = what_is_missing(&options(&[], false), &hosts());
+        assert_eq!(
+            none,
+            "standard input is closed, so nobody can choose the cards: name one card per node \
+             with --device, in node order, and add --yes (no --device for cp, worker-1, \
+             worker-2): sudo pinode flash --profile 'my lab.yaml' --allow-non-removable \
+             --device <card for cp> --device <card for worker-1> --device <card for worker-2> \
+             --yes"
+        );
+        let one = what_is_missing(&options(&["/dev/sdb"], true), &hosts());
+        assert!(one.contains("swap the cards"), "{one}");
+        assert!(
+            one.contains("(no --device for worker-1, worker-2)"),
+            "{one}"
+        );
+        assert!(
+            one.contains("--device /dev/sdb --device <card for worker-1>"),
+            "{one}"
+        );
+        let all = what_is_missing(
+            &options(&["/dev/sdb", "/dev/sdc", "/dev/sdd"], false),
+            &hosts(),
+        );
+        assert!(
+            all.contains("add --yes to write them without asking"),
+            "{all}"
+        );
+        assert!(all.ends_with("--device /dev/sdd --yes"), "{all}");
+    }
+}
