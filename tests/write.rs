@@ -301,7 +301,9 @@ fn refuses_as_flash_does_and_changes_nothing() {
     let mounted_sum = sha256(&card.read(100 * MIB));
     let out = output(&mut write(&xz, &card.dev, &flags));
     refused(&out, &card, &mounted_sum, &["mounted at", "--unmount"]);
-    drop(mounted);
+    // Unmounted here with its status checked (a failed unmount would leave the card live).
+    run(Command::new("umount").arg(&mnt));
+    std::mem::forget(mounted);
     let card_sum = sha256(&card.read(100 * MIB));
 
     // A card too small for the image.
