@@ -71,6 +71,10 @@ impl HostKey {
     /// read when it is there, else made (from `PINODE_TEST_SEED` under the test hooks,
     /// per purpose `host-key:CLUSTER:HOST`) and kept. Also brings the node's lines in the
     /// cluster's known_hosts file up to date. Errors never contain key material.
+    ///
+    /// Under CI the key is made as anywhere else (a lost host key does not split the
+    /// cluster, unlike a lost token): keep the CI machine's state directory (a cached
+    /// `PINODE_STATE_DIR`) to keep its known_hosts.
     pub(crate) fn kept(
         cluster: &str,
         hostname: &str,
@@ -189,7 +193,7 @@ pub fn names_of(hostname: &str) -> [String; 2] {
 /// name), leaving every other line as it was; the file is rewritten atomically, and not at
 /// all when nothing changes. Lines are kept sorted by name, so the file does not depend on
 /// the order in which nodes were prepared.
-fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), String> {
+fn rewrite_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), String> {
     let shown = path.display();
     let old = match std::fs::symlink_metadata(path) {
         Ok(_) => crate::input::read_text(path, MAX_KNOWN_HOSTS, "a known_hosts file")
@@ -220,6 +224,19 @@ fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), S
     let invoker = Invoker::current();
     crate::cleanup::write_atomic_with(path, new.as_bytes(), 0o644, |f| invoker.give_back_file(f))
         .map_err(|e| format!("cannot write {shown}: {e}"))
+}
+
+/// [`rewrite_known_hosts`] under an exclusive lock on the cluster's directory: several
+/// pinode processes preparing nodes of one cluster at once would otherwise each read the
+/// file before the others wrote it, and all but the last node's lines would be lost.
+fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let lock = std::fs::File::open(dir)
+        .and_then(|d| d.lock().map(|()| d))
+        .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
+    let result = rewrite_known_hosts(path, hostname, public);
+    drop(lock);
+    result
 }
 
 #[cfg(test)]
