@@ -216,3 +216,43 @@ fn a_damaged_or_open_kept_key_is_one_error_line() {
     let out = attempt("three");
     one_error_line(&out, &["no unencrypted OpenSSH ed25519 private key"]);
 }
+
+/// A prepared image: the key travels inside the FAT's firstrun.sh, the file that already
+/// carries the node's other first-boot secrets (scrubbed by the script itself, see
+/// tests/cluster.rs), and the image file is private.
+#[test]
+fn a_prepared_image_carries_the_kept_key_in_its_secret_first_boot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let lab = profile(dir.path(), "lab");
+    let out = dir.path().join("out");
+    run(pinode()
+        .env("PINODE_STATE_DIR", &state)
+        .env("K3S_TOKEN", "k3s-cluster-token-0123456789abcdef")
+        .args(["prepare", "--node", "s1", "--profile"])
+        .arg(&lab)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--out-dir")
+        .arg(&out));
+    let image = out.join("s1.img");
+    assert_eq!(mode(&image), 0o600);
+    let boot = extract_boot(&image, dir.path());
+    let firstrun = String::from_utf8(mread(&boot, "firstrun.sh").unwrap()).unwrap();
+    let kept = std::fs::read_to_string(state.join("clusters/lab/host-keys/s1_ed25519")).unwrap();
+    // The script holds it as one quoted shell word.
+    let body: String = kept.lines().nth(1).unwrap().to_string();
+    assert!(firstrun.contains(&body), "the kept key is not in firstrun.sh");
+    assert!(firstrun.contains("step \"ssh host key\" install_host_key"));
+    // Nowhere else on the FAT.
+    for (path, entry) in listing(&boot) {
+        if entry.dir || path == "firstrun.sh" {
+            continue;
+        }
+        let bytes = mread(&boot, &path).unwrap();
+        assert!(
+            !bytes.windows(body.len()).any(|w| w == body.as_bytes()),
+            "{path} holds the private key"
+        );
+    }
+}

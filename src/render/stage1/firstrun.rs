@@ -117,7 +117,9 @@ PasswordAuthentication $2
 # 20240129) ships regenerate_ssh_host_keys.service (WantedBy=multi-user.target,
 # Before=ssh.service), whose script runs `rm -f /etc/ssh/ssh_host_*_key*`, `ssh-keygen -A` and
 # then disables itself (usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys). It is
-# disabled here, as it would have disabled itself, so that it never runs.
+# disabled here, as it would have disabled itself, so that it never runs. The image's
+# init=/usr/lib/raspberrypi-sys-mods/firstboot (the boot before this one, without systemd)
+# runs the same script first; this script comes after it, so its keys are replaced here.
 install_host_key() {
 	rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub || return 1
 	write_file /etc/ssh/ssh_host_ed25519_key 600 "$1" &&
