@@ -242,7 +242,10 @@ fn a_prepared_image_carries_the_kept_key_in_its_secret_first_boot_file() {
     let kept = std::fs::read_to_string(state.join("clusters/lab/host-keys/s1_ed25519")).unwrap();
     // The script holds it as one quoted shell word.
     let body: String = kept.lines().nth(1).unwrap().to_string();
-    assert!(firstrun.contains(&body), "the kept key is not in firstrun.sh");
+    assert!(
+        firstrun.contains(&body),
+        "the kept key is not in firstrun.sh"
+    );
     assert!(firstrun.contains("step \"ssh host key\" install_host_key"));
     // Nowhere else on the FAT.
     for (path, entry) in listing(&boot) {

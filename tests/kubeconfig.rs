@@ -438,6 +438,8 @@ fn bad_command_lines_are_usage_errors() {
     for args in [
         vec!["--address", "s=not-an-ip:22", "--merge"],
         vec!["--address", "nobody=127.0.0.1", "--merge"],
+        vec!["--context", "", "--merge"],
+        vec!["--context", "a\nb", "--merge"],
         vec![],
     ] {
         let out = output(
@@ -454,4 +456,52 @@ fn bad_command_lines_are_usage_errors() {
             both(&out)
         );
     }
+}
+
+/// What ssh prints is read within bounds: a flood on stderr does not stall the run, a
+/// flood on stdout is stopped at the kubeconfig limit, each with one error line. A stand-in
+/// `ssh` first on PATH plays the client.
+#[test]
+fn floods_from_ssh_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.yaml");
+    std::fs::write(
+        &profile,
+        profile_yaml(
+            "",
+            "",
+            "cluster:\n  name: c\nnodes:\n  - hostname: s\n    role: server\n",
+        ),
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let attempt = |script: &str| {
+        std::fs::write(bin.join("ssh"), format!("#!/bin/sh\n{script}\n")).unwrap();
+        run(Command::new("chmod").arg("755").arg(bin.join("ssh")));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        run_within(
+            pinode()
+                .env("PATH", path)
+                .env("PINODE_STATE_DIR", dir.path().join("state"))
+                .args(["kubeconfig", "--merge", "--profile"])
+                .arg(&profile)
+                .env("KUBECONFIG", dir.path().join("kubeconfig")),
+            Duration::from_secs(30),
+            "pinode kubeconfig",
+        )
+        .0
+    };
+    let out = attempt(
+        "head -c 3000000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'ssh: connect to host s.local port 22: No route to host' >&2; exit 255",
+    );
+    let line = only_error_line(&out, &["cannot reach s at s.local", "No route to host"]);
+    assert!(line.len() < 400, "{line}");
+    // One endless line: quoted shortened.
+    let out = attempt("head -c 3000000 /dev/zero | tr '\\0' y >&2; exit 255");
+    let line = only_error_line(&out, &["cannot reach s", "yyy"]);
+    assert!(line.chars().count() < 400, "{} characters", line.len());
+    let out = attempt("head -c 5000000 /dev/zero | tr '\\0' x");
+    only_error_line(&out, &["sent more than 4194304 bytes"]);
+    assert!(!dir.path().join("kubeconfig").exists());
 }

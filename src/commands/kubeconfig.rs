@@ -43,11 +43,16 @@ pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
         port: given.and_then(|a| a.port),
         user: founder.user.name.clone(),
     };
+    let name = args.context.clone().unwrap_or_else(|| plan.name.clone());
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "--context {name:?}: a context name must be a non-empty line of text"
+        )));
+    }
     let known_hosts = hostkey::known_hosts_path(settings, &plan.name);
     let ssh = Ssh::new(known_hosts);
     let bytes = ssh.run(&target, K3S_KUBECONFIG, kubeconfig::MAX_KUBECONFIG)?;
     let fetched = Kubeconfig::parse(&bytes, "the founding server's /etc/rancher/k3s/k3s.yaml")?;
-    let name = args.context.clone().unwrap_or_else(|| plan.name.clone());
     let ours = fetched.for_cluster(&name, &plan.api)?;
     if let Some(path) = &args.output {
         let old = kubeconfig::read(path).ok().and_then(|(_, text)| text);

@@ -15,8 +15,11 @@ use std::process::{Command, Stdio};
 /// ssh's own exit status for its errors (connection, authentication, host key).
 const SSH_FAILURE: i32 = 255;
 
-/// What ssh says is kept to this many bytes: enough for its messages, bounded.
+/// What ssh says is kept to its last this many bytes: enough for its messages, bounded.
 const MAX_STDERR: u64 = 64 * 1024;
+
+/// The longest line of ssh's an error quotes (characters).
+const MAX_SAID: usize = 300;
 
 /// A node to connect to.
 #[derive(Debug, Clone)]
@@ -203,8 +206,20 @@ impl Ssh {
         let stderr = child.stderr.take();
         let errors = std::thread::spawn(move || {
             let mut text = Vec::new();
-            if let Some(e) = stderr {
-                let _ = e.take(MAX_STDERR).read_to_end(&mut text);
+            // All of it is read (a full pipe would stop ssh, and with it the standard output
+            // being read), and only the last MAX_STDERR bytes kept: ssh's reason comes last.
+            if let Some(mut e) = stderr {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = e.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.extend_from_slice(&chunk[..n]);
+                    if text.len() as u64 > 2 * MAX_STDERR {
+                        let cut = text.len() - MAX_STDERR as usize;
+                        text.drain(..cut);
+                    }
+                }
             }
             text
         });
@@ -245,7 +260,12 @@ impl Ssh {
             .map(str::trim)
             .rfind(|l| !l.is_empty() && !l.starts_with("@@@"))
             .unwrap_or("(nothing)");
-        let said_line = crate::ui::terminal_safe(last).into_owned();
+        // One line of ssh's, shortened: the error is one readable line.
+        let short: String = match last.char_indices().nth(MAX_SAID) {
+            Some((at, _)) => format!("{}…", &last[..at]),
+            None => last.to_string(),
+        };
+        let said_line = crate::ui::terminal_safe(&short).into_owned();
         let host = target.host.clone();
         let known_hosts = self.known_hosts.display().to_string();
         if status.code() == Some(SSH_FAILURE) {
