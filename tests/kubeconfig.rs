@@ -505,3 +505,62 @@ fn floods_from_ssh_are_bounded() {
     only_error_line(&out, &["sent more than 4194304 bytes"]);
     assert!(!dir.path().join("kubeconfig").exists());
 }
+
+/// `sudo pinode kubeconfig --merge`: ssh runs as the invoking user (their ~/.ssh key, their
+/// pinode state), and the kubeconfig written is theirs (their ~/.kube/config, owned by them).
+#[test]
+fn under_sudo_the_invoking_users_key_state_and_kubeconfig() {
+    let s = setup();
+    let name = "pinodesudo";
+    let home = s.path("sudo-home");
+    let _ = output(Command::new("userdel").arg(name));
+    run(Command::new("useradd")
+        .args(["-M", "-U", "-s", "/bin/sh", "-d"])
+        .arg(&home)
+        .arg(name));
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = output(Command::new("userdel").arg(self.0));
+        }
+    }
+    let _gone = Gone(name);
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(s.path("client"), home.join(".ssh/id_ed25519")).unwrap();
+    std::fs::create_dir_all(home.join(".local/state/pinode")).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(s.path("state/clusters"))
+        .arg(home.join(".local/state/pinode/")));
+    run(Command::new("chown")
+        .args(["-R", &format!("{name}:{name}")])
+        .arg(&home));
+    chmod(&home.join(".ssh/id_ed25519"), "600");
+    let id = |flag: &str| -> u32 {
+        run(Command::new("id").arg(flag).arg(name))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let mut c = pinode();
+    sudo_env(&mut c, name, uid, gid);
+    c.env_remove("PINODE_STATE_DIR")
+        .env_remove("KUBECONFIG")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("XDG_STATE_HOME")
+        .args(["kubeconfig", "--merge", "--profile"])
+        .arg(s.path("lab.yaml"))
+        .arg("--address")
+        .arg(format!("kube1=127.0.0.1:{}", s.port));
+    let out = output(&mut c);
+    assert!(out.status.success(), "{}", both(&out));
+    let config = home.join(".kube/config");
+    use std::os::unix::fs::MetadataExt;
+    for path in [home.join(".kube"), config.clone()] {
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{}", path.display());
+    }
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(yaml(&config)["current-context"].as_str(), Some("lab"));
+}
