@@ -74,6 +74,9 @@ pub enum Command {
     /// Write an image prepared earlier (HOST.img, .img.xz/.zst/.gz, a CI artifact) to a card,
     /// checked against its .sha256 first, written and read back as flash does (Linux).
     Write(WriteArgs),
+    /// Fetch the cluster's kubeconfig from its founding server over SSH (checked against
+    /// pinode's known_hosts) and write it to a file or merge it into your kubeconfig.
+    Kubeconfig(KubeconfigArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -300,6 +303,29 @@ pub struct RenderArgs {
     /// First-boot route (overrides the profile's os.init).
     #[arg(long, value_enum)]
     pub init: Option<InitRoute>,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// The profile (YAML) of the cluster.
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    /// Merge into $KUBECONFIG (its first file), else ~/.kube/config: only this cluster's
+    /// cluster, user and context are replaced; the earlier file is kept as FILE.bak.
+    #[arg(long, conflicts_with = "output", required_unless_present = "output")]
+    pub merge: bool,
+    /// Write the cluster's kubeconfig alone to this file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The name of the cluster, user and context [default: the profile's cluster.name].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// With --merge: make it the current context (it is anyway when there was none).
+    #[arg(long, requires = "merge")]
+    pub set_current: bool,
+    /// Reach HOST at this address instead of HOST.local (repeatable).
+    #[arg(long, value_name = "HOST=IP[:PORT]")]
+    pub address: Vec<pinode::remote::AddressOverride>,
 }
 
 #[cfg(test)]

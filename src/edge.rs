@@ -99,6 +99,8 @@ pub struct Settings {
     /// `PINODE_HTTP_TIMEOUT`, `PINODE_HTTP_RETRIES`, `PINODE_HTTP_BACKOFF_MS` as given; the
     /// download code checks their ranges ([`crate::fetch::HttpSettings`]).
     pub(crate) http: HttpVars,
+    /// `KUBECONFIG`: the kubeconfig `pinode kubeconfig --merge` writes (its first entry).
+    pub(crate) kubeconfig: Option<std::ffi::OsString>,
     pub(crate) test: TestHooks,
 }
 
@@ -168,6 +170,10 @@ impl Settings {
                 retries: env.var("PINODE_HTTP_RETRIES").ok().map(str::to_string),
                 backoff_ms: env.var("PINODE_HTTP_BACKOFF_MS").ok().map(str::to_string),
             },
+            kubeconfig: env
+                .var_os("KUBECONFIG")
+                .filter(|v| !v.is_empty())
+                .map(OsStr::to_os_string),
             test,
             env,
         }

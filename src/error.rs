@@ -43,6 +43,10 @@ pub enum Error {
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Input(#[from] pinode::input::InputError),
+    #[error(transparent)]
+    Remote(#[from] pinode::remote::RemoteError),
+    #[error(transparent)]
+    Kubeconfig(#[from] pinode::kubeconfig::KubeconfigError),
     #[error("node {node}: {source}")]
     Render { node: String, source: RenderError },
     #[error("{path}: {message}", path = .path.display())]

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => commands::devices::run(a, &out),
         Command::Flash(a) => commands::flash::run(a, &sources, &out),
         Command::Write(a) => commands::write::run(a, &out),
+        Command::Kubeconfig(a) => commands::kubeconfig::run(a, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -24,7 +24,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["disk", "bootfs", "rootfs", "osinfo", "image"]),
     (
         "sources and outputs",
-        &["fetch", "catalog", "cache", "sink", "device"],
+        &[
+            "fetch",
+            "catalog",
+            "cache",
+            "sink",
+            "device",
+            "remote",
+            "kubeconfig",
+        ],
     ),
     ("stacks", &["engine", "ci"]),
     ("profile", &["profile"]),

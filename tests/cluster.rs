@@ -425,6 +425,70 @@ fn install_log(root: &ScratchRoot) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The node's host key after firstrun.sh: the one pinode keeps for it (compared with the
+/// public half OpenSSH's own ssh-keygen derives), root-only in /etc/ssh, the image's other
+/// host keys gone, Raspberry Pi OS's regeneration disabled, and no private key left on the
+/// boot partition (raw bytes of every file there).
+fn check_host_key(env: &Env, root: &ScratchRoot, host: &str) {
+    let kept = env
+        .dir
+        .path()
+        .join(format!("state/clusters/matrix/host-keys/{host}_ed25519"));
+    assert_eq!(mode(&kept), 0o600);
+    let installed = root.path("etc/ssh/ssh_host_ed25519_key");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&kept).unwrap()
+    );
+    assert_eq!(mode(&installed), 0o600);
+    let derived = run(Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&installed));
+    let public = read(&root.path("etc/ssh/ssh_host_ed25519_key.pub"));
+    assert_eq!(
+        derived.split(' ').take(2).collect::<Vec<_>>(),
+        public.split(' ').take(2).collect::<Vec<_>>()
+    );
+    let known = read(&env.dir.path().join("state/clusters/matrix/known_hosts"));
+    let key: Vec<&str> = public.split(' ').take(2).collect();
+    for name in [host.to_string(), format!("{host}.local")] {
+        assert!(
+            known
+                .lines()
+                .any(|l| l == format!("{name} {}", key.join(" "))),
+            "{name} in {known}"
+        );
+    }
+    let others: Vec<_> = std::fs::read_dir(root.path("etc/ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ssh_host_") && !n.starts_with("ssh_host_ed25519_key"))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    assert!(
+        read(&root.path("etc/ssh/sshd_config.d/05-pinode-host-key.conf"))
+            .contains("HostKey /etc/ssh/ssh_host_ed25519_key\n")
+    );
+    assert!(
+        root.stub_log()
+            .contains("systemctl --no-reload disable regenerate_ssh_host_keys.service"),
+        "{}",
+        root.stub_log()
+    );
+    let secret = std::fs::read(&kept).unwrap();
+    let needle = &secret[40..100];
+    for file in walk(&root.boot()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle)
+                && !bytes.windows(11).any(|w| w == b"PRIVATE KEY"),
+            "a private key is left in {}",
+            file.display()
+        );
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
 }
@@ -446,6 +510,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
         "secrets are moved off the boot partition"
     );
     assert!(!boot.join("firstrun.sh").exists() && !boot.join("userconf.txt").exists());
+    check_host_key(&env, &root, "matrix");
     for (name, token) in [("k3s-token", K3S_TOKEN), ("runner-token", RUNNER_TOKEN)] {
         let path = root.path(&format!("etc/pinode/secrets/{name}"));
         assert_eq!(read(&path), token);

@@ -487,12 +487,30 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
         .unwrap();
         assert_eq!(got.trim(), kept.trim(), "node n{i} got another token");
     }
-    // Nothing but the token in its directory (no temporary left behind).
-    let names: Vec<_> = std::fs::read_dir(state.join("clusters/race"))
+    // Nothing but the token, the host keys and known_hosts in its directory (no temporary
+    // left behind).
+    let mut names: Vec<_> = std::fs::read_dir(state.join("clusters/race"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["token"]);
+    names.sort();
+    assert_eq!(names, ["host-keys", "known_hosts", "token"]);
+    // Every node's two lines, none lost to a concurrent rewrite.
+    let known = std::fs::read_to_string(state.join("clusters/race/known_hosts")).unwrap();
+    for i in 1..=8 {
+        for name in [format!("n{i}"), format!("n{i}.local")] {
+            assert!(
+                known
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} ssh-ed25519 "))),
+                "{name} is missing from known_hosts:\n{known}"
+            );
+        }
+    }
+    let keys = std::fs::read_dir(state.join("clusters/race/host-keys"))
+        .unwrap()
+        .count();
+    assert_eq!(keys, 8, "one key per node, no temporary left");
 }
 
 /// Item 10: a full disk leaves no empty "token" behind, and an empty one left by an older

@@ -5,6 +5,7 @@ pub mod devices;
 pub mod download;
 pub mod flash;
 pub mod inspect;
+pub mod kubeconfig;
 pub mod os;
 pub mod patch;
 pub mod prepare;

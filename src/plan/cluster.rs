@@ -202,7 +202,7 @@ fn check_token_value(t: &str) -> Result<(), String> {
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state
 /// directory (`~/.local/state/pinode`; under sudo the invoking user's, not root's, so that
 /// `sudo pinode flash` and `pinode prepare` share one kept token).
-fn state_dir(settings: &Settings) -> PathBuf {
+pub(crate) fn state_dir(settings: &Settings) -> PathBuf {
     if let Some(dir) = &settings.state_dir {
         return dir.clone();
     }

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod hostkey;
 pub mod password;
 pub mod wifi;
 
@@ -71,6 +72,9 @@ pub struct NodePlan {
     pub(crate) boot: BootConfig,
     /// The node's part in the K3s cluster, when the profile has one.
     pub cluster: Option<NodeCluster>,
+    /// The node's SSH host key, made and kept by pinode (cluster profiles: the key and the
+    /// known_hosts file are kept per cluster).
+    pub(crate) host_key: Option<hostkey::HostKey>,
     /// What the user should be told, one line each for stderr (e.g. that the cluster token
     /// was generated and where it is kept). The library does not print; the commands do.
     pub notes: Vec<String>,
@@ -124,15 +128,23 @@ impl NodePlan {
             }
         };
         let mut notes = Vec::new();
-        let cluster = match ClusterPlan::of(profile, settings) {
+        let cluster_plan = ClusterPlan::of(profile, settings);
+        let cluster = match &cluster_plan {
             None => None,
             Some(plan) => Some(resolve_cluster(
                 profile,
-                &plan,
+                plan,
                 &node.hostname,
                 settings,
                 &mut notes,
             )?),
+        };
+        let host_key = match &cluster_plan {
+            None => None,
+            Some(plan) => Some(
+                hostkey::HostKey::kept(&plan.name, &node.hostname, settings)
+                    .map_err(|e| profile.error_at("cluster.name", e))?,
+            ),
         };
         let has_keys = !keys.is_empty();
         Ok(NodePlan {
@@ -152,6 +164,7 @@ impl NodePlan {
             keyboard: node.keyboard.clone(),
             boot: node.boot.clone(),
             cluster,
+            host_key,
             notes,
         })
     }

@@ -39,6 +39,20 @@ printf 'pinode first boot of %s\ncloud-init: done\nfinished: %s\nlog: /var/log/c
 sync
 "#;
 
+/// Keeps Raspberry Pi OS from replacing the host key cloud-init installs. Static text.
+///
+/// raspberrypi-sys-mods (RPi-Distro, release 20240129) ships regenerate_ssh_host_keys.service:
+/// WantedBy=multi-user.target, Before=ssh.service, default dependencies (so after
+/// sysinit.target); its script deletes `/etc/ssh/ssh_host_*_key*`, runs `ssh-keygen -A` and
+/// disables itself. cloud-init.service, where bootcmd and the ssh module run, is
+/// Before=sysinit.target, so the service would run after cloud-init wrote pinode's key and
+/// delete it. Its start job was queued at boot: disabling it is not enough, it is masked and
+/// systemd reloaded, so the queued job fails instead of running.
+const KEEP_HOST_KEY: &str = r#"systemctl --quiet is-enabled regenerate_ssh_host_keys.service 2>/dev/null || exit 0
+systemctl --no-reload disable regenerate_ssh_host_keys.service
+systemctl --no-reload mask regenerate_ssh_host_keys.service && systemctl daemon-reload
+"#;
+
 /// Renames an existing uid-1000 user (and its group and home) to `$1`. Static text.
 const RENAME_FIRST_USER: &str = r#"first=$(getent passwd 1000 | cut -d: -f1)
 [ -n "$first" ] && [ "$first" != "$1" ] || exit 0
@@ -56,6 +70,15 @@ struct CloudConfig<'a> {
     manage_etc_hosts: bool,
     users: Vec<CloudUser<'a>>,
     ssh_pwauth: bool,
+    /// The host key pinode made (`ed25519_private`, `ed25519_public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_keys: Option<BTreeMap<&'static str, &'a str>>,
+    /// With `ssh_keys`: true. cloud-init's ssh module (cloudinit/config/cc_ssh.py, `handle`,
+    /// 22.4.2 and main) first deletes `/etc/ssh/ssh_host_*key*` when this is true, then
+    /// writes the keys of `ssh_keys`, and generates none when `ssh_keys` is given: the node
+    /// ends up with pinode's key and no key baked into the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_deletekeys: Option<bool>,
     timezone: &'a str,
     locale: &'a str,
     runcmd: Vec<Vec<String>>,
@@ -113,7 +136,7 @@ pub(crate) fn user_data(plan: &NodePlan, generation: Generation) -> Result<Strin
 generate_locale \"$1\"\n",
         super::firstrun::GENERATE_LOCALE
     );
-    let bootcmd = vec![
+    let mut bootcmd = vec![
         args(&[
             "cloud-init-per",
             "once",
@@ -138,6 +161,16 @@ generate_locale \"$1\"\n",
             &plan.user.name,
         ]),
     ];
+    if plan.host_key.is_some() {
+        bootcmd.push(args(&[
+            "cloud-init-per",
+            "once",
+            "pinode-host-key",
+            "sh",
+            "-c",
+            KEEP_HOST_KEY,
+        ]));
+    }
     // The keyboard with the same code as the firstrun route: cloud-init's keyboard module
     // needs console-setup, which not every image has.
     let set_keyboard = format!("{}\nset_keyboard \"$1\"\n", super::firstrun::SET_KEYBOARD);
@@ -162,6 +195,13 @@ generate_locale \"$1\"\n",
             },
         }],
         ssh_pwauth: plan.ssh_password_authentication,
+        ssh_keys: plan.host_key.as_ref().map(|key| {
+            BTreeMap::from([
+                ("ed25519_private", key.private_openssh()),
+                ("ed25519_public", key.public_line()),
+            ])
+        }),
+        ssh_deletekeys: plan.host_key.as_ref().map(|_| true),
         timezone: &plan.timezone,
         locale: &plan.locale,
         runcmd,

@@ -109,6 +109,31 @@ PasswordAuthentication $2
 	fi
 }
 
+# install_host_key PRIVATE PUBLIC: the host key pinode made for this node (its public half is
+# in pinode's known_hosts already), in place before sshd first starts: this script runs in
+# kernel-command-line.target (systemd.unit= on cmdline.txt), before multi-user.target and ssh.
+# The image's own host keys, if it has any, go: only pinode's key identifies the node.
+# Raspberry Pi OS would replace it on the next boot: raspberrypi-sys-mods (RPi-Distro, release
+# 20240129) ships regenerate_ssh_host_keys.service (WantedBy=multi-user.target,
+# Before=ssh.service), whose script runs `rm -f /etc/ssh/ssh_host_*_key*`, `ssh-keygen -A` and
+# then disables itself (usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys). It is
+# disabled here, as it would have disabled itself, so that it never runs. The image's
+# init=/usr/lib/raspberrypi-sys-mods/firstboot (the boot before this one, without systemd)
+# runs the same script first; this script comes after it, so its keys are replaced here.
+install_host_key() {
+	rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub || return 1
+	write_file /etc/ssh/ssh_host_ed25519_key 600 "$1" &&
+		write_file /etc/ssh/ssh_host_ed25519_key.pub 644 "$2
+" &&
+		write_file /etc/ssh/sshd_config.d/05-pinode-host-key.conf 644 "# Written by pinode on first boot: the host key pinode made.
+HostKey /etc/ssh/ssh_host_ed25519_key
+" || return 1
+	if systemctl --quiet is-enabled regenerate_ssh_host_keys.service 2>/dev/null; then
+		systemctl --no-reload disable regenerate_ssh_host_keys.service || return 1
+	fi
+	return 0
+}
+
 set_timezone() {
 	[ -e "/usr/share/zoneinfo/$1" ] || return 1
 	ln -sf "/usr/share/zoneinfo/$1" /etc/localtime && write_file /etc/timezone 644 "$1
@@ -233,6 +258,12 @@ pub(crate) fn render(plan: &NodePlan, generation: Generation) -> Result<String, 
         )?;
     p.step(r#"step "sudo" configure_sudo "$USER_NAME" "$SUDO_MODE""#)
         .step(r#"step "ssh" configure_ssh "$SSH_ENABLED" "$SSH_PASSWORD_AUTHENTICATION""#);
+    if let Some(key) = &plan.host_key {
+        // A secret in a secret file: the script scrubs itself when it is done (`finish`).
+        p.var("HOST_KEY_PRIVATE", key.private_openssh())?
+            .var("HOST_KEY_PUBLIC", key.public_line())?;
+        p.step(r#"step "ssh host key" install_host_key "$HOST_KEY_PRIVATE" "$HOST_KEY_PUBLIC""#);
+    }
     if let Some(wifi) = &plan.wifi {
         let (path, content) = match generation {
             Generation::Bullseye => (

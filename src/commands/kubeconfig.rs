@@ -1,0 +1,95 @@
+//! `pinode kubeconfig`: the founding server's K3s kubeconfig, fetched over SSH with pinode's
+//! known_hosts, renamed for the cluster and pointed at its API address, then written to a
+//! file or merged into the user's kubeconfig.
+
+use crate::cli::KubeconfigArgs;
+use crate::error::Error;
+use pinode::kubeconfig::{self, Kubeconfig, Written};
+use pinode::plan::cluster::ClusterPlan;
+use pinode::plan::hostkey;
+use pinode::remote::{Ssh, Target};
+
+use super::{Output, load_profile};
+
+/// Where K3s writes the admin kubeconfig on a server; root-only, hence `sudo`.
+const K3S_KUBECONFIG: &str = "sudo cat /etc/rancher/k3s/k3s.yaml";
+
+pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
+    let loaded = load_profile(&args.profile, out)?;
+    let settings = pinode::edge::settings();
+    let plan = ClusterPlan::of(&loaded, settings).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no cluster: `pinode kubeconfig` fetches a K3s cluster's kubeconfig",
+            args.profile.display()
+        ))
+    })?;
+    for a in &args.address {
+        if !loaded.nodes.iter().any(|n| n.hostname == a.host) {
+            return Err(Error::Usage(format!(
+                "--address {}: the profile has no node {}",
+                a.host, a.host
+            )));
+        }
+    }
+    let founder = loaded
+        .nodes
+        .iter()
+        .find(|n| n.hostname == plan.founder)
+        .ok_or_else(|| Error::Usage(format!("the profile has no node {}", plan.founder)))?;
+    let given = args.address.iter().find(|a| a.host == plan.founder);
+    let target = Target {
+        host: plan.founder.clone(),
+        address: given.map_or_else(|| format!("{}.local", plan.founder), |a| a.address.clone()),
+        port: given.and_then(|a| a.port),
+        user: founder.user.name.clone(),
+    };
+    let name = args.context.clone().unwrap_or_else(|| plan.name.clone());
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "--context {name:?}: a context name must be a non-empty line of text"
+        )));
+    }
+    let known_hosts = hostkey::known_hosts_path(settings, &plan.name);
+    let ssh = Ssh::new(known_hosts);
+    let bytes = ssh.run(&target, K3S_KUBECONFIG, kubeconfig::MAX_KUBECONFIG)?;
+    let fetched = Kubeconfig::parse(&bytes, "the founding server's /etc/rancher/k3s/k3s.yaml")?;
+    let ours = fetched.for_cluster(&name, &plan.api)?;
+    if let Some(path) = &args.output {
+        let old = kubeconfig::read(path).ok().and_then(|(_, text)| text);
+        let written = kubeconfig::write(path, &ours, old.as_deref(), false)?;
+        out.say(match written {
+            Written::Unchanged => format!("{}: unchanged (context {name})", path.display()),
+            Written::Changed { .. } => {
+                format!(
+                    "wrote {} (context {name}, server {})",
+                    path.display(),
+                    plan.api
+                )
+            }
+        });
+        return Ok(());
+    }
+    let path = kubeconfig::default_path(settings)?;
+    let (existing, old) = kubeconfig::read(&path)?;
+    let merged = existing.merged(&ours, args.set_current);
+    let written = kubeconfig::write(&path, &merged, old.as_deref(), true)?;
+    out.say(match written {
+        Written::Unchanged => format!(
+            "{}: already holds context {name}; unchanged",
+            path.display()
+        ),
+        Written::Changed { backup } => format!(
+            "merged context {name} (server {}) into {}{}",
+            plan.api,
+            path.display(),
+            backup.map_or_else(String::new, |b| format!(
+                "; the earlier file is {}",
+                b.display()
+            ))
+        ),
+    });
+    if merged.current_context.as_deref() != Some(name.as_str()) {
+        out.say(format!("use it with: kubectl --context {name} get nodes"));
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! Kubeconfig files: the one K3s writes on its first server, renamed for the cluster and
+//! pointed at its API address, then written alone or merged into the user's kubeconfig.
+//!
+//! Why typed: a merge must replace exactly this cluster's cluster, user and context and
+//! leave every other entry as it was. Each entry is kept as the YAML mapping it was
+//! (`Named::body`), so other entries come out with the same content and key order, and a
+//! second merge of the same cluster writes nothing. The file holds client keys: it is
+//! written 0600, atomically, and its content never appears in an error.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+/// A kubeconfig is a few KiB; K3s's is about 3 KiB. Anything larger is not one.
+pub const MAX_KUBECONFIG: u64 = 4 * 1024 * 1024;
+
+/// Why a kubeconfig could not be used. Never holds the file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("{what} is not a kubeconfig: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("{path}: {message}", path = .path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("no kubeconfig to merge into: set KUBECONFIG or HOME, or use --output FILE")]
+    NoPath,
+}
+
+/// A kubeconfig file (`apiVersion: v1`, `kind: Config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kubeconfig {
+    #[serde(rename = "apiVersion", default = "api_version")]
+    pub api_version: String,
+    #[serde(default = "kind")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "null_is_empty")]
+    pub clusters: Vec<Named>,
+    #[serde(default, deserialize_with = "null_is_empty")]
+    pub contexts: Vec<Named>,
+    #[serde(default, deserialize_with = "null_is_empty")]
+    pub users: Vec<Named>,
+    /// `None` for a missing or empty `current-context` (kubectl writes `""`).
+    #[serde(
+        rename = "current-context",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_none"
+    )]
+    pub current_context: Option<String>,
+    /// `preferences` and anything else, kept as they were.
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+/// One entry of `clusters`, `contexts` or `users`: its name and the rest as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Named {
+    pub name: String,
+    #[serde(flatten)]
+    pub body: Mapping,
+}
+
+fn api_version() -> String {
+    "v1".into()
+}
+
+fn kind() -> String {
+    "Config".into()
+}
+
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Named>, D::Error> {
+    Ok(Option::<Vec<Named>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The file already held exactly this; nothing was written.
+    Unchanged,
+    /// Written; the earlier file (if any) kept at `backup`.
+    Changed { backup: Option<PathBuf> },
+}
+
+impl Kubeconfig {
+    /// Parses `bytes` (`what` names them in errors).
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Kubeconfig, KubeconfigError> {
+        let invalid = |reason: String| KubeconfigError::Invalid {
+            what: what.to_string(),
+            reason,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Kubeconfig::empty());
+        }
+        // serde_yaml's messages name a line and column, never the value.
+        let config: Kubeconfig =
+            serde_yaml::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        if config.kind != "Config" {
+            return Err(invalid(format!("kind is {:?}, not Config", config.kind)));
+        }
+        Ok(config)
+    }
+
+    /// A kubeconfig with no entries.
+    pub fn empty() -> Kubeconfig {
+        Kubeconfig {
+            api_version: api_version(),
+            kind: kind(),
+            clusters: Vec::new(),
+            contexts: Vec::new(),
+            users: Vec::new(),
+            current_context: None,
+            other: Mapping::new(),
+        }
+    }
+
+    /// K3s's own kubeconfig (one cluster, user and context, all named `default`, the server
+    /// `https://127.0.0.1:6443`) made into this cluster's: everything named `name`, the
+    /// server `api`, the current context `name`.
+    pub fn for_cluster(&self, name: &str, api: &str) -> Result<Kubeconfig, KubeconfigError> {
+        let invalid = |reason: &str| KubeconfigError::Invalid {
+            what: "the founding server's /etc/rancher/k3s/k3s.yaml".into(),
+            reason: reason.into(),
+        };
+        let context = match self.contexts.as_slice() {
+            [one] => one,
+            _ => return Err(invalid("it does not hold exactly one context")),
+        };
+        let inner = context
+            .body
+            .get("context")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| invalid("its context has no `context` mapping"))?;
+        let field = |key: &str| inner.get(key).and_then(Value::as_str);
+        let find = |list: &[Named], entry: Option<&str>, what: &str| {
+            list.iter()
+                .find(|n| Some(n.name.as_str()) == entry)
+                .cloned()
+                .ok_or_else(|| invalid(&format!("its context names no {what} it holds")))
+        };
+        let mut cluster = find(&self.clusters, field("cluster"), "cluster")?;
+        let mut user = find(&self.users, field("user"), "user")?;
+        let server = cluster
+            .body
+            .get_mut("cluster")
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| invalid("its cluster has no `cluster` mapping"))?;
+        server.insert("server".into(), api.into());
+        cluster.name = name.to_string();
+        user.name = name.to_string();
+        let mut context = context.clone();
+        if let Some(Value::Mapping(inner)) = context.body.get_mut("context") {
+            inner.insert("cluster".into(), name.into());
+            inner.insert("user".into(), name.into());
+        }
+        context.name = name.to_string();
+        Ok(Kubeconfig {
+            clusters: vec![cluster],
+            contexts: vec![context],
+            users: vec![user],
+            current_context: Some(name.to_string()),
+            ..Kubeconfig::empty()
+        })
+    }
+
+    /// `self` with `ours`'s entries in place of those of the same names (where they were,
+    /// else at the end); every other entry untouched. The current context becomes ours only
+    /// when `set_current` or when there was none.
+    pub fn merged(&self, ours: &Kubeconfig, set_current: bool) -> Kubeconfig {
+        let mut merged = self.clone();
+        replace(&mut merged.clusters, &ours.clusters);
+        replace(&mut merged.contexts, &ours.contexts);
+        replace(&mut merged.users, &ours.users);
+        if set_current || merged.current_context.is_none() {
+            merged.current_context = ours.current_context.clone();
+        }
+        merged
+    }
+
+    /// The YAML text.
+    pub fn to_yaml(&self) -> Result<String, KubeconfigError> {
+        serde_yaml::to_string(self).map_err(|e| KubeconfigError::Invalid {
+            what: "the merged kubeconfig".into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn replace(list: &mut Vec<Named>, ours: &[Named]) {
+    for entry in ours {
+        match list.iter_mut().find(|n| n.name == entry.name) {
+            Some(old) => *old = entry.clone(),
+            None => list.push(entry.clone()),
+        }
+    }
+}
+
+/// The kubeconfig `--merge` writes: the first file of `$KUBECONFIG`, else
+/// `~/.kube/config` of the invoking user (under sudo, theirs, not root's).
+pub fn default_path(settings: &crate::edge::Settings) -> Result<PathBuf, KubeconfigError> {
+    if let Some(list) = &settings.kubeconfig {
+        use std::os::unix::ffi::OsStrExt;
+        // A list of files separated by `:`, as kubectl reads it; it writes new entries to
+        // the first.
+        if let Some(first) = list
+            .as_bytes()
+            .split(|b| *b == b':')
+            .find(|p| !p.is_empty())
+        {
+            return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(first)));
+        }
+    }
+    crate::invoker::Invoker::current()
+        .expand_tilde("~/.kube/config")
+        .ok_or(KubeconfigError::NoPath)
+}
+
+/// Reads the kubeconfig at `path`; an absent file is an empty kubeconfig.
+pub fn read(path: &Path) -> Result<(Kubeconfig, Option<String>), KubeconfigError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok((Kubeconfig::empty(), None));
+    }
+    let text = crate::input::read_text(path, MAX_KUBECONFIG, "a kubeconfig").map_err(|e| {
+        KubeconfigError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    let config = Kubeconfig::parse(text.as_bytes(), &path.display().to_string())?;
+    Ok((config, Some(text)))
+}
+
+/// Writes `config` to `path` (mode 0600, atomically, under sudo the invoking user's),
+/// unless the file holds exactly that text already. With `backup`, the earlier content is
+/// kept first in `PATH.bak` (0600).
+pub fn write(
+    path: &Path,
+    config: &Kubeconfig,
+    old: Option<&str>,
+    backup: bool,
+) -> Result<Written, KubeconfigError> {
+    let text = config.to_yaml()?;
+    if old == Some(text.as_str()) {
+        return Ok(Written::Unchanged);
+    }
+    let io = |p: &Path, e: std::io::Error| KubeconfigError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    let invoker = crate::invoker::Invoker::current();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        invoker.create_dir_all(dir, 0o700).map_err(|e| io(dir, e))?;
+    }
+    let mut kept = None;
+    if let (true, Some(old)) = (backup, old) {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".bak");
+        let bak = path.with_file_name(name);
+        crate::cleanup::write_atomic_with(&bak, old.as_bytes(), 0o600, |f| {
+            invoker.give_back_file(f)
+        })
+        .map_err(|e| io(&bak, e))?;
+        kept = Some(bak);
+    }
+    crate::cleanup::write_atomic_with(path, text.as_bytes(), 0o600, |f| invoker.give_back_file(f))
+        .map_err(|e| io(path, e))?;
+    Ok(Written::Changed { backup: kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K3S: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {}\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
+
+    #[test]
+    fn k3s_config_is_renamed_and_pointed_at_the_api() {
+        let k3s = Kubeconfig::parse(K3S.as_bytes(), "k3s.yaml").unwrap();
+        let ours = k3s.for_cluster("lab", "https://lab.example:6443").unwrap();
+        assert_eq!(ours.clusters[0].name, "lab");
+        let server = &ours.clusters[0].body["cluster"]["server"];
+        assert_eq!(server.as_str(), Some("https://lab.example:6443"));
+        assert_eq!(
+            ours.contexts[0].body["context"]["user"].as_str(),
+            Some("lab")
+        );
+        assert_eq!(
+            ours.users[0].body["user"]["client-key-data"].as_str(),
+            Some("S0VZ")
+        );
+        assert_eq!(ours.current_context.as_deref(), Some("lab"));
+    }
+
+    #[test]
+    fn a_merge_replaces_only_our_entries_and_is_stable() {
+        let k3s = Kubeconfig::parse(K3S.as_bytes(), "k3s.yaml").unwrap();
+        let ours = k3s.for_cluster("lab", "https://lab:6443").unwrap();
+        let mut theirs = k3s.for_cluster("other", "https://other:6443").unwrap();
+        theirs
+            .other
+            .insert("preferences".into(), Value::Mapping(Mapping::new()));
+        let once = theirs.merged(&ours, false);
+        assert_eq!(once.current_context.as_deref(), Some("other"));
+        assert_eq!(once.clusters.len(), 2);
+        assert_eq!(once.clusters[0], theirs.clusters[0]);
+        let twice = once.merged(&ours, false);
+        assert_eq!(twice.to_yaml().unwrap(), once.to_yaml().unwrap());
+        assert_eq!(
+            once.merged(&ours, true).current_context.as_deref(),
+            Some("lab")
+        );
+        assert!(Kubeconfig::parse(b"kind: Pod\n", "x").is_err());
+        let empty = Kubeconfig::parse(b"clusters: null\ncurrent-context: \"\"\n", "x").unwrap();
+        assert_eq!(
+            empty.merged(&ours, false).current_context.as_deref(),
+            Some("lab")
+        );
+    }
+}
