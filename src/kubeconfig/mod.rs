@@ -95,11 +95,20 @@ impl Kubeconfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Kubeconfig::empty());
         }
-        // serde_yaml's messages name a line and column, never the value.
-        let config: Kubeconfig =
-            serde_yaml::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        // Only where: serde_yaml's messages quote the value they met (`invalid type: string
+        // "…"`), which in a kubeconfig may be a token or a client key.
+        let config: Kubeconfig = serde_yaml::from_slice(bytes).map_err(|e| {
+            invalid(match e.location() {
+                Some(at) => format!(
+                    "not the shape of one at line {} column {}",
+                    at.line(),
+                    at.column()
+                ),
+                None => "not the shape of one (line unknown)".into(),
+            })
+        })?;
         if config.kind != "Config" {
-            return Err(invalid(format!("kind is {:?}, not Config", config.kind)));
+            return Err(invalid("its kind is not Config".into()));
         }
         Ok(config)
     }
@@ -292,6 +301,21 @@ mod tests {
             Some("S0VZ")
         );
         assert_eq!(ours.current_context.as_deref(), Some("lab"));
+    }
+
+    #[test]
+    fn a_malformed_kubeconfig_is_refused_without_quoting_it() {
+        for text in [
+            "users: \"s3cr3t-token\"\n",
+            "current-context: [s3cr3t-token]\nkind: Config\n",
+            "users:\n- name: [s3cr3t-token]\n",
+        ] {
+            let err = Kubeconfig::parse(text.as_bytes(), "x")
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
     }
 
     #[test]
