@@ -196,6 +196,40 @@ impl Drop for LockFile {
     }
 }
 
+/// A file that exists only while held, created only if nobody else's is there
+/// (`O_CREAT|O_EXCL`): the lock convention of a tool pinode cooperates with, such as
+/// kubectl's `FILE.lock`, where the file's existence is the lock. Removed when dropped and
+/// on SIGINT/SIGTERM/SIGHUP; a run killed outright leaves it, as that tool would.
+#[derive(Debug)]
+pub(crate) struct CreatedLock {
+    path: PathBuf,
+    _registration: Registration,
+}
+
+impl CreatedLock {
+    /// Creates `path` (mode 0600), failing with `AlreadyExists` when it is there.
+    pub(crate) fn create(path: &Path) -> io::Result<CreatedLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created and registered under the registry's lock, as `TempFile::new_in` does.
+        let mut registry = registry();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(CreatedLock {
+            path: path.to_path_buf(),
+            _registration: registry.register(path),
+        })
+    }
+}
+
+impl Drop for CreatedLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `contents` to `path` (mode 0600) through a registered temporary file, fsync and a
 /// rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {

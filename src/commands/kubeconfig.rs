@@ -70,9 +70,7 @@ pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
         return Ok(());
     }
     let path = kubeconfig::default_path(settings)?;
-    let (existing, old) = kubeconfig::read(&path)?;
-    let merged = existing.merged(&ours, args.set_current);
-    let written = kubeconfig::write(&path, &merged, old.as_deref(), true)?;
+    let (merged, written) = kubeconfig::merge_into(&path, &ours, args.set_current)?;
     out.say(match written {
         Written::Unchanged => format!(
             "{}: already holds context {name}; unchanged",

@@ -24,6 +24,13 @@ pub enum KubeconfigError {
     Io { path: PathBuf, message: String },
     #[error("no kubeconfig to merge into: set KUBECONFIG or HOME, or use --output FILE")]
     NoPath,
+    #[error(
+        "{path} is being changed by another program (kubectl or pinode): its lock {lock} \
+         exists; run again when it is done, or remove the lock if no such program runs",
+        path = .path.display(),
+        lock = .lock.display()
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
 }
 
 /// A kubeconfig file (`apiVersion: v1`, `kind: Config`).
@@ -242,6 +249,53 @@ pub fn read(path: &Path) -> Result<(Kubeconfig, Option<String>), KubeconfigError
     Ok((config, Some(text)))
 }
 
+/// Merges `ours` into the kubeconfig at `path` (see [`Kubeconfig::merged`]) and writes it
+/// back with a backup; returns the merged kubeconfig and what was written.
+///
+/// Why a lock: the merge reads, changes and rewrites the file, and another writer in
+/// between (a second pinode, `kubectl config use-context`) would have its change lost.
+/// kubectl's lock is used, `PATH.lock` created exclusively, so pinode and kubectl exclude
+/// each other. Why through a symlink: a kubeconfig linked from elsewhere (a dotfiles
+/// repository) stays linked, as kubectl keeps it, instead of being replaced by a file.
+pub fn merge_into(
+    path: &Path,
+    ours: &Kubeconfig,
+    set_current: bool,
+) -> Result<(Kubeconfig, Written), KubeconfigError> {
+    let io = |p: &Path, e: std::io::Error| KubeconfigError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::invoker::Invoker::current()
+            .create_dir_all(dir, 0o700)
+            .map_err(|e| io(dir, e))?;
+    }
+    let mut lock = path.as_os_str().to_os_string();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    let _held = match crate::cleanup::CreatedLock::create(&lock) {
+        Ok(held) => held,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(KubeconfigError::Locked {
+                path: path.to_path_buf(),
+                lock,
+            });
+        }
+        Err(e) => return Err(io(&lock, e)),
+    };
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::canonicalize(path).map_err(|e| io(path, e))?
+        }
+        _ => path.to_path_buf(),
+    };
+    let (existing, old) = read(&target)?;
+    let merged = existing.merged(ours, set_current);
+    let written = write(&target, &merged, old.as_deref(), true)?;
+    Ok((merged, written))
+}
+
 /// Writes `config` to `path` (mode 0600, atomically, under sudo the invoking user's),
 /// unless the file holds exactly that text already. With `backup`, the earlier content is
 /// kept first in `PATH.bak` (0600).
@@ -316,6 +370,45 @@ mod tests {
             assert!(!err.contains("s3cr3t"), "{err}");
             assert!(err.contains("line "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_merge_waits_for_no_one_and_keeps_a_linked_kubeconfig_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = Kubeconfig::parse(K3S.as_bytes(), "k3s.yaml")
+            .unwrap()
+            .for_cluster("lab", "https://lab:6443")
+            .unwrap();
+        let real = dir.path().join("dotfiles-kubeconfig");
+        std::fs::write(&real, "current-context: other\n").unwrap();
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        // kubectl holds its lock: the merge refuses and changes nothing.
+        std::fs::write(dir.path().join("config.lock"), "").unwrap();
+        let err = merge_into(&link, &ours, false).unwrap_err();
+        assert!(matches!(err, KubeconfigError::Locked { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&real).unwrap(),
+            "current-context: other\n"
+        );
+        std::fs::remove_file(dir.path().join("config.lock")).unwrap();
+        let (merged, written) = merge_into(&link, &ours, false).unwrap();
+        assert!(matches!(written, Written::Changed { .. }));
+        assert_eq!(merged.current_context.as_deref(), Some("other"));
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&real)
+                .unwrap()
+                .contains("name: lab")
+        );
+        assert!(!dir.path().join("config.lock").exists());
+        let (_, again) = merge_into(&link, &ours, false).unwrap();
+        assert_eq!(again, Written::Unchanged);
     }
 
     #[test]
