@@ -46,15 +46,6 @@ fn render(state: &Path, profile: &Path, node: &str, out: &Path, seed: Option<&st
         .arg(out));
 }
 
-fn pyyaml(path: &Path) -> serde_json::Value {
-    let script = "import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
-    serde_json::from_str(&run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)))
-    .unwrap()
-}
-
 /// The newest cloud-config schema kept in shared/upstream (beside the repository).
 fn newest_schema() -> PathBuf {
     PathBuf::from(concat!(

@@ -254,15 +254,6 @@ fn setup() -> Setup {
     }
 }
 
-fn pyyaml(path: &Path) -> serde_json::Value {
-    let script = "import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
-    serde_json::from_str(&run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)))
-    .unwrap()
-}
-
 /// The entries of `list` named in `names`, each as its own YAML text (serde_yaml of the
 /// parsed value: equal text means equal content, key order included).
 fn entries(doc: &serde_yaml::Value, list: &str, names: &[&str]) -> Vec<String> {
@@ -422,8 +413,9 @@ fn another_host_key_in_known_hosts_is_refused() {
     assert!(!output_file.exists());
 }
 
-#[test]
-fn bad_command_lines_are_usage_errors() {
+/// A profile of cluster `c` with one server `s`, no node reachable: for the failures that
+/// come before or instead of a connection.
+fn one_server() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.yaml");
     std::fs::write(
@@ -435,6 +427,12 @@ fn bad_command_lines_are_usage_errors() {
         ),
     )
     .unwrap();
+    (dir, profile)
+}
+
+#[test]
+fn bad_command_lines_are_usage_errors() {
+    let (dir, profile) = one_server();
     for args in [
         vec!["--address", "s=not-an-ip:22", "--merge"],
         vec!["--address", "nobody=127.0.0.1", "--merge"],
@@ -463,17 +461,7 @@ fn bad_command_lines_are_usage_errors() {
 /// `ssh` first on PATH plays the client.
 #[test]
 fn floods_from_ssh_are_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("p.yaml");
-    std::fs::write(
-        &profile,
-        profile_yaml(
-            "",
-            "",
-            "cluster:\n  name: c\nnodes:\n  - hostname: s\n    role: server\n",
-        ),
-    )
-    .unwrap();
+    let (dir, profile) = one_server();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let attempt = |script: &str| {

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::scratch::ScratchRoot;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// An SSID of 17 bytes with every character that breaks naive quoting.
 const HOSTILE_SSID: &str = "a'b\"c$(x)`y`\\ü\nz";
@@ -65,16 +65,6 @@ fn expected_psk(ssid: &str, psk: &str) -> String {
     run(Command::new("/usr/bin/python3").args(["-c", script, psk, ssid]))
         .trim()
         .to_string()
-}
-
-/// Parses YAML with PyYAML, the loader cloud-init itself uses.
-fn pyyaml(path: &Path) -> Value {
-    let script = "import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))";
-    serde_json::from_str(&run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)))
-    .unwrap()
 }
 
 const CASES: [Case; 2] = [

@@ -134,6 +134,17 @@ pub fn inspect_json(target: impl AsRef<std::ffi::OsStr>) -> serde_json::Value {
     serde_json::from_str(&run(pinode().args(["inspect", "--json"]).arg(target))).unwrap()
 }
 
+/// Parses YAML with PyYAML, the loader cloud-init itself uses: an independent reader of
+/// what pinode writes.
+pub fn pyyaml(path: &Path) -> serde_json::Value {
+    let script = "import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))";
+    serde_json::from_str(&run(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)))
+    .unwrap()
+}
+
 /// Runs a command that must succeed; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
