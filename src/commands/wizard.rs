@@ -16,7 +16,6 @@ use dialoguer::{Confirm, Input, Password, Select};
 use secrecy::SecretString;
 
 use crate::error::Error;
-use crate::term::shell;
 use pinode::cache::store::Listing;
 use pinode::catalog::Catalog;
 use pinode::ci::gitlab::check_runner_token;
@@ -781,7 +780,9 @@ enum Picked {
 
 /// How to flash the saved profile later, as a command line to copy.
 fn flash_later(profile: &Path, card: Option<&Path>) -> String {
-    let device = card.map_or("/dev/sdX".into(), |c| shell::word(&c.display().to_string()));
+    let device = card.map_or("/dev/sdX".into(), |c| {
+        shell_words::quote(&c.display().to_string()).into_owned()
+    });
     let hint = if card.is_none() {
         " (the card's name as `pinode devices` lists it)"
     } else {
@@ -789,7 +790,7 @@ fn flash_later(profile: &Path, card: Option<&Path>) -> String {
     };
     format!(
         "not flashed; to flash later: sudo pinode flash --profile {} --device {device}{hint}",
-        shell::word(&profile.display().to_string())
+        shell_words::quote(&profile.display().to_string()).into_owned()
     )
 }
 

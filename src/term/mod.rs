@@ -4,4 +4,3 @@
 
 pub mod progress;
 pub mod prompt;
-pub mod shell;

@@ -7,7 +7,6 @@
 //! shows that command, built from the run's own options.
 
 use super::FlashOptions;
-use crate::term::shell;
 
 /// Whether nobody needs to be asked: every node has its own named card (one card for one
 /// node counts) and `--yes` was given. A single `--device` for several nodes asks for each
@@ -52,15 +51,15 @@ pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
 fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
     let mut words = vec![
         "sudo pinode flash --profile".to_string(),
-        shell::word(&args.profile.display().to_string()),
+        shell_words::quote(&args.profile.display().to_string()).into_owned(),
     ];
     for node in &args.nodes {
-        words.push(format!("--node {}", shell::word(node)));
+        words.push(format!("--node {}", shell_words::quote(node)));
     }
     if let Some(image) = &args.image {
         words.push(format!(
             "--image {}",
-            shell::word(&image.display().to_string())
+            shell_words::quote(&image.display().to_string()).into_owned()
         ));
     }
     for (flag, on) in [
@@ -75,7 +74,7 @@ fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
     }
     for (i, host) in hosts.iter().enumerate() {
         let device = match args.devices.get(i) {
-            Some(path) => shell::word(&path.display().to_string()),
+            Some(path) => shell_words::quote(&path.display().to_string()).into_owned(),
             None => format!("<card for {host}>"),
         };
         words.push(format!("--device {device}"));
