@@ -55,8 +55,7 @@ pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
     let fetched = Kubeconfig::parse(&bytes, "the founding server's /etc/rancher/k3s/k3s.yaml")?;
     let ours = fetched.for_cluster(&name, &plan.api)?;
     if let Some(path) = &args.output {
-        let old = kubeconfig::read(path).ok().and_then(|(_, text)| text);
-        let written = kubeconfig::write(path, &ours, old.as_deref(), false)?;
+        let written = kubeconfig::write_alone(path, &ours)?;
         out.say(match written {
             Written::Unchanged => format!("{}: unchanged (context {name})", path.display()),
             Written::Changed { .. } => {

@@ -31,6 +31,12 @@ pub enum KubeconfigError {
         lock = .lock.display()
     )]
     Locked { path: PathBuf, lock: PathBuf },
+    #[error(
+        "{path} holds other contexts ({others}): --output writes this cluster's kubeconfig \
+         alone and would drop them; use --merge to add it to that file",
+        path = .path.display()
+    )]
+    WouldDrop { path: PathBuf, others: String },
 }
 
 /// A kubeconfig file (`apiVersion: v1`, `kind: Config`).
@@ -296,6 +302,44 @@ pub fn merge_into(
     Ok((merged, written))
 }
 
+/// Writes `ours` alone to `path` (`--output`). A file already there is replaced only when
+/// it is a kubeconfig holding no context but `ours`'s (an earlier `--output`): pointing
+/// `--output` at `~/.kube/config` by mistake must not drop the user's other clusters, and
+/// a file that is no kubeconfig at all (any YAML mapping parses as an empty one) is not
+/// pinode's to replace.
+pub fn write_alone(path: &Path, ours: &Kubeconfig) -> Result<Written, KubeconfigError> {
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::canonicalize(path).map_err(|e| KubeconfigError::Io {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        }
+        _ => path.to_path_buf(),
+    };
+    let (existing, old) = read(&target)?;
+    let others: Vec<&str> = existing
+        .contexts
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| !ours.contexts.iter().any(|o| o.name == *name))
+        .collect();
+    if old.as_deref().is_some_and(|text| !text.trim().is_empty()) && existing.contexts.is_empty() {
+        return Err(KubeconfigError::Invalid {
+            what: path.display().to_string(),
+            reason: "it holds no context; not replaced (remove it, or pick another --output)"
+                .into(),
+        });
+    }
+    if !others.is_empty() {
+        return Err(KubeconfigError::WouldDrop {
+            path: path.to_path_buf(),
+            others: crate::ui::terminal_safe(&others.join(", ")).into_owned(),
+        });
+    }
+    write(&target, ours, old.as_deref(), false)
+}
+
 /// Writes `config` to `path` (mode 0600, atomically, under sudo the invoking user's),
 /// unless the file holds exactly that text already. With `backup`, the earlier content is
 /// kept first in `PATH.bak` (0600).
@@ -409,6 +453,34 @@ mod tests {
         assert!(!dir.path().join("config.lock").exists());
         let (_, again) = merge_into(&link, &ours, false).unwrap();
         assert_eq!(again, Written::Unchanged);
+    }
+
+    #[test]
+    fn output_replaces_only_its_own_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = Kubeconfig::parse(K3S.as_bytes(), "k3s.yaml")
+            .unwrap()
+            .for_cluster("lab", "https://lab:6443")
+            .unwrap();
+        let theirs = ours.for_cluster("work", "https://work:6443").unwrap();
+        let full = dir.path().join("config");
+        std::fs::write(&full, theirs.to_yaml().unwrap()).unwrap();
+        let err = write_alone(&full, &ours).unwrap_err().to_string();
+        assert!(err.contains("other contexts (work)"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&full).unwrap(),
+            theirs.to_yaml().unwrap()
+        );
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "shopping: milk\n").unwrap();
+        assert!(write_alone(&notes, &ours).is_err());
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "shopping: milk\n");
+        let alone = dir.path().join("lab.yaml");
+        assert!(matches!(
+            write_alone(&alone, &ours).unwrap(),
+            Written::Changed { .. }
+        ));
+        assert_eq!(write_alone(&alone, &ours).unwrap(), Written::Unchanged);
     }
 
     #[test]
