@@ -264,6 +264,39 @@ pub(crate) fn write_atomic_with(
     temp.persist(path)
 }
 
+/// Creates `path` holding `contents` (mode 0600) unless it exists: written whole to a
+/// registered temporary in the same directory, synced, `before_rename` applied (to give it
+/// to another owner), then linked into place without replacing anything, and the directory
+/// synced so that the new name survives a crash too. `Ok(false)` when `path` was there
+/// already (another process made it first; ours is removed): for files made once and read
+/// ever after, such as the kept cluster token and host keys, where several pinode
+/// processes starting at once must all end up with the one that won.
+pub(crate) fn create_once(
+    path: &Path,
+    label: &str,
+    contents: &[u8],
+    before_rename: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = TempFile::new_in(dir, label)?;
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    before_rename(temp.as_file())?;
+    match temp.persist_noclobber(path) {
+        Ok(()) => {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes every registered temporary (the signal handler's work).
 fn remove_all() {
     let registry = registry();
@@ -385,5 +418,24 @@ mod tests {
         assert!(!dead.exists());
         assert!(user.exists());
         assert!(live.path().exists());
+    }
+
+    #[test]
+    fn create_once_keeps_the_first_and_leaves_no_temporary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        assert!(create_once(&path, "t", b"first", |_| Ok(())).unwrap());
+        assert!(!create_once(&path, "t", b"second", |_| Ok(())).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let lock = dir.path().join("config.lock");
+        let held = CreatedLock::create(&lock).unwrap();
+        let again = CreatedLock::create(&lock).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        drop(held);
+        assert!(!lock.exists());
     }
 }

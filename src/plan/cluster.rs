@@ -8,7 +8,6 @@
 //! Under CI pinode never generates it (see `CI_REFUSAL`): a CI machine forgets it.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -248,31 +247,21 @@ fn kept_token(path: &Path) -> Result<Token, String> {
     )
     .map_err(|e| format!("no randomness for the cluster token: {e}"))?;
     let token = hex::encode(bytes);
-    // Created 0600 and registered (see crate::cleanup); removed again unless it becomes
-    // `path`.
-    let mut temp = crate::cleanup::TempFile::new_in(dir, "token")
-        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
-    temp.write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .and_then(|()| invoker.give_back_file(temp.as_file()))
-        .map_err(|e| format!("cannot write {shown}: {e}"))?;
-    match temp.persist_noclobber(path) {
-        Ok(_) => {
-            // The new name must survive a crash too.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(Token {
-                value: SecretString::from(token),
-                notice: Some(format!(
-                    "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
-                )),
-            })
-        }
-        // Another pinode got there first: use its token (ours is removed with the temp file).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kept_token(path).map(kept),
-        Err(e) => Err(format!("cannot create {shown}: {e}")),
+    let created =
+        crate::cleanup::create_once(path, "token", format!("{token}\n").as_bytes(), |f| {
+            invoker.give_back_file(f)
+        })
+        .map_err(|e| format!("cannot create {shown}: {e}"))?;
+    if !created {
+        // Another pinode got there first: use its token.
+        return read_kept_token(path).map(kept);
     }
+    Ok(Token {
+        value: SecretString::from(token),
+        notice: Some(format!(
+            "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
+        )),
+    })
 }
 
 /// More than this is not a file pinode wrote (64 hex digits and a newline).

@@ -101,7 +101,9 @@ pub fn known_hosts_path(settings: &Settings, cluster: &str) -> PathBuf {
 }
 
 /// Reads the key kept at `path`, or makes it and keeps it there (0600, under sudo the
-/// invoking user's, linked into place without replacing a key another run made meanwhile).
+/// invoking user's, linked into place without replacing a key another run made meanwhile,
+/// its name synced: a node flashed with a key pinode then lost in a crash could not be
+/// checked again).
 fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, String> {
     if std::fs::symlink_metadata(path).is_ok() {
         return read_key(path);
@@ -112,19 +114,14 @@ fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, Strin
         .create_dir_all(dir, 0o700)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let key = new_key(cluster, hostname)?;
-    let shown = path.display();
-    let mut temp = crate::cleanup::TempFile::new_in(dir, "hostkey")
-        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
-    use std::io::Write;
-    temp.write_all(key.private.expose_secret().as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .and_then(|()| invoker.give_back_file(temp.as_file()))
-        .map_err(|e| format!("cannot write {shown}: {e}"))?;
-    match temp.persist_noclobber(path) {
-        Ok(()) => Ok(key),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(path),
-        Err(e) => Err(format!("cannot create {shown}: {e}")),
-    }
+    let created = crate::cleanup::create_once(
+        path,
+        "hostkey",
+        key.private.expose_secret().as_bytes(),
+        |f| invoker.give_back_file(f),
+    )
+    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    if created { Ok(key) } else { read_key(path) }
 }
 
 /// A new ed25519 key for `hostname`, its seed from [`crate::entropy`].
