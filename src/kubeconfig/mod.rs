@@ -165,6 +165,8 @@ impl Kubeconfig {
         };
         let mut cluster = find(&self.clusters, field("cluster"), "cluster")?;
         let mut user = find(&self.users, field("user"), "user")?;
+        only_known(&cluster, "cluster", CLUSTER_KEYS).map_err(|e| invalid(&e))?;
+        only_known(&user, "user", USER_KEYS).map_err(|e| invalid(&e))?;
         let server = cluster
             .body
             .get_mut("cluster")
@@ -209,6 +211,41 @@ impl Kubeconfig {
             reason: e.to_string(),
         })
     }
+}
+
+/// What a cluster entry of K3s's kubeconfig holds.
+const CLUSTER_KEYS: &[&str] = &["certificate-authority-data", "server"];
+/// What a user entry of K3s's kubeconfig holds (client certificate; a token or basic
+/// credentials in other setups).
+const USER_KEYS: &[&str] = &[
+    "client-certificate-data",
+    "client-key-data",
+    "token",
+    "username",
+    "password",
+];
+
+/// Refuses an entry of the fetched kubeconfig with a key K3s does not write. Why: the file
+/// comes from a node, and kubectl acts on some keys on the user's machine: `exec` and
+/// `auth-provider` run programs, `proxy-url` and `insecure-skip-tls-verify` redirect or
+/// unguard the connection, `*-file` keys read local files. A node that has been tampered
+/// with must not gain that by the user merging its kubeconfig. Names the key, never a value.
+fn only_known(entry: &Named, what: &str, known: &[&str]) -> Result<(), String> {
+    let inner = entry
+        .body
+        .get(what)
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| format!("its {what} has no `{what}` mapping"))?;
+    for key in inner.keys() {
+        let name = key.as_str().unwrap_or("(not text)");
+        if !known.contains(&name) {
+            return Err(format!(
+                "its {what} has `{}`, which K3s does not write and pinode does not copy",
+                crate::ui::terminal_safe(name)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn replace(list: &mut Vec<Named>, ours: &[Named]) {
@@ -481,6 +518,30 @@ mod tests {
             Written::Changed { .. }
         ));
         assert_eq!(write_alone(&alone, &ours).unwrap(), Written::Unchanged);
+    }
+
+    #[test]
+    fn keys_that_run_programs_or_unguard_the_connection_are_not_copied() {
+        for (from, to) in [
+            (
+                "    client-key-data: S0VZ\n",
+                "    client-key-data: S0VZ\n    exec:\n      command: /bin/sh\n",
+            ),
+            (
+                "    server: https://127.0.0.1:6443\n",
+                "    server: https://127.0.0.1:6443\n    proxy-url: http://evil:3128\n",
+            ),
+        ] {
+            let text = K3S.replace(from, to);
+            assert_ne!(text, K3S);
+            let k3s = Kubeconfig::parse(text.as_bytes(), "k3s.yaml").unwrap();
+            let err = k3s
+                .for_cluster("lab", "https://lab:6443")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("which K3s does not write"), "{err}");
+            assert!(!err.contains("evil") && !err.contains("/bin/sh"), "{err}");
+        }
     }
 
     #[test]
