@@ -781,7 +781,7 @@ enum Picked {
 /// How to flash the saved profile later, as a command line to copy.
 fn flash_later(profile: &Path, card: Option<&Path>) -> String {
     let device = card.map_or("/dev/sdX".into(), |c| {
-        shell_words::quote(&c.display().to_string()).into_owned()
+        crate::term::shell_word(&c.display().to_string())
     });
     let hint = if card.is_none() {
         " (the card's name as `pinode devices` lists it)"
@@ -790,7 +790,7 @@ fn flash_later(profile: &Path, card: Option<&Path>) -> String {
     };
     format!(
         "not flashed; to flash later: sudo pinode flash --profile {} --device {device}{hint}",
-        shell_words::quote(&profile.display().to_string()).into_owned()
+        crate::term::shell_word(&profile.display().to_string())
     )
 }
 

@@ -51,15 +51,15 @@ pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
 fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
     let mut words = vec![
         "sudo pinode flash --profile".to_string(),
-        shell_words::quote(&args.profile.display().to_string()).into_owned(),
+        crate::term::shell_word(&args.profile.display().to_string()),
     ];
     for node in &args.nodes {
-        words.push(format!("--node {}", shell_words::quote(node)));
+        words.push(format!("--node {}", crate::term::shell_word(node)));
     }
     if let Some(image) = &args.image {
         words.push(format!(
             "--image {}",
-            shell_words::quote(&image.display().to_string()).into_owned()
+            crate::term::shell_word(&image.display().to_string())
         ));
     }
     for (flag, on) in [
@@ -74,7 +74,7 @@ fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
     }
     for (i, host) in hosts.iter().enumerate() {
         let device = match args.devices.get(i) {
-            Some(path) => shell_words::quote(&path.display().to_string()).into_owned(),
+            Some(path) => crate::term::shell_word(&path.display().to_string()),
             None => format!("<card for {host}>"),
         };
         words.push(format!("--device {device}"));
