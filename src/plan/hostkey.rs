@@ -11,7 +11,7 @@
 //! The key is ed25519 only: every OpenSSH since 6.5 offers it, and a client with a
 //! `known_hosts` entry for a host asks for that host's key type first.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -197,19 +197,25 @@ fn rewrite_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), 
             .map_err(|e| format!("cannot read {shown}: {e}"))?,
         Err(_) => String::new(),
     };
-    let mut lines: BTreeMap<String, String> = BTreeMap::new();
+    // (name, rest of the line): a name may have several lines (key types), all kept.
+    let mut lines: BTreeSet<(String, String)> = BTreeSet::new();
     let mut others = Vec::new();
+    let ours = names_of(hostname);
     for line in old.lines() {
         match line.split_once(' ') {
-            Some((name, rest)) if !name.starts_with('#') && !name.contains(',') => {
-                lines.insert(name.to_string(), rest.to_string());
+            Some((name, rest))
+                if !name.starts_with('#') && !name.starts_with('@') && !name.contains(',') =>
+            {
+                if !ours.iter().any(|n| n == name) {
+                    lines.insert((name.to_string(), rest.to_string()));
+                }
             }
             _ if line.trim().is_empty() => {}
             _ => others.push(line.to_string()),
         }
     }
-    for name in names_of(hostname) {
-        lines.insert(name, public.to_string());
+    for name in ours {
+        lines.insert((name, public.to_string()));
     }
     let mut new: String = others.iter().map(|l| format!("{l}\n")).collect();
     for (name, key) in &lines {
@@ -273,15 +279,21 @@ mod tests {
     fn known_hosts_holds_each_name_once_sorted_and_keeps_foreign_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_hosts");
-        std::fs::write(&path, "# mine\nhost1,host2 ssh-rsa AAAAold\n").unwrap();
+        std::fs::write(
+            &path,
+            "# mine\nhost1,host2 ssh-rsa AAAAold\n@revoked * ssh-rsa R1\n@revoked * ssh-rsa R2\n\
+             c ssh-rsa CRSA\nc ssh-ed25519 CED\n",
+        )
+        .unwrap();
         update_known_hosts(&path, "b", "ssh-ed25519 BBBB").unwrap();
         update_known_hosts(&path, "a", "ssh-ed25519 AAAA").unwrap();
         update_known_hosts(&path, "b", "ssh-ed25519 CCCC").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "# mine\nhost1,host2 ssh-rsa AAAAold\na ssh-ed25519 AAAA\na.local ssh-ed25519 AAAA\n\
-             b ssh-ed25519 CCCC\nb.local ssh-ed25519 CCCC\n"
+            "# mine\nhost1,host2 ssh-rsa AAAAold\n@revoked * ssh-rsa R1\n@revoked * ssh-rsa R2\n\
+             a ssh-ed25519 AAAA\na.local ssh-ed25519 AAAA\nb ssh-ed25519 CCCC\n\
+             b.local ssh-ed25519 CCCC\nc ssh-ed25519 CED\nc ssh-rsa CRSA\n"
         );
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
