@@ -14,3 +14,18 @@ pub fn shell_word(text: &str) -> String {
         .map(std::borrow::Cow::into_owned)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shell_word_pastes_back_as_the_same_text() {
+        assert_eq!(super::shell_word("pi-cluster.yaml"), "pi-cluster.yaml");
+        assert_eq!(super::shell_word("/dev/sdb"), "/dev/sdb");
+        assert_eq!(super::shell_word("my lab.yaml"), "'my lab.yaml'");
+        let odd = "it's $HOME";
+        assert_eq!(
+            shlex::split(&super::shell_word(odd)),
+            Some(vec![odd.to_string()])
+        );
+    }
+}
