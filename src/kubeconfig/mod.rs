@@ -327,16 +327,43 @@ pub fn merge_into(
         }
         Err(e) => return Err(io(&lock, e)),
     };
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            std::fs::canonicalize(path).map_err(|e| io(path, e))?
-        }
-        _ => path.to_path_buf(),
-    };
+    let target = write_target(path, crate::invoker::Invoker::current())?;
     let (existing, old) = read(&target)?;
     let merged = existing.merged(ours, set_current);
     let written = write(&target, &merged, old.as_deref(), true)?;
     Ok((merged, written))
+}
+
+/// The file to write for `path`: the file a symlink points to (so that the link stays, as
+/// kubectl keeps it), else `path`. Under sudo, only a file of the invoking user's: pinode
+/// runs as root then, and a link in their folder must not steer a root write (and the
+/// chown to them that follows) onto a file of the system's, such as a YAML file in /etc.
+fn write_target(
+    path: &Path,
+    invoker: &crate::invoker::Invoker,
+) -> Result<PathBuf, KubeconfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |e: std::io::Error| KubeconfigError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::canonicalize(path).map_err(io)?;
+            let owner = std::fs::metadata(&target).map_err(io)?.uid();
+            if invoker.sudo && owner != invoker.uid {
+                return Err(KubeconfigError::Io {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "a symlink to {}, which is not yours: not written under sudo",
+                        target.display()
+                    ),
+                });
+            }
+            Ok(target)
+        }
+        _ => Ok(path.to_path_buf()),
+    }
 }
 
 /// Writes `ours` alone to `path` (`--output`). A file already there is replaced only when
@@ -345,15 +372,7 @@ pub fn merge_into(
 /// a file that is no kubeconfig at all (any YAML mapping parses as an empty one) is not
 /// pinode's to replace.
 pub fn write_alone(path: &Path, ours: &Kubeconfig) -> Result<Written, KubeconfigError> {
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            std::fs::canonicalize(path).map_err(|e| KubeconfigError::Io {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
-        }
-        _ => path.to_path_buf(),
-    };
+    let target = write_target(path, crate::invoker::Invoker::current())?;
     let (existing, old) = read(&target)?;
     let others: Vec<&str> = existing
         .contexts
@@ -542,6 +561,36 @@ mod tests {
             assert!(err.contains("which K3s does not write"), "{err}");
             assert!(!err.contains("evil") && !err.contains("/bin/sh"), "{err}");
         }
+    }
+
+    #[test]
+    fn under_sudo_a_link_to_a_file_not_the_users_is_not_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("system.yaml");
+        std::fs::write(&system, "a: 1\n").unwrap();
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink(&system, &link).unwrap();
+        let owner = std::fs::metadata(&system).unwrap().uid();
+        let invoker = |uid, sudo| crate::invoker::Invoker {
+            name: None,
+            uid,
+            gid: uid,
+            home: None,
+            sudo,
+        };
+        let err = write_target(&link, &invoker(owner + 1, true)).unwrap_err();
+        assert!(err.to_string().contains("not yours"), "{err}");
+        let real = std::fs::canonicalize(&system).unwrap();
+        assert_eq!(write_target(&link, &invoker(owner, true)).unwrap(), real);
+        assert_eq!(
+            write_target(&link, &invoker(owner + 1, false)).unwrap(),
+            real
+        );
+        assert_eq!(
+            write_target(&system, &invoker(owner + 1, true)).unwrap(),
+            system
+        );
     }
 
     #[test]
