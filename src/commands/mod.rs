@@ -11,6 +11,7 @@ pub mod patch;
 pub mod prepare;
 pub mod profile;
 pub mod render;
+pub mod status;
 pub mod wizard;
 pub mod write;
 

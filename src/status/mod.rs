@@ -7,6 +7,10 @@
 //! run the rendered script and parse its file with this type (unknown fields refused), so
 //! the two cannot drift apart.
 
+pub mod kube;
+pub mod probe;
+pub mod report;
+
 use serde::{Deserialize, Serialize};
 
 /// Where the first-boot program keeps its machine-readable status (the directory is root-only).
