@@ -57,6 +57,16 @@ impl Sources {
     }
 }
 
+/// The command to run once a cluster's cards are written: `flash`'s summary and the
+/// wizard's last screen end with it, so that the user knows how to follow the first boot.
+pub fn status_next(profile: &std::path::Path) -> String {
+    format!(
+        "next: boot the nodes, then follow them until they are Ready with: pinode status \
+         --profile {} --watch",
+        crate::term::shell::word(&profile.display().to_string())
+    )
+}
+
 /// Output settings shared by every command.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {

@@ -93,6 +93,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
             }
             Picked::Cancel(card) => {
                 out.say(flash_later(&profile, card.as_deref()));
+                out.say(super::status_next(&profile));
                 Ok(())
             }
         },
@@ -102,7 +103,13 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                 .default("images".into())
                 .interact_text()
                 .map_err(stopped)?;
-            super::prepare::run_with(&prepare_options(profile, PathBuf::from(dir)), sources, out)
+            super::prepare::run_with(
+                &prepare_options(profile.clone(), PathBuf::from(dir)),
+                sources,
+                out,
+            )?;
+            out.say(super::status_next(&profile));
+            Ok(())
         }
         _ => {
             out.say(format!(
@@ -110,6 +117,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                  --out-dir images",
                 profile.display()
             ));
+            out.say(super::status_next(&profile));
             Ok(())
         }
     }
