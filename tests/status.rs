@@ -476,3 +476,44 @@ fn bad_command_lines_are_usage_errors() {
         );
     }
 }
+
+/// On a terminal, `--watch` redraws one table in place (a spinner, the elapsed time, a line
+/// per node): the screen a person is left with holds the last table and the verdict, and no
+/// earlier state.
+#[test]
+fn watch_on_a_terminal_redraws_one_table() {
+    use common::screen::Screen;
+    use expectrl::Expect;
+    let c = cluster();
+    let running = status_json("running", "k3s install", None);
+    c.fixtures("kube1", 1, &[(JSON, &running), ("unit", "activating\n")]);
+    c.fixtures("kube2", 1, &[("unit", "inactive\n")]);
+    ready_fixtures(&c, 2);
+    let mut cmd = c.status(&["--watch", "--timeout", "1m"]);
+    cmd.env("TERM", "xterm");
+    let mut s = expectrl::session::OsSession::spawn(cmd).unwrap();
+    s.get_process_mut().set_window_size(200, 40).unwrap();
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    let all = s.expect(expectrl::Eof).unwrap();
+    let raw = [all.before(), all.get(0).unwrap_or_default()].concat();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.contains("first boot running (firstboot: k3s install)"),
+        "the first table was drawn: {text:?}"
+    );
+    let lines = Screen::of(&raw, 200).lines();
+    let screen = lines.join("\n");
+    assert_eq!(lines.len(), 4, "{screen}");
+    let (spinner, rest) = lines[0].split_at(1);
+    assert!("|/-\\".contains(spinner), "{screen}");
+    assert!(
+        rest.starts_with(" 00:0") && rest.ends_with("poll 2"),
+        "{screen}"
+    );
+    assert_eq!(lines[1], "  kube1  node Ready, runner Running");
+    assert_eq!(lines[2], "  kube2  node Ready");
+    assert!(
+        lines[3].starts_with("every node is Ready, the runner running"),
+        "{screen}"
+    );
+}
