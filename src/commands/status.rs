@@ -133,6 +133,10 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
                 drawn = draw(&nodes, &states, start.elapsed(), polls, drawn);
             }
         }
+        // No poll begins at the deadline: it would run past --timeout.
+        if Instant::now() >= deadline {
+            break;
+        }
     }
     let elapsed = start.elapsed();
     let report = StatusReport {
