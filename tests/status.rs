@@ -39,8 +39,10 @@ PATH="$base/bin:$PATH" exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
 const SUDO_STAND_IN: &str = r#"#!/bin/sh
 # STAND-IN for sudo on a node (pinode status reads through `sudo -n`).
 [ "$1" = -n ] || { echo "sudo without -n would wait for a password" >&2; exit 1; }
+[ -f "$FIX/no-sudo" ] && { echo 'sudo: a password is required' >&2; exit 1; }
 shift
 case "$1" in
+true) exit 0 ;;
 cat) [ -f "$FIX$2" ] && exec cat "$FIX$2"; echo "cat: $2: No such file or directory" >&2; exit 1 ;;
 tail) [ -f "$FIX$4" ] && exec tail "$2" "$3" "$FIX$4"; exit 1 ;;
 k3s)
@@ -320,6 +322,16 @@ fn a_failed_first_boot_shows_its_reason_and_log_and_exits_1() {
         NodeState::FirstBootFailed { log_tail, .. } => assert_eq!(log_tail.len(), 3),
         other => panic!("{other:?}"),
     }
+
+    // A user whose sudo asks for a password: said so, not "booting" for ever.
+    c.fixtures("kube2", 1, &[("no-sudo", ""), ("unit", "activating\n")]);
+    let out = output(&mut c.status(&["--node", "kube2"]));
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kube2: reachable, but sudo asks for a password"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -31,7 +31,8 @@ pub const RUNNER_DEPLOYMENT: &str = "gitlab-runner";
 /// line of its own (`echo;` first), even after an answer without a final line break.
 pub fn remote_script(server: bool) -> String {
     let mut s = format!(
-        "echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
+        "timeout 10 sudo -n true 2>/dev/null || echo '{MARK}no-sudo'; \
+         echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
          echo; echo '{MARK}unit'; systemctl is-active pinode-firstboot.service 2>/dev/null; \
          echo; echo '{MARK}log'; timeout 10 sudo -n tail -n {LOG_LINES} {log} 2>/dev/null; ",
         json = super::STATUS_JSON,
@@ -62,6 +63,8 @@ pub struct Answer {
     pub nodes: Option<NodeList>,
     /// On the founder, once the runner's Deployment exists.
     pub runner: Option<Deployment>,
+    /// `sudo -n` refused (it needs a password): the root-only status cannot be read.
+    pub no_sudo: bool,
 }
 
 impl Answer {
@@ -84,7 +87,10 @@ impl Answer {
                 .map(|(_, b)| b.trim())
                 .filter(|b| !b.is_empty())
         };
-        let mut answer = Answer::default();
+        let mut answer = Answer {
+            no_sudo: sections.iter().any(|(n, _)| *n == "no-sudo"),
+            ..Answer::default()
+        };
         if let Some(json) = get("status") {
             match FirstBootStatus::parse(json.as_bytes()) {
                 Ok(s) => answer.status = Some(s),
@@ -111,6 +117,8 @@ impl Answer {
 pub enum NodeState {
     /// No SSH connection (or no login): `reason` is ssh's explanation.
     Unreachable { reason: String },
+    /// Reachable, but `sudo -n` needs a password: the root-only status cannot be read.
+    NoSudo,
     /// Reachable, but no first-boot status yet.
     Booting,
     /// A first-boot stage runs (or the second one has not started yet).
@@ -144,6 +152,9 @@ impl NodeState {
             }
             if let Some(e) = &answer.status_error {
                 return failed(None, e.clone());
+            }
+            if answer.no_sudo {
+                return NodeState::NoSudo;
             }
             return NodeState::Booting;
         };
@@ -203,6 +214,12 @@ impl NodeState {
     pub fn line(&self) -> String {
         match self {
             NodeState::Unreachable { reason } => format!("unreachable: {reason}"),
+            NodeState::NoSudo => {
+                "reachable, but sudo asks for a password, so the node's root-only \
+                                   status cannot be read (give the user passwordless sudo: \
+                                   the profile's `user.sudo: nopasswd`)"
+                    .into()
+            }
             NodeState::Booting => "booting (reachable, no first-boot status yet)".into(),
             NodeState::FirstBootRunning { stage, step } => match step {
                 Some(step) => format!("first boot running ({stage}: {step})"),
