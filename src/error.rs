@@ -67,6 +67,9 @@ pub enum Error {
     /// `pinode status`: not every node is Ready (yet), or `--watch` timed out: exit status 3.
     #[error("{0}")]
     NotReady(String),
+    /// A JSON document that could not be made (`--json`).
+    #[error("cannot write the JSON document: {0}")]
+    Json(#[from] serde_json::Error),
     /// The wizard cannot run or was stopped.
     #[error("{0}")]
     Wizard(String),

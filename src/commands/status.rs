@@ -172,9 +172,7 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
             .collect(),
     };
     if args.json {
-        let value = serde_json::to_value(&report)
-            .map_err(|e| Error::Wizard(format!("cannot write the JSON report: {e}")))?;
-        out.json(&value);
+        out.json(&serde_json::to_value(&report)?);
     } else if !args.watch {
         for n in &report.nodes {
             out.say(format!("{}: {}", n.host, n.state.line()));
