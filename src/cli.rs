@@ -77,6 +77,9 @@ pub enum Command {
     /// Fetch the cluster's kubeconfig from its founding server over SSH (checked against
     /// pinode's known_hosts) and write it to a file or merge it into your kubeconfig.
     Kubeconfig(KubeconfigArgs),
+    /// Show where each node is after the flash (first boot, K3s, Ready, the runner), read
+    /// over SSH with pinode's known_hosts; --watch waits until all are Ready.
+    Status(StatusArgs),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -306,6 +309,51 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The profile (YAML) of the cluster.
+    #[arg(long, short)]
+    pub profile: PathBuf,
+    /// Only this node (repeatable) [default: every node of the profile].
+    #[arg(long, value_name = "HOST")]
+    pub node: Vec<String>,
+    /// Poll until every node is Ready (and the runner running), one fails, or --timeout
+    /// passes; a table on a terminal, one line per change otherwise.
+    #[arg(long)]
+    pub watch: bool,
+    /// How long to wait in all (with --watch) or for each connection: 90s, 15m, 1h.
+    #[arg(long, value_name = "DUR", default_value = "15m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// One JSON document on stdout: every node's state and timings.
+    #[arg(long)]
+    pub json: bool,
+    /// Reach HOST at this address instead of HOST.local (repeatable).
+    #[arg(long, value_name = "HOST=IP[:PORT]")]
+    pub address: Vec<pinode::remote::AddressOverride>,
+}
+
+/// The longest `--timeout`: a week (a deadline beyond the clock's range would not be one).
+const MAX_TIMEOUT: u64 = 7 * 24 * 3600;
+
+/// `90`, `90s`, `15m`, `1h`: a duration of whole seconds, minutes or hours (1 s to a week).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration from 1s to 168h: use e.g. 90s, 15m or 1h");
+    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => (&s[..at], &s[at..]),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .filter(|s| (1..=MAX_TIMEOUT).contains(s))
+    .ok_or_else(bad)?;
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[derive(Debug, Args)]
 pub struct KubeconfigArgs {
     /// The profile (YAML) of the cluster.
     #[arg(long, short)]
@@ -336,6 +384,27 @@ mod tests {
 
     /// Every argument and option of every (sub)command, at any depth, says what it is for in
     /// `--help`; the global options are listed under their own heading.
+    #[test]
+    fn durations_parse_in_seconds_minutes_and_hours() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "m",
+            "5x",
+            "-1s",
+            "1.5m",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn every_argument_has_help() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {

@@ -61,6 +61,15 @@ pub enum Error {
     /// Some cards of a batch were not written.
     #[error("{0}")]
     Incomplete(String),
+    /// `pinode status`: a node's first boot failed (exit status 1).
+    #[error("{0}")]
+    NodeFailed(String),
+    /// `pinode status`: not every node is Ready (yet), or `--watch` timed out: exit status 3.
+    #[error("{0}")]
+    NotReady(String),
+    /// A JSON document that could not be made (`--json`).
+    #[error("cannot write the JSON document: {0}")]
+    Json(#[from] serde_json::Error),
     /// The wizard cannot run or was stopped.
     #[error("{0}")]
     Wizard(String),
@@ -92,10 +101,12 @@ impl Error {
         }
     }
 
-    /// The exit status: 2 for a usage error, 1 for any failure.
+    /// The exit status: 2 for a usage error, 3 for nodes not ready (`pinode status`), 1 for
+    /// any failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::NotReady(_) => 3,
             _ => 1,
         }
     }

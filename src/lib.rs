@@ -63,5 +63,6 @@ pub mod remote;
 pub mod render;
 pub mod rootfs;
 pub mod sink;
+pub mod status;
 pub mod ui;
 pub mod wizard;

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => a.json,
         Command::Flash(a) => a.json,
         Command::Write(a) => a.json,
+        Command::Status(a) => a.json,
         _ => false,
     };
     let out = Output {
@@ -99,6 +100,7 @@ fn main() -> ExitCode {
         Command::Flash(a) => commands::flash::run(a, &sources, &out),
         Command::Write(a) => commands::write::run(a, &out),
         Command::Kubeconfig(a) => commands::kubeconfig::run(a, &out),
+        Command::Status(a) => commands::status::run(a, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

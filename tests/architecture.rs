@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "device",
             "remote",
             "kubeconfig",
+            "status",
         ],
     ),
     ("stacks", &["engine", "ci"]),

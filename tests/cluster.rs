@@ -11,6 +11,7 @@ use std::process::Command;
 
 use common::scratch::ScratchRoot;
 use common::*;
+use pinode::status::{FirstBootStatus, StepState};
 use serde_json::{Value, json};
 
 const K3S_TOKEN: &str = "k3s-cluster-token-0123456789abcdef";
@@ -407,6 +408,25 @@ fn run_second_stage(root: &ScratchRoot) -> (bool, String) {
     )
 }
 
+/// The node's status.json, parsed with the type `pinode status` reads it with (unknown
+/// fields refused) and written back: the same JSON value, so the shell writes every field of
+/// the type and no other. The directory is root-only; the file holds no secret.
+fn status_json(root: &ScratchRoot) -> FirstBootStatus {
+    let path = root.path("varlib/pinode/status.json");
+    let text = read(&path);
+    let status: FirstBootStatus =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_value(&status).unwrap(), value, "{text}");
+    assert_eq!(mode(&root.path("varlib/pinode")), 0o700);
+    assert_eq!(mode(&path), 0o644);
+    assert!(!root.path("varlib/pinode/status.json.pinode-new").exists());
+    for secret in [K3S_TOKEN, RUNNER_TOKEN] {
+        assert!(!text.contains(secret));
+    }
+    status
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -566,6 +586,16 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     );
     assert!(!status.contains(K3S_TOKEN) && !status.contains(RUNNER_TOKEN));
     assert!(root.path("varlib/pinode/firstboot.done").exists());
+    let done = status_json(&root);
+    assert_eq!(
+        (done.version, done.stage.as_str(), done.state),
+        (1, "firstboot", StepState::Ok)
+    );
+    assert_eq!(done.step.as_deref(), Some("kubeconfig for pi-admin"));
+    assert_eq!((done.last_error, done.reason), (None, None));
+    let (started, finished) = (done.started.unwrap(), done.finished.unwrap());
+    assert!(started.ends_with('Z') && started.len() == 20, "{started}");
+    assert!(finished >= started, "{started} {finished}");
     // A second boot does nothing.
     let (ok, log) = run_second_stage(&root);
     assert!(ok && log.contains("nothing to do"), "{log}");
@@ -610,5 +640,15 @@ fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
         status.contains("failed: memory cgroup (the next boot tries again)"),
         "{status}"
     );
+    let json = status_json(&root);
+    assert_eq!(json.state, StepState::Failed);
+    assert_eq!(json.last_error.as_deref(), Some("memory cgroup"));
+    assert_eq!(
+        json.reason.as_deref(),
+        Some(
+            "the memory cgroup is off: cmdline.txt lacks cgroup_enable=memory (the firmware passes cgroup_disable=memory)"
+        )
+    );
+    assert!(json.finished.is_some());
     assert!(!root.path("varlib/pinode/firstboot.done").exists());
 }

@@ -733,6 +733,45 @@ fn no_progress_bar_is_left_on_the_screen_after_a_flash() {
     }
 }
 
+/// A cluster's summary ends with the command that follows its first boot (`pinode status`);
+/// a profile without a cluster (every other test here) ends with the card's line.
+#[test]
+fn a_clusters_flash_ends_with_the_status_command() {
+    let Some((dir, card)) = card_in_tempdir() else {
+        return;
+    };
+    let p = write_profile(
+        dir.path(),
+        "lab.yaml",
+        &format!(
+            "version: 1\n\
+             defaults:\n  user:\n    name: alice\n    ssh_authorized_keys: [\"{KEY_1}\"]\n\
+             cluster:\n  name: lab\n  token_env: K3S_TOKEN\n\
+             nodes:\n  - hostname: card-1\n    role: server\n"
+        ),
+    );
+    let out = output(
+        flash(&p, &[&card], &["--yes", "--allow-non-removable"])
+            .env("K3S_TOKEN", "k3s-cluster-token-0123456789abcdef")
+            .env("PINODE_STATE_DIR", dir.path().join("state")),
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[lines.len() - 2].starts_with("card-1: "),
+        "the card's line, then the next command:\n{text}"
+    );
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!(
+            "next: boot the nodes, then follow them until they are Ready with: pinode status \
+             --profile {} --watch",
+            p.display()
+        )
+    );
+}
+
 /// Standard input that closes in the middle of a batch (one reader, the cards swapped in
 /// it): the card answered for is written, then the batch stops, naming the nodes without a
 /// card of their own and the command line that asks nothing; the summary says what was done.

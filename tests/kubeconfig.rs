@@ -8,9 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::sshd::*;
 use common::*;
 
 /// The login user on the test's sshd: an account of this machine (created when missing).
@@ -67,63 +68,6 @@ current-context: prod
 preferences: {}
 ";
 
-/// Processes the test started, ended (by their own ids) when it ends.
-struct Started(Vec<Child>);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn ensure_user() {
-    if Command::new("id")
-        .arg(USER)
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        return;
-    }
-    run(Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/bin/sh",
-            "--password",
-            "*",
-        ])
-        .arg(USER));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sshd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn chmod(path: &Path, mode: &str) {
-    run(Command::new("chmod").arg(mode).arg(path));
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     port: u16,
@@ -162,20 +106,12 @@ fn setup() -> Setup {
         is_root(),
         "this test runs sshd (which needs root) as CI does; run it as root"
     );
-    assert!(
-        Path::new("/usr/sbin/sshd").exists(),
-        "sshd is missing: apt-get install openssh-server (.ci/run does)"
-    );
-    ensure_user();
+    ensure_user(USER);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // sshd reads authorized_keys and runs the stand-in as the login user.
     chmod(d, "755");
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test-client", "-f"])
-        .arg(d.join("client")));
-    let client_pub = std::fs::read_to_string(d.join("client.pub")).unwrap();
-    std::fs::write(d.join("authorized_keys"), &client_pub).unwrap();
+    let client_pub = client_key(d);
     let profile = format!(
         "version: 1\ndefaults:\n  user:\n    name: {USER}\n    ssh_authorized_keys: [\"{}\"]\ncluster:\n  name: lab\n  api: {API}\n  token_env: K3S_TOKEN\nnodes:\n  - hostname: kube1\n    role: server\n  - hostname: kube2\n    role: agent\n",
         client_pub.trim()
@@ -208,45 +144,15 @@ fn setup() -> Setup {
     )
     .unwrap();
     chmod(&stand_in, "755");
-    let port = free_port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
-         UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-         AllowUsers {USER}\nForceCommand {}\n",
-        d.join("state/clusters/lab/host-keys/kube1_ed25519")
-            .display(),
-        d.join("authorized_keys").display(),
-        d.join("sshd.pid").display(),
-        stand_in.display()
+    let mut started = Started(Vec::new());
+    let port = start_sshd(
+        d,
+        &d.join("state/clusters/lab/host-keys/kube1_ed25519"),
+        USER,
+        &stand_in,
+        &mut started,
     );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let sshd = Command::new("/usr/sbin/sshd")
-        .arg("-D")
-        .arg("-e")
-        .arg("-f")
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(d.join("agent.sock"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Started(vec![sshd, agent]);
-    wait_for_port(port);
-    let start = Instant::now();
-    while !d.join("agent.sock").exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no ssh-agent");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    run(Command::new("ssh-add")
-        .env("SSH_AUTH_SOCK", d.join("agent.sock"))
-        .arg(d.join("client")));
+    start_agent(d, &mut started);
     Setup {
         dir,
         port,
@@ -288,7 +194,7 @@ fn merge_through_a_real_sshd_with_pinodes_host_key() {
         out.status.success(),
         "{}\nsshd: {}",
         both(&out),
-        std::fs::read_to_string(s.path("sshd.log")).unwrap_or_default()
+        std::fs::read_to_string(s.path(&format!("sshd-{}.log", s.port))).unwrap_or_default()
     );
     assert!(
         !both(&out).contains("S0VZ"),

@@ -22,6 +22,9 @@ fn wizard(dir: &Path) -> Session {
     wizard_with(dir, &[])
 }
 
+/// The wizard's last line: the command that follows the cluster's first boot.
+const NEXT: &str = "next: boot the nodes, then follow them until they are Ready with: pinode status --profile pi-cluster.yaml --watch";
+
 fn wizard_with(dir: &Path, env: &[(&str, &Path)]) -> Session {
     let home = dir.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
@@ -121,6 +124,8 @@ fn walks_from_start_to_a_saved_profile_re_asking_bad_answers() {
     answer(&mut s, "Save the profile as", "\r");
     answer(&mut s, "What now?", &format!("{DOWN}{DOWN}\r"));
     s.expect("later: sudo pinode flash").unwrap();
+    s.expect(NEXT.replace("pi-cluster.yaml", "lab.yaml"))
+        .unwrap();
     assert_eq!(exit_code(&mut s), 0);
 
     let profile = work(dir.path()).join("lab.yaml");
@@ -253,6 +258,7 @@ fn a_second_run_prepares_verified_images_from_a_local_image() {
     answer(&mut s, "What now?", &format!("{DOWN}\r"));
     answer(&mut s, "Write the images to", "\r");
     s.expect("pi-cluster-worker: ").unwrap();
+    s.expect(NEXT).unwrap();
     assert_eq!(exit_code(&mut s), 0);
 
     let images = work(dir.path()).join("images");
@@ -342,6 +348,7 @@ fn flashes_from_the_device_picker_which_explains_refused_disks() {
     // Allocation-aware: the blocks in use of the 60 MiB fixture.
     s.expect("of 60.0 MiB (the blocks in use) written to")
         .unwrap();
+    s.expect(NEXT).unwrap();
     assert_eq!(exit_code(&mut s), 0);
     let v = inspect_json(&card.dev);
     assert_eq!(v["boot"]["hostname"], "solo");
@@ -433,6 +440,7 @@ fn the_gitlab_url_rule_is_the_profiles() {
     answer(&mut s, "Save the profile as", "\r");
     answer(&mut s, "What now?", &format!("{DOWN}{DOWN}\r"));
     s.expect("later: sudo pinode flash").unwrap();
+    s.expect(NEXT).unwrap();
     assert_eq!(exit_code(&mut s), 0);
 
     let profile = work(dir.path()).join("pi-cluster.yaml");
@@ -474,6 +482,7 @@ fn cancelling_the_card_picker_says_how_to_flash_later() {
          /dev/sdX (the card's name as `pinode devices` lists it)",
     )
     .unwrap();
+    s.expect(NEXT).unwrap();
     assert_eq!(exit_code(&mut s), 0);
     assert!(work(dir.path()).join("pi-cluster.yaml").is_file());
 }

@@ -11,6 +11,7 @@ pub mod patch;
 pub mod prepare;
 pub mod profile;
 pub mod render;
+pub mod status;
 pub mod wizard;
 pub mod write;
 
@@ -54,6 +55,16 @@ impl Sources {
         let cache = Cache::open(self.cache_dir.as_deref())?;
         Ok(Resolver::new(cache, self.catalog.clone(), self.offline))
     }
+}
+
+/// The command to run once a cluster's cards are written: `flash`'s summary and the
+/// wizard's last screen end with it, so that the user knows how to follow the first boot.
+pub fn status_next(profile: &std::path::Path) -> String {
+    format!(
+        "next: boot the nodes, then follow them until they are Ready with: pinode status \
+         --profile {} --watch",
+        crate::term::shell::word(&profile.display().to_string())
+    )
 }
 
 /// Output settings shared by every command.

@@ -92,6 +92,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
             }
             Picked::Cancel(card) => {
                 out.say(flash_later(&profile, card.as_deref()));
+                out.say(super::status_next(&profile));
                 Ok(())
             }
         },
@@ -101,7 +102,13 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                 .default("images".into())
                 .interact_text()
                 .map_err(stopped)?;
-            super::prepare::run_with(&prepare_options(profile, PathBuf::from(dir)), sources, out)
+            super::prepare::run_with(
+                &prepare_options(profile.clone(), PathBuf::from(dir)),
+                sources,
+                out,
+            )?;
+            out.say(super::status_next(&profile));
+            Ok(())
         }
         _ => {
             out.say(format!(
@@ -109,6 +116,7 @@ pub fn run(sources: &Sources, out: &Output) -> Result<(), Error> {
                  --out-dir images",
                 profile.display()
             ));
+            out.say(super::status_next(&profile));
             Ok(())
         }
     }

@@ -143,12 +143,24 @@ pub enum RemoteError {
 #[derive(Debug, Clone)]
 pub struct Ssh {
     known_hosts: PathBuf,
+    /// ssh's ConnectTimeout (seconds): how long an unreachable node can hold a command.
+    connect_timeout: u64,
 }
 
 impl Ssh {
     /// Connections that trust exactly the keys in `known_hosts`.
     pub fn new(known_hosts: PathBuf) -> Ssh {
-        Ssh { known_hosts }
+        Ssh {
+            known_hosts,
+            connect_timeout: 10,
+        }
+    }
+
+    /// The same, giving up on a connection after `seconds` (at least 1): `pinode status`
+    /// polls within its own timeout.
+    pub fn connect_timeout(mut self, seconds: u64) -> Ssh {
+        self.connect_timeout = seconds.max(1);
+        self
     }
 
     /// The ssh command line for `command` on `target`, without running it.
@@ -169,7 +181,9 @@ impl Ssh {
                 "-o",
                 "CheckHostIP=no",
                 "-o",
-                "ConnectTimeout=10",
+            ])
+            .arg(format!("ConnectTimeout={}", self.connect_timeout))
+            .args([
                 "-o",
                 "ServerAliveInterval=5",
                 "-o",

@@ -110,8 +110,17 @@ impl ShellProgram {
 pub(crate) const CORE: &str = r##"
 PINODE_LOG=/var/log/pinode-firstboot.log
 FAILED=''
+# The machine-readable status `pinode status` reads: its shape is pinode's
+# `status::FirstBootStatus`. The directory is root-only; the file holds no secret.
+PINODE_STATUS_DIR=/var/lib/pinode
+PINODE_STARTED=''
+PINODE_STEP=''
+LAST_LOG=''
+LAST_ERROR=''
+REASON=''
 
 log() {
+	LAST_LOG="$*"
 	printf '%s pinode %s: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ' 2>/dev/null)" "$PINODE_STAGE" "$*" >>"$PINODE_LOG" 2>/dev/null
 	printf 'pinode %s: %s\n' "$PINODE_STAGE" "$*" >&2
 }
@@ -120,12 +129,46 @@ log() {
 step() {
 	label=$1
 	shift
+	PINODE_STEP=$label
+	LAST_LOG=''
+	write_status running
 	if "$@"; then
 		log "ok: $label"
 	else
+		# The reason is the last line the step logged: its own explanation.
+		REASON=${LAST_LOG:-"$label failed"}
+		LAST_ERROR=$label
 		log "FAILED: $label"
 		FAILED="$FAILED${FAILED:+, }$label"
 	fi
+}
+
+# json_string VALUE: VALUE as a JSON string (control characters dropped), null when empty.
+json_string() {
+	if [ -z "$1" ]; then
+		printf null
+	else
+		printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+	fi
+}
+
+# write_status STATE: running, ok or failed, into status.json, atomically (tmp + mv). A
+# status that cannot be written is logged and never fails the boot.
+write_status() {
+	status_now=$(date -u '+%Y-%m-%dT%H:%M:%SZ')
+	[ -n "$PINODE_STARTED" ] || PINODE_STARTED=$status_now
+	status_finished=''
+	[ "$1" = running ] || status_finished=$status_now
+	status_tmp="$PINODE_STATUS_DIR/status.json.pinode-new"
+	if ! { mkdir -p "$PINODE_STATUS_DIR" && chmod 700 "$PINODE_STATUS_DIR" &&
+		printf '{"version":1,"stage":%s,"state":%s,"step":%s,"started":%s,"finished":%s,"last_error":%s,"reason":%s}\n' \
+			"$(json_string "$PINODE_STAGE")" "$(json_string "$1")" "$(json_string "$PINODE_STEP")" \
+			"$(json_string "$PINODE_STARTED")" "$(json_string "$status_finished")" \
+			"$(json_string "$LAST_ERROR")" "$(json_string "$REASON")" >"$status_tmp" &&
+		chmod 644 "$status_tmp" && mv -f "$status_tmp" "$PINODE_STATUS_DIR/status.json"; } 2>/dev/null; then
+		printf 'pinode %s: cannot write %s/status.json\n' "$PINODE_STAGE" "$PINODE_STATUS_DIR" >>"$PINODE_LOG" 2>/dev/null
+	fi
+	return 0
 }
 
 # write_file PATH MODE CONTENT: replace PATH atomically with exactly CONTENT.
@@ -161,5 +204,28 @@ mod tests {
             assert_eq!(back, [v], "{q}");
         }
         assert!(quote("a\0b").is_err());
+    }
+
+    /// status.json is JSON whatever a step logged: quotes, backslashes, control characters.
+    #[test]
+    fn json_string_escapes_what_json_needs() {
+        let tricky = "a \"q\" \\ b\tc\nd $(x) `y` ü";
+        let mut p = ShellProgram::default();
+        p.library(CORE);
+        p.var("PINODE_STAGE", "t")
+            .unwrap()
+            .var("V", tricky)
+            .unwrap();
+        p.step(r#"json_string "$V""#).step(r#"json_string """#);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(p.render())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (value, null) = text.split_at(text.len() - 4);
+        assert_eq!(null, "null");
+        let back: String = serde_json::from_str(value).unwrap();
+        assert_eq!(back, "a \"q\" \\ bcd $(x) `y` ü");
     }
 }

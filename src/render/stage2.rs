@@ -149,9 +149,11 @@ const RUN_STAGE_PIN_HOSTS: &str = r##"	if [ -n "$API_MDNS_HOST" ] && ! refresh_h
 
 const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 		result="failed: $FAILED (the next boot tries again)"
+		write_status failed
 	else
 		result=ok
 		date -u '+%Y-%m-%dT%H:%M:%SZ' >/var/lib/pinode/firstboot.done
+		write_status ok
 	fi
 	printf '@STATUS_NAME@ (%s): %s\nfinished: %s\nlog: %s and journalctl -u pinode-firstboot on the node\n' \
 		"$@ROLE_VAR@" "$result" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$PINODE_LOG" >>"$BOOT_DIR/pinode-status.txt"

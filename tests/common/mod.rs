@@ -8,6 +8,7 @@ pub mod netns;
 pub mod pty;
 pub mod scratch;
 pub mod screen;
+pub mod sshd;
 
 use std::collections::BTreeMap;
 use std::fs::File;

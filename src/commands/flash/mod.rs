@@ -229,7 +229,10 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     for node in nodes.iter().skip(results.len()) {
         results.push(result(node, Outcome::NotReached, None, None, None));
     }
-    report(out, &results, nodes.len() > 1)
+    // A cluster's cards are written: the next command follows its first boot.
+    let next = pinode::plan::cluster::ClusterPlan::of(&profile, pinode::edge::settings())
+        .map(|_| super::status_next(&args.profile));
+    report(out, &results, nodes.len() > 1, next)
 }
 
 /// Flags that only make sense together, checked before any work.
@@ -376,7 +379,13 @@ fn say_written(out: &Output, node: &NodeConfig, disk: &BlockDevice, r: &CardRepo
 
 /// The summary (a table for batches, JSON with `--json`), and the exit status: success only
 /// when every selected node's card was written (and verified, unless `--no-verify`).
-fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error> {
+/// `next` (the command to run after the flash) ends the summary when a card was written.
+fn report(
+    out: &Output,
+    results: &[NodeResult],
+    batch: bool,
+    next: Option<String>,
+) -> Result<(), Error> {
     if out.json {
         out.json(&json!({ "nodes": results }));
     } else if batch {
@@ -426,6 +435,9 @@ fn report(out: &Output, results: &[NodeResult], batch: bool) -> Result<(), Error
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Written))
         .count();
+    if let (Some(next), true) = (next, written > 0) {
+        out.say(next);
+    }
     if written == results.len() {
         return Ok(());
     }

@@ -170,8 +170,10 @@ finish() {
 		-e 's# systemd\.unit=kernel-command-line\.target##g' "$1/cmdline.txt"
 	if [ -n "$FAILED" ]; then
 		result="failed: $FAILED"
+		write_status failed
 	else
 		result=ok
+		write_status ok
 	fi
 	write_file "$1/pinode-status.txt" 644 "pinode first boot of $NODE_HOSTNAME
 firstrun: $result

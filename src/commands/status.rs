@@ -1,0 +1,300 @@
+//! `pinode status`: where each node is after the flash, polled over SSH (one connection per
+//! node per poll, all nodes in parallel), until every node is Ready with `--watch`.
+//!
+//! Exit status: 0 when every node is Ready (and the runner running, when configured), 1
+//! when a node's first boot failed, 3 when not all are Ready (or `--watch` timed out).
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use crate::cli::StatusArgs;
+use crate::error::Error;
+use pinode::plan::cluster::ClusterPlan;
+use pinode::plan::hostkey;
+use pinode::remote::{Ssh, Target};
+use pinode::status::probe::{Answer, MAX_ANSWER, NodeState, remote_script};
+use pinode::status::report::{NodeReport, StatusReport};
+
+use super::{Output, load_profile};
+
+/// The pause between two polls with `--watch`.
+const POLL_EVERY: Duration = Duration::from_secs(5);
+/// ssh's connect timeout at most: a node that does not answer in this long is unreachable.
+const CONNECT_AT_MOST: u64 = 10;
+/// The spinner of the terminal table.
+const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+
+/// One node to poll.
+struct Polled {
+    target: Target,
+    server: bool,
+    runner: bool,
+}
+
+pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
+    let loaded = load_profile(&args.profile, out)?;
+    let settings = pinode::edge::settings();
+    let plan = ClusterPlan::of(&loaded, settings).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no cluster: `pinode status` follows a K3s cluster's nodes",
+            args.profile.display()
+        ))
+    })?;
+    for (flag, host) in args
+        .address
+        .iter()
+        .map(|a| ("--address", &a.host))
+        .chain(args.node.iter().map(|n| ("--node", n)))
+    {
+        if !loaded.nodes.iter().any(|n| &n.hostname == host) {
+            return Err(Error::Usage(format!(
+                "{flag} {host}: the profile has no node {host}"
+            )));
+        }
+    }
+    let has_runner = plan.spec.runner.is_some();
+    let nodes: Vec<Polled> = loaded
+        .nodes
+        .iter()
+        .filter(|n| args.node.is_empty() || args.node.contains(&n.hostname))
+        .map(|n| {
+            let given = args.address.iter().find(|a| a.host == n.hostname);
+            Polled {
+                target: Target {
+                    host: n.hostname.clone(),
+                    address: given
+                        .map_or_else(|| format!("{}.local", n.hostname), |a| a.address.clone()),
+                    port: given.and_then(|a| a.port),
+                    user: n.user.name.clone(),
+                },
+                server: plan.servers.contains(&n.hostname),
+                runner: has_runner && n.hostname == plan.founder,
+            }
+        })
+        .collect();
+    let known_hosts = hostkey::known_hosts_path(settings, &plan.name);
+    let start = Instant::now();
+    let deadline = start + args.timeout;
+    let terminal = args.watch && !args.json && !out.quiet && std::io::stdout().is_terminal();
+    let mut states: Vec<Option<(NodeState, f64)>> = vec![None; nodes.len()];
+    let mut first_boot = vec![None; nodes.len()];
+    let mut polls = 0u32;
+    let mut drawn = 0usize;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ssh =
+            Ssh::new(known_hosts.clone()).connect_timeout(left.as_secs().clamp(1, CONNECT_AT_MOST));
+        let answers = poll(&ssh, &nodes);
+        polls += 1;
+        let views: Vec<_> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().and_then(|a| a.nodes.as_ref()))
+            .collect();
+        let elapsed = start.elapsed().as_secs_f64();
+        for (i, (node, answer)) in nodes.iter().zip(&answers).enumerate() {
+            let state = match answer {
+                Ok(a) => {
+                    first_boot[i] = a.status.clone();
+                    NodeState::of(&node.target.host, a, &views, node.runner)
+                }
+                Err(reason) => NodeState::Unreachable {
+                    reason: reason.clone(),
+                },
+            };
+            let changed = states[i].as_ref().is_none_or(|(s, _)| *s != state);
+            if changed {
+                if args.watch && !terminal && !args.json {
+                    out.say(format!(
+                        "[{}] {}: {}",
+                        clock(elapsed),
+                        node.target.host,
+                        state.line()
+                    ));
+                    log_tail(out, &state);
+                }
+                states[i] = Some((state, elapsed));
+            }
+        }
+        let all = || states.iter().flatten().zip(&nodes);
+        let ready = all().all(|((s, _), n)| s.done(n.runner));
+        let failed = all().any(|((s, _), _)| s.failed());
+        if terminal {
+            drawn = draw(&nodes, &states, start.elapsed(), polls, drawn);
+        }
+        if !args.watch || ready || failed || Instant::now() >= deadline {
+            break;
+        }
+        let pause = POLL_EVERY.min(deadline.saturating_duration_since(Instant::now()));
+        // The spinner turns while waiting.
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(250).min(until - Instant::now()));
+            if terminal {
+                drawn = draw(&nodes, &states, start.elapsed(), polls, drawn);
+            }
+        }
+        // No poll begins at the deadline: it would run past --timeout.
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    let report = StatusReport {
+        cluster: plan.name.clone(),
+        ready: states
+            .iter()
+            .zip(&nodes)
+            .all(|(s, n)| s.as_ref().is_some_and(|(s, _)| s.done(n.runner))),
+        failed: states
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|(s, _)| s.failed())),
+        elapsed_seconds: elapsed.as_secs_f64(),
+        polls,
+        nodes: nodes
+            .iter()
+            .zip(states)
+            .zip(first_boot)
+            .map(|((n, s), fb)| {
+                let (state, since) = s.unwrap_or((NodeState::Booting, 0.0));
+                NodeReport {
+                    host: n.target.host.clone(),
+                    address: match n.target.port {
+                        Some(p) => format!("{}:{p}", n.target.address),
+                        None => n.target.address.clone(),
+                    },
+                    role: if n.server { "server" } else { "agent" }.into(),
+                    runner: n.runner,
+                    state,
+                    state_since_seconds: since,
+                    first_boot: fb,
+                }
+            })
+            .collect(),
+    };
+    if args.json {
+        out.json(&serde_json::to_value(&report)?);
+    } else if !args.watch {
+        for n in &report.nodes {
+            out.say(format!("{}: {}", n.host, n.state.line()));
+            log_tail(out, &n.state);
+        }
+    }
+    let failed: Vec<&str> = report
+        .nodes
+        .iter()
+        .filter(|n| n.state.failed())
+        .map(|n| n.host.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::NodeFailed(format!(
+            "the first boot failed on {}: see its log with `journalctl -u pinode-firstboot` on the node",
+            failed.join(", ")
+        )));
+    }
+    if report.ready {
+        out.say(format!(
+            "every node is Ready{} ({})",
+            if has_runner {
+                ", the runner running"
+            } else {
+                ""
+            },
+            clock(elapsed.as_secs_f64())
+        ));
+        return Ok(());
+    }
+    let waiting = report
+        .nodes
+        .iter()
+        .filter(|n| !n.state.done(n.runner))
+        .count();
+    Err(Error::NotReady(if args.watch {
+        format!(
+            "{waiting} of {} nodes not Ready after {}: --timeout passed",
+            report.nodes.len(),
+            clock(elapsed.as_secs_f64())
+        )
+    } else {
+        format!(
+            "{waiting} of {} nodes not Ready yet: follow them with --watch",
+            report.nodes.len()
+        )
+    }))
+}
+
+/// Polls every node at once (one thread and one ssh each); an error is the line to show.
+fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                scope.spawn(move || {
+                    ssh.run(&n.target, &remote_script(n.server), MAX_ANSWER)
+                        .map(|bytes| Answer::parse(&bytes))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the poll stopped unexpectedly".into()))
+            })
+            .collect()
+    })
+}
+
+/// The log's last lines under a failed node's line.
+fn log_tail(out: &Output, state: &NodeState) {
+    if let NodeState::FirstBootFailed { log_tail, .. } = state {
+        for line in log_tail {
+            out.say(format!("    | {line}"));
+        }
+    }
+}
+
+/// `MM:SS` (or `H:MM:SS`).
+fn clock(seconds: f64) -> String {
+    let s = seconds as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Redraws the table on the terminal in place of the `drawn` lines of the last one; the
+/// number of lines drawn.
+fn draw(
+    nodes: &[Polled],
+    states: &[Option<(NodeState, f64)>],
+    elapsed: Duration,
+    polls: u32,
+    drawn: usize,
+) -> usize {
+    let spinner = SPINNER[(elapsed.as_millis() / 250) as usize % SPINNER.len()];
+    let width = nodes.iter().map(|n| n.target.host.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    if drawn > 0 {
+        text.push_str(&format!("\x1b[{drawn}A\x1b[J"));
+    }
+    text.push_str(&format!(
+        "{spinner} {}  poll {polls}\n",
+        clock(elapsed.as_secs_f64())
+    ));
+    let mut lines = 1;
+    for (n, s) in nodes.iter().zip(states) {
+        let line = s
+            .as_ref()
+            .map_or_else(|| "…".to_string(), |(s, _)| s.line());
+        let line = pinode::ui::terminal_safe(&line).into_owned();
+        text.push_str(&format!("  {:width$}  {line}\n", n.target.host));
+        lines += 1;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    lines
+}

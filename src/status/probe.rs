@@ -1,0 +1,279 @@
+//! One poll of one node: the read-only remote script, its answer split into sections, and
+//! the node's state from that answer and the cluster's view.
+//!
+//! Why one script per poll: one SSH connection per node per poll, whatever it asks. It
+//! only reads (`cat`, `tail`, `systemctl is-active`, `kubectl get`), through `sudo -n`
+//! (the status directory is root-only; `-n` never waits for a password that BatchMode
+//! could not type), each command bounded in time by `timeout` so a stuck K3s API cannot
+//! hold the poll.
+
+use serde::{Deserialize, Serialize};
+
+use super::FirstBootStatus;
+use super::kube::{Deployment, NodeList};
+
+/// The most a poll's answer may be: status.json, 20 log lines, and a NodeList of a few
+/// hundred nodes. Anything longer is stopped (see `crate::remote::Ssh::run`).
+pub const MAX_ANSWER: u64 = 8 * 1024 * 1024;
+
+/// Lines of the first-boot log shown for a failed first boot.
+pub const LOG_LINES: usize = 20;
+
+/// A section marker: a line the answers of the commands cannot start with by chance.
+const MARK: &str = "@@pinode-status@@ ";
+
+/// The runner's Deployment, as the GitLab Runner chart (release `gitlab-runner`) names it.
+pub const RUNNER_NAMESPACE: &str = "gitlab-runner";
+pub const RUNNER_DEPLOYMENT: &str = "gitlab-runner";
+
+/// The remote script for a node; `server` adds the cluster's view (kubectl runs on
+/// servers only). Static text: no value of the profile is in it. Every marker starts on a
+/// line of its own (`echo;` first), even after an answer without a final line break.
+pub fn remote_script(server: bool) -> String {
+    let mut s = format!(
+        "timeout 10 sudo -n true 2>/dev/null || echo '{MARK}no-sudo'; \
+         echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
+         echo; echo '{MARK}unit'; systemctl is-active pinode-firstboot.service 2>/dev/null; \
+         echo; echo '{MARK}log'; timeout 10 sudo -n tail -n {LOG_LINES} {log} 2>/dev/null; ",
+        json = super::STATUS_JSON,
+        log = super::FIRSTBOOT_LOG,
+    );
+    if server {
+        s.push_str(&format!(
+            "echo; echo '{MARK}nodes'; timeout 20 sudo -n k3s kubectl get nodes -o json --request-timeout=15s 2>/dev/null; \
+             echo; echo '{MARK}runner'; timeout 20 sudo -n k3s kubectl -n {RUNNER_NAMESPACE} get deployment {RUNNER_DEPLOYMENT} -o json --request-timeout=15s 2>/dev/null; "
+        ));
+    }
+    s.push_str(&format!("echo; echo '{MARK}end'"));
+    s
+}
+
+/// What one node answered.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// status.json, when there is one and it parses.
+    pub status: Option<FirstBootStatus>,
+    /// Why status.json was there but unreadable.
+    pub status_error: Option<String>,
+    /// `systemctl is-active pinode-firstboot.service`: active, activating, failed, inactive…
+    pub unit: String,
+    /// The last lines of the first-boot log.
+    pub log_tail: Vec<String>,
+    /// On a server whose K3s answers: its view of the nodes.
+    pub nodes: Option<NodeList>,
+    /// On the founder, once the runner's Deployment exists.
+    pub runner: Option<Deployment>,
+    /// `sudo -n` refused (it needs a password): the root-only status cannot be read.
+    pub no_sudo: bool,
+}
+
+impl Answer {
+    /// Splits the remote script's output into its sections and parses them.
+    pub fn parse(bytes: &[u8]) -> Answer {
+        let text = String::from_utf8_lossy(bytes);
+        let mut sections: Vec<(&str, String)> = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix(MARK) {
+                sections.push((name, String::new()));
+            } else if let Some((_, body)) = sections.last_mut() {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+        let get = |name: &str| {
+            sections
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.trim())
+                .filter(|b| !b.is_empty())
+        };
+        let mut answer = Answer {
+            no_sudo: sections.iter().any(|(n, _)| *n == "no-sudo"),
+            ..Answer::default()
+        };
+        if let Some(json) = get("status") {
+            match FirstBootStatus::parse(json.as_bytes()) {
+                Ok(s) => answer.status = Some(s),
+                Err(e) => answer.status_error = Some(e),
+            }
+        }
+        answer.unit = get("unit").unwrap_or("").to_string();
+        answer.log_tail = get("log")
+            .map(|l| {
+                l.lines()
+                    .map(|line| crate::ui::terminal_safe(line).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        answer.nodes = get("nodes").and_then(|j| serde_json::from_str(j).ok());
+        answer.runner = get("runner").and_then(|j| serde_json::from_str(j).ok());
+        answer
+    }
+}
+
+/// Where a node is, from the least to the most done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NodeState {
+    /// No SSH connection (or no login): `reason` is ssh's explanation.
+    Unreachable { reason: String },
+    /// Reachable, but `sudo -n` needs a password: the root-only status cannot be read.
+    NoSudo,
+    /// Reachable, but no first-boot status yet.
+    Booting,
+    /// A first-boot stage runs (or the second one has not started yet).
+    FirstBootRunning { stage: String, step: Option<String> },
+    /// A first-boot stage failed: its reason line and the log's last lines.
+    FirstBootFailed {
+        step: Option<String>,
+        reason: String,
+        log_tail: Vec<String>,
+    },
+    /// The first boot is done; the cluster does not (yet) list the node as Ready.
+    K3sRunning,
+    /// The cluster lists the node with its Ready condition True.
+    Ready,
+    /// Ready, and the runner's Deployment has a ready replica (the founder, with a runner).
+    RunnerRunning,
+}
+
+impl NodeState {
+    /// The state from a node's answer and the cluster's view (every server's NodeList).
+    /// `runner` asks for the runner's state (the founder of a cluster with a runner).
+    pub fn of(host: &str, answer: &Answer, views: &[&NodeList], runner: bool) -> NodeState {
+        let failed = |step: Option<String>, reason: String| NodeState::FirstBootFailed {
+            step,
+            reason,
+            log_tail: answer.log_tail.clone(),
+        };
+        let Some(status) = &answer.status else {
+            if answer.unit == "failed" {
+                return failed(None, "pinode-firstboot.service failed".into());
+            }
+            if let Some(e) = &answer.status_error {
+                return failed(None, e.clone());
+            }
+            if answer.no_sudo {
+                return NodeState::NoSudo;
+            }
+            return NodeState::Booting;
+        };
+        match status.state {
+            super::StepState::Failed => {
+                return failed(
+                    status.last_error.clone().or_else(|| status.step.clone()),
+                    status
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "a step failed".into()),
+                );
+            }
+            super::StepState::Running => {
+                return NodeState::FirstBootRunning {
+                    stage: status.stage.clone(),
+                    step: status.step.clone(),
+                };
+            }
+            super::StepState::Ok if status.stage != super::SECOND_STAGE => {
+                return NodeState::FirstBootRunning {
+                    stage: status.stage.clone(),
+                    step: Some("waiting for the second stage".into()),
+                };
+            }
+            super::StepState::Ok => {}
+        }
+        if answer.unit == "failed" {
+            return failed(
+                status.step.clone(),
+                "pinode-firstboot.service failed".into(),
+            );
+        }
+        if !views.iter().any(|v| v.ready(host) == Some(true)) {
+            return NodeState::K3sRunning;
+        }
+        if runner && answer.runner.as_ref().is_some_and(Deployment::running) {
+            return NodeState::RunnerRunning;
+        }
+        NodeState::Ready
+    }
+
+    /// Whether this node is where `status` waits for it to be.
+    pub fn done(&self, runner: bool) -> bool {
+        match self {
+            NodeState::RunnerRunning => true,
+            NodeState::Ready => !runner,
+            _ => false,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self, NodeState::FirstBootFailed { .. })
+    }
+
+    /// One line (without the host name).
+    pub fn line(&self) -> String {
+        match self {
+            NodeState::Unreachable { reason } => format!("unreachable: {reason}"),
+            NodeState::NoSudo => {
+                "reachable, but sudo asks for a password, so the node's root-only \
+                                   status cannot be read (give the user passwordless sudo: \
+                                   the profile's `user.sudo: nopasswd`)"
+                    .into()
+            }
+            NodeState::Booting => "booting (reachable, no first-boot status yet)".into(),
+            NodeState::FirstBootRunning { stage, step } => match step {
+                Some(step) => format!("first boot running ({stage}: {step})"),
+                None => format!("first boot running ({stage})"),
+            },
+            NodeState::FirstBootFailed { step, reason, .. } => match step {
+                Some(step) => format!("first boot failed at {step}: {reason}"),
+                None => format!("first boot failed: {reason}"),
+            },
+            NodeState::K3sRunning => "K3s running (node not Ready yet)".into(),
+            NodeState::Ready => "node Ready".into(),
+            NodeState::RunnerRunning => "node Ready, runner Running".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DONE: &str = r#"{"version":1,"stage":"firstboot","state":"ok","step":"k3s install","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:05:00Z","last_error":null,"reason":null}"#;
+
+    fn answer(sections: &[(&str, &str)]) -> Answer {
+        let mut text = String::new();
+        for (name, body) in sections {
+            text.push_str(&format!("{MARK}{name}\n{body}\n"));
+        }
+        Answer::parse(text.as_bytes())
+    }
+
+    #[test]
+    fn states_follow_status_and_the_cluster() {
+        let a = answer(&[("status", ""), ("unit", "inactive")]);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Booting);
+        let a = answer(&[("status", DONE), ("unit", "active")]);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::K3sRunning);
+        let list: NodeList = serde_json::from_str(
+            r#"{"items":[{"metadata":{"name":"n"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(NodeState::of("n", &a, &[&list], false), NodeState::Ready);
+        assert!(!NodeState::Ready.done(true));
+        let failed = DONE
+            .replace(r#""state":"ok""#, r#""state":"failed""#)
+            .replace(r#""reason":null"#, r#""reason":"the memory cgroup is off""#);
+        let a = answer(&[("status", &failed), ("log", "line 1\nline 2")]);
+        let state = NodeState::of("n", &a, &[&list], false);
+        assert!(state.failed());
+        assert!(
+            state.line().contains("the memory cgroup is off"),
+            "{}",
+            state.line()
+        );
+        assert!(remote_script(true).contains("kubectl get nodes -o json"));
+        assert!(!remote_script(false).contains("kubectl"));
+    }
+}
