@@ -63,7 +63,7 @@ pub fn status_next(profile: &std::path::Path) -> String {
     format!(
         "next: boot the nodes, then follow them until they are Ready with: pinode status \
          --profile {} --watch",
-        crate::term::shell::word(&profile.display().to_string())
+        crate::term::shell_word(&profile.display().to_string())
     )
 }
 
