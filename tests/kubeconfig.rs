@@ -457,4 +457,25 @@ fn under_sudo_the_invoking_users_key_state_and_kubeconfig() {
     }
     assert_eq!(mode(&config), 0o600);
     assert_eq!(yaml(&config)["current-context"].as_str(), Some("lab"));
+
+    // The user's own ssh config cannot add a way to trust a key: with pinode's known_hosts
+    // emptied, a KnownHostsCommand that prints the node's very key is not listened to.
+    let known = home.join(".local/state/pinode/clusters/lab/known_hosts");
+    let line = std::fs::read_to_string(&known).unwrap();
+    let key_line = line.lines().find(|l| l.starts_with("kube1 ")).unwrap();
+    let printer = home.join("print-known-host");
+    std::fs::write(&printer, format!("#!/bin/sh\necho '{key_line}'\n")).unwrap();
+    chmod(&printer, "755");
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!("KnownHostsCommand {}\n", printer.display()),
+    )
+    .unwrap();
+    std::fs::write(&known, "").unwrap();
+    run(Command::new("chown")
+        .args(["-R", &format!("{name}:{name}")])
+        .arg(&home));
+    let out = output(&mut c);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    only_error_line(&out, &["pinode has no host key for kube1"]);
 }

@@ -124,6 +124,12 @@ pub enum RemoteError {
     },
     #[error("cannot run ssh (the OpenSSH client): {0}")]
     NoClient(std::io::Error),
+    #[error("reading what `{command}` on {host} sent: {source}")]
+    Read {
+        host: String,
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` on {host} sent more than {limit} bytes; stopped")]
     TooLong {
         host: String,
@@ -173,6 +179,12 @@ impl Ssh {
             .args([
                 "-o",
                 "GlobalKnownHostsFile=/dev/null",
+                // Nor may the user's ssh config add other ways to trust a key: a command
+                // that prints known hosts, or SSHFP records in DNS.
+                "-o",
+                "KnownHostsCommand=none",
+                "-o",
+                "VerifyHostKeyDNS=no",
                 // ssh would otherwise add the node's other host keys to pinode's file.
                 "-o",
                 "UpdateHostKeys=no",
@@ -238,15 +250,24 @@ impl Ssh {
             text
         });
         let mut out = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = stdout.take(limit + 1).read_to_end(&mut out);
-        }
+        // A read that fails part-way would pass off the part read as the whole answer.
+        let read = match child.stdout.take() {
+            Some(stdout) => stdout.take(limit + 1).read_to_end(&mut out).map(|_| ()),
+            None => Ok(()),
+        };
         let too_long = out.len() as u64 > limit;
-        if too_long {
+        if too_long || read.is_err() {
             let _ = child.kill();
         }
         let status = child.wait().map_err(RemoteError::NoClient)?;
         let said = errors.join().unwrap_or_default();
+        if let Err(source) = read {
+            return Err(RemoteError::Read {
+                host: target.host.clone(),
+                command: command.to_string(),
+                source,
+            });
+        }
         if too_long {
             return Err(RemoteError::TooLong {
                 host: target.host.clone(),
