@@ -73,6 +73,12 @@ pub struct Named {
     pub body: Mapping,
 }
 
+/// Whether the YAML mapping in `bytes` has one of `keys` at its top (already parsed once
+/// as a kubeconfig, so it is a mapping).
+fn has_key(bytes: &[u8], keys: &[&str]) -> bool {
+    serde_yaml::from_slice::<Mapping>(bytes).is_ok_and(|m| keys.iter().any(|k| m.contains_key(*k)))
+}
+
 fn api_version() -> String {
     "v1".into()
 }
@@ -122,6 +128,17 @@ impl Kubeconfig {
         })?;
         if config.kind != "Config" {
             return Err(invalid("its kind is not Config".into()));
+        }
+        // `kind` and the lists may each be left out (kubectl reads such files), but not all
+        // at once: that is some other YAML file, which a wrong KUBECONFIG would have pinode
+        // merge into.
+        if !has_key(
+            bytes,
+            &["kind", "clusters", "contexts", "users", "current-context"],
+        ) {
+            return Err(invalid(
+                "it has none of a kubeconfig's keys (kind, clusters, contexts, users)".into(),
+            ));
         }
         Ok(config)
     }
@@ -438,6 +455,19 @@ mod tests {
     use super::*;
 
     const K3S: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {}\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
+
+    #[test]
+    fn another_yaml_file_is_not_taken_for_a_kubeconfig() {
+        let err = Kubeconfig::parse(b"name: lab\nnodes: []\n", "values.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains("none of a kubeconfig's keys"),
+            "{err}"
+        );
+        // A kubeconfig without `kind` (kubectl reads it) is still one.
+        let bare = "clusters: []\ncontexts: []\nusers: []\n";
+        assert!(Kubeconfig::parse(bare.as_bytes(), "config").is_ok());
+        assert!(Kubeconfig::parse(b"\n", "config").is_ok());
+    }
 
     #[test]
     fn k3s_config_is_renamed_and_pointed_at_the_api() {
