@@ -28,6 +28,45 @@ const MAX_KEY_FILE: u64 = 16 * 1024;
 /// A known_hosts file of a cluster of a few hundred nodes; larger is not pinode's.
 const MAX_KNOWN_HOSTS: u64 = 4 * 1024 * 1024;
 
+/// Why a node's host key or its cluster's known_hosts could not be had. No variant carries
+/// key material: the messages name files and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("cannot {action} {path}: {source}", path = .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Names the file itself.
+    #[error(transparent)]
+    Input(crate::input::InputError),
+    #[error("{path} is not a regular file", path = .path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{path} is readable by others; chmod 600 it", path = .path.display())]
+    Exposed { path: PathBuf },
+    #[error(
+        "{path} holds no unencrypted OpenSSH ed25519 private key; if the node has not been \
+         flashed with it yet, delete it and run pinode again to make a new one, otherwise \
+         restore it from a backup (or from the node's /etc/ssh/ssh_host_ed25519_key)",
+        path = .path.display()
+    )]
+    Damaged { path: PathBuf },
+    #[error("no randomness for the host key of {hostname}: {reason}")]
+    NoRandomness { hostname: String, reason: String },
+    #[error("cannot encode a host key: {0}")]
+    Encode(ssh_key::Error),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostKeyError {
+    let path = path.to_path_buf();
+    move |source| HostKeyError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// One node's SSH host key pair, OpenSSH formats.
 #[derive(Clone)]
 pub struct HostKey {
@@ -79,7 +118,7 @@ impl HostKey {
         cluster: &str,
         hostname: &str,
         settings: &Settings,
-    ) -> Result<HostKey, String> {
+    ) -> Result<HostKey, HostKeyError> {
         let dir = cluster_dir(settings, cluster);
         let path = dir.join("host-keys").join(format!("{hostname}_ed25519"));
         let key = kept_key(&path, cluster, hostname)?;
@@ -104,7 +143,7 @@ pub fn known_hosts_path(settings: &Settings, cluster: &str) -> PathBuf {
 /// invoking user's, linked into place without replacing a key another run made meanwhile,
 /// its name synced: a node flashed with a key pinode then lost in a crash could not be
 /// checked again).
-fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, String> {
+fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, HostKeyError> {
     if std::fs::symlink_metadata(path).is_ok() {
         return read_key(path);
     }
@@ -112,7 +151,7 @@ fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, Strin
     let invoker = Invoker::current();
     invoker
         .create_dir_all(dir, 0o700)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(io("create", dir))?;
     let key = new_key(cluster, hostname)?;
     let created = crate::cleanup::create_once(
         path,
@@ -120,12 +159,12 @@ fn kept_key(path: &Path, cluster: &str, hostname: &str) -> Result<HostKey, Strin
         key.private.expose_secret().as_bytes(),
         |f| invoker.give_back_file(f),
     )
-    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    .map_err(io("create", path))?;
     if created { Ok(key) } else { read_key(path) }
 }
 
 /// A new ed25519 key for `hostname`, its seed from [`crate::entropy`].
-fn new_key(cluster: &str, hostname: &str) -> Result<HostKey, String> {
+fn new_key(cluster: &str, hostname: &str) -> Result<HostKey, HostKeyError> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     let test_seed = crate::entropy::test_seed();
     crate::entropy::fill(
@@ -133,22 +172,25 @@ fn new_key(cluster: &str, hostname: &str) -> Result<HostKey, String> {
         &format!("host-key:{cluster}:{hostname}"),
         test_seed.as_deref(),
     )
-    .map_err(|e| format!("no randomness for the host key of {hostname}: {e}"))?;
+    .map_err(|e| HostKeyError::NoRandomness {
+        hostname: hostname.to_string(),
+        reason: e.to_string(),
+    })?;
     let pair = Ed25519Keypair::from_seed(&seed);
     let private = PrivateKey::new(KeypairData::Ed25519(pair), format!("root@{hostname}"))
-        .map_err(|e| format!("cannot make the host key of {hostname}: {e}"))?;
+        .map_err(HostKeyError::Encode)?;
     from_private(&private)
 }
 
 /// Both halves of `private` in OpenSSH formats.
-fn from_private(private: &PrivateKey) -> Result<HostKey, String> {
+fn from_private(private: &PrivateKey) -> Result<HostKey, HostKeyError> {
     let text = private
         .to_openssh(LineEnding::LF)
-        .map_err(|e| format!("cannot encode a host key: {e}"))?;
+        .map_err(HostKeyError::Encode)?;
     let public = private
         .public_key()
         .to_openssh()
-        .map_err(|e| format!("cannot encode a host key: {e}"))?;
+        .map_err(HostKeyError::Encode)?;
     Ok(HostKey {
         private: SecretString::from(text.as_str()),
         public,
@@ -156,27 +198,22 @@ fn from_private(private: &PrivateKey) -> Result<HostKey, String> {
 }
 
 /// Reads a kept key: a private regular file holding one unencrypted OpenSSH ed25519 key.
-fn read_key(path: &Path) -> Result<HostKey, String> {
-    let shown = path.display();
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+fn read_key(path: &Path) -> Result<HostKey, HostKeyError> {
+    let meta = std::fs::symlink_metadata(path).map_err(io("read", path))?;
+    let path = path.to_path_buf();
     if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
+        return Err(HostKeyError::NotAFile { path });
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!("{shown} is readable by others; chmod 600 it"));
+        return Err(HostKeyError::Exposed { path });
     }
-    let text = crate::input::read_text(path, MAX_KEY_FILE, "a kept SSH host key")
-        .map_err(|e| format!("cannot read the kept host key: {e}"))?;
-    let damaged = || {
-        format!(
-            "{shown} holds no unencrypted OpenSSH ed25519 private key; if the node has not been \
-             flashed with it yet, delete it and run pinode again to make a new one, otherwise \
-             restore it from a backup (or from the node's /etc/ssh/ssh_host_ed25519_key)"
-        )
+    let text = crate::input::read_text(&path, MAX_KEY_FILE, "a kept SSH host key")
+        .map_err(HostKeyError::Input)?;
+    let Ok(private) = PrivateKey::from_openssh(text.as_bytes()) else {
+        return Err(HostKeyError::Damaged { path });
     };
-    let private = PrivateKey::from_openssh(text.as_bytes()).map_err(|_| damaged())?;
     if private.is_encrypted() || private.key_data().ed25519().is_none() {
-        return Err(damaged());
+        return Err(HostKeyError::Damaged { path });
     }
     from_private(&private)
 }
@@ -190,11 +227,10 @@ pub fn names_of(hostname: &str) -> [String; 2] {
 /// name), leaving every other line as it was; the file is rewritten atomically, and not at
 /// all when nothing changes. Lines are kept sorted by name, so the file does not depend on
 /// the order in which nodes were prepared.
-fn rewrite_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), String> {
-    let shown = path.display();
+fn rewrite_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), HostKeyError> {
     let old = match std::fs::symlink_metadata(path) {
         Ok(_) => crate::input::read_text(path, MAX_KNOWN_HOSTS, "a known_hosts file")
-            .map_err(|e| format!("cannot read {shown}: {e}"))?,
+            .map_err(HostKeyError::Input)?,
         Err(_) => String::new(),
     };
     // (name, rest of the line): a name may have several lines (key types), all kept.
@@ -226,17 +262,17 @@ fn rewrite_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), 
     }
     let invoker = Invoker::current();
     crate::cleanup::write_atomic_with(path, new.as_bytes(), 0o644, |f| invoker.give_back_file(f))
-        .map_err(|e| format!("cannot write {shown}: {e}"))
+        .map_err(io("write", path))
 }
 
 /// [`rewrite_known_hosts`] under an exclusive lock on the cluster's directory: several
 /// pinode processes preparing nodes of one cluster at once would otherwise each read the
 /// file before the others wrote it, and all but the last node's lines would be lost.
-fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), String> {
+fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), HostKeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let lock = std::fs::File::open(dir)
         .and_then(|d| d.lock().map(|()| d))
-        .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
+        .map_err(io("lock", dir))?;
     let result = rewrite_known_hosts(path, hostname, public);
     drop(lock);
     result
@@ -267,11 +303,12 @@ mod tests {
         assert!(
             kept_key(&path, "c", "n1")
                 .unwrap_err()
+                .to_string()
                 .contains("chmod 600")
         );
         std::fs::write(&path, "garbage").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = kept_key(&path, "c", "n1").unwrap_err();
+        let err = kept_key(&path, "c", "n1").unwrap_err().to_string();
         assert!(err.contains("no unencrypted OpenSSH ed25519"), "{err}");
     }
 

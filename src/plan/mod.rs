@@ -143,7 +143,7 @@ impl NodePlan {
             None => None,
             Some(plan) => Some(
                 hostkey::HostKey::kept(&plan.name, &node.hostname, settings)
-                    .map_err(|e| profile.error_at("cluster.name", e))?,
+                    .map_err(|e| profile.error_at("cluster.name", e.to_string()))?,
             ),
         };
         let has_keys = !keys.is_empty();
