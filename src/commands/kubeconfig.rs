@@ -5,7 +5,6 @@
 use crate::cli::KubeconfigArgs;
 use crate::error::Error;
 use pinode::kubeconfig::{self, Kubeconfig, Written};
-use pinode::plan::cluster::ClusterPlan;
 use pinode::plan::hostkey;
 use pinode::remote::{Ssh, Target};
 
@@ -17,32 +16,17 @@ const K3S_KUBECONFIG: &str = "sudo cat /etc/rancher/k3s/k3s.yaml";
 pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(&args.profile, out)?;
     let settings = pinode::edge::settings();
-    let plan = ClusterPlan::of(&loaded, settings).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no cluster: `pinode kubeconfig` fetches a K3s cluster's kubeconfig",
-            args.profile.display()
-        ))
-    })?;
-    for a in &args.address {
-        if !loaded.nodes.iter().any(|n| n.hostname == a.host) {
-            return Err(Error::Usage(format!(
-                "--address {}: the profile has no node {}",
-                a.host, a.host
-            )));
-        }
-    }
+    let plan = super::reachable_cluster(
+        &loaded,
+        &args.address,
+        "`pinode kubeconfig` fetches a K3s cluster's kubeconfig",
+    )?;
     let founder = loaded
         .nodes
         .iter()
         .find(|n| n.hostname == plan.founder)
         .ok_or_else(|| Error::Usage(format!("the profile has no node {}", plan.founder)))?;
-    let given = args.address.iter().find(|a| a.host == plan.founder);
-    let target = Target {
-        host: plan.founder.clone(),
-        address: given.map_or_else(|| format!("{}.local", plan.founder), |a| a.address.clone()),
-        port: given.and_then(|a| a.port),
-        user: founder.user.name.clone(),
-    };
+    let target = Target::node(&plan.founder, &founder.user.name, &args.address);
     let name = args.context.clone().unwrap_or_else(|| plan.name.clone());
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(Error::Usage(format!(

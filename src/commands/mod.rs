@@ -57,6 +57,28 @@ impl Sources {
     }
 }
 
+/// The cluster of `loaded`, for a command that reaches its nodes over SSH (`what` says
+/// what the command does, for a profile without one), with every `--address` checked to
+/// name one of its nodes: a misspelt host would otherwise be silently ignored.
+pub fn reachable_cluster(
+    loaded: &pinode::profile::LoadedProfile,
+    addresses: &[pinode::remote::AddressOverride],
+    what: &str,
+) -> Result<pinode::plan::cluster::ClusterPlan, Error> {
+    let plan = pinode::plan::cluster::ClusterPlan::of(loaded, pinode::edge::settings())
+        .ok_or_else(|| Error::Usage(format!("{} has no cluster: {what}", loaded.path.display())))?;
+    if let Some(a) = addresses
+        .iter()
+        .find(|a| !loaded.nodes.iter().any(|n| n.hostname == a.host))
+    {
+        return Err(Error::Usage(format!(
+            "--address {}: the profile has no node {}",
+            a.host, a.host
+        )));
+    }
+    Ok(plan)
+}
+
 /// The command to run once a cluster's cards are written: `flash`'s summary and the
 /// wizard's last screen end with it, so that the user knows how to follow the first boot.
 pub fn status_next(profile: &std::path::Path) -> String {

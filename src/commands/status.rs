@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use pinode::plan::cluster::ClusterPlan;
 use pinode::plan::hostkey;
 use pinode::remote::{Ssh, Target};
 use pinode::status::probe::{Answer, MAX_ANSWER, NodeState, remote_script};
@@ -34,21 +33,15 @@ struct Polled {
 pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(&args.profile, out)?;
     let settings = pinode::edge::settings();
-    let plan = ClusterPlan::of(&loaded, settings).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no cluster: `pinode status` follows a K3s cluster's nodes",
-            args.profile.display()
-        ))
-    })?;
-    for (flag, host) in args
-        .address
-        .iter()
-        .map(|a| ("--address", &a.host))
-        .chain(args.node.iter().map(|n| ("--node", n)))
-    {
+    let plan = super::reachable_cluster(
+        &loaded,
+        &args.address,
+        "`pinode status` follows a K3s cluster's nodes",
+    )?;
+    for host in &args.node {
         if !loaded.nodes.iter().any(|n| &n.hostname == host) {
             return Err(Error::Usage(format!(
-                "{flag} {host}: the profile has no node {host}"
+                "--node {host}: the profile has no node {host}"
             )));
         }
     }
@@ -57,19 +50,10 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
         .nodes
         .iter()
         .filter(|n| args.node.is_empty() || args.node.contains(&n.hostname))
-        .map(|n| {
-            let given = args.address.iter().find(|a| a.host == n.hostname);
-            Polled {
-                target: Target {
-                    host: n.hostname.clone(),
-                    address: given
-                        .map_or_else(|| format!("{}.local", n.hostname), |a| a.address.clone()),
-                    port: given.and_then(|a| a.port),
-                    user: n.user.name.clone(),
-                },
-                server: plan.servers.contains(&n.hostname),
-                runner: has_runner && n.hostname == plan.founder,
-            }
+        .map(|n| Polled {
+            target: Target::node(&n.hostname, &n.user.name, &args.address),
+            server: plan.servers.contains(&n.hostname),
+            runner: has_runner && n.hostname == plan.founder,
         })
         .collect();
     let known_hosts = hostkey::known_hosts_path(settings, &plan.name);

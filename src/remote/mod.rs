@@ -33,6 +33,21 @@ pub struct Target {
     pub user: String,
 }
 
+impl Target {
+    /// Node `host`, logged into as `user`, reached at `HOST.local` (mDNS, as a Pi answers
+    /// out of the box) unless one of `overrides` gives it an address; its key is checked
+    /// under `host` either way.
+    pub fn node(host: &str, user: &str, overrides: &[AddressOverride]) -> Target {
+        let given = overrides.iter().find(|a| a.host == host);
+        Target {
+            host: host.to_string(),
+            address: given.map_or_else(|| format!("{host}.local"), |a| a.address.clone()),
+            port: given.and_then(|a| a.port),
+            user: user.to_string(),
+        }
+    }
+}
+
 /// `--address HOST=IP[:PORT]`: where to reach a node instead of `HOST.local`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressOverride {
