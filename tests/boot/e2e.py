@@ -290,7 +290,8 @@ class Node:
         mine = entries.get(self.name)
         self.check("pinode's known_hosts has this node's key (HOST and HOST.local)",
                    mine is not None and entries.get(f"{self.name}.local") == mine, str(entries))
-        r = self.sh("cat /etc/ssh/ssh_host_ed25519_key.pub; sudo -n stat -c '%a %U' /etc/ssh/ssh_host_ed25519_key")
+        # sudo: cloud-init 22.4 writes ssh_keys' public half 0600 too (cc_ssh.py, CONFIG_KEY_TO_FILE).
+        r = self.sh("sudo -n cat /etc/ssh/ssh_host_ed25519_key.pub; sudo -n stat -c '%a %U' /etc/ssh/ssh_host_ed25519_key")
         lines = r.stdout.splitlines()
         node_key = " ".join(lines[0].split()[:2]) if lines else ""
         self.check("the node's ed25519 host key is the one pinode made", bool(mine) and node_key == mine,
