@@ -290,13 +290,14 @@ class Node:
         mine = entries.get(self.name)
         self.check("pinode's known_hosts has this node's key (HOST and HOST.local)",
                    mine is not None and entries.get(f"{self.name}.local") == mine, str(entries))
-        # sudo: cloud-init 22.4 writes ssh_keys' public half 0600 too (cc_ssh.py, CONFIG_KEY_TO_FILE).
-        r = self.sh("sudo -n cat /etc/ssh/ssh_host_ed25519_key.pub; sudo -n stat -c '%a %U' /etc/ssh/ssh_host_ed25519_key")
+        # sudo: cloud-init 22.4 writes ssh_keys' public half 0600 too (cc_ssh.py, CONFIG_KEY_TO_FILE),
+        # and without a final line break: the key file comes last.
+        r = self.sh("sudo -n stat -c '%a %U' /etc/ssh/ssh_host_ed25519_key; sudo -n cat /etc/ssh/ssh_host_ed25519_key.pub")
         lines = r.stdout.splitlines()
-        node_key = " ".join(lines[0].split()[:2]) if lines else ""
+        node_key = " ".join(lines[1].split()[:2]) if len(lines) > 1 else ""
         self.check("the node's ed25519 host key is the one pinode made", bool(mine) and node_key == mine,
                    f"node: {node_key!r}, pinode: {mine!r}")
-        self.check("the private host key is root-only on the node", lines[1:2] == ["600 root"], r.stdout + r.stderr)
+        self.check("the private host key is root-only on the node", lines[:1] == ["600 root"], r.stdout + r.stderr)
         other = self.work / "other_host_key"
         for p in (other, other.with_suffix(".pub")):
             p.unlink(missing_ok=True)
