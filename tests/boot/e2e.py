@@ -10,12 +10,20 @@ Pi OS (build-base-image.sh), writes a cluster profile full of hostile values, ru
 `pinode prepare`, and boots the nodes one after another under qemu-system-aarch64 with the
 kernel command line taken from each image's own cmdline.txt. QEMU user networking is
 restricted (`restrict=on`); the only way out is a relay to an HTTPS server on 127.0.0.1 that
-serves a recording stand-in for the K3s install script (the real one needs the internet).
-Over SSH with the profile's key it checks the hostname, the user, sudo, key login and no
-password login, the cgroup tokens, how the installer ran (version, role, server URL, token
-file), /etc/rancher/k3s/config.yaml, the runner manifests (on the first server only), that no
-secret is left anywhere on the FAT partition (its raw bytes), the status file, that hostile
-values arrived byte-exact, and that a second boot does nothing again.
+serves a recording stand-in for the K3s install script (the real one needs the internet); on
+servers the stand-in also leaves a stand-in `k3s` command that answers `k3s kubectl get nodes
+-o json` (this node Ready), so that `pinode status` has a cluster view to read.
+Every SSH connection to a node checks its host key strictly against the known_hosts file pinode
+keeps for the cluster (in the route's PINODE_STATE_DIR, WORK/ROUTE/state), under the node's
+name: each one shows that the node's key is the one pinode made; a copy of that file with
+another key is refused. Over SSH with the profile's key it checks the hostname, the user, sudo,
+key login and no password login, the cgroup tokens, how the installer ran (version, role,
+server URL, token file), /etc/rancher/k3s/config.yaml, the runner manifests (on the first server only), that no
+secret (the node's private host key among them) is left anywhere on the FAT partition (its raw
+bytes), the status files (the FAT's text file; /var/lib/pinode/status.json: modes, keys, no
+secret), what `pinode status --json` (the real binary, the test key in an ssh-agent, the
+forwarded port as --address) says of the node, that hostile values arrived byte-exact, and
+that a second boot does nothing again.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
 on the firstrun route, and the first server again on the cloud-init route. The agent boots from
@@ -36,6 +44,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +56,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 from https_server import HttpsServer  # noqa: E402
 from smoke import TIMINGS, T0, Checks, Phase, run, serial_excerpt  # noqa: E402
-from vm import SSH_OPTIONS, Vm  # noqa: E402
+from vm import SSH_BASE_OPTIONS, Vm, host_key_options  # noqa: E402
 
 # Hostile values: quotes, command substitutions, backslashes, unicode and a newline.
 SSID = "e2e 'n' \"$(x)\" `id` \\ ü\nx"
@@ -74,7 +83,68 @@ printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https
 mkdir -p /etc/rancher/k3s
 printf 'apiVersion: v1\n# stand-in kubeconfig from the e2e test\n' >/etc/rancher/k3s/k3s.yaml
 chmod 600 /etc/rancher/k3s/k3s.yaml
+if [ "${1:-}" = server ]; then
+	cat >/usr/local/bin/k3s <<'STANDIN'
+#!/bin/sh
+# A STAND-IN for k3s, left by the stand-in installer of pinode's e2e boot test (real K3s cannot
+# be downloaded there). It answers only `k3s kubectl get nodes -o json [...]`, as kubectl prints
+# it (a List of core/v1 Nodes in the API's own shape), listing this node with Ready True; every
+# other command fails, as the runner's Deployment lookup does before the chart has run.
+if [ "$#" -ge 5 ] && [ "$1 $2 $3 $4 $5" = "kubectl get nodes -o json" ]; then
+	node=$(hostname)
+	now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	cat <<EOF
+{
+    "apiVersion": "v1",
+    "items": [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "annotations": {"k3s.io/node-args": "[\"server\"]"},
+                "creationTimestamp": "$now",
+                "labels": {
+                    "kubernetes.io/arch": "arm64",
+                    "kubernetes.io/hostname": "$node",
+                    "kubernetes.io/os": "linux",
+                    "node-role.kubernetes.io/control-plane": "true"
+                },
+                "name": "$node",
+                "resourceVersion": "1",
+                "uid": "00000000-0000-4000-8000-000000000000"
+            },
+            "spec": {"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]},
+            "status": {
+                "conditions": [
+                    {"lastHeartbeatTime": "$now", "lastTransitionTime": "$now",
+                     "message": "kubelet has sufficient memory available", "reason": "KubeletHasSufficientMemory",
+                     "status": "False", "type": "MemoryPressure"},
+                    {"lastHeartbeatTime": "$now", "lastTransitionTime": "$now",
+                     "message": "kubelet is posting ready status", "reason": "KubeletReady",
+                     "status": "True", "type": "Ready"}
+                ],
+                "nodeInfo": {"architecture": "arm64", "kubeletVersion": "v1.33.5+k3s1", "operatingSystem": "linux"}
+            }
+        }
+    ],
+    "kind": "List",
+    "metadata": {"resourceVersion": ""}
+}
+EOF
+	exit 0
+fi
+echo "k3s stand-in (pinode e2e boot test): only 'kubectl get nodes -o json' is answered" >&2
+exit 1
+STANDIN
+	chmod 755 /usr/local/bin/k3s
+fi
 """
+
+# The keys of /var/lib/pinode/status.json: the fields of FirstBootStatus (src/status/mod.rs,
+# which refuses unknown ones).
+FIRST_BOOT_KEYS = {"version", "stage", "state", "step", "started", "finished", "last_error", "reason"}
+STATE_DIR = "/var/lib/pinode"
+STATUS_JSON = f"{STATE_DIR}/status.json"
 
 
 def profile(pubkey: Path, init: str) -> dict:
@@ -119,16 +189,58 @@ def parse_record(text: str) -> dict:
     return dict(line.split("=", 1) for line in text.strip().splitlines() if "=" in line)
 
 
+def known_hosts_entries(path: Path) -> dict[str, str]:
+    """name -> "TYPE BASE64" of a known_hosts file (names comma-separated or one a line)."""
+    entries = {}
+    text = path.read_text() if path.exists() else ""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#"):
+            for name in fields[0].split(","):
+                entries[name] = f"{fields[1]} {fields[2]}"
+    return entries
+
+
+def host_key_slice(path: Path) -> bytes:
+    """60 characters of a kept OpenSSH ed25519 private key file, from its private seed, and
+    within one line of the base64 body: the line breaks are kept in firstrun.sh (a quoted shell
+    string) and written as \\n in cloud-init's user-data (JSON), so a slice across a break
+    would be found in neither."""
+    lines = [line.strip() for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("-----")]
+    raw = base64.b64decode("".join(lines))
+    marker = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"
+    at = raw.index(marker) + len(marker)
+    public = raw[at:at + 32]
+    # The private half holds the 32-byte seed followed by the public key (its last copy).
+    seed = raw.rindex(public) - 32
+    first, last = -(-seed * 4 // 3), (seed + 32) * 8 // 6  # base64 characters of seed bits only
+    best, start = None, 0
+    for line in lines:
+        overlap = min(last, start + len(line)) - max(first, start)
+        if len(line) >= 60 and (best is None or overlap > best[0]):
+            best = (overlap, line[min(max(first - start, 0), len(line) - 60):][:60])
+        start += len(line)
+    if best is None or best[0] < 30:
+        raise ValueError(f"{path}: no 60-character line holds the private seed")
+    return best[1].encode()
+
+
 class Node:
     """One booted node and the checks on it."""
 
     def __init__(self, name: str, role: str, route: str, image: Path, work: Path, srv: HttpsServer, key: Path,
-                 checks: Checks, timeout: float):
+                 checks: Checks, timeout: float, pinode: Path, profile: Path, state: Path, env: dict):
         self.name, self.role, self.route = name, role, route
         self.key, self.checks, self.srv = key, checks, srv
         self.label = f"{route} {name} ({role})"
-        self.vm = Vm(image, work / "vm", https_port=srv.port)
+        self.work = work
+        # pinode's state directory of this route: the cluster's known_hosts and host keys.
+        self.cluster_dir = state / "clusters" / "e2e"
+        self.known_hosts = self.cluster_dir / "known_hosts"
+        self.vm = Vm(image, work / "vm", https_port=srv.port, known_hosts=self.known_hosts, host_key_alias=name)
         self.timeout = timeout
+        self.pinode, self.profile, self.env = pinode, profile, env
 
     def sh(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.vm.ssh("alice", self.key, command, timeout=timeout)
@@ -140,7 +252,8 @@ class Node:
         with Phase(f"{self.label}: boot until SSH as alice"):
             self.vm.start()
             up = self.vm.wait_for_ssh("alice", self.key, timeout=self.timeout)
-        if not self.check("SSH login with the profile's key", up, f"boots={self.vm.boots}"):
+        if not self.check("SSH login with the profile's key, the host key checked against pinode's known_hosts",
+                          up, f"boots={self.vm.boots}; {self.why_no_login()}" if not up else ""):
             print("  serial log excerpt:\n" + serial_excerpt(self.vm))
             return False
         # SSH answers before the boot is over (cloud-init restarts sshd, for one); then the
@@ -156,6 +269,54 @@ class Node:
                 time.sleep(10)
         return True
 
+    def why_no_login(self) -> str:
+        """After a failed wait for SSH: whether a login with any host key works (then the VM's
+        key is not the one pinode made), and what ssh said with pinode's file."""
+        strict = self.sh("true", timeout=60)
+        argv = ["ssh", *SSH_BASE_OPTIONS, *host_key_options(None), "-i", str(self.key), "-p", str(self.vm.ssh_port),
+                "alice@127.0.0.1", "cat /etc/ssh/ssh_host_ed25519_key.pub"]
+        try:
+            loose = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return f"with pinode's known_hosts: {strict.stderr.strip()}; with any key: timed out"
+        return (f"with pinode's known_hosts: {strict.stderr.strip()}; with any key: exit {loose.returncode} "
+                f"{loose.stdout.strip()} {loose.stderr.strip()}; pinode's: {known_hosts_entries(self.known_hosts).get(self.name)}")
+
+    def host_keys(self) -> None:
+        """The node's key is the one pinode made: every connection so far checked it strictly
+        against pinode's known_hosts; here the key file on the node is compared with it too, and
+        a copy of the file that holds another key for the node is refused by ssh."""
+        entries = known_hosts_entries(self.known_hosts)
+        mine = entries.get(self.name)
+        self.check("pinode's known_hosts has this node's key (HOST and HOST.local)",
+                   mine is not None and entries.get(f"{self.name}.local") == mine, str(entries))
+        # sudo: cloud-init 22.4 writes ssh_keys' public half 0600 too (cc_ssh.py, CONFIG_KEY_TO_FILE),
+        # and without a final line break: the key file comes last.
+        r = self.sh("sudo -n stat -c '%a %U' /etc/ssh/ssh_host_ed25519_key; sudo -n cat /etc/ssh/ssh_host_ed25519_key.pub")
+        lines = r.stdout.splitlines()
+        node_key = " ".join(lines[1].split()[:2]) if len(lines) > 1 else ""
+        self.check("the node's ed25519 host key is the one pinode made", bool(mine) and node_key == mine,
+                   f"node: {node_key!r}, pinode: {mine!r}")
+        self.check("the private host key is root-only on the node", lines[:1] == ["600 root"], r.stdout + r.stderr)
+        other = self.work / "other_host_key"
+        for p in (other, other.with_suffix(".pub")):
+            p.unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "another@e2e", "-f", other], check=True)
+        other_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+        copy = self.work / "known_hosts.other-key"
+        rewritten = []
+        for line in self.known_hosts.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and not line.startswith("#"):
+                line = " ".join([fields[0], other_key, *fields[3:]])
+            rewritten.append(line)
+        copy.write_text("\n".join(rewritten) + "\n")
+        r = subprocess.run(self.vm.ssh_argv("alice", self.key, "true", known_hosts=copy),
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.check("a copy of pinode's known_hosts with another key for the node is refused (host key verification failed)",
+                   known_hosts_entries(copy).get(self.name) == other_key and r.returncode == 255
+                   and "Host key verification failed" in r.stderr, f"exit {r.returncode}: {r.stderr}")
+
     def identity(self) -> None:
         r = self.sh("hostname")
         self.check("hostname", r.stdout.strip() == self.name, r.stdout + r.stderr)
@@ -166,7 +327,7 @@ class Node:
         r = self.sh("sudo -n grep -c '^alice:' /etc/shadow; sudo -n awk -F: '$1 == \"alice\" { print $2 }' /etc/shadow")
         self.check("password hash set byte-exact", r.stdout.split("\n")[1].strip() == PASSWORD_HASH, r.stdout)
         # Password login is off: the server offers nothing but publickey.
-        argv = ["ssh", *SSH_OPTIONS, "-o", "PubkeyAuthentication=no",
+        argv = ["ssh", *self.vm.ssh_options(), "-o", "PubkeyAuthentication=no",
                 "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "BatchMode=yes",
                 "-p", str(self.vm.ssh_port), "alice@127.0.0.1", "true"]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -255,14 +416,21 @@ class Node:
         else:
             self.check("no runner manifests off the first server", manifests == [], r.stdout)
 
-    def secrets_gone(self) -> None:
-        """Not a byte of any secret on the FAT partition: files, freed clusters, anything."""
-        secrets = {
+    def secrets(self) -> dict[str, bytes]:
+        host_key = self.cluster_dir / "host-keys" / f"{self.name}_ed25519"
+        return {
             "cluster token": K3S_TOKEN.encode(),
             "runner token": RUNNER_TOKEN.encode(),
             "Wi-Fi PSK": psk_hex(SSID, PASSPHRASE).encode(),
             "password hash": PASSWORD_HASH.encode(),
+            "private host key": host_key_slice(host_key),
         }
+
+    def secrets_gone(self) -> None:
+        """Not a byte of any secret on the FAT partition: files, freed clusters, anything."""
+        secrets = self.secrets()
+        self.check("the host key slice searched for is from the private half (not in known_hosts)",
+                   secrets["private host key"] not in self.known_hosts.read_bytes(), secrets["private host key"].decode())
         # Searched on the node: moving 256 MiB out of an emulated machine is slow.
         r = self.sh("sudo -n blockdev --getsize64 /dev/vda1")
         self.check("the raw FAT partition is readable", r.returncode == 0 and int(r.stdout.strip() or 0) > 1 << 20, r.stderr)
@@ -287,6 +455,62 @@ class Node:
         first = "firstrun: ok" if self.route == "firstrun" else "cloud-init: done"
         self.check(f"status file: {first}", first in r.stdout, r.stdout)
         self.check("status file: k3s ok", "k3s (" in r.stdout and "): ok" in r.stdout, r.stdout)
+        # /var/lib/pinode/status.json, what `pinode status` reads.
+        r = self.sh(f"sudo -n stat -c '%a %U' {STATE_DIR}; sudo -n stat -c '%a %U' {STATUS_JSON}")
+        modes = r.stdout.splitlines()
+        self.check(f"{STATE_DIR} is 700 root", modes[:1] == ["700 root"], r.stdout + r.stderr)
+        self.check("status.json is 644 root", modes[1:2] == ["644 root"], r.stdout + r.stderr)
+        r = self.sh(f"sudo -n cat {STATUS_JSON}")
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            doc = None
+        self.check("status.json parses as JSON with FirstBootStatus's keys",
+                   isinstance(doc, dict) and set(doc) == FIRST_BOOT_KEYS, r.stdout + r.stderr)
+        doc = doc if isinstance(doc, dict) else {}
+        self.check("status.json: stage firstboot, state ok, no error",
+                   (doc.get("version"), doc.get("stage"), doc.get("state"), doc.get("last_error"), doc.get("reason"))
+                   == (1, "firstboot", "ok", None, None) and bool(doc.get("started")) and bool(doc.get("finished")),
+                   r.stdout)
+        found = [name for name, value in self.secrets().items() if value in r.stdout.encode()]
+        self.check("status.json holds no secret", bool(r.stdout) and not found, ", ".join(found))
+
+    def pinode_status(self) -> None:
+        """The real `pinode status` against this node through its forwarded SSH port, with
+        pinode's known_hosts (strict) and the test key from an ssh-agent, as a user runs it.
+        The K3s installer is a stand-in: its stand-in `k3s` on servers lists the node Ready;
+        an agent has no cluster view of its own (K3s running); the founder's runner is not
+        running (no real chart), so only the second server is done (exit 0), the others exit 3."""
+        address = f"127.0.0.1:{self.vm.ssh_port}"
+        base = [self.pinode, "status", "--profile", self.profile, "--node", self.name,
+                "--address", f"{self.name}={address}"]
+        want_state, want_line = ("k3s_running", "K3s running") if self.role == "agent" else ("ready", "node Ready")
+        want_rc = 0 if self.role == "server" else 3
+        r = run([*base, "--json"], capture_output=True, text=True, env=self.env, timeout=180)
+        print(f"  {self.label}: pinode status --json (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        try:
+            report = json.loads(r.stdout)
+            node = report["nodes"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            report, node = {}, {}
+        self.check(f"pinode status --json exits {want_rc}", r.returncode == want_rc, r.stderr)
+        self.check(f"pinode status --json: state {want_state}, no reason",
+                   node.get("state") == want_state and "reason" not in node, json.dumps(node))
+        self.check("pinode status --json: this node, its address, role and runner",
+                   report.get("cluster") == "e2e" and len(report.get("nodes", [])) == 1 and node.get("host") == self.name
+                   and node.get("address") == address
+                   and node.get("role") == ("agent" if self.role == "agent" else "server")
+                   and node.get("runner") is (self.role == "founder")
+                   and report.get("ready") is (want_rc == 0) and report.get("failed") is False, json.dumps(report))
+        first_boot = node.get("first_boot") or {}
+        self.check("pinode status --json: first_boot stage firstboot, state ok, no reason",
+                   set(first_boot) == FIRST_BOOT_KEYS and first_boot.get("stage") == "firstboot"
+                   and first_boot.get("state") == "ok" and first_boot.get("reason") is None
+                   and first_boot.get("last_error") is None, json.dumps(first_boot))
+        r = run(base, capture_output=True, text=True, env=self.env, timeout=180)
+        print(f"  {self.label}: pinode status (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        self.check(f"pinode status: '{self.name}: {want_line}', exit {want_rc}",
+                   r.returncode == want_rc and r.stdout.startswith(f"{self.name}: {want_line}"), r.stdout + r.stderr)
 
     def second_boot(self) -> None:
         with Phase(f"{self.label}: second boot"):
@@ -341,6 +565,9 @@ def main() -> int:
     # writes and the image `prepare` wrote minutes earlier can be compared file by file.
     env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
                SOURCE_DATE_EPOCH=str(int(time.time())))
+    # pinode's state directory (host keys, known_hosts) per route, fresh each run: each route's
+    # nodes get keys of their own, and nothing of the invoking user's ~/.local/state is used.
+    envs = {route: dict(env, PINODE_STATE_DIR=str(work / route / "state")) for route in ("firstrun", "cloud-init")}
 
     # Longest first, so that two lanes end at about the same time.
     plan = {
@@ -361,10 +588,13 @@ def main() -> int:
         with Phase(f"{route}: pinode prepare {' '.join(names)}"):
             argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / f"{route}.img",
                     "--out-dir", rdir / "out"] + [a for n in names for a in ("--node", n)]
-            r = run(argv, capture_output=True, text=True, env=env)
+            r = run(argv, capture_output=True, text=True, env=envs[route])
             print(r.stdout + r.stderr, end="")
             if not checks.check(f"{route}: pinode prepare exits 0", r.returncode == 0, r.stderr):
                 continue
+        known = known_hosts_entries(rdir / "state" / "clusters" / "e2e" / "known_hosts")
+        checks.check(f"{route}: pinode's known_hosts names every node prepared (HOST and HOST.local)",
+                     all(n in known and known.get(f"{n}.local") == known[n] for n in names), str(known))
         jobs += [(route, name, role) for name, role in plan[route]]
     jobs.sort(key=lambda job: ["founder", "agent", "server"].index(job[2]))
 
@@ -381,7 +611,7 @@ def main() -> int:
         with Phase(f"{route}/{name}: pinode flash to {dev}"):
             argv = [args.pinode, "flash", "--profile", work / route / "profile.yaml", "--image", base / f"{route}.img",
                     "--node", name, "--device", dev, "--yes", "--allow-non-removable", "--json"]
-            r = run(argv, capture_output=True, text=True, env=env)
+            r = run(argv, capture_output=True, text=True, env=envs[route])
             ok = r.returncode == 0
             try:
                 report = json.loads(r.stdout)["nodes"][0]["report"]
@@ -446,15 +676,18 @@ def main() -> int:
         else:
             run(["cp", "--sparse=always", work / route / "out" / f"{name}.img", image], check=True)
         srv = HttpsServer(www, ndir / "https", base / "test-ca.pem", base / "test-ca.key").start()
-        node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout)
+        node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout, args.pinode.resolve(),
+                    work / route / "profile.yaml", work / route / "state", dict(envs[route], SSH_AUTH_SOCK=agent_sock))
         failed_before = checks.failed_for(node.label)
         try:
             if node.boot():
                 with Phase(f"{node.label}: checks"):
+                    node.host_keys()
                     node.identity()
                     node.cluster()
                     node.secrets_gone()
                     node.status()
+                    node.pinode_status()
                 if route == "firstrun" and role == "founder":
                     node.second_boot()
         except Exception as e:  # report, then go on with the next node
@@ -470,9 +703,29 @@ def main() -> int:
     # The nodes are independent (the installer is a stand-in, so nobody joins anybody), and an
     # emulated boot is mostly single-threaded work: two at a time nearly halve the wall time
     # on two cores.
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in [pool.submit(boot_and_check, *job) for job in jobs]:
-            future.result()
+    # `pinode status` logs in with the user's own credentials (ssh-agent or ~/.ssh, as root's
+    # home here): the test key goes into an ssh-agent of this run's own, stopped by its PID.
+    agent_dir = Path(tempfile.mkdtemp(prefix="pinode-e2e-agent-"))
+    agent_sock = str(agent_dir / "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", agent_sock], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if os.path.exists(agent_sock) or agent.poll() is not None:
+                break
+            time.sleep(0.1)
+        r = run(["ssh-add", key], capture_output=True, text=True, env=dict(os.environ, SSH_AUTH_SOCK=agent_sock))
+        checks.check("the test key is in an ssh-agent for pinode status", r.returncode == 0, r.stderr)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for future in [pool.submit(boot_and_check, *job) for job in jobs]:
+                future.result()
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+        shutil.rmtree(agent_dir, ignore_errors=True)
 
     print("\ntimings:")
     for name, took in TIMINGS:

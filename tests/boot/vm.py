@@ -19,6 +19,9 @@ max_boots). Network: QEMU user networking with restrict=on (the guest reaches no
 forwards below), ssh forwarded from 127.0.0.1:<ssh_port>, and the guest's TCP connections to
 10.0.2.100:443 relayed (one relay process per connection, `socat`) to an HTTPS server on
 127.0.0.1:<https_port>. The serial console of every boot is appended to WORKDIR/serial.log.
+SSH: with known_hosts and host_key_alias (a cluster node: pinode's known_hosts of the cluster and
+the node's name), every connection checks the guest's host key strictly against that file;
+without them (a node whose key nobody made in advance), any key is accepted.
 """
 
 from __future__ import annotations
@@ -38,11 +41,9 @@ from pathlib import Path
 QEMU = "qemu-system-aarch64"
 GUEST_HTTPS_ADDR = "10.0.2.100"
 
-SSH_OPTIONS = [
+# Connection options without the host key policy (see host_key_options).
+SSH_BASE_OPTIONS = [
     "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "GlobalKnownHostsFile=/dev/null",
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=10",
     "-o", "ServerAliveInterval=5",
@@ -51,6 +52,27 @@ SSH_OPTIONS = [
     "-o", "PasswordAuthentication=no",
     "-o", "KbdInteractiveAuthentication=no",
 ]
+
+
+def host_key_options(known_hosts: str | os.PathLike | None, alias: str | None = None) -> list[str]:
+    """The host key policy. With known_hosts (pinode's file of a cluster): strict checking
+    against exactly that file, the key looked up under alias (the node's hostname, as pinode
+    names it there, although the connection goes to 127.0.0.1 and a forwarded port), and no
+    other way to trust a key. Without: any key is accepted (smoke.py, whose node is no
+    cluster node and so has no host key made by pinode)."""
+    if known_hosts is None:
+        return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "GlobalKnownHostsFile=/dev/null"]
+    if not alias:
+        raise ValueError("a known_hosts file needs the node's name (HostKeyAlias)")
+    return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlias={alias}",
+            "-o", "UpdateHostKeys=no", "-o", "CheckHostIP=no",
+            "-o", "KnownHostsCommand=none", "-o", "VerifyHostKeyDNS=no"]
+
+
+# Any host key (no known_hosts): for machines whose key nobody made in advance.
+SSH_OPTIONS = [*SSH_BASE_OPTIONS, *host_key_options(None)]
 
 
 def free_port() -> int:
@@ -133,12 +155,15 @@ class Vm:
                  memory_mib: int = 2048, smp: int = 2, ssh_port: int | None = None,
                  guestfwd: dict[int, int] | None = None, cmdline_prefix: str = "",
                  max_boots: int = 20, log_name: str = "serial.log", qemu: str = QEMU,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, known_hosts: str | os.PathLike | None = None,
+                 host_key_alias: str | None = None):
         """https_port: guest 10.0.2.100:443 is relayed to 127.0.0.1:https_port.
         guestfwd: more relays, {guest port on 10.0.2.100: host port on 127.0.0.1}.
         cmdline_prefix: tokens put before cmdline.txt, as the Pi firmware does
         (e.g. "cgroup_disable=memory"; note that mainline kernels have no cgroup_enable=
-        to undo that, only the Raspberry Pi kernel has)."""
+        to undo that, only the Raspberry Pi kernel has).
+        known_hosts, host_key_alias: every SSH connection checks the guest's host key strictly
+        against this file under this name (see host_key_options); without, any key is taken."""
         self.image = Path(image).resolve()
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +178,9 @@ class Vm:
         self.max_boots = max_boots
         self.qemu = qemu
         self.extra_args = list(extra_args or [])
+        self.known_hosts = None if known_hosts is None else Path(known_hosts)
+        self.host_key_alias = host_key_alias
+        host_key_options(self.known_hosts, host_key_alias)  # refuses a file without a name
         self.log_path = self.workdir / log_name
         self.boots = 0                 # how many times QEMU was started
         self.boot_log: list[dict] = []  # per boot: start, end, exit code, cmdline, how it ended
@@ -331,8 +359,15 @@ class Vm:
         return True
 
     # ---------------------------------------------------------------- ssh
-    def ssh_argv(self, user: str, key, command: str | None = None) -> list[str]:
-        argv = ["ssh", *SSH_OPTIONS, "-i", str(key), "-p", str(self.ssh_port), f"{user}@127.0.0.1"]
+    def ssh_options(self, known_hosts: str | os.PathLike | None = None) -> list[str]:
+        """ssh's options for this guest: its host key checked against self.known_hosts (or
+        against known_hosts, to show that another file is refused)."""
+        return [*SSH_BASE_OPTIONS, *host_key_options(known_hosts or self.known_hosts, self.host_key_alias)]
+
+    def ssh_argv(self, user: str, key, command: str | None = None,
+                 known_hosts: str | os.PathLike | None = None) -> list[str]:
+        argv = ["ssh", *self.ssh_options(known_hosts), "-i", str(key), "-p", str(self.ssh_port),
+                f"{user}@127.0.0.1"]
         if command is not None:
             argv += ["--", command]
         return argv
