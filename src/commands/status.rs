@@ -178,7 +178,8 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
     if report.ready {
         out.say(format!(
             "every node is Ready{} ({})",
-            if has_runner {
+            // Only when the founder was among the nodes polled: its runner was checked.
+            if has_runner && report.nodes.iter().any(|n| n.runner) {
                 ", the runner running"
             } else {
                 ""
@@ -187,21 +188,30 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
         ));
         return Ok(());
     }
-    let waiting = report
+    // Each node still waited for, and for a Ready founder why: its runner.
+    let waiting: Vec<String> = report
         .nodes
         .iter()
         .filter(|n| !n.state.done(n.runner))
-        .count();
+        .map(|n| match n.state {
+            NodeState::Ready => format!("{} (runner not Running yet)", n.host),
+            _ => n.host.clone(),
+        })
+        .collect();
     Err(Error::NotReady(if args.watch {
         format!(
-            "{waiting} of {} nodes not Ready after {}: --timeout passed",
+            "{} of {} nodes not Ready after {}: --timeout passed ({})",
+            waiting.len(),
             report.nodes.len(),
-            clock(elapsed.as_secs_f64())
+            clock(elapsed.as_secs_f64()),
+            waiting.join(", ")
         )
     } else {
         format!(
-            "{waiting} of {} nodes not Ready yet: follow them with --watch",
-            report.nodes.len()
+            "{} of {} nodes not Ready yet ({}): follow them with --watch",
+            waiting.len(),
+            report.nodes.len(),
+            waiting.join(", ")
         )
     }))
 }
