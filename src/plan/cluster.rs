@@ -56,6 +56,9 @@ pub struct ClusterPlan {
     pub ha: bool,
     pub token: TokenSource,
     pub spec: ClusterSpec,
+    /// The HA control plane's virtual IP (`cluster.vip`, served by kube-vip on the
+    /// servers): when set, it is the API address agents, kubeconfig and the runner use.
+    pub vip: Option<std::net::Ipv4Addr>,
     /// `servers` as a set: `role_of` is asked for every node, and a scan of the list made
     /// `profile check` quadratic (200 server ranges, 200,000 nodes: 101 s).
     server_set: HashSet<String>,
@@ -96,6 +99,8 @@ impl ClusterPlan {
             servers,
             token,
             spec,
+            // Set from `cluster.vip` by issue 17's checks.
+            vip: None,
         })
     }
 

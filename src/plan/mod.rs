@@ -70,6 +70,8 @@ pub struct NodePlan {
     pub(crate) locale: String,
     pub(crate) keyboard: String,
     pub(crate) boot: BootConfig,
+    /// Addressing of eth0 and wlan0; no secrets in it (the Wi-Fi key is in `wifi`).
+    pub(crate) network: crate::profile::network::NetworkConfig,
     /// The node's part in the K3s cluster, when the profile has one.
     pub cluster: Option<NodeCluster>,
     /// The node's SSH host key, made and kept by pinode (cluster profiles: the key and the
@@ -163,6 +165,7 @@ impl NodePlan {
             locale: node.locale.clone(),
             keyboard: node.keyboard.clone(),
             boot: node.boot.clone(),
+            network: node.network.clone(),
             cluster,
             host_key,
             notes,

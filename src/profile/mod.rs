@@ -9,6 +9,7 @@ mod countries;
 mod keyboards;
 mod locales;
 mod names;
+pub mod network;
 pub(crate) mod node;
 pub(crate) mod secret;
 mod spans;

@@ -68,4 +68,6 @@ pub struct NodeConfig {
     pub(crate) locale: String,
     pub(crate) keyboard: String,
     pub(crate) boot: BootConfig,
+    /// Addressing of eth0 and wlan0 (default: DHCP and automatic IPv6).
+    pub network: super::network::NetworkConfig,
 }

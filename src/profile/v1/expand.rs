@@ -335,6 +335,8 @@ fn merge(
             cmdline_extra: boot.cmdline_extra.unwrap_or_default(),
             config_extra: boot.config_extra.unwrap_or_default(),
         },
+        // Filled from `network:` by issue 17's checks; DHCP everywhere until then.
+        network: Default::default(),
     })
 }
 
