@@ -79,6 +79,7 @@ impl ClusterPlan {
         let api = spec
             .api
             .clone()
+            .or_else(|| spec.vip.map(|vip| format!("https://{vip}:6443")))
             .unwrap_or_else(|| format!("https://{founder}.local:6443"));
         // Validation has refused two sources; none means "generate and keep".
         let token = match secrets::one(secrets::cluster_token(&spec)) {
@@ -98,9 +99,8 @@ impl ClusterPlan {
             server_set: servers.iter().cloned().collect(),
             servers,
             token,
+            vip: spec.vip,
             spec,
-            // Set from `cluster.vip` by issue 17's checks.
-            vip: None,
         })
     }
 

@@ -162,6 +162,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             token_env: None,
             token_file: None,
             api: None,
+            vip: None,
             k3s: K3sSpec {
                 version,
                 channel,

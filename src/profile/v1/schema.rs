@@ -271,6 +271,10 @@ pub struct ClusterSpec {
     /// API server URL; default https://<first server hostname>.local:6443.
     #[serde(default)]
     pub(crate) api: Option<String>,
+    /// HA only: a virtual IPv4 address for the API, served by kube-vip (ARP mode) on the
+    /// servers. It becomes the API address agents, `pinode kubeconfig` and the runner use.
+    #[serde(default)]
+    pub(crate) vip: Option<std::net::Ipv4Addr>,
     /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
     /// has a key of its own).
     #[serde(default)]
