@@ -652,3 +652,49 @@ fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
     assert!(json.finished.is_some());
     assert!(!root.path("varlib/pinode/firstboot.done").exists());
 }
+
+/// An install URL that answers 404 fails the stage with curl's own words as the reason (what
+/// `pinode status` shows), after the retries, not with "attempt 5 failed"; the failed
+/// installer run likewise ends with the installer's last line.
+#[test]
+fn a_failed_install_is_reported_with_the_real_reason() {
+    assert!(is_root(), "this test needs root (as CI has)");
+    let env = Env::new();
+    let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "worker-1", true);
+    // The retries' pauses (10 s doubling) are not waited for here.
+    root.stub("sleep", "exit 0");
+    root.stub(
+        "curl",
+        "echo 'curl: (22) The requested URL returned error: 404' >&2\nexit 22",
+    );
+    let (ok, log) = run_second_stage(&root);
+    assert!(!ok, "{log}");
+    let json = status_json(&root);
+    assert_eq!(json.state, StepState::Failed);
+    assert_eq!(json.last_error.as_deref(), Some("k3s install"));
+    let reason = json.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("cannot download the K3s installer from https://")
+            && reason.ends_with(
+                ": curl: (22) The requested URL returned error: 404 (gave up after 6 attempts)"
+            ),
+        "{reason}"
+    );
+    assert_eq!(root.stub_log().matches("curl ").count(), 6);
+    let text = read(&root.path("varlog/pinode-firstboot.log"));
+    assert!(text.contains("attempt 5 failed: cannot download"), "{text}");
+
+    // The download works and the installer fails: its last line is the reason.
+    root.stub(
+        "curl",
+        "while [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift ;; esac; shift; done\n\
+         printf 'echo \"[INFO]  Finding release\"\\necho \"[ERROR]  Download failed\" >&2\\nexit 1\\n' >\"$out\"",
+    );
+    let (ok, _) = run_second_stage(&root);
+    assert!(!ok);
+    let reason = status_json(&root).reason.unwrap_or_default();
+    assert_eq!(
+        reason,
+        "the K3s installer failed (exit 1): [ERROR]  Download failed (gave up after 6 attempts)"
+    );
+}

@@ -117,15 +117,21 @@ refresh_hosts() {
 "##;
 
 const RETRY: &str = r##"
-# retry COMMAND...: with a growing pause, for networks that come and go.
+# retry COMMAND...: with a growing pause, for networks that come and go. Each attempt's own
+# explanation (the last line it logged) is kept, so that a step that gives up fails with the
+# real reason (say, curl's "returned error: 404"), not with "attempt 5 failed".
 retry() {
 	attempt=1
 	pause=10
-	while ! "$@"; do
+	while :; do
+		LAST_LOG=''
+		"$@" && return 0
+		why=${LAST_LOG:-"$1 failed"}
 		if [ "$attempt" -ge "$RETRIES" ]; then
+			log "$why (gave up after $attempt attempts)"
 			return 1
 		fi
-		log "attempt $attempt failed; trying again in ${pause}s"
+		log "attempt $attempt failed: $why; trying again in ${pause}s"
 		sleep "$pause"
 		attempt=$((attempt + 1))
 		pause=$((pause * 2))

@@ -39,8 +39,11 @@ check_memory_cgroup() {
 const INSTALL_FUNCTIONS: &str = r##"
 install_k3s() {
 	installer=/var/lib/pinode/k3s-install.sh
-	curl --fail --silent --show-error --location --connect-timeout 20 --max-time 600 \
-		--output "$installer" "$K3S_INSTALL_URL" || return 1
+	if ! why=$(curl --fail --silent --show-error --location --connect-timeout 20 --max-time 600 \
+		--output "$installer" "$K3S_INSTALL_URL" 2>&1); then
+		log "cannot download the K3s installer from $K3S_INSTALL_URL: ${why:-curl failed}"
+		return 1
+	fi
 	if [ -n "$K3S_VERSION" ]; then
 		export INSTALL_K3S_VERSION="$K3S_VERSION"
 	else
@@ -50,7 +53,17 @@ install_k3s() {
 	if [ "$K3S_EXEC" = agent ]; then
 		export K3S_URL="$K3S_API"
 	fi
-	sh "$installer" "$K3S_EXEC"
+	# The installer's output goes to the console and the journal as before, and into the
+	# log; its last line (K3s's "[ERROR] ...") is the reason when it fails.
+	output=/var/lib/pinode/k3s-install.out
+	sh "$installer" "$K3S_EXEC" >"$output" 2>&1
+	status=$?
+	cat "$output" >&2
+	cat "$output" >>"$PINODE_LOG" 2>/dev/null
+	if [ "$status" -ne 0 ]; then
+		log "the K3s installer failed (exit $status): $(tail -n 1 "$output")"
+		return 1
+	fi
 }
 
 # The admin kubeconfig, for the login user (K3s writes it root-only).
