@@ -456,6 +456,57 @@ fn unreachable_nodes_end_within_the_timeout_with_exit_3() {
     ));
 }
 
+/// A node that answers with another host key than the one pinode made is not "unreachable"
+/// (exit 3, wait on): it is refused, nothing is sent to it, and status exits 1 at once, even
+/// under --watch. Here kube2's address is kube1's sshd, which holds kube1's key.
+#[test]
+fn another_host_key_is_refused_and_exits_1() {
+    let c = cluster();
+    ready_fixtures(&c, 1);
+    let kube1 = c.ports[0].1;
+    let status = |args: &[&str]| {
+        let mut cmd = pinode();
+        cmd.env("PINODE_STATE_DIR", c.path("state"))
+            .env("SSH_AUTH_SOCK", c.path("agent.sock"))
+            .args(["status", "--node", "kube2", "--profile"])
+            .arg(c.path("lab.yaml"))
+            .arg("--address")
+            .arg(format!("kube2=127.0.0.1:{kube1}"))
+            .args(args);
+        cmd
+    };
+    let (out, took) = run_within(
+        &mut status(&["--watch", "--timeout", "60s"]),
+        Duration::from_secs(30),
+        "status --watch",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(took < Duration::from_secs(10), "--watch waited: {took:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "kube2: host key mismatch: the host key of kube2 differs from the one pinode generated"
+        ),
+        "{text}"
+    );
+    only_error_line(
+        &out,
+        &["kube2 answered with another host key than the one pinode made"],
+    );
+    assert!(c.commands("kube1").is_empty(), "a command was sent");
+    let out = output(&mut status(&["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let report: StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.failed && !report.ready);
+    assert!(
+        matches!(report.nodes[0].state, NodeState::HostKeyMismatch { .. }),
+        "{:?}",
+        report.nodes[0].state
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["nodes"][0]["state"], "host_key_mismatch");
+}
+
 #[test]
 fn bad_command_lines_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cli::StatusArgs;
 use crate::error::Error;
 use pinode::plan::hostkey;
-use pinode::remote::{Ssh, Target};
+use pinode::remote::{RemoteError, Ssh, Target};
 use pinode::status::probe::{Answer, MAX_ANSWER, NodeState, remote_script};
 use pinode::status::report::{NodeReport, StatusReport};
 
@@ -81,9 +81,7 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
                     first_boot[i] = a.status.clone();
                     NodeState::of(&node.target.host, a, &views, node.runner)
                 }
-                Err(reason) => NodeState::Unreachable {
-                    reason: reason.clone(),
-                },
+                Err(state) => state.clone(),
             };
             let changed = states[i].as_ref().is_none_or(|(s, _)| *s != state);
             if changed {
@@ -163,17 +161,31 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
             log_tail(out, &n.state);
         }
     }
-    let failed: Vec<&str> = report
-        .nodes
-        .iter()
-        .filter(|n| n.state.failed())
-        .map(|n| n.host.as_str())
-        .collect();
+    let hosts = |pick: fn(&NodeState) -> bool| -> Vec<&str> {
+        report
+            .nodes
+            .iter()
+            .filter(|n| pick(&n.state))
+            .map(|n| n.host.as_str())
+            .collect()
+    };
+    let mismatched = hosts(|s| matches!(s, NodeState::HostKeyMismatch { .. }));
+    let failed = hosts(|s| matches!(s, NodeState::FirstBootFailed { .. }));
+    let mut problems = Vec::new();
     if !failed.is_empty() {
-        return Err(Error::NodeFailed(format!(
+        problems.push(format!(
             "the first boot failed on {}: see its log with `journalctl -u pinode-firstboot` on the node",
             failed.join(", ")
-        )));
+        ));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!(
+            "{} answered with another host key than the one pinode made: not trusted, not logged in to",
+            mismatched.join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Error::NodeFailed(problems.join("; ")));
     }
     if report.ready {
         out.say(format!(
@@ -217,7 +229,9 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
 }
 
 /// Polls every node at once (one thread and one ssh each); an error is the line to show.
-fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, String>> {
+/// Each node's answer, or the state that explains why there is none: unreachable, or a host
+/// key that is not the one pinode made (never "unreachable": that is worth stopping for).
+fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, NodeState>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = nodes
             .iter()
@@ -225,15 +239,25 @@ fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, String>> {
                 scope.spawn(move || {
                     ssh.run(&n.target, &remote_script(n.server), MAX_ANSWER)
                         .map(|bytes| Answer::parse(&bytes))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| match e {
+                            RemoteError::HostKeyMismatch { .. } => NodeState::HostKeyMismatch {
+                                reason: e.to_string(),
+                            },
+                            _ => NodeState::Unreachable {
+                                reason: e.to_string(),
+                            },
+                        })
                 })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("the poll stopped unexpectedly".into()))
+                h.join().unwrap_or_else(|_| {
+                    Err(NodeState::Unreachable {
+                        reason: "the poll stopped unexpectedly".into(),
+                    })
+                })
             })
             .collect()
     })

@@ -117,6 +117,10 @@ impl Answer {
 pub enum NodeState {
     /// No SSH connection (or no login): `reason` is ssh's explanation.
     Unreachable { reason: String },
+    /// The node answered with another host key than the one pinode made (another machine at
+    /// that address, or a card flashed without this state directory): nothing was sent to it.
+    /// A failure, not "unreachable": waiting would not change it.
+    HostKeyMismatch { reason: String },
     /// Reachable, but `sudo -n` needs a password: the root-only status cannot be read.
     NoSudo,
     /// Reachable, but no first-boot status yet.
@@ -206,14 +210,20 @@ impl NodeState {
         }
     }
 
+    /// A reason to stop waiting and exit 1: a failed first boot, or a host key that is not
+    /// the one pinode made.
     pub fn failed(&self) -> bool {
-        matches!(self, NodeState::FirstBootFailed { .. })
+        matches!(
+            self,
+            NodeState::FirstBootFailed { .. } | NodeState::HostKeyMismatch { .. }
+        )
     }
 
     /// One line (without the host name).
     pub fn line(&self) -> String {
         match self {
             NodeState::Unreachable { reason } => format!("unreachable: {reason}"),
+            NodeState::HostKeyMismatch { reason } => format!("host key mismatch: {reason}"),
             NodeState::NoSudo => {
                 "reachable, but sudo asks for a password, so the node's root-only \
                                    status cannot be read (give the user passwordless sudo: \

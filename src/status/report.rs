@@ -13,7 +13,7 @@ pub struct StatusReport {
     pub cluster: String,
     /// Every node Ready (and the runner running, when the cluster has one).
     pub ready: bool,
-    /// A node's first boot failed.
+    /// A node's first boot failed, or a node answered with another host key than pinode's.
     pub failed: bool,
     /// Seconds from the start of the run to its end.
     pub elapsed_seconds: f64,

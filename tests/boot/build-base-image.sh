@@ -291,13 +291,20 @@ printf '%s:%s\n' "$name" "$hash" | chpasswd -e || exit 1
 rm -f "$FILE"
 sync
 EOF
-cat >"$SHIM/regenerate-ssh-host-keys" <<'EOF'
-#!/bin/sh
-# Pi OS images ship without host keys; they are made on the first boot.
-set -eu
-ssh-keygen -A
-sync
+# Raspberry Pi OS's own host-key regeneration, shaped like the real one: raspberrypi-sys-mods
+# (RPi-Distro, release 20240129), debian/raspberrypi-sys-mods.regenerate_ssh_host_keys.service
+# and usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys. Unconditional: it deletes every
+# host key, makes new ones and disables itself. So pinode's key survives only if pinode keeps
+# this unit from running (disabled on the firstrun route, masked on the cloud-init route).
+mkdir -p "$R/usr/lib/raspberrypi-sys-mods"
+cat >"$R/usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys" <<'EOF'
+#!/bin/sh -e
+
+rm -f /etc/ssh/ssh_host_*_key*
+ssh-keygen -A > /dev/null
+systemctl -q disable regenerate_ssh_host_keys
 EOF
+chmod 755 "$R/usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys"
 chmod 755 "$SHIM"/*
 
 cat >"$R/etc/systemd/system/sshswitch.service" <<'EOF'
@@ -305,7 +312,7 @@ cat >"$R/etc/systemd/system/sshswitch.service" <<'EOF'
 Description=Turn on SSH if /boot/firmware/ssh is present (pi-os-shim)
 ConditionPathExistsGlob=/boot/firmware/ssh{,.txt}
 RequiresMountsFor=/boot/firmware
-After=regenerate-ssh-host-keys.service userconf.service
+After=regenerate_ssh_host_keys.service userconf.service
 Before=ssh.service
 
 [Service]
@@ -330,21 +337,20 @@ ExecStart=/usr/local/lib/pi-os-shim/userconf
 [Install]
 WantedBy=multi-user.target
 EOF
-cat >"$R/etc/systemd/system/regenerate-ssh-host-keys.service" <<'EOF'
+cat >"$R/lib/systemd/system/regenerate_ssh_host_keys.service" <<'EOF'
 [Unit]
-Description=Generate SSH host keys if missing (pi-os-shim)
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-After=systemd-remount-fs.service
-Before=ssh.service sshswitch.service
+Description=Regenerate SSH host keys
+Before=ssh.service
+ConditionFileIsExecutable=/usr/bin/ssh-keygen
 
 [Service]
 Type=oneshot
-ExecStart=/usr/local/lib/pi-os-shim/regenerate-ssh-host-keys
+ExecStart=/usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys
 
 [Install]
-WantedBy=multi-user.target ssh.service
+WantedBy=multi-user.target
 EOF
-systemctl --root="$R" enable sshswitch.service userconf.service regenerate-ssh-host-keys.service
+systemctl --root="$R" enable sshswitch.service userconf.service regenerate_ssh_host_keys.service
 
 # --- cloud-init: NoCloud seed on the FAT labelled bootfs (Pi OS Trixie style) ---
 mkdir -p "$R/etc/cloud/cloud.cfg.d"

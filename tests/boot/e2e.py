@@ -23,10 +23,15 @@ secret (the node's private host key among them) is left anywhere on the FAT part
 bytes), the status files (the FAT's text file; /var/lib/pinode/status.json: modes, keys, no
 secret), what `pinode status --json` (the real binary, the test key in an ssh-agent, the
 forwarded port as --address) says of the node, that hostile values arrived byte-exact, and
-that a second boot does nothing again.
+that a second boot does nothing again. On the founders, the real `pinode kubeconfig --merge`
+fetches the stand-in's K3s-shaped kubeconfig into a kubeconfig with two other contexts, read
+back with kubectl. The image's host-key regeneration is Pi OS's (an unconditional unit that
+deletes every key): pinode must keep it from running.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
-on the firstrun route, and the first server again on the cloud-init route. The agent boots from
+on the firstrun route, and the first server again on the cloud-init route; and a third server
+whose first boot fails on purpose (its install URL answers 404): `pinode status` must say
+"first boot failed" with the reason line from that node's own log, and exit 1. The agent boots from
 a card that `pinode flash` wrote and verified: a loop device larger than the image and filled
 with random bytes first, which QEMU boots as its disk. pinode writes only the blocks in use, so
 before the boot the card's partitions must pass `fsck.fat -n` and `e2fsck -fn` and hold exactly
@@ -80,10 +85,44 @@ record=$( {
 } )
 printf '%s\n---\n' "$record" >>/var/lib/pinode-e2e/install.log
 printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https://10.0.2.100/installed/$(hostname)" || true
-mkdir -p /etc/rancher/k3s
-printf 'apiVersion: v1\n# stand-in kubeconfig from the e2e test\n' >/etc/rancher/k3s/k3s.yaml
-chmod 600 /etc/rancher/k3s/k3s.yaml
 if [ "${1:-}" = server ]; then
+	# /etc/rancher/k3s/k3s.yaml in the shape K3s writes it (root-only, the cluster, context
+	# and user all "default", the server https://127.0.0.1:6443), with a CA and an admin
+	# client certificate made here by openssl in place of K3s's own.
+	mkdir -p /etc/rancher/k3s
+	pki=$(mktemp -d)
+	ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+	# shellcheck disable=SC2086
+	openssl req -x509 $ec -days 2 -subj "/CN=k3s-server-ca@$(date +%s)" -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+	# shellcheck disable=SC2086
+	openssl req -new $ec -subj "/O=system:masters/CN=system:admin" -keyout "$pki/admin.key" -out "$pki/admin.csr" 2>/dev/null
+	openssl x509 -req -in "$pki/admin.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+		-out "$pki/admin.crt" 2>/dev/null
+	umask 077
+	cat >/etc/rancher/k3s/k3s.yaml <<KUBECONFIG
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: $(base64 -w 0 "$pki/ca.crt")
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: $(base64 -w 0 "$pki/admin.crt")
+    client-key-data: $(base64 -w 0 "$pki/admin.key")
+KUBECONFIG
+	chmod 600 /etc/rancher/k3s/k3s.yaml
+	rm -rf "$pki"
+	umask 022
 	cat >/usr/local/bin/k3s <<'STANDIN'
 #!/bin/sh
 # A STAND-IN for k3s, left by the stand-in installer of pinode's e2e boot test (real K3s cannot
@@ -138,6 +177,34 @@ exit 1
 STANDIN
 	chmod 755 /usr/local/bin/k3s
 fi
+"""
+
+# A user's kubeconfig with two other clusters, for `pinode kubeconfig --merge`.
+OTHER_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: prod
+  cluster:
+    server: https://prod.example:6443
+    insecure-skip-tls-verify: true
+- name: dev
+  cluster: {server: 'https://dev.example:443', certificate-authority-data: REVW}
+contexts:
+- name: prod
+  context: {cluster: prod, user: prod-admin, namespace: web}
+- name: dev
+  context:
+    cluster: dev
+    user: dev-user
+users:
+- name: prod-admin
+  user: {token: prod-token}
+- name: dev-user
+  user:
+    username: dev
+    password: dev-pass
+current-context: prod
+preferences: {}
 """
 
 # The keys of /var/lib/pinode/status.json: the fields of FirstBootStatus (src/status/mod.rs,
@@ -298,6 +365,14 @@ class Node:
         self.check("the node's ed25519 host key is the one pinode made", bool(mine) and node_key == mine,
                    f"node: {node_key!r}, pinode: {mine!r}")
         self.check("the private host key is root-only on the node", lines[:1] == ["600 root"], r.stdout + r.stderr)
+        # The image's regenerate_ssh_host_keys.service (shaped like Pi OS's: it deletes every
+        # key and disables itself) was kept from running: disabled (firstrun) or masked
+        # (cloud-init), and never started.
+        r = self.sh("systemctl is-enabled regenerate_ssh_host_keys.service; "
+                    "systemctl show -p ExecMainStartTimestampMonotonic --value regenerate_ssh_host_keys.service")
+        state = r.stdout.split()
+        self.check("Pi OS's regenerate_ssh_host_keys.service was kept from running (disabled or masked, never started)",
+                   state[:1] in (["disabled"], ["masked"]) and state[1:] == ["0"], r.stdout + r.stderr)
         other = self.work / "other_host_key"
         for p in (other, other.with_suffix(".pub")):
             p.unlink(missing_ok=True)
@@ -411,8 +486,10 @@ class Node:
                        "kind: HelmChart" in text and "chart: gitlab-runner" in text and "kubernetes.io/arch" in text, text[:300])
             for deprecated in ("runnerRegistrationToken", "tags", "locked", "runUntagged"):
                 self.check(f"no deprecated runner key {deprecated}", deprecated not in text)
-            r = self.sh("cat ~/.kube/config")
-            self.check("kubeconfig copied for alice", "stand-in kubeconfig" in r.stdout, r.stdout + r.stderr)
+            r = self.sh("cat ~/.kube/config; echo ===; sudo -n cat /etc/rancher/k3s/k3s.yaml")
+            mine, _, root = r.stdout.partition("===\n")
+            self.check("kubeconfig copied for alice (K3s's k3s.yaml)",
+                       "client-key-data:" in root and mine == root, r.stdout[:200] + r.stderr)
         else:
             self.check("no runner manifests off the first server", manifests == [], r.stdout)
 
@@ -512,6 +589,107 @@ class Node:
         self.check(f"pinode status: '{self.name}: {want_line}', exit {want_rc}",
                    r.returncode == want_rc and r.stdout.startswith(f"{self.name}: {want_line}"), r.stdout + r.stderr)
 
+    def kubeconfig(self) -> None:
+        """The real `pinode kubeconfig --merge` against the founder through its forwarded
+        port, into a kubeconfig that holds two other contexts, read back with kubectl (a real
+        kubeconfig reader): the others unchanged, the new context at the profile's API with
+        the node's own CA and admin certificate, 0600, and a second run changes nothing."""
+        kubectl = shutil.which("kubectl")
+        if not self.check("kubectl is installed (Debian's kubernetes-client, .ci/run)", kubectl is not None):
+            return
+        config = self.work / "kubeconfig"
+        config.write_text(OTHER_KUBECONFIG)
+        config.chmod(0o600)
+
+        def view() -> dict:
+            r = run([kubectl, "config", "view", "--raw", "-o", "json"], capture_output=True, text=True,
+                    env=dict(os.environ, KUBECONFIG=str(config)))
+            try:
+                return json.loads(r.stdout) if r.returncode == 0 else {}
+            except ValueError:
+                return {}
+
+        def named(doc: dict, kind: str, names: tuple) -> list:
+            return [e for e in doc.get(kind) or [] if e.get("name") in names]
+
+        others = {kind: named(view(), kind, ("prod", "dev", "prod-admin", "dev-user"))
+                  for kind in ("clusters", "contexts", "users")}
+        argv = [self.pinode, "kubeconfig", "--profile", self.profile, "--merge",
+                "--address", f"{self.name}=127.0.0.1:{self.vm.ssh_port}"]
+        env = dict(self.env, KUBECONFIG=str(config))
+        r = run(argv, capture_output=True, text=True, env=env, timeout=180)
+        print(f"  {self.label}: pinode kubeconfig --merge (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        self.check("pinode kubeconfig --merge exits 0", r.returncode == 0, r.stderr)
+        after = view()
+        self.check("kubectl reads the merged kubeconfig; the other two contexts are unchanged, current-context kept",
+                   bool(after) and all(named(after, kind, ("prod", "dev", "prod-admin", "dev-user")) == entries
+                                       for kind, entries in others.items()) and after.get("current-context") == "prod",
+                   json.dumps(after)[:1500])
+        node = self.sh("sudo -n cat /etc/rancher/k3s/k3s.yaml").stdout
+        ca = next((l.split(":", 1)[1].strip() for l in node.splitlines() if "certificate-authority-data:" in l), "?")
+        cert = next((l.split(":", 1)[1].strip() for l in node.splitlines() if "client-certificate-data:" in l), "?")
+        cluster = (named(after, "clusters", ("e2e",)) or [{}])[0].get("cluster", {})
+        context = (named(after, "contexts", ("e2e",)) or [{}])[0].get("context", {})
+        user = (named(after, "users", ("e2e",)) or [{}])[0].get("user", {})
+        self.check("the new context e2e: the profile's API, the node's CA and admin certificate",
+                   cluster.get("server") == API and cluster.get("certificate-authority-data") == ca
+                   and context == {"cluster": "e2e", "user": "e2e"} and user.get("client-certificate-data") == cert,
+                   json.dumps([cluster.get("server"), context, sorted(user)]))
+        self.check("the merged kubeconfig is 0600", config.stat().st_mode & 0o777 == 0o600, oct(config.stat().st_mode))
+        first = config.read_bytes()
+        r = run(argv, capture_output=True, text=True, env=env, timeout=180)
+        self.check("a second pinode kubeconfig --merge changes nothing", r.returncode == 0 and config.read_bytes() == first,
+                   r.stderr)
+
+    def first_boot_failed(self) -> None:
+        """A node whose install URL answers 404 (its HTTPS server serves no installer): the
+        first boot fails after its retries, status.json and the FAT's text file say so, and
+        `pinode status` shows "first boot failed" with the reason line of the node's own log
+        and exits 1."""
+        r = self.sh("systemctl is-failed pinode-firstboot.service")
+        self.check("pinode-firstboot.service failed", r.stdout.strip() == "failed", r.stdout)
+        r = self.sh(f"sudo -n cat {STATUS_JSON}")
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            doc = {}
+        reason = doc.get("reason") or ""
+        self.check("status.json: state failed at k3s install, curl's 404 as the reason",
+                   doc.get("state") == "failed" and doc.get("last_error") == "k3s install"
+                   and f"cannot download the K3s installer from {INSTALL_URL}: curl: (22)" in reason
+                   and "404" in reason and reason.endswith("(gave up after 6 attempts)"), r.stdout + r.stderr)
+        r = self.sh("sudo -n cat /var/log/pinode-firstboot.log")
+        marker = " pinode firstboot: "
+        lines = [line.split(marker, 1)[1] for line in r.stdout.splitlines() if marker in line]
+        gave_up = [line for line in lines if line.endswith("attempts)")]
+        log_reason = gave_up[-1] if gave_up else None
+        self.check("the node's log has the reason line, and it is status.json's", log_reason == reason,
+                   "\n".join(lines[-8:]))
+        r = self.sh("cat /boot/firmware/pinode-status.txt")
+        self.check("status file: k3s failed at k3s install", "failed: k3s install (the next boot tries again)" in r.stdout,
+                   r.stdout)
+        address = f"127.0.0.1:{self.vm.ssh_port}"
+        base = [self.pinode, "status", "--profile", self.profile, "--node", self.name,
+                "--address", f"{self.name}={address}"]
+        r = run([*base, "--json"], capture_output=True, text=True, env=self.env, timeout=180)
+        print(f"  {self.label}: pinode status --json (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        try:
+            report = json.loads(r.stdout)
+            node = report["nodes"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            report, node = {}, {}
+        self.check("pinode status --json exits 1", r.returncode == 1, r.stderr)
+        self.check("pinode status --json: first_boot_failed at k3s install, the log's reason line, its last lines",
+                   node.get("state") == "first_boot_failed" and node.get("step") == "k3s install"
+                   and node.get("reason") == log_reason and bool(log_reason)
+                   and any(log_reason in line for line in node.get("log_tail", []))
+                   and report.get("failed") is True and report.get("ready") is False, json.dumps(report))
+        r = run(base, capture_output=True, text=True, env=self.env, timeout=180)
+        print(f"  {self.label}: pinode status (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        self.check("pinode status: 'first boot failed at k3s install: REASON', exit 1",
+                   r.returncode == 1 and r.stdout.startswith(f"{self.name}: first boot failed at k3s install: {log_reason}"),
+                   r.stdout + r.stderr)
+
     def second_boot(self) -> None:
         with Phase(f"{self.label}: second boot"):
             before = self.sh("sudo -n wc -l < /var/log/pinode-firstboot.log").stdout.strip()
@@ -561,6 +739,10 @@ def main() -> int:
     shutil.rmtree(www, ignore_errors=True)
     www.mkdir()
     (www / "k3s-install.sh").write_text(FAKE_INSTALLER)
+    # The broken node's server: no installer, so the install URL answers 404.
+    www_broken = work / "www-broken"
+    shutil.rmtree(www_broken, ignore_errors=True)
+    www_broken.mkdir()
     # SOURCE_DATE_EPOCH: the FAT timestamps of the files pinode writes, so that the card `flash`
     # writes and the image `prepare` wrote minutes earlier can be compared file by file.
     env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
@@ -571,7 +753,7 @@ def main() -> int:
 
     # Longest first, so that two lanes end at about the same time.
     plan = {
-        "firstrun": [("e2e-1", "founder"), ("e2e-agent", "agent"), ("e2e-2", "server")],
+        "firstrun": [("e2e-1", "founder"), ("e2e-agent", "agent"), ("e2e-2", "server"), ("e2e-3", "broken")],
         "cloud-init": [("e2e-1", "founder")],
     }
     jobs = []
@@ -596,7 +778,8 @@ def main() -> int:
         checks.check(f"{route}: pinode's known_hosts names every node prepared (HOST and HOST.local)",
                      all(n in known and known.get(f"{n}.local") == known[n] for n in names), str(known))
         jobs += [(route, name, role) for name, role in plan[route]]
-    jobs.sort(key=lambda job: ["founder", "agent", "server"].index(job[2]))
+    # The broken node spends five minutes in its retries, idle: it starts early.
+    jobs.sort(key=lambda job: ["founder", "broken", "agent", "server"].index(job[2]))
 
     def flash_card(route: str, name: str, ndir: Path) -> Path | None:
         backing = ndir / "card.bin"
@@ -675,12 +858,18 @@ def main() -> int:
             image = card
         else:
             run(["cp", "--sparse=always", work / route / "out" / f"{name}.img", image], check=True)
-        srv = HttpsServer(www, ndir / "https", base / "test-ca.pem", base / "test-ca.key").start()
+        srv = HttpsServer(www_broken if role == "broken" else www, ndir / "https", base / "test-ca.pem",
+                          base / "test-ca.key").start()
         node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout, args.pinode.resolve(),
                     work / route / "profile.yaml", work / route / "state", dict(envs[route], SSH_AUTH_SOCK=agent_sock))
         failed_before = checks.failed_for(node.label)
         try:
-            if node.boot():
+            if role == "broken" and node.boot():
+                with Phase(f"{node.label}: checks"):
+                    node.host_keys()
+                    node.secrets_gone()
+                    node.first_boot_failed()
+            elif role != "broken" and node.boot():
                 with Phase(f"{node.label}: checks"):
                     node.host_keys()
                     node.identity()
@@ -688,6 +877,8 @@ def main() -> int:
                     node.secrets_gone()
                     node.status()
                     node.pinode_status()
+                    if role == "founder":
+                        node.kubeconfig()
                 if route == "firstrun" and role == "founder":
                     node.second_boot()
         except Exception as e:  # report, then go on with the next node
