@@ -456,6 +456,43 @@ fn unreachable_nodes_end_within_the_timeout_with_exit_3() {
     ));
 }
 
+/// The cloud-init route before pinode's second stage: cloud-init's own record (its files in
+/// /run/cloud-init, as cloud-init writes them) says the first stage failed, through the real
+/// remote script.
+#[test]
+fn a_failed_cloud_init_stage_is_reported_from_cloud_inits_record() {
+    let c = cluster();
+    ready_fixtures(&c, 1);
+    let error =
+        "('scripts_user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))";
+    c.fixtures(
+        "kube2",
+        2,
+        &[
+            ("unit", "inactive\n"),
+            (
+                "run/cloud-init/status.json",
+                r#"{"v1": {"datasource": "DataSourceNoCloud", "stage": null, "modules-final": {"errors": [], "finished": 1732547800.9, "start": 1732547550.2}}}"#,
+            ),
+            (
+                "run/cloud-init/result.json",
+                &format!(r#"{{"v1": {{"datasource": "DataSourceNoCloud", "errors": ["{error}"]}}}}"#),
+            ),
+        ],
+    );
+    // Connection 1 reads poll-1 (done); kube2's second connection reads poll-2.
+    let _ = output(&mut c.status(&["--node", "kube2"]));
+    let out = output(&mut c.status(&["--node", "kube2"]));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "kube2: first boot failed at cloud-init: cloud-init reported: {error}"
+        )),
+        "{text}"
+    );
+}
+
 /// A node that answers with another host key than the one pinode made is not "unreachable"
 /// (exit 3, wait on): it is refused, nothing is sent to it, and status exits 1 at once, even
 /// under --watch. Here kube2's address is kube1's sshd, which holds kube1's key.

@@ -34,9 +34,13 @@ pub fn remote_script(server: bool) -> String {
         "timeout 10 sudo -n true 2>/dev/null || echo '{MARK}no-sudo'; \
          echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
          echo; echo '{MARK}unit'; systemctl is-active pinode-firstboot.service 2>/dev/null; \
-         echo; echo '{MARK}log'; timeout 10 sudo -n tail -n {LOG_LINES} {log} 2>/dev/null; ",
+         echo; echo '{MARK}log'; timeout 10 sudo -n tail -n {LOG_LINES} {log} 2>/dev/null; \
+         echo; echo '{MARK}cloud-init-status'; timeout 10 sudo -n cat {ci_status} 2>/dev/null; \
+         echo; echo '{MARK}cloud-init-result'; timeout 10 sudo -n cat {ci_result} 2>/dev/null; ",
         json = super::STATUS_JSON,
         log = super::FIRSTBOOT_LOG,
+        ci_status = CLOUD_INIT_STATUS,
+        ci_result = CLOUD_INIT_RESULT,
     );
     if server {
         s.push_str(&format!(
@@ -46,6 +50,38 @@ pub fn remote_script(server: bool) -> String {
     }
     s.push_str(&format!("echo; echo '{MARK}end'"));
     s
+}
+
+/// cloud-init's own record of its run, on the cloud-init route: which stage runs (status) and,
+/// once it is over, every error (result). Format "v1", written by cloud-init since 0.7.9
+/// (cloudinit/cmd/main.py, `status_wrapper`); absent where cloud-init is not used.
+const CLOUD_INIT_STATUS: &str = "/run/cloud-init/status.json";
+const CLOUD_INIT_RESULT: &str = "/run/cloud-init/result.json";
+
+/// `{"v1": {...}}` of either file; only what `status` needs, other keys ignored.
+#[derive(Debug, Deserialize)]
+struct CloudInitFile {
+    v1: CloudInitV1,
+}
+
+#[derive(Debug, Deserialize)]
+struct CloudInitV1 {
+    /// The stage running (`init-local`, `init`, `modules-config`, `modules-final`), null
+    /// between and after them.
+    #[serde(default)]
+    stage: Option<String>,
+    /// One line per error, e.g. `('scripts_user', RuntimeError('Runparts: 1 failures …'))`.
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+/// Where cloud-init is, before pinode's own stage writes status.json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudInit {
+    /// A stage runs (or cloud-init is between stages).
+    Running { stage: Option<String> },
+    /// Over: `result.json` is written; its errors, if any.
+    Done { errors: Vec<String> },
 }
 
 /// What one node answered.
@@ -65,6 +101,8 @@ pub struct Answer {
     pub runner: Option<Deployment>,
     /// `sudo -n` refused (it needs a password): the root-only status cannot be read.
     pub no_sudo: bool,
+    /// cloud-init's record, on the cloud-init route.
+    pub cloud_init: Option<CloudInit>,
 }
 
 impl Answer {
@@ -107,6 +145,21 @@ impl Answer {
             .unwrap_or_default();
         answer.nodes = get("nodes").and_then(|j| serde_json::from_str(j).ok());
         answer.runner = get("runner").and_then(|j| serde_json::from_str(j).ok());
+        let read = |name| get(name).and_then(|j| serde_json::from_str::<CloudInitFile>(j).ok());
+        answer.cloud_init = match (read("cloud-init-result"), read("cloud-init-status")) {
+            (Some(result), _) => Some(CloudInit::Done {
+                errors: result
+                    .v1
+                    .errors
+                    .iter()
+                    .map(|e| crate::ui::terminal_safe(e).into_owned())
+                    .collect(),
+            }),
+            (None, Some(status)) => Some(CloudInit::Running {
+                stage: status.v1.stage,
+            }),
+            (None, None) => None,
+        };
         answer
     }
 }
@@ -160,7 +213,23 @@ impl NodeState {
             if answer.no_sudo {
                 return NodeState::NoSudo;
             }
-            return NodeState::Booting;
+            // The cloud-init route, before pinode's second stage writes status.json: cloud-init
+            // is the first stage, and its own record says where it is and what failed.
+            return match &answer.cloud_init {
+                Some(CloudInit::Done { errors }) if !errors.is_empty() => failed(
+                    Some("cloud-init".into()),
+                    format!("cloud-init reported: {}", errors.join("; ")),
+                ),
+                Some(CloudInit::Done { .. }) => NodeState::FirstBootRunning {
+                    stage: "cloud-init".into(),
+                    step: Some("waiting for the second stage".into()),
+                },
+                Some(CloudInit::Running { stage }) => NodeState::FirstBootRunning {
+                    stage: "cloud-init".into(),
+                    step: stage.clone(),
+                },
+                None => NodeState::Booting,
+            };
         };
         match status.state {
             super::StepState::Failed => {
@@ -285,5 +354,38 @@ mod tests {
         );
         assert!(remote_script(true).contains("kubectl get nodes -o json"));
         assert!(!remote_script(false).contains("kubectl"));
+    }
+
+    /// On the cloud-init route, before status.json: cloud-init's own files, in the shape
+    /// cloud-init writes them (cloudinit/cmd/main.py, status_wrapper: per-stage objects in
+    /// status.json, the errors of every stage gathered in result.json).
+    #[test]
+    fn before_the_second_stage_cloud_init_says_where_it_is() {
+        let status = r#"{"v1": {"datasource": null, "init": {"errors": [], "finished": null, "start": 1732547546.8}, "init-local": {"errors": [], "finished": 1732547545.6, "start": 1732547545.3}, "modules-config": {"errors": [], "finished": null, "start": null}, "modules-final": {"errors": [], "finished": null, "start": null}, "stage": "init"}}"#;
+        let a = answer(&[("cloud-init-status", status), ("unit", "inactive")]);
+        assert_eq!(
+            NodeState::of("n", &a, &[], false).line(),
+            "first boot running (cloud-init: init)"
+        );
+        let ok = r#"{"v1": {"datasource": "DataSourceNoCloud [seed=/dev/vda1][dsmode=net]", "errors": []}}"#;
+        let a = answer(&[("cloud-init-status", status), ("cloud-init-result", ok)]);
+        assert_eq!(
+            NodeState::of("n", &a, &[], false).line(),
+            "first boot running (cloud-init: waiting for the second stage)"
+        );
+        let bad = r#"{"v1": {"datasource": "DataSourceNoCloud", "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))"]}}"#;
+        let a = answer(&[("cloud-init-result", bad), ("unit", "inactive")]);
+        let state = NodeState::of("n", &a, &[], false);
+        assert!(state.failed());
+        assert_eq!(
+            state.line(),
+            "first boot failed at cloud-init: cloud-init reported: ('scripts_user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))"
+        );
+        // pinode's own status wins once there is one.
+        let a = answer(&[("status", DONE), ("cloud-init-result", bad)]);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::K3sRunning);
+        // The firstrun route has no cloud-init record: booting, as before.
+        let a = answer(&[("cloud-init-status", ""), ("cloud-init-result", "")]);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Booting);
     }
 }
