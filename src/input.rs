@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
@@ -34,6 +34,8 @@ pub enum InputError {
     },
     #[error("{path} is not UTF-8 text", path = .path.display())]
     NotText { path: PathBuf },
+    #[error("{path} is readable by others; chmod 600 it", path = .path.display())]
+    Exposed { path: PathBuf },
 }
 
 /// What kind of file a path named, for messages.
@@ -59,8 +61,17 @@ fn kind_of(file_type: std::fs::FileType) -> &'static str {
 /// for a FIFO's writer or take a terminal, then clears `O_NONBLOCK` so that reads and writes
 /// behave as usual. The caller checks the type of the returned file.
 pub(crate) fn open_no_wait(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    open_no_wait_with(options, path, OFlags::empty())
+}
+
+/// [`open_no_wait`] with more open flags (`O_NOFOLLOW`).
+fn open_no_wait_with(
+    options: &mut OpenOptions,
+    path: &Path,
+    extra: OFlags,
+) -> std::io::Result<File> {
     let file = options
-        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY | extra).bits() as i32)
         .open(path)?;
     let flags = rustix::fs::fcntl_getfl(&file)?;
     rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
@@ -119,6 +130,46 @@ pub fn read_regular(
     if bytes.len() as u64 > max_bytes {
         return Err(too_large());
     }
+    Ok(bytes)
+}
+
+/// The bytes of a file pinode keeps a secret in (a generated cluster token, a node's private
+/// host key): a regular file, not a symbolic link (`O_NOFOLLOW`), that no one but its owner
+/// may read or write. Type and mode are checked on the opened file, so nothing swapped in
+/// between a check and the open is read. At most `max_bytes + 1` bytes are read: the caller
+/// decides whether a longer file is an error (`TooLarge` is not returned here).
+pub(crate) fn read_private(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match open_no_wait_with(OpenOptions::new().read(true), path, OFlags::NOFOLLOW) {
+        Ok(file) => file,
+        // ELOOP: the last component is a symbolic link.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(InputError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "a symbolic link",
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(InputError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(InputError::Exposed {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     Ok(bytes)
 }
 

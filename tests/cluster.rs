@@ -341,6 +341,25 @@ fn a_generated_token_is_kept_and_shared_by_every_node() {
         check.contains("generated once, kept in") && !check.contains(token.trim()),
         "{check}"
     );
+    // The kept token must be pinode's own private file: open to others, or a symbolic link
+    // in its place (even to a private file holding a token), is refused, not followed.
+    let attempt = || {
+        output(
+            env.pinode()
+                .args(["render", "--generation", "bookworm", "--node", "solo"])
+                .arg("--profile")
+                .arg(&profile)
+                .arg("--out-dir")
+                .arg(env.dir.path().join("refused")),
+        )
+    };
+    run(Command::new("chmod").arg("640").arg(&kept));
+    one_error_line(&attempt(), &["is readable by others; chmod 600 it"]);
+    let elsewhere = env.dir.path().join("elsewhere-token");
+    std::fs::rename(&kept, &elsewhere).unwrap();
+    run(Command::new("chmod").arg("600").arg(&elsewhere));
+    std::os::unix::fs::symlink(&elsewhere, &kept).unwrap();
+    one_error_line(&attempt(), &["is a symbolic link, not a regular file"]);
 }
 
 /// The recording stand-in for the K3s install script: it notes how it was called.

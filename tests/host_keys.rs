@@ -215,6 +215,26 @@ fn a_damaged_or_open_kept_key_is_one_error_line() {
     std::fs::write(&kept, "-----BEGIN OPENSSH PRIVATE KEY-----\nbroken\n").unwrap();
     let out = attempt("three");
     one_error_line(&out, &["no unencrypted OpenSSH ed25519 private key"]);
+    // A symbolic link in its place (to a private, valid key) is not followed: the kept key
+    // is pinode's own file, and a link could point it anywhere.
+    let elsewhere = dir.path().join("elsewhere_ed25519");
+    render(
+        &state,
+        &profile(dir.path(), "spare"),
+        "s1",
+        &dir.path().join("spare"),
+        None,
+    );
+    std::fs::copy(
+        state.join("clusters/spare/host-keys/s1_ed25519"),
+        &elsewhere,
+    )
+    .unwrap();
+    run(Command::new("chmod").arg("600").arg(&elsewhere));
+    std::fs::remove_file(&kept).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &kept).unwrap();
+    let out = attempt("four");
+    one_error_line(&out, &["is a symbolic link, not a regular file"]);
 }
 
 /// A prepared image: the key travels inside the FAT's firstrun.sh, the file that already

@@ -8,7 +8,6 @@
 //! Under CI pinode never generates it (see `CI_REFUSAL`): a CI machine forgets it.
 
 use std::collections::HashSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -278,32 +277,16 @@ const MAX_KEPT_TOKEN: u64 = 4096;
 /// deleting it would split the cluster: only a file that was read and holds no complete
 /// token gets the advice to delete it and generate a new one.
 fn read_kept_token(path: &Path) -> Result<SecretString, String> {
-    use std::io::Read;
+    use crate::input::InputError;
     let shown = path.display();
-    let unreadable = |e: std::io::Error| {
-        format!(
-            "cannot read the kept cluster token {shown}: {e}; {}",
+    let bytes = crate::input::read_private(path, MAX_KEPT_TOKEN).map_err(|e| match e {
+        InputError::Io { source, .. } => format!(
+            "cannot read the kept cluster token {shown}: {source}; {}",
             unreadable_hint(path)
-        )
-    };
-    let meta = std::fs::symlink_metadata(path).map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!("{shown} is readable by others; chmod 600 it"));
-    }
-    // Opened by crate::input, as every outside file is: a FIFO swapped in since the check
-    // above is refused (its type is checked on the opened file) instead of hanging the open.
-    let (file, _) = crate::input::open_regular(path).map_err(|e| match e {
-        crate::input::InputError::Io { source, .. } => unreadable(source),
-        _ => format!("{shown} is not a regular file"),
+        ),
+        other => other.to_string(),
     })?;
-    // Read one byte past the limit: a longer file is not a token pinode wrote (below).
-    let mut bytes = Vec::new();
-    file.take(MAX_KEPT_TOKEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
+    // A longer file than MAX_KEPT_TOKEN is not a token pinode wrote (below).
     let token = String::from_utf8(bytes)
         .ok()
         .map(|t| t.trim().to_string())
@@ -341,6 +324,7 @@ fn damaged_hint(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// The real binary refuses profiles above `MAX_NODES`, where a scan is still fast; the
     /// plan itself must stay linear, so it is tried here with ten times that many servers

@@ -12,7 +12,6 @@
 //! `known_hosts` entry for a host asks for that host's key type first.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -41,8 +40,6 @@ pub enum HostKeyError {
     /// Names the file itself.
     #[error(transparent)]
     Input(crate::input::InputError),
-    #[error("{path} is not a regular file", path = .path.display())]
-    NotAFile { path: PathBuf },
     #[error("{path} is readable by others; chmod 600 it", path = .path.display())]
     Exposed { path: PathBuf },
     #[error(
@@ -199,17 +196,16 @@ fn from_private(private: &PrivateKey) -> Result<HostKey, HostKeyError> {
 
 /// Reads a kept key: a private regular file holding one unencrypted OpenSSH ed25519 key.
 fn read_key(path: &Path) -> Result<HostKey, HostKeyError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io("read", path))?;
+    use crate::input::InputError;
+    let bytes = crate::input::read_private(path, MAX_KEY_FILE).map_err(|e| match e {
+        InputError::Exposed { path } => HostKeyError::Exposed { path },
+        other => HostKeyError::Input(other),
+    })?;
     let path = path.to_path_buf();
-    if !meta.is_file() {
-        return Err(HostKeyError::NotAFile { path });
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(HostKeyError::Damaged { path });
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(HostKeyError::Exposed { path });
-    }
-    let text = crate::input::read_text(&path, MAX_KEY_FILE, "a kept SSH host key")
-        .map_err(HostKeyError::Input)?;
-    let Ok(private) = PrivateKey::from_openssh(text.as_bytes()) else {
+    let Ok(private) = PrivateKey::from_openssh(&bytes) else {
         return Err(HostKeyError::Damaged { path });
     };
     if private.is_encrypted() || private.key_data().ed25519().is_none() {
@@ -281,6 +277,7 @@ fn update_known_hosts(path: &Path, hostname: &str, public: &str) -> Result<(), H
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_key_is_made_once_kept_private_and_read_back_the_same() {
