@@ -26,7 +26,7 @@ use pinode::profile::{LoadedProfile, NodeConfig};
 use pinode::ui::terminal_safe;
 
 /// Where images come from: the global `--catalog`, `--cache-dir` and `--offline`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Sources {
     pub catalog: Option<String>,
     pub cache_dir: Option<PathBuf>,

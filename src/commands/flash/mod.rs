@@ -125,7 +125,7 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     // A run that will ask, with nobody to answer (`</dev/null`), says what to pass instead
     // before anything is downloaded or written.
     let hosts: Vec<String> = nodes.iter().map(|n| n.hostname.clone()).collect();
-    let when_closed = unattended::what_is_missing(args, &hosts);
+    let when_closed = unattended::what_is_missing(args, sources, &hosts);
     let prompter = if unattended::unattended(args.devices.len(), args.yes, nodes.len()) {
         None
     } else {

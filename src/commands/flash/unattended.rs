@@ -7,6 +7,7 @@
 //! shows that command, built from the run's own options.
 
 use super::FlashOptions;
+use crate::commands::Sources;
 
 /// Whether nobody needs to be asked: every node has its own named card (one card for one
 /// node counts) and `--yes` was given. A single `--device` for several nodes asks for each
@@ -17,8 +18,10 @@ pub fn unattended(devices: usize, yes: bool, nodes: usize) -> bool {
 
 /// The one-line error for a run that needs answers while standard input is closed: which
 /// nodes lack a `--device`, or that `--yes` is missing, and the command line that asks
-/// nothing. `hosts` are the nodes of the run, in order.
-pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
+/// nothing. `hosts` are the nodes of the run, in order; `sources` are the run's global
+/// options (catalog, cache, offline), kept in the command because `sudo` drops the
+/// environment variables they may have come from.
+pub fn what_is_missing(args: &FlashOptions, sources: &Sources, hosts: &[String]) -> String {
     let named = args.devices.len();
     // `check_flags` allows no device, one for all, or one per node; one for all serves the
     // first node in the command shown.
@@ -27,7 +30,7 @@ pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
     } else {
         &hosts[named.min(1)..]
     };
-    let command = command_line(args, hosts);
+    let command = command_line(args, sources, hosts);
     if lacking.is_empty() {
         return format!(
             "standard input is closed, so nobody can confirm writing the named card(s): add \
@@ -48,11 +51,24 @@ pub fn what_is_missing(args: &FlashOptions, hosts: &[String]) -> String {
 
 /// `sudo pinode flash …` with this run's options, a `--device` for every node (the named
 /// one, else a placeholder naming the node) and `--yes`.
-fn command_line(args: &FlashOptions, hosts: &[String]) -> String {
-    let mut words = vec![
-        "sudo pinode flash --profile".to_string(),
-        crate::term::shell_word(&args.profile.display().to_string()),
-    ];
+fn command_line(args: &FlashOptions, sources: &Sources, hosts: &[String]) -> String {
+    let mut words = vec!["sudo pinode flash".to_string()];
+    if let Some(catalog) = &sources.catalog {
+        words.push(format!("--catalog {}", crate::term::shell_word(catalog)));
+    }
+    if let Some(dir) = &sources.cache_dir {
+        words.push(format!(
+            "--cache-dir {}",
+            crate::term::shell_word(&dir.display().to_string())
+        ));
+    }
+    if sources.offline {
+        words.push("--offline".into());
+    }
+    words.push(format!(
+        "--profile {}",
+        crate::term::shell_word(&args.profile.display().to_string())
+    ));
     for node in &args.nodes {
         words.push(format!("--node {}", crate::term::shell_word(node)));
     }
@@ -118,7 +134,7 @@ mod tests {
 
     #[test]
     fn names_the_nodes_without_a_card_and_the_command_that_asks_nothing() {
-        let none = what_is_missing(&options(&[], false), &hosts());
+        let none = what_is_missing(&options(&[], false), &Sources::default(), &hosts());
         assert_eq!(
             none,
             "standard input is closed, so nobody can choose the cards: name one card per node \
@@ -127,7 +143,7 @@ mod tests {
              --device <card for cp> --device <card for worker-1> --device <card for worker-2> \
              --yes"
         );
-        let one = what_is_missing(&options(&["/dev/sdb"], true), &hosts());
+        let one = what_is_missing(&options(&["/dev/sdb"], true), &Sources::default(), &hosts());
         assert!(one.contains("swap the cards"), "{one}");
         assert!(
             one.contains("(no --device for worker-1, worker-2)"),
@@ -139,6 +155,7 @@ mod tests {
         );
         let all = what_is_missing(
             &options(&["/dev/sdb", "/dev/sdc", "/dev/sdd"], false),
+            &Sources::default(),
             &hosts(),
         );
         assert!(
@@ -146,5 +163,24 @@ mod tests {
             "{all}"
         );
         assert!(all.ends_with("--device /dev/sdd --yes"), "{all}");
+    }
+
+    /// The global options of the run stay in the command: under `sudo` the environment
+    /// variables they may have come from (PINODE_CATALOG, PINODE_CACHE_DIR) are gone.
+    #[test]
+    fn the_command_keeps_the_runs_catalog_cache_and_offline() {
+        let sources = Sources {
+            catalog: Some("/srv/my os list.json".into()),
+            cache_dir: Some(PathBuf::from("/var/cache/pinode")),
+            offline: true,
+        };
+        let text = what_is_missing(&options(&[], false), &sources, &hosts());
+        assert!(
+            text.contains(
+                "sudo pinode flash --catalog '/srv/my os list.json' --cache-dir /var/cache/pinode \
+                 --offline --profile 'my lab.yaml'"
+            ),
+            "{text}"
+        );
     }
 }
