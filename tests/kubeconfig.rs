@@ -339,27 +339,22 @@ fn one_server() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn bad_command_lines_are_usage_errors() {
     let (dir, profile) = one_server();
-    for args in [
-        vec!["--address", "s=not-an-ip:22", "--merge"],
-        vec!["--address", "nobody=127.0.0.1", "--merge"],
-        vec!["--context", "", "--merge"],
-        vec!["--context", "a\nb", "--merge"],
-        vec![],
-    ] {
-        let out = output(
-            pinode()
-                .env("PINODE_STATE_DIR", dir.path().join("state"))
+    usage_errors(
+        || {
+            let mut c = pinode();
+            c.env("PINODE_STATE_DIR", dir.path().join("state"))
                 .args(["kubeconfig", "--profile"])
-                .arg(&profile)
-                .args(&args),
-        );
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
-        assert!(
-            stderr(&out).starts_with("error:"),
-            "{args:?}: {}",
-            both(&out)
-        );
-    }
+                .arg(&profile);
+            c
+        },
+        &[
+            vec!["--address", "s=not-an-ip:22", "--merge"],
+            vec!["--address", "nobody=127.0.0.1", "--merge"],
+            vec!["--context", "", "--merge"],
+            vec!["--context", "a\nb", "--merge"],
+            vec![],
+        ],
+    );
 }
 
 /// What ssh prints is read within bounds: a flood on stderr does not stall the run, a

@@ -554,27 +554,23 @@ fn bad_command_lines_are_usage_errors() {
         "plain.yaml",
         &profile_yaml("", "", "nodes:\n  - hostname: a\n"),
     );
-    for (file, args) in [
-        (&profile, vec!["--node", "nobody"]),
-        (&profile, vec!["--address", "nobody=127.0.0.1"]),
-        (&profile, vec!["--timeout", "soon"]),
-        (&profile, vec!["--timeout", "0s"]),
-        (&no_cluster, vec![]),
-    ] {
-        let out = output(
-            pinode()
-                .env("PINODE_STATE_DIR", dir.path().join("state"))
-                .args(["status", "--profile"])
-                .arg(file)
-                .args(&args),
-        );
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
-        assert!(
-            stderr(&out).starts_with("error:"),
-            "{args:?}: {}",
-            both(&out)
-        );
-    }
+    let status = |file: &std::path::Path| {
+        let mut c = pinode();
+        c.env("PINODE_STATE_DIR", dir.path().join("state"))
+            .args(["status", "--profile"])
+            .arg(file);
+        c
+    };
+    usage_errors(
+        || status(&profile),
+        &[
+            vec!["--node", "nobody"],
+            vec!["--address", "nobody=127.0.0.1"],
+            vec!["--timeout", "soon"],
+            vec!["--timeout", "0s"],
+        ],
+    );
+    usage_errors(|| status(&no_cluster), &[vec![]]);
 }
 
 /// On a terminal, `--watch` redraws one table in place (a spinner, the elapsed time, a line

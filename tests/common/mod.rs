@@ -406,6 +406,16 @@ pub fn one_error_line(out: &Output, needles: &[&str]) -> String {
     lines[0].to_string()
 }
 
+/// Each command line in `cases` (appended to `base()`) is a usage error: exit 2 and one
+/// `error:` line, no panic.
+pub fn usage_errors(base: impl Fn() -> Command, cases: &[Vec<&str>]) {
+    for args in cases {
+        let out = output(base().args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
+        one_error_line(&out, &[]);
+    }
+}
+
 /// [`one_error_line`], and that line is all of stderr.
 pub fn only_error_line(out: &Output, needles: &[&str]) -> String {
     let line = one_error_line(out, needles);
