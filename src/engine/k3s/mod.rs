@@ -71,9 +71,14 @@ pub struct K3sSpec {
     pub(crate) server_args: Vec<String>,
     #[serde(default)]
     pub(crate) agent_args: Vec<String>,
-    /// Extra SANs; the server's hostname(.local) is always added.
+    /// Extra SANs; the server's hostname(.local) is always added, and its static address
+    /// and the cluster's VIP when there are.
     #[serde(default)]
     pub(crate) tls_san: Vec<String>,
+    /// Also give each node with a static address that address as `node-external-ip` (the
+    /// address Kubernetes reports as the node's ExternalIP, e.g. for ServiceLB).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) node_external_ip: bool,
 }
 
 impl Default for K3sSpec {
@@ -85,6 +90,7 @@ impl Default for K3sSpec {
             server_args: Vec::new(),
             agent_args: Vec::new(),
             tls_san: Vec::new(),
+            node_external_ip: false,
         }
     }
 }
