@@ -10,6 +10,8 @@ pub(crate) mod channels;
 pub(crate) mod flags;
 pub(crate) mod stage2;
 
+use std::net::Ipv4Addr;
+
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -116,6 +118,18 @@ pub(crate) struct K3sNode {
     pub(crate) api: String,
     pub(crate) token: SecretString,
     pub(crate) spec: K3sSpec,
+    /// The node's static address (`network:`): K3s's `node-ip`, and a SAN of a server.
+    pub(crate) node_ip: Option<Ipv4Addr>,
+    /// The cluster's virtual IP: a SAN of every server.
+    pub(crate) vip: Option<Ipv4Addr>,
+}
+
+/// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
+/// which K3s cannot resolve by itself.
+pub(crate) fn mdns_host_of(api: &str) -> Option<&str> {
+    let rest = api.split_once("://").map(|(_, r)| r).unwrap_or(api);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host.ends_with(".local").then_some(host)
 }
 
 /// Checks that K3s can parse `token` as a join token. The message never quotes the token.
@@ -196,10 +210,28 @@ fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<Strin
     let mut config = Map::new();
     config.insert("node-name".into(), json!(hostname));
     config.insert("token-file".into(), json!(token_file));
+    // A known address is the node's: without it K3s picks the address of the default
+    // route's interface, which on a Pi with both eth0 and wlan0 up may be the other one.
+    if let Some(ip) = node.node_ip {
+        config.insert("node-ip".into(), json!(ip.to_string()));
+        if node.spec.node_external_ip {
+            config.insert("node-external-ip".into(), json!(ip.to_string()));
+        }
+    }
     let server = matches!(node.role, K3sRole::Founder | K3sRole::JoiningServer);
     if server {
         let mut sans = vec![hostname.to_string(), format!("{hostname}.local")];
-        sans.extend(node.spec.tls_san.iter().cloned());
+        // Nodes and kubectl reach a server by these addresses; its certificate must name
+        // them, or TLS fails ("x509: certificate is valid for …, not 192.168.1.9").
+        let addresses: Vec<String> = [node.node_ip, node.vip]
+            .into_iter()
+            .flatten()
+            .map(|ip| ip.to_string())
+            .collect();
+        // The profile's own SANs as before, less an address already named.
+        let extra = node.spec.tls_san.iter().filter(|s| !addresses.contains(s));
+        sans.extend(addresses.iter().cloned());
+        sans.extend(extra.cloned());
         config.insert("tls-san".into(), json!(sans));
         // Admin credentials stay root's; the first-boot program copies them to the user.
         config.insert("write-kubeconfig-mode".into(), json!("0600"));
