@@ -93,6 +93,12 @@ impl std::fmt::Debug for NodePlan {
 }
 
 impl NodePlan {
+    /// The node's static IPv4 address, if its profile gives one (`network:`): the address
+    /// the cluster knows it by.
+    pub fn known_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        self.network.known_ipv4()
+    }
+
     /// Resolves `node` of `profile`: reads key files, environment variables (through
     /// `settings`) and secret files.
     pub fn resolve(

@@ -46,8 +46,8 @@ enum Ipv6Value {
 }
 
 /// One `ethernet:` or `wifi:` mapping, parsed. A field that did not parse is `None` and
-/// `broken` is set: its error is recorded, and checks that combine fields are skipped for
-/// the nodes using it (they would only repeat the problem in other words).
+/// marked in `bad`: its error is recorded, and the checks that combine it with other fields
+/// are skipped for the nodes using it (they would only repeat the problem in other words).
 #[derive(Debug, Clone, Default)]
 struct Parsed {
     ipv4: Option<At<Ipv4Value>>,
@@ -56,28 +56,54 @@ struct Parsed {
     gateway6: Option<At<Ipv6Addr>>,
     dns: Option<At<Vec<IpAddr>>>,
     search: Option<At<Vec<String>>>,
-    broken: bool,
+    bad: Bad,
+}
+
+/// Which fields of a mapping were written but did not parse.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bad {
+    ipv4: bool,
+    gateway: bool,
+    ipv6: bool,
+    gateway6: bool,
 }
 
 impl Parsed {
-    /// `node`'s fields where it gives them, else `defaults`'.
+    /// `node`'s fields where it writes them (even wrongly), else `defaults'`.
     fn merge(defaults: Option<&Parsed>, node: Option<&Parsed>) -> Parsed {
-        let pick = |n: Option<&Parsed>, d: Option<&Parsed>| Parsed {
-            ipv4: n.and_then(|n| n.ipv4.clone()).or_else(|| d?.ipv4.clone()),
-            gateway: n
-                .and_then(|n| n.gateway.clone())
-                .or_else(|| d?.gateway.clone()),
-            ipv6: n.and_then(|n| n.ipv6.clone()).or_else(|| d?.ipv6.clone()),
-            gateway6: n
-                .and_then(|n| n.gateway6.clone())
-                .or_else(|| d?.gateway6.clone()),
-            dns: n.and_then(|n| n.dns.clone()).or_else(|| d?.dns.clone()),
-            search: n
-                .and_then(|n| n.search.clone())
-                .or_else(|| d?.search.clone()),
-            broken: n.is_some_and(|n| n.broken) || d.is_some_and(|d| d.broken),
-        };
-        pick(node, defaults)
+        let empty = Parsed::default();
+        let (d, n) = (defaults.unwrap_or(&empty), node.unwrap_or(&empty));
+        fn pick<T: Clone>(
+            n: &Option<At<T>>,
+            n_bad: bool,
+            d: &Option<At<T>>,
+            d_bad: bool,
+        ) -> (Option<At<T>>, bool) {
+            match (n, n_bad) {
+                (Some(v), _) => (Some(v.clone()), false),
+                (None, true) => (None, true),
+                (None, false) => (d.clone(), d_bad),
+            }
+        }
+        let (ipv4, ipv4_bad) = pick(&n.ipv4, n.bad.ipv4, &d.ipv4, d.bad.ipv4);
+        let (gateway, gateway_bad) = pick(&n.gateway, n.bad.gateway, &d.gateway, d.bad.gateway);
+        let (ipv6, ipv6_bad) = pick(&n.ipv6, n.bad.ipv6, &d.ipv6, d.bad.ipv6);
+        let (gateway6, gateway6_bad) =
+            pick(&n.gateway6, n.bad.gateway6, &d.gateway6, d.bad.gateway6);
+        Parsed {
+            ipv4,
+            gateway,
+            ipv6,
+            gateway6,
+            dns: n.dns.clone().or_else(|| d.dns.clone()),
+            search: n.search.clone().or_else(|| d.search.clone()),
+            bad: Bad {
+                ipv4: ipv4_bad,
+                gateway: gateway_bad,
+                ipv6: ipv6_bad,
+                gateway6: gateway6_bad,
+            },
+        }
     }
 }
 
@@ -159,11 +185,7 @@ impl Networks {
         for (i, (key, device)) in IFACES.into_iter().enumerate() {
             let node = self.entries.get(host.entry).and_then(|p| p[i].as_ref());
             let merged = Parsed::merge(self.defaults[i].as_ref(), node);
-            let iface = if merged.broken {
-                InterfaceConfig::default()
-            } else {
-                self.interface(&host, key, device, &merged, r)
-            };
+            let iface = self.interface(&host, key, device, &merged, r);
             if let (Ipv4Config::Static { address, .. }, Some(at)) = (&iface.ipv4, &merged.ipv4) {
                 networks.push(At {
                     value: *address,
@@ -287,10 +309,12 @@ impl Networks {
         }
         match (&p.gateway, &ipv4) {
             (Some(gw), None)
-                if matches!(
-                    p.ipv4.as_ref().map(|a| a.value),
-                    None | Some(Ipv4Value::Dhcp)
-                ) =>
+                if !p.bad.ipv4
+                    && matches!(
+                        p.ipv4.as_ref().map(|a| a.value),
+                        None | Some(Ipv4Value::Dhcp)
+                    )
+                    && written_with(&gw.field, p.ipv4.as_ref().map(|a| a.field.as_str())) =>
             {
                 self.once.error(
                     r,
@@ -347,7 +371,7 @@ impl Networks {
                 }
                 self.gateways.push((gw.value, gw.field.clone()));
             }
-            (None, Some(at)) => self.once.warn(
+            (None, Some(at)) if !p.bad.gateway => self.once.warn(
                 r,
                 &at.field,
                 "no-gateway",
@@ -394,7 +418,9 @@ impl Networks {
                 }
             }
         };
-        if let Some(gw) = &p.gateway6 {
+        if let Some(gw) = &p.gateway6
+            && !p.bad.ipv6
+        {
             match p.ipv6.as_ref().map(|a| (a.value, &a.field)) {
                 Some((Ipv6Value::Static(net), field)) => {
                     if !(net.contains(&gw.value) || gw.value.is_unicast_link_local()) {
@@ -419,15 +445,18 @@ impl Networks {
                         );
                     }
                 }
-                _ => self.once.error(
-                    r,
-                    &gw.field,
-                    "gateway6-auto",
-                    format!(
-                        "gateway6 goes with a static `ipv6` address, and {name}'s {device} \
+                other if written_with(&gw.field, other.map(|(_, f)| f.as_str())) => {
+                    self.once.error(
+                        r,
+                        &gw.field,
+                        "gateway6-auto",
+                        format!(
+                            "gateway6 goes with a static `ipv6` address, and {name}'s {device} \
                          configures IPv6 automatically or not at all"
-                    ),
-                ),
+                        ),
+                    )
+                }
+                _ => {}
             }
         }
         InterfaceConfig {
@@ -577,11 +606,7 @@ impl Networks {
                 continue;
             }
             match nets.iter().find(|n| n.value.contains(&vip)) {
-                None => outside.push(format!(
-                    "{host} ({}, {})",
-                    nets[0].value.trunc(),
-                    nets[0].field
-                )),
+                None => outside.push((host.clone(), nets[0].value.trunc())),
                 Some(net) => {
                     let n = net.value;
                     if n.prefix_len() <= 30 && (vip == n.network() || vip == n.broadcast()) {
@@ -596,13 +621,21 @@ impl Networks {
             }
         }
         if !outside.is_empty() {
+            let hosts: Vec<String> = outside.iter().map(|(h, _)| h.clone()).collect();
+            let mut nets: Vec<String> = Vec::new();
+            for (_, net) in &outside {
+                if !nets.contains(&net.to_string()) {
+                    nets.push(net.to_string());
+                }
+            }
             r.error(
                 field,
                 format!(
-                    "{vip} is outside the network of server(s) {}: kube-vip in ARP mode \
+                    "{vip} is outside the network ({}) of server(s) {}: kube-vip in ARP mode \
                      announces the virtual IP on the servers' own subnet, so every server \
                      must be in it",
-                    listed(&outside)
+                    listed(&nets),
+                    listed(&hosts)
                 ),
             );
         }
@@ -633,6 +666,16 @@ pub(crate) struct Host<'a> {
     pub(crate) role: Role,
     /// The node has a Wi-Fi network (`wifi:`).
     pub(crate) has_wifi: bool,
+}
+
+/// Whether a gateway written at `gateway` is meant for this interface although it gets
+/// its address automatically: the node wrote it, or the same mapping said `dhcp`/`auto`
+/// (`address`, the field of the addressing, `None` when nobody wrote one). A gateway in
+/// `defaults` beside no addressing serves the nodes with static addresses and is not used
+/// by the others.
+fn written_with(gateway: &str, address: Option<&str>) -> bool {
+    let mapping = |f: &str| f.rsplit_once('.').map(|(m, _)| m.to_string());
+    !gateway.starts_with("defaults") || address.is_some_and(|a| mapping(a) == mapping(gateway))
 }
 
 /// At most five names, then how many more.
@@ -676,47 +719,54 @@ fn pair(at: &str, spec: Option<&NetworkSpec>, range_ok: bool, r: &mut Report) ->
 /// Parses one interface mapping, recording each value that is wrong on its own.
 fn interface(at: &str, s: &InterfaceSpec, range_ok: bool, r: &mut Report) -> Parsed {
     let mut p = Parsed::default();
-    let mut one = |field: String, result: Result<(), String>, broken: &mut bool| {
-        if let Err(message) = result {
-            r.error(field, message);
-            *broken = true;
-        }
-    };
-    let mut broken = false;
+    let mut fail = |field: String, message: String| r.error(field, message);
     if let Some(text) = &s.ipv4 {
         let field = format!("{at}.ipv4");
         match parse_ipv4(text, range_ok) {
             Ok(value) => p.ipv4 = Some(At { value, field }),
-            Err(e) => one(field, Err(e), &mut broken),
+            Err(e) => {
+                fail(field, e);
+                p.bad.ipv4 = true;
+            }
         }
     }
     if let Some(text) = &s.gateway {
         let field = format!("{at}.gateway");
         match parse_router4(text) {
             Ok(value) => p.gateway = Some(At { value, field }),
-            Err(e) => one(field, Err(e), &mut broken),
+            Err(e) => {
+                fail(field, e);
+                p.bad.gateway = true;
+            }
         }
     }
     if let Some(text) = &s.ipv6 {
         let field = format!("{at}.ipv6");
         match parse_ipv6(text) {
             Ok(value) => p.ipv6 = Some(At { value, field }),
-            Err(e) => one(field, Err(e), &mut broken),
+            Err(e) => {
+                fail(field, e);
+                p.bad.ipv6 = true;
+            }
         }
     }
     if let Some(text) = &s.gateway6 {
         let field = format!("{at}.gateway6");
         match parse_router6(text) {
             Ok(value) => p.gateway6 = Some(At { value, field }),
-            Err(e) => one(field, Err(e), &mut broken),
+            Err(e) => {
+                fail(field, e);
+                p.bad.gateway6 = true;
+            }
         }
     }
+    // A wrong name server or domain is reported and left out: no other check needs them.
     if let Some(list) = &s.dns {
         let mut servers = Vec::new();
         for (i, text) in list.iter().enumerate() {
             match parse_name_server(text) {
                 Ok(ip) => servers.push(ip),
-                Err(e) => one(format!("{at}.dns[{i}]"), Err(e), &mut broken),
+                Err(e) => fail(format!("{at}.dns[{i}]"), e),
             }
         }
         p.dns = Some(At {
@@ -726,14 +776,15 @@ fn interface(at: &str, s: &InterfaceSpec, range_ok: bool, r: &mut Report) -> Par
     }
     if let Some(list) = &s.search {
         for (i, name) in list.iter().enumerate() {
-            one(format!("{at}.search[{i}]"), dns_name(name), &mut broken);
+            if let Err(e) = dns_name(name) {
+                fail(format!("{at}.search[{i}]"), e);
+            }
         }
         p.search = Some(At {
             value: list.iter().map(|s| s.trim().to_string()).collect(),
             field: format!("{at}.search"),
         });
     }
-    p.broken = broken;
     p
 }
 
