@@ -548,3 +548,86 @@ nodes:
         "{said}"
     );
 }
+
+/// The issue's shape, as written there (the VIP with the three servers item 4 asks for).
+const ISSUE_SHAPE: &str = "version: 1
+defaults:
+  user:
+    name: alice
+    ssh_authorized_keys: [\"KEY\"]
+  network:
+    ethernet:                  # eth0
+      ipv4: dhcp               # dhcp | ADDRESS/PREFIX
+      ipv6: auto               # auto (SLAAC + DHCPv6, as Imager does) | off | ADDRESS/PREFIX
+    wifi:                      # wlan0; SSID and passphrase stay under `wifi:`
+      ipv4: dhcp
+nodes:
+  - hostname: cp-[1-3]
+    role: server
+    network:
+      ethernet:
+        ipv4: 192.168.1.[10-12]/24
+        gateway: 192.168.1.1
+        dns: [192.168.1.1]
+        search: [lab.example]
+  - hostname: worker-[1-3]
+    role: agent
+    network:
+      ethernet:
+        ipv4: 192.168.1.[21-23]/24   # a range node takes a range of the same length
+        gateway: 192.168.1.1
+cluster:
+  name: lab
+  vip: 192.168.1.9                # HA only, see 4
+";
+
+/// The issue's profile is accepted by `profile check` and by the JSON Schema `pinode
+/// profile schema` prints (checked with python3-jsonschema); a misspelt key is refused by
+/// both.
+#[test]
+fn the_issues_shape_is_the_contract_of_check_and_schema() {
+    let env = Env::new();
+    let text = ISSUE_SHAPE.replace("KEY", KEY_1);
+    let profile = write_profile(env.dir.path(), "issue.yaml", &text);
+    let said = env.check(&profile);
+    assert!(
+        said.contains("eth0 192.168.1.23/24, joins https://192.168.1.9:6443"),
+        "{said}"
+    );
+    let schema = env.dir.path().join("schema.json");
+    std::fs::write(&schema, run(pinode().args(["profile", "schema"]))).unwrap();
+    let validate = |profile: &Path| {
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(
+                "import json,sys,yaml,jsonschema\n\
+                 schema=json.load(open(sys.argv[1]))\n\
+                 doc=yaml.safe_load(open(sys.argv[2]))\n\
+                 jsonschema.validators.validator_for(schema)(schema).validate(doc)",
+            )
+            .arg(&schema)
+            .arg(profile)
+            .output()
+            .unwrap()
+    };
+    let out = validate(&profile);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let typo = write_profile(
+        env.dir.path(),
+        "typo.yaml",
+        &text.replace(
+            "gateway: 192.168.1.1\n        dns",
+            "gatway: 192.168.1.1\n        dns",
+        ),
+    );
+    let out = validate(&typo);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("gatway"), "{}", stderr(&out));
+    let out = output(env.pinode().args(["profile", "check"]).arg(&typo));
+    let err = stderr(&out);
+    assert!(
+        err.contains("nodes[0].network.ethernet.gatway: unknown field `gatway`")
+            && err.contains("did you mean `gateway`?"),
+        "{err}"
+    );
+}
