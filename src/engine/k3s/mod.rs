@@ -318,6 +318,49 @@ mod tests {
         assert!(merge_flags(&mut config, &["--disable=x".into()], Command::Agent).is_err());
     }
 
+    /// Every key pinode writes into config.yaml, in every role and with every address
+    /// setting, is a flag of the K3s command that reads it (data/k3s/flags.txt): K3s skips
+    /// an unknown key with a log line nobody reads, and an agent refuses a server flag.
+    #[test]
+    fn every_key_written_is_a_flag_of_its_command() {
+        for role in [K3sRole::Founder, K3sRole::JoiningServer, K3sRole::Agent] {
+            for ha in [false, true] {
+                let node = K3sNode {
+                    role,
+                    ha,
+                    api: "https://192.168.1.9:6443".into(),
+                    token: "t".to_string().into(),
+                    spec: K3sSpec {
+                        node_external_ip: true,
+                        tls_san: vec!["api.example".into()],
+                        ..K3sSpec::default()
+                    },
+                    node_ip: Some(Ipv4Addr::new(192, 168, 1, 10)),
+                    vip: Some(Ipv4Addr::new(192, 168, 1, 9)),
+                };
+                let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
+                let config: Map<String, Value> = serde_json::from_str(&text).unwrap();
+                let command = match role {
+                    K3sRole::Agent => Command::Agent,
+                    _ => Command::Server,
+                };
+                for key in config.keys() {
+                    assert!(flags::accepts(key, command), "{key} ({role:?})");
+                }
+                assert_eq!(config["node-ip"], "192.168.1.10");
+                assert_eq!(config["node-external-ip"], "192.168.1.10");
+                if command == Command::Server {
+                    assert_eq!(
+                        config["tls-san"],
+                        json!(["n", "n.local", "192.168.1.10", "192.168.1.9", "api.example"])
+                    );
+                }
+            }
+        }
+        assert!(!flags::accepts("node-ipp", Command::Server));
+        assert!(!flags::accepts("tls-san", Command::Agent));
+    }
+
     #[test]
     fn cluster_tokens_follow_k3s_parse_token() {
         let hash = "0123456789abcdef".repeat(4);
