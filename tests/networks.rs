@@ -203,6 +203,8 @@ defaults:
 cluster:
   name: solo
   vip: 192.168.1.1
+  k3s:
+    server_args: [--disable=traefik, --node-ip=192.168.1.10]
 nodes:
   - hostname: solo
     role: server
@@ -213,7 +215,13 @@ nodes:
         dns: [192.168.1.1]
 ";
 
-const ONE: [(&str, &str, &str, &str); 2] = [
+const ONE: [(&str, &str, &str, &str); 3] = [
+    (
+        "server_args:",
+        "--node-ip",
+        "cluster.k3s.server_args[1]",
+        "--node-ip is set by pinode from the nodes' static addresses (network:); remove it here",
+    ),
     (
         "vip: 192",
         "192",
@@ -630,4 +638,62 @@ fn the_issues_shape_is_the_contract_of_check_and_schema() {
             && err.contains("did you mean `gateway`?"),
         "{err}"
     );
+}
+
+/// Servers on DHCP: the VIP cannot be checked against their network, which is said (a
+/// warning, as is `node_external_ip` for nodes without an address); `--node-ip` is the
+/// user's to give when pinode knows no address.
+#[test]
+fn a_vip_over_dhcp_servers_is_a_warning() {
+    let env = Env::new();
+    let text = profile_yaml(
+        "",
+        "",
+        "cluster:
+  name: dv
+  token_env: K3S_TOKEN
+  vip: 192.168.1.9
+  k3s:
+    node_external_ip: true
+    server_args: [--node-ip=192.168.1.10]
+nodes:
+  - hostname: s-[1-3]
+    role: server
+  - hostname: a
+    network:
+      ethernet:
+        ipv4: 192.168.1.20/24
+        gateway: 192.168.1.1
+        dns: [192.168.1.1]
+",
+    );
+    let profile = write_profile(env.dir.path(), "dv.yaml", &text);
+    let out = output(env.pinode().args(["profile", "check"]).arg(&profile));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let p = profile.display().to_string();
+    for (line, value, field, says) in [
+        (
+            "vip:",
+            "192",
+            "cluster.vip",
+            "server(s) s-1, s-2, s-3 get their address by DHCP, so pinode cannot check that \
+             192.168.1.9 is in their subnet",
+        ),
+        (
+            "node_external_ip:",
+            "true",
+            "cluster.k3s.node_external_ip",
+            "3 node(s) have no static address and get no node-external-ip: s-1, s-2, s-3",
+        ),
+    ] {
+        let (l, c) = position(&text, line, value);
+        let want = format!("warning: {p}:{l}:{c}: {field}: ");
+        assert!(
+            err.lines()
+                .any(|e| e.starts_with(&want) && e.contains(says)),
+            "no {want}…{says} in:\n{err}"
+        );
+    }
+    assert!(!err.contains("error: "), "{err}");
 }

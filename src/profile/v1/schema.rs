@@ -192,9 +192,9 @@ pub(crate) struct NetworkSpec {
     pub(crate) wifi: Option<InterfaceSpec>,
 }
 
-/// One interface's addressing, as written. Values are strings and checked by
-/// [`super::network`], so that a wrong one is explained (and located) in pinode's words
-/// rather than refused by the YAML parser.
+/// One interface's addressing. A field left out comes from `defaults` (field by field).
+// The values are strings, checked by `super::network`, so that a wrong one is explained
+// (and located) in pinode's words rather than refused by the YAML parser.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InterfaceSpec {
