@@ -995,6 +995,49 @@ fn dns_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::LoadedProfile;
+
+    /// A node's interface overrides the defaults' field by field; lists as a whole; a range
+    /// gives each node its own address.
+    #[test]
+    fn nodes_merge_field_by_field() {
+        let text = "version: 1
+defaults:
+  user: {name: a, password_hash: \"$6$s$h\"}
+  network:
+    ethernet: {gateway: 10.0.0.1, dns: [10.0.0.1], search: [lab.example], ipv6: off}
+nodes:
+  - hostname: w-[1-2]
+    network: {ethernet: {ipv4: \"10.0.0.[21-22]/24\", dns: [10.0.0.2, 10.0.0.3]}}
+  - hostname: d
+";
+        let loaded = LoadedProfile::parse(std::path::Path::new("p.yaml"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let eth = |n: usize| loaded.nodes[n].network.ethernet.clone();
+        assert_eq!(
+            eth(1).ipv4,
+            Ipv4Config::Static {
+                address: "10.0.0.22/24".parse().unwrap(),
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            }
+        );
+        assert_eq!(eth(0).static_ipv4(), Some(Ipv4Addr::new(10, 0, 0, 21)));
+        assert_eq!(
+            eth(0).dns,
+            [
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "10.0.0.3".parse().unwrap()
+            ]
+        );
+        assert_eq!(eth(0).search, ["lab.example"]);
+        assert_eq!(eth(0).ipv6, Ipv6Config::Off);
+        // The DHCP node keeps its DHCP (the defaults' gateway serves static nodes only) and
+        // gets the name servers, search domains and IPv6 setting.
+        assert_eq!(eth(2).ipv4, Ipv4Config::Dhcp);
+        assert_eq!(eth(2).dns, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(loaded.nodes[2].network.known_ipv4(), None);
+        assert!(loaded.nodes[2].network.wifi.is_default());
+    }
 
     #[test]
     fn ipv4_forms() {
