@@ -131,8 +131,31 @@ impl Networks {
         p: &Parsed,
         r: &mut Report,
     ) -> InterfaceConfig {
-        let name = host.hostname;
-        let ipv4 = match &p.ipv4 {
+        let ipv4 = self.address4(host, p, r);
+        self.checks4(host, key, device, p, ipv4.as_ref(), r);
+        let ipv6 = self.ipv6(host, key, device, p, r);
+        InterfaceConfig {
+            ipv4: match ipv4 {
+                Some(at) => Ipv4Config::Static {
+                    address: at.value,
+                    gateway: p.gateway.as_ref().map(|g| g.value),
+                },
+                None => Ipv4Config::Dhcp,
+            },
+            ipv6,
+            dns: p.dns.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
+            search: p
+                .search
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The host's static IPv4 address: the entry's own, or its place in the entry's range;
+    /// `None` for DHCP and for a range or an address that does not fit the entry.
+    fn address4(&mut self, host: &Host<'_>, p: &Parsed, r: &mut Report) -> Option<At<Ipv4Net>> {
+        match &p.ipv4 {
             None
             | Some(At {
                 value: Ipv4Value::Dhcp,
@@ -191,7 +214,21 @@ impl Networks {
                         })
                 }
             }
-        };
+        }
+    }
+
+    /// The checks of a static IPv4 address: Wi-Fi without a network, used twice, the
+    /// gateway inside its prefix and not the node itself, and what is missing.
+    fn checks4(
+        &mut self,
+        host: &Host<'_>,
+        key: &str,
+        device: &str,
+        p: &Parsed,
+        ipv4: Option<&At<Ipv4Net>>,
+        r: &mut Report,
+    ) {
+        let name = host.hostname;
         let wifi_without_network = key == "wifi" && !host.has_wifi;
         if let Some(at) = &ipv4 {
             if wifi_without_network {
@@ -295,6 +332,19 @@ impl Networks {
             ),
             _ => {}
         }
+    }
+
+    /// IPv6 addressing, and the checks of a static address and its `gateway6`.
+    fn ipv6(
+        &mut self,
+        host: &Host<'_>,
+        key: &str,
+        device: &str,
+        p: &Parsed,
+        r: &mut Report,
+    ) -> Ipv6Config {
+        let name = host.hostname;
+        let wifi_without_network = key == "wifi" && !host.has_wifi;
         let ipv6 = match p.ipv6.as_ref().map(|a| (a.value, &a.field)) {
             None | Some((Ipv6Value::Auto, _)) => Ipv6Config::Auto,
             Some((Ipv6Value::Off, _)) => Ipv6Config::Off,
@@ -371,22 +421,7 @@ impl Networks {
                 _ => {}
             }
         }
-        InterfaceConfig {
-            ipv4: match ipv4 {
-                Some(at) => Ipv4Config::Static {
-                    address: at.value,
-                    gateway: p.gateway.as_ref().map(|g| g.value),
-                },
-                None => Ipv4Config::Dhcp,
-            },
-            ipv6,
-            dns: p.dns.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
-            search: p
-                .search
-                .as_ref()
-                .map(|s| s.value.clone())
-                .unwrap_or_default(),
-        }
+        ipv6
     }
 
     /// Records that `hostname` has `address` (written at `field`); a second owner is an error.
