@@ -7,6 +7,7 @@ use pinode::fetch::Redacted;
 
 use super::Output;
 use pinode::plan::check::{self, ProblemKind};
+use pinode::profile::network::Ipv4Config;
 use pinode::profile::{Checked, LoadedProfile, NodeConfig, ProfileError, sort_by_position};
 
 /// Checks the profile and what `prepare` would need (files, variables, secrets), listing
@@ -105,6 +106,19 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
             ));
         }
         facts.push(node.timezone.clone());
+        for (device, iface) in [
+            ("eth0", &node.network.ethernet),
+            ("wlan0", &node.network.wifi),
+        ] {
+            if let Ipv4Config::Static { address, .. } = iface.ipv4 {
+                facts.push(format!("{device} {address}"));
+            }
+        }
+        // How the node reaches the API: its address, or the founder's name pinned in
+        // /etc/hosts (K3s cannot resolve mDNS names).
+        if let Some(join) = plan.as_ref().and_then(|p| p.join_of(&node.hostname)) {
+            facts.push(join.to_string());
+        }
         out.say(format!("  {:<16} {}", node.hostname, facts.join(", ")));
     }
     Ok(())

@@ -19,6 +19,54 @@ use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, SecretRef};
 
+/// The port of the Kubernetes API on a K3s server.
+const API_PORT: u16 = 6443;
+
+/// Where the API address comes from (in this order of precedence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiSource {
+    /// `cluster.api`, as written.
+    Given,
+    /// `cluster.vip`, served by kube-vip on the servers.
+    Vip,
+    /// The founder's static address (`network:`).
+    FounderAddress,
+    /// The founder's mDNS name (`FOUNDER.local`): K3s cannot resolve it (Go's resolver
+    /// knows nothing of mDNS), so the joining nodes pin its address in /etc/hosts at each
+    /// boot.
+    FounderMdns,
+}
+
+/// How a node joins the cluster: the URL, and why that one (`profile check` says it).
+#[derive(Debug, Clone, Copy)]
+pub struct Join<'a> {
+    pub api: &'a str,
+    pub source: ApiSource,
+    founder: &'a str,
+}
+
+impl std::fmt::Display for Join<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "joins {} (", self.api)?;
+        match self.source {
+            ApiSource::Given => {
+                f.write_str("cluster.api")?;
+                if let Some(host) = crate::engine::k3s::mdns_host_of(self.api) {
+                    write!(f, "; {host} pinned in /etc/hosts at each boot")?;
+                }
+            }
+            ApiSource::Vip => f.write_str("the virtual IP, kube-vip on the servers")?,
+            ApiSource::FounderAddress => write!(f, "{}'s static address", self.founder)?,
+            ApiSource::FounderMdns => write!(
+                f,
+                "{}.local pinned in /etc/hosts at each boot: no static address known",
+                self.founder
+            )?,
+        }
+        f.write_str(")")
+    }
+}
+
 /// Where the cluster token comes from.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
@@ -58,6 +106,8 @@ pub struct ClusterPlan {
     /// The HA control plane's virtual IP (`cluster.vip`, served by kube-vip on the
     /// servers): when set, it is the API address agents, kubeconfig and the runner use.
     pub vip: Option<std::net::Ipv4Addr>,
+    /// Where `api` comes from, which decides how the other nodes reach it.
+    pub api_source: ApiSource,
     /// `servers` as a set: `role_of` is asked for every node, and a scan of the list made
     /// `profile check` quadratic (200 server ranges, 200,000 nodes: 101 s).
     server_set: HashSet<String>,
@@ -75,11 +125,19 @@ impl ClusterPlan {
             .map(|n| n.hostname.clone())
             .collect();
         let founder = servers.first()?.clone();
-        let api = spec
-            .api
-            .clone()
-            .or_else(|| spec.vip.map(|vip| format!("https://{vip}:6443")))
-            .unwrap_or_else(|| format!("https://{founder}.local:6443"));
+        let founder_ip = profile.node(&founder).and_then(|n| n.network.known_ipv4());
+        let (api, api_source) = match (&spec.api, spec.vip, founder_ip) {
+            (Some(api), _, _) => (api.clone(), ApiSource::Given),
+            (None, Some(vip), _) => (format!("https://{vip}:{API_PORT}"), ApiSource::Vip),
+            (None, None, Some(ip)) => (
+                format!("https://{ip}:{API_PORT}"),
+                ApiSource::FounderAddress,
+            ),
+            (None, None, None) => (
+                format!("https://{founder}.local:{API_PORT}"),
+                ApiSource::FounderMdns,
+            ),
+        };
         // Validation has refused two sources; none means "generate and keep".
         let token = match secrets::one(secrets::cluster_token(&spec)) {
             Some(secret) => TokenSource::Given(secret),
@@ -99,7 +157,18 @@ impl ClusterPlan {
             servers,
             token,
             vip: spec.vip,
+            api_source,
             spec,
+        })
+    }
+
+    /// How `hostname` reaches the API to join the cluster; `None` for the founder, which
+    /// joins nobody.
+    pub fn join_of(&self, hostname: &str) -> Option<Join<'_>> {
+        (self.role_of(hostname) != K3sRole::Founder).then_some(Join {
+            api: &self.api,
+            source: self.api_source,
+            founder: &self.founder,
         })
     }
 

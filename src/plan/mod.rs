@@ -93,6 +93,12 @@ impl std::fmt::Debug for NodePlan {
 }
 
 impl NodePlan {
+    /// The node's static IPv4 address, if its profile gives one (`network:`): the address
+    /// the cluster knows it by.
+    pub fn known_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        self.network.known_ipv4()
+    }
+
     /// Resolves `node` of `profile`: reads key files, environment variables (through
     /// `settings`) and secret files.
     pub fn resolve(
@@ -133,13 +139,7 @@ impl NodePlan {
         let cluster_plan = ClusterPlan::of(profile, settings);
         let cluster = match &cluster_plan {
             None => None,
-            Some(plan) => Some(resolve_cluster(
-                profile,
-                plan,
-                &node.hostname,
-                settings,
-                &mut notes,
-            )?),
+            Some(plan) => Some(resolve_cluster(profile, plan, node, settings, &mut notes)?),
         };
         let host_key = match &cluster_plan {
             None => None,
@@ -223,11 +223,11 @@ fn locate<'a>(
 fn resolve_cluster(
     profile: &LoadedProfile,
     plan: &ClusterPlan,
-    hostname: &str,
+    node: &NodeConfig,
     settings: &Settings,
     notes: &mut Vec<String>,
 ) -> Result<NodeCluster, FieldError> {
-    let role = plan.role_of(hostname);
+    let role = plan.role_of(&node.hostname);
     let runner = match (&plan.spec.runner, role) {
         (Some(spec), K3sRole::Founder) => {
             // Validation has made sure there is exactly one token source.
@@ -254,6 +254,8 @@ fn resolve_cluster(
             api: plan.api.clone(),
             token: token.value,
             spec: plan.spec.k3s.clone(),
+            node_ip: node.network.known_ipv4(),
+            vip: plan.vip,
         }),
         runner,
     })

@@ -156,6 +156,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             locale: Some(a.locale.clone()),
             keyboard: Some(a.keyboard.clone()),
             boot: None,
+            network: None,
         },
         cluster: Some(ClusterSpec {
             name: a.cluster_name.clone(),

@@ -193,6 +193,16 @@ pub(crate) fn flags() -> Result<&'static FlagSet, FlagListError> {
         .map_err(Clone::clone)
 }
 
+/// Whether `command` has a flag called `name` (not an alias): the keys pinode writes into
+/// config.yaml are checked against the list by the tests.
+#[cfg(test)]
+pub(crate) fn accepts(name: &str, command: Command) -> bool {
+    flags()
+        .ok()
+        .and_then(|set| set.get(name))
+        .is_some_and(|f| f.name == name && f.accepted_by(command))
+}
+
 /// One argument that is wrong, by its index in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ArgError {

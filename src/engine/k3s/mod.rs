@@ -10,6 +10,8 @@ pub(crate) mod channels;
 pub(crate) mod flags;
 pub(crate) mod stage2;
 
+use std::net::Ipv4Addr;
+
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -71,9 +73,14 @@ pub struct K3sSpec {
     pub(crate) server_args: Vec<String>,
     #[serde(default)]
     pub(crate) agent_args: Vec<String>,
-    /// Extra SANs; the server's hostname(.local) is always added.
+    /// Extra SANs; the server's hostname(.local) is always added, and its static address
+    /// and the cluster's VIP when there are.
     #[serde(default)]
     pub(crate) tls_san: Vec<String>,
+    /// Also give each node with a static address that address as `node-external-ip` (the
+    /// address Kubernetes reports as the node's ExternalIP, e.g. for ServiceLB).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) node_external_ip: bool,
 }
 
 impl Default for K3sSpec {
@@ -85,6 +92,7 @@ impl Default for K3sSpec {
             server_args: Vec::new(),
             agent_args: Vec::new(),
             tls_san: Vec::new(),
+            node_external_ip: false,
         }
     }
 }
@@ -110,6 +118,18 @@ pub(crate) struct K3sNode {
     pub(crate) api: String,
     pub(crate) token: SecretString,
     pub(crate) spec: K3sSpec,
+    /// The node's static address (`network:`): K3s's `node-ip`, and a SAN of a server.
+    pub(crate) node_ip: Option<Ipv4Addr>,
+    /// The cluster's virtual IP: a SAN of every server.
+    pub(crate) vip: Option<Ipv4Addr>,
+}
+
+/// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
+/// which K3s cannot resolve by itself.
+pub(crate) fn mdns_host_of(api: &str) -> Option<&str> {
+    let rest = api.split_once("://").map(|(_, r)| r).unwrap_or(api);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host.ends_with(".local").then_some(host)
 }
 
 /// Checks that K3s can parse `token` as a join token. The message never quotes the token.
@@ -190,10 +210,28 @@ fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<Strin
     let mut config = Map::new();
     config.insert("node-name".into(), json!(hostname));
     config.insert("token-file".into(), json!(token_file));
+    // A known address is the node's: without it K3s picks the address of the default
+    // route's interface, which on a Pi with both eth0 and wlan0 up may be the other one.
+    if let Some(ip) = node.node_ip {
+        config.insert("node-ip".into(), json!(ip.to_string()));
+        if node.spec.node_external_ip {
+            config.insert("node-external-ip".into(), json!(ip.to_string()));
+        }
+    }
     let server = matches!(node.role, K3sRole::Founder | K3sRole::JoiningServer);
     if server {
         let mut sans = vec![hostname.to_string(), format!("{hostname}.local")];
-        sans.extend(node.spec.tls_san.iter().cloned());
+        // Nodes and kubectl reach a server by these addresses; its certificate must name
+        // them, or TLS fails ("x509: certificate is valid for …, not 192.168.1.9").
+        let addresses: Vec<String> = [node.node_ip, node.vip]
+            .into_iter()
+            .flatten()
+            .map(|ip| ip.to_string())
+            .collect();
+        // The profile's own SANs as before, less an address already named.
+        let extra = node.spec.tls_san.iter().filter(|s| !addresses.contains(s));
+        sans.extend(addresses.iter().cloned());
+        sans.extend(extra.cloned());
         config.insert("tls-san".into(), json!(sans));
         // Admin credentials stay root's; the first-boot program copies them to the user.
         config.insert("write-kubeconfig-mode".into(), json!("0600"));
@@ -278,6 +316,49 @@ mod tests {
         assert!(managed.unwrap_err().contains("set by pinode"));
         assert!(merge_flags(&mut config, &["disable=x".into()], Command::Server).is_err());
         assert!(merge_flags(&mut config, &["--disable=x".into()], Command::Agent).is_err());
+    }
+
+    /// Every key pinode writes into config.yaml, in every role and with every address
+    /// setting, is a flag of the K3s command that reads it (data/k3s/flags.txt): K3s skips
+    /// an unknown key with a log line nobody reads, and an agent refuses a server flag.
+    #[test]
+    fn every_key_written_is_a_flag_of_its_command() {
+        for role in [K3sRole::Founder, K3sRole::JoiningServer, K3sRole::Agent] {
+            for ha in [false, true] {
+                let node = K3sNode {
+                    role,
+                    ha,
+                    api: "https://192.168.1.9:6443".into(),
+                    token: "t".to_string().into(),
+                    spec: K3sSpec {
+                        node_external_ip: true,
+                        tls_san: vec!["api.example".into()],
+                        ..K3sSpec::default()
+                    },
+                    node_ip: Some(Ipv4Addr::new(192, 168, 1, 10)),
+                    vip: Some(Ipv4Addr::new(192, 168, 1, 9)),
+                };
+                let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
+                let config: Map<String, Value> = serde_json::from_str(&text).unwrap();
+                let command = match role {
+                    K3sRole::Agent => Command::Agent,
+                    _ => Command::Server,
+                };
+                for key in config.keys() {
+                    assert!(flags::accepts(key, command), "{key} ({role:?})");
+                }
+                assert_eq!(config["node-ip"], "192.168.1.10");
+                assert_eq!(config["node-external-ip"], "192.168.1.10");
+                if command == Command::Server {
+                    assert_eq!(
+                        config["tls-san"],
+                        json!(["n", "n.local", "192.168.1.10", "192.168.1.9", "api.example"])
+                    );
+                }
+            }
+        }
+        assert!(!flags::accepts("node-ipp", Command::Server));
+        assert!(!flags::accepts("tls-san", Command::Agent));
     }
 
     #[test]

@@ -151,13 +151,7 @@ fn mdns_host(node: &K3sNode) -> Option<&str> {
     if node.role == K3sRole::Founder {
         return None;
     }
-    let rest = node
-        .api
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(&node.api);
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    host.ends_with(".local").then_some(host)
+    super::mdns_host_of(&node.api)
 }
 
 #[cfg(test)]
@@ -172,6 +166,8 @@ mod tests {
             api: api.into(),
             token: "t".to_string().into(),
             spec: K3sSpec::default(),
+            node_ip: None,
+            vip: None,
         }
     }
 

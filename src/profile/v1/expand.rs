@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::network::{Host, Networks};
 use super::schema::{BootSpec, NodeSettings, Profile, Role, SshSpec, SudoMode, UserSpec};
 use super::secrets;
 use super::validate::Report;
@@ -39,6 +40,7 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
     }
     let mut nodes = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut networks = Networks::parse(profile, report);
     for (entry, node) in profile.nodes.iter().enumerate() {
         let field = format!("nodes[{entry}].hostname");
         let names = match expand_hostname(&node.hostname) {
@@ -48,7 +50,12 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
                 continue;
             }
         };
-        for hostname in names {
+        let count = names.len() as u64;
+        let has_wifi = match &node.wifi {
+            Some(wifi) => wifi.is_some(),
+            None => matches!(profile.defaults.wifi, Some(Some(_))),
+        };
+        for (index, hostname) in names.into_iter().enumerate() {
             if let Err(message) = values::hostname(&hostname) {
                 report.error(field.clone(), message);
                 continue;
@@ -61,7 +68,19 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
                 continue;
             }
             let role = node.role.unwrap_or(Role::Agent);
-            if let Some(config) = merge(
+            let network = networks.node(
+                Host {
+                    entry,
+                    pattern: &node.hostname,
+                    hostname: &hostname,
+                    index: index as u64,
+                    count,
+                    role,
+                    has_wifi,
+                },
+                report,
+            );
+            if let Some(mut config) = merge(
                 &profile.defaults,
                 &node.settings(),
                 entry,
@@ -69,10 +88,12 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
                 role,
                 report,
             ) {
+                config.network = network;
                 nodes.push(config);
             }
         }
     }
+    networks.finish(profile.cluster.as_ref(), report);
     if profile.cluster.is_some() {
         let servers = nodes.iter().filter(|n| n.role == Role::Server).count();
         if let Some(warning) = values::server_count(servers) {
@@ -335,7 +356,7 @@ fn merge(
             cmdline_extra: boot.cmdline_extra.unwrap_or_default(),
             config_extra: boot.config_extra.unwrap_or_default(),
         },
-        // Filled from `network:` by issue 17's checks; DHCP everywhere until then.
+        // Filled by the caller from `network:` (see `super::network`).
         network: Default::default(),
     })
 }

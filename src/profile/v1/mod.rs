@@ -9,6 +9,7 @@
 
 pub mod expand;
 mod keys;
+mod network;
 pub(crate) mod schema;
 pub mod secrets;
 mod validate;

@@ -174,6 +174,49 @@ pub(crate) struct NodeSettings {
     pub(crate) keyboard: Option<String>,
     #[serde(default)]
     pub(crate) boot: Option<BootSpec>,
+    /// Addressing of eth0 and wlan0; a node's `network` overrides these field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<NetworkSpec>,
+}
+
+/// A node's interfaces. Either may be left out: DHCP and automatic IPv6, as Raspberry Pi
+/// Imager leaves them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkSpec {
+    /// The wired interface, eth0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ethernet: Option<InterfaceSpec>,
+    /// The wireless interface, wlan0 (the SSID and passphrase stay under `wifi:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) wifi: Option<InterfaceSpec>,
+}
+
+/// One interface's addressing. A field left out comes from `defaults` (field by field).
+// The values are strings, checked by `super::network`, so that a wrong one is explained
+// (and located) in pinode's words rather than refused by the YAML parser.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InterfaceSpec {
+    /// `dhcp`, `ADDRESS/PREFIX` (192.168.1.10/24), or on a range node a range of the same
+    /// length in the last number (192.168.1.[21-23]/24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ipv4: Option<String>,
+    /// The IPv4 default route; inside the prefix of `ipv4`, which must be static.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
+    /// `auto` (SLAAC and DHCPv6, as Imager does), `off`, or `ADDRESS/PREFIX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ipv6: Option<String>,
+    /// The IPv6 default route (with a static `ipv6`): inside its prefix, or link-local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway6: Option<String>,
+    /// Name servers (IPv4 or IPv6 addresses); default: those the network hands out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dns: Option<Vec<String>>,
+    /// DNS search domains, e.g. lab.example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) search: Option<Vec<String>>,
 }
 
 /// The login user (the first user, uid 1000).
@@ -271,8 +314,10 @@ pub struct ClusterSpec {
     /// API server URL; default https://<first server hostname>.local:6443.
     #[serde(default)]
     pub(crate) api: Option<String>,
-    /// HA only: a virtual IPv4 address for the API, served by kube-vip (ARP mode) on the
-    /// servers. It becomes the API address agents, `pinode kubeconfig` and the runner use.
+    /// HA only (two or more servers): a virtual IPv4 address for the API, served by kube-vip
+    /// (ARP mode) on the servers, in the servers' own subnet. It becomes the API address
+    /// agents, joining servers, `pinode kubeconfig` and the runner use, and every server's
+    /// certificate names it.
     #[serde(default)]
     pub(crate) vip: Option<std::net::Ipv4Addr>,
     /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
@@ -313,6 +358,9 @@ pub(crate) struct NodeEntry {
     pub(crate) keyboard: Option<String>,
     #[serde(default)]
     pub(crate) boot: Option<BootSpec>,
+    /// This node's addressing; a range node takes address ranges of its own length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<NetworkSpec>,
 }
 
 impl NodeEntry {
@@ -326,6 +374,7 @@ impl NodeEntry {
             locale: self.locale.clone(),
             keyboard: self.keyboard.clone(),
             boot: self.boot.clone(),
+            network: self.network.clone(),
         }
     }
 }
