@@ -44,7 +44,8 @@ pub struct RunnerSpec {
     /// File holding the glrt- runner authentication token.
     #[serde(default)]
     pub(crate) token_file: Option<String>,
-    /// Pin the gitlab-runner Helm chart version.
+    /// The gitlab-runner Helm chart version; null: the version pinode was tested with
+    /// (`gitlab::TESTED_CHART_VERSION`), never "whatever the repository offers today".
     #[serde(default)]
     pub(crate) chart_version: Option<String>,
     #[serde(default = "default_concurrent")]

@@ -306,6 +306,22 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         if runner.concurrent == 0 {
             r.error("cluster.runner.concurrent", "must be at least 1");
         }
+        if let Some(version) = &runner.chart_version {
+            let ok = !version.is_empty()
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+            if !ok {
+                r.error(
+                    "cluster.runner.chart_version",
+                    format!(
+                        "{} is not a chart version such as {}",
+                        crate::ui::quoted(version),
+                        crate::ci::gitlab::TESTED_CHART_VERSION
+                    ),
+                );
+            }
+        }
         if runner.default_image.is_empty() || runner.default_image.contains(char::is_whitespace) {
             r.error(
                 "cluster.runner.default_image",
