@@ -8,6 +8,7 @@
 
 pub(crate) mod channels;
 pub(crate) mod flags;
+pub mod kubevip;
 pub(crate) mod stage2;
 
 use schemars::JsonSchema;
@@ -110,6 +111,8 @@ pub(crate) struct K3sNode {
     pub(crate) api: String,
     pub(crate) token: SecretString,
     pub(crate) spec: K3sSpec,
+    /// On servers of a cluster with a VIP: kube-vip, deployed from this node's manifests.
+    pub(crate) kube_vip: Option<kubevip::KubeVip>,
 }
 
 /// Checks that K3s can parse `token` as a join token. The message never quotes the token.

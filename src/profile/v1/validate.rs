@@ -285,6 +285,20 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
             );
         }
     }
+    if let Some(kube_vip) = &c.kube_vip {
+        if c.vip.is_none() {
+            r.error(
+                "cluster.kube_vip",
+                "kube-vip announces cluster.vip: give the VIP, or remove kube_vip",
+            );
+        }
+        if let Some(interface) = &kube_vip.interface {
+            r.check(
+                "cluster.kube_vip.interface".into(),
+                crate::engine::k3s::kubevip::check_interface(interface),
+            );
+        }
+    }
     if let Some(runner) = &c.runner {
         match crate::ci::gitlab::check_url(&runner.url) {
             Ok(None) => {}
