@@ -211,6 +211,14 @@ fn servers_carry_a_valid_kube_vip_manifest_and_agents_none() {
 fn the_interface_comes_from_the_profile_when_given() {
     let env = Env::new();
     let profile = env.profile("end0.yaml", "  kube_vip:\n    interface: end0\n");
+    // `profile check` says where the VIP will be announced.
+    let said = run(env.pinode().args(["profile", "check"]).arg(&profile));
+    assert!(
+        said.contains(&format!(
+            "  vip: {VIP} (kube-vip v1.2.3 on the servers' end0, ARP)\n"
+        )),
+        "{said}"
+    );
     let out = env.render(&profile, "ha-2", "bookworm");
     let docs = yaml_docs(&out.join(BOOT_MANIFEST));
     let container = &docs[3]["spec"]["template"]["spec"]["containers"][0];

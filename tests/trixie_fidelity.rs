@@ -295,6 +295,17 @@ fn the_runner_chart_is_pinned_to_the_tested_version_unless_the_profile_says() {
         .unwrap();
         assert_eq!(docs[1]["kind"], "HelmChart");
         assert_eq!(docs[1]["spec"]["version"], want, "{name}");
+        let said = run(pinode()
+            .env("HOME", &home)
+            .env("K3S_TOKEN", "k3s-cluster-token-0123456789abcdef")
+            .env("GITLAB_RUNNER_TOKEN", "glrt-test_runner-token-0123456789")
+            .env("WIFI_PSK", "cluster passphrase")
+            .args(["profile", "check"])
+            .arg(&path));
+        assert!(
+            said.contains(&format!("(chart gitlab-runner {want}, token:")),
+            "{said}"
+        );
     }
     // A version that is not one is refused at its line.
     let bad = base.replace(

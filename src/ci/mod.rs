@@ -54,6 +54,15 @@ pub struct RunnerSpec {
     pub(crate) default_image: String,
 }
 
+impl RunnerSpec {
+    /// The Helm chart version the runner is installed from: the profile's, else the tested one.
+    pub fn chart_version(&self) -> &str {
+        self.chart_version
+            .as_deref()
+            .unwrap_or(gitlab::TESTED_CHART_VERSION)
+    }
+}
+
 fn default_concurrent() -> u32 {
     2
 }

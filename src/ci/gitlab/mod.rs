@@ -129,13 +129,8 @@ fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
-    let version = serde_json::to_string(
-        runner
-            .chart_version
-            .as_deref()
-            .unwrap_or(TESTED_CHART_VERSION),
-    )
-    .map_err(|e| GitlabError(e.to_string()))?;
+    let version =
+        serde_json::to_string(runner.chart_version()).map_err(|e| GitlabError(e.to_string()))?;
     let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();
     Ok(format!(
         "# Written by pinode: GitLab Runner (Kubernetes executor), installed by K3s's Helm controller.\n\
