@@ -44,13 +44,23 @@ pub struct RunnerSpec {
     /// File holding the glrt- runner authentication token.
     #[serde(default)]
     pub(crate) token_file: Option<String>,
-    /// Pin the gitlab-runner Helm chart version.
+    /// The gitlab-runner Helm chart version; null: the version pinode was tested with
+    /// (`gitlab::TESTED_CHART_VERSION`), never "whatever the repository offers today".
     #[serde(default)]
     pub(crate) chart_version: Option<String>,
     #[serde(default = "default_concurrent")]
     pub(crate) concurrent: u32,
     #[serde(default = "default_job_image")]
     pub(crate) default_image: String,
+}
+
+impl RunnerSpec {
+    /// The Helm chart version the runner is installed from: the profile's, else the tested one.
+    pub fn chart_version(&self) -> &str {
+        self.chart_version
+            .as_deref()
+            .unwrap_or(gitlab::TESTED_CHART_VERSION)
+    }
 }
 
 fn default_concurrent() -> u32 {

@@ -62,6 +62,14 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
             plan.name
         ));
         out.say(format!("  api: {}", Redacted(&plan.api)));
+        if let Some(vip) = &plan.kube_vip {
+            out.say(format!(
+                "  vip: {} (kube-vip {} on the servers' {}, ARP)",
+                vip.address,
+                pinode::engine::KUBE_VIP_VERSION,
+                vip.interface
+            ));
+        }
         out.say(format!("  token: {}", plan.token));
         let k3s = &plan.spec.k3s;
         let version = k3s
@@ -79,9 +87,10 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
             .map(|secret| secret.to_string())
             .unwrap_or_default();
             out.say(format!(
-                "  runner: GitLab {} from {} (token: {source})",
+                "  runner: GitLab {} from {} (chart gitlab-runner {}, token: {source})",
                 Redacted(&runner.url),
-                plan.founder
+                plan.founder,
+                runner.chart_version()
             ));
         }
     }

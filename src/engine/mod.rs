@@ -19,6 +19,9 @@
 //! The profile's choice and the plan's resolution of it are theirs (`profile/`, `plan/`).
 
 pub(crate) mod k3s;
+
+/// kube-vip, which serves an HA cluster's virtual IP, and the release pinode deploys.
+pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};
 pub(crate) mod stage2;
 
 use stage2::{EngineStage2, StageContext};

@@ -8,13 +8,16 @@
 //! Under CI pinode never generates it (see `CI_REFUSAL`): a CI machine forgets it.
 
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::edge::Settings;
 use crate::engine::k3s::K3sRole;
+use crate::engine::k3s::kubevip::{self, KubeVip};
 use crate::invoker::Invoker;
+use crate::profile::network::{InterfaceConfig, Ipv4Config};
 use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, SecretRef};
@@ -108,6 +111,8 @@ pub struct ClusterPlan {
     pub vip: Option<std::net::Ipv4Addr>,
     /// Where `api` comes from, which decides how the other nodes reach it.
     pub api_source: ApiSource,
+    /// With `vip`: kube-vip on the servers, with the interface it announces the VIP on.
+    pub kube_vip: Option<KubeVip>,
     /// `servers` as a set: `role_of` is asked for every node, and a scan of the list made
     /// `profile check` quadratic (200 server ranges, 200,000 nodes: 101 s).
     server_set: HashSet<String>,
@@ -138,6 +143,10 @@ impl ClusterPlan {
                 ApiSource::FounderMdns,
             ),
         };
+        let kube_vip = spec.vip.map(|address| KubeVip {
+            address,
+            interface: kube_vip_interface(&spec, address, profile),
+        });
         // Validation has refused two sources; none means "generate and keep".
         let token = match secrets::one(secrets::cluster_token(&spec)) {
             Some(secret) => TokenSource::Given(secret),
@@ -158,6 +167,7 @@ impl ClusterPlan {
             token,
             vip: spec.vip,
             api_source,
+            kube_vip,
             spec,
         })
     }
@@ -235,6 +245,30 @@ impl ClusterPlan {
         };
         let value = value.map_err(|(env, e)| (env, profile.error_at(field, e)))?;
         check_token_value(value.expose_secret()).map_err(|e| (false, profile.error_at(field, e)))
+    }
+}
+
+/// The interface the servers announce the VIP on: the profile's
+/// `cluster.kube_vip.interface`; else Wi-Fi (`wlan0`) when the VIP lies in a server's
+/// static Wi-Fi prefix and in no server's static Ethernet prefix (ARP reaches only the
+/// link the address belongs to); else Ethernet (`eth0`). One answer for every server: each
+/// server's K3s applies the same manifest, and copies that differed would overwrite each
+/// other.
+fn kube_vip_interface(spec: &ClusterSpec, vip: Ipv4Addr, profile: &LoadedProfile) -> String {
+    if let Some(interface) = spec.kube_vip.as_ref().and_then(|k| k.interface.clone()) {
+        return interface;
+    }
+    let servers = || profile.nodes.iter().filter(|n| n.role == Role::Server);
+    let holds = |config: &InterfaceConfig| match config.ipv4 {
+        Ipv4Config::Static { address, .. } => address.contains(&vip),
+        Ipv4Config::Dhcp => false,
+    };
+    let wired = servers().any(|n| holds(&n.network.ethernet));
+    let wireless = servers().any(|n| holds(&n.network.wifi));
+    if wireless && !wired {
+        kubevip::WIFI_INTERFACE.to_string()
+    } else {
+        kubevip::DEFAULT_INTERFACE.to_string()
     }
 }
 
@@ -421,6 +455,35 @@ mod tests {
         assert_eq!(plan.role_of("not-there"), K3sRole::Agent);
         let took = started.elapsed();
         assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
+
+    /// kube-vip announces the VIP where ARP reaches it: eth0 unless the VIP is in a server's
+    /// static Wi-Fi prefix only; the profile's interface wins.
+    #[test]
+    fn the_vip_interface_follows_the_servers_prefixes() {
+        use crate::profile::network::Ipv4Config;
+        let text = "version: 1\ndefaults:\n  user:\n    name: a\n    ssh_authorized_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E a@b\"]\ncluster:\n  name: c\n  vip: 10.1.0.9\nnodes:\n  - hostname: s-[1-3]\n    role: server\n";
+        let mut profile = LoadedProfile::parse(Path::new("p.yaml"), text).unwrap();
+        let interface = |profile: &LoadedProfile| {
+            let plan = ClusterPlan::of(profile, &Settings::default()).unwrap();
+            plan.kube_vip.unwrap().interface
+        };
+        assert_eq!(interface(&profile), "eth0");
+        let fixed = |net: &str| Ipv4Config::Static {
+            address: net.parse().unwrap(),
+            gateway: None,
+        };
+        profile.nodes[0].network.wifi.ipv4 = fixed("10.1.0.11/24");
+        assert_eq!(interface(&profile), "wlan0");
+        profile.nodes[1].network.ethernet.ipv4 = fixed("10.1.0.12/16");
+        assert_eq!(interface(&profile), "eth0");
+        profile.nodes[1].network.ethernet.ipv4 = fixed("192.168.0.12/24");
+        assert_eq!(interface(&profile), "wlan0");
+        profile.profile.cluster.as_mut().unwrap().kube_vip =
+            Some(crate::engine::k3s::kubevip::KubeVipSpec {
+                interface: Some("end0".into()),
+            });
+        assert_eq!(interface(&profile), "end0");
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct NodePlan {
     pub(crate) keyboard: String,
     pub(crate) boot: BootConfig,
     /// Addressing of eth0 and wlan0; no secrets in it (the Wi-Fi key is in `wifi`).
+    #[allow(
+        dead_code,
+        reason = "issue 17: read by the network renderers, merged from another branch"
+    )]
     pub(crate) network: crate::profile::network::NetworkConfig,
     /// The node's part in the K3s cluster, when the profile has one.
     pub cluster: Option<NodeCluster>,
@@ -256,6 +260,10 @@ fn resolve_cluster(
             spec: plan.spec.k3s.clone(),
             node_ip: node.network.known_ipv4(),
             vip: plan.vip,
+            kube_vip: match role {
+                K3sRole::Founder | K3sRole::JoiningServer => plan.kube_vip.clone(),
+                K3sRole::Agent => None,
+            },
         }),
         runner,
     })

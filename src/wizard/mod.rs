@@ -164,6 +164,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             token_file: None,
             api: None,
             vip: None,
+            kube_vip: None,
             k3s: K3sSpec {
                 version,
                 channel,

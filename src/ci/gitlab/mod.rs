@@ -24,6 +24,15 @@ const RUNNER_NAMESPACE: &str = "gitlab-runner";
 /// Name of the Secret holding the runner token (`runners.secret` in the chart).
 const RUNNER_SECRET: &str = "gitlab-runner-token";
 
+/// The gitlab-runner Helm chart version a runner gets unless the profile names another
+/// (`cluster.runner.chart_version`): without a `version`, K3s's Helm controller installs
+/// whatever the chart repository offers that day, so two clusters prepared from one profile
+/// could run different runners. 0.86.0 (appVersion 18.9.0) is the version whose values
+/// (`gitlabUrl`, `rbac.create`, `runners.secret`, `runners.config`, `concurrent`) pinode's
+/// values were checked against: its published `values.yaml`, in the chart package
+/// `gitlab-runner-0.86.0.tgz` from https://charts.gitlab.io.
+pub const TESTED_CHART_VERSION: &str = "0.86.0";
+
 /// The GitLab runner, token resolved.
 #[derive(Clone)]
 pub struct RunnerPlan {
@@ -120,20 +129,15 @@ fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
-    let version = match &runner.chart_version {
-        Some(v) => format!(
-            "  version: {}\n",
-            serde_json::to_string(v).map_err(|e| GitlabError(e.to_string()))?
-        ),
-        None => String::new(),
-    };
+    let version =
+        serde_json::to_string(runner.chart_version()).map_err(|e| GitlabError(e.to_string()))?;
     let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();
     Ok(format!(
         "# Written by pinode: GitLab Runner (Kubernetes executor), installed by K3s's Helm controller.\n\
          # The token is in the Secret gitlab-runner-token, written on the node from its root-only copy.\n\
          apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RUNNER_NAMESPACE}\n---\n\
          apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: gitlab-runner\n  namespace: kube-system\n\
-         spec:\n  repo: https://charts.gitlab.io\n  chart: gitlab-runner\n{version}\
+         spec:\n  repo: https://charts.gitlab.io\n  chart: gitlab-runner\n  version: {version}\n\
          \x20 targetNamespace: {RUNNER_NAMESPACE}\n  createNamespace: true\n  valuesContent: |-\n{values_block}"
     ))
 }
@@ -180,6 +184,7 @@ fn to_json(value: &Value, what: &str) -> Result<String, GitlabError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     fn runner() -> RunnerSpec {
         RunnerSpec {
@@ -203,6 +208,23 @@ mod tests {
             k["node_selector"]["kubernetes.io/arch"].as_str(),
             Some("arm64")
         );
+    }
+
+    #[test]
+    fn the_chart_is_pinned_unless_the_profile_names_a_version() {
+        let chart = |spec: &RunnerSpec| {
+            let manifest = runner_manifest(spec).unwrap();
+            let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .collect();
+            docs[1]["spec"]["version"].as_str().map(str::to_string)
+        };
+        assert_eq!(chart(&runner()).as_deref(), Some(TESTED_CHART_VERSION));
+        let pinned = RunnerSpec {
+            chart_version: Some("0.80.1".into()),
+            ..runner()
+        };
+        assert_eq!(chart(&pinned).as_deref(), Some("0.80.1"));
     }
 
     #[test]

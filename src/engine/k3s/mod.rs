@@ -8,6 +8,7 @@
 
 pub(crate) mod channels;
 pub(crate) mod flags;
+pub mod kubevip;
 pub(crate) mod stage2;
 
 use std::net::Ipv4Addr;
@@ -122,6 +123,8 @@ pub(crate) struct K3sNode {
     pub(crate) node_ip: Option<Ipv4Addr>,
     /// The cluster's virtual IP: a SAN of every server.
     pub(crate) vip: Option<Ipv4Addr>,
+    /// On servers of a cluster with a VIP: kube-vip, deployed from this node's manifests.
+    pub(crate) kube_vip: Option<kubevip::KubeVip>,
 }
 
 /// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),

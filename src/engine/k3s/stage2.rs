@@ -5,7 +5,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::{K3sError, K3sNode, K3sRole, config_yaml};
+use super::{K3sError, K3sNode, K3sRole, config_yaml, kubevip};
 use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
 
@@ -17,6 +17,15 @@ const CONFIG: &str = "k3s/config.yaml";
 const TOKEN: &str = "k3s-token";
 
 const INSTALL_LINES: &str = r##"	install -m 600 "$boot/@CONFIG@" @NODE_DIR@/k3s-config.yaml || return 1
+"##;
+
+/// kube-vip's manifest (servers of a cluster with a VIP), moved off the boot partition.
+const KUBE_VIP_INSTALL_LINES: &str = r##"	install -m 600 "$boot/@KUBE_VIP@" @NODE_DIR@/@KUBE_VIP_NAME@ || return 1
+"##;
+
+/// ... and placed where K3s applies it by itself, before K3s first starts: the VIP comes up
+/// as soon as the API does, without anyone running kubectl.
+const KUBE_VIP_PREPARE_STEPS: &str = r##"	step "kube-vip manifest" install -D -m 600 @NODE_DIR@/@KUBE_VIP_NAME@ @MANIFESTS_DIR@/@KUBE_VIP_NAME@
 "##;
 
 const PREPARE_FUNCTIONS: &str = r##"
@@ -100,7 +109,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
     };
     let config = format!("{}/{CONFIG}", ctx.boot_dir);
     let token_file = ctx.node_secret(TOKEN);
-    let files = vec![
+    let mut files = vec![
         BootFile {
             path: config.clone(),
             contents: config_yaml(ctx.hostname, node, &token_file)?.into_bytes(),
@@ -113,11 +122,28 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
             secret: true,
         },
     ];
+    let kube_vip_file = format!("{}/k3s/{}", ctx.boot_dir, kubevip::MANIFEST);
     let paths = [
         ("@CONFIG@", config.as_str()),
         ("@NODE_DIR@", ctx.node_dir),
         ("@TOKEN_FILE@", token_file.as_str()),
+        ("@KUBE_VIP@", kube_vip_file.as_str()),
+        ("@KUBE_VIP_NAME@", kubevip::MANIFEST),
+        ("@MANIFESTS_DIR@", MANIFESTS_DIR),
     ];
+    let mut install_lines = fill(INSTALL_LINES, &paths);
+    let mut prepare_steps = fill(PREPARE_STEPS, &paths);
+    // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
+    // program stay as they were.
+    if let Some(vip) = &node.kube_vip {
+        files.push(BootFile {
+            path: kube_vip_file.clone(),
+            contents: kubevip::manifest(vip)?.into_bytes(),
+            secret: false,
+        });
+        install_lines.push_str(&fill(KUBE_VIP_INSTALL_LINES, &paths));
+        prepare_steps.push_str(&fill(KUBE_VIP_PREPARE_STEPS, &paths));
+    }
     Ok(EngineStage2 {
         title: "K3s",
         status_name: "k3s",
@@ -132,10 +158,10 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
             ("K3S_INSTALL_URL", node.spec.install_url.clone()),
         ],
         files,
-        install_lines: fill(INSTALL_LINES, &paths),
+        install_lines,
         prepare_functions: PREPARE_FUNCTIONS.to_string(),
         install_functions: fill(INSTALL_FUNCTIONS, &paths),
-        prepare_steps: fill(PREPARE_STEPS, &paths),
+        prepare_steps,
         install_steps: INSTALL_STEPS.to_string(),
         api_mdns_host: mdns_host(node).map(str::to_string),
         manifests: AutoManifests {
@@ -168,6 +194,7 @@ mod tests {
             spec: K3sSpec::default(),
             node_ip: None,
             vip: None,
+            kube_vip: None,
         }
     }
 

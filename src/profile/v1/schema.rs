@@ -320,6 +320,10 @@ pub struct ClusterSpec {
     /// certificate names it.
     #[serde(default)]
     pub(crate) vip: Option<std::net::Ipv4Addr>,
+    /// With `vip`: how kube-vip announces it (the interface; default eth0, or wlan0 when the
+    /// VIP is in the servers' static Wi-Fi prefix).
+    #[serde(default)]
+    pub(crate) kube_vip: Option<crate::engine::k3s::kubevip::KubeVipSpec>,
     /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
     /// has a key of its own).
     #[serde(default)]

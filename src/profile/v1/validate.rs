@@ -285,6 +285,20 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
             );
         }
     }
+    if let Some(kube_vip) = &c.kube_vip {
+        if c.vip.is_none() {
+            r.error(
+                "cluster.kube_vip",
+                "kube-vip announces cluster.vip: give the VIP, or remove kube_vip",
+            );
+        }
+        if let Some(interface) = &kube_vip.interface {
+            r.check(
+                "cluster.kube_vip.interface".into(),
+                crate::engine::k3s::kubevip::check_interface(interface),
+            );
+        }
+    }
     if let Some(runner) = &c.runner {
         match crate::ci::gitlab::check_url(&runner.url) {
             Ok(None) => {}
@@ -305,6 +319,22 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         }
         if runner.concurrent == 0 {
             r.error("cluster.runner.concurrent", "must be at least 1");
+        }
+        if let Some(version) = &runner.chart_version {
+            let ok = !version.is_empty()
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+            if !ok {
+                r.error(
+                    "cluster.runner.chart_version",
+                    format!(
+                        "{} is not a chart version such as {}",
+                        crate::ui::quoted(version),
+                        crate::ci::gitlab::TESTED_CHART_VERSION
+                    ),
+                );
+            }
         }
         if runner.default_image.is_empty() || runner.default_image.contains(char::is_whitespace) {
             r.error(

@@ -53,15 +53,16 @@ systemctl --no-reload disable regenerate_ssh_host_keys.service
 systemctl --no-reload mask regenerate_ssh_host_keys.service && systemctl daemon-reload
 "#;
 
-/// Renames an existing uid-1000 user (and its group and home) to `$1`. Static text.
-const RENAME_FIRST_USER: &str = r#"first=$(getent passwd 1000 | cut -d: -f1)
-[ -n "$first" ] && [ "$first" != "$1" ] || exit 0
-getent passwd "$1" >/dev/null && exit 0
-group=$(getent group 1000 | cut -d: -f1)
-usermod --login "$1" "$first" && usermod --move-home --home "/home/$1" "$1" || exit 1
-if [ -n "$group" ] && [ "$group" = "$first" ]; then groupmod --new-name "$1" "$group"; fi
-rm -f /etc/sudoers.d/010_pi-nopasswd
-"#;
+/// Makes the image's first user (uid 1000) the profile's user, as Raspberry Pi OS's
+/// `userconf` does (see [`super::user`]), before cloud-init's users module runs. The rule
+/// giving the old `pi` passwordless sudo goes: the user's own is written below, and only
+/// in `nopasswd` mode. Static text.
+fn rename_first_user_script() -> String {
+    format!(
+        "{}rename_first_user \"$1\" || exit 1\nrm -f /etc/sudoers.d/010_pi-nopasswd\n",
+        super::user::RENAME_FIRST_USER
+    )
+}
 
 #[derive(Serialize)]
 struct CloudConfig<'a> {
@@ -104,6 +105,16 @@ pub(crate) fn user_data(plan: &NodePlan, generation: Generation) -> Result<Strin
     let mut runcmd = Vec::new();
     if plan.ssh_enabled {
         runcmd.push(args(&["systemctl", "enable", "--now", "ssh"]));
+    }
+    if plan.user.sudo == SudoMode::Nopasswd {
+        // Also as a file, as Imager 2.x does (see `super::user::WRITE_NOPASSWD_RULE`).
+        runcmd.push(args(&[
+            "sh",
+            "-c",
+            super::user::WRITE_NOPASSWD_RULE,
+            "pinode-sudo",
+            &plan.user.name,
+        ]));
     }
     if plan.wifi.is_some() {
         runcmd.push(args(&[
@@ -156,7 +167,7 @@ generate_locale \"$1\"\n",
             "pinode-first-user",
             "sh",
             "-c",
-            RENAME_FIRST_USER,
+            &rename_first_user_script(),
             "pinode-first-user",
             &plan.user.name,
         ]),

@@ -33,18 +33,13 @@ set_hostname() {
 # setup_user NAME PASSWORD_HASH: make the first user (uid 1000) NAME.
 setup_user() {
 	first=$(getent passwd 1000 | cut -d: -f1)
-	if [ "$first" = "$1" ]; then
-		:
-	elif [ -x /usr/lib/userconf-pi/userconf ] && [ -n "$first" ]; then
-		# Raspberry Pi OS's own tool: renames the user and retires its first-boot wizard.
+	if [ -x /usr/lib/userconf-pi/userconf ] && [ -n "$first" ]; then
+		# Raspberry Pi OS's own tool, as Imager runs it: renames the user when needed and,
+		# renamed or not, retires the OS's first-boot rename wizard (cancel-rename).
 		/usr/lib/userconf-pi/userconf "$1" "${2:-*}" || return 1
 	elif [ -n "$first" ]; then
-		group=$(getent group 1000 | cut -d: -f1)
-		usermod --login "$1" "$first" || return 1
-		usermod --move-home --home "/home/$1" "$1" || return 1
-		if [ -n "$group" ] && [ "$group" = "$first" ]; then
-			groupmod --new-name "$1" "$group" || return 1
-		fi
+		# What userconf does, with standard tools.
+		rename_first_user "$1" || return 1
 	elif ! getent passwd "$1" >/dev/null; then
 		useradd --create-home --uid 1000 --user-group --shell /bin/bash "$1" || return 1
 	fi
@@ -228,6 +223,7 @@ pub(crate) fn render(plan: &NodePlan, generation: Generation) -> Result<String, 
     .comment("It contains secrets until then: do not share it.")
     .library(CORE)
     .library(LIBRARY)
+    .library(super::user::RENAME_FIRST_USER)
     .library(GENERATE_LOCALE)
     .library(SET_KEYBOARD);
     p.var("PINODE_STAGE", "firstrun")?

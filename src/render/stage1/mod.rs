@@ -5,3 +5,4 @@
 
 pub(crate) mod cloudinit;
 pub(crate) mod firstrun;
+pub(crate) mod user;
