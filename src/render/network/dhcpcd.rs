@@ -20,8 +20,7 @@ pub const BEGIN: &str = "# pinode network: begin";
 pub const END: &str = "# pinode network: end";
 
 /// `configure_dhcpcd FILE BLOCK`: FILE without pinode's old block, then BLOCK. The file keeps
-/// its owner and mode (`cp -p`; Raspberry Pi OS has it root:netdev 0664) and is replaced
-/// in one `mv`. Static text: the block arrives as a quoted variable.
+/// the owner and mode the image gave it (`cp -p`) and is replaced in one `mv`. Static text: the block arrives as a quoted variable.
 pub const LIBRARY: &str = r#"
 # configure_dhcpcd FILE BLOCK: pinode's block in dhcpcd.conf, replaced on a second run.
 configure_dhcpcd() {
