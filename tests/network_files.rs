@@ -742,3 +742,134 @@ print("cloud-init: the stub disables network configuration; nothing applied")
         "{read:?}"
     );
 }
+
+/// The node's first boot on the firstrun route, for real in a scratch root (root only): on
+/// Bookworm the wired and Wi-Fi keyfiles land root-owned, mode 0600 (NetworkManager ignores a
+/// keyfile others can read; the Wi-Fi one holds the PSK) and libnm reads the static
+/// addressing from them; on Bullseye dhcpcd.conf gets one block per interface. The script runs
+/// twice, as after a power cut: nothing changes the second time. The plan is resolved from a
+/// profile through the library, with the network set on the node (the profile's `network:`
+/// comes with another change).
+#[test]
+fn the_first_boot_writes_the_network_files_root_only_and_once() {
+    use pinode::edge::{Environment, Settings};
+    use pinode::osinfo::{Generation, InitRoute, OsInfo};
+    use pinode::plan::NodePlan;
+    use pinode::profile::LoadedProfile;
+
+    if !root_or_skip("runs firstrun.sh in a mount namespace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let doc = json!({
+        "version": 1,
+        "defaults": {
+            "user": {"name": "alice", "ssh_authorized_keys": [KEY_1]},
+            "wifi": {"ssid": HOSTILE_SSID, "psk": "correct horse battery staple", "country": "DE"},
+        },
+        "nodes": [{"hostname": "n1"}],
+    });
+    let path = write_profile(dir.path(), "p.yaml", &serde_yaml::to_string(&doc).unwrap());
+    let profile = LoadedProfile::load(&path).unwrap();
+    let mut node = profile.nodes[0].clone();
+    let wlan = InterfaceConfig {
+        ipv4: static_v4("192.168.1.11/24", Some("192.168.1.1")),
+        ..InterfaceConfig::default()
+    };
+    node.network = NetworkConfig {
+        ethernet: lab_static(),
+        wifi: wlan.clone(),
+    };
+    let settings = Settings::from_environment(Environment::capture());
+    let plan = NodePlan::resolve(&profile, &node, &settings).unwrap();
+    for (generation, boot_dir) in [
+        (Generation::Bookworm, "/boot/firmware"),
+        (Generation::Bullseye, "/boot"),
+    ] {
+        let os = OsInfo {
+            generation,
+            init: InitRoute::Firstrun,
+            pretty_name: None,
+            cloud_init_installed: None,
+            evidence: Vec::new(),
+            chosen_by: None,
+        };
+        let content = pinode::render::render(&plan, &os).unwrap();
+        let root = common::scratch::ScratchRoot::new(boot_dir);
+        let script = &content
+            .files
+            .iter()
+            .find(|f| f.path == "firstrun.sh")
+            .unwrap()
+            .contents;
+        let first_boot = || {
+            std::fs::write(root.boot().join("firstrun.sh"), script).unwrap();
+            std::fs::write(
+                root.boot().join("cmdline.txt"),
+                "console=tty1 root=PARTUUID=1234-02 rootwait\n",
+            )
+            .unwrap();
+            let out = root.run(&format!("sh {boot_dir}/firstrun.sh"));
+            let log = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success() && !log.contains("FAILED"), "{log}");
+            log
+        };
+        let log = first_boot();
+        let files = match generation {
+            Generation::Bullseye => vec![root.path("etc/dhcpcd.conf")],
+            _ => vec![
+                root.path(keyfile::WIRED_PATH),
+                root.path(keyfile::WIFI_PATH),
+            ],
+        };
+        let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        first_boot();
+        let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        assert_eq!(
+            before, after,
+            "{generation:?}: a second run changed the network files"
+        );
+        if generation == Generation::Bullseye {
+            assert!(log.contains("ok: network addresses"), "{log}");
+            let conf = std::fs::read_to_string(&files[0]).unwrap();
+            let parsed = parse_dhcpcd(&conf);
+            let names: Vec<&str> = parsed.iter().map(|(i, _)| i.as_str()).collect();
+            assert_eq!(names, ["", "eth0", "wlan0"], "{conf}");
+            assert_eq!(
+                parsed[1].1[0],
+                (
+                    "static ip_address".to_string(),
+                    "192.168.1.10/24".to_string()
+                )
+            );
+            assert_eq!(
+                parsed[2].1[0],
+                (
+                    "static ip_address".to_string(),
+                    "192.168.1.11/24".to_string()
+                )
+            );
+            continue;
+        }
+        assert!(log.contains("ok: wired network"), "{log}");
+        for file in &files {
+            let meta = std::fs::metadata(file).unwrap();
+            assert_eq!(
+                (
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    mode(file) & 0o777
+                ),
+                (0, 0o600),
+                "{}",
+                file.display()
+            );
+        }
+        let read = libnm(&files);
+        let (ipv4, ipv6) = expected_ip(&lab_static());
+        assert_eq!(read[0]["interface"], "eth0");
+        assert_eq!((&read[0]["ipv4"], &read[0]["ipv6"]), (&ipv4, &ipv6));
+        let (ipv4, ipv6) = expected_ip(&wlan);
+        assert_eq!((&read[1]["ipv4"], &read[1]["ipv6"]), (&ipv4, &ipv6));
+        assert_eq!(read[1]["ssid"], json!(HOSTILE_SSID.as_bytes()));
+    }
+}
