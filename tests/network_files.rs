@@ -381,7 +381,12 @@ fn netplan_connection(name: &str, read: &Value, config: &InterfaceConfig, metric
     assert_eq!(ipv4["dns"], json!(dns(false)), "{what}");
     assert_eq!(ipv4["search"], json!(config.search), "{what}");
     match &config.ipv6 {
-        Ipv6Config::Auto => assert_eq!(ipv6["method"], "auto", "{what}"),
+        // IPv6 left to the kernel (its SLAAC), as with Imager's network-config, unless IPv6
+        // name servers need NetworkManager to manage it.
+        Ipv6Config::Auto if !dns(true).is_empty() => {
+            assert_eq!(ipv6["method"], "auto", "{what}")
+        }
+        Ipv6Config::Auto => assert_eq!(ipv6["method"], "ignore", "{what}"),
         Ipv6Config::Off => assert_eq!(ipv6["method"], "disabled", "{what}"),
         Ipv6Config::Static { address, gateway } => {
             assert_eq!(ipv6["method"], "manual", "{what}");
@@ -872,4 +877,50 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
         assert_eq!((&read[1]["ipv4"], &read[1]["ipv6"]), (&ipv4, &ipv6));
         assert_eq!(read[1]["ssid"], json!(HOSTILE_SSID.as_bytes()));
     }
+}
+
+/// cloud-init renders NetworkManager files itself where the image has no netplan (Debian 12's
+/// cloud-init 22.4, as in the boot test's image): the QEMU user network's addressing (the
+/// boot test's static node) still arrives as a static connection that libnm reads, with the
+/// default route in `[ipv4]`.
+#[test]
+fn cloud_init_without_netplan_renders_the_static_address_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = NetworkConfig {
+        ethernet: InterfaceConfig {
+            ipv4: static_v4("10.0.2.15/24", Some("10.0.2.2")),
+            ipv6: Ipv6Config::Auto,
+            dns: vec!["10.0.2.3".parse().unwrap()],
+            search: strings(&["lab.example"]),
+        },
+        wifi: InterfaceConfig::default(),
+    };
+    let text = netplan::network_config(&network, None).unwrap().unwrap();
+    let path = write(dir.path(), "network-config", &text);
+    let root = dir.path().join("root");
+    run(Command::new("cloud-init")
+        .args(["devel", "net-convert", "-k", "yaml", "-D", "debian"])
+        .args(["-O", "network-manager", "-p"])
+        .arg(&path)
+        .arg("-d")
+        .arg(&root));
+    let files = walk(&root.join("etc/NetworkManager/system-connections"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let read = libnm(&files);
+    let eth0 = &read[0];
+    assert_eq!(eth0["interface"], "eth0");
+    assert_eq!(eth0["ipv4"]["method"], "manual");
+    assert_eq!(eth0["ipv4"]["addresses"], json!(["10.0.2.15/24"]));
+    let routes = eth0["ipv4"]["routes"].as_array().unwrap();
+    assert!(
+        routes.len() == 1
+            && routes[0]
+                .as_str()
+                .unwrap()
+                .starts_with("0.0.0.0/0 via 10.0.2.2 "),
+        "{routes:?}"
+    );
+    assert_eq!(eth0["ipv4"]["dns"], json!(["10.0.2.3"]));
+    assert_eq!(eth0["ipv4"]["search"], json!(["lab.example"]));
+    assert_eq!(eth0["ipv6"]["routes"], json!([]));
 }

@@ -15,6 +15,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::profile::network::{InterfaceConfig, Ipv4Config, Ipv6Config, NetworkConfig};
 use crate::render::RenderError;
@@ -57,8 +58,6 @@ struct Interface<'a> {
     nameservers: Option<Nameservers<'a>>,
     #[serde(rename = "dhcp4-overrides", skip_serializing_if = "Option::is_none")]
     dhcp4_overrides: Option<Overrides>,
-    #[serde(rename = "dhcp6-overrides", skip_serializing_if = "Option::is_none")]
-    dhcp6_overrides: Option<Overrides>,
     #[serde(rename = "accept-ra", skip_serializing_if = "Option::is_none")]
     accept_ra: Option<bool>,
     #[serde(rename = "link-local", skip_serializing_if = "Option::is_none")]
@@ -144,12 +143,20 @@ pub fn network_config(
         .map_err(|e| RenderError(format!("network-config: {e}")))
 }
 
-/// One interface's keys. At the default: DHCP, as Imager writes it. Otherwise IPv6 is said
-/// explicitly, because netplan's NetworkManager output leaves IPv6 to the kernel
-/// (`method=ignore`) when nothing is said: `auto` is `dhcp6: true` (NetworkManager's
-/// `method=auto`, SLAAC and DHCPv6, as on Bookworm), `off` is `link-local: []` and
-/// `accept-ra: false` (networkd) plus NetworkManager's own `ipv6.method=disabled` through
-/// netplan's passthrough, since netplan has no key that makes it.
+/// One interface's keys. At the default: DHCP, as Imager writes it.
+///
+/// IPv6 `auto` says nothing, as Imager's network-config does: netplan's NetworkManager output
+/// is then `method=ignore`, which leaves IPv6 to the kernel (SLAAC from router
+/// advertisements). Only IPv6 name servers make it `dhcp6: true` (`method=auto`): netplan
+/// would otherwise write them under `method=manual` without an address, a connection
+/// NetworkManager rejects. (Saying `dhcp6: true` always is worse: Debian 12's cloud-init 22.4,
+/// which renders NetworkManager files itself where there is no netplan, as in the boot test's
+/// image, then files the IPv4 default route under `[ipv6]`.)
+///
+/// `off` is `link-local: []` and `accept-ra: false` (networkd) plus NetworkManager's own
+/// `ipv6.method=disabled` through netplan's passthrough, since netplan has no key that makes
+/// it. The default route is written `0.0.0.0/0`, not `default`, which cloud-init 22.4 cannot
+/// parse.
 fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
     let mut out = Interface {
         dhcp4: true,
@@ -159,7 +166,6 @@ fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
         routes: Vec::new(),
         nameservers: None,
         dhcp4_overrides: None,
-        dhcp6_overrides: None,
         accept_ra: None,
         link_local: None,
         networkmanager: None,
@@ -174,14 +180,17 @@ fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
         out.addresses.push(address.to_string());
         if let Some(gateway) = gateway {
             out.routes.push(Route {
-                to: "default",
+                to: "0.0.0.0/0",
                 via: gateway.to_string(),
                 metric,
             });
         }
     }
     match &config.ipv6 {
-        Ipv6Config::Auto => out.dhcp6 = Some(true),
+        // IPv6 name servers need IPv6 managed by NetworkManager: with nothing said, netplan
+        // writes them under `method=manual` without an address, which NetworkManager rejects.
+        Ipv6Config::Auto if config.dns.iter().any(IpAddr::is_ipv6) => out.dhcp6 = Some(true),
+        Ipv6Config::Auto => {}
         Ipv6Config::Off => {
             out.dhcp6 = Some(false);
             out.accept_ra = Some(false);
@@ -218,9 +227,6 @@ fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
         // The given servers replace the network's, as on the other routes.
         if out.dhcp4 {
             out.dhcp4_overrides = Some(Overrides { use_dns: false });
-        }
-        if out.dhcp6 == Some(true) {
-            out.dhcp6_overrides = Some(Overrides { use_dns: false });
         }
     }
     out
