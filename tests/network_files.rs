@@ -10,7 +10,12 @@
 //! - Bullseye: the `dhcpcd.conf` block is parsed per interface, and the shell function that
 //!   puts it into the image's file is run twice (sh, dash, bash) and checked by shellcheck.
 //!
-//! The renderers are called directly with `NetworkConfig` values: the profile's `network:`
+//! - The first boot itself (firstrun.sh in a scratch root, root only) writes the keyfiles
+//!   root-owned 0600 and the dhcpcd.conf block, once; after the first boot on Trixie, the
+//!   scrubbed network-config is checked with cloud-init's own code.
+//!
+//! The renderers are called directly with `NetworkConfig` values, and the first-boot test sets
+//! the node's network on the parsed profile through the library: the profile's `network:`
 //! (issue 17, item 1) is parsed by another change; tests through `pinode render` follow it.
 
 mod common;
@@ -318,6 +323,11 @@ fn netplan_generate_accepts_the_network_config_and_renders_the_addressing() {
             true,
         ),
     ];
+    // Nothing to say: the image's own template stays, as before issue 17.
+    assert_eq!(
+        netplan::network_config(&NetworkConfig::default(), None).unwrap(),
+        None
+    );
     for (name, network, with_wifi) in &cases {
         let wifi = wifi();
         let text = netplan::network_config(network, with_wifi.then_some(&wifi))
@@ -807,6 +817,10 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
             .find(|f| f.path == "firstrun.sh")
             .unwrap()
             .contents;
+        let checked = write(dir.path(), "firstrun.sh", &String::from_utf8_lossy(script));
+        run(Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style"])
+            .arg(&checked));
         let first_boot = || {
             std::fs::write(root.boot().join("firstrun.sh"), script).unwrap();
             std::fs::write(
