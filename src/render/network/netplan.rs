@@ -8,9 +8,11 @@
 //! After the first boot the seed's copy is replaced by `network: {config: disabled}` when it
 //! held the Wi-Fi key (`stage1::cloudinit`'s finish step). The node keeps its addresses: on
 //! every later boot cloud-init finds the config disabled and returns before rendering
-//! anything (`Init.apply_network_config` → `_find_networking_config`, which strips the
-//! top-level `network` key and asks `net.is_disabled_cfg`), so `/etc/netplan/50-cloud-init.yaml`
-//! stays as the first boot wrote it, and netplan's systemd generator makes the same
+//! anything (cloudinit/stages.py, `Init.apply_network_config` → `_find_networking_config`,
+//! which strips the top-level `network` key and asks `net.is_disabled_cfg`; the same in
+//! 22.4.2 and in main at 04eacd06, 2026-08), so `/etc/netplan/50-cloud-init.yaml` stays as
+//! the first boot wrote it (mode 0600 from cloud-init 23.1 on:
+//! `features.NETPLAN_CONFIG_ROOT_READ_ONLY`), and netplan's systemd generator makes the same
 //! NetworkManager connections from it at each boot. netplan itself never reads the seed.
 
 use serde::Serialize;
