@@ -2,12 +2,13 @@
 //! connection Imager calls `preconfigured`, and a wired connection for `eth0` when its
 //! addressing is not the default.
 //!
-//! Why a wired file does not compete with NetworkManager's "Wired connection 1": that
-//! connection is not a file of the image. NetworkManager makes it in memory for an Ethernet
-//! device only when no stored connection can apply to the device (`have_connection_for_device`
-//! in src/core/settings/nm-settings.c; Raspberry Pi OS ships no `no-auto-default`). A stored
-//! connection with `interface-name=eth0` applies to eth0, so the default one is never made
-//! and no `autoconnect-priority` is needed. The files are written by the first boot
+//! Imager writes no wired connection: Raspberry Pi OS Bookworm's eth0 runs on NetworkManager's
+//! own "Wired connection 1" (Trixie's on netplan's `netplan-eth0`). That connection is not a
+//! file of the image: NetworkManager makes it in memory, when a device appears, only if no
+//! stored connection is compatible with the device (`device_realized` →
+//! `have_connection_for_device` in src/core/settings/nm-settings.c). `pinode-eth0`, with
+//! `interface-name=eth0` and no MAC address, is compatible with eth0, so the default one is
+//! never made and nothing competes: no `autoconnect-priority` is needed. The files are written by the first boot
 //! (`firstrun.sh` runs before NetworkManager starts), root-owned with mode 0600: NetworkManager
 //! ignores a keyfile that others can read, and the Wi-Fi one holds the PSK.
 
