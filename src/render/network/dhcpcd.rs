@@ -43,7 +43,8 @@ configure_dhcpcd() {
 ///
 /// Per interface: `static ip_address=` with `static routers=` (a static address means no
 /// DHCP lease is asked for), `static domain_name_servers=` and `static domain_search=` (they
-/// replace what a lease hands out). IPv6: `noipv6` turns it off; a static address is
+/// replace what a lease hands out: dhcpcd's hooks see `new_domain_name_servers`, which
+/// `append_config` in dhcpcd's src/script.c overwrites with the static value). IPv6: `noipv6` turns it off; a static address is
 /// `static ip6_address=` with `ipv6ra_noautoconf` and `nodhcp6` (no other address next to
 /// it). dhcpcd has no option for a static IPv6 route: it takes IPv6 routes from router
 /// advertisements only, so a static IPv6 gateway is refused rather than dropped.
