@@ -1,5 +1,6 @@
-//! Wi-Fi credentials in the forms each generation reads: the PBKDF2 PSK, a NetworkManager
-//! keyfile (Bookworm), a wpa_supplicant.conf (Bullseye) and netplan (cloud-init, Trixie).
+//! Wi-Fi credentials: the PBKDF2 PSK every form uses, and the wpa_supplicant.conf of Bullseye.
+//! The NetworkManager keyfile (Bookworm) and netplan (Trixie) carry the node's addressing
+//! too, so they are rendered with the other network files in `render::network`.
 
 use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
@@ -15,44 +16,6 @@ pub fn psk_hex(ssid: &str, passphrase: &str) -> SecretString {
     let mut key = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha1>(passphrase.as_bytes(), ssid.as_bytes(), 4096, &mut key);
     SecretString::from(hex::encode(key))
-}
-
-/// The SSID as a NetworkManager keyfile value. Plain names stay readable; anything else is
-/// written as NetworkManager's list of byte values (`ssid=72;105;`), which round-trips every
-/// byte without relying on keyfile escaping.
-fn nm_ssid(ssid: &str) -> String {
-    let plain = ssid.chars().any(|c| c.is_ascii_alphabetic())
-        && ssid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if plain {
-        ssid.to_string()
-    } else {
-        ssid.bytes().map(|b| format!("{b};")).collect()
-    }
-}
-
-/// A stable connection UUID for a node's network, so that preparing the same node twice gives
-/// the same file.
-pub(crate) fn connection_uuid(hostname: &str, ssid: &str) -> String {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("pinode/{hostname}/wifi/{ssid}").as_bytes(),
-    )
-    .to_string()
-}
-
-/// `/etc/NetworkManager/system-connections/preconfigured.nmconnection`, as Imager names it.
-pub(crate) fn nm_keyfile(wifi: &WifiPlan, uuid: &str) -> String {
-    let hidden = if wifi.hidden { "hidden=true\n" } else { "" };
-    format!(
-        "[connection]\nid=preconfigured\nuuid={uuid}\ntype=wifi\n\n\
-         [wifi]\nmode=infrastructure\nssid={ssid}\n{hidden}\n\
-         [wifi-security]\nauth-alg=open\nkey-mgmt=wpa-psk\npsk={psk}\n\n\
-         [ipv4]\nmethod=auto\n\n[ipv6]\naddr-gen-mode=default\nmethod=auto\n\n[proxy]\n",
-        ssid = nm_ssid(&wifi.ssid),
-        psk = wifi.psk_hex.expose_secret(),
-    )
 }
 
 /// `/etc/wpa_supplicant/wpa_supplicant.conf` for Bullseye. The SSID is written as unquoted
@@ -82,13 +45,5 @@ mod tests {
         );
         let raw = "A".repeat(64);
         assert_eq!(psk_hex("x", &raw).expose_secret(), "a".repeat(64));
-    }
-
-    #[test]
-    fn ssid_forms() {
-        assert_eq!(nm_ssid("HomeNet"), "HomeNet");
-        assert_eq!(nm_ssid("a b"), "97;32;98;");
-        assert_eq!(nm_ssid("123"), "49;50;51;");
-        assert_eq!(nm_ssid("é"), "195;169;");
     }
 }

@@ -7,6 +7,7 @@
 //! one library in `shell`. The output, a [`BootContent`], is plain data: `pinode render`
 //! writes it to a folder, [`crate::bootfs::apply`] applies it to a FAT partition.
 
+pub mod network;
 mod shell;
 mod stage1;
 mod stage2;

@@ -8,7 +8,6 @@
 //! that carry secrets and leaves harmless stubs behind (cloud-init re-reads the seed on every
 //! boot, so the files must stay parseable).
 
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -16,6 +15,7 @@ use crate::osinfo::Generation;
 use crate::plan::NodePlan;
 use crate::profile::schema::SudoMode;
 use crate::render::RenderError;
+use crate::render::network::{WifiNetwork, netplan};
 
 /// Groups the first user of Raspberry Pi OS belongs to; cloud-init creates missing ones.
 const GROUPS: &str =
@@ -246,71 +246,11 @@ pub(crate) fn new_instance_id(hostname: &str) -> Result<String, RenderError> {
     Ok(format!("pinode-{hostname}-{}", hex::encode(bytes)))
 }
 
-#[derive(Serialize)]
-struct NetworkConfig<'a> {
-    network: Network<'a>,
-}
-
-#[derive(Serialize)]
-struct Network<'a> {
-    version: u8,
-    renderer: &'static str,
-    ethernets: BTreeMap<&'static str, Interface<'a>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    wifis: BTreeMap<&'static str, Interface<'a>>,
-}
-
-#[derive(Serialize)]
-struct Interface<'a> {
-    dhcp4: bool,
-    optional: bool,
-    #[serde(rename = "regulatory-domain", skip_serializing_if = "Option::is_none")]
-    regulatory_domain: Option<&'a str>,
-    #[serde(rename = "access-points", skip_serializing_if = "Option::is_none")]
-    access_points: Option<BTreeMap<&'a str, AccessPoint>>,
-}
-
-#[derive(Serialize)]
-struct AccessPoint {
-    password: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    hidden: bool,
-}
-
-/// `network-config` (netplan v2): wired DHCP as before, plus the Wi-Fi network. `None` when
-/// the node has no Wi-Fi: the image's own template (all comments) then leaves cloud-init's
-/// default networking in place.
+/// `network-config` (netplan v2, [`crate::render::network::netplan`]): eth0, and the Wi-Fi
+/// network with its key. `None` when the node has no Wi-Fi and eth0 is at the default.
 pub(crate) fn network_config(plan: &NodePlan) -> Result<Option<String>, RenderError> {
-    let Some(wifi) = &plan.wifi else {
-        return Ok(None);
-    };
-    let wired = Interface {
-        dhcp4: true,
-        optional: true,
-        regulatory_domain: None,
-        access_points: None,
-    };
-    let wireless = Interface {
-        dhcp4: true,
-        optional: true,
-        regulatory_domain: Some(&wifi.country),
-        access_points: Some(BTreeMap::from([(
-            wifi.ssid.as_str(),
-            AccessPoint {
-                password: wifi.psk_hex.expose_secret().to_string(),
-                hidden: wifi.hidden,
-            },
-        )])),
-    };
-    let config = NetworkConfig {
-        network: Network {
-            version: 2,
-            renderer: "NetworkManager",
-            ethernets: BTreeMap::from([("eth0", wired)]),
-            wifis: BTreeMap::from([("wlan0", wireless)]),
-        },
-    };
-    to_yaml(&config, "network-config").map(Some)
+    let wifi = plan.wifi.as_ref().map(WifiNetwork::of);
+    netplan::network_config(&plan.network, wifi.as_ref())
 }
 
 /// YAML in its JSON form (see the module comment), with a final newline.

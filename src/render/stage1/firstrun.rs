@@ -10,9 +10,9 @@
 
 use crate::osinfo::Generation;
 use crate::plan::NodePlan;
-use crate::plan::wifi;
 use crate::profile::schema::SudoMode;
 use crate::render::RenderError;
+use crate::render::network::{WifiNetwork, dhcpcd, keyfile};
 use crate::render::shell::{CORE, ShellProgram};
 
 /// Name of the script on the boot partition (Imager uses the same).
@@ -262,20 +262,7 @@ pub(crate) fn render(plan: &NodePlan, generation: Generation) -> Result<String, 
             .var("HOST_KEY_PUBLIC", key.public_line())?;
         p.step(r#"step "ssh host key" install_host_key "$HOST_KEY_PRIVATE" "$HOST_KEY_PUBLIC""#);
     }
-    if let Some(wifi) = &plan.wifi {
-        let (path, content) = match generation {
-            Generation::Bullseye => (
-                "/etc/wpa_supplicant/wpa_supplicant.conf".to_string(),
-                wifi::wpa_supplicant_conf(wifi),
-            ),
-            _ => (
-                "/etc/NetworkManager/system-connections/preconfigured.nmconnection".to_string(),
-                wifi::nm_keyfile(wifi, &wifi::connection_uuid(&plan.hostname, &wifi.ssid)),
-            ),
-        };
-        p.var("WIFI_FILE", &path)?.var("WIFI_CONFIG", &content)?;
-        p.step(r#"step "wi-fi" configure_wifi "$WIFI_FILE" "$WIFI_CONFIG""#);
-    }
+    network(&mut p, plan, generation)?;
     p.var("TIMEZONE", &plan.timezone)?
         .var("LOCALE", &plan.locale)?
         .var("KEYBOARD", &plan.keyboard)?;
@@ -288,6 +275,52 @@ pub(crate) fn render(plan: &NodePlan, generation: Generation) -> Result<String, 
     }
     p.step(r#"finish "$BOOT_DIR" "$SCRIPT""#);
     Ok(p.render())
+}
+
+/// The Wi-Fi network and the node's addressing, in the files of `generation`'s network stack:
+/// dhcpcd and wpa_supplicant on Bullseye, NetworkManager keyfiles later. Interfaces left at
+/// the default add nothing (the script stays the same bytes as before issue 17).
+fn network(
+    p: &mut ShellProgram,
+    plan: &NodePlan,
+    generation: Generation,
+) -> Result<(), RenderError> {
+    let bullseye = generation == Generation::Bullseye;
+    if bullseye {
+        let wifi = plan.wifi.as_ref().map(|_| &plan.network.wifi);
+        if let Some(block) = dhcpcd::block(&plan.network.ethernet, wifi)? {
+            p.library(dhcpcd::LIBRARY);
+            p.var("DHCPCD_FILE", dhcpcd::PATH)?
+                .var("DHCPCD_BLOCK", &block)?;
+            p.step(r#"step "network addresses" configure_dhcpcd "$DHCPCD_FILE" "$DHCPCD_BLOCK""#);
+        }
+    } else if !plan.network.ethernet.is_default() {
+        let content = keyfile::wired(&plan.network.ethernet, &keyfile::wired_uuid(&plan.hostname))?;
+        // Mode 0600: NetworkManager ignores a keyfile that others can read.
+        p.var("WIRED_FILE", keyfile::WIRED_PATH)?
+            .var("WIRED_CONFIG", &content)?;
+        p.step(r#"step "wired network" write_file "$WIRED_FILE" 600 "$WIRED_CONFIG""#);
+    }
+    if let Some(wifi) = &plan.wifi {
+        let (path, content) = if bullseye {
+            (
+                "/etc/wpa_supplicant/wpa_supplicant.conf".to_string(),
+                crate::plan::wifi::wpa_supplicant_conf(wifi),
+            )
+        } else {
+            (
+                keyfile::WIFI_PATH.to_string(),
+                keyfile::wifi(
+                    &WifiNetwork::of(wifi),
+                    &plan.network.wifi,
+                    &keyfile::wifi_uuid(&plan.hostname, &wifi.ssid),
+                )?,
+            )
+        };
+        p.var("WIFI_FILE", &path)?.var("WIFI_CONFIG", &content)?;
+        p.step(r#"step "wi-fi" configure_wifi "$WIFI_FILE" "$WIFI_CONFIG""#);
+    }
+    Ok(())
 }
 
 fn yes_no(b: bool) -> &'static str {

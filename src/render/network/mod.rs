@@ -1,0 +1,118 @@
+//! A node's addressing (issue 17) in the files each first-boot route reads: NetworkManager
+//! keyfiles on Bookworm ([`keyfile`]), `dhcpcd.conf` blocks on Bullseye ([`dhcpcd`]), and
+//! the netplan v2 `network-config` of the cloud-init seed on Trixie ([`netplan`]).
+//!
+//! The input is [`NetworkConfig`] as the profile gives it. An interface left at the default
+//! (DHCP, automatic IPv6, the network's own name servers) changes nothing: the OS keeps its
+//! own configuration, and the files of profiles without `network:` stay the same bytes.
+//!
+//! Every renderer here is a pure function of public types, so that the tests can feed each
+//! one to the real reader of its format (libnm, `netplan generate`, dhcpcd's option syntax).
+
+pub mod dhcpcd;
+pub mod keyfile;
+pub mod netplan;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use secrecy::ExposeSecret;
+
+use crate::plan::WifiPlan;
+use crate::profile::network::{InterfaceConfig, Ipv6Config};
+use crate::render::RenderError;
+
+/// The Wi-Fi network a node joins, as the network files need it. The PSK is the derived
+/// 64-hex-digit key (never the passphrase); every file that carries it is written mode 0600.
+#[derive(Debug, Clone, Copy)]
+pub struct WifiNetwork<'a> {
+    pub ssid: &'a str,
+    pub psk_hex: &'a str,
+    /// The regulatory domain (`DE`).
+    pub country: &'a str,
+    pub hidden: bool,
+}
+
+impl<'a> WifiNetwork<'a> {
+    pub(crate) fn of(plan: &'a WifiPlan) -> WifiNetwork<'a> {
+        WifiNetwork {
+            ssid: &plan.ssid,
+            psk_hex: plan.psk_hex.expose_secret(),
+            country: &plan.country,
+            hidden: plan.hidden,
+        }
+    }
+}
+
+/// The longest DNS name (RFC 1035: 255 octets on the wire, 253 characters written).
+const MAX_DNS_NAME: usize = 253;
+
+/// Refuses what no route could carry faithfully, for the interface `name` (`eth0`, `wlan0`).
+///
+/// A search domain ends up on resolv.conf's `search` line, which is split at white space, and
+/// dhcpcd's `static domain_search=` takes the names bare: a name with a space, a `;` or a
+/// control character would silently become something else. DNS names on the wire are ASCII,
+/// so an internationalised name must be given in its `xn--` form. The profile checks refuse
+/// these with the line; this is the renderer's own guard.
+pub(crate) fn check_interface(name: &str, config: &InterfaceConfig) -> Result<(), RenderError> {
+    for domain in &config.search {
+        let plain = domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if domain.is_empty() || domain.len() > MAX_DNS_NAME || !plain {
+            return Err(RenderError(format!(
+                "{name}: the search domain {} is not a DNS name (letters, digits, '-', '_' \
+                 and '.'; an internationalised name in its xn-- form)",
+                crate::ui::quoted(domain)
+            )));
+        }
+    }
+    if config.ipv6 == Ipv6Config::Off && config.dns.iter().any(IpAddr::is_ipv6) {
+        return Err(RenderError(format!(
+            "{name}: an IPv6 name server with IPv6 turned off (ipv6: off) cannot be reached"
+        )));
+    }
+    Ok(())
+}
+
+/// The name servers by address family.
+fn split_dns(dns: &[IpAddr]) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for server in dns {
+        match server {
+            IpAddr::V4(a) => v4.push(*a),
+            IpAddr::V6(a) => v6.push(*a),
+        }
+    }
+    (v4, v6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_domains_must_be_dns_names() {
+        let with = |search: &str| InterfaceConfig {
+            search: vec![search.to_string()],
+            ..InterfaceConfig::default()
+        };
+        for good in ["lab.example", "a-b_c.example.", "xn--bcher-kva.example"] {
+            assert!(check_interface("eth0", &with(good)).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "a;b", "bücher.example", "a\nb", &"a".repeat(254)] {
+            let err = check_interface("eth0", &with(bad)).unwrap_err().0;
+            assert!(err.starts_with("eth0: the search domain"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ipv6_servers_need_ipv6() {
+        let config = InterfaceConfig {
+            ipv6: Ipv6Config::Off,
+            dns: vec!["2001:db8::53".parse().unwrap()],
+            ..InterfaceConfig::default()
+        };
+        assert!(check_interface("wlan0", &config).is_err());
+    }
+}
