@@ -110,16 +110,42 @@ fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|e| &e["value"])
 }
 
+/// kube-vip's RBAC for a DaemonSet, object for object, as facts read from kube-vip/website
+/// `content/manifests/rbac.yaml` (served at https://kube-vip.io/manifests/rbac.yaml; last
+/// changed in commit 9ad90c600e0af8748cbad25b56b8a8d630f4e2b7, read at f5c870bf, 2026-08-19):
+/// a ServiceAccount, the ClusterRole's rules and the binding between them.
+fn kube_vip_rbac() -> Vec<Value> {
+    let rule = |group: &str, resources: &[&str], verbs: &[&str]| json!({"apiGroups": [group], "resources": resources, "verbs": verbs});
+    let watch_update = ["list", "get", "watch", "update"];
+    vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "kube-vip", "namespace": "kube-system"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+                     "name": "system:kube-vip-role"},
+        "rules": [
+            rule("", &["services/status"], &["update"]),
+            rule("", &["services", "endpoints"], &watch_update),
+            rule("", &["nodes"], &["list", "get", "watch", "update", "patch"]),
+            rule("coordination.k8s.io", &["leases"], &["list", "get", "watch", "update", "create"]),
+            rule("discovery.k8s.io", &["endpointslices"], &watch_update),
+            rule("", &["pods"], &["list"]),
+        ]}),
+        json!({"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+               "metadata": {"name": "system:kube-vip-binding"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:kube-vip-role"},
+               "subjects": [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}]}),
+    ]
+}
+
 #[test]
 fn servers_carry_a_valid_kube_vip_manifest_and_agents_none() {
     let env = Env::new();
     let profile = env.profile("vip.yaml", "");
     let minor = kubernetes_version(&profile);
     assert_eq!(minor, "1.33.0");
-    let upstream_rbac = yaml_docs(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/upstream/kube-vip-rbac.yaml"
-    )));
+    let upstream_rbac = kube_vip_rbac();
     for (node, server) in [
         ("ha-1", true),
         ("ha-2", true),
