@@ -72,6 +72,11 @@ PASSWORD_HASH = "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJ
 K3S_VERSION = "v1.33.5+k3s1"
 API = "https://e2e-1.cluster.internal:6443"
 INSTALL_URL = "https://10.0.2.100/k3s-install.sh"
+# One node per route with a static Ethernet address: what QEMU's user network hands out by
+# DHCP anyway (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3), written as a fixed address.
+STATIC_NODE = {"firstrun": "e2e-2", "cloud-init": "e2e-1"}
+STATIC_ADDRESS, STATIC_GATEWAY, STATIC_DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"
+VIP = "10.0.2.9"
 
 # The stand-in for https://get.k3s.io: records how it was called, on the node and (by POSTing)
 # on the host, and leaves what the first-boot program expects from a real install.
@@ -231,14 +236,19 @@ def profile(pubkey: Path, init: str) -> dict:
             "name": "e2e",
             "token_env": "E2E_K3S_TOKEN",
             "api": API,
+            # kube-vip's manifest goes onto every server (K3s is a stand-in: nothing runs it);
+            # in the static node's prefix, as pinode requires.
+            "vip": VIP,
             "k3s": {"version": K3S_VERSION, "install_url": INSTALL_URL, "server_args": ["--disable=traefik"]},
             "runner": {"kind": "gitlab", "url": "https://gitlab.example.com", "token_env": "E2E_RUNNER_TOKEN",
                        "concurrent": 3, "default_image": "alpine:3.20"},
         },
         "nodes": [
-            {"hostname": "e2e-[1-3]", "role": "server"},
-            {"hostname": "e2e-agent", "role": "agent"},
-        ],
+            {"hostname": name, "role": "server",
+             **({"network": {"ethernet": {"ipv4": f"{STATIC_ADDRESS}/24", "gateway": STATIC_GATEWAY,
+                                          "dns": [STATIC_DNS]}}} if STATIC_NODE[init] == name else {})}
+            for name in ("e2e-1", "e2e-2", "e2e-3")
+        ] + [{"hostname": "e2e-agent", "role": "agent"}],
     }
 
 
@@ -399,6 +409,20 @@ class Node:
         self.check("user alice is uid 1000", r.stdout.split() == ["alice", "1000"], r.stdout)
         r = self.sh("sudo -n true")
         self.check("sudo without a password", r.returncode == 0, r.stderr)
+        # The image's first user (pi) became alice as Pi OS's userconf renames it: subuid and
+        # subgid follow (rootless containers need them), the image's sudoers rule for pi goes;
+        # on the cloud-init route the rule is a file of its own, as Imager 2.x writes it.
+        r = self.sh("cat /etc/subuid; echo ==; cat /etc/subgid; echo ==; sudo -n ls /etc/sudoers.d; echo ==; "
+                    "sudo -n stat -c '%a %U' /etc/sudoers.d/010_alice-nopasswd 2>&1; "
+                    "sudo -n cat /etc/sudoers.d/010_alice-nopasswd 2>&1")
+        subuid, subgid, sudoers, rule = (r.stdout.split("==\n") + ["", "", "", ""])[:4]
+        ids = [line.split(":")[0] for line in (subuid + subgid).splitlines() if line]
+        self.check("subuid/subgid: no line left for pi, alice has the image's ranges",
+                   "pi" not in ids and (not ids or "alice" in ids), r.stdout)
+        self.check("no sudoers rule for pi left", "010_pi-nopasswd" not in sudoers.split(), sudoers)
+        if self.route == "cloud-init":
+            self.check("/etc/sudoers.d/010_alice-nopasswd: 440 root, NOPASSWD for alice",
+                       rule.splitlines()[:2] == ["440 root", "alice ALL=(ALL) NOPASSWD: ALL"], rule)
         r = self.sh("sudo -n grep -c '^alice:' /etc/shadow; sudo -n awk -F: '$1 == \"alice\" { print $2 }' /etc/shadow")
         self.check("password hash set byte-exact", r.stdout.split("\n")[1].strip() == PASSWORD_HASH, r.stdout)
         # Password login is off: the server offers nothing but publickey.
@@ -435,6 +459,22 @@ class Node:
             self.check("Wi-Fi stanza reached cloud-init (no netplan on the test image to render it)",
                        r.stdout.strip() not in ("", "0"), r.stdout + r.stderr)
 
+    def network(self) -> None:
+        """The static node's eth0 is configured with a fixed address (NetworkManager's
+        connection method manual, whichever route wrote it) and holds it; the others use DHCP."""
+        r = self.sh("c=$(nmcli -g GENERAL.CONNECTION device show eth0); echo \"$c\"; "
+                    "nmcli -g ipv4.method,ipv4.addresses,ipv4.gateway,ipv4.dns connection show \"$c\"; "
+                    "ip -4 -o addr show dev eth0")
+        lines = r.stdout.splitlines()
+        if self.name == STATIC_NODE[self.route]:
+            self.check("eth0: NetworkManager method manual with the profile's address, gateway and DNS",
+                       lines[1:5] == ["manual", f"{STATIC_ADDRESS}/24", STATIC_GATEWAY, STATIC_DNS], r.stdout + r.stderr)
+            self.check("eth0 holds the static address (no DHCP lease)",
+                       f"inet {STATIC_ADDRESS}/24" in r.stdout and "dynamic" not in (lines[5:6] or [""])[0],
+                       r.stdout)
+        else:
+            self.check("eth0: DHCP (method auto) without a static address", lines[1:2] == ["auto"], r.stdout + r.stderr)
+
     def cluster(self) -> None:
         server = self.role != "agent"
         r = self.sh("sudo -n cat /var/lib/pinode-e2e/install.log")
@@ -466,17 +506,24 @@ class Node:
             self.check("config.yaml: cluster-init on the first server", config.get("cluster-init") is True, body)
         if self.role in ("server", "agent"):
             self.check("config.yaml: server is the API", config.get("server") == API, body)
+        if self.name == STATIC_NODE[self.route]:
+            self.check("config.yaml: node-ip is the static address", config.get("node-ip") == STATIC_ADDRESS, body)
+        else:
+            self.check("config.yaml: no node-ip without a static address", "node-ip" not in config, body)
         if server:
             sans = config.get("tls-san", [])
-            self.check("config.yaml: tls-san has hostname and hostname.local",
-                       self.name in sans and f"{self.name}.local" in sans, body)
+            self.check("config.yaml: tls-san has hostname, hostname.local and the VIP",
+                       self.name in sans and f"{self.name}.local" in sans and VIP in sans, body)
+            if self.name == STATIC_NODE[self.route]:
+                self.check("config.yaml: tls-san has the static address", STATIC_ADDRESS in sans, body)
             self.check("config.yaml: extra server args", config.get("disable") == "traefik", body)
 
         r = self.sh("sudo -n ls /var/lib/rancher/k3s/server/manifests 2>/dev/null")
         manifests = r.stdout.split()
         if self.role == "founder":
             self.check("runner manifests on the first server",
-                       manifests == ["pinode-gitlab-runner-token.yaml", "pinode-gitlab-runner.yaml"], r.stdout)
+                       manifests == ["pinode-gitlab-runner-token.yaml", "pinode-gitlab-runner.yaml",
+                                     "pinode-kube-vip.yaml"], r.stdout)
             r = self.sh("sudo -n grep 'runner-token:' /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner-token.yaml")
             b64 = r.stdout.split(":", 1)[1].strip() if ":" in r.stdout else ""
             self.check("runner token byte-exact in its Secret", base64.b64decode(b64 or "") == RUNNER_TOKEN.encode(), r.stdout)
@@ -491,7 +538,8 @@ class Node:
             self.check("kubeconfig copied for alice (K3s's k3s.yaml)",
                        "client-key-data:" in root and mine == root, r.stdout[:200] + r.stderr)
         else:
-            self.check("no runner manifests off the first server", manifests == [], r.stdout)
+            self.check("no runner manifests off the first server; kube-vip on servers only",
+                       manifests == (["pinode-kube-vip.yaml"] if server else []), r.stdout)
 
     def secrets(self) -> dict[str, bytes]:
         host_key = self.cluster_dir / "host-keys" / f"{self.name}_ed25519"
@@ -873,6 +921,7 @@ def main() -> int:
                 with Phase(f"{node.label}: checks"):
                     node.host_keys()
                     node.identity()
+                    node.network()
                     node.cluster()
                     node.secrets_gone()
                     node.status()
