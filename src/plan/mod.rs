@@ -259,7 +259,6 @@ fn resolve_cluster(
             token: token.value,
             spec: plan.spec.k3s.clone(),
             node_ip: node.network.known_ipv4(),
-            vip: plan.vip,
             kube_vip: match role {
                 K3sRole::Founder | K3sRole::JoiningServer => plan.kube_vip.clone(),
                 K3sRole::Agent => None,

@@ -121,9 +121,8 @@ pub(crate) struct K3sNode {
     pub(crate) spec: K3sSpec,
     /// The node's static address (`network:`): K3s's `node-ip`, and a SAN of a server.
     pub(crate) node_ip: Option<Ipv4Addr>,
-    /// The cluster's virtual IP: a SAN of every server.
-    pub(crate) vip: Option<Ipv4Addr>,
-    /// On servers of a cluster with a VIP: kube-vip, deployed from this node's manifests.
+    /// On servers of a cluster with a VIP: kube-vip, deployed from this node's manifests;
+    /// its address is also a SAN of every server.
     pub(crate) kube_vip: Option<kubevip::KubeVip>,
 }
 
@@ -226,7 +225,8 @@ fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<Strin
         let mut sans = vec![hostname.to_string(), format!("{hostname}.local")];
         // Nodes and kubectl reach a server by these addresses; its certificate must name
         // them, or TLS fails ("x509: certificate is valid for …, not 192.168.1.9").
-        let addresses: Vec<String> = [node.node_ip, node.vip]
+        let vip = node.kube_vip.as_ref().map(|k| k.address);
+        let addresses: Vec<String> = [node.node_ip, vip]
             .into_iter()
             .flatten()
             .map(|ip| ip.to_string())
@@ -339,7 +339,10 @@ mod tests {
                         ..K3sSpec::default()
                     },
                     node_ip: Some(Ipv4Addr::new(192, 168, 1, 10)),
-                    vip: Some(Ipv4Addr::new(192, 168, 1, 9)),
+                    kube_vip: (role != K3sRole::Agent).then(|| kubevip::KubeVip {
+                        address: Ipv4Addr::new(192, 168, 1, 9),
+                        interface: "eth0".into(),
+                    }),
                 };
                 let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
                 let config: Map<String, Value> = serde_json::from_str(&text).unwrap();

@@ -193,7 +193,6 @@ mod tests {
             token: "t".to_string().into(),
             spec: K3sSpec::default(),
             node_ip: None,
-            vip: None,
             kube_vip: None,
         }
     }
