@@ -679,7 +679,7 @@ fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
 fn a_failed_install_is_reported_with_the_real_reason() {
     assert!(is_root(), "this test needs root (as CI has)");
     let env = Env::new();
-    let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "worker-1", true);
+    let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "matrix", true);
     // The retries' pauses (10 s doubling) are not waited for here.
     root.stub("sleep", "exit 0");
     root.stub(
@@ -702,6 +702,17 @@ fn a_failed_install_is_reported_with_the_real_reason() {
     assert_eq!(root.stub_log().matches("curl ").count(), 6);
     let text = read(&root.path("varlog/pinode-firstboot.log"));
     assert!(text.contains("attempt 5 failed: cannot download"), "{text}");
+    // The steps after it build on it: skipped, not run into a second failure that would
+    // hide the first (the boot test saw "kubeconfig for alice" reported after a 5-minute wait).
+    assert!(
+        text.contains("skipped: kubeconfig for ") && text.contains("(after k3s install failed)"),
+        "{text}"
+    );
+    let status = read(&root.boot().join("pinode-status.txt"));
+    assert!(
+        status.contains("failed: k3s install (the next boot tries again)"),
+        "{status}"
+    );
 
     // The download works and the installer fails: its last line is the reason.
     root.stub(

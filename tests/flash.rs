@@ -637,8 +637,11 @@ fn with_stdin_closed_it_names_the_nodes_without_a_device_and_the_command() {
         assert!(started.elapsed() < Duration::from_secs(5), "{err}");
         err
     };
+    // The run's global options stay in the command (sudo drops the environment they came
+    // from here: common::pinode's PINODE_CATALOG and PINODE_CACHE_DIR).
     let head = format!(
-        "sudo pinode flash --profile {} --image {}",
+        "sudo pinode flash {} --profile {} --image {}",
+        test_globals(),
         p.display(),
         fixture("bookworm").display()
     );
@@ -799,8 +802,9 @@ fn stdin_closing_mid_batch_stops_and_names_what_is_missing() {
         err.contains(&format!(
             "error: no answer for node-2: standard input is closed, so nobody can swap the \
              cards in the reader: name one card per node with --device, in node order, and \
-             add --yes (no --device for node-2): sudo pinode flash --profile {} --image {} \
+             add --yes (no --device for node-2): sudo pinode flash {} --profile {} --image {} \
              --allow-non-removable --device {} --device <card for node-2> --yes",
+            test_globals(),
             p.display(),
             fixture("bookworm").display(),
             card.dev.display()
@@ -812,4 +816,15 @@ fn stdin_closing_mid_batch_stops_and_names_what_is_missing() {
         "{err}"
     );
     assert_eq!(inspect_json(&card.dev)["boot"]["hostname"], "node-1");
+}
+
+/// The global options common::pinode sets through the environment, as `flash` repeats them
+/// in the command it suggests.
+fn test_globals() -> String {
+    format!(
+        "--catalog /nonexistent/pinode-test-catalog.json --cache-dir {}",
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("no-cache-here")
+            .display()
+    )
 }

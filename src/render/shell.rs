@@ -125,19 +125,28 @@ log() {
 	printf 'pinode %s: %s\n' "$PINODE_STAGE" "$*" >&2
 }
 
-# step LABEL COMMAND [ARG...]: run one step, log the outcome, remember failures.
+# step LABEL COMMAND [ARG...]: run one step, log the outcome, remember failures. With
+# STOP_AFTER_FAILURE=yes (the second stage, whose steps build on each other: no K3s, no
+# kubeconfig) a step after a failed one is skipped and says so.
 step() {
 	label=$1
 	shift
+	if [ -n "$FAILED" ] && [ "${STOP_AFTER_FAILURE:-no}" = yes ]; then
+		log "skipped: $label (after $FAILED failed)"
+		return 0
+	fi
 	PINODE_STEP=$label
 	LAST_LOG=''
 	write_status running
 	if "$@"; then
 		log "ok: $label"
 	else
-		# The reason is the last line the step logged: its own explanation.
-		REASON=${LAST_LOG:-"$label failed"}
-		LAST_ERROR=$label
+		# The reason is the last line the step logged: its own explanation. The first failure
+		# is the one reported: a later one is often its consequence.
+		if [ -z "$LAST_ERROR" ]; then
+			REASON=${LAST_LOG:-"$label failed"}
+			LAST_ERROR=$label
+		fi
 		log "FAILED: $label"
 		FAILED="$FAILED${FAILED:+, }$label"
 	fi

@@ -272,6 +272,7 @@ fn script(
         .library(fill(&run_stage, &names))
         .propagate_status();
     p.var("PINODE_STAGE", "firstboot")?
+        .var("STOP_AFTER_FAILURE", "yes")?
         .var("BOOT_DIR", boot_dir)?
         .var("NODE_HOSTNAME", &plan.hostname)?
         .var("USER_NAME", &plan.user.name)?;

@@ -36,9 +36,10 @@ pub struct FirstBootStatus {
     /// When this stage started and finished (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
     pub started: Option<String>,
     pub finished: Option<String>,
-    /// The label of the last step that failed.
+    /// The label of the step that failed first (a later failure is often its consequence;
+    /// the second stage skips the steps after it). The name is kept for the file's readers.
     pub last_error: Option<String>,
-    /// The last line that failing step logged: its own explanation.
+    /// The last line that step logged: its own explanation.
     pub reason: Option<String>,
 }
 

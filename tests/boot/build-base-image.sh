@@ -215,6 +215,12 @@ for g in adm dialout cdrom sudo audio video plugdev games users input render net
 done
 in_root useradd --create-home --uid 1000 --user-group --shell /bin/bash --groups "$groups" pi
 in_root passwd --lock pi >/dev/null
+# Subordinate ids for pi, as useradd gives a new user on Pi OS (rootless containers use them):
+# pinode's rename of the first user must carry them over.
+for f in subuid subgid; do
+    grep -q '^pi:' "$R/etc/$f" 2>/dev/null || echo 'pi:100000:65536' >>"$R/etc/$f"
+    chmod 644 "$R/etc/$f"
+done
 printf 'pi ALL=(ALL) NOPASSWD: ALL\n' >"$R/etc/sudoers.d/010_pi-nopasswd"
 chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
 

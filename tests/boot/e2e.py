@@ -416,9 +416,9 @@ class Node:
                     "sudo -n stat -c '%a %U' /etc/sudoers.d/010_alice-nopasswd 2>&1; "
                     "sudo -n cat /etc/sudoers.d/010_alice-nopasswd 2>&1")
         subuid, subgid, sudoers, rule = (r.stdout.split("==\n") + ["", "", "", ""])[:4]
-        ids = [line.split(":")[0] for line in (subuid + subgid).splitlines() if line]
-        self.check("subuid/subgid: no line left for pi, alice has the image's ranges",
-                   "pi" not in ids and (not ids or "alice" in ids), r.stdout)
+        owners = [[line.split(":")[0] for line in text.splitlines() if line] for text in (subuid, subgid)]
+        self.check("subuid/subgid: pi's ranges (the image has one each) are alice's now",
+                   owners == [["alice"], ["alice"]], r.stdout)
         self.check("no sudoers rule for pi left", "010_pi-nopasswd" not in sudoers.split(), sudoers)
         if self.route == "cloud-init":
             self.check("/etc/sudoers.d/010_alice-nopasswd: 440 root, NOPASSWD for alice",

@@ -133,13 +133,24 @@ pub fn start_agent(dir: &Path, started: &mut Started) -> PathBuf {
         .spawn()
         .unwrap();
     started.0.push(agent);
+    // The socket file appears at bind(), before the agent listens: until then a connection
+    // is refused (seen once under load), so ssh-add is retried until it gets through.
     let start = Instant::now();
-    while !sock.exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no ssh-agent");
-        std::thread::sleep(Duration::from_millis(20));
+    loop {
+        let out = Command::new("ssh-add")
+            .env("SSH_AUTH_SOCK", &sock)
+            .arg(dir.join("client"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no ssh-agent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    run(Command::new("ssh-add")
-        .env("SSH_AUTH_SOCK", &sock)
-        .arg(dir.join("client")));
     sock
 }

@@ -54,7 +54,14 @@ pub fn what_is_missing(args: &FlashOptions, sources: &Sources, hosts: &[String])
 fn command_line(args: &FlashOptions, sources: &Sources, hosts: &[String]) -> String {
     let mut words = vec!["sudo pinode flash".to_string()];
     if let Some(catalog) = &sources.catalog {
-        words.push(format!("--catalog {}", crate::term::shell_word(catalog)));
+        // A URL with credentials (user:password@, a token in the query) is not printed, as
+        // nowhere else: this line ends up in terminals and CI logs.
+        let shown = pinode::fetch::Redacted(catalog).to_string();
+        words.push(if shown == *catalog {
+            format!("--catalog {}", crate::term::shell_word(catalog))
+        } else {
+            "--catalog '<your catalog URL: not shown, it holds credentials>'".into()
+        });
     }
     if let Some(dir) = &sources.cache_dir {
         words.push(format!(
@@ -182,5 +189,15 @@ mod tests {
             ),
             "{text}"
         );
+        let secret = Sources {
+            catalog: Some("https://user:s3cret@os.example/list.json?token=t0ken".into()),
+            ..Sources::default()
+        };
+        let text = what_is_missing(&options(&[], false), &secret, &hosts());
+        assert!(
+            !text.contains("s3cret") && !text.contains("t0ken"),
+            "{text}"
+        );
+        assert!(text.contains("--catalog '<your catalog URL"), "{text}");
     }
 }

@@ -62,12 +62,16 @@ install_k3s() {
 	if [ "$K3S_EXEC" = agent ]; then
 		export K3S_URL="$K3S_API"
 	fi
-	# The installer's output goes to the console and the journal as before, and into the
-	# log; its last line (K3s's "[ERROR] ...") is the reason when it fails.
+	# The installer's output goes to the console and the journal as it comes (its last step,
+	# `systemctl restart k3s`, can wait long for a server to join), and into the log; its last
+	# line (K3s's "[ERROR] ...") is the reason when it fails. The pipe loses the installer's
+	# exit status, so it is passed on in a file.
 	output=/var/lib/pinode/k3s-install.out
-	sh "$installer" "$K3S_EXEC" >"$output" 2>&1
-	status=$?
-	cat "$output" >&2
+	{
+		sh "$installer" "$K3S_EXEC" 2>&1
+		echo "$?" >"$output.status"
+	} | tee "$output" >&2
+	status=$(cat "$output.status" 2>/dev/null || echo 1)
 	cat "$output" >>"$PINODE_LOG" 2>/dev/null
 	if [ "$status" -ne 0 ]; then
 		log "the K3s installer failed (exit $status): $(tail -n 1 "$output")"
