@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::scratch::ScratchRoot;
+use common::user_env::*;
 use common::*;
 use pinode::status::{FirstBootStatus, StepState};
 use serde_json::{Value, json};
 
-const K3S_TOKEN: &str = "k3s-cluster-token-0123456789abcdef";
-const RUNNER_TOKEN: &str = "glrt-test_runner-token-0123456789";
 const DEPRECATED_RUNNER_KEYS: [&str; 6] = [
     "tags",
     "locked",
@@ -24,49 +23,6 @@ const DEPRECATED_RUNNER_KEYS: [&str; 6] = [
     "maximumTimeout",
     "runnerRegistrationToken",
 ];
-
-/// An environment like a user's: a home with an SSH key, the tokens, a private state dir.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
-        std::fs::write(
-            dir.path().join("home/.ssh/id_ed25519.pub"),
-            format!("{KEY_1}\n"),
-        )
-        .unwrap();
-        Env { dir }
-    }
-
-    fn pinode(&self) -> Command {
-        let mut c = pinode();
-        // Not CI: these tests keep a generated token, which pinode refuses to generate
-        // under CI (truthful_output.rs tests that).
-        c.env("CI", "false")
-            .env("HOME", self.dir.path().join("home"))
-            .env("PINODE_STATE_DIR", self.dir.path().join("state"))
-            .env("K3S_TOKEN", K3S_TOKEN)
-            .env("GITLAB_RUNNER_TOKEN", RUNNER_TOKEN)
-            .env("WIFI_PSK", "cluster passphrase");
-        c
-    }
-
-    /// Renders `node` of `profile` for `generation` into a folder; returns it.
-    fn render(&self, profile: &Path, node: &str, generation: &str) -> PathBuf {
-        let out = self.dir.path().join(format!("render-{node}-{generation}"));
-        run(self
-            .pinode()
-            .args(["render", "--profile"])
-            .arg(profile)
-            .args(["--node", node, "--generation", generation, "--out-dir"])
-            .arg(&out));
-        out
-    }
-}
 
 fn repo_profile(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")).join(name)
@@ -102,7 +58,7 @@ fn pytoml(text: &str) -> Value {
 /// Every node of the three example profiles, on both routes.
 #[test]
 fn example_profiles_render_every_role_correctly() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let cases = [
         ("single-node.yaml", vec![("solo", "founder")], None),
         (
@@ -257,7 +213,7 @@ fn check_runner(manifest: &Path, profile_text: &str) {
 
 #[test]
 fn a_registration_token_is_refused_with_an_explanation() {
-    let env = Env::new();
+    let env = UserEnv::new();
     for token in ["GR1348941abcdefghij", "not-a-token"] {
         let out = output(
             env.pinode()
@@ -318,7 +274,7 @@ fn a_registration_token_is_refused_with_an_explanation() {
 
 #[test]
 fn a_generated_token_is_kept_and_shared_by_every_node() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let profile = repo_profile("single-node.yaml");
     let first = env.render(&profile, "solo", "bookworm");
     let kept = env.dir.path().join("state/clusters/solo/token");
@@ -378,7 +334,7 @@ echo 'apiVersion: v1 # a stand-in kubeconfig' >/etc/rancher/k3s/k3s.yaml
 /// Runs the node's whole first boot in a scratch root: firstrun.sh (which hands over to the
 /// second stage), then `pinode-firstboot.service`'s command, twice.
 fn first_boot(
-    env: &Env,
+    env: &UserEnv,
     profile: &Path,
     node: &str,
     memory_cgroup: bool,
@@ -468,7 +424,7 @@ fn install_log(root: &ScratchRoot) -> Vec<BTreeMap<String, String>> {
 /// public half OpenSSH's own ssh-keygen derives), root-only in /etc/ssh, the image's other
 /// host keys gone, Raspberry Pi OS's regeneration disabled, and no private key left on the
 /// boot partition (raw bytes of every file there).
-fn check_host_key(env: &Env, root: &ScratchRoot, host: &str) {
+fn check_host_key(env: &UserEnv, root: &ScratchRoot, host: &str) {
     let kept = env
         .dir
         .path()
@@ -538,7 +494,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
         is_root(),
         "this test runs the first-boot scripts in a mount namespace and needs root (as CI has)"
     );
-    let env = Env::new();
+    let env = UserEnv::new();
     let cluster = repo_profile("cluster.yaml");
 
     // The server: founds the cluster, carries the runner.
@@ -649,7 +605,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
 #[test]
 fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
     assert!(is_root(), "this test needs root (as CI has)");
-    let env = Env::new();
+    let env = UserEnv::new();
     let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "worker-1", false);
     let (ok, log) = run_second_stage(&root);
     assert!(!ok, "a failed stage exits non-zero so systemd shows it");
@@ -678,7 +634,7 @@ fn a_missing_memory_cgroup_is_reported_exactly_and_retried() {
 #[test]
 fn a_failed_install_is_reported_with_the_real_reason() {
     assert!(is_root(), "this test needs root (as CI has)");
-    let env = Env::new();
+    let env = UserEnv::new();
     let (root, _) = first_boot(&env, &repo_profile("cluster.yaml"), "matrix", true);
     // The retries' pauses (10 s doubling) are not waited for here.
     root.stub("sleep", "exit 0");

@@ -11,72 +11,29 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::scratch::ScratchRoot;
+use common::user_env::*;
 use common::*;
 use serde_json::{Value, json};
 
 const VIP: &str = "192.168.1.9";
-const K3S_TOKEN: &str = "k3s-cluster-token-0123456789abcdef";
-const RUNNER_TOKEN: &str = "glrt-test_runner-token-0123456789";
 /// The file in K3s's auto-deploy directory, and its place on the boot partition.
 const MANIFEST: &str = "pinode-kube-vip.yaml";
 const BOOT_MANIFEST: &str = "boot/pinode/k3s/pinode-kube-vip.yaml";
 /// K3s's auto-deploy directory, inside the scratch root (/var/lib is its `varlib`).
 const AUTO_DEPLOY: &str = "varlib/rancher/k3s/server/manifests";
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
-        std::fs::write(
-            dir.path().join("home/.ssh/id_ed25519.pub"),
-            format!("{KEY_1}\n"),
-        )
+/// The repository's HA profile (three servers, two agents) with the API on a VIP,
+/// plus `extra` lines under `cluster:`.
+fn ha_profile(env: &UserEnv, name: &str, extra: &str) -> PathBuf {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/ha.yaml")).unwrap();
+    let api = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("api:"))
         .unwrap();
-        Env { dir }
-    }
-
-    fn pinode(&self) -> Command {
-        let mut c = pinode();
-        c.env("CI", "false")
-            .env("HOME", self.dir.path().join("home"))
-            .env("PINODE_STATE_DIR", self.dir.path().join("state"))
-            .env("K3S_TOKEN", K3S_TOKEN)
-            .env("GITLAB_RUNNER_TOKEN", RUNNER_TOKEN);
-        c
-    }
-
-    /// The repository's HA profile (three servers, two agents) with the API on a VIP,
-    /// plus `extra` lines under `cluster:`.
-    fn profile(&self, name: &str, extra: &str) -> PathBuf {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/ha.yaml"))
-                .unwrap();
-        let api = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("api:"))
-            .unwrap();
-        let text = text.replace(api, format!("  vip: {VIP}\n{extra}").trim_end());
-        assert!(text.contains(&format!("vip: {VIP}")));
-        write_profile(self.dir.path(), name, &text)
-    }
-
-    fn render(&self, profile: &Path, node: &str, generation: &str) -> PathBuf {
-        let out = self.dir.path().join(format!(
-            "render-{}-{node}-{generation}",
-            profile.file_stem().unwrap().to_string_lossy()
-        ));
-        run(self
-            .pinode()
-            .args(["render", "--profile"])
-            .arg(profile)
-            .args(["--node", node, "--generation", generation, "--out-dir"])
-            .arg(&out));
-        out
-    }
+    let text = text.replace(api, format!("  vip: {VIP}\n{extra}").trim_end());
+    assert!(text.contains(&format!("vip: {VIP}")));
+    write_profile(env.dir.path(), name, &text)
 }
 
 fn yaml_docs(path: &Path) -> Vec<Value> {
@@ -141,8 +98,8 @@ fn kube_vip_rbac() -> Vec<Value> {
 
 #[test]
 fn servers_carry_a_valid_kube_vip_manifest_and_agents_none() {
-    let env = Env::new();
-    let profile = env.profile("vip.yaml", "");
+    let env = UserEnv::new();
+    let profile = ha_profile(&env, "vip.yaml", "");
     let minor = kubernetes_version(&profile);
     assert_eq!(minor, "1.33.0");
     let upstream_rbac = kube_vip_rbac();
@@ -235,8 +192,8 @@ fn servers_carry_a_valid_kube_vip_manifest_and_agents_none() {
 
 #[test]
 fn the_interface_comes_from_the_profile_when_given() {
-    let env = Env::new();
-    let profile = env.profile("end0.yaml", "  kube_vip:\n    interface: end0\n");
+    let env = UserEnv::new();
+    let profile = ha_profile(&env, "end0.yaml", "  kube_vip:\n    interface: end0\n");
     // `profile check` says where the VIP will be announced.
     let said = run(env.pinode().args(["profile", "check"]).arg(&profile));
     assert!(
@@ -251,7 +208,7 @@ fn the_interface_comes_from_the_profile_when_given() {
     assert_eq!(env_value(container, "vip_interface"), Some(&json!("end0")));
 
     // A name the kernel would refuse, and kube_vip without a VIP, are errors at their lines.
-    let bad = env.profile("bad.yaml", "  kube_vip:\n    interface: \"eth0:1\"\n");
+    let bad = ha_profile(&env, "bad.yaml", "  kube_vip:\n    interface: \"eth0:1\"\n");
     let out = output(env.pinode().args(["profile", "check"]).arg(&bad));
     let text = std::fs::read_to_string(&bad).unwrap();
     let line = text.lines().position(|l| l.contains("eth0:1")).unwrap() + 1;
@@ -292,7 +249,7 @@ echo 'apiVersion: v1 # a stand-in kubeconfig' >/etc/rancher/k3s/k3s.yaml
 
 /// `node`'s whole first boot in a scratch root (firstrun.sh, then the second stage); returns
 /// the root and what the stand-in K3s installer found when it ran.
-fn first_boot(env: &Env, profile: &Path, node: &str) -> (ScratchRoot, String) {
+fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, String) {
     let rendered = env.render(profile, node, "bookworm");
     let root = ScratchRoot::new("/boot/firmware");
     run(Command::new("cp")
@@ -325,8 +282,8 @@ fn a_server_places_kube_vip_before_k3s_starts_and_an_agent_never() {
     if !root_or_skip("runs the first-boot scripts in a mount namespace") {
         return;
     }
-    let env = Env::new();
-    let profile = env.profile("vip.yaml", "");
+    let env = UserEnv::new();
+    let profile = ha_profile(&env, "vip.yaml", "");
     for node in ["ha-1", "ha-2"] {
         let (root, log) = first_boot(&env, &profile, node);
         assert!(log.contains("args=server"), "{node}: {log}");

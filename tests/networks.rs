@@ -8,10 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::user_env::*;
 use common::*;
 use serde_json::{Value, json};
-
-const K3S_TOKEN: &str = "k3s-network-token-0123456789abcdef";
 
 /// Every refusal of items 1 and 4 that fits in one profile (several servers, so the VIP's
 /// other refusals are in `ONE_SERVER`).
@@ -278,46 +277,14 @@ fn every_network_refusal_is_named_in_one_run() {
     assert_errors(ONE_SERVER, &ONE);
 }
 
-/// An environment like a user's, with a private state directory.
-struct Env {
-    dir: tempfile::TempDir,
+/// A profile in the test's folder: the common header (a user, a cluster) and `rest`.
+fn profile(env: &UserEnv, name: &str, rest: &str) -> PathBuf {
+    write_profile(env.dir.path(), name, &profile_yaml("", "", rest))
 }
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn pinode(&self) -> Command {
-        let mut c = pinode();
-        c.env("CI", "false")
-            .env("HOME", self.dir.path())
-            .env("PINODE_STATE_DIR", self.dir.path().join("state"))
-            .env("K3S_TOKEN", K3S_TOKEN);
-        c
-    }
-
-    fn profile(&self, name: &str, rest: &str) -> PathBuf {
-        write_profile(self.dir.path(), name, &profile_yaml("", "", rest))
-    }
-
-    /// Renders `node` for `generation`; returns the boot folder.
-    fn render(&self, profile: &Path, node: &str, generation: &str) -> PathBuf {
-        let out = self.dir.path().join(format!("render-{node}-{generation}"));
-        run(self
-            .pinode()
-            .args(["render", "--profile"])
-            .arg(profile)
-            .args(["--node", node, "--generation", generation, "--out-dir"])
-            .arg(&out));
-        out.join("boot")
-    }
-
-    fn check(&self, profile: &Path) -> String {
-        run(self.pinode().args(["profile", "check"]).arg(profile))
-    }
+/// The boot folder of `node` rendered for `generation`.
+fn render_boot(env: &UserEnv, profile: &Path, node: &str, generation: &str) -> PathBuf {
+    env.render(profile, node, generation).join("boot")
 }
 
 /// The K3s config.yaml of a rendered node, as PyYAML reads it.
@@ -363,8 +330,8 @@ nodes:
 
 #[test]
 fn a_static_profile_gives_k3s_the_addresses() {
-    let env = Env::new();
-    let profile = env.profile("static.yaml", STATIC);
+    let env = UserEnv::new();
+    let profile = profile(&env, "static.yaml", STATIC);
     let said = env.check(&profile);
     assert!(said.contains("  api: https://10.0.2.15:6443\n"), "{said}");
     for (node, how) in [
@@ -388,7 +355,7 @@ fn a_static_profile_gives_k3s_the_addresses() {
         assert!(line.ends_with(how), "{line}");
     }
     for generation in ["bookworm", "trixie"] {
-        let cp = env.render(&profile, "cp", generation);
+        let cp = render_boot(&env, &profile, "cp", generation);
         let config = k3s_config(&cp);
         assert_eq!(config["node-ip"], "10.0.2.15", "{config}");
         assert_eq!(config["node-external-ip"], "10.0.2.15", "{config}");
@@ -399,7 +366,7 @@ fn a_static_profile_gives_k3s_the_addresses() {
         );
         assert!(config.get("server").is_none());
         for (agent, ip) in [("worker-1", "10.0.2.21"), ("worker-2", "10.0.2.22")] {
-            let boot = env.render(&profile, agent, generation);
+            let boot = render_boot(&env, &profile, agent, generation);
             let config = k3s_config(&boot);
             assert_eq!(config["server"], "https://10.0.2.15:6443", "{agent}");
             assert_eq!(config["node-ip"], ip, "{agent}");
@@ -411,7 +378,7 @@ fn a_static_profile_gives_k3s_the_addresses() {
             );
         }
         // An agent without an address of its own still joins the founder's.
-        let boot = env.render(&profile, "roamer", generation);
+        let boot = render_boot(&env, &profile, "roamer", generation);
         let config = k3s_config(&boot);
         assert_eq!(config["server"], "https://10.0.2.15:6443");
         assert!(config.get("node-ip").is_none());
@@ -446,8 +413,8 @@ nodes:
 
 #[test]
 fn a_vip_is_every_servers_san_and_every_joining_nodes_server() {
-    let env = Env::new();
-    let profile = env.profile("vip.yaml", VIP);
+    let env = UserEnv::new();
+    let profile = profile(&env, "vip.yaml", VIP);
     let said = env.check(&profile);
     assert!(said.contains("  api: https://192.168.1.9:6443\n"), "{said}");
     for generation in ["bookworm", "trixie"] {
@@ -456,7 +423,7 @@ fn a_vip_is_every_servers_san_and_every_joining_nodes_server() {
             ("cp-2", Some("192.168.1.11")),
             ("cp-3", None),
         ] {
-            let boot = env.render(&profile, node, generation);
+            let boot = render_boot(&env, &profile, node, generation);
             let config = k3s_config(&boot);
             let mut want = vec![node.to_string(), format!("{node}.local")];
             want.extend(ip.map(str::to_string));
@@ -473,7 +440,7 @@ fn a_vip_is_every_servers_san_and_every_joining_nodes_server() {
             assert!(!boot.join("pinode/pinode-hosts.service").exists());
         }
         for node in ["worker-1", "worker-2"] {
-            let boot = env.render(&profile, node, generation);
+            let boot = render_boot(&env, &profile, node, generation);
             let config = k3s_config(&boot);
             assert_eq!(config["server"], "https://192.168.1.9:6443", "{node}");
             assert!(config.get("tls-san").is_none());
@@ -486,7 +453,7 @@ fn a_vip_is_every_servers_san_and_every_joining_nodes_server() {
 /// still pinned. (tests/reproducible.rs pins the bytes of the example profiles themselves.)
 #[test]
 fn default_addressing_changes_no_byte() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let rest = "cluster:
   name: lab
   token_env: K3S_TOKEN
@@ -496,7 +463,7 @@ nodes:
   - hostname: worker
     role: agent
 ";
-    let plain = env.profile("plain.yaml", rest);
+    let plain = profile(&env, "plain.yaml", rest);
     let spelled = write_profile(
         env.dir.path(),
         "spelled.yaml",
@@ -594,7 +561,7 @@ cluster:
 /// both.
 #[test]
 fn the_issues_shape_is_the_contract_of_check_and_schema() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let text = ISSUE_SHAPE.replace("KEY", KEY_1);
     let profile = write_profile(env.dir.path(), "issue.yaml", &text);
     let said = env.check(&profile);
@@ -645,7 +612,7 @@ fn the_issues_shape_is_the_contract_of_check_and_schema() {
 /// user's to give when pinode knows no address.
 #[test]
 fn a_vip_over_dhcp_servers_is_a_warning() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let text = profile_yaml(
         "",
         "",

@@ -9,6 +9,7 @@ pub mod pty;
 pub mod scratch;
 pub mod screen;
 pub mod sshd;
+pub mod user_env;
 
 use std::collections::BTreeMap;
 use std::fs::File;
