@@ -28,16 +28,6 @@ fn repo_profile(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")).join(name)
 }
 
-fn pyyaml_all(path: &Path) -> Vec<Value> {
-    let script =
-        "import yaml,json,sys; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-    serde_json::from_str(&run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)))
-    .unwrap()
-}
-
 fn pytoml(text: &str) -> Value {
     let script = "import tomllib,json,sys; print(json.dumps(tomllib.loads(sys.stdin.read())))";
     let out = Command::new("/usr/bin/python3")
@@ -104,7 +94,7 @@ fn example_profiles_render_every_role_correctly() {
                     run(Command::new("sh").arg("-n").arg(script));
                 }
                 // The K3s config for the role.
-                let config = &pyyaml_all(&boot.join("pinode/k3s/config.yaml"))[0];
+                let config = &yaml_documents(&boot.join("pinode/k3s/config.yaml"))[0];
                 assert_eq!(config["node-name"], node, "{what}");
                 assert_eq!(config["token-file"], "/etc/pinode/secrets/k3s-token");
                 match role {
@@ -162,7 +152,8 @@ fn example_profiles_render_every_role_correctly() {
                         std::fs::read(boot.join("pinode/secrets/runner-token")).unwrap(),
                         RUNNER_TOKEN.as_bytes()
                     );
-                    let job = &pyyaml_all(&out.join("gitlab-ci-buildkit.yml"))[0]["build-image"];
+                    let job =
+                        &yaml_documents(&out.join("gitlab-ci-buildkit.yml"))[0]["build-image"];
                     assert_eq!(job["image"]["name"], "moby/buildkit:rootless");
                     let job_text =
                         std::fs::read_to_string(out.join("gitlab-ci-buildkit.yml")).unwrap();
@@ -184,7 +175,7 @@ fn example_profiles_render_every_role_correctly() {
 
 fn check_runner(manifest: &Path, profile_text: &str) {
     let text = std::fs::read_to_string(manifest).unwrap();
-    let docs = pyyaml_all(manifest);
+    let docs = yaml_documents(manifest);
     assert_eq!(docs[0]["kind"], "Namespace");
     let chart = &docs[1];
     assert_eq!(chart["apiVersion"], "helm.cattle.io/v1");
@@ -538,7 +529,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
         read(&manifests.join("pinode-gitlab-runner.yaml")),
         read(&rendered.join("boot/pinode/k3s/pinode-gitlab-runner.yaml"))
     );
-    let secret = pyyaml_all(&manifests.join("pinode-gitlab-runner-token.yaml"));
+    let secret = yaml_documents(&manifests.join("pinode-gitlab-runner-token.yaml"));
     assert_eq!(secret[1]["kind"], "Secret");
     assert_eq!(secret[1]["metadata"]["name"], "gitlab-runner-token");
     let b64 = secret[1]["data"]["runner-token"].as_str().unwrap();
@@ -597,7 +588,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     let (ok, log) = run_second_stage(&root);
     assert!(ok, "{log}");
     assert_eq!(install_log(&root)[0]["args"], "server");
-    let config = &pyyaml_all(&root.path("etc/rancher/k3s/config.yaml"))[0];
+    let config = &yaml_documents(&root.path("etc/rancher/k3s/config.yaml"))[0];
     assert_eq!(config["server"], "https://ha-1.local:6443");
     assert!(config.get("cluster-init").is_none());
 }

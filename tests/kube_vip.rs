@@ -36,16 +36,6 @@ fn ha_profile(env: &UserEnv, name: &str, extra: &str) -> PathBuf {
     write_profile(env.dir.path(), name, &text)
 }
 
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let script =
-        "import yaml,json,sys; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-    serde_json::from_str(&run(Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)))
-    .unwrap()
-}
-
 /// The Kubernetes minor of the profile's K3s (`v1.33.5+k3s1` → `1.33.0`), as
 /// kubernetes-validate names its schema sets.
 fn kubernetes_version(profile: &Path) -> String {
@@ -128,7 +118,7 @@ fn servers_carry_a_valid_kube_vip_manifest_and_agents_none() {
                     .args(["--strict", "-k", version])
                     .arg(&manifest));
             }
-            let docs = yaml_docs(&manifest);
+            let docs = yaml_documents(&manifest);
             assert_eq!(docs.len(), 4, "{what}");
             assert_eq!(
                 &docs[..3],
@@ -203,7 +193,7 @@ fn the_interface_comes_from_the_profile_when_given() {
         "{said}"
     );
     let out = env.render(&profile, "ha-2", "bookworm");
-    let docs = yaml_docs(&out.join(BOOT_MANIFEST));
+    let docs = yaml_documents(&out.join(BOOT_MANIFEST));
     let container = &docs[3]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env_value(container, "vip_interface"), Some(&json!("end0")));
 

@@ -286,12 +286,7 @@ fn the_runner_chart_is_pinned_to_the_tested_version_unless_the_profile_says() {
             .args(["--node", "matrix", "--generation", "bookworm", "--out-dir"])
             .arg(&out));
         let manifest = out.join("boot/pinode/k3s/pinode-gitlab-runner.yaml");
-        let script =
-            "import yaml,json,sys; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-        let docs: Value = serde_json::from_str(&run(Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .arg(&manifest)))
-        .unwrap();
+        let docs = yaml_documents(&manifest);
         assert_eq!(docs[1]["kind"], "HelmChart");
         assert_eq!(docs[1]["spec"]["version"], want, "{name}");
         let said = run(pinode()

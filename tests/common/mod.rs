@@ -407,6 +407,18 @@ pub fn one_error_line(out: &Output, needles: &[&str]) -> String {
     lines[0].to_string()
 }
 
+/// Every YAML document of the file at `path`, read by PyYAML (a YAML reader other than the
+/// one pinode writes with), as JSON values.
+pub fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let script =
+        "import yaml,json,sys; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
+    serde_json::from_str(&run(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)))
+    .unwrap()
+}
+
 /// Each command line in `cases` (appended to `base()`) is a usage error: exit 2 and one
 /// `error:` line, no panic.
 pub fn usage_errors(base: impl Fn() -> Command, cases: &[Vec<&str>]) {
