@@ -425,6 +425,20 @@ fn netplan_connection(name: &str, read: &Value, config: &InterfaceConfig, metric
     if config.ipv6 != Ipv6Config::Off {
         assert_eq!(ipv6["dns"], json!(dns(true)), "{what}");
     }
+    // Given name servers replace what DHCP (and DHCPv6/RA, when NetworkManager manages IPv6)
+    // hands out: netplan's NetworkManager output ignores `dhcp4-overrides`, so the
+    // passthrough's ignore-auto-dns must arrive.
+    let own_dns = !config.dns.is_empty();
+    assert_eq!(
+        ipv4["ignore_auto_dns"],
+        own_dns && config.ipv4 == Ipv4Config::Dhcp,
+        "{what}"
+    );
+    assert_eq!(
+        ipv6["ignore_auto_dns"],
+        config.ipv6 == Ipv6Config::Auto && !dns(true).is_empty(),
+        "{what}"
+    );
 }
 
 /// The same document with `renderer: networkd`: the systemd-networkd settings of eth0.
@@ -775,7 +789,9 @@ print("cloud-init: the stub disables network configuration; nothing applied")
 /// The node's first boot on the firstrun route, for real in a scratch root (root only): on
 /// Bookworm the wired and Wi-Fi keyfiles land root-owned, mode 0600 (NetworkManager ignores a
 /// keyfile others can read; the Wi-Fi one holds the PSK) and libnm reads the static
-/// addressing from them; on Bullseye dhcpcd.conf gets one block per interface. The script runs
+/// addressing from them; on Bullseye dhcpcd.conf gets one block per interface, and wlan0's
+/// `ipv6: off` a sysctl drop-in that disables IPv6 in the kernel (dhcpcd's `noipv6` leaves the
+/// kernel's SLAAC on), root-owned 0644. The script runs
 /// twice, as after a power cut: nothing changes the second time. The plan is resolved from a
 /// profile through the library, with the network set on the node (the profile's `network:`
 /// comes with another change).
@@ -803,6 +819,7 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
     let mut node = profile.nodes[0].clone();
     let wlan = InterfaceConfig {
         ipv4: static_v4("192.168.1.11/24", Some("192.168.1.1")),
+        ipv6: Ipv6Config::Off,
         ..InterfaceConfig::default()
     };
     node.network = NetworkConfig {
@@ -849,7 +866,10 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
         };
         let log = first_boot();
         let files = match generation {
-            Generation::Bullseye => vec![root.path("etc/dhcpcd.conf")],
+            Generation::Bullseye => vec![
+                root.path("etc/dhcpcd.conf"),
+                root.path(dhcpcd::IPV6_OFF_PATH),
+            ],
             _ => vec![
                 root.path(keyfile::WIRED_PATH),
                 root.path(keyfile::WIFI_PATH),
@@ -882,8 +902,32 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
                     "192.168.1.11/24".to_string()
                 )
             );
+            assert!(parsed[2].1.contains(&("noipv6".to_string(), String::new())));
+            // `noipv6` leaves the kernel's SLAAC on: wlan0 (ipv6: off) gets IPv6 disabled
+            // by sysctl, eth0 (ipv6: auto) keeps it. Root-owned 0644, as systemd-sysctl reads.
+            let sysctl = std::fs::read_to_string(&files[1]).unwrap();
+            assert_eq!(
+                sysctl_keys(&sysctl),
+                [(
+                    "net.ipv6.conf.wlan0.disable_ipv6".to_string(),
+                    "1".to_string()
+                )],
+                "{sysctl}"
+            );
+            let meta = std::fs::metadata(&files[1]).unwrap();
+            assert_eq!(
+                (
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    mode(&files[1]) & 0o777
+                ),
+                (0, 0o644)
+            );
             continue;
         }
+        assert!(
+            !root.path(dhcpcd::IPV6_OFF_PATH).exists(),
+            "NetworkManager's method=disabled turns IPv6 off itself"
+        );
         assert!(log.contains("ok: wired network"), "{log}");
         for file in &files {
             let meta = std::fs::metadata(file).unwrap();
@@ -905,6 +949,19 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
         assert_eq!((&read[1]["ipv4"], &read[1]["ipv6"]), (&ipv4, &ipv6));
         assert_eq!(read[1]["ssid"], json!(HOSTILE_SSID.as_bytes()));
     }
+}
+
+/// A sysctl.d file as systemd-sysctl reads it (sysctl.d(5)): `KEY = VALUE` lines, `#` and
+/// `;` comments; a key may be written with `/` instead of `.`.
+fn sysctl_keys(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(['#', ';']))
+        .map(|l| {
+            let (key, value) = l.split_once('=').expect("KEY = VALUE");
+            (key.trim().replace('/', "."), value.trim().to_string())
+        })
+        .collect()
 }
 
 /// cloud-init renders NetworkManager files itself where the image has no netplan (Debian 12's

@@ -89,10 +89,18 @@ nodes:
       ethernet:
         ipv4: 10.9.9.9/24
         gateway: 10.9.9.1
+  - hostname: v6off
+    network:
+      ethernet:
+        ipv4: 192.168.1.72/24
+        ipv6: off
+        dns:
+          - 192.168.1.1
+          - 2001:db8::53
 ";
 
 /// (unique text of the line, the value's text in it, field, what the message says).
-const EVERY: [(&str, &str, &str, &str); 16] = [
+const EVERY: [(&str, &str, &str, &str); 17] = [
     (
         "dns: [",
         "dns.example",
@@ -190,6 +198,13 @@ const EVERY: [(&str, &str, &str, &str); 16] = [
         "nodes[11].network.ethernet.ipv4",
         "\"one-for-two-[1-2]\" names 2 nodes but this is one address: give them a range of 2 \
          addresses, e.g. 192.168.1.[80-81]/24",
+    ),
+    (
+        "2001:db8::53",
+        "2001",
+        "nodes[13].network.ethernet.dns[1]",
+        "2001:db8::53 is an IPv6 name server, and v6off's eth0 has IPv6 turned off \
+         (nodes[13].network.ethernet.ipv6: off)",
     ),
 ];
 
@@ -663,4 +678,48 @@ nodes:
         );
     }
     assert!(!err.contains("error: "), "{err}");
+}
+
+/// A static IPv6 address without `gateway6` is a warning, like IPv4's missing gateway: the
+/// routes differ (dhcpcd on Bullseye takes routes from router advertisements, NetworkManager
+/// with `method=manual` and netplan with `accept-ra: false` get no IPv6 default route).
+#[test]
+fn static_ipv6_without_gateway6_is_a_warning() {
+    let env = Env::new();
+    let text = profile_yaml(
+        "",
+        "",
+        "nodes:
+  - hostname: v6
+    network:
+      ethernet:
+        ipv4: 192.168.1.20/24
+        gateway: 192.168.1.1
+        dns: [192.168.1.1]
+        ipv6: 2001:db8::20/64
+  - hostname: v6gw
+    network:
+      ethernet:
+        ipv4: 192.168.1.21/24
+        gateway: 192.168.1.1
+        dns: [192.168.1.1]
+        ipv6: 2001:db8::21/64
+        gateway6: fe80::1
+",
+    );
+    let profile = write_profile(env.dir.path(), "v6.yaml", &text);
+    let out = output(env.pinode().args(["profile", "check"]).arg(&profile));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (l, c) = position(&text, "2001:db8::20/64", "2001");
+    let want = format!(
+        "warning: {}:{l}:{c}: nodes[0].network.ethernet.ipv6: static ipv6 without gateway6: \
+         no IPv6 default route on Bookworm/Trixie",
+        profile.display()
+    );
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("gateway6")).collect();
+    assert!(
+        warnings.len() == 1 && warnings[0].starts_with(&want),
+        "no {want} (only) in:\n{err}"
+    );
 }

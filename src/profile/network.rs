@@ -4,8 +4,8 @@
 //! [`super::v1`]; the renderers turn them into each route's files (NetworkManager keyfiles,
 //! dhcpcd.conf, netplan), and the cluster uses a known address instead of an mDNS name.
 //!
-//! The default is what Raspberry Pi Imager leaves: DHCP for IPv4, automatic IPv6 (SLAAC and
-//! DHCPv6), the network's own name servers.
+//! The default is what Raspberry Pi Imager leaves: DHCP for IPv4, IPv6 as the OS configures
+//! it ([`Ipv6Config::Auto`]), the network's own name servers.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -45,7 +45,11 @@ pub enum Ipv4Config {
 /// IPv6 addressing of one interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Ipv6Config {
-    /// SLAAC and DHCPv6, as Imager leaves it.
+    /// IPv6 as each OS configures it by itself, as Imager leaves it: NetworkManager's
+    /// `method=auto` on Bookworm and dhcpcd's default on Bullseye (SLAAC, DHCPv6 when router
+    /// advertisements ask for it); on Trixie netplan writes nothing, so NetworkManager leaves
+    /// IPv6 to the kernel (SLAAC only) unless IPv6 name servers make it `dhcp6: true`
+    /// (docs/network-files.md).
     #[default]
     Auto,
     /// IPv6 disabled on the interface.

@@ -205,10 +205,12 @@ pub(crate) struct InterfaceSpec {
     /// The IPv4 default route; inside the prefix of `ipv4`, which must be static.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gateway: Option<String>,
-    /// `auto` (SLAAC and DHCPv6, as Imager does), `off`, or `ADDRESS/PREFIX`.
+    /// `auto` (IPv6 as the OS configures it, as Imager leaves it; docs/profile-v1.md says
+    /// per OS), `off`, or `ADDRESS/PREFIX`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ipv6: Option<String>,
     /// The IPv6 default route (with a static `ipv6`): inside its prefix, or link-local.
+    /// Refused for Bullseye images (dhcpcd takes IPv6 routes from router advertisements only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gateway6: Option<String>,
     /// Name servers (IPv4 or IPv6 addresses); default: those the network hands out.

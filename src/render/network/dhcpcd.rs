@@ -19,10 +19,16 @@ pub const BEGIN: &str = "# pinode network: begin";
 /// The last line of pinode's block.
 pub const END: &str = "# pinode network: end";
 
-/// `configure_dhcpcd FILE BLOCK`: FILE without pinode's old block, then BLOCK. The file keeps
-/// the owner and mode the image gave it (`cp -p`) and is replaced in one `mv`. Static text: the block arrives as a quoted variable.
+/// The sysctl drop-in that turns IPv6 off on the interfaces with `ipv6: off` ([`ipv6_off`]).
+pub const IPV6_OFF_PATH: &str = "/etc/sysctl.d/90-pinode-ipv6-off.conf";
+
+/// `configure_dhcpcd FILE BLOCK [SYSCTL_FILE SYSCTL]`: FILE without pinode's old block, then
+/// BLOCK; with four arguments also SYSCTL_FILE replaced by SYSCTL, mode 0644 (`write_file`
+/// of the core library). The file keeps the owner and mode the image gave it (`cp -p`) and is
+/// replaced in one `mv`. Static text: the block arrives as a quoted variable.
 pub const LIBRARY: &str = r#"
-# configure_dhcpcd FILE BLOCK: pinode's block in dhcpcd.conf, replaced on a second run.
+# configure_dhcpcd FILE BLOCK [SYSCTL_FILE SYSCTL]: pinode's block in dhcpcd.conf, replaced
+# on a second run; with SYSCTL_FILE, the sysctl drop-in that turns IPv6 off.
 configure_dhcpcd() {
 	tmp="$1.pinode-new"
 	if [ -f "$1" ]; then
@@ -34,24 +40,19 @@ configure_dhcpcd() {
 	else
 		(umask 022 && : >"$tmp") || return 1
 	fi
-	printf '%s' "$2" >>"$tmp" && mv -f "$tmp" "$1"
+	printf '%s' "$2" >>"$tmp" && mv -f "$tmp" "$1" || return 1
+	if [ "$#" -ge 4 ]; then
+		write_file "$3" 644 "$4"
+	fi
 }
 "#;
 
-/// pinode's block for eth0 and, when the node has Wi-Fi, wlan0; `None` when both are left at
-/// the default (the image's dhcpcd.conf is then not touched).
-///
-/// Per interface: `static ip_address=` with `static routers=` (a static address means no
-/// DHCP lease is asked for), `static domain_name_servers=` and `static domain_search=` (they
-/// replace what a lease hands out: dhcpcd's hooks see `new_domain_name_servers`, which
-/// `append_config` in dhcpcd's src/script.c overwrites with the static value). IPv6: `noipv6` turns it off; a static address is
-/// `static ip6_address=` with `ipv6ra_noautoconf` and `nodhcp6` (no other address next to
-/// it). dhcpcd has no option for a static IPv6 route: it takes IPv6 routes from router
-/// advertisements only, so a static IPv6 gateway is refused rather than dropped.
-pub fn block(
-    ethernet: &InterfaceConfig,
-    wifi: Option<&InterfaceConfig>,
-) -> Result<Option<String>, RenderError> {
+/// The interfaces [`block`] configures: eth0 unless at the default, wlan0 when the node has
+/// Wi-Fi and it is not at the default.
+fn interfaces<'a>(
+    ethernet: &'a InterfaceConfig,
+    wifi: Option<&'a InterfaceConfig>,
+) -> Vec<(&'static str, &'a InterfaceConfig)> {
     let mut interfaces = Vec::new();
     if !ethernet.is_default() {
         interfaces.push(("eth0", ethernet));
@@ -59,6 +60,53 @@ pub fn block(
     if let Some(wifi) = wifi.filter(|w| !w.is_default()) {
         interfaces.push(("wlan0", wifi));
     }
+    interfaces
+}
+
+/// The content of [`IPV6_OFF_PATH`]: `net.ipv6.conf.IF.disable_ipv6 = 1` for each interface
+/// of [`block`] with `ipv6: off`; `None` when there is none.
+///
+/// dhcpcd's `noipv6` alone leaves IPv6 on: dhcpcd then skips its own IPv6 setup of the
+/// interface, and with it the step that would turn the kernel's router-advertisement
+/// handling off (dhcpcd 8.1.2: `O_NOIPV6` in src/if-options.c; `if_setup_inet6` not called
+/// in src/dhcpcd.c; src/if-linux.c: "If not doing autoconf, don't disable the kernel from
+/// doing it"), so the kernel's own SLAAC still gives the interface addresses. The keys are per
+/// interface: systemd-sysctl applies them at boot, and udev (systemd's 99-systemd.rules runs
+/// `systemd-sysctl --prefix=/net/ipv6/conf/$name`) again when the interface appears, so wlan0,
+/// whose driver loads later, gets its key too.
+pub fn ipv6_off(ethernet: &InterfaceConfig, wifi: Option<&InterfaceConfig>) -> Option<String> {
+    let off: Vec<&str> = interfaces(ethernet, wifi)
+        .into_iter()
+        .filter(|(_, config)| config.ipv6 == Ipv6Config::Off)
+        .map(|(name, _)| name)
+        .collect();
+    if off.is_empty() {
+        return None;
+    }
+    let mut out =
+        String::from("# Written by pinode on first boot: IPv6 off (ipv6: off in the profile).\n");
+    for name in off {
+        let _ = writeln!(out, "net.ipv6.conf.{name}.disable_ipv6 = 1");
+    }
+    Some(out)
+}
+
+/// pinode's block for eth0 and, when the node has Wi-Fi, wlan0; `None` when both are left at
+/// the default (the image's dhcpcd.conf is then not touched).
+///
+/// Per interface: `static ip_address=` with `static routers=` (a static address means no
+/// DHCP lease is asked for), `static domain_name_servers=` and `static domain_search=` (they
+/// replace what a lease hands out: dhcpcd's hooks see `new_domain_name_servers`, which
+/// `append_config` in dhcpcd's src/script.c overwrites with the static value). IPv6: `noipv6` turns dhcpcd's IPv6 off (the
+/// kernel's goes off through [`ipv6_off`]'s sysctl drop-in); a static address is
+/// `static ip6_address=` with `ipv6ra_noautoconf` and `nodhcp6` (no other address next to
+/// it). dhcpcd has no option for a static IPv6 route: it takes IPv6 routes from router
+/// advertisements only, so a static IPv6 gateway is refused rather than dropped.
+pub fn block(
+    ethernet: &InterfaceConfig,
+    wifi: Option<&InterfaceConfig>,
+) -> Result<Option<String>, RenderError> {
+    let interfaces = interfaces(ethernet, wifi);
     if interfaces.is_empty() {
         return Ok(None);
     }

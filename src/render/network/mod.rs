@@ -23,7 +23,8 @@ use crate::render::RenderError;
 
 /// The Wi-Fi network a node joins, as the network files need it. The PSK is the derived
 /// 64-hex-digit key (never the passphrase); every file that carries it is written mode 0600.
-#[derive(Debug, Clone, Copy)]
+/// Its `Debug` leaves the key out: the key joins the network as well as the passphrase does.
+#[derive(Clone, Copy)]
 pub struct WifiNetwork<'a> {
     pub ssid: &'a str,
     pub psk_hex: &'a str,
@@ -40,6 +41,17 @@ impl<'a> WifiNetwork<'a> {
             country: &plan.country,
             hidden: plan.hidden,
         }
+    }
+}
+
+impl std::fmt::Debug for WifiNetwork<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WifiNetwork")
+            .field("ssid", &self.ssid)
+            .field("psk_hex", &"[REDACTED]")
+            .field("country", &self.country)
+            .field("hidden", &self.hidden)
+            .finish()
     }
 }
 
@@ -104,6 +116,27 @@ mod tests {
             let err = check_interface("eth0", &with(bad)).unwrap_err().0;
             assert!(err.starts_with("eth0: the search domain"), "{err}");
         }
+    }
+
+    /// The key never reaches a log or an error through `{:?}`.
+    #[test]
+    fn debug_redacts_the_key() {
+        let psk = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let wifi = WifiNetwork {
+            ssid: "lab",
+            psk_hex: psk,
+            country: "DE",
+            hidden: false,
+        };
+        let shown = format!("{wifi:?} {wifi:#?}");
+        assert!(
+            !shown.contains(psk) && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\"lab\"") && shown.contains("[REDACTED]"),
+            "{shown}"
+        );
     }
 
     #[test]

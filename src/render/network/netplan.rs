@@ -197,9 +197,7 @@ fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
             out.dhcp6 = Some(false);
             out.accept_ra = Some(false);
             out.link_local = Some(Vec::new());
-            out.networkmanager = Some(NetworkManager {
-                passthrough: BTreeMap::from([("ipv6.method", "disabled")]),
-            });
+            passthrough(&mut out, "ipv6.method", "disabled");
         }
         Ipv6Config::Static { address, gateway } => {
             out.dhcp6 = Some(false);
@@ -226,10 +224,27 @@ fn interface(config: &InterfaceConfig, metric: u32) -> Interface<'_> {
         });
     }
     if !config.dns.is_empty() {
-        // The given servers replace the network's, as on the other routes.
+        // The given servers replace the network's, as on the other routes. netplan's
+        // NetworkManager writer never reads `dhcp4-overrides` (canonical/netplan src/nm.c;
+        // doc/netplan-yaml.md: "Currently only has an effect on the networkd back end"), so
+        // NetworkManager is told through the passthrough; the override stays for networkd.
         if out.dhcp4 {
             out.dhcp4_overrides = Some(Overrides { use_dns: false });
+            passthrough(&mut out, "ipv4.ignore-auto-dns", "true");
+        }
+        if out.dhcp6 == Some(true) {
+            passthrough(&mut out, "ipv6.ignore-auto-dns", "true");
         }
     }
     out
+}
+
+/// Adds one NetworkManager setting to the interface's `networkmanager.passthrough`.
+fn passthrough(out: &mut Interface<'_>, key: &'static str, value: &'static str) {
+    out.networkmanager
+        .get_or_insert_with(|| NetworkManager {
+            passthrough: BTreeMap::new(),
+        })
+        .passthrough
+        .insert(key, value);
 }

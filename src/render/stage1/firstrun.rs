@@ -292,7 +292,21 @@ fn network(
             p.library(dhcpcd::LIBRARY);
             p.var("DHCPCD_FILE", dhcpcd::PATH)?
                 .var("DHCPCD_BLOCK", &block)?;
-            p.step(r#"step "network addresses" configure_dhcpcd "$DHCPCD_FILE" "$DHCPCD_BLOCK""#);
+            match dhcpcd::ipv6_off(&plan.network.ethernet, wifi) {
+                // `noipv6` leaves the kernel's SLAAC on: the sysctl drop-in turns IPv6 off.
+                Some(sysctl) => {
+                    p.var("IPV6_OFF_FILE", dhcpcd::IPV6_OFF_PATH)?
+                        .var("IPV6_OFF_CONFIG", &sysctl)?;
+                    p.step(
+                        r#"step "network addresses" configure_dhcpcd "$DHCPCD_FILE" "$DHCPCD_BLOCK" "$IPV6_OFF_FILE" "$IPV6_OFF_CONFIG""#,
+                    );
+                }
+                None => {
+                    p.step(
+                        r#"step "network addresses" configure_dhcpcd "$DHCPCD_FILE" "$DHCPCD_BLOCK""#,
+                    );
+                }
+            }
         }
     } else if !plan.network.ethernet.is_default() {
         let content = keyfile::wired(&plan.network.ethernet, &keyfile::wired_uuid(&plan.hostname))?;

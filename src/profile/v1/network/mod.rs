@@ -134,6 +134,7 @@ impl Networks {
         let ipv4 = self.address4(host, p, r);
         self.checks4(host, key, device, p, ipv4.as_ref(), r);
         let ipv6 = self.ipv6(host, key, device, p, r);
+        self.dns6_without_ipv6(host, device, p, &ipv6, r);
         InterfaceConfig {
             ipv4: match ipv4 {
                 Some(at) => Ipv4Config::Static {
@@ -143,7 +144,11 @@ impl Networks {
                 None => Ipv4Config::Dhcp,
             },
             ipv6,
-            dns: p.dns.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
+            dns: p
+                .dns
+                .as_ref()
+                .map(|d| d.value.iter().map(|s| s.value).collect())
+                .unwrap_or_default(),
             search: p
                 .search
                 .as_ref()
@@ -374,6 +379,19 @@ impl Networks {
                     );
                 }
                 self.claim(IpAddr::V6(net.addr()), field, name, r);
+                if p.gateway6.is_none() && !p.bad.gateway6 {
+                    self.once.warn(
+                        r,
+                        field,
+                        "no-gateway6",
+                        format!(
+                            "static ipv6 without gateway6: no IPv6 default route on \
+                             Bookworm/Trixie ({device} reaches only {}; on Bullseye dhcpcd \
+                             still takes routes from router advertisements)",
+                            net.trunc()
+                        ),
+                    );
+                }
                 Ipv6Config::Static {
                     address: net,
                     gateway: p.gateway6.as_ref().map(|g| g.value),
@@ -422,6 +440,34 @@ impl Networks {
             }
         }
         ipv6
+    }
+
+    /// An IPv6 name server on an interface with `ipv6: off` could never be asked; every
+    /// route's renderer refuses it, so `profile check` says it first, at the server.
+    fn dns6_without_ipv6(
+        &mut self,
+        host: &Host<'_>,
+        device: &str,
+        p: &Parsed,
+        ipv6: &Ipv6Config,
+        r: &mut Report,
+    ) {
+        let (Ipv6Config::Off, Some(dns)) = (ipv6, &p.dns) else {
+            return;
+        };
+        let off = p.ipv6.as_ref().map_or("ipv6", |a| a.field.as_str());
+        for server in dns.value.iter().filter(|s| s.value.is_ipv6()) {
+            self.once.error(
+                r,
+                &server.field,
+                "dns6-off",
+                format!(
+                    "{} is an IPv6 name server, and {}'s {device} has IPv6 turned off ({off}: \
+                     off): it could not be reached (give an IPv4 name server, or turn IPv6 on)",
+                    server.value, host.hostname
+                ),
+            );
+        }
     }
 
     /// Records that `hostname` has `address` (written at `field`); a second owner is an error.

@@ -47,7 +47,8 @@ pub(super) struct Parsed {
     pub(super) gateway: Option<At<Ipv4Addr>>,
     pub(super) ipv6: Option<At<Ipv6Value>>,
     pub(super) gateway6: Option<At<Ipv6Addr>>,
-    pub(super) dns: Option<At<Vec<IpAddr>>>,
+    /// The name servers, each with its own field (`…dns[1]`), for the checks that blame one.
+    pub(super) dns: Option<At<Vec<At<IpAddr>>>>,
     pub(super) search: Option<At<Vec<String>>>,
     pub(super) bad: Bad,
 }
@@ -166,9 +167,10 @@ fn interface(at: &str, s: &InterfaceSpec, range_ok: bool, r: &mut Report) -> Par
     if let Some(list) = &s.dns {
         let mut servers = Vec::new();
         for (i, text) in list.iter().enumerate() {
+            let field = format!("{at}.dns[{i}]");
             match parse_name_server(text) {
-                Ok(ip) => servers.push(ip),
-                Err(e) => fail(format!("{at}.dns[{i}]"), e),
+                Ok(value) => servers.push(At { value, field }),
+                Err(e) => fail(field, e),
             }
         }
         p.dns = Some(At {
