@@ -685,7 +685,7 @@ nodes:
 /// with `method=manual` and netplan with `accept-ra: false` get no IPv6 default route).
 #[test]
 fn static_ipv6_without_gateway6_is_a_warning() {
-    let env = Env::new();
+    let env = UserEnv::new();
     let text = profile_yaml(
         "",
         "",
