@@ -330,40 +330,15 @@ fn first_boot(
     node: &str,
     memory_cgroup: bool,
 ) -> (ScratchRoot, PathBuf) {
-    let rendered = env.render(profile, node, "bookworm");
-    let root = ScratchRoot::new("/boot/firmware");
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", rendered.join("boot").display()))
-        .arg(root.boot()));
-    let tokens = std::fs::read_to_string(rendered.join("cmdline.txt.append")).unwrap();
-    std::fs::write(
-        root.boot().join("cmdline.txt"),
-        format!("console=tty1 root=PARTUUID=1234-02 rootwait {tokens}"),
-    )
-    .unwrap();
-    if !memory_cgroup {
-        std::fs::write(
-            root.path("cgroup/cgroup.controllers"),
-            "cpuset cpu io pids\n",
-        )
-        .unwrap();
-    }
-    let installer = root.path("fake-installer.sh");
-    std::fs::write(&installer, FAKE_INSTALLER).unwrap();
-    root.stub("curl", &format!(
-        "while [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift ;; esac; shift; done\ncp '{}' \"$out\"",
-        installer.display()
-    ));
-    // mDNS is not available here: answer for .local names, defer everything else.
-    root.stub("getent", "case \"$1 $2\" in 'ahostsv4 '*.local) echo \"10.0.0.5 STREAM $2\"; exit 0 ;; esac\nexec /usr/bin/getent \"$@\"");
-    let out = root.run("sh /boot/firmware/firstrun.sh");
-    assert!(
-        out.status.success(),
-        "firstrun.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (root, rendered)
+    first_stage_in_scratch(env, profile, node, FAKE_INSTALLER, |root| {
+        if !memory_cgroup {
+            std::fs::write(
+                root.path("cgroup/cgroup.controllers"),
+                "cpuset cpu io pids\n",
+            )
+            .unwrap();
+        }
+    })
 }
 
 fn run_second_stage(root: &ScratchRoot) -> (bool, String) {

@@ -240,27 +240,7 @@ echo 'apiVersion: v1 # a stand-in kubeconfig' >/etc/rancher/k3s/k3s.yaml
 /// `node`'s whole first boot in a scratch root (firstrun.sh, then the second stage); returns
 /// the root and what the stand-in K3s installer found when it ran.
 fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, String) {
-    let rendered = env.render(profile, node, "bookworm");
-    let root = ScratchRoot::new("/boot/firmware");
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", rendered.join("boot").display()))
-        .arg(root.boot()));
-    let tokens = std::fs::read_to_string(rendered.join("cmdline.txt.append")).unwrap();
-    std::fs::write(
-        root.boot().join("cmdline.txt"),
-        format!("console=tty1 root=PARTUUID=1234-02 rootwait {tokens}"),
-    )
-    .unwrap();
-    let installer = root.path("fake-installer.sh");
-    std::fs::write(&installer, FAKE_INSTALLER).unwrap();
-    root.stub("curl", &format!(
-        "while [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift ;; esac; shift; done\ncp '{}' \"$out\"",
-        installer.display()
-    ));
-    root.stub("getent", "case \"$1 $2\" in 'ahostsv4 '*.local) echo \"10.0.0.5 STREAM $2\"; exit 0 ;; esac\nexec /usr/bin/getent \"$@\"");
-    let out = root.run("sh /boot/firmware/firstrun.sh");
-    assert!(out.status.success(), "firstrun.sh: {}", stderr(&out));
+    let (root, _) = first_stage_in_scratch(env, profile, node, FAKE_INSTALLER, |_| {});
     let out = root.run("/usr/local/lib/pinode/firstboot.sh run");
     assert!(out.status.success(), "second stage: {}", stderr(&out));
     let log = std::fs::read_to_string(root.path("varlib/pinode-test/install.log")).unwrap();

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::scratch::ScratchRoot;
 use super::{KEY_1, pinode, run};
 
 /// The tokens every such test uses (K3s accepts any non-empty password-style token; the
@@ -61,4 +62,45 @@ impl UserEnv {
     pub fn check(&self, profile: &Path) -> String {
         run(self.pinode().args(["profile", "check"]).arg(profile))
     }
+}
+
+/// `node`'s first stage in a scratch root: rendered for Bookworm, its boot files on the
+/// scratch FAT with a cmdline.txt, `curl` answering every download with `installer` (a
+/// stand-in for the K3s install script), `getent` answering `.local` names (no mDNS here),
+/// `before` run on the root, then firstrun.sh, which must succeed (it hands over to the
+/// second stage, run by the caller). Returns the root and the rendered folder.
+pub fn first_stage_in_scratch(
+    env: &UserEnv,
+    profile: &Path,
+    node: &str,
+    installer: &str,
+    before: impl FnOnce(&ScratchRoot),
+) -> (ScratchRoot, PathBuf) {
+    let rendered = env.render(profile, node, "bookworm");
+    let root = ScratchRoot::new("/boot/firmware");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rendered.join("boot").display()))
+        .arg(root.boot()));
+    let tokens = std::fs::read_to_string(rendered.join("cmdline.txt.append")).unwrap();
+    std::fs::write(
+        root.boot().join("cmdline.txt"),
+        format!("console=tty1 root=PARTUUID=1234-02 rootwait {tokens}"),
+    )
+    .unwrap();
+    let stand_in = root.path("fake-installer.sh");
+    std::fs::write(&stand_in, installer).unwrap();
+    root.stub("curl", &format!(
+        "while [ $# -gt 0 ]; do case \"$1\" in --output) out=$2; shift ;; esac; shift; done\ncp '{}' \"$out\"",
+        stand_in.display()
+    ));
+    root.stub("getent", "case \"$1 $2\" in 'ahostsv4 '*.local) echo \"10.0.0.5 STREAM $2\"; exit 0 ;; esac\nexec /usr/bin/getent \"$@\"");
+    before(&root);
+    let out = root.run("sh /boot/firmware/firstrun.sh");
+    assert!(
+        out.status.success(),
+        "firstrun.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (root, rendered)
 }
