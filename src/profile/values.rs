@@ -8,6 +8,28 @@ use crate::ui::quoted;
 
 use super::{countries, keyboards, locales};
 
+/// A DNS domain name (a search domain): dot-separated labels of letters, digits and '-'
+/// (RFC 1123), at most 253 characters, a final dot allowed. One rule for the profile check and
+/// the renderers' own guard, so neither accepts what the other refuses.
+pub fn dns_name(name: &str) -> Result<(), String> {
+    let shown = quoted(name);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{shown} is not a DNS domain name (labels of a-z, 0-9 and '-' separated by dots, \
+             e.g. lab.example)"
+        ));
+    }
+    Ok(())
+}
+
 /// An RFC 1123 label in lower case: what a hostname, an mDNS name and a K3s node name all
 /// accept.
 pub fn hostname(name: &str) -> Result<(), String> {
@@ -492,6 +514,19 @@ mod tests {
     use super::*;
 
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAeT4pnjR2kaK8bT0MsxNPRa1m2qYFztbnGgveCr63E alice@laptop";
+
+    #[test]
+    fn dns_names() {
+        assert!(dns_name("lab.example").is_ok());
+        assert!(dns_name("lab.example.").is_ok());
+        assert!(dns_name("-lab.example").is_err());
+        assert!(dns_name("lab..example").is_err());
+        assert!(dns_name("lab_x.example").is_err());
+        assert!(
+            dns_name(" lab.example").is_err(),
+            "the caller trims, not this check"
+        );
+    }
 
     #[test]
     fn hostnames() {
