@@ -606,30 +606,44 @@ class Node:
         found = [name for name, value in self.secrets().items() if value in r.stdout.encode()]
         self.check("status.json holds no secret", bool(r.stdout) and not found, ", ".join(found))
 
+    def run_status(self, json_output: bool) -> tuple[subprocess.CompletedProcess, dict, dict]:
+        """The real `pinode status` for this node alone, through its forwarded SSH port, with
+        pinode's known_hosts and the test key in an ssh-agent, printed for the log; with
+        `json_output`, also the report and this node's entry ({} when it does not parse)."""
+        argv = [self.pinode, "status", "--profile", self.profile, "--node", self.name,
+                "--address", f"{self.name}={self.address}", *(["--json"] if json_output else [])]
+        r = run(argv, capture_output=True, text=True, env=self.env, timeout=180)
+        shown = "pinode status --json" if json_output else "pinode status"
+        print(f"  {self.label}: {shown} (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        report, node = {}, {}
+        if json_output:
+            try:
+                report = json.loads(r.stdout)
+                node = report["nodes"][0]
+            except (ValueError, KeyError, IndexError, TypeError):
+                report, node = {}, {}
+        return r, report, node
+
+    @property
+    def address(self) -> str:
+        """The node's forwarded SSH port, as `--address` takes it."""
+        return f"127.0.0.1:{self.vm.ssh_port}"
+
     def pinode_status(self) -> None:
         """The real `pinode status` against this node through its forwarded SSH port, with
         pinode's known_hosts (strict) and the test key from an ssh-agent, as a user runs it.
         The K3s installer is a stand-in: its stand-in `k3s` on servers lists the node Ready;
         an agent has no cluster view of its own (K3s running); the founder's runner is not
         running (no real chart), so only the second server is done (exit 0), the others exit 3."""
-        address = f"127.0.0.1:{self.vm.ssh_port}"
-        base = [self.pinode, "status", "--profile", self.profile, "--node", self.name,
-                "--address", f"{self.name}={address}"]
         want_state, want_line = ("k3s_running", "K3s running") if self.role == "agent" else ("ready", "node Ready")
         want_rc = 0 if self.role == "server" else 3
-        r = run([*base, "--json"], capture_output=True, text=True, env=self.env, timeout=180)
-        print(f"  {self.label}: pinode status --json (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
-        try:
-            report = json.loads(r.stdout)
-            node = report["nodes"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            report, node = {}, {}
+        r, report, node = self.run_status(json_output=True)
         self.check(f"pinode status --json exits {want_rc}", r.returncode == want_rc, r.stderr)
         self.check(f"pinode status --json: state {want_state}, no reason",
                    node.get("state") == want_state and "reason" not in node, json.dumps(node))
         self.check("pinode status --json: this node, its address, role and runner",
                    report.get("cluster") == "e2e" and len(report.get("nodes", [])) == 1 and node.get("host") == self.name
-                   and node.get("address") == address
+                   and node.get("address") == self.address
                    and node.get("role") == ("agent" if self.role == "agent" else "server")
                    and node.get("runner") is (self.role == "founder")
                    and report.get("ready") is (want_rc == 0) and report.get("failed") is False, json.dumps(report))
@@ -638,8 +652,7 @@ class Node:
                    set(first_boot) == FIRST_BOOT_KEYS and first_boot.get("stage") == "firstboot"
                    and first_boot.get("state") == "ok" and first_boot.get("reason") is None
                    and first_boot.get("last_error") is None, json.dumps(first_boot))
-        r = run(base, capture_output=True, text=True, env=self.env, timeout=180)
-        print(f"  {self.label}: pinode status (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        r, _, _ = self.run_status(json_output=False)
         self.check(f"pinode status: '{self.name}: {want_line}', exit {want_rc}",
                    r.returncode == want_rc and r.stdout.startswith(f"{self.name}: {want_line}"), r.stdout + r.stderr)
 
@@ -669,7 +682,7 @@ class Node:
         others = {kind: named(view(), kind, ("prod", "dev", "prod-admin", "dev-user"))
                   for kind in ("clusters", "contexts", "users")}
         argv = [self.pinode, "kubeconfig", "--profile", self.profile, "--merge",
-                "--address", f"{self.name}=127.0.0.1:{self.vm.ssh_port}"]
+                "--address", f"{self.name}={self.address}"]
         env = dict(self.env, KUBECONFIG=str(config))
         r = run(argv, capture_output=True, text=True, env=env, timeout=180)
         print(f"  {self.label}: pinode kubeconfig --merge (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
@@ -722,24 +735,14 @@ class Node:
         r = self.sh("cat /boot/firmware/pinode-status.txt")
         self.check("status file: k3s failed at k3s install", "failed: k3s install (the next boot tries again)" in r.stdout,
                    r.stdout)
-        address = f"127.0.0.1:{self.vm.ssh_port}"
-        base = [self.pinode, "status", "--profile", self.profile, "--node", self.name,
-                "--address", f"{self.name}={address}"]
-        r = run([*base, "--json"], capture_output=True, text=True, env=self.env, timeout=180)
-        print(f"  {self.label}: pinode status --json (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
-        try:
-            report = json.loads(r.stdout)
-            node = report["nodes"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            report, node = {}, {}
+        r, report, node = self.run_status(json_output=True)
         self.check("pinode status --json exits 1", r.returncode == 1, r.stderr)
         self.check("pinode status --json: first_boot_failed at k3s install, the log's reason line, its last lines",
                    node.get("state") == "first_boot_failed" and node.get("step") == "k3s install"
                    and node.get("reason") == log_reason and bool(log_reason)
                    and any(log_reason in line for line in node.get("log_tail", []))
                    and report.get("failed") is True and report.get("ready") is False, json.dumps(report))
-        r = run(base, capture_output=True, text=True, env=self.env, timeout=180)
-        print(f"  {self.label}: pinode status (exit {r.returncode}):\n" + r.stdout + r.stderr, end="", flush=True)
+        r, _, _ = self.run_status(json_output=False)
         self.check("pinode status: 'first boot failed at k3s install: REASON', exit 1",
                    r.returncode == 1 and r.stdout.startswith(f"{self.name}: first boot failed at k3s install: {log_reason}"),
                    r.stdout + r.stderr)
