@@ -106,12 +106,10 @@ pub struct ClusterPlan {
     pub ha: bool,
     pub token: TokenSource,
     pub spec: ClusterSpec,
-    /// The HA control plane's virtual IP (`cluster.vip`, served by kube-vip on the
-    /// servers): when set, it is the API address agents, kubeconfig and the runner use.
-    pub vip: Option<std::net::Ipv4Addr>,
     /// Where `api` comes from, which decides how the other nodes reach it.
     pub api_source: ApiSource,
-    /// With `vip`: kube-vip on the servers, with the interface it announces the VIP on.
+    /// With `cluster.vip`: kube-vip on the servers, with the virtual IP and the interface it
+    /// announces it on (the VIP is then the API address, see `api_source`).
     pub kube_vip: Option<KubeVip>,
     /// `servers` as a set: `role_of` is asked for every node, and a scan of the list made
     /// `profile check` quadratic (200 server ranges, 200,000 nodes: 101 s).
@@ -165,7 +163,6 @@ impl ClusterPlan {
             server_set: servers.iter().cloned().collect(),
             servers,
             token,
-            vip: spec.vip,
             api_source,
             kube_vip,
             spec,
