@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::error::Error;
+use pinode::engine::Distribution;
 use pinode::fetch::Redacted;
 
 use super::Output;
@@ -52,11 +53,7 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
     ));
     if let Some(plan) = &plan {
         let servers = plan.servers.len();
-        let datastore = if plan.ha {
-            "embedded etcd (HA)"
-        } else {
-            "single server, default datastore"
-        };
+        let datastore = plan.distribution.datastore(plan.ha);
         out.say(format!(
             "  cluster: {} ({servers} server(s), {datastore})",
             plan.name
@@ -71,15 +68,23 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
             ));
         }
         out.say(format!("  token: {}", plan.token));
-        let k3s = &plan.spec.k3s;
-        let version = k3s
-            .version
-            .clone()
-            .unwrap_or_else(|| format!("channel {}", k3s.channel));
-        out.say(format!(
-            "  k3s: {version}, installer {}",
-            Redacted(&k3s.install_url)
-        ));
+        let distribution = plan.distribution;
+        match distribution {
+            Distribution::K3s => out.say(format!(
+                "  k3s: {}, installer {}",
+                plan.spec.engine_version(),
+                Redacted(&plan.spec.k3s().install_url)
+            )),
+            Distribution::Microk8s => out.say(format!(
+                "  microk8s: {}",
+                Redacted(&plan.spec.microk8s().summary())
+            )),
+            Distribution::Kubeadm => out.say(format!(
+                "  kubeadm: {}",
+                Redacted(&plan.spec.kubeadm().summary())
+            )),
+        }
+        out.say(format!("  join: {}", distribution.join_mechanism()));
         if let Some(runner) = &plan.spec.runner {
             let source = pinode::profile::v1::secrets::one(
                 pinode::profile::v1::secrets::runner_token(runner),
@@ -96,7 +101,12 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
     }
     for node in &loaded.nodes {
         let role = match &plan {
-            Some(plan) => plan.role_of(&node.hostname).describe(plan.ha).to_string(),
+            Some(plan) => format!(
+                "{} {}",
+                plan.distribution,
+                plan.distribution
+                    .describe_role(plan.role_of(&node.hostname), plan.ha)
+            ),
             None => "no cluster".to_string(),
         };
         let mut facts = vec![role, format!("user {}", node.user.name)];

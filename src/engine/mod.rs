@@ -1,35 +1,269 @@
 //! Kubernetes distributions: the engine a cluster runs.
 //!
-//! K3s is the only one today. Each distribution is one module (its facts, its value rules,
+//! Three today: K3s, MicroK8s and kubeadm with CRI-O ([`Distribution`], the profile's
+//! `cluster.distribution`). Each distribution is one module (its facts, its value rules,
 //! its input type and the files of its own it renders) and one variant of `Engine`; the
 //! profile validation and the renderer reach a distribution only through here. This layer
 //! sits below the profile and the plan: it imports neither.
 //!
-//! # Adding a distribution (say microk8s)
+//! What every distribution shares is here: a node's role ([`NodeRole`]), its membership in
+//! the cluster ([`Membership`]: role, API, join token, address, kube-vip), the rules of the
+//! join token per distribution, and what pinode runs on a node after the flash (the
+//! cluster's `kubectl`, the admin kubeconfig).
 //!
-//! 1. A module `engine/microk8s/` with its input type, its value rules and a
+//! # Adding a distribution
+//!
+//! 1. A module `engine/NAME/` with its input type, its value rules and a
 //!    `stage2(ctx, node) -> Result<EngineStage2, _>` that fills the slots of the second
 //!    first-boot stage (see `stage2::EngineStage2`: its files, shell variables and
-//!    functions, the lines that install it, the API host to pin, where it applies
-//!    manifests by itself). `k3s::stage2` is the example.
-//! 2. The variant `Engine::Microk8s(..)`, its arm in `Engine::stage2` and, for its
+//!    functions, the lines that install it, the API host to pin, where manifests are
+//!    applied). `k3s::stage2` is the example.
+//! 2. The variants `Distribution::NAME` and `Engine::NAME(..)`, their arms here and, for its
 //!    errors, a variant of `EngineError`.
+//! 3. The profile's key for its settings (`cluster.NAME`) and the plan's arm that builds
+//!    the variant (`plan::resolve_cluster`).
 //!
 //! The renderer (`crate::render::stage2`) matches on no distribution and needs no edit.
-//! The profile's choice and the plan's resolution of it are theirs (`profile/`, `plan/`).
 
 pub(crate) mod k3s;
+pub(crate) mod kubeadm;
+pub(crate) mod microk8s;
 
 /// kube-vip, which serves an HA cluster's virtual IP, and the release pinode deploys.
 pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};
 pub(crate) mod stage2;
 
+use std::net::Ipv4Addr;
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
 use stage2::{EngineStage2, StageContext};
+
+/// The Kubernetes distribution a cluster runs: the profile's `cluster.distribution`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// K3s, installed by its install script (get.k3s.io).
+    #[default]
+    K3s,
+    /// Canonical's MicroK8s, installed as a snap (Ubuntu Server).
+    Microk8s,
+    /// Upstream Kubernetes set up by kubeadm, with CRI-O, from pkgs.k8s.io.
+    Kubeadm,
+}
+
+impl Distribution {
+    /// The profile's name of it (`k3s`, `microk8s`, `kubeadm`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Distribution::K3s => "k3s",
+            Distribution::Microk8s => "microk8s",
+            Distribution::Kubeadm => "kubeadm",
+        }
+    }
+
+    /// Its name in sentences.
+    pub fn title(self) -> &'static str {
+        match self {
+            Distribution::K3s => "K3s",
+            Distribution::Microk8s => "MicroK8s",
+            Distribution::Kubeadm => "kubeadm + CRI-O",
+        }
+    }
+
+    /// The port of the Kubernetes API on a server (MicroK8s serves it on 16443).
+    pub fn api_port(self) -> u16 {
+        match self {
+            Distribution::K3s | Distribution::Kubeadm => 6443,
+            Distribution::Microk8s => microk8s::API_PORT,
+        }
+    }
+
+    /// What a node of `role` does, in this distribution's words (`profile check`, and the
+    /// first-boot log).
+    pub fn describe_role(self, role: NodeRole, ha: bool) -> &'static str {
+        match (self, role, ha) {
+            (_, NodeRole::Founder, false) => "server",
+            (Distribution::K3s, NodeRole::Founder, true) => {
+                "server, founds the cluster (cluster-init)"
+            }
+            (Distribution::Microk8s, NodeRole::Founder, true) => {
+                "server, founds the cluster (dqlite HA with the other servers)"
+            }
+            (Distribution::Kubeadm, NodeRole::Founder, true) => {
+                "server, founds the cluster (kubeadm init, stacked etcd)"
+            }
+            (_, NodeRole::JoiningServer, _) => "server, joins the founder",
+            (_, NodeRole::Agent, _) => "agent",
+        }
+    }
+
+    /// Where the control plane keeps its state, for `profile check`.
+    pub fn datastore(self, ha: bool) -> &'static str {
+        match (self, ha) {
+            (Distribution::K3s, true) => "embedded etcd (HA)",
+            (Distribution::K3s, false) => "single server, default datastore",
+            (Distribution::Microk8s, true) => "dqlite, replicated by the servers (HA)",
+            (Distribution::Microk8s, false) => "single server, dqlite",
+            (Distribution::Kubeadm, true) => "stacked etcd on every server (HA)",
+            (Distribution::Kubeadm, false) => "single server, etcd",
+        }
+    }
+
+    /// How the nodes join, for `profile check`.
+    pub fn join_mechanism(self) -> &'static str {
+        match self {
+            Distribution::K3s => "the K3s cluster token",
+            Distribution::Microk8s => {
+                "a MicroK8s join token pinode generated, carried by the founder's launch configuration"
+            }
+            Distribution::Kubeadm => {
+                "a kubeadm bootstrap token, with the cluster CA pinned by its hash (caCertHashes)"
+            }
+        }
+    }
+
+    /// Checks that this distribution accepts `token` as its join token. The message never
+    /// quotes the token.
+    pub(crate) fn check_token(self, token: &str) -> Result<(), String> {
+        match self {
+            Distribution::K3s => k3s::check_cluster_token(token),
+            Distribution::Microk8s => microk8s::check_join_token(token),
+            Distribution::Kubeadm => kubeadm::check_bootstrap_token(token),
+        }
+    }
+
+    /// A join token of this distribution's form made from 32 random bytes.
+    pub(crate) fn token_from(self, random: &[u8; 32]) -> String {
+        match self {
+            Distribution::K3s => hex::encode(random),
+            Distribution::Microk8s => microk8s::join_token_from(random),
+            Distribution::Kubeadm => kubeadm::bootstrap_token_from(random),
+        }
+    }
+
+    /// The command that runs this distribution's kubectl as root on a server, with the
+    /// cluster's admin credentials (`pinode status`).
+    pub fn kubectl(self) -> &'static str {
+        match self {
+            Distribution::K3s => "k3s kubectl",
+            Distribution::Microk8s => "microk8s kubectl",
+            Distribution::Kubeadm => "kubectl --kubeconfig /etc/kubernetes/admin.conf",
+        }
+    }
+
+    /// The command that prints the admin kubeconfig on a server, run as root, and what it
+    /// reads (`pinode kubeconfig`).
+    pub fn admin_kubeconfig(self) -> (&'static str, &'static str) {
+        match self {
+            Distribution::K3s => ("cat /etc/rancher/k3s/k3s.yaml", "/etc/rancher/k3s/k3s.yaml"),
+            Distribution::Microk8s => ("microk8s config", "the output of `microk8s config`"),
+            Distribution::Kubeadm => (
+                "cat /etc/kubernetes/admin.conf",
+                "/etc/kubernetes/admin.conf",
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// The first server: founds the cluster (alone, or the first of an HA control plane).
+    Founder,
+    /// A further server joining the founder (HA).
+    JoiningServer,
+    Agent,
+}
+
+impl NodeRole {
+    /// A server (founder or joining), which runs the control plane.
+    pub fn is_server(self) -> bool {
+        matches!(self, NodeRole::Founder | NodeRole::JoiningServer)
+    }
+}
+
+/// One node's membership in the cluster, whatever the distribution: what every engine's
+/// files are rendered from, beside its own settings.
+#[derive(Clone)]
+pub(crate) struct Membership {
+    pub(crate) role: NodeRole,
+    /// More than one server: the control plane is replicated.
+    pub(crate) ha: bool,
+    /// The API server URL (`https://HOST:PORT`) the other nodes and kubectl reach.
+    pub(crate) api: String,
+    /// How a node reaches the founder itself (not the API): its static address, else
+    /// `FOUNDER.local`. MicroK8s joins go there (port 25000), whatever the API address.
+    pub(crate) founder_host: String,
+    /// The join token, checked against the distribution's rule.
+    pub(crate) token: SecretString,
+    /// The node's static address (`network:`).
+    pub(crate) node_ip: Option<Ipv4Addr>,
+    /// On servers of a cluster with a VIP: kube-vip, with the VIP and its interface.
+    pub(crate) kube_vip: Option<KubeVip>,
+}
+
+#[cfg(test)]
+impl Membership {
+    /// A single-server membership with a placeholder token, for unit tests.
+    pub(crate) fn for_test(role: NodeRole, api: &str) -> Membership {
+        Membership {
+            role,
+            ha: false,
+            api: api.into(),
+            founder_host: "node-1.local".into(),
+            token: "t".to_string().into(),
+            node_ip: None,
+            kube_vip: None,
+        }
+    }
+}
+
+/// A problem with a distribution's settings, found by its own rules: `field` is relative to
+/// the distribution's key (`channel` for `cluster.microk8s.channel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpecProblem {
+    pub(crate) field: String,
+    pub(crate) message: String,
+    /// A warning, not an error: the profile still works.
+    pub(crate) warning: bool,
+}
+
+impl SpecProblem {
+    pub(crate) fn error(field: impl Into<String>, message: impl Into<String>) -> SpecProblem {
+        SpecProblem {
+            field: field.into(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    pub(crate) fn warning(field: impl Into<String>, message: impl Into<String>) -> SpecProblem {
+        SpecProblem {
+            field: field.into(),
+            message: message.into(),
+            warning: true,
+        }
+    }
+}
 
 /// The distribution a node runs, with that node's resolved part in it.
 #[derive(Clone)]
 pub(crate) enum Engine {
     K3s(k3s::K3sNode),
+    Microk8s(microk8s::Microk8sNode),
+    Kubeadm(kubeadm::KubeadmNode),
 }
 
 /// A distribution's file that cannot be written (never contains a secret).
@@ -37,6 +271,10 @@ pub(crate) enum Engine {
 pub(crate) enum EngineError {
     #[error(transparent)]
     K3s(#[from] k3s::K3sError),
+    #[error(transparent)]
+    Microk8s(#[from] microk8s::Microk8sError),
+    #[error(transparent)]
+    Kubeadm(#[from] kubeadm::KubeadmError),
 }
 
 impl Engine {
@@ -44,6 +282,8 @@ impl Engine {
     pub(crate) fn stage2(&self, ctx: &StageContext) -> Result<EngineStage2, EngineError> {
         match self {
             Engine::K3s(node) => Ok(k3s::stage2::stage2(ctx, node)?),
+            Engine::Microk8s(node) => Ok(microk8s::stage2::stage2(ctx, node)?),
+            Engine::Kubeadm(node) => Ok(kubeadm::stage2::stage2(ctx, node)?),
         }
     }
 }

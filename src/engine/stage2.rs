@@ -34,15 +34,43 @@ impl StageContext<'_> {
     }
 }
 
-/// Where a distribution applies manifests by itself as soon as it runs: a CI system puts
-/// its runner's manifests there.
+/// Where the cluster's manifests go on a server so that they are applied without anyone
+/// running kubectl: a CI system puts its runner's manifests there.
 #[derive(Debug, Clone)]
 pub(crate) struct AutoManifests {
     /// On the boot partition, where the manifests wait for the stage.
     pub(crate) boot_dir: String,
-    /// On the node, the directory the distribution watches.
+    /// On the node, the directory the distribution watches (K3s), or pinode's own
+    /// ([`PINODE_MANIFESTS`]) that the founder applies once with [`APPLY_MANIFESTS`].
     pub(crate) node_dir: &'static str,
+    /// The distribution runs a Helm controller of its own (K3s): `HelmChart` resources work
+    /// without pinode deploying one.
+    pub(crate) helm_controller: bool,
 }
+
+/// For distributions that apply no manifest directory by themselves (MicroK8s, kubeadm):
+/// pinode's own, applied once by the founder when its API answers.
+pub(crate) const PINODE_MANIFESTS: &str = "/var/lib/pinode/manifests";
+
+/// `apply_manifests KUBECTL...`: applies every manifest in [`PINODE_MANIFESTS`] with the
+/// distribution's kubectl (a command and its arguments, e.g. `microk8s kubectl`). Run it
+/// with `retry`: a custom resource is refused until its definition is established, and the
+/// next attempt applies it. Server-side apply, so that applying the same files again
+/// converges instead of fighting over fields. Static text.
+pub(crate) const APPLY_MANIFESTS: &str = r##"
+apply_manifests() {
+	dir=/var/lib/pinode/manifests
+	set -- "$@" apply --server-side --force-conflicts -f "$dir"
+	if ! ls "$dir"/*.yaml >/dev/null 2>&1; then
+		return 0
+	fi
+	if ! why=$("$@" 2>&1); then
+		log "cannot apply pinode's manifests: $(printf '%s\n' "$why" | tail -n 1)"
+		return 1
+	fi
+	printf '%s\n' "$why" >>"$PINODE_LOG"
+}
+"##;
 
 /// A distribution's part of the stage: its files, its shell variables and functions, and
 /// the lines the skeleton places at fixed points.

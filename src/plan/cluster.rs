@@ -14,16 +14,13 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::edge::Settings;
-use crate::engine::k3s::K3sRole;
 use crate::engine::k3s::kubevip::{self, KubeVip};
+use crate::engine::{Distribution, NodeRole};
 use crate::invoker::Invoker;
 use crate::profile::network::{InterfaceConfig, Ipv4Config};
 use crate::profile::schema::{ClusterSpec, Role};
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, SecretRef};
-
-/// The port of the Kubernetes API on a K3s server.
-const API_PORT: u16 = 6443;
 
 /// Where the API address comes from (in this order of precedence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +97,11 @@ pub(crate) struct Token {
 #[derive(Debug, Clone)]
 pub struct ClusterPlan {
     pub name: String,
+    /// The Kubernetes distribution the cluster runs.
+    pub distribution: Distribution,
     pub api: String,
+    /// How a node reaches the founder itself: its static address, else `FOUNDER.local`.
+    pub founder_host: String,
     pub founder: String,
     pub servers: Vec<String>,
     pub ha: bool,
@@ -129,17 +130,20 @@ impl ClusterPlan {
             .collect();
         let founder = servers.first()?.clone();
         let founder_ip = profile.node(&founder).and_then(|n| n.network.known_ipv4());
+        let distribution = spec.distribution;
+        let port = distribution.api_port();
         let (api, api_source) = match (&spec.api, spec.vip, founder_ip) {
             (Some(api), _, _) => (api.clone(), ApiSource::Given),
-            (None, Some(vip), _) => (format!("https://{vip}:{API_PORT}"), ApiSource::Vip),
-            (None, None, Some(ip)) => (
-                format!("https://{ip}:{API_PORT}"),
-                ApiSource::FounderAddress,
-            ),
+            (None, Some(vip), _) => (format!("https://{vip}:{port}"), ApiSource::Vip),
+            (None, None, Some(ip)) => (format!("https://{ip}:{port}"), ApiSource::FounderAddress),
             (None, None, None) => (
-                format!("https://{founder}.local:{API_PORT}"),
+                format!("https://{founder}.local:{port}"),
                 ApiSource::FounderMdns,
             ),
+        };
+        let founder_host = match founder_ip {
+            Some(ip) => ip.to_string(),
+            None => format!("{founder}.local"),
         };
         let kube_vip = spec.vip.map(|address| KubeVip {
             address,
@@ -152,11 +156,13 @@ impl ClusterPlan {
                 path: state_dir(settings)
                     .join("clusters")
                     .join(&spec.name)
-                    .join("token"),
+                    .join(kept_token_name(distribution)),
             },
         };
         Some(ClusterPlan {
             name: spec.name.clone(),
+            distribution,
+            founder_host,
             api,
             ha: servers.len() > 1,
             founder,
@@ -172,7 +178,7 @@ impl ClusterPlan {
     /// How `hostname` reaches the API to join the cluster; `None` for the founder, which
     /// joins nobody.
     pub fn join_of(&self, hostname: &str) -> Option<Join<'_>> {
-        (self.role_of(hostname) != K3sRole::Founder).then_some(Join {
+        (self.role_of(hostname) != NodeRole::Founder).then_some(Join {
             api: &self.api,
             source: self.api_source,
             founder: &self.founder,
@@ -180,13 +186,13 @@ impl ClusterPlan {
     }
 
     /// What K3s does on `hostname`.
-    pub fn role_of(&self, hostname: &str) -> K3sRole {
+    pub fn role_of(&self, hostname: &str) -> NodeRole {
         if hostname == self.founder {
-            K3sRole::Founder
+            NodeRole::Founder
         } else if self.server_set.contains(hostname) {
-            K3sRole::JoiningServer
+            NodeRole::JoiningServer
         } else {
-            K3sRole::Agent
+            NodeRole::Agent
         }
     }
 
@@ -207,10 +213,14 @@ impl ClusterPlan {
                     .map_err(|e| e.to_string()),
                 secret.field.as_str(),
             ),
-            TokenSource::State { path } => (kept_or_refused(path, settings), "cluster"),
+            TokenSource::State { path } => (
+                kept_or_refused(path, self.distribution, settings),
+                "cluster",
+            ),
         };
         let token = token.map_err(|e| profile.error_at(field, e))?;
-        check_token_value(token.value.expose_secret()).map_err(|e| profile.error_at(field, e))?;
+        check_token_value(self.distribution, token.value.expose_secret())
+            .map_err(|e| profile.error_at(field, e))?;
         Ok(token)
     }
 
@@ -241,7 +251,8 @@ impl ClusterPlan {
             }
         };
         let value = value.map_err(|(env, e)| (env, profile.error_at(field, e)))?;
-        check_token_value(value.expose_secret()).map_err(|e| (false, profile.error_at(field, e)))
+        check_token_value(self.distribution, value.expose_secret())
+            .map_err(|e| (false, profile.error_at(field, e)))
     }
 }
 
@@ -282,16 +293,30 @@ const CI_REFUSAL: &str = "CI is set and the profile names no cluster token (clus
      variable such as K3S_TOKEN and name it in the profile: `cluster.token_env: K3S_TOKEN`";
 
 /// The kept token at `path`; generating it only when not under CI (see [`CI_REFUSAL`]).
-fn kept_or_refused(path: &Path, settings: &Settings) -> Result<Token, String> {
+fn kept_or_refused(
+    path: &Path,
+    distribution: Distribution,
+    settings: &Settings,
+) -> Result<Token, String> {
     if settings.ci && std::fs::symlink_metadata(path).is_err() {
         return Err(CI_REFUSAL.to_string());
     }
-    kept_token(path)
+    kept_token(path, distribution)
+}
+
+/// The kept token's file name: K3s's keeps the name it always had; the others have their
+/// own, since each distribution's token has its own form.
+fn kept_token_name(distribution: Distribution) -> String {
+    match distribution {
+        Distribution::K3s => "token".into(),
+        other => format!("{other}-token"),
+    }
 }
 
 /// The checks every cluster token passes, whatever its source: pinode's own minimum, then
-/// K3s's parser (see [`crate::engine::k3s::check_cluster_token`]).
-fn check_token_value(t: &str) -> Result<(), String> {
+/// the distribution's rule (for K3s its parser, see
+/// [`crate::engine::k3s::check_cluster_token`]).
+fn check_token_value(distribution: Distribution, t: &str) -> Result<(), String> {
     let printable = t.chars().all(|c| c.is_ascii_graphic());
     if !printable || t.len() < 16 {
         return Err(
@@ -299,7 +324,7 @@ fn check_token_value(t: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    crate::engine::k3s::check_cluster_token(t)
+    distribution.check_token(t)
 }
 
 /// pinode's state directory: `$PINODE_STATE_DIR`, else the invoking user's XDG state
@@ -324,7 +349,7 @@ const MIN_KEPT_TOKEN: usize = 16;
 /// then linked into place without replacing anything: `path` either does not exist or holds a
 /// complete token, and when several pinode processes start a cluster at once exactly one
 /// link wins and every other process reads the winner's token.
-fn kept_token(path: &Path) -> Result<Token, String> {
+fn kept_token(path: &Path, distribution: Distribution) -> Result<Token, String> {
     let shown = path.display();
     let kept = |value| Token {
         value,
@@ -350,7 +375,7 @@ fn kept_token(path: &Path) -> Result<Token, String> {
         seed.as_deref(),
     )
     .map_err(|e| format!("no randomness for the cluster token: {e}"))?;
-    let token = hex::encode(bytes);
+    let token = distribution.token_from(&bytes);
     let created =
         crate::cleanup::create_once(path, "token", format!("{token}\n").as_bytes(), |f| {
             invoker.give_back_file(f)
@@ -363,7 +388,8 @@ fn kept_token(path: &Path) -> Result<Token, String> {
     Ok(Token {
         value: SecretString::from(token),
         notice: Some(format!(
-            "note: generated the K3s token for this cluster and kept it in {shown} (back it up)"
+            "note: generated the {} token for this cluster and kept it in {shown} (back it up)",
+            distribution.title()
         )),
     })
 }
@@ -446,10 +472,10 @@ mod tests {
         let joining = profile
             .nodes
             .iter()
-            .filter(|n| plan.role_of(&n.hostname) == K3sRole::JoiningServer)
+            .filter(|n| plan.role_of(&n.hostname) == NodeRole::JoiningServer)
             .count();
         assert_eq!(joining, 99_999);
-        assert_eq!(plan.role_of("not-there"), K3sRole::Agent);
+        assert_eq!(plan.role_of("not-there"), NodeRole::Agent);
         let took = started.elapsed();
         assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     }
@@ -487,7 +513,7 @@ mod tests {
     fn a_kept_token_is_generated_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clusters/c/token");
-        let first = kept_token(&path).unwrap();
+        let first = kept_token(&path, Distribution::K3s).unwrap();
         assert!(first.notice.is_some_and(|n| n.contains("back it up")));
         let first = first.value;
         assert_eq!(first.expose_secret().len(), 64);
@@ -496,11 +522,18 @@ mod tests {
             0o600
         );
         assert_eq!(
-            kept_token(&path).unwrap().value.expose_secret(),
+            kept_token(&path, Distribution::K3s)
+                .unwrap()
+                .value
+                .expose_secret(),
             first.expose_secret()
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(kept_token(&path).unwrap_err().contains("chmod 600"));
+        assert!(
+            kept_token(&path, Distribution::K3s)
+                .unwrap_err()
+                .contains("chmod 600")
+        );
     }
 
     #[test]
@@ -509,10 +542,10 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let err = kept_token(&path).unwrap_err();
+        let err = kept_token(&path, Distribution::K3s).unwrap_err();
         assert!(err.contains("delete") && err.contains("token"), "{err}");
         std::fs::write(&path, "abc\n").unwrap();
-        let err = kept_token(&path).unwrap_err();
+        let err = kept_token(&path, Distribution::K3s).unwrap_err();
         assert!(err.contains("no complete cluster token"), "{err}");
     }
 }

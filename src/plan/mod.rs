@@ -7,6 +7,8 @@
 pub mod check;
 pub mod cluster;
 pub mod hostkey;
+mod kubeadm;
+mod microk8s;
 pub mod password;
 pub mod wifi;
 
@@ -20,8 +22,8 @@ use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secr
 
 use crate::ci::Runner;
 use crate::ci::gitlab::{RunnerPlan, check_runner_token};
-use crate::engine::Engine;
-use crate::engine::k3s::{K3sNode, K3sRole};
+use crate::engine::k3s::K3sNode;
+use crate::engine::{Distribution, Engine, Membership, NodeRole};
 use cluster::ClusterPlan;
 
 /// An authorized_keys file is a few lines; anything larger is the wrong file.
@@ -233,7 +235,7 @@ fn resolve_cluster(
 ) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(&node.hostname);
     let runner = match (&plan.spec.runner, role) {
-        (Some(spec), K3sRole::Founder) => {
+        (Some(spec), NodeRole::Founder) => {
             // Validation has made sure there is exactly one token source.
             let secret = secrets::one(secrets::runner_token(spec))
                 .ok_or_else(|| profile.error_at("cluster.runner", "no token source"))?;
@@ -251,21 +253,26 @@ fn resolve_cluster(
     };
     let token = plan.token(profile, settings)?;
     notes.extend(token.notice);
-    Ok(NodeCluster {
-        engine: Engine::K3s(K3sNode {
-            role,
-            ha: plan.ha,
-            api: plan.api.clone(),
-            token: token.value,
-            spec: plan.spec.k3s.clone(),
-            node_ip: node.network.known_ipv4(),
-            kube_vip: match role {
-                K3sRole::Founder | K3sRole::JoiningServer => plan.kube_vip.clone(),
-                K3sRole::Agent => None,
-            },
+    let member = Membership {
+        role,
+        ha: plan.ha,
+        api: plan.api.clone(),
+        founder_host: plan.founder_host.clone(),
+        token: token.value,
+        node_ip: node.network.known_ipv4(),
+        kube_vip: role.is_server().then(|| plan.kube_vip.clone()).flatten(),
+    };
+    let engine = match plan.distribution {
+        Distribution::K3s => Engine::K3s(K3sNode {
+            member,
+            spec: plan.spec.k3s().clone(),
         }),
-        runner,
-    })
+        Distribution::Microk8s => Engine::Microk8s(microk8s::resolve(plan, member)),
+        Distribution::Kubeadm => {
+            Engine::Kubeadm(kubeadm::resolve(profile, plan, member, settings, notes)?)
+        }
+    };
+    Ok(NodeCluster { engine, runner })
 }
 
 #[cfg(test)]

@@ -165,11 +165,14 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             api: None,
             vip: None,
             kube_vip: None,
-            k3s: K3sSpec {
+            distribution: Default::default(),
+            k3s: Some(K3sSpec {
                 version,
                 channel,
                 ..K3sSpec::default()
-            },
+            }),
+            microk8s: None,
+            kubeadm: None,
             runner,
         }),
         nodes: std::iter::once(node(&a.servers, Role::Server))

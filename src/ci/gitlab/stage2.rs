@@ -97,6 +97,7 @@ mod tests {
         let manifests = AutoManifests {
             boot_dir: "stage/engine".into(),
             node_dir: "/var/lib/engine/manifests",
+            helm_controller: true,
         };
         let glue = glue(&ctx, &manifests);
         assert!(glue.functions.contains("dir=/var/lib/engine/manifests\n"));

@@ -11,13 +11,11 @@ pub(crate) mod flags;
 pub mod kubevip;
 pub(crate) mod stage2;
 
-use std::net::Ipv4Addr;
-
 use schemars::JsonSchema;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::{Membership, NodeRole};
 use flags::Command;
 
 /// A K3s file that cannot be written (never contains a secret).
@@ -36,28 +34,6 @@ pub(crate) const MANAGED_FLAGS: &[&str] = &[
     "agent-token",
     "agent-token-file",
 ];
-
-/// What K3s does on one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum K3sRole {
-    /// The first server: alone, or starting embedded etcd (`cluster-init`) for HA.
-    Founder,
-    /// A further server joining the founder (HA).
-    JoiningServer,
-    Agent,
-}
-
-impl K3sRole {
-    pub fn describe(self, ha: bool) -> &'static str {
-        match (self, ha) {
-            (K3sRole::Founder, false) => "server",
-            (K3sRole::Founder, true) => "server, founds the cluster (cluster-init)",
-            (K3sRole::JoiningServer, _) => "server, joins the founder",
-            (K3sRole::Agent, _) => "agent",
-        }
-    }
-}
 
 /// The profile's `cluster.k3s`: which K3s release, and the flags given to it.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -109,21 +85,12 @@ fn default_install_url() -> String {
 pub(crate) use channels::{is_channel, is_version};
 
 /// One node's part in a K3s cluster, its join token resolved: what the K3s files are
-/// rendered from.
+/// rendered from. With more than one server (`member.ha`) the founder starts embedded etcd;
+/// the node's static address is K3s's `node-ip` and a SAN of a server.
 #[derive(Clone)]
 pub(crate) struct K3sNode {
-    pub(crate) role: K3sRole,
-    /// More than one server: the founder starts embedded etcd.
-    pub(crate) ha: bool,
-    /// The API server URL the other nodes join.
-    pub(crate) api: String,
-    pub(crate) token: SecretString,
+    pub(crate) member: Membership,
     pub(crate) spec: K3sSpec,
-    /// The node's static address (`network:`): K3s's `node-ip`, and a SAN of a server.
-    pub(crate) node_ip: Option<Ipv4Addr>,
-    /// On servers of a cluster with a VIP: kube-vip, deployed from this node's manifests;
-    /// its address is also a SAN of every server.
-    pub(crate) kube_vip: Option<kubevip::KubeVip>,
 }
 
 /// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
@@ -214,19 +181,22 @@ fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<Strin
     config.insert("token-file".into(), json!(token_file));
     // A known address is the node's: without it K3s picks the address of the default
     // route's interface, which on a Pi with both eth0 and wlan0 up may be the other one.
-    if let Some(ip) = node.node_ip {
+    if let Some(ip) = node.member.node_ip {
         config.insert("node-ip".into(), json!(ip.to_string()));
         if node.spec.node_external_ip {
             config.insert("node-external-ip".into(), json!(ip.to_string()));
         }
     }
-    let server = matches!(node.role, K3sRole::Founder | K3sRole::JoiningServer);
+    let server = matches!(
+        node.member.role,
+        NodeRole::Founder | NodeRole::JoiningServer
+    );
     if server {
         let mut sans = vec![hostname.to_string(), format!("{hostname}.local")];
         // Nodes and kubectl reach a server by these addresses; its certificate must name
         // them, or TLS fails ("x509: certificate is valid for …, not 192.168.1.9").
-        let vip = node.kube_vip.as_ref().map(|k| k.address);
-        let addresses: Vec<String> = [node.node_ip, vip]
+        let vip = node.member.kube_vip.as_ref().map(|k| k.address);
+        let addresses: Vec<String> = [node.member.node_ip, vip]
             .into_iter()
             .flatten()
             .map(|ip| ip.to_string())
@@ -239,13 +209,13 @@ fn config_yaml(hostname: &str, node: &K3sNode, token_file: &str) -> Result<Strin
         // Admin credentials stay root's; the first-boot program copies them to the user.
         config.insert("write-kubeconfig-mode".into(), json!("0600"));
     }
-    match node.role {
-        K3sRole::Founder if node.ha => {
+    match node.member.role {
+        NodeRole::Founder if node.member.ha => {
             config.insert("cluster-init".into(), json!(true));
         }
-        K3sRole::Founder => {}
-        K3sRole::JoiningServer | K3sRole::Agent => {
-            config.insert("server".into(), json!(node.api));
+        NodeRole::Founder => {}
+        NodeRole::JoiningServer | NodeRole::Agent => {
+            config.insert("server".into(), json!(node.member.api));
         }
     }
     let (extra, command) = if server {
@@ -296,6 +266,7 @@ fn to_json(value: &Value, what: &str) -> Result<String, K3sError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn flags_merge_into_the_config() {
@@ -326,28 +297,28 @@ mod tests {
     /// an unknown key with a log line nobody reads, and an agent refuses a server flag.
     #[test]
     fn every_key_written_is_a_flag_of_its_command() {
-        for role in [K3sRole::Founder, K3sRole::JoiningServer, K3sRole::Agent] {
+        for role in [NodeRole::Founder, NodeRole::JoiningServer, NodeRole::Agent] {
             for ha in [false, true] {
                 let node = K3sNode {
-                    role,
-                    ha,
-                    api: "https://192.168.1.9:6443".into(),
-                    token: "t".to_string().into(),
+                    member: Membership {
+                        ha,
+                        node_ip: Some(Ipv4Addr::new(192, 168, 1, 10)),
+                        kube_vip: (role != NodeRole::Agent).then(|| kubevip::KubeVip {
+                            address: Ipv4Addr::new(192, 168, 1, 9),
+                            interface: "eth0".into(),
+                        }),
+                        ..Membership::for_test(role, "https://192.168.1.9:6443")
+                    },
                     spec: K3sSpec {
                         node_external_ip: true,
                         tls_san: vec!["api.example".into()],
                         ..K3sSpec::default()
                     },
-                    node_ip: Some(Ipv4Addr::new(192, 168, 1, 10)),
-                    kube_vip: (role != K3sRole::Agent).then(|| kubevip::KubeVip {
-                        address: Ipv4Addr::new(192, 168, 1, 9),
-                        interface: "eth0".into(),
-                    }),
                 };
                 let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
                 let config: Map<String, Value> = serde_json::from_str(&text).unwrap();
                 let command = match role {
-                    K3sRole::Agent => Command::Agent,
+                    NodeRole::Agent => Command::Agent,
                     _ => Command::Server,
                 };
                 for key in config.keys() {

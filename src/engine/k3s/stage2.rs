@@ -5,9 +5,10 @@
 
 use secrecy::ExposeSecret;
 
-use super::{K3sError, K3sNode, K3sRole, config_yaml, kubevip};
+use super::{K3sError, K3sNode, config_yaml, kubevip};
 use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
+use crate::engine::{Distribution, NodeRole};
 
 /// K3s applies every manifest in this directory of a server, and keeps it applied.
 const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
@@ -107,9 +108,9 @@ const INSTALL_STEPS: &str = r##"	step "k3s install" retry install_k3s
 
 /// K3s's part of the stage for `node`.
 pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2, K3sError> {
-    let exec = match node.role {
-        K3sRole::Founder | K3sRole::JoiningServer => "server",
-        K3sRole::Agent => "agent",
+    let exec = match node.member.role {
+        NodeRole::Founder | NodeRole::JoiningServer => "server",
+        NodeRole::Agent => "agent",
     };
     let config = format!("{}/{CONFIG}", ctx.boot_dir);
     let token_file = ctx.node_secret(TOKEN);
@@ -122,7 +123,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         BootFile {
             path: ctx.boot_secret(TOKEN),
             // No line break: the file is the token, byte for byte.
-            contents: node.token.expose_secret().as_bytes().to_vec(),
+            contents: node.member.token.expose_secret().as_bytes().to_vec(),
             secret: true,
         },
     ];
@@ -139,7 +140,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
     let mut prepare_steps = fill(PREPARE_STEPS, &paths);
     // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
     // program stay as they were.
-    if let Some(vip) = &node.kube_vip {
+    if let Some(vip) = &node.member.kube_vip {
         files.push(BootFile {
             path: kube_vip_file.clone(),
             contents: kubevip::manifest(vip)?.into_bytes(),
@@ -154,9 +155,14 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         role_var: "K3S_ROLE",
         units: "k3s.service k3s-agent.service",
         vars: vec![
-            ("K3S_ROLE", node.role.describe(node.ha).to_string()),
+            (
+                "K3S_ROLE",
+                Distribution::K3s
+                    .describe_role(node.member.role, node.member.ha)
+                    .to_string(),
+            ),
             ("K3S_EXEC", exec.to_string()),
-            ("K3S_API", node.api.clone()),
+            ("K3S_API", node.member.api.clone()),
             ("K3S_VERSION", node.spec.version.clone().unwrap_or_default()),
             ("K3S_CHANNEL", node.spec.channel.clone()),
             ("K3S_INSTALL_URL", node.spec.install_url.clone()),
@@ -171,6 +177,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         manifests: AutoManifests {
             boot_dir: format!("{}/k3s", ctx.boot_dir),
             node_dir: MANIFESTS_DIR,
+            helm_controller: true,
         },
     })
 }
@@ -178,10 +185,10 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
 /// The API host, when it is an mDNS name this node must resolve (the founder need not):
 /// K3s resolves names with Go's resolver, which knows nothing of mDNS.
 fn mdns_host(node: &K3sNode) -> Option<&str> {
-    if node.role == K3sRole::Founder {
+    if node.member.role == NodeRole::Founder {
         return None;
     }
-    super::mdns_host_of(&node.api)
+    super::mdns_host_of(&node.member.api)
 }
 
 #[cfg(test)]
@@ -189,15 +196,10 @@ mod tests {
     use super::*;
     use crate::engine::k3s::K3sSpec;
 
-    fn node(role: K3sRole, api: &str) -> K3sNode {
+    fn node(role: NodeRole, api: &str) -> K3sNode {
         K3sNode {
-            role,
-            ha: false,
-            api: api.into(),
-            token: "t".to_string().into(),
+            member: crate::engine::Membership::for_test(role, api),
             spec: K3sSpec::default(),
-            node_ip: None,
-            kube_vip: None,
         }
     }
 
@@ -213,15 +215,15 @@ mod tests {
     #[test]
     fn only_joining_nodes_pin_an_mdns_api_host() {
         let api = "https://node-1.local:6443";
-        assert_eq!(mdns_host(&node(K3sRole::Agent, api)), Some("node-1.local"));
-        assert_eq!(mdns_host(&node(K3sRole::Founder, api)), None);
-        let dns = node(K3sRole::JoiningServer, "https://api.example.com:6443");
+        assert_eq!(mdns_host(&node(NodeRole::Agent, api)), Some("node-1.local"));
+        assert_eq!(mdns_host(&node(NodeRole::Founder, api)), None);
+        let dns = node(NodeRole::JoiningServer, "https://api.example.com:6443");
         assert_eq!(mdns_host(&dns), None);
     }
 
     #[test]
     fn files_and_code_follow_the_stage_paths() {
-        let part = stage2(&ctx(), &node(K3sRole::Agent, "https://node-1.local:6443")).unwrap();
+        let part = stage2(&ctx(), &node(NodeRole::Agent, "https://node-1.local:6443")).unwrap();
         let paths: Vec<_> = part.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["stage/k3s/config.yaml", "stage/secrets/k3s-token"]);
         assert!(part.files[1].secret);

@@ -326,17 +326,70 @@ pub struct ClusterSpec {
     /// VIP is in the servers' static Wi-Fi prefix).
     #[serde(default)]
     pub(crate) kube_vip: Option<crate::engine::k3s::kubevip::KubeVipSpec>,
-    /// The Kubernetes distribution and its settings: K3s, the only engine so far (each engine
-    /// has a key of its own).
-    #[serde(default)]
-    pub k3s: K3sSpec,
+    /// The Kubernetes distribution: k3s (the default), microk8s or kubeadm. Its settings are
+    /// under the key of the same name; the keys of the others must be absent.
+    #[serde(default, skip_serializing_if = "is_k3s")]
+    pub distribution: Distribution,
+    /// K3s's settings (with `distribution: k3s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) k3s: Option<K3sSpec>,
+    /// MicroK8s' settings (with `distribution: microk8s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) microk8s: Option<Microk8sSpec>,
+    /// kubeadm's and CRI-O's settings (with `distribution: kubeadm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kubeadm: Option<KubeadmSpec>,
     /// The CI runner, installed once from the first server.
     #[serde(default)]
     pub runner: Option<RunnerSpec>,
 }
 
 pub(crate) use crate::ci::RunnerSpec;
+pub(crate) use crate::engine::Distribution;
 pub(crate) use crate::engine::k3s::K3sSpec;
+pub(crate) use crate::engine::kubeadm::KubeadmSpec;
+pub(crate) use crate::engine::microk8s::Microk8sSpec;
+
+fn is_k3s(d: &Distribution) -> bool {
+    *d == Distribution::K3s
+}
+
+static DEFAULT_K3S: std::sync::LazyLock<K3sSpec> = std::sync::LazyLock::new(K3sSpec::default);
+static DEFAULT_MICROK8S: std::sync::LazyLock<Microk8sSpec> =
+    std::sync::LazyLock::new(Microk8sSpec::default);
+static DEFAULT_KUBEADM: std::sync::LazyLock<KubeadmSpec> =
+    std::sync::LazyLock::new(KubeadmSpec::default);
+
+impl ClusterSpec {
+    /// K3s's settings, the defaults when `cluster.k3s` is absent.
+    pub fn k3s(&self) -> &K3sSpec {
+        self.k3s.as_ref().unwrap_or(&DEFAULT_K3S)
+    }
+
+    /// MicroK8s' settings, the defaults when `cluster.microk8s` is absent.
+    pub fn microk8s(&self) -> &Microk8sSpec {
+        self.microk8s.as_ref().unwrap_or(&DEFAULT_MICROK8S)
+    }
+
+    /// kubeadm's settings, the defaults when `cluster.kubeadm` is absent.
+    pub fn kubeadm(&self) -> &KubeadmSpec {
+        self.kubeadm.as_ref().unwrap_or(&DEFAULT_KUBEADM)
+    }
+
+    /// The version `profile check` shows for the chosen distribution.
+    pub fn engine_version(&self) -> String {
+        match self.distribution {
+            Distribution::K3s => {
+                let k3s = self.k3s();
+                k3s.version
+                    .clone()
+                    .unwrap_or_else(|| format!("channel {}", k3s.channel))
+            }
+            Distribution::Microk8s => self.microk8s().version(),
+            Distribution::Kubeadm => self.kubeadm().version(),
+        }
+    }
+}
 
 pub(crate) use crate::bootfs::manifest::Role;
 

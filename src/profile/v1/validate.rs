@@ -6,8 +6,8 @@
 
 use super::schema::{BootSpec, ClusterSpec, NodeSettings, Profile, Role, UserSpec, WifiSpec};
 use super::secrets;
-use crate::engine::k3s;
 use crate::engine::k3s::flags::{self as k3s_flags, Command};
+use crate::engine::{Distribution, k3s};
 use crate::profile::secret::Picked;
 use crate::profile::values;
 
@@ -200,6 +200,42 @@ fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
     }
 }
 
+/// The chosen distribution's settings by its rules; another distribution's key is refused
+/// (it would be ignored, and its author meant something by it).
+fn distribution_keys(c: &ClusterSpec, r: &mut Report) {
+    let chosen = c.distribution;
+    let given = [
+        (Distribution::K3s, c.k3s.is_some()),
+        (Distribution::Microk8s, c.microk8s.is_some()),
+        (Distribution::Kubeadm, c.kubeadm.is_some()),
+    ];
+    for (distribution, present) in given {
+        if present && distribution != chosen {
+            r.error(
+                format!("cluster.{distribution}"),
+                format!(
+                    "settings for {} but cluster.distribution is {chosen}: set \
+                     `distribution: {distribution}` or remove this key",
+                    distribution.title()
+                ),
+            );
+        }
+    }
+    let problems = match chosen {
+        Distribution::K3s => Vec::new(),
+        Distribution::Microk8s => c.microk8s().problems(),
+        Distribution::Kubeadm => c.kubeadm().problems(),
+    };
+    for problem in problems {
+        let field = format!("cluster.{chosen}.{}", problem.field);
+        if problem.warning {
+            r.warn(field, problem.message);
+        } else {
+            r.error(field, problem.message);
+        }
+    }
+}
+
 fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     r.check("cluster.name".into(), values::cluster_name(&c.name));
     if let Picked::Several(message) = secrets::cluster_token(c) {
@@ -218,7 +254,8 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
             "must be an https:// URL, e.g. https://matrix.local:6443",
         );
     }
-    let k3s = &c.k3s;
+    distribution_keys(c, r);
+    let k3s = c.k3s();
     if let Some(v) = &k3s.version {
         r.check("cluster.k3s.version".into(), values::k3s_version(v));
     }

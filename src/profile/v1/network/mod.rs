@@ -511,7 +511,7 @@ impl Networks {
         if let Some(vip) = cluster.vip {
             self.vip(vip, r);
         }
-        let k3s = &cluster.k3s;
+        let k3s = cluster.k3s();
         for (name, args, known) in [
             ("server_args", &k3s.server_args, self.known[0]),
             ("agent_args", &k3s.agent_args, self.known[1]),
