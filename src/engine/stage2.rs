@@ -48,6 +48,26 @@ pub(crate) struct AutoManifests {
     pub(crate) helm_controller: bool,
 }
 
+/// `check_memory_cgroup`: every distribution's kubelet needs the memory cgroup, which the
+/// Raspberry Pi firmware turns off (`cgroup_disable=memory`) unless cmdline.txt turns it on.
+/// It logs the exact reason. Static text.
+pub(crate) const MEMORY_CGROUP_CHECK: &str = r##"
+# The memory cgroup: K3s cannot run without it, and the Pi firmware turns it off.
+check_memory_cgroup() {
+	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		return 0
+	fi
+	if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+		log "no cgroup v2 hierarchy at /sys/fs/cgroup (is systemd.unified_cgroup_hierarchy=0 on the command line?)"
+	elif ! grep -qw cgroup_enable=memory /proc/cmdline; then
+		log "the memory cgroup is off: cmdline.txt lacks cgroup_enable=memory (the firmware passes cgroup_disable=memory)"
+	else
+		log "the memory cgroup is off although the command line has cgroup_enable=memory: $(cat /proc/cmdline)"
+	fi
+	return 1
+}
+"##;
+
 /// For distributions that apply no manifest directory by themselves (MicroK8s, kubeadm):
 /// pinode's own, applied once by the founder when its API answers.
 pub(crate) const PINODE_MANIFESTS: &str = "/var/lib/pinode/manifests";

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 
 use super::{K3sError, K3sNode, config_yaml, kubevip};
 use crate::bootfs::content::BootFile;
-use crate::engine::stage2::{AutoManifests, EngineStage2, StageContext, fill};
+use crate::engine::stage2::{AutoManifests, EngineStage2, MEMORY_CGROUP_CHECK, StageContext, fill};
 use crate::engine::{Distribution, NodeRole};
 
 /// K3s applies every manifest in this directory of a server, and keeps it applied.
@@ -27,23 +27,6 @@ const KUBE_VIP_INSTALL_LINES: &str = r##"	install -m 600 "$boot/@KUBE_VIP@" @NOD
 /// ... and placed where K3s applies it by itself, before K3s first starts: the VIP comes up
 /// as soon as the API does, without anyone running kubectl.
 const KUBE_VIP_PREPARE_STEPS: &str = r##"	step "kube-vip manifest" install -D -m 600 @NODE_DIR@/@KUBE_VIP_NAME@ @MANIFESTS_DIR@/@KUBE_VIP_NAME@
-"##;
-
-const PREPARE_FUNCTIONS: &str = r##"
-# The memory cgroup: K3s cannot run without it, and the Pi firmware turns it off.
-check_memory_cgroup() {
-	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-		return 0
-	fi
-	if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
-		log "no cgroup v2 hierarchy at /sys/fs/cgroup (is systemd.unified_cgroup_hierarchy=0 on the command line?)"
-	elif ! grep -qw cgroup_enable=memory /proc/cmdline; then
-		log "the memory cgroup is off: cmdline.txt lacks cgroup_enable=memory (the firmware passes cgroup_disable=memory)"
-	else
-		log "the memory cgroup is off although the command line has cgroup_enable=memory: $(cat /proc/cmdline)"
-	fi
-	return 1
-}
 "##;
 
 const INSTALL_FUNCTIONS: &str = r##"
@@ -169,7 +152,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         ],
         files,
         install_lines,
-        prepare_functions: PREPARE_FUNCTIONS.to_string(),
+        prepare_functions: MEMORY_CGROUP_CHECK.to_string(),
         install_functions: fill(INSTALL_FUNCTIONS, &paths),
         prepare_steps,
         install_steps: INSTALL_STEPS.to_string(),
