@@ -25,6 +25,7 @@
 //!
 //! The renderer (`crate::render::stage2`) matches on no distribution and needs no edit.
 
+pub mod helm_controller;
 pub(crate) mod k3s;
 pub(crate) mod kubeadm;
 pub(crate) mod microk8s;

@@ -16,6 +16,7 @@
 use super::shell::{CORE, ShellProgram};
 use super::{BootFile, RenderError};
 use crate::ci::{RunnerGlue, RunnerKind};
+use crate::engine::helm_controller;
 use crate::engine::stage2::{EngineStage2, StageContext, fill};
 use crate::plan::{NodeCluster, NodePlan};
 
@@ -168,6 +169,23 @@ const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 }
 "##;
 
+/// helm-controller's manifest (only on a founder with a runner, on a distribution without a
+/// controller of its own), moved off the boot partition into the manifests the founder
+/// applies.
+const HELM_CONTROLLER_INSTALL_LINES: &str = r##"	if [ -f "$boot/@FILE@" ]; then
+		install -D -m 600 "$boot/@FILE@" @MANIFESTS_DIR@/@NAME@ || return 1
+	fi
+"##;
+
+/// Where helm-controller's manifest waits on the boot partition.
+fn helm_controller_file(engine: &EngineStage2) -> String {
+    format!(
+        "{}/{}",
+        engine.manifests.boot_dir,
+        helm_controller::MANIFEST
+    )
+}
+
 /// The files of this stage for `plan` (which must have a cluster part).
 pub(crate) fn files(
     plan: &NodePlan,
@@ -194,6 +212,7 @@ pub(crate) fn files(
         },
     ];
     let hosts_unit = engine.api_mdns_host.is_some();
+    let helm_controller_path = helm_controller_file(&engine);
     files.extend(engine.files);
     if hosts_unit {
         files.push(BootFile {
@@ -208,6 +227,15 @@ pub(crate) fn files(
     }
     if let Some(runner) = &cluster.runner {
         files.extend(runner.stage2_files(&ctx, &engine.manifests)?);
+        // The runner is a HelmChart: where the distribution has no controller for it, the
+        // founder deploys helm-controller first (see `crate::engine::helm_controller`).
+        if !engine.manifests.helm_controller {
+            files.push(BootFile {
+                path: helm_controller_path.clone(),
+                contents: helm_controller::manifest().into_bytes(),
+                secret: false,
+            });
+        }
     }
     Ok(files)
 }
@@ -226,9 +254,22 @@ fn script(
         .map(|kind| kind.stage2_glue(ctx, &engine.manifests))
         .collect();
     let join = |part: fn(&RunnerGlue) -> &str| -> String { runners.iter().map(part).collect() };
+    let helm_controller = fill(
+        HELM_CONTROLLER_INSTALL_LINES,
+        &[
+            ("@FILE@", &helm_controller_file(engine)),
+            ("@MANIFESTS_DIR@", engine.manifests.node_dir),
+            ("@NAME@", helm_controller::MANIFEST),
+        ],
+    );
     let install_stage = [
         INSTALL_STAGE_HEAD,
         &engine.install_lines,
+        if engine.manifests.helm_controller {
+            ""
+        } else {
+            &helm_controller
+        },
         &join(|r| &r.install_lines),
         INSTALL_STAGE_TAIL,
     ]
