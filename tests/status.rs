@@ -378,7 +378,7 @@ fn watch_without_a_terminal_prints_one_line_per_change() {
             "kube1: first boot running (firstboot: k3s install)",
             "kube2: booting (reachable, no first-boot status yet)",
             "kube1: node Ready",
-            "kube2: K3s running (node not Ready yet)",
+            "kube2: installed, running (node not Ready yet)",
             "kube1: node Ready, runner Running",
             "kube2: node Ready",
         ],

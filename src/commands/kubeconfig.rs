@@ -1,4 +1,4 @@
-//! `pinode kubeconfig`: the founding server's K3s kubeconfig, fetched over SSH with pinode's
+//! `pinode kubeconfig`: the founding server's admin kubeconfig, fetched over SSH with pinode's
 //! known_hosts, renamed for the cluster and pointed at its API address, then written to a
 //! file or merged into the user's kubeconfig.
 
@@ -10,16 +10,13 @@ use pinode::remote::{Ssh, Target};
 
 use super::{Output, load_profile};
 
-/// Where K3s writes the admin kubeconfig on a server; root-only, hence `sudo`.
-const K3S_KUBECONFIG: &str = "sudo cat /etc/rancher/k3s/k3s.yaml";
-
 pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
     let loaded = load_profile(&args.profile, out)?;
     let settings = pinode::edge::settings();
     let plan = super::reachable_cluster(
         &loaded,
         &args.address,
-        "`pinode kubeconfig` fetches a K3s cluster's kubeconfig",
+        "`pinode kubeconfig` fetches a cluster's kubeconfig",
     )?;
     let founder = loaded
         .nodes
@@ -35,8 +32,14 @@ pub fn run(args: &KubeconfigArgs, out: &Output) -> Result<(), Error> {
     }
     let known_hosts = hostkey::known_hosts_path(settings, &plan.name);
     let ssh = Ssh::new(known_hosts);
-    let bytes = ssh.run(&target, K3S_KUBECONFIG, kubeconfig::MAX_KUBECONFIG)?;
-    let fetched = Kubeconfig::parse(&bytes, "the founding server's /etc/rancher/k3s/k3s.yaml")?;
+    // The distribution's admin kubeconfig is root-only, hence `sudo`.
+    let (command, source) = plan.distribution.admin_kubeconfig();
+    let bytes = ssh.run(
+        &target,
+        &format!("sudo {command}"),
+        kubeconfig::MAX_KUBECONFIG,
+    )?;
+    let fetched = Kubeconfig::parse(&bytes, &format!("the founding server's {source}"))?;
     let ours = fetched.for_cluster(&name, &plan.api)?;
     if let Some(path) = &args.output {
         let written = kubeconfig::write_alone(path, &ours)?;

@@ -26,7 +26,8 @@ const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 /// One node to poll.
 struct Polled {
     target: Target,
-    server: bool,
+    /// On a server: the distribution's kubectl, for the cluster's view.
+    kubectl: Option<&'static str>,
     runner: bool,
 }
 
@@ -36,7 +37,7 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
     let plan = super::reachable_cluster(
         &loaded,
         &args.address,
-        "`pinode status` follows a K3s cluster's nodes",
+        "`pinode status` follows a cluster's nodes",
     )?;
     for host in &args.node {
         if !loaded.nodes.iter().any(|n| &n.hostname == host) {
@@ -52,7 +53,10 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
         .filter(|n| args.node.is_empty() || args.node.contains(&n.hostname))
         .map(|n| Polled {
             target: Target::node(&n.hostname, &n.user.name, &args.address),
-            server: plan.servers.contains(&n.hostname),
+            kubectl: plan
+                .servers
+                .contains(&n.hostname)
+                .then(|| plan.distribution.kubectl()),
             runner: has_runner && n.hostname == plan.founder,
         })
         .collect();
@@ -144,7 +148,12 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
                         Some(p) => format!("{}:{p}", n.target.address),
                         None => n.target.address.clone(),
                     },
-                    role: if n.server { "server" } else { "agent" }.into(),
+                    role: if n.kubectl.is_some() {
+                        "server"
+                    } else {
+                        "agent"
+                    }
+                    .into(),
                     runner: n.runner,
                     state,
                     state_since_seconds: since,
@@ -237,7 +246,7 @@ fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, NodeState>> {
             .iter()
             .map(|n| {
                 scope.spawn(move || {
-                    ssh.run(&n.target, &remote_script(n.server), MAX_ANSWER)
+                    ssh.run(&n.target, &remote_script(n.kubectl), MAX_ANSWER)
                         .map(|bytes| Answer::parse(&bytes))
                         .map_err(|e| match e {
                             RemoteError::HostKeyMismatch { .. } => NodeState::HostKeyMismatch {

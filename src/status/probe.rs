@@ -26,10 +26,11 @@ const MARK: &str = "@@pinode-status@@ ";
 pub const RUNNER_NAMESPACE: &str = "gitlab-runner";
 pub const RUNNER_DEPLOYMENT: &str = "gitlab-runner";
 
-/// The remote script for a node; `server` adds the cluster's view (kubectl runs on
-/// servers only). Static text: no value of the profile is in it. Every marker starts on a
+/// The remote script for a node; `kubectl`, the distribution's kubectl command on a server
+/// (`k3s kubectl`), adds the cluster's view (servers only). Static text: no value of the
+/// profile is in it, and the command is one of pinode's own. Every marker starts on a
 /// line of its own (`echo;` first), even after an answer without a final line break.
-pub fn remote_script(server: bool) -> String {
+pub fn remote_script(kubectl: Option<&str>) -> String {
     let mut s = format!(
         "timeout 10 sudo -n true 2>/dev/null || echo '{MARK}no-sudo'; \
          echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
@@ -42,10 +43,10 @@ pub fn remote_script(server: bool) -> String {
         ci_status = CLOUD_INIT_STATUS,
         ci_result = CLOUD_INIT_RESULT,
     );
-    if server {
+    if let Some(kubectl) = kubectl {
         s.push_str(&format!(
-            "echo; echo '{MARK}nodes'; timeout 20 sudo -n k3s kubectl get nodes -o json --request-timeout=15s 2>/dev/null; \
-             echo; echo '{MARK}runner'; timeout 20 sudo -n k3s kubectl -n {RUNNER_NAMESPACE} get deployment {RUNNER_DEPLOYMENT} -o json --request-timeout=15s 2>/dev/null; "
+            "echo; echo '{MARK}nodes'; timeout 20 sudo -n {kubectl} get nodes -o json --request-timeout=15s 2>/dev/null; \
+             echo; echo '{MARK}runner'; timeout 20 sudo -n {kubectl} -n {RUNNER_NAMESPACE} get deployment {RUNNER_DEPLOYMENT} -o json --request-timeout=15s 2>/dev/null; "
         ));
     }
     s.push_str(&format!("echo; echo '{MARK}end'"));
@@ -186,8 +187,9 @@ pub enum NodeState {
         reason: String,
         log_tail: Vec<String>,
     },
-    /// The first boot is done; the cluster does not (yet) list the node as Ready.
-    K3sRunning,
+    /// The first boot is done (the distribution is installed and runs); the cluster does not
+    /// (yet) list the node as Ready.
+    Installed,
     /// The cluster lists the node with its Ready condition True.
     Ready,
     /// Ready, and the runner's Deployment has a ready replica (the founder, with a runner).
@@ -262,7 +264,7 @@ impl NodeState {
             );
         }
         if !views.iter().any(|v| v.ready(host) == Some(true)) {
-            return NodeState::K3sRunning;
+            return NodeState::Installed;
         }
         if runner && answer.runner.as_ref().is_some_and(Deployment::running) {
             return NodeState::RunnerRunning;
@@ -308,7 +310,7 @@ impl NodeState {
                 Some(step) => format!("first boot failed at {step}: {reason}"),
                 None => format!("first boot failed: {reason}"),
             },
-            NodeState::K3sRunning => "K3s running (node not Ready yet)".into(),
+            NodeState::Installed => "installed, running (node not Ready yet)".into(),
             NodeState::Ready => "node Ready".into(),
             NodeState::RunnerRunning => "node Ready, runner Running".into(),
         }
@@ -334,7 +336,7 @@ mod tests {
         let a = answer(&[("status", ""), ("unit", "inactive")]);
         assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Booting);
         let a = answer(&[("status", DONE), ("unit", "active")]);
-        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::K3sRunning);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Installed);
         let list: NodeList = serde_json::from_str(
             r#"{"items":[{"metadata":{"name":"n"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]}"#,
         )
@@ -352,8 +354,10 @@ mod tests {
             "{}",
             state.line()
         );
-        assert!(remote_script(true).contains("kubectl get nodes -o json"));
-        assert!(!remote_script(false).contains("kubectl"));
+        assert!(
+            remote_script(Some("k3s kubectl")).contains("sudo -n k3s kubectl get nodes -o json")
+        );
+        assert!(!remote_script(None).contains("kubectl"));
     }
 
     /// On the cloud-init route, before status.json: cloud-init's own files, in the shape
@@ -383,7 +387,7 @@ mod tests {
         );
         // pinode's own status wins once there is one.
         let a = answer(&[("status", DONE), ("cloud-init-result", bad)]);
-        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::K3sRunning);
+        assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Installed);
         // The firstrun route has no cloud-init record: booting, as before.
         let a = answer(&[("cloud-init-status", ""), ("cloud-init-result", "")]);
         assert_eq!(NodeState::of("n", &a, &[], false), NodeState::Booting);

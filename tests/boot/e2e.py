@@ -633,9 +633,9 @@ class Node:
         """The real `pinode status` against this node through its forwarded SSH port, with
         pinode's known_hosts (strict) and the test key from an ssh-agent, as a user runs it.
         The K3s installer is a stand-in: its stand-in `k3s` on servers lists the node Ready;
-        an agent has no cluster view of its own (K3s running); the founder's runner is not
+        an agent has no cluster view of its own (installed, running); the founder's runner is not
         running (no real chart), so only the second server is done (exit 0), the others exit 3."""
-        want_state, want_line = ("k3s_running", "K3s running") if self.role == "agent" else ("ready", "node Ready")
+        want_state, want_line = ("installed", "installed, running") if self.role == "agent" else ("ready", "node Ready")
         want_rc = 0 if self.role == "server" else 3
         r, report, node = self.run_status(json_output=True)
         self.check(f"pinode status --json exits {want_rc}", r.returncode == want_rc, r.stderr)
