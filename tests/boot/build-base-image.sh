@@ -5,6 +5,8 @@
 # Raspberry Pi OS Bookworm, without mounting anything, and writes into OUTDIR:
 #   firstrun.img    cloud-init disabled (/etc/cloud/cloud-init.disabled): Imager firstrun.sh route
 #   cloud-init.img  cloud-init active, NoCloud seed read from the FAT labelled "bootfs"
+#   ubuntu.img      Ubuntu Server for Raspberry Pi's layout (system-boot, writable, os-release,
+#                   cloud-init, a stand-in snap) on the same Debian root: the MicroK8s node
 #   test-ca.pem, test-ca.key  test-only CA, trusted inside both images
 #
 # The rootfs is cached in ${PINODE_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinode-e2e}:
@@ -450,6 +452,37 @@ EOF
     phase "$name.img"
 }
 
+# Raspberry Pi OS Bookworm's swap, in both Pi OS variants: dphys-swapfile makes /var/swap and
+# turns it on at every boot. A STAND-IN shaped like the real unit (dphys-swapfile 20100506,
+# dphys-swapfile.service: `dphys-swapfile setup` then `swapon`), small: kubeadm needs swap off
+# (or tolerated), and pinode's first boot must turn it off for good.
+cat >"$ROOT/usr/local/sbin/dphys-swapfile" <<'EOF'
+#!/bin/sh
+# A STAND-IN for Raspberry Pi OS's dphys-swapfile (pinode e2e boot test): setup/swapon/swapoff.
+set -u
+case "${1:-}" in
+setup) [ -f /var/swap ] || { fallocate -l 64M /var/swap && chmod 600 /var/swap && mkswap /var/swap >/dev/null; } ;;
+swapon) swapon /var/swap ;;
+swapoff) swapoff /var/swap 2>/dev/null || true ;;
+esac
+EOF
+chmod 755 "$ROOT/usr/local/sbin/dphys-swapfile"
+cat >"$ROOT/etc/systemd/system/dphys-swapfile.service" <<'EOF'
+[Unit]
+Description=dphys-swapfile - set up, mount/unmount, and delete a swap file (STAND-IN, pinode e2e)
+After=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/dphys-swapfile setup
+ExecStart=/usr/local/sbin/dphys-swapfile swapon
+ExecStop=/usr/local/sbin/dphys-swapfile swapoff
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf /etc/systemd/system/dphys-swapfile.service "$ROOT/etc/systemd/system/multi-user.target.wants/dphys-swapfile.service"
 # cloud-init variant: the rootfs as built
 rm -f "$ROOT/etc/cloud/cloud-init.disabled" "$WORK/root.ext4"
 mke2fs -q -t ext4 -L rootfs -E root_owner=0:0 -d "$ROOT" "$WORK/root.ext4" "${root_mib}M" >/dev/null
@@ -469,9 +502,83 @@ e2fsck -fn "$WORK/root.ext4" >/dev/null 2>&1
 make_image firstrun "$WORK/root.ext4"
 rm -f "$WORK/root.ext4"
 
+# Ubuntu-shaped variant (the MicroK8s node): Ubuntu Server for Raspberry Pi's layout on this
+# Debian root file system, since Ubuntu itself cannot be downloaded here. Boot partition
+# "system-boot" with Ubuntu's file names (vmlinuz, initrd.img named by config.txt) and its
+# stock NoCloud seed files, root labelled "writable", /etc/os-release of Ubuntu 24.04, no
+# uid-1000 user (Ubuntu's cloud-init creates the first user), ssh enabled, no Pi OS services,
+# no swap, and a STAND-IN snap (tests/boot/standins.py) where Ubuntu has snapd.
+rm -f "$ROOT/etc/cloud/cloud-init.disabled" "$ROOT/etc/systemd/system/multi-user.target.wants/dphys-swapfile.service"
+rm -f "$ROOT/etc/systemd/system/dphys-swapfile.service" "$ROOT/usr/local/sbin/dphys-swapfile"
+chroot "$ROOT" userdel --remove pi
+rm -f "$ROOT/etc/sudoers.d/010_pi-nopasswd"
+for u in regenerate_ssh_host_keys sshswitch userconf; do
+    rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/$u.service" "$ROOT/etc/systemd/system/$u.service" \
+        "$ROOT/lib/systemd/system/$u.service"
+done
+systemctl --root="$ROOT" enable ssh.service
+echo ubuntu >"$ROOT/etc/hostname"
+sed -i 's/raspberrypi/ubuntu/' "$ROOT/etc/hosts"
+rm -f "$ROOT/etc/os-release"
+cat >"$ROOT/usr/lib/os-release" <<'EOF'
+PRETTY_NAME="Ubuntu 24.04.3 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.3 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+HOME_URL="https://www.ubuntu.com/"
+SUPPORT_URL="https://help.ubuntu.com/"
+BUG_REPORT_URL="https://bugs.launchpad.net/ubuntu/"
+PRIVACY_POLICY_URL="https://www.ubuntu.com/legal/terms-and-policies/privacy-policy"
+UBUNTU_CODENAME=noble
+LOGO=ubuntu-logo
+EOF
+ln -s ../usr/lib/os-release "$ROOT/etc/os-release"
+rm -f "$ROOT/etc/cloud/cloud.cfg.d/99_pinode-test.cfg"
+cat >"$ROOT/etc/cloud/cloud.cfg.d/99-fake_cloud.cfg" <<'EOF'
+# pinode e2e, Ubuntu-shaped image: seed from the boot partition labelled system-boot, as
+# Ubuntu Server for Raspberry Pi does (its 99-fake_cloud.cfg).
+datasource_list: [NoCloud, None]
+datasource:
+  NoCloud:
+    fs_label: system-boot
+system_info:
+  network:
+    renderers: [network-manager, networkd]
+EOF
+python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import standins; print(standins.snap_script(), end="")' "$HERE" \
+    >"$ROOT/usr/bin/snap"
+chmod 755 "$ROOT/usr/bin/snap"
+mkdir -p "$ROOT/usr/lib/snapd"
+printf '#!/bin/sh\n# A STAND-IN for snapd (pinode e2e boot test): its presence is what pinode looks for.\nexec sleep infinity\n' \
+    >"$ROOT/usr/lib/snapd/snapd"
+chmod 755 "$ROOT/usr/lib/snapd/snapd"
+# Ubuntu's sudo finds snap commands (its /etc/sudoers secure_path ends in /snap/bin).
+printf 'Defaults\tsecure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"\n' \
+    >"$ROOT/etc/sudoers.d/00-ubuntu-secure-path"
+chmod 440 "$ROOT/etc/sudoers.d/00-ubuntu-secure-path"
+mke2fs -q -t ext4 -L writable -E root_owner=0:0 -d "$ROOT" "$WORK/root.ext4" "${root_mib}M" >/dev/null
+mkdir -p "$WORK/ubuntu-boot"
+cp "$WORK/bootfiles/kernel8.img" "$WORK/ubuntu-boot/vmlinuz"
+cp "$WORK/bootfiles/initramfs8" "$WORK/ubuntu-boot/initrd.img"
+cp "$REPO/fixtures/stock/ubuntu/config.txt" "$WORK/ubuntu-boot/config.txt"
+printf 'console=serial0,115200 multipath=off dwc_otg.lpm_enable=0 console=tty1 root=PARTUUID=%s-02 rootfstype=ext4 rootwait fixrtc\n' "$DISKID" \
+    >"$WORK/ubuntu-boot/cmdline.txt"
+for f in user-data network-config meta-data; do
+    cp "$REPO/fixtures/stock/ubuntu/$f" "$WORK/ubuntu-boot/$f"
+done
+rm -f "$WORK/boot.vfat"
+mkfs.vfat -F 32 -n system-boot -i "$FAT_VOLID" -h "$BOOT_START" -C "$WORK/boot.vfat" $((BOOT_SECTORS / 2)) >/dev/null 2>&1
+for f in vmlinuz initrd.img config.txt cmdline.txt user-data network-config meta-data; do
+    mcopy -i "$WORK/boot.vfat" "$WORK/ubuntu-boot/$f" "::$f"
+done
+make_image ubuntu "$WORK/root.ext4"
+rm -f "$WORK/root.ext4"
 cp "$ENTRY/test-ca.pem" "$OUT/test-ca.pem"
 install -m 600 "$ENTRY/test-ca.key" "$OUT/test-ca.key"
 
 echo "build-base-image: kernel $(basename "$kernel"), initramfs $(du -h "$WORK/bootfiles/initramfs8" | cut -f1), rootfs ${used_kib} KiB, p2 ${root_mib} MiB, disk id 0x$DISKID"
-ls -ls "$OUT"/firstrun.img "$OUT"/cloud-init.img
+ls -ls "$OUT"/firstrun.img "$OUT"/cloud-init.img "$OUT"/ubuntu.img
 printf 'build-base-image: done in %ds\n' $(( $(date +%s) - T0 ))

@@ -59,6 +59,9 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
+import engines  # noqa: E402
+import standins  # noqa: E402
+from e2e_common import PASSWORD_HASH, RUNNER_TOKEN, parse_record  # noqa: E402
 from https_server import HttpsServer  # noqa: E402
 from smoke import TIMINGS, T0, Checks, Phase, run, serial_excerpt  # noqa: E402
 from vm import SSH_BASE_OPTIONS, Vm, host_key_options  # noqa: E402
@@ -67,14 +70,12 @@ from vm import SSH_BASE_OPTIONS, Vm, host_key_options  # noqa: E402
 SSID = "e2e 'n' \"$(x)\" `id` \\ ü\nx"
 PASSPHRASE = "pass 'phrase' \"$(reboot)\" `id` \\ ;&|<>*?"
 K3S_TOKEN = "k3s'tok\"en$(reboot)`id`\\;&|<>*?-0123456789"
-RUNNER_TOKEN = "glrt-e2e'run\"ner$(reboot)`id`\\;&|-0123456789"
-PASSWORD_HASH = "$6$pinodesalt$ZU8tXiuiLl3v.QDIcku9Zu6nG5xxmDLRrN6L7M4O8o2LLDmkJTF0ExUBxp3TkOiD6Kh21B4pR8moDI..taezW1"
 K3S_VERSION = "v1.33.5+k3s1"
 API = "https://e2e-1.cluster.internal:6443"
 INSTALL_URL = "https://10.0.2.100/k3s-install.sh"
 # One node per route with a static Ethernet address: what QEMU's user network hands out by
 # DHCP anyway (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3), written as a fixed address.
-STATIC_NODE = {"firstrun": "e2e-2", "cloud-init": "e2e-1"}
+STATIC_NODE = {"firstrun": "e2e-2", "cloud-init": "e2e-1", "microk8s": "e2e-m1", "kubeadm": "e2e-k1"}
 STATIC_ADDRESS, STATIC_GATEWAY, STATIC_DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"
 VIP = "10.0.2.9"
 
@@ -262,10 +263,6 @@ def nm_ssid(value: str) -> bytes:
     return value.encode()
 
 
-def parse_record(text: str) -> dict:
-    return dict(line.split("=", 1) for line in text.strip().splitlines() if "=" in line)
-
-
 def known_hosts_entries(path: Path) -> dict[str, str]:
     """name -> "TYPE BASE64" of a known_hosts file (names comma-separated or one a line)."""
     entries = {}
@@ -309,6 +306,10 @@ class Node:
     def __init__(self, name: str, role: str, route: str, image: Path, work: Path, srv: HttpsServer, key: Path,
                  checks: Checks, timeout: float, pinode: Path, profile: Path, state: Path, env: dict):
         self.name, self.role, self.route = name, role, route
+        # The distribution: the engine routes' own, K3s on the others.
+        self.engine = route if route in engines.NODES else "k3s"
+        self.api = engines.api(route) if self.engine != "k3s" else API
+        self.state = state
         self.key, self.checks, self.srv = key, checks, srv
         self.label = f"{route} {name} ({role})"
         self.work = work
@@ -378,11 +379,16 @@ class Node:
         # The image's regenerate_ssh_host_keys.service (shaped like Pi OS's: it deletes every
         # key and disables itself) was kept from running: disabled (firstrun) or masked
         # (cloud-init), and never started.
+        if self.route == "microk8s":
+            # Ubuntu has no such unit; its cloud-init writes pinode's key (checked above).
+            r = self.sh("systemctl cat regenerate_ssh_host_keys.service >/dev/null 2>&1 || echo none")
+            self.check("no Pi OS host-key regeneration on the Ubuntu image", r.stdout.strip() == "none", r.stdout)
         r = self.sh("systemctl is-enabled regenerate_ssh_host_keys.service; "
                     "systemctl show -p ExecMainStartTimestampMonotonic --value regenerate_ssh_host_keys.service")
         state = r.stdout.split()
-        self.check("Pi OS's regenerate_ssh_host_keys.service was kept from running (disabled or masked, never started)",
-                   state[:1] in (["disabled"], ["masked"]) and state[1:] == ["0"], r.stdout + r.stderr)
+        if self.route != "microk8s":
+            self.check("Pi OS's regenerate_ssh_host_keys.service was kept from running (disabled or masked, never started)",
+                       state[:1] in (["disabled"], ["masked"]) and state[1:] == ["0"], r.stdout + r.stderr)
         other = self.work / "other_host_key"
         for p in (other, other.with_suffix(".pub")):
             p.unlink(missing_ok=True)
@@ -412,6 +418,20 @@ class Node:
         # The image's first user (pi) became alice as Pi OS's userconf renames it: subuid and
         # subgid follow (rootless containers need them), the image's sudoers rule for pi goes;
         # on the cloud-init route the rule is a file of its own, as Imager 2.x writes it.
+        if self.route == "microk8s":
+            self.identity_ubuntu()
+        else:
+            self.identity_pi_os()
+        self.identity_common()
+
+    def identity_ubuntu(self) -> None:
+        """Ubuntu's image has no first user: cloud-init creates alice with Ubuntu's groups."""
+        r = self.sh("id -nG alice; echo ==; cat /etc/os-release")
+        self.check("Ubuntu image: alice in sudo and adm (Ubuntu's default user groups)",
+                   {"sudo", "adm"} <= set(r.stdout.split("==")[0].split()), r.stdout)
+        self.check("the node runs the Ubuntu-shaped image (os-release ID=ubuntu)", "ID=ubuntu" in r.stdout, r.stdout)
+
+    def identity_pi_os(self) -> None:
         r = self.sh("cat /etc/subuid; echo ==; cat /etc/subgid; echo ==; sudo -n ls /etc/sudoers.d; echo ==; "
                     "sudo -n stat -c '%a %U' /etc/sudoers.d/010_alice-nopasswd 2>&1; "
                     "sudo -n cat /etc/sudoers.d/010_alice-nopasswd 2>&1")
@@ -423,6 +443,8 @@ class Node:
         if self.route == "cloud-init":
             self.check("/etc/sudoers.d/010_alice-nopasswd: 440 root, NOPASSWD for alice",
                        rule.splitlines()[:2] == ["440 root", "alice ALL=(ALL) NOPASSWD: ALL"], rule)
+
+    def identity_common(self) -> None:
         r = self.sh("sudo -n grep -c '^alice:' /etc/shadow; sudo -n awk -F: '$1 == \"alice\" { print $2 }' /etc/shadow")
         self.check("password hash set byte-exact", r.stdout.split("\n")[1].strip() == PASSWORD_HASH, r.stdout)
         # Password login is off: the server offers nothing but publickey.
@@ -439,6 +461,8 @@ class Node:
         self.check("no first-boot tokens left", not any(t.startswith(("systemd.run", "systemd.unit")) for t in tokens), r.stdout)
         r = self.sh("grep -qw memory /sys/fs/cgroup/cgroup.controllers")
         self.check("memory cgroup enabled", r.returncode == 0)
+        if self.engine != "k3s":
+            return  # the engine routes' profiles have no Wi-Fi
         r = self.sh("sudo -n sh -c 'cat /etc/NetworkManager/system-connections/*.nmconnection "
                     "/etc/netplan/*.yaml /run/NetworkManager/system-connections/*.nmconnection' 2>/dev/null")
         text = r.stdout
@@ -482,6 +506,12 @@ class Node:
             self.check("eth0: DHCP (method auto) without a static address", lines[1:2] == ["auto"], r.stdout + r.stderr)
 
     def cluster(self) -> None:
+        if self.engine == "microk8s":
+            engines.check_microk8s(self, self.agent_image)
+            return
+        if self.engine == "kubeadm":
+            engines.check_kubeadm(self, self.agent_image, self.state)
+            return
         server = self.role != "agent"
         r = self.sh("sudo -n cat /var/lib/pinode-e2e/install.log")
         runs = [parse_record(rec) for rec in r.stdout.split("---") if rec.strip()]
@@ -549,6 +579,9 @@ class Node:
 
     def secrets(self) -> dict[str, bytes]:
         host_key = self.cluster_dir / "host-keys" / f"{self.name}_ed25519"
+        if self.engine != "k3s":
+            return {**engines.secrets(self.engine, self.state), "password hash": PASSWORD_HASH.encode(),
+                    "private host key": host_key_slice(host_key)}
         return {
             "cluster token": K3S_TOKEN.encode(),
             "runner token": RUNNER_TOKEN.encode(),
@@ -578,14 +611,18 @@ class Node:
         r = self.sh("ls /boot/firmware /boot/firmware/pinode")
         self.check("no secret files on the boot partition",
                    all(x not in r.stdout.split() for x in ("firstrun.sh", "userconf.txt", "secrets")), r.stdout)
-        r = self.sh("sudo -n stat -c '%a %U' /etc/pinode/secrets/k3s-token")
-        self.check("the token lives root-only on the node", r.stdout.strip() == "600 root", r.stdout)
+        r = self.sh("sudo -n stat -c '%a %U' /etc/pinode/secrets; sudo -n find /etc/pinode/secrets -type f "
+                    "-exec stat -c '%a %U %n' {} +")
+        lines = r.stdout.splitlines()
+        self.check("the secrets live root-only on the node (/etc/pinode/secrets 700, every file 600)",
+                   lines[:1] == ["700 root"] and len(lines) > 1 and all(l.startswith("600 root ") for l in lines[1:]),
+                   r.stdout + r.stderr)
 
     def status(self) -> None:
         r = self.sh("cat /boot/firmware/pinode-status.txt")
         first = "firstrun: ok" if self.route == "firstrun" else "cloud-init: done"
         self.check(f"status file: {first}", first in r.stdout, r.stdout)
-        self.check("status file: k3s ok", "k3s (" in r.stdout and "): ok" in r.stdout, r.stdout)
+        self.check(f"status file: {self.engine} ok", f"{self.engine} (" in r.stdout and "): ok" in r.stdout, r.stdout)
         # /var/lib/pinode/status.json, what `pinode status` reads.
         r = self.sh(f"sudo -n stat -c '%a %U' {STATE_DIR}; sudo -n stat -c '%a %U' {STATUS_JSON}")
         modes = r.stdout.splitlines()
@@ -692,14 +729,16 @@ class Node:
                    bool(after) and all(named(after, kind, ("prod", "dev", "prod-admin", "dev-user")) == entries
                                        for kind, entries in others.items()) and after.get("current-context") == "prod",
                    json.dumps(after)[:1500])
-        node = self.sh("sudo -n cat /etc/rancher/k3s/k3s.yaml").stdout
+        source = {"k3s": "cat /etc/rancher/k3s/k3s.yaml", "microk8s": "microk8s config",
+                  "kubeadm": "cat /etc/kubernetes/admin.conf"}[self.engine]
+        node = self.sh(f"sudo -n {source}").stdout
         ca = next((l.split(":", 1)[1].strip() for l in node.splitlines() if "certificate-authority-data:" in l), "?")
         cert = next((l.split(":", 1)[1].strip() for l in node.splitlines() if "client-certificate-data:" in l), "?")
         cluster = (named(after, "clusters", ("e2e",)) or [{}])[0].get("cluster", {})
         context = (named(after, "contexts", ("e2e",)) or [{}])[0].get("context", {})
         user = (named(after, "users", ("e2e",)) or [{}])[0].get("user", {})
         self.check("the new context e2e: the profile's API, the node's CA and admin certificate",
-                   cluster.get("server") == API and cluster.get("certificate-authority-data") == ca
+                   cluster.get("server") == self.api and cluster.get("certificate-authority-data") == ca
                    and context == {"cluster": "e2e", "user": "e2e"} and user.get("client-certificate-data") == cert,
                    json.dumps([cluster.get("server"), context, sorted(user)]))
         self.check("the merged kubeconfig is 0600", config.stat().st_mode & 0o777 == 0o600, oct(config.stat().st_mode))
@@ -763,11 +802,16 @@ class Node:
             self.check("second boot: the first-boot log did not grow", before == after, f"{before} -> {after}")
 
 
+# The routes: K3s on both first-boot routes, and one per further distribution.
+ROUTES = ["firstrun", "cloud-init", "microk8s", "kubeadm"]
+IMAGES = {"firstrun": "firstrun.img", "cloud-init": "cloud-init.img", **engines.IMAGES}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("PINODE_E2E_WORK", "/var/tmp/pinode-e2e")))
     ap.add_argument("--pinode", type=Path, default=REPO / "target" / "release" / "pinode")
-    ap.add_argument("--route", choices=["firstrun", "cloud-init"], action="append", help="default: both")
+    ap.add_argument("--route", choices=ROUTES, action="append", help="default: all of them")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for SSH per node")
     ap.add_argument("--jobs", type=int, default=2, help="nodes booted at the same time (default 2)")
     ap.add_argument("--skip-build", action="store_true", help="reuse WORK/base as it is")
@@ -796,6 +840,8 @@ def main() -> int:
     shutil.rmtree(www, ignore_errors=True)
     www.mkdir()
     (www / "k3s-install.sh").write_text(FAKE_INSTALLER)
+    # The engine routes' stand-in apt repositories (pkgs.k8s.io's layout) and CNI manifest.
+    standins.build_apt_repositories(www, work / "gnupg")
     # The broken node's server: no installer, so the install URL answers 404.
     www_broken = work / "www-broken"
     shutil.rmtree(www_broken, ignore_errors=True)
@@ -803,30 +849,35 @@ def main() -> int:
     # SOURCE_DATE_EPOCH: the FAT timestamps of the files pinode writes, so that the card `flash`
     # writes and the image `prepare` wrote minutes earlier can be compared file by file.
     env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
+               E2E_MICROK8S_TOKEN=engines.MICROK8S_TOKEN, E2E_KUBEADM_TOKEN=engines.KUBEADM_TOKEN,
                SOURCE_DATE_EPOCH=str(int(time.time())))
     # pinode's state directory (host keys, known_hosts) per route, fresh each run: each route's
     # nodes get keys of their own, and nothing of the invoking user's ~/.local/state is used.
-    envs = {route: dict(env, PINODE_STATE_DIR=str(work / route / "state")) for route in ("firstrun", "cloud-init")}
+    envs = {route: dict(env, PINODE_STATE_DIR=str(work / route / "state")) for route in ROUTES}
 
     # Longest first, so that two lanes end at about the same time.
     plan = {
         "firstrun": [("e2e-1", "founder"), ("e2e-agent", "agent"), ("e2e-2", "server"), ("e2e-3", "broken")],
         "cloud-init": [("e2e-1", "founder")],
+        # The engine routes boot their founder; their agent is prepared (its card is read).
+        **{route: [(nodes[0], "founder")] for route, nodes in engines.NODES.items()},
     }
     jobs = []
-    for route in args.route or ["firstrun", "cloud-init"]:
+    for route in args.route or ROUTES:
         rdir = work / route
         shutil.rmtree(rdir, ignore_errors=True)
         (rdir / "out").mkdir(parents=True)
         profile_path = rdir / "profile.yaml"
-        profile_path.write_text(json.dumps(profile(key.with_suffix(".pub"), route), indent=2, ensure_ascii=False) + "\n")
+        doc = engines.profile(key.with_suffix(".pub"), route) if route in engines.NODES else profile(key.with_suffix(".pub"), route)
+        profile_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         plan[route] = [(n, r) for n, r in plan[route] if not args.only or n in args.only]
         names = [n for n, _ in plan[route]]
         if not names:
             continue
         with Phase(f"{route}: pinode prepare {' '.join(names)}"):
-            argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / f"{route}.img",
-                    "--out-dir", rdir / "out"] + [a for n in names for a in ("--node", n)]
+            prepared = names + [n for n in engines.NODES.get(route, ())[1:] if n not in names]
+            argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / IMAGES[route],
+                    "--out-dir", rdir / "out"] + [a for n in prepared for a in ("--node", n)]
             r = run(argv, capture_output=True, text=True, env=envs[route])
             print(r.stdout + r.stderr, end="")
             if not checks.check(f"{route}: pinode prepare exits 0", r.returncode == 0, r.stderr):
@@ -849,7 +900,7 @@ def main() -> int:
                 f.write(os.urandom(1 << 20))
         dev = run(["losetup", "-f", "--show", backing], capture_output=True, text=True, check=True).stdout.strip()
         with Phase(f"{route}/{name}: pinode flash to {dev}"):
-            argv = [args.pinode, "flash", "--profile", work / route / "profile.yaml", "--image", base / f"{route}.img",
+            argv = [args.pinode, "flash", "--profile", work / route / "profile.yaml", "--image", base / IMAGES[route],
                     "--node", name, "--device", dev, "--yes", "--allow-non-removable", "--json"]
             r = run(argv, capture_output=True, text=True, env=envs[route])
             ok = r.returncode == 0
@@ -919,6 +970,8 @@ def main() -> int:
                           base / "test-ca.key").start()
         node = Node(name, role, route, image, ndir, srv, key, checks, args.timeout, args.pinode.resolve(),
                     work / route / "profile.yaml", work / route / "state", dict(envs[route], SSH_AUTH_SOCK=agent_sock))
+        if route in engines.NODES:
+            node.agent_image = work / route / "out" / f"{engines.NODES[route][1]}.img"
         failed_before = checks.failed_for(node.label)
         try:
             if role == "broken" and node.boot():

@@ -28,8 +28,11 @@ fi
 # build-base-image.sh: mmdebstrap (+ arch-test, keyring), systemctl --root (systemd, not
 # running), mkfs.vfat + mcopy, mke2fs -d + debugfs, sfdisk, openssl (test CA), zstd (cache)
 # vm.py / https_server.py / smoke.py: python3, mtools, socat (guestfwd relay), ssh, ssh-keygen
+# standins.py: dpkg-dev (dpkg-scanpackages) and gnupg for the stand-in apt repositories;
+# engines.py: python3-yaml
 PKGS_MAIN="mmdebstrap arch-test debian-archive-keyring binfmt-support systemd mtools dosfstools
-e2fsprogs fdisk util-linux socat openssl openssh-client python3 ca-certificates xz-utils zstd"
+e2fsprogs fdisk util-linux socat openssl openssh-client python3 python3-yaml ca-certificates xz-utils zstd
+dpkg-dev gnupg"
 PKGS_BPO="qemu-system-arm qemu-user-static"
 
 missing=""

@@ -11,7 +11,7 @@ Standard library only. Typical use::
     vm.reboot_and_wait("alice", "work/id_ed25519")
     vm.stop()
 
-Every boot reads kernel8.img, initramfs8 and cmdline.txt from the image's own FAT boot
+Every boot reads the kernel and initramfs config.txt names (kernel8.img, initramfs8 by default) and cmdline.txt from the image's own FAT boot
 partition (with mtools, no mounting), as the Pi firmware does, so first-boot programs that
 edit cmdline.txt and reboot behave as on the real board. QEMU runs with -no-reboot: a guest
 reboot ends QEMU and this module starts it again, until stop() (or a guest power-off, or
@@ -128,6 +128,21 @@ def boot_partition_files(image: str | os.PathLike) -> list[str]:
     out = subprocess.run(["mdir", "-b", "-i", f"{image}@@{offset}", "::"], check=True, env=env,
                          capture_output=True, text=True).stdout
     return [line.rstrip("/").rsplit("/", 1)[-1] for line in out.splitlines() if line.strip()]
+
+
+def firmware_files(config_txt: str) -> tuple[str, str]:
+    """The kernel and initramfs the Pi firmware loads, from config.txt: `kernel=NAME` and
+    `initramfs NAME followkernel` (Ubuntu's vmlinuz / initrd.img), else the 64-bit defaults
+    with `auto_initramfs=1` (Pi OS: kernel8.img, initramfs8). Conditional sections are read
+    as the virt machine's "Pi" would: every line counts, the last one wins."""
+    kernel, initrd = "kernel8.img", "initramfs8"
+    for line in config_txt.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("kernel="):
+            kernel = line.split("=", 1)[1].strip()
+        elif line.startswith("initramfs "):
+            initrd = line.split()[1]
+    return kernel, initrd
 
 
 def qemu_cmdline(cmdline_txt: str) -> str:
@@ -253,8 +268,12 @@ class Vm:
     def _boot_files(self, n: int) -> tuple[Path, Path, str]:
         d = self.workdir / "boot-files"
         d.mkdir(exist_ok=True)
-        kernel, initrd, cmdline = d / "kernel8.img", d / "initramfs8", d / "cmdline.txt"
-        for name, dest in (("kernel8.img", kernel), ("initramfs8", initrd), ("cmdline.txt", cmdline)):
+        config = d / "config.txt"
+        config.unlink(missing_ok=True)
+        read_boot_file(self.image, "config.txt", config)
+        kernel_name, initrd_name = firmware_files(config.read_text(encoding="utf-8", errors="replace"))
+        kernel, initrd, cmdline = d / "kernel", d / "initramfs", d / "cmdline.txt"
+        for name, dest in ((kernel_name, kernel), (initrd_name, initrd), ("cmdline.txt", cmdline)):
             if dest.exists():
                 dest.unlink()
             read_boot_file(self.image, name, dest)
