@@ -98,10 +98,20 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
         .as_deref()
         .map(|n| format!(" ({})", Untrusted(n)))
         .unwrap_or_default();
+    // "bookworm (Debian GNU/Linux 12 (bookworm))", "Ubuntu 24.04 LTS (Ubuntu 24.04.1 LTS)".
     out.say(format!(
         "os: {}{name}, first boot via {}",
-        os.generation, os.init
+        Untrusted(&os.describe()),
+        os.init
     ));
+    if let Some(snapd) = os.has_snapd
+        && out.verbose > 0
+    {
+        out.say(format!(
+            "  snapd {}",
+            if snapd { "installed" } else { "not installed" }
+        ));
+    }
     if out.verbose > 0 {
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(&e.to_string())));
