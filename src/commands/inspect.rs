@@ -104,17 +104,13 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
         Untrusted(&os.describe()),
         os.init
     ));
-    if let Some(snapd) = os.has_snapd
-        && out.verbose > 0
-    {
-        out.say(format!(
-            "  snapd {}",
-            if snapd { "installed" } else { "not installed" }
-        ));
-    }
     if out.verbose > 0 {
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(&e.to_string())));
+        }
+        if let Some(snapd) = os.has_snapd {
+            let installed = if snapd { "installed" } else { "not installed" };
+            out.say(format!("  snapd {installed} on the root partition"));
         }
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
