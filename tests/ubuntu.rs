@@ -353,8 +353,8 @@ fn firstrun_is_refused_on_ubuntu() {
 }
 
 /// `pinode os list` on the catalog's Ubuntu entries (tests/data/os_list_ubuntu.json, taken
-/// from the real Imager OS list): every Ubuntu Server image has a version and a codename
-/// alias; Desktop and Core have none.
+/// from the real Imager OS list): every 64-bit Ubuntu Server image has a version and a
+/// codename alias; 32-bit, Desktop and Core have none.
 #[test]
 fn os_list_names_ubuntu_server() {
     let catalog = repo().join("tests/data/os_list_ubuntu.json");
@@ -381,14 +381,13 @@ fn os_list_names_ubuntu_server() {
         ["ubuntu-server-22.04-arm64", "ubuntu-server-jammy-arm64"]
     );
     assert_eq!(
-        aliases("Ubuntu Server 22.04.5 LTS (32-bit)"),
-        ["ubuntu-server-22.04-armhf", "ubuntu-server-jammy-armhf"]
-    );
-    assert_eq!(
         aliases("Ubuntu Server 24.10 (64-bit)"),
         ["ubuntu-server-24.10-arm64", "ubuntu-server-oracular-arm64"]
     );
+    // 32-bit Ubuntu boots a 32-bit kernel that arm_64bit=1 would break; Desktop and Core
+    // have no seed pinode can write.
     for name in [
+        "Ubuntu Server 22.04.5 LTS (32-bit)",
         "Ubuntu Desktop 24.04.1 LTS (64-bit)",
         "Ubuntu Core 24 (64-bit)",
     ] {

@@ -16,9 +16,12 @@
 //!   (`ubuntu-server-24.04-arm64` is 24.04.1 today and 24.04.2 when the catalog moves on);
 //! - `ubuntu-server-<codename>-<arch>` (`ubuntu-server-noble-arm64`).
 //!
-//! Every server release gets them, LTS or not (24.10 too), as every Raspberry Pi OS series
-//! does; Ubuntu Desktop and Ubuntu Core get none (their first boot is not cloud-init with a
-//! seed pinode can write: the catalog gives them `init_format: none`).
+//! Every arm64 server release gets them, LTS or not (24.10 too), as every Raspberry Pi OS
+//! series does. Ubuntu Desktop and Ubuntu Core get none (their first boot is not cloud-init
+//! with a seed pinode can write: the catalog gives them `init_format: none`), and neither do
+//! the armhf server images: their `config.txt` boots a 32-bit `vmlinuz`, which pinode's
+//! default `arm_64bit=1` would make the firmware start as a 64-bit kernel (Raspberry Pi OS's
+//! 32-bit images carry a 64-bit `kernel8.img` for that; Ubuntu's do not).
 //!
 //! `alias@YYYY-MM-DD` pins a release by its `release_date` (when the catalog lists it).
 
@@ -92,7 +95,7 @@ fn ubuntu_server_aliases(path: &str) -> Vec<String> {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
-    if !is_number(year) || !is_number(month) || !numbers.all(is_number) || !is_word(arch) {
+    if !is_number(year) || !is_number(month) || !numbers.all(is_number) || arch != "arm64" {
         return Vec::new();
     }
     let mut out = vec![format!("ubuntu-server-{year}.{month}-{arch}")];
@@ -220,18 +223,19 @@ mod tests {
             aliases_for(url),
             ["ubuntu-server-24.04-arm64", "ubuntu-server-noble-arm64"]
         );
-        let url = "http://cdimage.ubuntu.com/releases/jammy/release/ubuntu-22.04.5-preinstalled-server-armhf+raspi.img.xz";
+        let url = "http://cdimage.ubuntu.com/releases/jammy/release/ubuntu-22.04.5-preinstalled-server-arm64+raspi.img.xz";
         assert_eq!(
             aliases_for(url),
-            ["ubuntu-server-22.04-armhf", "ubuntu-server-jammy-armhf"]
+            ["ubuntu-server-22.04-arm64", "ubuntu-server-jammy-arm64"]
         );
         let url = "http://cdimage.ubuntu.com/releases/oracular/release/ubuntu-24.10-preinstalled-server-arm64+raspi.img.xz";
         assert_eq!(
             aliases_for(url),
             ["ubuntu-server-24.10-arm64", "ubuntu-server-oracular-arm64"]
         );
-        // Desktop and Core: none.
+        // Desktop, Core and 32-bit: none.
         for url in [
+            "http://cdimage.ubuntu.com/releases/jammy/release/ubuntu-22.04.5-preinstalled-server-armhf+raspi.img.xz",
             "http://cdimage.ubuntu.com/releases/noble/release/ubuntu-24.04.1-preinstalled-desktop-arm64+raspi.img.xz",
             "http://cdimage.ubuntu.com/ubuntu-core/24/stable/current/ubuntu-core-24-arm64+raspi.img.xz",
             "http://example.com/x/ubuntu-24.04-preinstalled-server-arm64.img.xz",
