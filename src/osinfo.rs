@@ -396,9 +396,14 @@ pub fn detect(
     } else {
         OsFamily::RaspberryPiOs
     };
+    // Debian release numbers only mean something for Debian's family: an os-release of
+    // another OS (ID=fedora, VERSION_ID=40) says nothing about the generation.
+    let debian_release = release.filter(|r| {
+        r.id.is_none() || OsFamily::from_os_release(r) == Some(OsFamily::RaspberryPiOs)
+    });
     let generation = if family == OsFamily::Ubuntu {
         Generation::Unknown
-    } else if let Some(g) = release.and_then(Generation::from_os_release) {
+    } else if let Some(g) = debian_release.and_then(Generation::from_os_release) {
         evidence.push(format!("/etc/os-release on the root partition says {g}"));
         g
     } else if let Some(g) = boot.issue_txt.as_deref().and_then(Generation::from_issue) {
@@ -555,6 +560,35 @@ mod tests {
             None,
         );
         assert_eq!(info.describe(), "Ubuntu 24.10");
+    }
+
+    #[test]
+    fn other_oses_release_numbers_are_no_generation() {
+        let other = RootEvidence {
+            os_release: Some(OsRelease {
+                id: Some("fedora".into()),
+                version_id: Some("40".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let info = detect(&BootEvidence::default(), Some(&other), None, None);
+        assert_eq!(info.generation, Generation::Unknown);
+        // Raspbian's does count.
+        let raspbian = RootEvidence {
+            os_release: Some(OsRelease {
+                id: Some("raspbian".into()),
+                id_like: Some("debian".into()),
+                version_id: Some("12".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let info = detect(&BootEvidence::default(), Some(&raspbian), None, None);
+        assert_eq!(
+            (info.family, info.generation),
+            (OsFamily::RaspberryPiOs, Generation::Bookworm)
+        );
     }
 
     #[test]
