@@ -138,7 +138,7 @@ impl Image {
             .and_then(|p| RootFs::open(self.disk.base(), p))
     }
 
-    /// Decides OS generation and first-boot route.
+    /// Decides OS family, generation and first-boot route.
     pub fn detect_os(
         &mut self,
         init_format: Option<&str>,
@@ -160,6 +160,7 @@ impl Image {
                 .or_else(|| fs.read_text("/usr/lib/os-release"))
                 .map(|t| OsRelease::parse(&t)),
             has_cloud_init: fs.exists("/usr/bin/cloud-init"),
+            has_snapd: fs.exists("/usr/lib/snapd/snapd") || fs.exists("/usr/bin/snap"),
         });
         Ok(osinfo::detect(&boot, root.as_ref(), init_format, forced))
     }

@@ -77,7 +77,11 @@ impl RootFs {
 /// The fields of `os-release(5)` that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OsRelease {
+    /// `ID`: `debian`, `raspbian`, `ubuntu`. Read first: an Ubuntu `VERSION_ID` ("24.04")
+    /// read as a Debian release would make Ubuntu 24.04 a "Trixie".
     pub id: Option<String>,
+    /// `ID_LIKE`, space-separated (`debian`; Ubuntu flavours name `ubuntu` here).
+    pub id_like: Option<String>,
     pub version_id: Option<String>,
     pub version_codename: Option<String>,
     pub pretty_name: Option<String>,
@@ -100,6 +104,7 @@ impl OsRelease {
                 .to_string();
             match key.trim() {
                 "ID" => out.id = Some(value),
+                "ID_LIKE" => out.id_like = Some(value),
                 "VERSION_ID" => out.version_id = Some(value),
                 "VERSION_CODENAME" => out.version_codename = Some(value),
                 "PRETTY_NAME" => out.pretty_name = Some(value),
@@ -125,5 +130,16 @@ mod tests {
             r.pretty_name.as_deref(),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
+        assert_eq!(r.id.as_deref(), Some("debian"));
+        assert_eq!(r.id_like, None);
+    }
+
+    #[test]
+    fn parses_ubuntu() {
+        let r = OsRelease::parse(include_str!("../fixtures/stock/os-release/ubuntu-24.04"));
+        assert_eq!(r.id.as_deref(), Some("ubuntu"));
+        assert_eq!(r.id_like.as_deref(), Some("debian"));
+        assert_eq!(r.version_id.as_deref(), Some("24.04"));
+        assert_eq!(r.version_codename.as_deref(), Some("noble"));
     }
 }

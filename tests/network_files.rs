@@ -798,7 +798,7 @@ print("cloud-init: the stub disables network configuration; nothing applied")
 #[test]
 fn the_first_boot_writes_the_network_files_root_only_and_once() {
     use pinode::edge::{Environment, Settings};
-    use pinode::osinfo::{Generation, InitRoute, OsInfo};
+    use pinode::osinfo::{Generation, InitRoute, OsFamily, OsInfo};
     use pinode::plan::NodePlan;
     use pinode::profile::LoadedProfile;
 
@@ -833,10 +833,13 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
         (Generation::Bullseye, "/boot"),
     ] {
         let os = OsInfo {
+            family: OsFamily::RaspberryPiOs,
             generation,
+            release: None,
             init: InitRoute::Firstrun,
             pretty_name: None,
             cloud_init_installed: None,
+            has_snapd: None,
             evidence: Vec::new(),
             chosen_by: None,
         };

@@ -225,4 +225,30 @@ mod tests {
         c.ensure("b");
         assert_eq!(c.render(), "a b\nb\n");
     }
+
+    /// Ubuntu Server's stock line (canonical/pi-gadget, see fixtures/make-images.sh): the
+    /// cgroup tokens go at the end, `root=LABEL=writable` and `quiet splash` stay as they are.
+    #[test]
+    fn ubuntu_stock_line_gets_the_cgroup_tokens() {
+        let stock = include_str!("../../fixtures/stock/ubuntu/cmdline.txt");
+        assert_eq!(Cmdline::parse(stock).render(), stock);
+        let mut c = Cmdline::parse(stock);
+        for t in [
+            "cgroup_memory=1",
+            "cgroup_enable=memory",
+            "cgroup_enable=cpuset",
+        ] {
+            assert!(c.ensure(t));
+        }
+        assert!(c.set("ds", "nocloud;i=pinode-x"));
+        assert_eq!(
+            c.render(),
+            "console=serial0,115200 dwc_otg.lpm_enable=0 console=tty1 root=LABEL=writable \
+             rootfstype=ext4 rootwait fixrtc quiet splash cgroup_memory=1 cgroup_enable=memory \
+             cgroup_enable=cpuset ds=nocloud;i=pinode-x\n"
+        );
+        let again = Cmdline::parse(&c.render());
+        assert_eq!(again.value_of("root"), Some("LABEL=writable"));
+        assert!(again.contains("cgroup_enable=memory"));
+    }
 }

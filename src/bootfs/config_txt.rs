@@ -206,4 +206,31 @@ mod tests {
             format!("a=1\r\n{BLOCK_BEGIN}\r\n[all]\r\nb=2\r\n{BLOCK_END}\r\n")
         );
     }
+
+    /// Ubuntu Server's stock file (canonical/pi-gadget, see fixtures/make-images.sh):
+    /// `[all]` first, `kernel=vmlinuz`, `initramfs initrd.img followkernel` (no `=`),
+    /// `arm_64bit=1` in an `[all]` section after `[pi4]`, a final `[cm4]` … `[all]`.
+    #[test]
+    fn ubuntu_stock_config_is_64_bit_everywhere_and_takes_a_block() {
+        let stock = include_str!("../../fixtures/stock/ubuntu/config.txt");
+        let c = ConfigTxt::parse(stock);
+        assert!(c.is_effective_everywhere("arm_64bit", "1"));
+        assert!(c.is_effective_everywhere("kernel", "vmlinuz"));
+        assert!(
+            !c.is_effective_everywhere("max_framebuffers", "2"),
+            "[pi4] only"
+        );
+        assert_eq!(c.render(&[]), stock);
+        let patched = c.render(&["dtparam=spi=on".into()]);
+        assert_eq!(
+            patched,
+            format!("{stock}{BLOCK_BEGIN}\n[all]\ndtparam=spi=on\n{BLOCK_END}\n")
+        );
+        let again = ConfigTxt::parse(&patched);
+        assert_eq!(again.previous_block(), ["dtparam=spi=on"]);
+        assert_eq!(again.render(&["dtparam=spi=on".into()]), patched);
+        // Without its `arm_64bit=1`, the file needs pinode's line.
+        let without = stock.replace("arm_64bit=1\n", "");
+        assert!(!ConfigTxt::parse(&without).is_effective_everywhere("arm_64bit", "1"));
+    }
 }

@@ -98,13 +98,19 @@ pub fn run(target: &Path, out: &Output) -> Result<(), Error> {
         .as_deref()
         .map(|n| format!(" ({})", Untrusted(n)))
         .unwrap_or_default();
+    // "bookworm (Debian GNU/Linux 12 (bookworm))", "Ubuntu 24.04 LTS (Ubuntu 24.04.1 LTS)".
     out.say(format!(
         "os: {}{name}, first boot via {}",
-        os.generation, os.init
+        Untrusted(&os.describe()),
+        os.init
     ));
     if out.verbose > 0 {
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(&e.to_string())));
+        }
+        if let Some(snapd) = os.has_snapd {
+            let installed = if snapd { "installed" } else { "not installed" };
+            out.say(format!("  snapd {installed} on the root partition"));
         }
     }
     let yes = |b: bool| if b { "yes" } else { "no" };

@@ -30,7 +30,8 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
     }
     // Each entry with its aliases, parsed from the URL once (a catalog may have 100k entries).
     let mut entries: Vec<_> = catalog.entries.iter().map(|e| (e, e.aliases())).collect();
-    // Raspberry Pi OS (the entries with aliases) first, newest first within a name.
+    // Raspberry Pi OS and Ubuntu Server (the entries with aliases) first, newest first within a
+    // name.
     entries.sort_by(|(a, a_aliases), (b, b_aliases)| {
         a_aliases
             .is_empty()
@@ -87,7 +88,7 @@ pub fn list(all: bool, sources: &Sources, out: &Output) -> Result<(), Error> {
         }
     }
     if entries.iter().all(|(_, aliases)| aliases.is_empty()) {
-        out.warn("no Raspberry Pi OS images in this catalog (none has an alias)");
+        out.warn("no Raspberry Pi OS or Ubuntu Server images in this catalog (none has an alias)");
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
         args.target.display(),
         custom.hostname,
         custom.role.as_str(),
-        os.generation,
+        os.describe(),
         os.init,
         written
     ));

@@ -158,7 +158,7 @@ fn prepare_nodes(
     if out.verbose > 0
         && let Some(os) = base.os()
     {
-        out.say(format!("os: {}, first boot via {}", os.generation, os.init));
+        out.say(format!("os: {}, first boot via {}", os.describe(), os.init));
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(e)));
         }

@@ -58,10 +58,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
                 ..Default::default()
             }),
             has_cloud_init: generation == osinfo::Generation::Trixie,
+            has_snapd: false,
         };
         let mut os = osinfo::detect(&BootEvidence::default(), Some(&root), None, forced);
         // Without an image nothing is known about what is installed.
         os.cloud_init_installed = None;
+        os.has_snapd = None;
         os
     } else {
         return Err(Error::Usage(
@@ -124,7 +126,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
     }
     let readme = format!(
-        "pinode {version} rendered node {host} for Raspberry Pi OS {generation} (first boot via {init}).\n\n\
+        "pinode {version} rendered node {host} for {os_name} (first boot via {init}).\n\n\
          boot/               files for the root of the boot partition{edited}\n\
          cmdline.txt.append  tokens to add to the END of the single line in cmdline.txt\n\
          config.txt.append   lines to add at the END of config.txt\n{ci}\n\
@@ -132,7 +134,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
          tokens): the node removes them from the card on first boot; do not commit them.\n",
         version = env!("CARGO_PKG_VERSION"),
         host = custom.hostname,
-        generation = os.generation,
+        os_name = os.full_name(),
         init = os.init,
         edited = if image_used {
             " (cmdline.txt and config.txt as edited)"
@@ -158,7 +160,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         "{}: rendered {} files for {} ({}) into {}",
         custom.hostname,
         custom.files.len(),
-        os.generation,
+        os.describe(),
         os.init,
         dir.display()
     ));

@@ -45,6 +45,9 @@ const CGROUP_TOKENS: [&str; 3] = [
 
 /// Renders `plan` for an image described by `os`.
 pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> {
+    if let Some(why) = os.route_refusal() {
+        return Err(RenderError(why));
+    }
     let generation = os.generation;
     let mut files = Vec::new();
     let mut cmdline = Vec::new();
@@ -106,7 +109,7 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> 
             let id = cloudinit::new_instance_id(&plan.hostname)?;
             files.push(BootFile {
                 path: "user-data".into(),
-                contents: cloudinit::user_data(plan, generation)?.into_bytes(),
+                contents: cloudinit::user_data(plan, os)?.into_bytes(),
                 secret: true,
             });
             files.push(BootFile {
@@ -133,7 +136,7 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> 
         }
     }
     if let Some(cluster) = &plan.cluster {
-        files.extend(stage2::files(plan, cluster, generation.boot_mount())?);
+        files.extend(stage2::files(plan, cluster, os.boot_mount())?);
     }
     Ok(BootContent {
         hostname: plan.hostname.clone(),

@@ -1,4 +1,4 @@
-//! The cloud-init route (Trixie): a NoCloud seed on the boot partition.
+//! The cloud-init route (Trixie, Ubuntu Server): a NoCloud seed on the boot partition.
 //!
 //! Every file is produced by serialising typed values, never by pasting strings into YAML, so
 //! no value can change the document's structure. The serialisation is JSON, which is YAML too:
@@ -11,7 +11,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::osinfo::Generation;
+use crate::osinfo::{OsFamily, OsInfo};
 use crate::plan::NodePlan;
 use crate::profile::schema::SudoMode;
 use crate::render::RenderError;
@@ -20,6 +20,34 @@ use crate::render::network::{WifiNetwork, netplan};
 /// Groups the first user of Raspberry Pi OS belongs to; cloud-init creates missing ones.
 const GROUPS: &str =
     "adm,dialout,cdrom,audio,video,plugdev,games,users,input,render,netdev,gpio,i2c,spi,sudo";
+
+/// The groups of Ubuntu's own default user, by release: what `ubuntu` would have had.
+///
+/// canonical/cloud-init `config/cloud.cfg.tmpl`, `system_info.default_user.groups` for the
+/// ubuntu variant: `[adm, cdrom, dip, lxd, sudo]` since 9d815c6f (2023-07-20, release 23.3,
+/// "Remove default membership in redundant groups": audio, dialout, floppy, netdev, plugdev
+/// and video are served by udev rules today), which is what 24.04 ships (branch
+/// ubuntu/noble, 7f86d440). 22.04 keeps the old list through the Ubuntu patch
+/// `debian/patches/retain-old-groups.patch` (branch ubuntu/jammy, a3a35b79).
+///
+/// Every group here exists on Ubuntu Server for Raspberry Pi: the classic ones come from
+/// base-passwd, `lxd` is made at image build time (livecd-rootfs `live-build/auto/config`,
+/// because cloud-init would create it as a normal, not a system, group). A missing group is
+/// not an error: cloud-init's `create_user` runs `groupadd` for it first
+/// (cloudinit/distros/__init__.py, ubuntu/noble).
+/// An unknown release gets the current list.
+fn ubuntu_groups(release: Option<&str>) -> &'static str {
+    let year_month = release
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)));
+    match year_month {
+        // 23.10 was the first release with cloud-init 23.3.
+        Some(ym) if ym < (23, 10) => {
+            "adm,audio,cdrom,dialout,dip,floppy,lxd,netdev,plugdev,sudo,video"
+        }
+        _ => "adm,cdrom,dip,lxd,sudo",
+    }
+}
 
 /// Runs last on the first boot: scrubs the secrets from the seed and leaves a status report.
 /// Static text: it takes no values from the profile.
@@ -99,9 +127,17 @@ struct CloudUser<'a> {
     sudo: Option<&'static str>,
 }
 
-/// `user-data`.
-pub(crate) fn user_data(plan: &NodePlan, generation: Generation) -> Result<String, RenderError> {
-    let boot = generation.boot_mount();
+/// `user-data` for the image `os`: Raspberry Pi OS or Ubuntu Server.
+///
+/// On Ubuntu there is no placeholder first user to rename (the image has no uid 1000; its
+/// `ubuntu` user is made by cloud-init only for `users: [default]`, which this `users` list
+/// replaces) and no `regenerate_ssh_host_keys` service, so those Raspberry Pi OS steps are
+/// not sent; the user gets Ubuntu's default groups ([`ubuntu_groups`]). Sudo is the same on
+/// both: the `sudo` group (`%sudo ALL=(ALL:ALL) ALL` in both OSes' /etc/sudoers) for
+/// `password` mode, and the rule file and cloud-init's `sudo:` for `nopasswd`.
+pub(crate) fn user_data(plan: &NodePlan, os: &OsInfo) -> Result<String, RenderError> {
+    let boot = os.boot_mount();
+    let ubuntu = os.family == OsFamily::Ubuntu;
     let mut runcmd = Vec::new();
     if plan.ssh_enabled {
         runcmd.push(args(&["systemctl", "enable", "--now", "ssh"]));
@@ -147,21 +183,21 @@ pub(crate) fn user_data(plan: &NodePlan, generation: Generation) -> Result<Strin
 generate_locale \"$1\"\n",
         super::firstrun::GENERATE_LOCALE
     );
-    let mut bootcmd = vec![
-        args(&[
-            "cloud-init-per",
-            "once",
-            "pinode-locale",
-            "sh",
-            "-c",
-            &generate_locale,
-            "pinode-locale",
-            &plan.locale,
-        ]),
+    let mut bootcmd = vec![args(&[
+        "cloud-init-per",
+        "once",
+        "pinode-locale",
+        "sh",
+        "-c",
+        &generate_locale,
+        "pinode-locale",
+        &plan.locale,
+    ])];
+    if !ubuntu {
         // The user becomes the first user (uid 1000) as on the firstrun route and as Raspberry
         // Pi OS tools expect: an image's placeholder first user is renamed before cloud-init's
         // users module runs, which then finds the user and sets keys, groups and password.
-        args(&[
+        bootcmd.push(args(&[
             "cloud-init-per",
             "once",
             "pinode-first-user",
@@ -170,9 +206,9 @@ generate_locale \"$1\"\n",
             &rename_first_user_script(),
             "pinode-first-user",
             &plan.user.name,
-        ]),
-    ];
-    if plan.host_key.is_some() {
+        ]));
+    }
+    if plan.host_key.is_some() && !ubuntu {
         bootcmd.push(args(&[
             "cloud-init-per",
             "once",
@@ -195,7 +231,11 @@ generate_locale \"$1\"\n",
         manage_etc_hosts: true,
         users: vec![CloudUser {
             name: &plan.user.name,
-            groups: GROUPS,
+            groups: if ubuntu {
+                ubuntu_groups(os.release.as_deref())
+            } else {
+                GROUPS
+            },
             shell: "/bin/bash",
             lock_passwd: plan.user.password_hash.is_none(),
             hashed_passwd: plan.user.password_hash.as_deref(),
@@ -262,4 +302,19 @@ fn to_yaml(value: &impl Serialize, what: &str) -> Result<String, RenderError> {
 
 fn args(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ubuntu_groups_follow_the_release() {
+        let old = "adm,audio,cdrom,dialout,dip,floppy,lxd,netdev,plugdev,sudo,video";
+        assert_eq!(ubuntu_groups(Some("22.04")), old);
+        assert_eq!(ubuntu_groups(Some("20.04")), old);
+        assert_eq!(ubuntu_groups(Some("23.10")), "adm,cdrom,dip,lxd,sudo");
+        assert_eq!(ubuntu_groups(Some("24.04")), "adm,cdrom,dip,lxd,sudo");
+        assert_eq!(ubuntu_groups(None), "adm,cdrom,dip,lxd,sudo");
+    }
 }
