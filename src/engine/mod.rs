@@ -40,6 +40,7 @@ use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::osinfo::{OsFamily, OsInfo};
 use stage2::{EngineStage2, StageContext};
 
 /// The Kubernetes distribution a cluster runs: the profile's `cluster.distribution`.
@@ -279,6 +280,50 @@ pub(crate) enum EngineError {
 }
 
 impl Engine {
+    /// Why this node's distribution cannot work on the OS `os` describes, if it cannot (the
+    /// image is known when a node is prepared; `profile check` says what it can without it).
+    pub(crate) fn os_refusal(&self, os: &OsInfo) -> Option<String> {
+        if let Engine::Microk8s(_) = self {
+            let no_snapd = match os.has_snapd {
+                Some(has) => !has,
+                // The root file system could not be read: Raspberry Pi OS has no snapd.
+                None => os.family == OsFamily::RaspberryPiOs,
+            };
+            if no_snapd {
+                return Some(format!(
+                    "MicroK8s is installed as a snap, and {} has no snapd (Ubuntu Server \
+                     ships it; Raspberry Pi OS does not): use Ubuntu Server, e.g. os.image: \
+                     ubuntu-server-24.04-arm64",
+                    os.full_name()
+                ));
+            }
+        }
+        // Ubuntu Server resolves no mDNS names: a node there cannot reach `FOUNDER.local`.
+        let member = self.member();
+        let joins_mdns = match self {
+            Engine::Microk8s(_) => member.founder_host.ends_with(".local"),
+            _ => k3s::mdns_host_of(&member.api).is_some(),
+        };
+        if os.family == OsFamily::Ubuntu && member.role != NodeRole::Founder && joins_mdns {
+            return Some(format!(
+                "this node joins the cluster at an mDNS name (.local), and {} resolves none \
+                 (Ubuntu Server has no avahi-daemon or libnss-mdns): give the first server a \
+                 static address (network:), or set cluster.api or cluster.vip",
+                os.full_name()
+            ));
+        }
+        None
+    }
+
+    /// The node's membership in the cluster.
+    fn member(&self) -> &Membership {
+        match self {
+            Engine::K3s(node) => &node.member,
+            Engine::Microk8s(node) => &node.member,
+            Engine::Kubeadm(node) => &node.member,
+        }
+    }
+
     /// The distribution's part of the second first-boot stage for this node.
     pub(crate) fn stage2(&self, ctx: &StageContext) -> Result<EngineStage2, EngineError> {
         match self {

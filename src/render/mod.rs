@@ -48,6 +48,9 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> 
     if let Some(why) = os.route_refusal() {
         return Err(RenderError(why));
     }
+    if let Some(why) = plan.cluster.as_ref().and_then(|c| c.engine.os_refusal(os)) {
+        return Err(RenderError(why));
+    }
     let generation = os.generation;
     let mut files = Vec::new();
     let mut cmdline = Vec::new();

@@ -94,9 +94,19 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
         }
     }
     networks.finish(profile.cluster.as_ref(), report);
-    if profile.cluster.is_some() {
+    if let Some(cluster) = &profile.cluster {
         let servers = nodes.iter().filter(|n| n.role == Role::Server).count();
-        if let Some(warning) = values::server_count(servers) {
+        // K3s and kubeadm keep etcd, which needs a majority; MicroK8s' dqlite has rules of
+        // its own.
+        if cluster.distribution == crate::engine::Distribution::Microk8s {
+            for problem in crate::engine::microk8s::server_count_problems(servers) {
+                if problem.warning {
+                    report.warn("nodes", problem.message);
+                } else {
+                    report.error("nodes", problem.message);
+                }
+            }
+        } else if let Some(warning) = values::server_count(servers) {
             report.warn("nodes", warning);
         }
     }

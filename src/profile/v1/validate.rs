@@ -60,6 +60,39 @@ pub(crate) fn profile(p: &Profile, r: &mut Report) {
     }
     if let Some(cluster) = &p.cluster {
         cluster_spec(cluster, p, r);
+        distribution_on_os(cluster, p, r);
+    }
+}
+
+/// What the chosen distribution needs from the OS, as far as the profile tells without the
+/// image (`prepare` checks the image itself, see `crate::engine::Engine::os_refusal`).
+fn distribution_on_os(c: &ClusterSpec, p: &Profile, r: &mut Report) {
+    if c.distribution != Distribution::Microk8s {
+        return;
+    }
+    let image = p.os.image.as_str();
+    let alias = !image.contains('/')
+        && !image.contains("://")
+        && ![".img", ".xz", ".gz", ".zst", ".zip"]
+            .iter()
+            .any(|ext| image.ends_with(ext))
+        && crate::catalog::alias::Spec::parse(image).is_ok();
+    if alias && !image.starts_with("ubuntu-") {
+        r.error(
+            "cluster.distribution",
+            format!(
+                "MicroK8s is installed as a snap, and os.image {} is Raspberry Pi OS, which \
+                 ships no snapd: use Ubuntu Server (os.image: ubuntu-server-24.04-arm64)",
+                crate::ui::quoted(image)
+            ),
+        );
+    }
+    if p.os.init.forced() == Some(crate::osinfo::InitRoute::Firstrun) {
+        r.error(
+            "os.init",
+            "MicroK8s runs on Ubuntu Server, whose first boot is cloud-init only (it has no \
+             Imager firstrun.sh): use os.init: cloud-init or auto",
+        );
     }
 }
 
