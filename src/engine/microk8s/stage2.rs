@@ -118,7 +118,8 @@ install_microk8s_files() {
 }
 
 # install_microk8s: the snap, once (a later boot finds it installed). The install hook
-# copies the launch configuration into the launcher directory: root's only, as the original.
+# copies the launch configuration into the launcher directory (cp keeps our 0600); the
+# directory is made root's only too, whatever a later snap revision's hook does.
 install_microk8s() {
 	if ! snap list microk8s >/dev/null 2>&1; then
 		if [ -n "$MICROK8S_SNAPS" ]; then
