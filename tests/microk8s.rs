@@ -168,8 +168,18 @@ fn every_role_renders_files_that_check_out() {
         (profile(&env, "pair.yaml", PAIR), "p-2", "agent"),
     ];
     for (profile, node, role) in cases {
+        // The cloud-init route (Trixie) carries the same stage: its user-data passes
+        // cloud-init's own validator and the stage is the same program.
+        let trixie = env.render(&profile, node, "trixie");
+        run(Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(trixie.join("boot/user-data")));
         let out = env.render(&profile, node, "bookworm");
         let boot = out.join("boot");
+        assert_eq!(
+            read(&boot.join("pinode/firstboot.sh")),
+            read(&trixie.join("boot/pinode/firstboot.sh"))
+        );
         for script in [boot.join("pinode/firstboot.sh"), boot.join("firstrun.sh")] {
             run(Command::new("shellcheck")
                 .args(["--shell=sh", "--severity=style"])
