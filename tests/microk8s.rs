@@ -39,12 +39,13 @@ nodes:
     role: server
 ";
 
-/// Three servers (HA, the founder at a static address) and an agent; the runner on the
-/// founder.
+/// Three servers (HA, the founder at a static address, the API on a VIP) and an agent; the
+/// runner on the founder.
 const HA: &str = "cluster:
   name: mk
   token_env: K3S_TOKEN
   distribution: microk8s
+  vip: 192.168.1.9
   microk8s:
     channel: 1.33/stable
     addons: [dns, metrics-server]
@@ -219,8 +220,35 @@ fn every_role_renders_files_that_check_out() {
             assert_eq!(config["extraKubeletArgs"]["--max-pods"], "50");
             assert_eq!(
                 config["extraSANs"],
-                json!(["mk-1", "mk-1.local", "192.168.1.10", "api.example.com"])
+                json!([
+                    "mk-1",
+                    "mk-1.local",
+                    "192.168.1.10",
+                    "192.168.1.9",
+                    "api.example.com"
+                ])
             );
+            // kube-vip, for MicroK8s: its control-plane label, its API port.
+            let docs = yaml_documents(&boot.join("pinode/microk8s/pinode-kube-vip.yaml"));
+            let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+            let spec = &ds["spec"]["template"]["spec"];
+            assert_eq!(
+                spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                    ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+                "node.kubernetes.io/microk8s-controlplane"
+            );
+            let env = spec["containers"][0]["env"].as_array().unwrap();
+            assert!(env.contains(&json!({"name": "port", "value": "16443"})));
+            assert!(env.contains(&json!({"name": "address", "value": "192.168.1.9"})));
+        }
+        if node == "mk-2" {
+            assert!(
+                config["extraSANs"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("192.168.1.9"))
+            );
+            assert!(!boot.join("pinode/microk8s/pinode-kube-vip.yaml").exists());
         }
         // The launch configuration holds the token: it is a secret file, and the token is in
         // no other file.
@@ -379,7 +407,8 @@ fn the_first_boot_chain_installs_microk8s_in_each_role() {
     let kubectl = read(&root.path("varlib/pinode-test/kubectl.log"));
     assert!(
         kubectl.starts_with("apply --server-side --force-conflicts -f /var/lib/pinode/manifests\n")
-            && kubectl.contains("pinode-gitlab-runner.yaml"),
+            && kubectl.contains("pinode-gitlab-runner.yaml")
+            && kubectl.contains("pinode-kube-vip.yaml"),
         "{kubectl}"
     );
     let status = read(&root.boot().join("pinode-status.txt"));
