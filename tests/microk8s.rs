@@ -270,7 +270,7 @@ seen=/var/lib/pinode-test
 mkdir -p "$seen"
 case "$1" in
 list) [ -e "$seen/microk8s-installed" ]; exit $? ;;
-ack) exit 0 ;;
+ack | wait) exit 0 ;;
 install)
 	case "$*" in *microk8s*) ;; *) exit 0 ;; esac
 	config=/var/snap/microk8s/common/.microk8s.yaml
@@ -380,7 +380,9 @@ fn the_first_boot_chain_installs_microk8s_in_each_role() {
     assert!(ok, "{log}");
     let stubs = root.stub_log();
     assert!(
-        stubs.contains("snap install microk8s --classic --channel=1.33/stable\n"),
+        stubs.contains(
+            "snap wait system seed.loaded\nsnap install microk8s --classic --channel=1.33/stable\n"
+        ),
         "{stubs}"
     );
     let seen = seen_config(&root);
@@ -470,7 +472,9 @@ fn an_mdns_founder_is_resolved_and_snap_files_are_installed_in_order() {
     let stubs = root.stub_log();
     let snap_calls: Vec<&str> = stubs
         .lines()
-        .filter(|l| l.starts_with("snap ") && !l.starts_with("snap list"))
+        .filter(|l| {
+            l.starts_with("snap ") && !l.starts_with("snap list") && !l.starts_with("snap wait")
+        })
         .collect();
     assert_eq!(
         snap_calls,
@@ -500,7 +504,7 @@ fn a_failed_snap_install_is_reported_with_the_real_reason() {
         root.stub("sleep", "exit 0");
         root.stub(
             "snap",
-            "case \"$1\" in list) exit 1 ;; esac\necho 'error: cannot install \"microk8s\": Get https://api.snapcraft.io: dial tcp: lookup api.snapcraft.io: no such host' >&2\nexit 1",
+            "case \"$1\" in list) exit 1 ;; wait) exit 0 ;; esac\necho 'error: cannot install \"microk8s\": Get https://api.snapcraft.io: dial tcp: lookup api.snapcraft.io: no such host' >&2\nexit 1",
         );
     });
     std::fs::create_dir_all(root.path("varsnap")).unwrap();

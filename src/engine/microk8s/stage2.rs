@@ -122,6 +122,9 @@ install_microk8s_files() {
 # directory is made root's only too, whatever a later snap revision's hook does.
 install_microk8s() {
 	if ! snap list microk8s >/dev/null 2>&1; then
+		# On the first boot of Ubuntu Server snapd is still seeding its preinstalled snaps and
+		# refuses installs until then ("too early for operation, device not yet seeded").
+		snap_step "snap wait system seed.loaded" snap wait system seed.loaded || return 1
 		if [ -n "$MICROK8S_SNAPS" ]; then
 			install_microk8s_files || return 1
 		else
