@@ -374,6 +374,14 @@ fn check_file_url(url: &str, suffix: &str) -> Result<(), String> {
     {
         return Err("is not a URL (no spaces or quotes)".into());
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(
+            "must not carry credentials (user:password@): the URL is written into the \
+             first-boot program and its log, which are not secret"
+                .into(),
+        );
+    }
     let path = rest.split(['?', '#']).next().unwrap_or("");
     if !path.ends_with(suffix) || path.rsplit('/').next() == Some(suffix) {
         return Err(format!(
@@ -497,6 +505,11 @@ mod tests {
         assert!(check_file_url("http://m.example/microk8s_8147.snap", ".snap").is_err());
         assert!(check_file_url("https://m.example/microk8s.assert", ".snap").is_err());
         assert!(check_file_url("https://m.example/a b.snap", ".snap").is_err());
+        let creds = check_file_url("https://u:secret@m.example/x.snap", ".snap").unwrap_err();
+        assert!(
+            creds.contains("credentials") && !creds.contains("secret@"),
+            "{creds}"
+        );
     }
 
     #[test]
