@@ -299,16 +299,32 @@ kubectl)
 esac
 "#;
 
-/// The node's first stage in a scratch root (with the stand-ins), then its second stage:
-/// /var is a fresh tmpfs with the scratch root's lib, log and snap directories, so nothing
-/// of the host's /var/snap is touched.
-fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, PathBuf, bool, String) {
+/// The node's first stage in a scratch root (with the stand-ins, and `extra` run on the
+/// root after them), then its second stage.
+fn first_boot_with(
+    env: &UserEnv,
+    profile: &Path,
+    node: &str,
+    extra: impl FnOnce(&ScratchRoot),
+) -> (ScratchRoot, PathBuf, bool, String) {
     let (root, rendered) =
         first_stage_in_scratch(env, profile, node, "stand-in snap file\n", |root| {
             root.stub("snap", STAND_IN_SNAP);
             root.stub("microk8s", STAND_IN_MICROK8S);
             root.stub("sleep", "exit 0");
+            extra(root);
         });
+    let (ok, log) = second_stage(&root);
+    (root, rendered, ok, log)
+}
+
+fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, PathBuf, bool, String) {
+    first_boot_with(env, profile, node, |_| {})
+}
+
+/// `firstboot.sh run` in the scratch root, where /var is a fresh tmpfs holding the scratch
+/// root's lib, log and snap directories: nothing of the host's /var/snap is touched.
+fn second_stage(root: &ScratchRoot) -> (bool, String) {
     std::fs::create_dir_all(root.path("varsnap")).unwrap();
     let r = root.path("");
     let r = r.display();
@@ -318,7 +334,11 @@ fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, PathBu
          mount --bind {r}/varsnap /var/snap && /usr/local/lib/pinode/firstboot.sh run"
     ));
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    (root, rendered, out.status.success(), log)
+    (out.status.success(), log)
+}
+
+fn status_json(root: &ScratchRoot) -> Value {
+    serde_json::from_str(&read(&root.path("varlib/pinode/status.json"))).unwrap()
 }
 
 fn read(path: &Path) -> String {
@@ -494,6 +514,30 @@ fn an_mdns_founder_is_resolved_and_snap_files_are_installed_in_order() {
     secrets_off_the_fat(&root);
 }
 
+/// A `.local` founder that does not resolve: the stage fails before the snap is installed,
+/// saying why (a join URL needs the founder's IP address), and the next boot tries again.
+#[test]
+fn an_unresolvable_founder_fails_with_the_reason() {
+    assert!(is_root(), "this test needs root (as CI has)");
+    let env = UserEnv::new();
+    let pair = profile(&env, "pair.yaml", PAIR);
+    let (root, _, ok, _) = first_boot_with(&env, &pair, "p-2", |root| {
+        root.stub(
+            "getent",
+            "case \"$1\" in ahostsv4) exit 2 ;; esac\nexec /usr/bin/getent \"$@\"",
+        );
+    });
+    assert!(!ok);
+    let status = status_json(&root);
+    assert_eq!(status["last_error"], "microk8s launch configuration");
+    assert_eq!(
+        status["reason"],
+        "cannot resolve p-1.local, the founder: a MicroK8s join needs its IP address (gave up after 6 attempts)"
+    );
+    assert!(!root.stub_log().contains("snap install"));
+    assert!(!root.path("varlib/pinode/firstboot.done").exists());
+}
+
 /// A snap install that fails is reported with snapd's own last line, after the retries.
 #[test]
 fn a_failed_snap_install_is_reported_with_the_real_reason() {
@@ -507,17 +551,9 @@ fn a_failed_snap_install_is_reported_with_the_real_reason() {
             "case \"$1\" in list) exit 1 ;; wait) exit 0 ;; esac\necho 'error: cannot install \"microk8s\": Get https://api.snapcraft.io: dial tcp: lookup api.snapcraft.io: no such host' >&2\nexit 1",
         );
     });
-    std::fs::create_dir_all(root.path("varsnap")).unwrap();
-    let r = root.path("");
-    let r = r.display();
-    let out = root.run(&format!(
-        "mount -t tmpfs pinode-test-var /var && mkdir -p /var/lib /var/log /var/snap && \
-         mount --bind {r}/varlib /var/lib && mount --bind {r}/varlog /var/log && \
-         mount --bind {r}/varsnap /var/snap && /usr/local/lib/pinode/firstboot.sh run"
-    ));
-    assert!(!out.status.success());
-    let status: Value =
-        serde_json::from_str(&read(&root.path("varlib/pinode/status.json"))).unwrap();
+    let (ok, _) = second_stage(&root);
+    assert!(!ok);
+    let status = status_json(&root);
     assert_eq!(status["last_error"], "microk8s install");
     assert_eq!(
         status["reason"],
