@@ -147,6 +147,39 @@ fn launch_config(rendered: &Path) -> Value {
             "{key}"
         );
     }
+    // The types of the cluster agent's Configuration (schema.go), which parses strictly:
+    // strings, a bool, lists of strings, maps of strings keyed by --flag.
+    for key in ["version", "persistentClusterToken"] {
+        assert!(config.get(key).is_none_or(Value::is_string), "{key}");
+    }
+    if let Some(join) = config.get("join") {
+        assert!(
+            join["url"].is_string() && join["worker"].is_boolean(),
+            "{join}"
+        );
+    }
+    for san in config
+        .get("extraSANs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        assert!(san.is_string(), "{san}");
+    }
+    for addon in config
+        .get("addons")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        assert!(addon["name"].is_string(), "{addon}");
+    }
+    for (flag, value) in config["extraKubeletArgs"].as_object().unwrap() {
+        assert!(
+            flag.starts_with("--") && value.is_string(),
+            "{flag}: {value}"
+        );
+    }
     config
 }
 
