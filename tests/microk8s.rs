@@ -297,12 +297,12 @@ fn every_role_renders_files_that_check_out() {
 /// The STAND-IN for `snap`: records its arguments (stub.log) and, when it installs
 /// MicroK8s, the launch configuration it found and its mode, then does what the install
 /// hook and the cluster agent do with it (a copy in the launcher directory, umask 022,
-/// renamed *.applied) and creates the group `microk8s` as the configure hook does.
+/// renamed *.applied), creates the group `microk8s` as the configure hook does and the
+/// revision link `current` as snapd does.
 const STAND_IN_SNAP: &str = r#"
 seen=/var/lib/pinode-test
 mkdir -p "$seen"
 case "$1" in
-list) [ -e "$seen/microk8s-installed" ]; exit $? ;;
 ack | wait) exit 0 ;;
 install)
 	case "$*" in *microk8s*) ;; *) exit 0 ;; esac
@@ -313,7 +313,7 @@ install)
 	(umask 022; cp "$config" /var/snap/microk8s/common/etc/launcher/install.yaml)
 	mv /var/snap/microk8s/common/etc/launcher/install.yaml /var/snap/microk8s/common/etc/launcher/install.yaml.applied
 	getent group microk8s >/dev/null || groupadd microk8s
-	touch "$seen/microk8s-installed"
+	mkdir -p /var/snap/microk8s/current
 	;;
 esac
 "#;
@@ -474,6 +474,10 @@ fn the_first_boot_chain_installs_microk8s_in_each_role() {
         "{status}"
     );
     assert!(root.path("varlib/pinode/firstboot.done").exists());
+    // A second boot does nothing.
+    let (ok, log) = second_stage(&root);
+    assert!(ok && log.contains("nothing to do"), "{log}");
+    assert_eq!(root.stub_log().matches("snap install").count(), 1);
 
     // A second server joins the founder's static address, as a control-plane node.
     let (root, _, ok, log) = first_boot(&env, &ha, "mk-2");
@@ -525,9 +529,7 @@ fn an_mdns_founder_is_resolved_and_snap_files_are_installed_in_order() {
     let stubs = root.stub_log();
     let snap_calls: Vec<&str> = stubs
         .lines()
-        .filter(|l| {
-            l.starts_with("snap ") && !l.starts_with("snap list") && !l.starts_with("snap wait")
-        })
+        .filter(|l| l.starts_with("snap ") && !l.starts_with("snap wait"))
         .collect();
     assert_eq!(
         snap_calls,
@@ -571,6 +573,43 @@ fn an_unresolvable_founder_fails_with_the_reason() {
     assert!(!root.path("varlib/pinode/firstboot.done").exists());
 }
 
+/// A snap whose install hook did not take the launch configuration (another file first in
+/// its search order, /etc/microk8s.yaml) fails the stage at once with that reason, not after
+/// the 40-minute wait; the next boot does not install the snap again.
+#[test]
+fn a_launch_configuration_the_snap_did_not_take_fails_at_once() {
+    assert!(is_root(), "this test needs root (as CI has)");
+    let env = UserEnv::new();
+    let alone = profile(&env, "alone.yaml", ALONE);
+    let (root, _, ok, _) = first_boot_with(&env, &alone, "solo", |root| {
+        root.stub(
+            "snap",
+            "case \"$1\" in install) mkdir -p /var/snap/microk8s/current; groupadd -f microk8s ;; esac",
+        );
+    });
+    assert!(!ok);
+    let status = status_json(&root);
+    assert_eq!(
+        status["last_error"],
+        "microk8s launch configuration applied"
+    );
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the MicroK8s snap did not take pinode's launch configuration"),
+        "{status}"
+    );
+    assert!(!root.stub_log().contains("sleep 10"), "no waiting");
+    // The next boot: the snap is there (not installed again), its agent has applied the file.
+    let launcher = root.path("varsnap/microk8s/common/etc/launcher");
+    std::fs::create_dir_all(&launcher).unwrap();
+    std::fs::write(launcher.join("install.yaml.applied"), "").unwrap();
+    let (ok, log) = second_stage(&root);
+    assert!(ok, "{log}");
+    assert_eq!(root.stub_log().matches("snap install").count(), 1);
+}
+
 /// A snap install that fails is reported with snapd's own last line, after the retries.
 #[test]
 fn a_failed_snap_install_is_reported_with_the_real_reason() {
@@ -581,7 +620,7 @@ fn a_failed_snap_install_is_reported_with_the_real_reason() {
         root.stub("sleep", "exit 0");
         root.stub(
             "snap",
-            "case \"$1\" in list) exit 1 ;; wait) exit 0 ;; esac\necho 'error: cannot install \"microk8s\": Get https://api.snapcraft.io: dial tcp: lookup api.snapcraft.io: no such host' >&2\nexit 1",
+            "case \"$1\" in wait) exit 0 ;; esac\necho 'error: cannot install \"microk8s\": Get https://api.snapcraft.io: dial tcp: lookup api.snapcraft.io: no such host' >&2\nexit 1",
         );
     });
     let (ok, _) = second_stage(&root);

@@ -117,11 +117,12 @@ install_microk8s_files() {
 	done
 }
 
-# install_microk8s: the snap, once (a later boot finds it installed). The install hook
+# install_microk8s: the snap, once (a later boot finds it installed: snapd links the
+# revision's data directory as /var/snap/microk8s/current at install). The install hook
 # copies the launch configuration into the launcher directory (cp keeps our 0600); the
 # directory is made root's only too, whatever a later snap revision's hook does.
 install_microk8s() {
-	if ! snap list microk8s >/dev/null 2>&1; then
+	if [ ! -e /var/snap/microk8s/current ]; then
 		# On the first boot of Ubuntu Server snapd is still seeding its preinstalled snaps and
 		# refuses installs until then ("too early for operation, device not yet seeded").
 		snap_step "snap wait system seed.loaded" snap wait system seed.loaded || return 1
@@ -139,6 +140,10 @@ install_microk8s() {
 # wait_launch_applied: until the cluster agent has applied the launch configuration (the
 # addons on the founder, the join elsewhere); it renames its copy *.applied then.
 wait_launch_applied() {
+	if [ ! -e @LAUNCHER_DIR@/install.yaml ] && [ ! -e @LAUNCHER_DIR@/install.yaml.applied ]; then
+		log "the MicroK8s snap did not take pinode's launch configuration (no @LAUNCHER_DIR@/install.yaml: does /etc/microk8s.yaml exist? the install hook reads only the first file it finds)"
+		return 1
+	fi
 	waited=0
 	while [ ! -e @LAUNCHER_DIR@/install.yaml.applied ] && [ "$waited" -lt @WAIT@ ]; do
 		sleep 10
