@@ -164,10 +164,11 @@ kubeadm_config() {
 place_pki() {
 @PKI_LINES@}
 
-# kubeadm init (founder) or join, from the configuration file. A failed attempt is reset so
-# that the next one starts from a clean node (`retry`), and the PKI put back.
+# run_kubeadm init|join: kubeadm init (founder) or join, from the configuration file. A failed
+# attempt is reset so that the next one starts from a clean node (`retry`), and the PKI put back.
 run_kubeadm() {
 	[ -e /var/lib/pinode/kubeadm.done ] && return 0
+	log "kubeadm $1: Kubernetes $KUBERNETES_VERSION, API $KUBEADM_API"
 	if [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
 		log "an earlier kubeadm run stopped half-way: resetting the node first"
 		kubeadm reset --force --cri-socket @CRI_SOCKET@ >>"$PINODE_LOG" 2>&1
@@ -184,13 +185,13 @@ run_kubeadm() {
 	fi
 	output=/var/lib/pinode/kubeadm.out
 	{
-		kubeadm "$KUBEADM_COMMAND" --config @KUBEADM_CONFIG@ 2>&1
+		kubeadm "$1" --config @KUBEADM_CONFIG@ 2>&1
 		echo "$?" >"$output.status"
 	} | tee "$output" >&2
 	status=$(cat "$output.status" 2>/dev/null || echo 1)
 	cat "$output" >>"$PINODE_LOG" 2>/dev/null
 	if [ "$status" -ne 0 ]; then
-		log "kubeadm $KUBEADM_COMMAND failed (exit $status): $(tail -n 1 "$output")"
+		log "kubeadm $1 failed (exit $status): $(tail -n 1 "$output")"
 		kubeadm reset --force --cri-socket @CRI_SOCKET@ >>"$PINODE_LOG" 2>&1
 		return 1
 	fi
@@ -236,7 +237,11 @@ const PREPARE_STEPS: &str = r##"	step "memory cgroup" check_memory_cgroup
 "##;
 
 const INSTALL_STEPS: &str = r##"	step "kubernetes packages" retry install_packages
-	step "kubeadm $KUBEADM_COMMAND" retry run_kubeadm
+	if [ "$KUBEADM_EXEC" = init ]; then
+		step "kubeadm init" retry run_kubeadm init
+	else
+		step "kubeadm join" retry run_kubeadm join
+	fi
 	if [ "$KUBEADM_EXEC" != agent ]; then
 		if [ "$KUBE_VIP" = yes ]; then
 			step "kube-vip" place_kube_vip
@@ -263,10 +268,10 @@ fn pki_line(ctx: &StageContext, file: &PkiFile) -> String {
 /// kubeadm's part of the stage for `node`.
 pub(crate) fn stage2(ctx: &StageContext, node: &KubeadmNode) -> Result<EngineStage2, KubeadmError> {
     let member = &node.member;
-    let (exec, command) = match member.role {
-        NodeRole::Founder => ("init", "init"),
-        NodeRole::JoiningServer => ("server", "join"),
-        NodeRole::Agent => ("agent", "join"),
+    let exec = match member.role {
+        NodeRole::Founder => "init",
+        NodeRole::JoiningServer => "server",
+        NodeRole::Agent => "agent",
     };
     let mut files = vec![BootFile {
         path: ctx.boot_secret(CONFIG),
@@ -325,7 +330,6 @@ pub(crate) fn stage2(ctx: &StageContext, node: &KubeadmNode) -> Result<EngineSta
         vars: vec![
             ("KUBEADM_ROLE", role),
             ("KUBEADM_EXEC", exec.to_string()),
-            ("KUBEADM_COMMAND", command.to_string()),
             ("KUBEADM_API", member.api.clone()),
             ("KUBERNETES_VERSION", spec.version()),
             ("KUBERNETES_REPOSITORY", spec.kubernetes_repository()),
