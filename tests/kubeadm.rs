@@ -663,3 +663,55 @@ nodes:
         "the token is never quoted"
     );
 }
+
+/// Under CI pinode never generates the cluster's CA (a throw-away machine would make a new
+/// one every run): `profile check` says so, `render` refuses; once the PKI is kept (and
+/// the token given), CI uses it.
+#[test]
+fn under_ci_the_pki_is_never_generated() {
+    let env = UserEnv::new();
+    let text = FOUNDER.replace(
+        "  distribution: kubeadm\n",
+        "  distribution: kubeadm\n  token_env: KUBEADM_TOKEN\n",
+    );
+    let path = profile(&env, "ci.yaml", &text);
+    let ci = || {
+        let mut cmd = env.pinode();
+        cmd.env("CI", "true")
+            .env("KUBEADM_TOKEN", "abcdef.0123456789abcdef");
+        cmd
+    };
+    let refusal = "CI is set and this kubeadm cluster has no kept PKI yet";
+    let out = output(ci().args(["profile", "check"]).arg(&path));
+    assert!(stderr(&out).contains(refusal), "{}", stderr(&out));
+    let out = output(
+        ci().args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", "solo", "--generation", "bookworm", "--out-dir"])
+            .arg(env.dir.path().join("refused")),
+    );
+    one_error_line(&out, &[refusal]);
+    assert!(!kept_pki(&env, "solo").exists());
+    // Kept once outside CI, it is used under CI.
+    run(env
+        .pinode()
+        .env("KUBEADM_TOKEN", "abcdef.0123456789abcdef")
+        .args(["render", "--profile"])
+        .arg(&path)
+        .args(["--node", "solo", "--generation", "bookworm", "--out-dir"])
+        .arg(env.dir.path().join("not-ci")));
+    let kept = read(&kept_pki(&env, "solo").join("ca.crt"));
+    run(ci()
+        .args(["render", "--profile"])
+        .arg(&path)
+        .args(["--node", "solo", "--generation", "trixie", "--out-dir"])
+        .arg(env.dir.path().join("ci")));
+    assert_eq!(
+        read(
+            &env.dir
+                .path()
+                .join("ci/boot/pinode/secrets/kubeadm-pki-ca.crt")
+        ),
+        kept
+    );
+}
