@@ -345,6 +345,11 @@ init|join)
 		echo ---
 	} >>"$log"
 	cp "$3" "/var/lib/pinode-test/kubeadm-$1.yaml"
+	# As kubeadm init does: a join command with the token.
+	if [ "$1" = init ]; then
+		token=$(grep -o '[a-z0-9]\{6\}\.[a-z0-9]\{16\}' "$3" | head -n 1)
+		echo "kubeadm join example:6443 --token $token --discovery-token-ca-cert-hash sha256:0"
+	fi
 	mkdir -p /etc/kubernetes
 	echo 'apiVersion: v1 # a stand-in kubelet kubeconfig' >/etc/kubernetes/kubelet.conf
 	if [ "$1" = init ] || grep -q controlPlane "$3"; then
@@ -510,6 +515,15 @@ fn the_first_boot_chain_installs_and_runs_kubeadm_in_each_role() {
     assert!(read(&root.path("etc/hosts")).contains("\tsolo.local # pinode-mdns\n"));
     let status = read(&boot.join("pinode-status.txt"));
     assert!(status.contains("kubeadm (server): ok"), "{status}");
+    // The token kubeadm init prints is masked in the console output and the log.
+    let token = read(&env.dir.path().join("state/clusters/solo/kubeadm-token"));
+    let token = token.trim();
+    assert!(given.contains(token), "the stand-in saw the token");
+    let node_log = read(&root.path("varlog/pinode-firstboot.log"));
+    assert!(node_log.contains("--token <bootstrap token>"), "{node_log}");
+    for text in [&log, &node_log, &status] {
+        assert!(!text.contains(token), "the bootstrap token leaked:\n{text}");
+    }
     // A second boot does nothing.
     let again = root.run("/usr/local/lib/pinode/firstboot.sh run");
     assert!(again.status.success());

@@ -183,11 +183,14 @@ run_kubeadm() {
 				>/etc/kubernetes/manifests/kube-vip.yaml &&
 			chmod 600 /etc/kubernetes/manifests/kube-vip.yaml || return 1
 	fi
+	# kubeadm init prints a join command with the bootstrap token: the output goes to the
+	# console and the journal (readable by the adm group) and the log only with every
+	# token-shaped word masked.
 	output=/var/lib/pinode/kubeadm.out
 	{
 		kubeadm "$1" --config @KUBEADM_CONFIG@ 2>&1
 		echo "$?" >"$output.status"
-	} | tee "$output" >&2
+	} | sed 's/[a-z0-9]\{6\}\.[a-z0-9]\{16\}/<bootstrap token>/g' | tee "$output" >&2
 	status=$(cat "$output.status" 2>/dev/null || echo 1)
 	cat "$output" >>"$PINODE_LOG" 2>/dev/null
 	if [ "$status" -ne 0 ]; then
