@@ -21,10 +21,16 @@ pub(crate) const CRI_SOCKET: &str = "unix:///var/run/crio/crio.sock";
 const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
 /// `host:port` of an API URL (`https://10.0.0.9:6443` → `10.0.0.9:6443`): kubeadm's
-/// `controlPlaneEndpoint` and `apiServerEndpoint` take no scheme.
+/// `controlPlaneEndpoint` and `apiServerEndpoint` take no scheme, and a join's
+/// `apiServerEndpoint` needs the port (6443, the API server's, when the URL has none).
 pub(crate) fn endpoint(api: &str) -> String {
     let rest = api.split_once("://").map(|(_, r)| r).unwrap_or(api);
-    rest.split('/').next().unwrap_or(rest).to_string()
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:6443")
+    }
 }
 
 /// The value pinode writes as `kubernetesVersion`: kubeadm's label for the newest release
@@ -155,6 +161,7 @@ mod tests {
     fn endpoints_lose_the_scheme() {
         assert_eq!(endpoint("https://10.0.0.9:6443"), "10.0.0.9:6443");
         assert_eq!(endpoint("https://a.local:6443/"), "a.local:6443");
+        assert_eq!(endpoint("https://api.example"), "api.example:6443");
         assert_eq!(version_label("v1.33"), "stable-1.33");
     }
 }
