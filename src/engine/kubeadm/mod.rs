@@ -58,16 +58,16 @@ pub struct KubeadmSpec {
     pub(crate) version: Option<String>,
     /// The Kubernetes apt repository; default https://pkgs.k8s.io/core:/stable:/VERSION/deb/.
     #[serde(default)]
-    pub(crate) kubernetes_repository: Option<String>,
+    pub(crate) repository: Option<String>,
     /// Its signing key (ASCII-armoured); default REPOSITORY/Release.key.
     #[serde(default)]
-    pub(crate) kubernetes_key: Option<String>,
+    pub(crate) repository_key: Option<String>,
     /// The CRI-O apt repository; default https://pkgs.k8s.io/addons:/cri-o:/stable:/VERSION/deb/.
     #[serde(default)]
     pub(crate) crio_repository: Option<String>,
     /// Its signing key; default REPOSITORY/Release.key.
     #[serde(default)]
-    pub(crate) crio_key: Option<String>,
+    pub(crate) crio_repository_key: Option<String>,
     /// The pod network; default 10.244.0.0/16, flannel's.
     #[serde(default)]
     pub(crate) pod_cidr: Option<String>,
@@ -76,7 +76,7 @@ pub struct KubeadmSpec {
     pub(crate) service_cidr: Option<String>,
     /// The CNI manifest the founder applies once; default flannel's release manifest.
     #[serde(default)]
-    pub(crate) cni_manifest: Option<String>,
+    pub(crate) cni_manifest_url: Option<String>,
 }
 
 impl KubeadmSpec {
@@ -88,16 +88,16 @@ impl KubeadmSpec {
     }
 
     /// The Kubernetes repository (ends with `/`).
-    pub(crate) fn kubernetes_repository(&self) -> String {
-        self.kubernetes_repository
+    pub(crate) fn repository(&self) -> String {
+        self.repository
             .clone()
             .unwrap_or_else(|| format!("https://pkgs.k8s.io/core:/stable:/{}/deb/", self.version()))
     }
 
-    pub(crate) fn kubernetes_key(&self) -> String {
-        self.kubernetes_key
+    pub(crate) fn repository_key(&self) -> String {
+        self.repository_key
             .clone()
-            .unwrap_or_else(|| release_key(&self.kubernetes_repository()))
+            .unwrap_or_else(|| release_key(&self.repository()))
     }
 
     pub(crate) fn crio_repository(&self) -> String {
@@ -109,8 +109,8 @@ impl KubeadmSpec {
         })
     }
 
-    pub(crate) fn crio_key(&self) -> String {
-        self.crio_key
+    pub(crate) fn crio_repository_key(&self) -> String {
+        self.crio_repository_key
             .clone()
             .unwrap_or_else(|| release_key(&self.crio_repository()))
     }
@@ -124,8 +124,8 @@ impl KubeadmSpec {
         net_or(self.service_cidr.as_deref(), DEFAULT_SERVICE_CIDR)
     }
 
-    pub(crate) fn cni_manifest(&self) -> String {
-        self.cni_manifest.clone().unwrap_or_else(|| {
+    pub(crate) fn cni_manifest_url(&self) -> String {
+        self.cni_manifest_url.clone().unwrap_or_else(|| {
             format!(
                 "https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"
             )
@@ -162,11 +162,11 @@ impl KubeadmSpec {
             }
         }
         let urls = [
-            ("kubernetes_repository", &self.kubernetes_repository),
-            ("kubernetes_key", &self.kubernetes_key),
+            ("repository", &self.repository),
+            ("repository_key", &self.repository_key),
             ("crio_repository", &self.crio_repository),
-            ("crio_key", &self.crio_key),
-            ("cni_manifest", &self.cni_manifest),
+            ("crio_repository_key", &self.crio_repository_key),
+            ("cni_manifest_url", &self.cni_manifest_url),
         ];
         for (field, value) in urls {
             if let Some(url) = value
@@ -209,13 +209,13 @@ impl KubeadmSpec {
         }
         if self.pod_cidr.is_some()
             && pods != net_or(None, FLANNEL_NETWORK)
-            && self.cni_manifest.is_none()
+            && self.cni_manifest_url.is_none()
         {
             problems.push(SpecProblem::warning(
                 "pod_cidr",
                 format!(
-                    "flannel's release manifest (the default cni_manifest) assigns pod \
-                     addresses from {FLANNEL_NETWORK}, not {}: give a cni_manifest whose \
+                    "flannel's release manifest (the default cni_manifest_url) assigns pod \
+                     addresses from {FLANNEL_NETWORK}, not {}: give a cni_manifest_url whose \
                      network matches",
                     self.pod_cidr()
                 ),
@@ -229,11 +229,11 @@ impl KubeadmSpec {
         format!(
             "Kubernetes {} with CRI-O from {} and {}; pods {}, services {}; CNI {}",
             self.version(),
-            self.kubernetes_repository(),
+            self.repository(),
             self.crio_repository(),
             self.pod_cidr(),
             self.service_cidr(),
-            self.cni_manifest()
+            self.cni_manifest_url()
         )
     }
 }
@@ -355,15 +355,15 @@ mod tests {
             ..KubeadmSpec::default()
         };
         assert_eq!(
-            spec.kubernetes_repository(),
+            spec.repository(),
             "https://pkgs.k8s.io/core:/stable:/v1.34/deb/"
         );
         assert_eq!(
-            spec.kubernetes_key(),
+            spec.repository_key(),
             "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key"
         );
         assert_eq!(
-            spec.crio_key(),
+            spec.crio_repository_key(),
             "https://pkgs.k8s.io/addons:/cri-o:/stable:/v1.34/deb/Release.key"
         );
         assert_eq!(spec.pod_cidr().to_string(), "10.244.0.0/16");
@@ -395,14 +395,14 @@ mod tests {
         assert_eq!(field_of(overlap), [("service_cidr".into(), false)]);
         let url = KubeadmSpec {
             crio_repository: Some("ftp://mirror/x".into()),
-            cni_manifest: Some("https://a b".into()),
+            cni_manifest_url: Some("https://a b".into()),
             ..KubeadmSpec::default()
         };
         assert_eq!(
             field_of(url),
             [
                 ("crio_repository".into(), false),
-                ("cni_manifest".into(), false)
+                ("cni_manifest_url".into(), false)
             ]
         );
         let pods = KubeadmSpec {
