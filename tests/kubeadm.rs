@@ -431,6 +431,19 @@ fn the_first_boot_chain_installs_and_runs_kubeadm_in_each_role() {
     ] {
         assert!(stubs.contains(call), "no `{call}` in:\n{stubs}");
     }
+    // The manifests the founder applies: helm-controller (kubeadm has no HelmChart
+    // controller of its own) and the runner.
+    for name in [
+        "00-pinode-helm-controller.yaml",
+        "pinode-gitlab-runner.yaml",
+        "pinode-gitlab-runner-token.yaml",
+    ] {
+        assert!(
+            root.path(&format!("varlib/pinode/manifests/{name}"))
+                .exists(),
+            "{name}"
+        );
+    }
     // Packages before kubeadm; the CNI after it.
     let at = |s: &str| stubs.find(s).unwrap();
     assert!(
