@@ -206,6 +206,10 @@ fn every_role_renders_checked_configuration_and_the_pki_only_on_servers() {
     let check = env.check(&ha);
     assert!(check.contains("kubeadm: Kubernetes v1.34"), "{check}");
     assert!(
+        check.contains("servers need 1700 MB of RAM and 2 CPUs (kubeadm's preflight"),
+        "{check}"
+    );
+    assert!(
         check.contains("join: a kubeadm bootstrap token, with the cluster CA pinned by its hash"),
         "{check}"
     );

@@ -40,6 +40,12 @@ const OLDEST_MINOR: u32 = 31;
 /// a newer one is a warning, not an error: its repository may well exist by now.
 const NEWEST_KNOWN_MINOR: u32 = 37;
 
+/// kubeadm's preflight minimums on a control-plane node (cmd/kubeadm/app/constants:
+/// `ControlPlaneMem`, `ControlPlaneNumCPU`); the first-boot stage checks them before
+/// installing anything (the profile cannot know a board's memory).
+pub const CONTROL_PLANE_MEMORY_MB: u32 = 1700;
+pub const CONTROL_PLANE_CPUS: u32 = 2;
+
 /// flannel's release pinode applies by default, and the pod network its manifest assumes
 /// (`net-conf.json` in kube-flannel.yml: `"Network": "10.244.0.0/16"`).
 pub const FLANNEL_VERSION: &str = "v0.27.4";
@@ -227,7 +233,9 @@ impl KubeadmSpec {
     /// One line for `profile check`: the version and where it comes from.
     pub fn summary(&self) -> String {
         format!(
-            "Kubernetes {} with CRI-O from {} and {}; pods {}, services {}; CNI {}",
+            "Kubernetes {} with CRI-O from {} and {}; pods {}, services {}; CNI {}; servers \
+             need {CONTROL_PLANE_MEMORY_MB} MB of RAM and {CONTROL_PLANE_CPUS} CPUs (kubeadm's \
+             preflight: a Pi with 2 GB or more)",
             self.version(),
             self.repository(),
             self.crio_repository(),

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 
 use super::config::{self, CRI_SOCKET};
 use super::pki::PkiFile;
-use super::{KubeadmError, KubeadmNode, kubevip};
+use super::{CONTROL_PLANE_CPUS, CONTROL_PLANE_MEMORY_MB, KubeadmError, KubeadmNode, kubevip};
 use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{
     APPLY_MANIFESTS, AutoManifests, EngineStage2, MEMORY_CGROUP_CHECK, PINODE_MANIFESTS,
@@ -35,13 +35,13 @@ const PREPARE_FUNCTIONS: &str = r##"
 check_resources() {
 	[ "$KUBEADM_EXEC" = agent ] && return 0
 	mem=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null)
-	if [ "${mem:-0}" -lt 1700 ]; then
-		log "this server has ${mem:-0} MB of RAM: kubeadm's preflight check needs 1700 MB on a control-plane node (a Raspberry Pi with 2 GB or more)"
+	if [ "${mem:-0}" -lt @MEMORY_MB@ ]; then
+		log "this server has ${mem:-0} MB of RAM: kubeadm's preflight check needs @MEMORY_MB@ MB on a control-plane node (a Raspberry Pi with 2 GB or more)"
 		return 1
 	fi
 	cpus=$(nproc 2>/dev/null || echo 1)
-	if [ "$cpus" -lt 2 ]; then
-		log "this server has $cpus CPU: kubeadm's preflight check needs 2 on a control-plane node"
+	if [ "$cpus" -lt @CPUS@ ]; then
+		log "this server has $cpus CPU: kubeadm's preflight check needs @CPUS@ on a control-plane node"
 		return 1
 	fi
 }
@@ -347,7 +347,17 @@ pub(crate) fn stage2(ctx: &StageContext, node: &KubeadmNode) -> Result<EngineSta
         ],
         files,
         install_lines,
-        prepare_functions: [MEMORY_CGROUP_CHECK, PREPARE_FUNCTIONS].concat(),
+        prepare_functions: [
+            MEMORY_CGROUP_CHECK,
+            &fill(
+                PREPARE_FUNCTIONS,
+                &[
+                    ("@MEMORY_MB@", &CONTROL_PLANE_MEMORY_MB.to_string()),
+                    ("@CPUS@", &CONTROL_PLANE_CPUS.to_string()),
+                ],
+            ),
+        ]
+        .concat(),
         install_functions,
         prepare_steps: PREPARE_STEPS.to_string(),
         install_steps: INSTALL_STEPS.to_string(),
@@ -409,6 +419,7 @@ mod tests {
         for part in [&server, &agent] {
             let code = [
                 &part.install_lines,
+                &part.prepare_functions,
                 &part.install_functions,
                 &part.prepare_steps,
                 &part.install_steps,
