@@ -75,6 +75,11 @@ pub fn check(
     if let Err((environment, e)) = plan.probe_token(profile, settings) {
         found.push(kind(environment), e);
     }
+    if plan.distribution == crate::engine::Distribution::Kubeadm
+        && let Err((environment, e)) = super::kubeadm::probe(&plan, settings)
+    {
+        found.push(kind(environment), profile.error_at("cluster", e));
+    }
     if let super::cluster::TokenSource::Given(secret) = &plan.token
         && let Some(warning) = secret.exposed_file(&base)
     {

@@ -36,7 +36,7 @@ use super::K3sError;
 /// The kube-vip release pinode deploys (see the module comment).
 pub const VERSION: &str = "v1.2.3";
 /// Its image.
-const IMAGE: &str = "ghcr.io/kube-vip/kube-vip";
+pub(crate) const IMAGE: &str = "ghcr.io/kube-vip/kube-vip";
 /// The file in K3s's auto-deploy directory (K3s's rule: no underscores in these names).
 pub(crate) const MANIFEST: &str = "pinode-kube-vip.yaml";
 /// The interface when nothing says otherwise: a Raspberry Pi's wired port.
