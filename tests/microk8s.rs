@@ -1,7 +1,7 @@
 //! MicroK8s clusters without booting (issue 18): the rendered first-boot files of every role
 //! checked by shellcheck and PyYAML, every launch-configuration key against the list derived
 //! from Canonical's sources (data/microk8s/launch-config-keys.txt), and the whole first-boot
-//! chain (firstrun.sh, then pinode-firstboot) run for real in a scratch root with STAND-INS
+//! chain (cloud-init's handover, then pinode-firstboot) run for real in a scratch root with STAND-INS
 //! for `snap` and `microk8s` that record how they were called and the launch configuration
 //! the snap's install hook found. Bad values are refused at FILE:LINE:COL.
 
@@ -22,7 +22,7 @@ const TOKEN: &str = K3S_TOKEN;
 
 const HEAD: &str = "version: 1
 os:
-  image: raspios-lite-arm64
+  image: ubuntu-server-24.04-arm64
 defaults:
   user:
     name: pi-admin
@@ -202,24 +202,17 @@ fn every_role_renders_files_that_check_out() {
         (profile(&env, "pair.yaml", PAIR), "p-2", "agent"),
     ];
     for (profile, node, role) in cases {
-        // The cloud-init route (Trixie) carries the same stage: its user-data passes
-        // cloud-init's own validator and the stage is the same program.
-        let trixie = env.render(&profile, node, "trixie");
+        // Ubuntu Server's route, cloud-init: its user-data passes cloud-init's own validator.
+        let out = env.render_for_image(&profile, node, &ubuntu());
         run(Command::new("cloud-init")
             .args(["schema", "--config-file"])
-            .arg(trixie.join("boot/user-data")));
-        let out = env.render(&profile, node, "bookworm");
+            .arg(out.join("boot/user-data")));
         let boot = out.join("boot");
-        assert_eq!(
-            read(&boot.join("pinode/firstboot.sh")),
-            read(&trixie.join("boot/pinode/firstboot.sh"))
-        );
-        for script in [boot.join("pinode/firstboot.sh"), boot.join("firstrun.sh")] {
-            run(Command::new("shellcheck")
-                .args(["--shell=sh", "--severity=style"])
-                .arg(&script));
-            run(Command::new("sh").arg("-n").arg(&script));
-        }
+        let script = boot.join("pinode/firstboot.sh");
+        run(Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style"])
+            .arg(&script));
+        run(Command::new("sh").arg("-n").arg(&script));
         let config = launch_config(&out);
         let what = format!("{node} ({role})");
         match role {
@@ -332,6 +325,11 @@ kubectl)
 esac
 "#;
 
+/// The Ubuntu-shaped fixture (fixtures/make-images.sh `ubuntu-noble`): MicroK8s' OS.
+fn ubuntu() -> PathBuf {
+    fixture("ubuntu-noble")
+}
+
 /// The node's first stage in a scratch root (with the stand-ins, and `extra` run on the
 /// root after them), then its second stage.
 fn first_boot_with(
@@ -340,13 +338,19 @@ fn first_boot_with(
     node: &str,
     extra: impl FnOnce(&ScratchRoot),
 ) -> (ScratchRoot, PathBuf, bool, String) {
-    let (root, rendered) =
-        first_stage_in_scratch(env, profile, node, "stand-in snap file\n", |root| {
+    let (root, rendered) = first_stage_in_scratch_for(
+        env,
+        profile,
+        node,
+        "stand-in snap file\n",
+        Some(&ubuntu()),
+        |root| {
             root.stub("snap", STAND_IN_SNAP);
             root.stub("microk8s", STAND_IN_MICROK8S);
             root.stub("sleep", "exit 0");
             extra(root);
-        });
+        },
+    );
     let (ok, log) = second_stage(&root);
     (root, rendered, ok, log)
 }
@@ -616,7 +620,7 @@ fn a_failed_snap_install_is_reported_with_the_real_reason() {
     assert!(is_root(), "this test needs root (as CI has)");
     let env = UserEnv::new();
     let alone = profile(&env, "alone.yaml", ALONE);
-    let (root, _) = first_stage_in_scratch(&env, &alone, "solo", "", |root| {
+    let (root, _) = first_stage_in_scratch_for(&env, &alone, "solo", "", Some(&ubuntu()), |root| {
         root.stub("sleep", "exit 0");
         root.stub(
             "snap",
@@ -730,7 +734,9 @@ nodes:
             .env("SHORT_TOKEN", "0123456789abcdef")
             .args(["render", "--profile"])
             .arg(&path)
-            .args(["--node", "solo", "--generation", "bookworm", "--out-dir"])
+            .args(["--node", "solo", "--image"])
+            .arg(ubuntu())
+            .arg("--out-dir")
             .arg(env.dir.path().join("short-out")),
     );
     let err = stderr(&out);

@@ -25,6 +25,7 @@ defaults:
 cluster:
   name: lab
   token_env: PINODE_TEST_TOKEN
+  distribution: microk8s
 nodes:
   - hostname: node-1
     role: server

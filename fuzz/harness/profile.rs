@@ -68,7 +68,7 @@ pub fn run(data: &[u8]) {
             let _ = loaded.error_at("nodes[0].hostname", "x").to_string();
             if let Some(plan) = pinode::plan::cluster::ClusterPlan::of(&loaded, pinode::edge::settings()) {
                 for node in &loaded.nodes {
-                    let _ = plan.role_of(&node.hostname).describe(plan.ha).to_string();
+                    let _ = plan.distribution.describe_role(plan.role_of(&node.hostname), plan.ha).to_string();
                 }
                 let _ = (plan.api.len(), plan.token.to_string());
             }

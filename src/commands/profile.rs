@@ -135,8 +135,18 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
         }
         // How the node reaches the API: its address, or the founder's name pinned in
         // /etc/hosts (K3s cannot resolve mDNS names).
-        if let Some(join) = plan.as_ref().and_then(|p| p.join_of(&node.hostname)) {
-            facts.push(join.to_string());
+        if let Some(plan) = &plan
+            && let Some(join) = plan.join_of(&node.hostname)
+        {
+            facts.push(match plan.distribution {
+                // MicroK8s nodes join the founder's cluster agent, not the API.
+                Distribution::Microk8s => format!(
+                    "joins {}:{} (the founder's cluster agent)",
+                    plan.founder_host,
+                    pinode::engine::MICROK8S_JOIN_PORT
+                ),
+                _ => join.to_string(),
+            });
         }
         out.say(format!("  {:<16} {}", node.hostname, facts.join(", ")));
     }

@@ -34,6 +34,9 @@ pub(crate) mod microk8s;
 pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};
 pub(crate) mod stage2;
 
+/// The port of MicroK8s' cluster agent, where nodes join.
+pub const MICROK8S_JOIN_PORT: u16 = microk8s::CLUSTER_AGENT_PORT;
+
 use std::net::Ipv4Addr;
 
 use schemars::JsonSchema;
@@ -121,7 +124,7 @@ impl Distribution {
         match self {
             Distribution::K3s => "the K3s cluster token",
             Distribution::Microk8s => {
-                "a MicroK8s join token pinode generated, carried by the founder's launch configuration"
+                "a MicroK8s join token (the founder's persistentClusterToken, in every node's launch configuration)"
             }
             Distribution::Kubeadm => {
                 "a kubeadm bootstrap token, with the cluster CA pinned by its hash (caCertHashes)"
@@ -298,30 +301,7 @@ impl Engine {
                 ));
             }
         }
-        // Ubuntu Server resolves no mDNS names: a node there cannot reach `FOUNDER.local`.
-        let member = self.member();
-        let joins_mdns = match self {
-            Engine::Microk8s(_) => member.founder_host.ends_with(".local"),
-            _ => k3s::mdns_host_of(&member.api).is_some(),
-        };
-        if os.family == OsFamily::Ubuntu && member.role != NodeRole::Founder && joins_mdns {
-            return Some(format!(
-                "this node joins the cluster at an mDNS name (.local), and {} resolves none \
-                 (Ubuntu Server has no avahi-daemon or libnss-mdns): give the first server a \
-                 static address (network:), or set cluster.api or cluster.vip",
-                os.full_name()
-            ));
-        }
         None
-    }
-
-    /// The node's membership in the cluster.
-    fn member(&self) -> &Membership {
-        match self {
-            Engine::K3s(node) => &node.member,
-            Engine::Microk8s(node) => &node.member,
-            Engine::Kubeadm(node) => &node.member,
-        }
     }
 
     /// The distribution's part of the second first-boot stage for this node.

@@ -483,6 +483,11 @@ RemainAfterExit=yes
 WantedBy=multi-user.target
 EOF
 ln -sf /etc/systemd/system/dphys-swapfile.service "$ROOT/etc/systemd/system/multi-user.target.wants/dphys-swapfile.service"
+# The image's own Debian archive is out of reach (restricted network), so it has no apt
+# sources: `apt-get update` on a node reads only the repositories pinode adds (the kubeadm
+# node's stand-ins), instead of waiting for DNS and connection timeouts on the archive.
+: >"$ROOT/etc/apt/sources.list"
+rm -f "$ROOT"/etc/apt/sources.list.d/*.list "$ROOT"/etc/apt/sources.list.d/*.sources
 # cloud-init variant: the rootfs as built
 rm -f "$ROOT/etc/cloud/cloud-init.disabled" "$WORK/root.ext4"
 mke2fs -q -t ext4 -L rootfs -E root_owner=0:0 -d "$ROOT" "$WORK/root.ext4" "${root_mib}M" >/dev/null
@@ -555,6 +560,12 @@ mkdir -p "$ROOT/usr/lib/snapd"
 printf '#!/bin/sh\n# A STAND-IN for snapd (pinode e2e boot test): its presence is what pinode looks for.\nexec sleep infinity\n' \
     >"$ROOT/usr/lib/snapd/snapd"
 chmod 755 "$ROOT/usr/lib/snapd/snapd"
+# snapd's systemd environment generator puts /snap/bin on every service's PATH (snapd,
+# usr/lib/systemd/system-environment-generators/snapd-env-generator); stand-in of the same.
+mkdir -p "$ROOT/usr/lib/systemd/system-environment-generators"
+printf '#!/bin/sh\n# A STAND-IN for snapd-env-generator (pinode e2e boot test).\necho "PATH=${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:/snap/bin"\n' \
+    >"$ROOT/usr/lib/systemd/system-environment-generators/snapd-env-generator"
+chmod 755 "$ROOT/usr/lib/systemd/system-environment-generators/snapd-env-generator"
 # Ubuntu's sudo finds snap commands (its /etc/sudoers secure_path ends in /snap/bin).
 printf 'Defaults\tsecure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"\n' \
     >"$ROOT/etc/sudoers.d/00-ubuntu-secure-path"

@@ -191,7 +191,12 @@ done
 	printf 'crio=%s\n' "$(systemctl is-active crio.service 2>/dev/null)"
 } | record kubeadm
 case "${1:-}" in
-version) echo "kubeadm version: &version.Info{Major:\"1\", Minor:\"33\", GitVersion:\"v1.33.5\"} (stand-in)" ;;
+version)
+	case "$*" in
+	*short*) echo v1.33.5 ;;
+	*) echo "kubeadm version: &version.Info{Major:\"1\", Minor:\"33\", GitVersion:\"v1.33.5\"} (stand-in)" ;;
+	esac
+	;;
 init)
 	make_kubeconfig /etc/kubernetes/admin.conf https://127.0.0.1:6443 /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/ca.key
 	cp /etc/kubernetes/admin.conf /etc/kubernetes/super-admin.conf
@@ -357,6 +362,13 @@ install)
 STANDIN
 	chmod 755 /snap/bin/microk8s
 	getent group microk8s >/dev/null || groupadd --system microk8s
+	# What the snap's install hook and its cluster agent do with a launch configuration: the
+	# hook copies it into the launcher directory, the agent applies it and renames its copy.
+	if [ -f "$launch" ]; then
+		mkdir -p /var/snap/microk8s/common/etc/launcher
+		cp "$launch" /var/snap/microk8s/common/etc/launcher/install.yaml
+		mv /var/snap/microk8s/common/etc/launcher/install.yaml /var/snap/microk8s/common/etc/launcher/install.yaml.applied
+	fi
 	echo "microk8s (@CHANNEL@) installed (stand-in)"
 	;;
 esac

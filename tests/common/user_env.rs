@@ -58,6 +58,25 @@ impl UserEnv {
         out
     }
 
+    /// Renders `node` of `profile` for the OS of the image `image` (an image file pinode
+    /// inspects, e.g. the Ubuntu fixture) into a folder of its own; returns it.
+    pub fn render_for_image(&self, profile: &Path, node: &str, image: &Path) -> PathBuf {
+        let out = self.dir.path().join(format!(
+            "render-{}-{node}-{}",
+            profile.file_stem().unwrap().to_string_lossy(),
+            image.file_stem().unwrap().to_string_lossy()
+        ));
+        run(self
+            .pinode()
+            .args(["render", "--profile"])
+            .arg(profile)
+            .args(["--node", node, "--image"])
+            .arg(image)
+            .arg("--out-dir")
+            .arg(&out));
+        out
+    }
+
     /// `pinode profile check PROFILE`'s output (it must succeed).
     pub fn check(&self, profile: &Path) -> String {
         run(self.pinode().args(["profile", "check"]).arg(profile))
@@ -76,7 +95,24 @@ pub fn first_stage_in_scratch(
     installer: &str,
     before: impl FnOnce(&ScratchRoot),
 ) -> (ScratchRoot, PathBuf) {
-    let rendered = env.render(profile, node, "bookworm");
+    first_stage_in_scratch_for(env, profile, node, installer, None, before)
+}
+
+/// [`first_stage_in_scratch`] for the OS of `image` when given (rendered with `--image`): on
+/// a cloud-init image (Ubuntu) the first stage is cloud-init, whose `runcmd` hands over to
+/// the second stage with `firstboot.sh install BOOT_DIR`; that handover is what runs here.
+pub fn first_stage_in_scratch_for(
+    env: &UserEnv,
+    profile: &Path,
+    node: &str,
+    installer: &str,
+    image: Option<&Path>,
+    before: impl FnOnce(&ScratchRoot),
+) -> (ScratchRoot, PathBuf) {
+    let rendered = match image {
+        Some(image) => env.render_for_image(profile, node, image),
+        None => env.render(profile, node, "bookworm"),
+    };
     let root = ScratchRoot::new("/boot/firmware");
     run(Command::new("cp")
         .arg("-a")
@@ -96,10 +132,30 @@ pub fn first_stage_in_scratch(
     ));
     root.stub("getent", "case \"$1 $2\" in 'ahostsv4 '*.local) echo \"10.0.0.5 STREAM $2\"; exit 0 ;; esac\nexec /usr/bin/getent \"$@\"");
     before(&root);
-    let out = root.run("sh /boot/firmware/firstrun.sh");
+    let first = if image.is_some() {
+        // cloud-init's users module runs before its runcmd: the profile's user exists.
+        let seed = std::fs::read_to_string(rendered.join("boot/user-data")).unwrap();
+        let json: String = seed
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let name = doc["users"][0]["name"].as_str().unwrap().to_string();
+        let out = root.run(&format!("useradd --create-home {name}"));
+        assert!(
+            out.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        "sh /boot/firmware/pinode/firstboot.sh install /boot/firmware"
+    } else {
+        "sh /boot/firmware/firstrun.sh"
+    };
+    let out = root.run(first);
     assert!(
         out.status.success(),
-        "firstrun.sh: {}",
+        "{first}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     (root, rendered)

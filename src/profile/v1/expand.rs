@@ -99,6 +99,18 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
         // K3s and kubeadm keep etcd, which needs a majority; MicroK8s' dqlite has rules of
         // its own.
         if cluster.distribution == crate::engine::Distribution::Microk8s {
+            // MicroK8s nodes join the founder itself; without a static address that is
+            // FOUNDER.local, which stock Ubuntu Server cannot resolve.
+            let founder = nodes.iter().find(|n| n.role == Role::Server);
+            if nodes.len() > 1 && founder.is_some_and(|f| f.network.known_ipv4().is_none()) {
+                report.warn(
+                    "nodes",
+                    "MicroK8s nodes join the first server at its address; it has no static \
+                     one (network:), so they look up FOUNDER.local, which Ubuntu Server \
+                     resolves only with avahi-daemon and libnss-mdns installed (the stock \
+                     image has neither): give the first server a static address",
+                );
+            }
             for problem in crate::engine::microk8s::server_count_problems(servers) {
                 if problem.warning {
                     report.warn("nodes", problem.message);
