@@ -25,7 +25,6 @@ defaults:
 cluster:
   name: lab
   token_env: PINODE_TEST_TOKEN
-  distribution: microk8s
 nodes:
   - hostname: node-1
     role: server
@@ -113,7 +112,14 @@ fn prepare_on_ubuntu_passes_the_fat_checks() {
     let base_hash = sha256_file(&base);
     let stock = extract_boot(&base, dir.path());
     let stock_files = listing(&stock);
+    // MicroK8s, the distribution Ubuntu Server is here for.
     let profile = profile(dir.path(), &base, "");
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        "  token_env: PINODE_TEST_TOKEN\n",
+        "  token_env: PINODE_TEST_TOKEN\n  distribution: microk8s\n",
+    );
+    assert!(text.contains("distribution: microk8s"));
+    std::fs::write(&profile, text).unwrap();
     let out = dir.path().join("out");
     run(fixed()
         .args(["prepare", "--profile"])

@@ -35,7 +35,9 @@ whose first boot fails on purpose (its install URL answers 404): `pinode status`
 a card that `pinode flash` wrote and verified: a loop device larger than the image and filled
 with random bytes first, which QEMU boots as its disk. pinode writes only the blocks in use, so
 before the boot the card's partitions must pass `fsck.fat -n` and `e2fsck -fn` and hold exactly
-the files of the prepared image (tests/tools/fsmanifest.py). Exit status 0 when every check
+the files of the prepared image (tests/tools/fsmanifest.py). The routes `microk8s` and
+`kubeadm` boot one founder per further distribution against stand-ins (engines.py,
+standins.py). Exit status 0 when every check
 passed; the last line is "N passed, N failed".
 """
 

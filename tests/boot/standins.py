@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -147,15 +148,17 @@ get\ deployment* | get\ deploy*)
 apply*)
 	{
 		printf 'args=%s\n' "$*"
+		files=''
 		for a in "$@"; do
 			if [ -d "$a" ]; then
 				for f in "$a"/*; do
-					[ -f "$f" ] && printf 'file=%s %s\n' "$f" "$(sha256sum <"$f" | cut -d' ' -f1)"
+					[ -f "$f" ] && files="$files $f"
 				done
 			elif [ -f "$a" ]; then
-				printf 'file=%s %s\n' "$a" "$(sha256sum <"$a" | cut -d' ' -f1)"
+				files="$files $a"
 			fi
 		done
+		printf 'files=%s\n' "$files"
 	} | record kubectl-apply
 	echo "applied (stand-in)"
 	exit 0
@@ -298,9 +301,18 @@ def _flat_repository(repo: Path, gnupg_home: Path, key_id: str) -> None:
 
 def build_apt_repositories(www: Path, gnupg_home: Path) -> dict[str, str]:
     """The two stand-in repositories under `www`; returns {path: signing key fingerprint}."""
-    gnupg_home.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(gnupg_home, ignore_errors=True)  # a fresh key each run
+    gnupg_home.mkdir(parents=True)
     gnupg_home.chmod(0o700)
     env = dict(os.environ, GNUPGHOME=str(gnupg_home))
+    try:
+        return _signed_repositories(www, gnupg_home, env)
+    finally:
+        # gpg started an agent for this home: stop it (a process of this run's own).
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+
+
+def _signed_repositories(www: Path, gnupg_home: Path, env: dict) -> dict[str, str]:
     uid = "pinode e2e TEST-ONLY apt signing key (stand-in for pkgs.k8s.io)"
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "1d"],
                    check=True, env=env, capture_output=True)
