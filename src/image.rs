@@ -161,6 +161,9 @@ impl Image {
                 .map(|t| OsRelease::parse(&t)),
             has_cloud_init: fs.exists("/usr/bin/cloud-init"),
             has_snapd: fs.exists("/usr/lib/snapd/snapd") || fs.exists("/usr/bin/snap"),
+            resolves_mdns: fs
+                .read_text("/etc/nsswitch.conf")
+                .map(|t| osinfo::nsswitch_resolves_mdns(&t)),
         });
         Ok(osinfo::detect(&boot, root.as_ref(), init_format, forced))
     }

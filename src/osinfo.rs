@@ -286,6 +286,20 @@ pub struct RootEvidence {
     pub has_cloud_init: bool,
     /// `/usr/lib/snapd/snapd` or `/usr/bin/snap` exists.
     pub has_snapd: bool,
+    /// Whether glibc resolves mDNS (`.local`) names: `/etc/nsswitch.conf`'s `hosts:` line
+    /// names an `mdns` module (libnss-mdns, as on Raspberry Pi OS); `None` without the file.
+    pub resolves_mdns: Option<bool>,
+}
+
+/// Whether an `/etc/nsswitch.conf` resolves mDNS names: its `hosts:` line names one of
+/// libnss-mdns' modules (`mdns4_minimal`, `mdns`, ...).
+pub fn nsswitch_resolves_mdns(nsswitch: &str) -> bool {
+    nsswitch.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        line.trim_start()
+            .strip_prefix("hosts:")
+            .is_some_and(|modules| modules.split_whitespace().any(|m| m.starts_with("mdns")))
+    })
 }
 
 /// The decision, with the reasons for it (shown by `inspect` and in errors).
@@ -309,6 +323,11 @@ pub struct OsInfo {
     /// image with `Some(false)`; with `None` they can only rely on `family`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_snapd: Option<bool>,
+    /// Whether the OS resolves `.local` names (see [`RootEvidence::resolves_mdns`]); `None`
+    /// when unknown. Stock Ubuntu Server does not (no libnss-mdns): a node there cannot
+    /// join a cluster at `FOUNDER.local`.
+    #[serde(skip)]
+    pub resolves_mdns: Option<bool>,
     pub evidence: Vec<String>,
     /// Who chose `init`, when it was not detected (for advice in errors).
     #[serde(skip)]
@@ -475,6 +494,7 @@ pub fn detect(
         pretty_name: release.and_then(|r| r.pretty_name.clone()),
         cloud_init_installed: readable_root.map(|r| r.has_cloud_init),
         has_snapd: readable_root.map(|r| r.has_snapd),
+        resolves_mdns: readable_root.and_then(|r| r.resolves_mdns),
         evidence,
         chosen_by: forced.map(|f| f.by),
     }
@@ -484,6 +504,15 @@ pub fn detect(
 mod tests {
     use super::*;
 
+    #[test]
+    fn mdns_is_what_nsswitch_says() {
+        let pi_os = "passwd: files\nhosts:          files mdns4_minimal [NOTFOUND=return] dns\n";
+        assert!(nsswitch_resolves_mdns(pi_os));
+        let ubuntu = "# hosts: files mdns\nhosts:          files dns\nnetworks: files\n";
+        assert!(!nsswitch_resolves_mdns(ubuntu));
+        assert!(!nsswitch_resolves_mdns("hosts: files dns # mdns later\n"));
+    }
+
     fn root(codename: &str, cloud_init: bool) -> RootEvidence {
         RootEvidence {
             os_release: Some(OsRelease {
@@ -492,6 +521,7 @@ mod tests {
             }),
             has_cloud_init: cloud_init,
             has_snapd: false,
+            resolves_mdns: None,
         }
     }
 
@@ -507,6 +537,7 @@ mod tests {
             }),
             has_cloud_init: true,
             has_snapd: true,
+            resolves_mdns: None,
         }
     }
 

@@ -311,3 +311,31 @@ fn the_runner_is_one_helmchart_with_helm_controller_where_the_distribution_has_n
     let k3s_chart = std::fs::read(&find(&k3s, "pinode-gitlab-runner.yaml")[0]).unwrap();
     assert!(charts.iter().all(|c| *c == k3s_chart));
 }
+
+#[test]
+fn microk8s_server_counts_follow_dqlite_and_etcd_counts_follow_etcd() {
+    let env = UserEnv::new();
+    let servers = |n: usize, distribution: &str, image: &str, token: &str| {
+        let mut text = cluster(distribution, token);
+        for i in 0..n.saturating_sub(1) {
+            text.push_str(&format!("  - hostname: extra-{i}\n    role: server\n"));
+        }
+        let profile = write(&env, &format!("{distribution}-{n}.yaml"), image, &text);
+        let out = output(
+            pinode_with_tokens(&env)
+                .args(["profile", "check"])
+                .arg(&profile),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let mk = |n| servers(n, "microk8s", "ubuntu-server-24.04-arm64", "MICROK8S_TOKEN");
+    assert!(mk(2).contains("two MicroK8s servers are not HA"));
+    assert!(mk(4).contains("4 MicroK8s servers survive no more failures than 3"));
+    assert!(!mk(3).contains("warning"), "{}", mk(3));
+    let kubeadm = servers(2, "kubeadm", "raspios-lite-arm64", "KUBEADM_TOKEN");
+    assert!(
+        kubeadm.contains("etcd needs a majority (2 of 2)"),
+        "{kubeadm}"
+    );
+}

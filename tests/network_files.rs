@@ -840,6 +840,7 @@ fn the_first_boot_writes_the_network_files_root_only_and_once() {
             pretty_name: None,
             cloud_init_installed: None,
             has_snapd: None,
+            resolves_mdns: None,
             evidence: Vec::new(),
             chosen_by: None,
         };

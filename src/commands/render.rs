@@ -59,6 +59,7 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             }),
             has_cloud_init: generation == osinfo::Generation::Trixie,
             has_snapd: false,
+            resolves_mdns: None,
         };
         let mut os = osinfo::detect(&BootEvidence::default(), Some(&root), None, forced);
         // Without an image nothing is known about what is installed.

@@ -301,7 +301,34 @@ impl Engine {
                 ));
             }
         }
+        if os.resolves_mdns == Some(false)
+            && let Some(name) = self.mdns_name_needed()
+        {
+            return Some(format!(
+                "this node must resolve {name} to reach the cluster, and {} resolves no \
+                 .local names (its /etc/nsswitch.conf names no mdns module: stock Ubuntu \
+                 Server has neither avahi-daemon nor libnss-mdns): give the first server a \
+                 static address (network:), or set cluster.api or cluster.vip",
+                os.full_name()
+            ));
+        }
         None
+    }
+
+    /// The mDNS name this node must resolve to reach the cluster, if any: the founder's for
+    /// a MicroK8s join; the API host for a K3s node that joins it; for kubeadm, whose
+    /// configuration names the API host on every node (the founder's `controlPlaneEndpoint`
+    /// too), the API host on every node.
+    fn mdns_name_needed(&self) -> Option<&str> {
+        match self {
+            Engine::Microk8s(node) => (node.member.role != NodeRole::Founder
+                && node.member.founder_host.ends_with(".local"))
+            .then_some(node.member.founder_host.as_str()),
+            Engine::K3s(node) => (node.member.role != NodeRole::Founder)
+                .then(|| k3s::mdns_host_of(&node.member.api))
+                .flatten(),
+            Engine::Kubeadm(node) => k3s::mdns_host_of(&node.member.api),
+        }
     }
 
     /// The distribution's part of the second first-boot stage for this node.
@@ -311,5 +338,93 @@ impl Engine {
             Engine::Microk8s(node) => Ok(microk8s::stage2::stage2(ctx, node)?),
             Engine::Kubeadm(node) => Ok(kubeadm::stage2::stage2(ctx, node)?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osinfo::{Generation, InitRoute};
+
+    fn ubuntu(resolves_mdns: Option<bool>, has_snapd: Option<bool>) -> OsInfo {
+        OsInfo {
+            family: OsFamily::Ubuntu,
+            generation: Generation::Unknown,
+            release: Some("24.04".into()),
+            init: InitRoute::CloudInit,
+            pretty_name: None,
+            cloud_init_installed: Some(true),
+            has_snapd,
+            resolves_mdns,
+            evidence: Vec::new(),
+            chosen_by: None,
+        }
+    }
+
+    fn microk8s(role: NodeRole, founder_host: &str) -> Engine {
+        Engine::Microk8s(microk8s::Microk8sNode {
+            member: Membership {
+                founder_host: founder_host.into(),
+                ..Membership::for_test(role, "https://mk-1.local:16443")
+            },
+            spec: microk8s::Microk8sSpec::default(),
+        })
+    }
+
+    fn k3s(role: NodeRole, api: &str) -> Engine {
+        Engine::K3s(k3s::K3sNode {
+            member: Membership::for_test(role, api),
+            spec: k3s::K3sSpec::default(),
+        })
+    }
+
+    #[test]
+    fn a_node_that_must_resolve_a_local_name_is_refused_where_nothing_resolves_it() {
+        let stock = ubuntu(Some(false), Some(true));
+        let agent = microk8s(NodeRole::Agent, "mk-1.local");
+        let why = agent.os_refusal(&stock).unwrap();
+        assert!(
+            why.contains("mk-1.local") && why.contains("Ubuntu 24.04 LTS"),
+            "{why}"
+        );
+        // The founder joins nobody; an address needs no resolver; with libnss-mdns, or
+        // when nothing is known, the node may go on.
+        assert!(
+            microk8s(NodeRole::Founder, "mk-1.local")
+                .os_refusal(&stock)
+                .is_none()
+        );
+        assert!(
+            microk8s(NodeRole::Agent, "192.168.1.10")
+                .os_refusal(&stock)
+                .is_none()
+        );
+        for known in [Some(true), None] {
+            assert!(agent.os_refusal(&ubuntu(known, Some(true))).is_none());
+        }
+        let k3s_agent = k3s(NodeRole::Agent, "https://k-1.local:6443");
+        assert!(k3s_agent.os_refusal(&stock).unwrap().contains("k-1.local"));
+        assert!(
+            k3s(NodeRole::Founder, "https://k-1.local:6443")
+                .os_refusal(&stock)
+                .is_none()
+        );
+        assert!(
+            k3s(NodeRole::Agent, "https://10.0.0.1:6443")
+                .os_refusal(&stock)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn microk8s_needs_snapd() {
+        let founder = microk8s(NodeRole::Founder, "192.168.1.10");
+        assert!(
+            founder
+                .os_refusal(&ubuntu(None, Some(false)))
+                .unwrap()
+                .contains("no snapd")
+        );
+        assert!(founder.os_refusal(&ubuntu(None, Some(true))).is_none());
     }
 }

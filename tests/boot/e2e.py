@@ -622,7 +622,7 @@ class Node:
 
     def status(self) -> None:
         r = self.sh("cat /boot/firmware/pinode-status.txt")
-        first = "firstrun: ok" if self.route == "firstrun" else "cloud-init: done"
+        first = "firstrun: ok" if self.route in ("firstrun", "kubeadm") else "cloud-init: done"
         self.check(f"status file: {first}", first in r.stdout, r.stdout)
         self.check(f"status file: {self.engine} ok", f"{self.engine} (" in r.stdout and "): ok" in r.stdout, r.stdout)
         # /var/lib/pinode/status.json, what `pinode status` reads.

@@ -178,16 +178,17 @@ def check_kubeadm(node, agent_image: Path, state: Path) -> None:
     r = node.sh("apt-mark showhold")
     node.check("kubelet, kubeadm and kubectl are held", {"kubelet", "kubeadm", "kubectl"} <= set(r.stdout.split()),
                r.stdout)
-    r = node.sh("lsmod | awk '{print $1}'; echo ==; sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables "
-                "net.bridge.bridge-nf-call-ip6tables; echo ==; cat /etc/modules-load.d/*.conf; echo ==; "
-                "cat /etc/sysctl.d/*.conf")
-    mods, sysctls, mod_files, sysctl_files = (r.stdout.split("==\n") + ["", "", "", ""])[:4]
+    r = node.sh("lsmod | awk '{print $1}'; echo ==; grep -h -v '^#' /etc/modules-load.d/*.conf")
+    mods, mod_files = (r.stdout.split("==\n") + ["", ""])[:2]
     node.check("br_netfilter and overlay loaded, and listed in modules-load.d",
-               {"br_netfilter", "overlay"} <= set(mods.split()) and "br_netfilter" in mod_files
-               and "overlay" in mod_files, r.stdout[:2000])
-    node.check("ip_forward and bridge-nf-call-ip(6)tables are 1, and persisted in sysctl.d",
-               sysctls.split() == ["1", "1", "1"] and "net.ipv4.ip_forward" in sysctl_files
-               and "net.bridge.bridge-nf-call-iptables" in sysctl_files, r.stdout[-1500:])
+               {"br_netfilter", "overlay"} <= set(mods.split()) and {"br_netfilter", "overlay"} <= set(mod_files.split()),
+               mod_files + r.stderr)
+    keys = ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+    r = node.sh("sysctl " + " ".join(keys))
+    node.check("ip_forward and bridge-nf-call-ip(6)tables are 1 now",
+               all(f"{k} = 1" in r.stdout for k in keys), r.stdout + r.stderr)
+    r = node.sh("grep -h -v '^#' /etc/sysctl.d/*.conf | tr -d ' '")
+    node.check("... and at every boot (sysctl.d)", all(f"{k}=1" in r.stdout.split() for k in keys), r.stdout[:1500])
     r = node.sh("swapon --show --noheadings | wc -l; systemctl is-enabled dphys-swapfile.service")
     lines = r.stdout.split()
     node.check("no swap, and Pi OS's dphys-swapfile off for good (not enabled)",
@@ -225,6 +226,10 @@ def check_kubeadm(node, agent_image: Path, state: Path) -> None:
                discovery.get("caCertHashes") == [init.get("ca_hash")] and not discovery.get("unsafeSkipCAVerification")
                and discovery.get("token") == KUBEADM_TOKEN
                and discovery.get("apiServerEndpoint") == f"{FOUNDER_ADDRESS}:6443", json.dumps(joins)[:1500])
+    r = node.sh("ls /etc/cni/net.d")
+    node.check("CRI-O's own bridge network moved aside (flannel's is the cluster's)",
+               "11-crio-ipv4-bridge.conflist" not in r.stdout.split()
+               and "11-crio-ipv4-bridge.conflist.pinode-disabled" in r.stdout.split(), r.stdout + r.stderr)
     r = node.sh("sudo -n stat -c '%a %U' /etc/kubernetes/pki/ca.key")
     node.check("the CA key is root-only on the node", r.stdout.strip() == "600 root", r.stdout + r.stderr)
     applied = json.dumps(records(node, "kubectl-apply"))

@@ -246,6 +246,9 @@ PACKAGES: dict[str, tuple[str, str, dict[str, tuple[int, str]]]] = {
     "cri-o": (CRIO_VERSION, CRIO_PATH, {
         "usr/bin/crio": (0o755, daemon("crio")),
         "usr/lib/systemd/system/crio.service": (0o644, unit("Container Runtime Interface for OCI (CRI-O)", "/usr/bin/crio")),
+        # As the real package: CRI-O's own bridge network, which the cluster's CNI replaces.
+        "etc/cni/net.d/11-crio-ipv4-bridge.conflist": (0o644, '{"cniVersion": "1.0.0", "name": "crio", '
+                                                       '"plugins": [{"type": "bridge", "bridge": "cni0"}]}\n'),
     }),
 }
 

@@ -175,8 +175,11 @@ impl KubeadmSpec {
             ("cni_manifest_url", &self.cni_manifest_url),
         ];
         for (field, value) in urls {
+            // A repository is verified by its signing key (signed-by); the key and the CNI
+            // manifest are trusted as fetched, so only HTTPS will do for them.
+            let https_only = field != "repository" && field != "crio_repository";
             if let Some(url) = value
-                && let Err(e) = check_url(url)
+                && let Err(e) = check_url(url, https_only)
             {
                 problems.push(SpecProblem::error(field, e));
             }
@@ -269,17 +272,33 @@ fn minor_of(version: &str) -> Option<u32> {
 }
 
 /// An http(s) URL apt, curl and kubectl can fetch, safe in a shell variable and an apt
-/// sources line (no spaces, quotes or brackets).
-fn check_url(url: &str) -> Result<(), String> {
+/// sources line (no spaces, quotes or brackets), and without credentials or a query: the URL
+/// lands in the first-boot program, the apt sources and the log, none of them secret.
+fn check_url(url: &str, https_only: bool) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
+        .or_else(|| url.strip_prefix("http://").filter(|_| !https_only));
     let host = rest.and_then(|r| r.split('/').next()).unwrap_or("");
     let clean = url
         .chars()
         .all(|c| c.is_ascii_graphic() && !"\"'`\\[]<>{}$".contains(c));
+    if url.starts_with("http://") && https_only {
+        return Err(
+            "must be an https:// URL: what it serves is trusted as fetched (a signing key, a \
+             manifest applied to the cluster)"
+                .into(),
+        );
+    }
     if rest.is_none() || host.is_empty() || !clean {
         return Err("must be an http:// or https:// URL without spaces, quotes or brackets".into());
+    }
+    if host.contains('@') || url.contains('?') || url.contains('#') {
+        return Err(
+            "must carry no credentials (user:password@), query or fragment: the URL is written \
+             into the first-boot program, the apt sources and the log, which are not secret; \
+             use a mirror that needs none"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -335,6 +354,25 @@ pub(crate) fn bootstrap_token_from(random: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_carry_no_secret_and_what_is_trusted_comes_over_https() {
+        assert!(check_url("https://pkgs.k8s.io/core:/stable:/v1.33/deb/", true).is_ok());
+        assert!(check_url("http://mirror.lan/k8s/", false).is_ok());
+        let plain = check_url("http://mirror.lan/Release.key", true).unwrap_err();
+        assert!(plain.contains("https://"), "{plain}");
+        for url in [
+            "https://alice:s3cret@mirror.lan/k8s/",
+            "https://mirror.lan/k8s/?token=s3cret",
+            "https://mirror.lan/k8s/#x",
+        ] {
+            let e = check_url(url, false).unwrap_err();
+            assert!(
+                e.contains("credentials") && !e.contains("s3cret"),
+                "{url}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn bootstrap_tokens_follow_kubeadms_pattern() {

@@ -121,17 +121,28 @@ install_packages() {
 	printf 'deb [signed-by=/etc/apt/keyrings/pinode-cri-o.asc] %s /\n' "$CRIO_REPOSITORY" \
 		>/etc/apt/sources.list.d/pinode-cri-o.list || return 1
 	export DEBIAN_FRONTEND=noninteractive
-	if ! why=$(apt-get update -q 2>&1); then
+	# Ubuntu's and Pi OS's own apt jobs may hold the dpkg lock at first boot: wait for it
+	# (apt 1.9.11 and later) instead of failing at once.
+	if ! why=$(apt-get -o DPkg::Lock::Timeout=600 update -q 2>&1); then
 		log "apt-get update failed: $(printf '%s\n' "$why" | tail -n 1)"
 		return 1
 	fi
 	printf '%s\n' "$why" >>"$PINODE_LOG"
-	if ! why=$(apt-get install -y -q --no-install-recommends cri-o kubelet kubeadm kubectl 2>&1); then
+	if ! why=$(apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends cri-o kubelet kubeadm kubectl 2>&1); then
 		log "cannot install kubelet, kubeadm, kubectl and cri-o: $(printf '%s\n' "$why" | tail -n 1)"
 		return 1
 	fi
 	printf '%s\n' "$why" >>"$PINODE_LOG"
 	apt-mark hold cri-o kubelet kubeadm kubectl >>"$PINODE_LOG" 2>&1 || return 1
+	# CRI-O's packages bring a bridge network of their own (cni0, 10.85.0.0/16, for a
+	# CRI-O without Kubernetes). Left in place, pods started before the CNI manifest (CoreDNS)
+	# take it, and flannel then fails on every new pod: "cni0 already has an IP address
+	# different from 10.244.0.1/24". The cluster's CNI is the only one.
+	for conflist in /etc/cni/net.d/*crio*bridge*.conflist; do
+		[ -f "$conflist" ] || continue
+		mv -f "$conflist" "$conflist.pinode-disabled" || return 1
+		log "moved CRI-O's own bridge network aside: $conflist (the cluster's CNI replaces it)"
+	done
 	if ! why=$(systemctl enable --now crio.service 2>&1); then
 		log "cannot start CRI-O: ${why:-systemctl failed}"
 		return 1

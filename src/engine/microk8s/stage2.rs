@@ -125,7 +125,9 @@ install_microk8s() {
 	if [ ! -e /var/snap/microk8s/current ]; then
 		# On the first boot of Ubuntu Server snapd is still seeding its preinstalled snaps and
 		# refuses installs until then ("too early for operation, device not yet seeded").
-		snap_step "snap wait system seed.loaded" snap wait system seed.loaded || return 1
+		# Bounded: a seeding that never ends fails this attempt with a reason (retry tries again)
+		# instead of holding the stage until systemd stops it without one.
+		snap_step "snap wait system seed.loaded" timeout 900 snap wait system seed.loaded || return 1
 		if [ -n "$MICROK8S_SNAPS" ]; then
 			install_microk8s_files || return 1
 		else

@@ -121,6 +121,22 @@ pub(crate) fn expand(profile: &Profile, report: &mut Report) -> Vec<NodeConfig> 
         } else if let Some(warning) = values::server_count(servers) {
             report.warn("nodes", warning);
         }
+        // kubeadm's controlPlaneEndpoint is one address for every node and kubeconfig: the
+        // founder's, unless a VIP (or a load balancer named by cluster.api) stands for all
+        // the servers. K3s' and MicroK8s' nodes balance over the servers by themselves.
+        if cluster.distribution == crate::engine::Distribution::Kubeadm
+            && servers > 1
+            && cluster.vip.is_none()
+            && cluster.api.is_none()
+        {
+            report.warn(
+                "cluster",
+                "kubeadm with several servers and neither cluster.vip nor cluster.api: the \
+                 control-plane endpoint is the first server's address, so the API that nodes \
+                 and kubectl use goes down with it; give a cluster.vip (kube-vip) for an HA \
+                 endpoint",
+            );
+        }
     }
     nodes
 }
