@@ -426,8 +426,8 @@ fn the_first_boot_chain_installs_and_runs_kubeadm_in_each_role() {
         "swapoff -a",
         "https://pkgs.k8s.io/core:/stable:/v1.33/deb/Release.key",
         "https://pkgs.k8s.io/addons:/cri-o:/stable:/v1.33/deb/Release.key",
-        "apt-get update -q",
-        "apt-get install -y -q --no-install-recommends cri-o kubelet kubeadm kubectl",
+        "apt-get -o DPkg::Lock::Timeout=600 update -q",
+        "apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends cri-o kubelet kubeadm kubectl",
         "apt-mark hold cri-o kubelet kubeadm kubectl",
         "systemctl enable --now crio.service",
         "kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f https://github.com/flannel-io/flannel/releases/download/v0.27.4/kube-flannel.yml",
@@ -451,7 +451,7 @@ fn the_first_boot_chain_installs_and_runs_kubeadm_in_each_role() {
     // Packages before kubeadm; the CNI after it.
     let at = |s: &str| stubs.find(s).unwrap();
     assert!(
-        at("apt-get install") < at("kubeadm init")
+        at("--no-install-recommends cri-o") < at("kubeadm init")
             && at("kubeadm init") < at("kubectl --kubeconfig")
     );
     for (list, repo, key) in [

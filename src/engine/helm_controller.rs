@@ -72,7 +72,8 @@ pub(crate) fn manifest() -> String {
         }),
         deployment(),
     ];
-    documents(&objects)
+    // Static objects of pinode's own: serialising them cannot fail.
+    crate::engine::stage2::yaml_documents(&objects).unwrap_or_default()
 }
 
 fn deployment() -> Value {
@@ -116,14 +117,6 @@ fn deployment() -> Value {
     })
 }
 
-/// `objects` as one multi-document YAML file.
-fn documents(objects: &[Value]) -> String {
-    objects
-        .iter()
-        .map(|o| format!("---\n{o}\n"))
-        .collect::<String>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +126,6 @@ mod tests {
         let text = manifest();
         let docs: Vec<Value> = text
             .split("---\n")
-            .filter(|d| !d.trim().is_empty())
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         let kinds: Vec<_> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();

@@ -124,6 +124,22 @@ pub(crate) struct EngineStage2 {
     pub(crate) manifests: AutoManifests,
 }
 
+/// `docs` as one multi-document YAML file: each document pretty-printed JSON (which is YAML,
+/// every string quoted, so no value can restructure it), separated by `---`.
+pub(crate) fn yaml_documents<'a>(
+    docs: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> Result<String, serde_json::Error> {
+    let mut text = String::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        if i > 0 {
+            text.push_str("---\n");
+        }
+        text.push_str(&serde_json::to_string_pretty(doc)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// `template` with every `@NAME@` placeholder of `values` replaced: shell code keeps its
 /// braces readable, which `format!` would double.
 pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {

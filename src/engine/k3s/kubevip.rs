@@ -36,7 +36,7 @@ use super::K3sError;
 /// The kube-vip release pinode deploys (see the module comment).
 pub const VERSION: &str = "v1.2.3";
 /// Its image.
-pub(crate) const IMAGE: &str = "ghcr.io/kube-vip/kube-vip";
+const IMAGE: &str = "ghcr.io/kube-vip/kube-vip";
 /// The file in K3s's auto-deploy directory (K3s's rule: no underscores in these names).
 pub(crate) const MANIFEST: &str = "pinode-kube-vip.yaml";
 /// The interface when nothing says otherwise: a Raspberry Pi's wired port.
@@ -126,7 +126,6 @@ fn rbac() -> [Value; 3] {
 
 /// The DaemonSet kube-vip's generator prints for `vip` (see the module comment).
 fn daemonset(vip: &KubeVip) -> Value {
-    let env = |name: &str, value: &str| json!({"name": name, "value": value});
     let labels = json!({
         "app.kubernetes.io/name": "kube-vip-ds",
         "app.kubernetes.io/version": VERSION,
@@ -152,34 +151,7 @@ fn daemonset(vip: &KubeVip) -> Value {
                             control_plane("node-role.kubernetes.io/control-plane"),
                         ],
                     }}},
-                    "containers": [{
-                        "args": ["manager"],
-                        "env": [
-                            env("vip_arp", "true"),
-                            env("port", "6443"),
-                            {"name": "vip_nodename",
-                             "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                            env("vip_interface", &vip.interface),
-                            env("vip_subnet", "32"),
-                            env("cp_enable", "true"),
-                            env("cp_namespace", "kube-system"),
-                            env("vip_leaderelection", "true"),
-                            env("vip_leasename", "plndr-cp-lock"),
-                            env("vip_leaseduration", "15"),
-                            env("vip_renewdeadline", "10"),
-                            env("vip_retryperiod", "2"),
-                            env("address", &vip.address.to_string()),
-                            env("prometheus_server", ":2112"),
-                        ],
-                        "image": format!("{IMAGE}:{VERSION}"),
-                        "imagePullPolicy": "IfNotPresent",
-                        "name": "kube-vip",
-                        "resources": {},
-                        "securityContext": {"capabilities": {
-                            "add": ["NET_ADMIN", "NET_RAW"],
-                            "drop": ["ALL"],
-                        }},
-                    }],
+                    "containers": [container(vip)],
                     "hostNetwork": true,
                     "serviceAccountName": "kube-vip",
                     "tolerations": [
@@ -193,24 +165,60 @@ fn daemonset(vip: &KubeVip) -> Value {
     })
 }
 
+/// kube-vip's container as its generator prints it (see the module comment): the same in
+/// K3s's DaemonSet and MicroK8s' copy of it, and in kubeadm's static pod (which adds the
+/// kubeconfig it mounts).
+pub(crate) fn container(vip: &KubeVip) -> Value {
+    let env = |name: &str, value: &str| json!({"name": name, "value": value});
+    json!({
+                "args": ["manager"],
+                "env": [
+                    env("vip_arp", "true"),
+                    env("port", "6443"),
+                    {"name": "vip_nodename",
+                     "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    env("vip_interface", &vip.interface),
+                    env("vip_subnet", "32"),
+                    env("cp_enable", "true"),
+                    env("cp_namespace", "kube-system"),
+                    env("vip_leaderelection", "true"),
+                    env("vip_leasename", "plndr-cp-lock"),
+                    env("vip_leaseduration", "15"),
+                    env("vip_renewdeadline", "10"),
+                    env("vip_retryperiod", "2"),
+                    env("address", &vip.address.to_string()),
+                    env("prometheus_server", ":2112"),
+                ],
+                "image": format!("{IMAGE}:{VERSION}"),
+                "imagePullPolicy": "IfNotPresent",
+                "name": "kube-vip",
+                "resources": {},
+                "securityContext": {"capabilities": {
+                    "add": ["NET_ADMIN", "NET_RAW"],
+                    "drop": ["ALL"],
+                }},
+    })
+}
+
 /// [`MANIFEST`]: the RBAC, then the DaemonSet, as YAML documents (each one JSON, which is
 /// YAML: every string quoted, nothing a value could restructure).
 pub(crate) fn manifest(vip: &KubeVip) -> Result<String, K3sError> {
-    let mut text = format!(
+    let docs = crate::engine::stage2::yaml_documents(&objects(vip))
+        .map_err(|e| K3sError(format!("kube-vip manifest: {e}")))?;
+    Ok(format!("{}{docs}", header(vip)))
+}
+
+/// The manifest's objects: the RBAC, then the DaemonSet.
+pub(crate) fn objects(vip: &KubeVip) -> Vec<Value> {
+    rbac().into_iter().chain([daemonset(vip)]).collect()
+}
+
+/// The manifest's first line, a comment saying what it is for.
+pub(crate) fn header(vip: &KubeVip) -> String {
+    format!(
         "# Written by pinode: kube-vip {VERSION} announces the API's virtual IP {} (ARP, on {}).\n",
         vip.address, vip.interface
-    );
-    let docs = rbac().into_iter().chain([daemonset(vip)]);
-    for (i, doc) in docs.enumerate() {
-        if i > 0 {
-            text.push_str("---\n");
-        }
-        let json = serde_json::to_string_pretty(&doc)
-            .map_err(|e| K3sError(format!("kube-vip manifest: {e}")))?;
-        text.push_str(&json);
-        text.push('\n');
-    }
-    Ok(text)
+    )
 }
 
 #[cfg(test)]

@@ -140,17 +140,8 @@ pub(crate) fn documents(hostname: &str, node: &KubeadmNode) -> Vec<Value> {
 
 /// The file: the documents, separated by `---`.
 pub(crate) fn render(hostname: &str, node: &KubeadmNode) -> Result<String, KubeadmError> {
-    let mut text = String::new();
-    for (i, doc) in documents(hostname, node).iter().enumerate() {
-        if i > 0 {
-            text.push_str("---\n");
-        }
-        let json = serde_json::to_string_pretty(doc)
-            .map_err(|e| KubeadmError(format!("kubeadm configuration: {e}")))?;
-        text.push_str(&json);
-        text.push('\n');
-    }
-    Ok(text)
+    crate::engine::stage2::yaml_documents(&documents(hostname, node))
+        .map_err(|e| KubeadmError(format!("kubeadm configuration: {e}")))
 }
 
 #[cfg(test)]

@@ -18,48 +18,21 @@ use serde_json::{Value, json};
 
 use super::KubeadmError;
 use crate::engine::KubeVip;
-use crate::engine::k3s::kubevip::{IMAGE, VERSION};
+use crate::engine::k3s::kubevip::{self, VERSION};
 
 pub(crate) const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub(crate) const SUPER_ADMIN_CONF: &str = "/etc/kubernetes/super-admin.conf";
 
 /// The static pod for `vip`, reading the kubeconfig at `kubeconfig` on the host.
 fn pod(vip: &KubeVip, kubeconfig: &str) -> Value {
-    let env = |name: &str, value: &str| json!({"name": name, "value": value});
+    let mut container = kubevip::container(vip);
+    container["volumeMounts"] = json!([{"mountPath": ADMIN_CONF, "name": "kubeconfig"}]);
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "kube-vip", "namespace": "kube-system"},
         "spec": {
-            "containers": [{
-                "args": ["manager"],
-                "env": [
-                    env("vip_arp", "true"),
-                    env("port", "6443"),
-                    {"name": "vip_nodename",
-                     "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                    env("vip_interface", &vip.interface),
-                    env("vip_subnet", "32"),
-                    env("cp_enable", "true"),
-                    env("cp_namespace", "kube-system"),
-                    env("vip_leaderelection", "true"),
-                    env("vip_leasename", "plndr-cp-lock"),
-                    env("vip_leaseduration", "15"),
-                    env("vip_renewdeadline", "10"),
-                    env("vip_retryperiod", "2"),
-                    env("address", &vip.address.to_string()),
-                    env("prometheus_server", ":2112"),
-                ],
-                "image": format!("{IMAGE}:{VERSION}"),
-                "imagePullPolicy": "IfNotPresent",
-                "name": "kube-vip",
-                "resources": {},
-                "securityContext": {"capabilities": {
-                    "add": ["NET_ADMIN", "NET_RAW"],
-                    "drop": ["ALL"],
-                }},
-                "volumeMounts": [{"mountPath": ADMIN_CONF, "name": "kubeconfig"}],
-            }],
+            "containers": [container],
             "hostAliases": [{"hostnames": ["kubernetes"], "ip": "127.0.0.1"}],
             "hostNetwork": true,
             "volumes": [{"hostPath": {"path": kubeconfig}, "name": "kubeconfig"}],

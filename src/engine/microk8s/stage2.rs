@@ -7,7 +7,7 @@
 //! MicroK8s applies no manifest directory by itself: the founder applies
 //! [`PINODE_MANIFESTS`] with `microk8s kubectl` (kube-vip, the runner's manifests).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{API_PORT, CLUSTER_AGENT_PORT, Microk8sError, Microk8sNode, launch};
 use crate::bootfs::content::BootFile;
@@ -290,35 +290,24 @@ pub(crate) fn stage2(
 /// snap's `default-args/kubelet`; MicroK8s sets no `node-role.kubernetes.io/*` label, so
 /// K3s's affinity would match no node).
 fn kube_vip_manifest(vip: &KubeVip) -> Result<String, Microk8sError> {
-    let text = kubevip::manifest(vip).map_err(|e| Microk8sError(e.to_string()))?;
-    let (head, body) = text.split_once('\n').unwrap_or(("", &text));
-    let mut out = format!("{head}\n");
-    for (i, doc) in body.split("---\n").enumerate() {
-        let mut value: Value = serde_json::from_str(doc)
-            .map_err(|e| Microk8sError(format!("kube-vip manifest: {e}")))?;
-        if value["kind"] == "DaemonSet" {
-            let spec = &mut value["spec"]["template"]["spec"];
-            spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] = json!([{"matchExpressions": [{
-                "key": "node.kubernetes.io/microk8s-controlplane",
-                "operator": "Exists",
-            }]}]);
-            if let Some(env) = spec["containers"][0]["env"].as_array_mut() {
-                for var in env.iter_mut() {
-                    if var["name"] == "port" {
-                        var["value"] = json!(API_PORT.to_string());
-                    }
+    let mut docs = kubevip::objects(vip);
+    for value in docs.iter_mut().filter(|d| d["kind"] == "DaemonSet") {
+        let spec = &mut value["spec"]["template"]["spec"];
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] = json!([{"matchExpressions": [{
+            "key": "node.kubernetes.io/microk8s-controlplane",
+            "operator": "Exists",
+        }]}]);
+        if let Some(env) = spec["containers"][0]["env"].as_array_mut() {
+            for var in env.iter_mut() {
+                if var["name"] == "port" {
+                    var["value"] = json!(API_PORT.to_string());
                 }
             }
         }
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        let json = serde_json::to_string_pretty(&value)
-            .map_err(|e| Microk8sError(format!("kube-vip manifest: {e}")))?;
-        out.push_str(&json);
-        out.push('\n');
     }
-    Ok(out)
+    let text = crate::engine::stage2::yaml_documents(&docs)
+        .map_err(|e| Microk8sError(format!("kube-vip manifest: {e}")))?;
+    Ok(format!("{}{text}", kubevip::header(vip)))
 }
 
 #[cfg(test)]
@@ -393,7 +382,7 @@ mod tests {
         };
         let text = kube_vip_manifest(&vip).unwrap();
         assert!(text.starts_with("# Written by pinode"));
-        let docs: Vec<Value> = text
+        let docs: Vec<serde_json::Value> = text
             .split_once('\n')
             .unwrap()
             .1
