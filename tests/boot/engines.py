@@ -184,7 +184,7 @@ def check_kubeadm(node, agent_image: Path, state: Path) -> None:
                {"br_netfilter", "overlay"} <= set(mods.split()) and {"br_netfilter", "overlay"} <= set(mod_files.split()),
                mod_files + r.stderr)
     keys = ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
-    r = node.sh("sysctl " + " ".join(keys))
+    r = node.sh("sudo -n sysctl " + " ".join(keys))
     node.check("ip_forward and bridge-nf-call-ip(6)tables are 1 now",
                all(f"{k} = 1" in r.stdout for k in keys), r.stdout + r.stderr)
     r = node.sh("grep -h -v '^#' /etc/sysctl.d/*.conf | tr -d ' '")
