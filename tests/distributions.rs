@@ -60,7 +60,11 @@ fn write(env: &UserEnv, name: &str, image: &str, body: &str) -> PathBuf {
 fn pinode_with_tokens(env: &UserEnv) -> Command {
     let mut c = env.pinode();
     c.env("KUBEADM_TOKEN", KUBEADM_TOKEN)
-        .env("MICROK8S_TOKEN", MICROK8S_TOKEN);
+        .env("MICROK8S_TOKEN", MICROK8S_TOKEN)
+        .env(
+            "GITLAB_RUNNER_TOKEN",
+            "glrt-example_runner-token-0123456789",
+        );
     c
 }
 
@@ -343,4 +347,40 @@ fn microk8s_server_counts_follow_dqlite_and_etcd_counts_follow_etcd() {
         kubeadm.contains("the control-plane endpoint is the first server's address"),
         "{kubeadm}"
     );
+}
+
+/// The example profiles of each new distribution are valid as shipped, and every node of them
+/// renders (MicroK8s against the Ubuntu fixture).
+#[test]
+fn the_example_profiles_of_each_distribution_check_and_render() {
+    let env = UserEnv::new();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for (name, nodes) in [
+        ("microk8s", &["mk-1", "mk-2", "worker-1"][..]),
+        ("kubeadm", &["cp-1", "cp-2", "worker-1"][..]),
+    ] {
+        let profile = repo.join(format!("profiles/{name}.yaml"));
+        let out = output(
+            pinode_with_tokens(&env)
+                .args(["profile", "check", "--strict"])
+                .arg(&profile),
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        for node in nodes {
+            let rendered = env.dir.path().join(format!("example-{name}-{node}"));
+            let mut render = pinode_with_tokens(&env);
+            render.args(["render", "--profile"]).arg(&profile);
+            render.args(["--node", node, "--out-dir"]).arg(&rendered);
+            if name == "microk8s" {
+                render.arg("--image").arg(fixture("ubuntu-noble"));
+            } else {
+                render.args(["--generation", "bookworm"]);
+            }
+            run(&mut render);
+            let stage = rendered.join("boot/pinode/firstboot.sh");
+            run(Command::new("shellcheck")
+                .args(["--shell=sh", "--severity=style"])
+                .arg(&stage));
+        }
+    }
 }
