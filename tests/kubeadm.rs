@@ -382,6 +382,14 @@ fn first_boot(env: &UserEnv, profile: &Path, node: &str) -> (ScratchRoot, PathBu
         // Trixie's rpi-swap is configured there: the stage turns it off with a drop-in.
         std::fs::create_dir_all(root.path("etc/rpi")).unwrap();
         std::fs::write(root.path("etc/rpi/swap.conf"), "[Main]\nMechanism=auto\n").unwrap();
+        // What the cri-o package installs: its own bridge network (cri-o/packaging), which
+        // the stage must move aside for the cluster's CNI.
+        std::fs::create_dir_all(root.path("etc/cni/net.d")).unwrap();
+        std::fs::write(
+            root.path("etc/cni/net.d/11-crio-ipv4-bridge.conflist"),
+            "{\"name\": \"crio\"}\n",
+        )
+        .unwrap();
     });
     let out = root.run("/usr/local/lib/pinode/firstboot.sh run");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -414,6 +422,14 @@ fn the_first_boot_chain_installs_and_runs_kubeadm_in_each_role() {
     let solo = profile(&env, "solo.yaml", FOUNDER);
     let (root, rendered, ok, log) = first_boot(&env, &solo, "solo");
     assert!(ok, "{log}");
+    let cni = root.path("etc/cni/net.d");
+    assert!(
+        !cni.join("11-crio-ipv4-bridge.conflist").exists()
+            && cni
+                .join("11-crio-ipv4-bridge.conflist.pinode-disabled")
+                .exists(),
+        "CRI-O's own bridge network must be moved aside"
+    );
     let boot = root.boot();
     assert!(!boot.join("pinode/secrets").exists(), "secrets off the FAT");
     let stubs = root.stub_log();

@@ -139,6 +139,10 @@ def check_microk8s(node, agent_image: Path) -> None:
     node.check("launch configuration: a version and the founder's address among the extra SANs",
                bool(config.get("version")) and FOUNDER_ADDRESS in (config.get("extraSANs") or []), json.dumps(config))
     node.check("launch configuration: the founder joins nobody", "join" not in config, json.dumps(config))
+    node.check("launch configuration: the join token as persistentClusterToken, the dns addon",
+               config.get("persistentClusterToken") == MICROK8S_TOKEN
+               and any(a.get("name") == "dns" for a in config.get("addons") or [] if isinstance(a, dict)),
+               json.dumps({k: v for k, v in config.items() if k != "persistentClusterToken"}))
     calls = [r.get("args", "") for r in records(node, "microk8s")]
     node.check("microk8s status --wait-ready was awaited", any(c.startswith("status --wait-ready") for c in calls),
                json.dumps(calls))
