@@ -22,6 +22,20 @@ pub(crate) struct StageContext<'a> {
     pub(crate) secrets_dir: &'a str,
 }
 
+#[cfg(test)]
+impl StageContext<'static> {
+    /// The stage paths the engines' unit tests render with (node `node-2`, boot directory
+    /// `stage`, node directory `/etc/stage`).
+    pub(crate) fn for_test() -> StageContext<'static> {
+        StageContext {
+            hostname: "node-2",
+            boot_dir: "stage",
+            node_dir: "/etc/stage",
+            secrets_dir: "/etc/stage/secrets",
+        }
+    }
+}
+
 impl StageContext<'_> {
     /// The boot-partition path of the secret `name`.
     pub(crate) fn boot_secret(&self, name: &str) -> String {

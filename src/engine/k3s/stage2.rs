@@ -187,12 +187,7 @@ mod tests {
     }
 
     fn ctx() -> StageContext<'static> {
-        StageContext {
-            hostname: "node-2",
-            boot_dir: "stage",
-            node_dir: "/etc/stage",
-            secrets_dir: "/etc/stage/secrets",
-        }
+        StageContext::for_test()
     }
 
     #[test]

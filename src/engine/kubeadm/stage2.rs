@@ -390,12 +390,7 @@ mod tests {
     use crate::engine::kubeadm::{ClusterPki, KubeadmSpec, pki};
 
     fn ctx() -> StageContext<'static> {
-        StageContext {
-            hostname: "node-2",
-            boot_dir: "stage",
-            node_dir: "/etc/stage",
-            secrets_dir: "/etc/stage/secrets",
-        }
+        StageContext::for_test()
     }
 
     fn node(role: NodeRole) -> KubeadmNode {

@@ -318,12 +318,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn ctx() -> StageContext<'static> {
-        StageContext {
-            hostname: "node-2",
-            boot_dir: "stage",
-            node_dir: "/etc/stage",
-            secrets_dir: "/etc/stage/secrets",
-        }
+        StageContext::for_test()
     }
 
     fn node(role: NodeRole, vip: bool) -> Microk8sNode {
