@@ -297,7 +297,7 @@ fn the_runner_chart_is_pinned_to_the_tested_version_unless_the_profile_says() {
             .args(["profile", "check"])
             .arg(&path));
         assert!(
-            said.contains(&format!("(chart gitlab-runner {want}, token:")),
+            said.contains(&format!(", chart gitlab-runner {want} from ")),
             "{said}"
         );
     }

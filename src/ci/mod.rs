@@ -1,92 +1,633 @@
-//! CI systems whose runner pinode installs on the cluster.
+//! CI systems whose runners pinode installs on the cluster: GitLab, Jenkins, GitHub Actions
+//! and Forgejo (or Gitea).
 //!
-//! GitLab is the only one today. Each system is one module (its token rule, its input type
-//! and the files it renders) and one variant of `RunnerKind` (the profile's choice, shown in
-//! its JSON Schema) and of [`Runner`] (the resolved runner). This layer sits below the profile
-//! and the plan: it imports neither.
+//! A profile's `cluster.runner` is one runner or a list of them ([`Runners`]), at most one per
+//! CI system. Every runner has the same shape ([`RunnerSpec`]): the CI system (`kind`), how
+//! its jobs build container images (`builds`, [`BuildMode`]) and the settings of its system;
+//! a setting of another system is refused by name. Each system is one module with the same
+//! functions, called from the `match`es here:
 //!
-//! # Adding a CI system (say Jenkins)
+//! - `KEYS` (its settings), `BUILD_MODES`, `check` (its value rules) and `secrets` (which
+//!   secrets it needs, with `check_secret` for their form): what `profile check` enforces;
+//! - `stage2::glue` (the shell code every cluster node's second first-boot stage carries)
+//!   and `stage2::files` (the runner's files for the boot partition): a `HelmChart` or plain
+//!   manifests in the distribution's auto-applied manifest directory
+//!   ([`crate::engine::stage2::AutoManifests`]), and its secrets, which the node turns into
+//!   Kubernetes Secrets from its root-only copies (no manifest on the FAT holds a secret);
+//! - `examples` (a pipeline for its build mode, written by `pinode render`) and `WORKLOADS`
+//!   (what `pinode status` waits for).
 //!
-//! 1. A module `ci/jenkins/` with its settings, its token rule, its resolved runner type
-//!    and, for the second first-boot stage, a `glue(ctx, manifests) -> RunnerGlue` (the
-//!    shell code every cluster node's stage carries) and a `files(ctx, manifests, runner)`
-//!    (the runner's files for the boot partition). `gitlab::stage2` is the example. The
-//!    distribution's auto-applied manifest directory arrives as a plain value
-//!    (`crate::engine::stage2::AutoManifests`).
-//! 2. The variants `RunnerKind::Jenkins` (added to `RunnerKind::ALL`) and
-//!    `Runner::Jenkins(..)`, their arms in `RunnerKind::stage2_glue`, `Runner::kind` and
-//!    `Runner::stage2_files` and, for its errors, a variant of `CiError`.
-//!
-//! The renderer (`crate::render::stage2`) matches on no CI system and needs no edit. Its
-//! program carries the glue of every kind; today `HAS_RUNNER` tells GitLab's glue whether
-//! the node has a runner; with a second kind, each kind's run steps must test that the
-//! node's runner is theirs (a variable of the stage set from `Runner::kind`).
+//! This layer sits below the profile and the plan: it imports neither.
 
+pub mod forgejo;
+pub mod github;
 pub mod gitlab;
+pub mod jenkins;
+
+use std::borrow::Cow;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bootfs::content::BootFile;
+use crate::engine::SpecProblem;
 use crate::engine::stage2::{AutoManifests, StageContext};
 
-/// The profile's `cluster.runner`: which CI system, and its settings.
+/// The profile's `cluster.runner`: one runner (a mapping) or several (a list).
+#[derive(Debug, Clone, Default)]
+pub struct Runners {
+    items: Vec<RunnerSpec>,
+    /// Written as a list: fields are `cluster.runner[i].x`, not `cluster.runner.x`.
+    listed: bool,
+}
+
+impl Runners {
+    /// One runner, written as a mapping.
+    pub fn one(spec: RunnerSpec) -> Runners {
+        Runners {
+            items: vec![spec],
+            listed: false,
+        }
+    }
+
+    /// Each runner with the profile path of its mapping (`cluster.runner`,
+    /// `cluster.runner[1]`).
+    pub fn entries(&self) -> impl Iterator<Item = (String, &RunnerSpec)> {
+        self.items.iter().enumerate().map(|(i, spec)| {
+            let at = if self.listed {
+                format!("cluster.runner[{i}]")
+            } else {
+                "cluster.runner".to_string()
+            };
+            (at, spec)
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RunnerSpec> {
+        self.items.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether any runner builds images with rootless BuildKit: every node then checks at
+    /// first boot that it allows what rootless BuildKit needs (job pods run on any node).
+    pub fn rootless_builds(&self) -> bool {
+        self.items.iter().any(|r| r.builds == BuildMode::Buildkit)
+    }
+}
+
+impl<'de> Deserialize<'de> for Runners {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Runners, D::Error> {
+        struct OneOrList;
+        impl<'de> serde::de::Visitor<'de> for OneOrList {
+            type Value = Runners;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a runner (a mapping with `kind`) or a list of runners")
+            }
+            // Through the same map and sequence accessors, so that a wrong field inside is
+            // reported at its own path and line.
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Runners, A::Error> {
+                RunnerSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Runners::one)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Runners, A::Error> {
+                Vec::<RunnerSpec>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(|items| Runners {
+                        items,
+                        listed: true,
+                    })
+            }
+        }
+        deserializer.deserialize_any(OneOrList)
+    }
+}
+
+impl Serialize for Runners {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.listed, self.items.as_slice()) {
+            (false, [one]) => one.serialize(serializer),
+            _ => self.items.serialize(serializer),
+        }
+    }
+}
+
+impl JsonSchema for Runners {
+    fn schema_name() -> Cow<'static, str> {
+        "Runners".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = generator.subschema_for::<RunnerSpec>();
+        let list = generator.subschema_for::<Vec<RunnerSpec>>();
+        schemars::json_schema!({
+            "description": "One runner, or a list of runners (at most one per CI system).",
+            "anyOf": [one, list]
+        })
+    }
+}
+
+/// One runner of `cluster.runner`: the CI system, how its jobs build images, and the
+/// settings of that system (the others' are refused). Secrets come from `*_env` (an
+/// environment variable) or `*_file` (a file), never from the profile itself.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSpec {
-    /// The CI system the runner serves.
+    /// The CI system: gitlab, jenkins, github or forgejo (also for Gitea).
     pub(crate) kind: RunnerKind,
-    /// The GitLab instance, e.g. https://gitlab.example.com.
-    pub url: String,
-    /// Environment variable holding the glrt- runner authentication token.
-    #[serde(default)]
+    /// How jobs build container images: buildkit (rootless, the default), kaniko, or dind
+    /// (Docker-in-Docker: privileged pods, with `privileged: true`).
+    #[serde(default, skip_serializing_if = "BuildMode::is_default")]
+    pub(crate) builds: BuildMode,
+    /// Allows privileged job pods; required by, and only allowed with, `builds: dind`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) privileged: bool,
+    /// gitlab: the instance (https://gitlab.example.com); github: the organisation or
+    /// repository (https://github.com/ORG[/REPO]); forgejo: the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Environment variable holding the token: gitlab's glrt- runner authentication token,
+    /// github's fine-grained personal access token, forgejo's registration token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token_env: Option<String>,
-    /// File holding the glrt- runner authentication token.
-    #[serde(default)]
+    /// File holding that token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token_file: Option<String>,
-    /// The gitlab-runner Helm chart version; null: the version pinode was tested with
-    /// (`gitlab::TESTED_CHART_VERSION`), never "whatever the repository offers today".
-    #[serde(default)]
+    /// The Helm chart version; null: the version pinode was tested with, never "whatever
+    /// the repository offers today".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) chart_version: Option<String>,
-    #[serde(default = "default_concurrent")]
-    pub(crate) concurrent: u32,
-    #[serde(default = "default_job_image")]
-    pub(crate) default_image: String,
+    /// gitlab: jobs at once (default 2); forgejo: the runner's capacity (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) concurrent: Option<u32>,
+    /// gitlab, forgejo: the image of a job that names none (default alpine:3.20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) default_image: Option<String>,
+    /// jenkins: the administrator's name (default admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) admin_user: Option<String>,
+    /// jenkins: environment variable holding the administrator's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) admin_password_env: Option<String>,
+    /// jenkins: file holding the administrator's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) admin_password_file: Option<String>,
+    /// jenkins: the storage class of the controller's volume (default: the cluster's
+    /// default class, local-path on K3s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage_class: Option<String>,
+    /// jenkins: the size of the controller's volume (default 8Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage_size: Option<String>,
+    /// github: the GitHub App's id (with `installation_id` and a private key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) app_id: Option<u64>,
+    /// github: the App's installation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) installation_id: Option<u64>,
+    /// github: environment variable holding the App's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) private_key_env: Option<String>,
+    /// github: file holding the App's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) private_key_file: Option<String>,
+    /// github: the runner scale set's name, which workflows use in `runs-on:` (default
+    /// pinode-arm64); forgejo: the runner's name (default the cluster's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    /// github: runners kept waiting when there is no job (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) min_runners: Option<u32>,
+    /// github: most runners at once (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_runners: Option<u32>,
 }
 
 impl RunnerSpec {
+    /// A runner of `kind` with every setting at its default.
+    pub fn new(kind: RunnerKind) -> RunnerSpec {
+        RunnerSpec {
+            kind,
+            builds: BuildMode::default(),
+            privileged: false,
+            url: None,
+            token_env: None,
+            token_file: None,
+            chart_version: None,
+            concurrent: None,
+            default_image: None,
+            admin_user: None,
+            admin_password_env: None,
+            admin_password_file: None,
+            storage_class: None,
+            storage_size: None,
+            app_id: None,
+            installation_id: None,
+            private_key_env: None,
+            private_key_file: None,
+            name: None,
+            min_runners: None,
+            max_runners: None,
+        }
+    }
+
+    pub fn kind(&self) -> RunnerKind {
+        self.kind
+    }
+
+    pub fn builds(&self) -> BuildMode {
+        self.builds
+    }
+
     /// The Helm chart version the runner is installed from: the profile's, else the tested one.
     pub fn chart_version(&self) -> &str {
         self.chart_version
             .as_deref()
-            .unwrap_or(gitlab::TESTED_CHART_VERSION)
+            .unwrap_or(self.kind.tested_chart_version())
+    }
+
+    /// One line for `profile check`: the system, where it serves, how it builds and what it
+    /// is installed from (no secret: the URL is redacted by the caller if needed).
+    pub fn describe(&self) -> String {
+        let serves = self
+            .url
+            .as_deref()
+            .map(|u| format!(" for {u}"))
+            .unwrap_or_default();
+        format!(
+            "{}{serves}, builds {}{}, {} {}",
+            self.kind.title(),
+            self.builds.as_str(),
+            if self.privileged { " (privileged)" } else { "" },
+            self.kind.installed_from(),
+            self.chart_version()
+        )
+    }
+
+    pub(crate) fn concurrent(&self) -> u32 {
+        self.concurrent.unwrap_or(2)
+    }
+
+    pub(crate) fn default_image(&self) -> &str {
+        self.default_image.as_deref().unwrap_or("alpine:3.20")
+    }
+
+    /// The environment variable named for the secret `slot`, if one is.
+    pub(crate) fn secret_env(&self, slot: SecretSlot) -> Option<&str> {
+        match slot {
+            SecretSlot::Token => self.token_env.as_deref(),
+            SecretSlot::AdminPassword => self.admin_password_env.as_deref(),
+            SecretSlot::PrivateKey => self.private_key_env.as_deref(),
+        }
+    }
+
+    /// The settings this mapping gives, by key (for the rule that a setting belongs to one
+    /// CI system).
+    fn given_keys(&self) -> Vec<&'static str> {
+        let given: [(&'static str, bool); 18] = [
+            ("url", self.url.is_some()),
+            ("token_env", self.token_env.is_some()),
+            ("token_file", self.token_file.is_some()),
+            ("chart_version", self.chart_version.is_some()),
+            ("concurrent", self.concurrent.is_some()),
+            ("default_image", self.default_image.is_some()),
+            ("admin_user", self.admin_user.is_some()),
+            ("admin_password_env", self.admin_password_env.is_some()),
+            ("admin_password_file", self.admin_password_file.is_some()),
+            ("storage_class", self.storage_class.is_some()),
+            ("storage_size", self.storage_size.is_some()),
+            ("app_id", self.app_id.is_some()),
+            ("installation_id", self.installation_id.is_some()),
+            ("private_key_env", self.private_key_env.is_some()),
+            ("private_key_file", self.private_key_file.is_some()),
+            ("name", self.name.is_some()),
+            ("min_runners", self.min_runners.is_some()),
+            ("max_runners", self.max_runners.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(key, is)| is.then_some(key))
+            .collect()
+    }
+
+    /// The CI systems whose setting `key` is, for the message that refuses it elsewhere.
+    fn owners(key: &str) -> Vec<&'static str> {
+        RunnerKind::ALL
+            .iter()
+            .filter(|k| k.keys().contains(&key))
+            .map(|k| k.as_str())
+            .collect()
     }
 }
 
-fn default_concurrent() -> u32 {
-    2
-}
-
-fn default_job_image() -> String {
-    "alpine:3.20".to_string()
-}
-
 /// The CI systems pinode can install a runner for (one variant per CI system module).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum RunnerKind {
+pub enum RunnerKind {
     Gitlab,
+    Jenkins,
+    Github,
+    Forgejo,
 }
 
 impl RunnerKind {
     /// Every CI system: the second first-boot stage carries the glue of each.
-    pub(crate) const ALL: [RunnerKind; 1] = [RunnerKind::Gitlab];
+    pub const ALL: [RunnerKind; 4] = [
+        RunnerKind::Gitlab,
+        RunnerKind::Jenkins,
+        RunnerKind::Github,
+        RunnerKind::Forgejo,
+    ];
 
-    /// This system's shell code in the second first-boot stage.
+    /// The profile's word, also the stage's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerKind::Gitlab => "gitlab",
+            RunnerKind::Jenkins => "jenkins",
+            RunnerKind::Github => "github",
+            RunnerKind::Forgejo => "forgejo",
+        }
+    }
+
+    /// The name people know it by.
+    pub fn title(self) -> &'static str {
+        match self {
+            RunnerKind::Gitlab => "GitLab Runner",
+            RunnerKind::Jenkins => "Jenkins",
+            RunnerKind::Github => "GitHub Actions Runner Controller",
+            RunnerKind::Forgejo => "Forgejo runner",
+        }
+    }
+
+    /// What the runner is installed from, for messages: the chart (or image) name.
+    pub fn installed_from(self) -> &'static str {
+        match self {
+            RunnerKind::Gitlab => "chart gitlab-runner",
+            RunnerKind::Jenkins => "chart jenkins",
+            RunnerKind::Github => "charts gha-runner-scale-set(-controller)",
+            RunnerKind::Forgejo => "runner image",
+        }
+    }
+
+    /// This system's own settings (besides `kind`, `builds`, `privileged`, `chart_version`).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            RunnerKind::Gitlab => gitlab::KEYS,
+            RunnerKind::Jenkins => jenkins::KEYS,
+            RunnerKind::Github => github::KEYS,
+            RunnerKind::Forgejo => forgejo::KEYS,
+        }
+    }
+
+    /// The build modes this system's runner supports.
+    pub fn build_modes(self) -> &'static [BuildMode] {
+        match self {
+            RunnerKind::Gitlab => gitlab::BUILD_MODES,
+            RunnerKind::Jenkins => jenkins::BUILD_MODES,
+            RunnerKind::Github => github::BUILD_MODES,
+            RunnerKind::Forgejo => forgejo::BUILD_MODES,
+        }
+    }
+
+    /// The chart version pinode was tested with (for forgejo, which has no chart, the runner
+    /// image's version).
+    pub fn tested_chart_version(self) -> &'static str {
+        match self {
+            RunnerKind::Gitlab => gitlab::TESTED_CHART_VERSION,
+            RunnerKind::Jenkins => jenkins::TESTED_CHART_VERSION,
+            RunnerKind::Github => github::TESTED_CHART_VERSION,
+            RunnerKind::Forgejo => forgejo::TESTED_CHART_VERSION,
+        }
+    }
+
+    /// This system's shell code in the second first-boot stage. Its run steps only act on
+    /// a node whose `RUNNERS` names the system (`runner_wanted KIND`).
     pub(crate) fn stage2_glue(self, ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue {
         match self {
             RunnerKind::Gitlab => gitlab::stage2::glue(ctx, manifests),
+            RunnerKind::Jenkins => jenkins::stage2::glue(ctx, manifests),
+            RunnerKind::Github => github::stage2::glue(ctx, manifests),
+            RunnerKind::Forgejo => forgejo::stage2::glue(ctx, manifests),
         }
+    }
+
+    /// What `pinode status` waits for once the runner is installed.
+    pub fn workloads(self) -> &'static [Workload] {
+        match self {
+            RunnerKind::Gitlab => gitlab::WORKLOADS,
+            RunnerKind::Jenkins => jenkins::WORKLOADS,
+            RunnerKind::Github => github::WORKLOADS,
+            RunnerKind::Forgejo => forgejo::WORKLOADS,
+        }
+    }
+
+    /// Checks a secret's form; the message says what to create instead (never the value).
+    pub fn check_secret(self, slot: SecretSlot, value: &str) -> Result<(), String> {
+        match self {
+            RunnerKind::Gitlab => gitlab::check_secret(slot, value),
+            RunnerKind::Jenkins => jenkins::check_secret(slot, value),
+            RunnerKind::Github => github::check_secret(slot, value),
+            RunnerKind::Forgejo => forgejo::check_secret(slot, value),
+        }
+    }
+}
+
+/// How a runner's jobs build container images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum BuildMode {
+    /// Rootless BuildKit: no privileged pod, no host socket (the default).
+    #[default]
+    #[serde(rename = "buildkit")]
+    Buildkit,
+    /// Kaniko, from a maintained fork (the upstream project is archived).
+    #[serde(rename = "kaniko")]
+    Kaniko,
+    /// Docker-in-Docker: privileged pods; needs `privileged: true`.
+    #[serde(rename = "dind")]
+    Dind,
+    /// The node's container socket mounted into jobs (Docker-outside-of-Docker). Read so
+    /// that it can be refused with the reason, never rendered.
+    #[serde(rename = "host-socket", alias = "dood", alias = "docker-socket")]
+    HostSocket,
+}
+
+impl BuildMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildMode::Buildkit => "buildkit",
+            BuildMode::Kaniko => "kaniko",
+            BuildMode::Dind => "dind",
+            BuildMode::HostSocket => "host-socket",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == BuildMode::Buildkit
+    }
+}
+
+/// A secret a runner needs; its keys in the profile are `<slot>_env` and `<slot>_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretSlot {
+    /// `token_env` / `token_file`.
+    Token,
+    /// `admin_password_env` / `admin_password_file` (jenkins).
+    AdminPassword,
+    /// `private_key_env` / `private_key_file` (github App).
+    PrivateKey,
+}
+
+impl SecretSlot {
+    /// The profile keys' stem: `token` for `token_env` and `token_file`.
+    pub fn stem(self) -> &'static str {
+        match self {
+            SecretSlot::Token => "token",
+            SecretSlot::AdminPassword => "admin_password",
+            SecretSlot::PrivateKey => "private_key",
+        }
+    }
+}
+
+/// The secrets `spec` needs, given its settings (a GitHub App needs its private key, a token
+/// login the token).
+pub fn secrets_of(spec: &RunnerSpec) -> Vec<SecretSlot> {
+    match spec.kind {
+        RunnerKind::Gitlab => gitlab::secrets(spec),
+        RunnerKind::Jenkins => jenkins::secrets(spec),
+        RunnerKind::Github => github::secrets(spec),
+        RunnerKind::Forgejo => forgejo::secrets(spec),
+    }
+}
+
+/// A workload `pinode status` waits for: Ready replicas of a Deployment or StatefulSet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    pub namespace: &'static str,
+    /// `deployment` or `statefulset`.
+    pub resource: &'static str,
+    pub name: &'static str,
+}
+
+/// The rules every runner shares, and then its system's own: `at` is the runner's path
+/// (`cluster.runner`, `cluster.runner[1]`). Secret sources are checked by the profile (it
+/// knows the `*_env` / `*_file` rules), from [`secrets_of`].
+pub(crate) fn check(runners: &Runners) -> Vec<SpecProblem> {
+    let mut out = Vec::new();
+    let mut seen: Vec<RunnerKind> = Vec::new();
+    for (at, spec) in runners.entries() {
+        let kind = spec.kind;
+        if seen.contains(&kind) {
+            out.push(SpecProblem::error(
+                format!("{at}.kind"),
+                format!(
+                    "a second {} runner: a cluster has at most one per CI system (one runner \
+                     serves every project it is registered for)",
+                    kind.as_str()
+                ),
+            ));
+        }
+        seen.push(kind);
+        for key in spec.given_keys() {
+            if !kind.keys().contains(&key) && key != "chart_version" {
+                let owners = RunnerSpec::owners(key);
+                out.push(SpecProblem::error(
+                    format!("{at}.{key}"),
+                    format!(
+                        "`{key}` is a setting of kind {}, not of {}",
+                        owners.join(" or "),
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+        check_builds(spec, &at, &mut out);
+        if let Some(version) = &spec.chart_version {
+            let ok = !version.is_empty()
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+            if !ok {
+                out.push(SpecProblem::error(
+                    format!("{at}.chart_version"),
+                    format!(
+                        "{} is not a version such as {}",
+                        crate::ui::quoted(version),
+                        kind.tested_chart_version()
+                    ),
+                ));
+            }
+        }
+        match kind {
+            RunnerKind::Gitlab => gitlab::check(spec, &at, &mut out),
+            RunnerKind::Jenkins => jenkins::check(spec, &at, &mut out),
+            RunnerKind::Github => github::check(spec, &at, &mut out),
+            RunnerKind::Forgejo => forgejo::check(spec, &at, &mut out),
+        }
+    }
+    out
+}
+
+/// `builds` and `privileged`: Docker-in-Docker only when the profile says so, the host's
+/// socket never, and only the modes the CI system supports.
+fn check_builds(spec: &RunnerSpec, at: &str, out: &mut Vec<SpecProblem>) {
+    let field = format!("{at}.builds");
+    match spec.builds {
+        BuildMode::HostSocket => {
+            out.push(SpecProblem::error(
+                field,
+                "mounting the node's container socket into jobs is refused: whoever can use \
+                 that socket is root on the node, and K3s, MicroK8s and CRI-O nodes have no \
+                 Docker socket to mount anyway; use buildkit (rootless, the default), or dind \
+                 with privileged: true",
+            ));
+            return;
+        }
+        BuildMode::Dind if !spec.privileged => out.push(SpecProblem::error(
+            field.clone(),
+            "dind runs Docker in privileged pods: say `privileged: true` in this runner to \
+             allow it (a job can then take over the node), or use buildkit (rootless, the \
+             default)",
+        )),
+        BuildMode::Dind => out.push(SpecProblem::warning(
+            format!("{at}.privileged"),
+            "privileged job pods: any job this runner takes can take over the node it runs \
+             on (and read every secret on it); use buildkit unless you need Docker itself",
+        )),
+        BuildMode::Buildkit | BuildMode::Kaniko if spec.privileged => out.push(SpecProblem::error(
+            format!("{at}.privileged"),
+            format!(
+                "privileged: true only serves builds: dind; {} needs no privileged pod, \
+                     so remove it",
+                spec.builds.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    if !spec.kind.build_modes().contains(&spec.builds) {
+        let supported: Vec<&str> = spec.kind.build_modes().iter().map(|m| m.as_str()).collect();
+        out.push(SpecProblem::error(
+            format!("{at}.builds"),
+            format!(
+                "{} does not support builds: {} here ({}); it supports {}",
+                spec.kind.title(),
+                spec.builds.as_str(),
+                unsupported_reason(spec.kind, spec.builds),
+                supported.join(", ")
+            ),
+        ));
+    }
+}
+
+fn unsupported_reason(kind: RunnerKind, mode: BuildMode) -> &'static str {
+    match kind {
+        RunnerKind::Gitlab => gitlab::unsupported(mode),
+        RunnerKind::Jenkins => jenkins::unsupported(mode),
+        RunnerKind::Github => github::unsupported(mode),
+        RunnerKind::Forgejo => forgejo::unsupported(mode),
     }
 }
 
@@ -100,33 +641,87 @@ pub(crate) struct RunnerGlue {
     /// Its functions.
     pub(crate) functions: String,
     /// Lines of `run_stage` that place the runner, before the distribution is installed
-    /// (it then applies the runner's manifests by itself).
+    /// (it then applies the runner's manifests by itself). Each guards itself with
+    /// `runner_wanted KIND`.
     pub(crate) run_steps: String,
 }
 
+/// `check_userns`, run on every node of a cluster with a rootless BuildKit runner: rootless
+/// BuildKit makes a user namespace in the job pod, which a kernel can forbid. Not a failed
+/// step (the cluster works; image builds would not): a line in the status file and the log.
+pub(crate) const USERNS_CHECK: &str = r##"
+# check_userns: what rootless BuildKit needs from the kernel, said in the status file if missing.
+check_userns() {
+	why=''
+	if [ "$(cat /proc/sys/kernel/unprivileged_userns_clone 2>/dev/null || echo 1)" = 0 ]; then
+		why='kernel.unprivileged_userns_clone is 0'
+	elif [ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" = 0 ]; then
+		why='user.max_user_namespaces is 0 (or the kernel has no user namespaces)'
+	elif [ "$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null || echo 0)" = 1 ]; then
+		why='kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu 23.10 and later): unconfined pods may not make user namespaces'
+	fi
+	if [ -n "$why" ]; then
+		warn "rootless BuildKit jobs cannot run on this node: $why; set the sysctl (see pinode's README, CI systems)"
+	else
+		log "user namespaces allowed: rootless BuildKit jobs can run here"
+	fi
+	return 0
+}
+"##;
+
 /// A runner file that cannot be written (never contains a secret).
 #[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum CiError {
-    #[error(transparent)]
-    Gitlab(#[from] gitlab::GitlabError),
+#[error("{kind} runner: {message}")]
+pub struct CiError {
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
 }
 
-/// The runner a node installs, its token resolved.
+impl CiError {
+    pub(crate) fn new(kind: RunnerKind, message: impl Into<String>) -> CiError {
+        CiError {
+            kind: kind.as_str(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The runner a node installs, its secrets resolved (only on the founder).
 #[derive(Clone)]
-pub enum Runner {
-    Gitlab(gitlab::RunnerPlan),
+pub struct Runner {
+    pub(crate) spec: RunnerSpec,
+    pub(crate) secrets: Vec<(SecretSlot, SecretString)>,
 }
 
 impl Runner {
-    /// The CI system of this runner.
-    #[allow(
-        dead_code,
-        reason = "one CI system today; with a second, the stage tells the runners apart by it (see the module doc)"
-    )]
-    fn kind(&self) -> RunnerKind {
-        match self {
-            Runner::Gitlab(_) => RunnerKind::Gitlab,
-        }
+    pub fn new(spec: RunnerSpec, secrets: Vec<(SecretSlot, SecretString)>) -> Runner {
+        Runner { spec, secrets }
+    }
+
+    pub fn kind(&self) -> RunnerKind {
+        self.spec.kind
+    }
+
+    pub fn spec(&self) -> &RunnerSpec {
+        &self.spec
+    }
+
+    /// The resolved secret of `slot`, if the runner needs it.
+    pub(crate) fn secret(&self, slot: SecretSlot) -> Option<&SecretString> {
+        self.secrets
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, v)| v)
+    }
+
+    /// The resolved secret of `slot`, or the error a missing one is.
+    pub(crate) fn required(&self, slot: SecretSlot) -> Result<&SecretString, CiError> {
+        self.secret(slot).ok_or_else(|| {
+            CiError::new(
+                self.kind(),
+                format!("no {} was resolved", slot.stem().replace('_', " ")),
+            )
+        })
     }
 
     /// The runner's files for the boot partition, in the stage's second first-boot stage.
@@ -135,8 +730,35 @@ impl Runner {
         ctx: &StageContext,
         manifests: &AutoManifests,
     ) -> Result<Vec<BootFile>, CiError> {
-        match self {
-            Runner::Gitlab(runner) => gitlab::stage2::files(ctx, manifests, runner),
+        match self.kind() {
+            RunnerKind::Gitlab => gitlab::stage2::files(ctx, manifests, self),
+            RunnerKind::Jenkins => jenkins::stage2::files(ctx, manifests, self),
+            RunnerKind::Github => github::stage2::files(ctx, manifests, self),
+            RunnerKind::Forgejo => forgejo::stage2::files(ctx, manifests, self),
         }
     }
+
+    /// Example pipelines for this runner's build mode, for `pinode render`'s output.
+    pub fn examples(&self) -> Vec<Example> {
+        examples_of(&self.spec)
+    }
+}
+
+/// Example pipelines for `spec`'s CI system and build mode.
+pub fn examples_of(spec: &RunnerSpec) -> Vec<Example> {
+    match spec.kind {
+        RunnerKind::Gitlab => gitlab::examples(spec),
+        RunnerKind::Jenkins => jenkins::examples(spec),
+        RunnerKind::Github => github::examples(spec),
+        RunnerKind::Forgejo => forgejo::examples(spec),
+    }
+}
+
+/// An example pipeline: its file name in `pinode render`'s output, its text, and one line
+/// that says what it is.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub file_name: String,
+    pub contents: String,
+    pub about: &'static str,
 }

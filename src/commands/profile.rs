@@ -85,17 +85,21 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
             )),
         }
         out.say(format!("  join: {}", distribution.join_mechanism()));
-        if let Some(runner) = &plan.spec.runner {
-            let source = pinode::profile::v1::secrets::one(
-                pinode::profile::v1::secrets::runner_token(runner),
-            )
-            .map(|secret| secret.to_string())
-            .unwrap_or_default();
+        for (at, runner) in plan.spec.runner.iter().flat_map(|r| r.entries()) {
+            let sources: Vec<String> = pinode::ci::secrets_of(runner)
+                .into_iter()
+                .filter_map(|slot| {
+                    pinode::profile::v1::secrets::one(pinode::profile::v1::secrets::runner_secret(
+                        &at, runner, slot,
+                    ))
+                })
+                .map(|secret| secret.to_string())
+                .collect();
             out.say(format!(
-                "  runner: GitLab {} from {} (chart gitlab-runner {}, token: {source})",
-                Redacted(&runner.url),
+                "  runner: {} from {} ({})",
+                Redacted(&runner.describe()),
                 plan.founder,
-                runner.chart_version()
+                sources.join(", ")
             ));
         }
     }

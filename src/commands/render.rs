@@ -118,14 +118,23 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
             written.file(&boot_dir.join("config.txt"), &config, 0o644)?;
         }
     }
-    let gitlab_runner = plan
+    let examples: Vec<pinode::ci::Example> = plan
         .cluster
-        .as_ref()
-        .is_some_and(|c| matches!(c.runner, Some(pinode::ci::Runner::Gitlab(_))));
-    if gitlab_runner {
-        let example = pinode::ci::gitlab::BUILDKIT_EXAMPLE.as_bytes();
-        written.file(&dir.join("gitlab-ci-buildkit.yml"), example, 0o644)?;
+        .iter()
+        .flat_map(|c| c.runners.iter())
+        .flat_map(|r| r.examples())
+        .collect();
+    for example in &examples {
+        written.file(
+            &dir.join(&example.file_name),
+            example.contents.as_bytes(),
+            0o644,
+        )?;
     }
+    let ci: String = examples
+        .iter()
+        .map(|e| format!("{:<30} {}\n", e.file_name, e.about))
+        .collect();
     let readme = format!(
         "pinode {version} rendered node {host} for {os_name} (first boot via {init}).\n\n\
          boot/               files for the root of the boot partition{edited}\n\
@@ -139,11 +148,6 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         init = os.init,
         edited = if image_used {
             " (cmdline.txt and config.txt as edited)"
-        } else {
-            ""
-        },
-        ci = if gitlab_runner {
-            "gitlab-ci-buildkit.yml  example CI job: arm64 images built rootless on this runner\n"
         } else {
             ""
         },

@@ -29,6 +29,8 @@ struct Polled {
     /// On a server: the distribution's kubectl, for the cluster's view.
     kubectl: Option<&'static str>,
     runner: bool,
+    /// On the founder: the runners' workloads, waited for.
+    workloads: Vec<pinode::status::probe::RunnerWorkload>,
 }
 
 pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
@@ -46,7 +48,15 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
             )));
         }
     }
-    let has_runner = plan.spec.runner.is_some();
+    let has_runner = plan.spec.runner.as_ref().is_some_and(|r| !r.is_empty());
+    let workloads: Vec<pinode::status::probe::RunnerWorkload> = plan
+        .spec
+        .runner
+        .iter()
+        .flat_map(|r| r.iter())
+        .flat_map(|r| r.kind().workloads())
+        .map(|w| (w.namespace, w.resource, w.name))
+        .collect();
     let nodes: Vec<Polled> = loaded
         .nodes
         .iter()
@@ -58,6 +68,11 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
                 .contains(&n.hostname)
                 .then(|| plan.distribution.kubectl()),
             runner: has_runner && n.hostname == plan.founder,
+            workloads: if n.hostname == plan.founder {
+                workloads.clone()
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let known_hosts = hostkey::known_hosts_path(settings, &plan.name);
@@ -246,16 +261,20 @@ fn poll(ssh: &Ssh, nodes: &[Polled]) -> Vec<Result<Answer, NodeState>> {
             .iter()
             .map(|n| {
                 scope.spawn(move || {
-                    ssh.run(&n.target, &remote_script(n.kubectl), MAX_ANSWER)
-                        .map(|bytes| Answer::parse(&bytes))
-                        .map_err(|e| match e {
-                            RemoteError::HostKeyMismatch { .. } => NodeState::HostKeyMismatch {
-                                reason: e.to_string(),
-                            },
-                            _ => NodeState::Unreachable {
-                                reason: e.to_string(),
-                            },
-                        })
+                    ssh.run(
+                        &n.target,
+                        &remote_script(n.kubectl, &n.workloads),
+                        MAX_ANSWER,
+                    )
+                    .map(|bytes| Answer::parse(&bytes))
+                    .map_err(|e| match e {
+                        RemoteError::HostKeyMismatch { .. } => NodeState::HostKeyMismatch {
+                            reason: e.to_string(),
+                        },
+                        _ => NodeState::Unreachable {
+                            reason: e.to_string(),
+                        },
+                    })
                 })
             })
             .collect();

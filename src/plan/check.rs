@@ -89,13 +89,18 @@ pub fn check(
         );
     }
     let founder = nodes.iter().any(|n| n.hostname == plan.founder);
-    if let (Some(spec), true) = (&plan.spec.runner, founder)
-        && let Some(secret) =
-            crate::profile::v1::secrets::one(crate::profile::v1::secrets::runner_token(spec))
-    {
-        found.secret(profile, &secret, settings, |v| {
-            crate::ci::gitlab::check_runner_token(v.expose_secret())
-        });
+    if let (Some(runners), true) = (&plan.spec.runner, founder) {
+        for (at, spec) in runners.entries() {
+            for slot in crate::ci::secrets_of(spec) {
+                if let Some(secret) = crate::profile::v1::secrets::one(
+                    crate::profile::v1::secrets::runner_secret(&at, spec, slot),
+                ) {
+                    found.secret(profile, &secret, settings, |v| {
+                        spec.kind().check_secret(slot, v.expose_secret())
+                    });
+                }
+            }
+        }
     }
     found.problems
 }

@@ -20,8 +20,7 @@ use crate::profile::schema::SudoMode;
 use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secret, values};
 
-use crate::ci::Runner;
-use crate::ci::gitlab::{RunnerPlan, check_runner_token};
+use crate::ci::{Runner, Runners};
 use crate::engine::k3s::K3sNode;
 use crate::engine::{Distribution, Engine, Membership, NodeRole};
 use cluster::ClusterPlan;
@@ -55,8 +54,11 @@ pub(crate) struct WifiPlan {
 #[derive(Clone)]
 pub struct NodeCluster {
     pub(crate) engine: Engine,
-    /// Only on the founder: the runner is installed once.
-    pub runner: Option<Runner>,
+    /// Only on the founder: the runners are installed once.
+    pub runners: Vec<Runner>,
+    /// The cluster has a rootless BuildKit runner: every node checks at first boot that its
+    /// kernel lets job pods make user namespaces.
+    pub(crate) rootless_builds: bool,
 }
 
 /// Everything needed to render one node's first boot.
@@ -234,23 +236,15 @@ fn resolve_cluster(
     notes: &mut Vec<String>,
 ) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(&node.hostname);
-    let runner = match (&plan.spec.runner, role) {
-        (Some(spec), NodeRole::Founder) => {
-            // Validation has made sure there is exactly one token source.
-            let secret = secrets::one(secrets::runner_token(spec))
-                .ok_or_else(|| profile.error_at("cluster.runner", "no token source"))?;
-            let field = secret.field.as_str();
-            let token = secret
-                .resolve(settings, &profile.base_dir())
-                .map_err(|e| profile.error_at(field, e.to_string()))?;
-            check_runner_token(token.expose_secret()).map_err(|e| profile.error_at(field, e))?;
-            Some(Runner::Gitlab(RunnerPlan {
-                spec: spec.clone(),
-                token,
-            }))
-        }
-        _ => None,
+    let runners = match (&plan.spec.runner, role) {
+        (Some(runners), NodeRole::Founder) => resolve_runners(profile, runners, settings)?,
+        _ => Vec::new(),
     };
+    let rootless_builds = plan
+        .spec
+        .runner
+        .as_ref()
+        .is_some_and(|r| r.rootless_builds());
     let token = plan.token(profile, settings)?;
     notes.extend(token.notice);
     let member = Membership {
@@ -272,7 +266,38 @@ fn resolve_cluster(
             Engine::Kubeadm(kubeadm::resolve(profile, plan, member, settings, notes)?)
         }
     };
-    Ok(NodeCluster { engine, runner })
+    Ok(NodeCluster {
+        engine,
+        runners,
+        rootless_builds,
+    })
+}
+
+/// The founder's runners, each with its secrets read and their form checked.
+fn resolve_runners(
+    profile: &LoadedProfile,
+    runners: &Runners,
+    settings: &Settings,
+) -> Result<Vec<Runner>, FieldError> {
+    let mut resolved = Vec::new();
+    for (at, spec) in runners.entries() {
+        let mut values = Vec::new();
+        for slot in crate::ci::secrets_of(spec) {
+            // Validation has made sure there is exactly one source.
+            let secret = secrets::one(secrets::runner_secret(&at, spec, slot))
+                .ok_or_else(|| profile.error_at(&at, "no secret source"))?;
+            let field = secret.field.as_str();
+            let value = secret
+                .resolve(settings, &profile.base_dir())
+                .map_err(|e| profile.error_at(field, e.to_string()))?;
+            spec.kind()
+                .check_secret(slot, value.expose_secret())
+                .map_err(|e| profile.error_at(field, e))?;
+            values.push((slot, value));
+        }
+        resolved.push(Runner::new(spec.clone(), values));
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -149,6 +149,31 @@ run_stage() {
 	log "@ENGINE@ $@ROLE_VAR@ on $NODE_HOSTNAME"
 "##;
 
+/// `runner_wanted KIND`: whether this node installs the runner of CI system KIND (`RUNNERS`
+/// lists them: the founder's, empty elsewhere). `warn`: a problem that does not fail the
+/// stage, said in the log and in the status file on the boot partition.
+const RUNNERS_WANTED: &str = r##"
+WARNINGS=''
+runner_wanted() {
+	case " $RUNNERS " in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
+}
+
+warn() {
+	log "warning: $*"
+	WARNINGS="${WARNINGS}warning: $*
+"
+}
+"##;
+
+/// Every node of a cluster with a rootless BuildKit runner: job pods may land on any of them.
+const RUN_STAGE_USERNS: &str = r##"	if [ "$ROOTLESS_BUILDS" = yes ]; then
+		check_userns
+	fi
+"##;
+
 const RUN_STAGE_PIN_HOSTS: &str = r##"	if [ -n "$API_MDNS_HOST" ] && ! refresh_hosts; then
 		log "continuing without a pinned address for $API_MDNS_HOST"
 	fi
@@ -164,6 +189,9 @@ const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 	fi
 	printf '@STATUS_NAME@ (%s): %s\nfinished: %s\nlog: %s and journalctl -u pinode-firstboot on the node\n' \
 		"$@ROLE_VAR@" "$result" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$PINODE_LOG" >>"$BOOT_DIR/pinode-status.txt"
+	if [ -n "$WARNINGS" ]; then
+		printf '%s' "$WARNINGS" >>"$BOOT_DIR/pinode-status.txt"
+	fi
 	log "@STATUS_NAME@ $result"
 	[ -z "$FAILED" ]
 }
@@ -202,7 +230,7 @@ pub(crate) fn files(
     let mut files = vec![
         BootFile {
             path: SCRIPT.into(),
-            contents: script(plan, &ctx, &engine, cluster.runner.is_some(), boot_dir)?.into_bytes(),
+            contents: script(plan, &ctx, &engine, cluster, boot_dir)?.into_bytes(),
             secret: false,
         },
         BootFile {
@@ -225,9 +253,11 @@ pub(crate) fn files(
             secret: false,
         });
     }
-    if let Some(runner) = &cluster.runner {
+    for runner in &cluster.runners {
         files.extend(runner.stage2_files(&ctx, &engine.manifests)?);
-        // The runner is a HelmChart: where the distribution has no controller for it, the
+    }
+    if !cluster.runners.is_empty() {
+        // Runners are HelmCharts: where the distribution has no controller for them, the
         // founder deploys helm-controller first (see `crate::engine::helm_controller`).
         if !engine.manifests.helm_controller {
             files.push(BootFile {
@@ -241,12 +271,12 @@ pub(crate) fn files(
 }
 
 /// The program: the skeleton, with the distribution's code and the code of every CI system
-/// (the same on every node, with or without a runner: `HAS_RUNNER` selects).
+/// (the same on every node, with or without runners: `RUNNERS` names the node's).
 fn script(
     plan: &NodePlan,
     ctx: &StageContext,
     engine: &EngineStage2,
-    has_runner: bool,
+    cluster: &NodeCluster,
     boot_dir: &str,
 ) -> Result<String, RenderError> {
     let runners: Vec<_> = RunnerKind::ALL
@@ -276,6 +306,7 @@ fn script(
     .concat();
     let run_stage = [
         RUN_STAGE_HEAD,
+        RUN_STAGE_USERNS,
         &engine.prepare_steps,
         &join(|r| &r.run_steps),
         RUN_STAGE_PIN_HOSTS,
@@ -304,6 +335,8 @@ fn script(
     .library(CORE)
     .library(install_stage)
     .library(fill(REFRESH_HOSTS, &names))
+    .library(RUNNERS_WANTED)
+    .library(crate::ci::USERNS_CHECK)
     .library(engine.prepare_functions.clone());
     for runner in &runners {
         p.library(runner.functions.clone());
@@ -320,7 +353,12 @@ fn script(
     for (name, value) in &engine.vars {
         p.var(name, value)?;
     }
-    p.var("HAS_RUNNER", if has_runner { "yes" } else { "no" })?
+    let kinds: Vec<&str> = cluster.runners.iter().map(|r| r.kind().as_str()).collect();
+    p.var("RUNNERS", &kinds.join(" "))?
+        .var(
+            "ROOTLESS_BUILDS",
+            if cluster.rootless_builds { "yes" } else { "no" },
+        )?
         .var(
             "API_MDNS_HOST",
             engine.api_mdns_host.as_deref().unwrap_or(""),

@@ -1,5 +1,6 @@
 //! The few fields of the Kubernetes API that `pinode status` reads, with the API's own
 //! names and nesting (core/v1 `NodeList` → `Node.status.conditions`, apps/v1 `Deployment`
+//! and `StatefulSet`, whose status shares `readyReplicas`
 //! → `status.readyReplicas`), so that `kubectl get -o json` output parses as it is.
 //! Every other field is ignored.
 

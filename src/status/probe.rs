@@ -22,15 +22,16 @@ pub const LOG_LINES: usize = 20;
 /// A section marker: a line the answers of the commands cannot start with by chance.
 const MARK: &str = "@@pinode-status@@ ";
 
-/// The runner's Deployment, as the GitLab Runner chart (release `gitlab-runner`) names it.
-pub const RUNNER_NAMESPACE: &str = "gitlab-runner";
-pub const RUNNER_DEPLOYMENT: &str = "gitlab-runner";
+/// A runner's workload on the founder: (namespace, `deployment` or `statefulset`, name),
+/// pinode's own fixed names (see `crate::ci::Workload`).
+pub type RunnerWorkload = (&'static str, &'static str, &'static str);
 
 /// The remote script for a node; `kubectl`, the distribution's kubectl command on a server
-/// (`k3s kubectl`), adds the cluster's view (servers only). Static text: no value of the
-/// profile is in it, and the command is one of pinode's own. Every marker starts on a
-/// line of its own (`echo;` first), even after an answer without a final line break.
-pub fn remote_script(kubectl: Option<&str>) -> String {
+/// (`k3s kubectl`), adds the cluster's view (servers only) and the state of `runners` (the
+/// founder's). Static text: no value of the profile is in it, and the command and names are
+/// pinode's own. Every marker starts on a line of its own (`echo;` first), even after an
+/// answer without a final line break.
+pub fn remote_script(kubectl: Option<&str>, runners: &[RunnerWorkload]) -> String {
     let mut s = format!(
         "timeout 10 sudo -n true 2>/dev/null || echo '{MARK}no-sudo'; \
          echo '{MARK}status'; timeout 10 sudo -n cat {json} 2>/dev/null; \
@@ -45,9 +46,13 @@ pub fn remote_script(kubectl: Option<&str>) -> String {
     );
     if let Some(kubectl) = kubectl {
         s.push_str(&format!(
-            "echo; echo '{MARK}nodes'; timeout 20 sudo -n {kubectl} get nodes -o json --request-timeout=15s 2>/dev/null; \
-             echo; echo '{MARK}runner'; timeout 20 sudo -n {kubectl} -n {RUNNER_NAMESPACE} get deployment {RUNNER_DEPLOYMENT} -o json --request-timeout=15s 2>/dev/null; "
+            "echo; echo '{MARK}nodes'; timeout 20 sudo -n {kubectl} get nodes -o json --request-timeout=15s 2>/dev/null; "
         ));
+        for (i, (namespace, resource, name)) in runners.iter().enumerate() {
+            s.push_str(&format!(
+                "echo; echo '{MARK}runner-{i}'; timeout 20 sudo -n {kubectl} -n {namespace} get {resource} {name} -o json --request-timeout=15s 2>/dev/null; "
+            ));
+        }
     }
     s.push_str(&format!("echo; echo '{MARK}end'"));
     s
@@ -98,8 +103,8 @@ pub struct Answer {
     pub log_tail: Vec<String>,
     /// On a server whose K3s answers: its view of the nodes.
     pub nodes: Option<NodeList>,
-    /// On the founder, once the runner's Deployment exists.
-    pub runner: Option<Deployment>,
+    /// On the founder, each runner workload asked for (in the order asked), once it exists.
+    pub runners: Vec<Option<Deployment>>,
     /// `sudo -n` refused (it needs a password): the root-only status cannot be read.
     pub no_sudo: bool,
     /// cloud-init's record, on the cloud-init route.
@@ -145,7 +150,11 @@ impl Answer {
             })
             .unwrap_or_default();
         answer.nodes = get("nodes").and_then(|j| serde_json::from_str(j).ok());
-        answer.runner = get("runner").and_then(|j| serde_json::from_str(j).ok());
+        answer.runners = sections
+            .iter()
+            .filter(|(n, _)| n.starts_with("runner-"))
+            .map(|(n, _)| get(n).and_then(|j| serde_json::from_str(j).ok()))
+            .collect();
         let read = |name| get(name).and_then(|j| serde_json::from_str::<CloudInitFile>(j).ok());
         answer.cloud_init = match (read("cloud-init-result"), read("cloud-init-status")) {
             (Some(result), _) => Some(CloudInit::Done {
@@ -192,7 +201,7 @@ pub enum NodeState {
     Installed,
     /// The cluster lists the node with its Ready condition True.
     Ready,
-    /// Ready, and the runner's Deployment has a ready replica (the founder, with a runner).
+    /// Ready, and every runner's workload has a ready replica (the founder, with runners).
     RunnerRunning,
 }
 
@@ -266,7 +275,8 @@ impl NodeState {
         if !views.iter().any(|v| v.ready(host) == Some(true)) {
             return NodeState::Installed;
         }
-        if runner && answer.runner.as_ref().is_some_and(Deployment::running) {
+        let running = |d: &Option<Deployment>| d.as_ref().is_some_and(Deployment::running);
+        if runner && !answer.runners.is_empty() && answer.runners.iter().all(running) {
             return NodeState::RunnerRunning;
         }
         NodeState::Ready
@@ -355,9 +365,10 @@ mod tests {
             state.line()
         );
         assert!(
-            remote_script(Some("k3s kubectl")).contains("sudo -n k3s kubectl get nodes -o json")
+            remote_script(Some("k3s kubectl"), &[])
+                .contains("sudo -n k3s kubectl get nodes -o json")
         );
-        assert!(!remote_script(None).contains("kubectl"));
+        assert!(!remote_script(None, &[("ns", "deployment", "d")]).contains("kubectl"));
     }
 
     /// On the cloud-init route, before status.json: cloud-init's own files, in the shape

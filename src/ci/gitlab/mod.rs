@@ -8,16 +8,35 @@
 
 pub(crate) mod stage2;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::RunnerSpec;
+use super::{BuildMode, CiError, Example, Runner, RunnerKind, RunnerSpec, SecretSlot, Workload};
+use crate::engine::SpecProblem;
 
-/// A runner file that cannot be written (never contains a secret).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct GitlabError(pub(crate) String);
+/// GitLab's settings in a runner mapping.
+pub(crate) const KEYS: &[&str] = &[
+    "url",
+    "token_env",
+    "token_file",
+    "concurrent",
+    "default_image",
+];
+
+/// The build modes a GitLab runner supports.
+pub(crate) const BUILD_MODES: &[BuildMode] = &[BuildMode::Buildkit];
+
+/// The runner manager's Deployment, as the chart (release `gitlab-runner`) names it.
+pub(crate) const WORKLOADS: &[Workload] = &[Workload {
+    namespace: RUNNER_NAMESPACE,
+    resource: "deployment",
+    name: "gitlab-runner",
+}];
+
+fn error(message: impl Into<String>) -> CiError {
+    CiError::new(RunnerKind::Gitlab, message)
+}
 
 /// Namespace the runner lives in.
 const RUNNER_NAMESPACE: &str = "gitlab-runner";
@@ -33,14 +52,6 @@ const RUNNER_SECRET: &str = "gitlab-runner-token";
 /// `gitlab-runner-0.86.0.tgz` from https://charts.gitlab.io.
 pub const TESTED_CHART_VERSION: &str = "0.86.0";
 
-/// The GitLab runner, token resolved.
-#[derive(Clone)]
-pub struct RunnerPlan {
-    pub(crate) spec: RunnerSpec,
-    /// A `glrt-` runner authentication token.
-    pub(crate) token: SecretString,
-}
-
 /// The GitLab instance a runner registers with: an https:// URL, or an http:// one with a
 /// warning (returned as `Ok(Some(warning))`: the runner token would travel unencrypted).
 pub fn check_url(url: &str) -> Result<Option<String>, String> {
@@ -52,6 +63,58 @@ pub fn check_url(url: &str) -> Result<Option<String>, String> {
             .starts_with("http://")
             .then(|| "plain http: the runner token travels unencrypted; use https".to_string())),
         _ => Err("must be the GitLab instance URL, e.g. https://gitlab.example.com".into()),
+    }
+}
+
+/// GitLab's value rules for the runner at `at`.
+pub(crate) fn check(spec: &RunnerSpec, at: &str, out: &mut Vec<SpecProblem>) {
+    match spec.url.as_deref().map(check_url) {
+        None => out.push(SpecProblem::error(
+            format!("{at}.url"),
+            "the GitLab instance the runner serves, e.g. https://gitlab.example.com",
+        )),
+        Some(Ok(None)) => {}
+        Some(Ok(Some(warning))) => out.push(SpecProblem::warning(format!("{at}.url"), warning)),
+        Some(Err(message)) => out.push(SpecProblem::error(format!("{at}.url"), message)),
+    }
+    if spec.concurrent == Some(0) {
+        out.push(SpecProblem::error(
+            format!("{at}.concurrent"),
+            "must be at least 1",
+        ));
+    }
+    let image = spec.default_image();
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        out.push(SpecProblem::error(
+            format!("{at}.default_image"),
+            "must be an image reference such as alpine:3.20",
+        ));
+    }
+}
+
+/// A GitLab runner needs its glrt- authentication token.
+pub(crate) fn secrets(_spec: &RunnerSpec) -> Vec<SecretSlot> {
+    vec![SecretSlot::Token]
+}
+
+pub(crate) fn check_secret(_slot: SecretSlot, value: &str) -> Result<(), String> {
+    check_runner_token(value)
+}
+
+/// Why a build mode is not offered (none is refused today).
+pub(crate) fn unsupported(_mode: BuildMode) -> &'static str {
+    "not offered"
+}
+
+/// The example job for the runner's build mode.
+pub(crate) fn examples(spec: &RunnerSpec) -> Vec<Example> {
+    match spec.builds {
+        BuildMode::Buildkit => vec![Example {
+            file_name: "gitlab-ci-buildkit.yml".into(),
+            contents: BUILDKIT_EXAMPLE.into(),
+            about: "example GitLab CI job: arm64 images built rootless on this runner",
+        }],
+        _ => Vec::new(),
     }
 }
 
@@ -94,26 +157,26 @@ struct KubernetesExecutor {
 }
 
 /// The runner's `config.toml` fragment (the chart's `runners.config`).
-fn runner_toml(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_toml(runner: &RunnerSpec) -> Result<String, CiError> {
     let config = RunnerToml {
         runners: vec![RunnerEntry {
             kubernetes: KubernetesExecutor {
                 namespace: RUNNER_NAMESPACE.into(),
-                image: runner.default_image.clone(),
+                image: runner.default_image().to_string(),
                 node_selector: [("kubernetes.io/arch".to_string(), "arm64".to_string())].into(),
             },
         }],
     };
-    toml::to_string(&config).map_err(|e| GitlabError(format!("runner config: {e}")))
+    toml::to_string(&config).map_err(|e| error(format!("runner config: {e}")))
 }
 
 /// The chart values. Only keys that are valid with a `glrt-` token: no `tags`, `locked`,
 /// `runUntagged`, `protected`, `maximumTimeout` or `runnerRegistrationToken`, which make
 /// such a runner fail to start (they are set on the GitLab server now).
-fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
+fn runner_values(runner: &RunnerSpec) -> Result<Value, CiError> {
     Ok(json!({
-        "gitlabUrl": runner.url,
-        "concurrent": runner.concurrent,
+        "gitlabUrl": runner.url.as_deref().unwrap_or_default(),
+        "concurrent": runner.concurrent(),
         "rbac": {"create": true},
         "runners": {
             "secret": RUNNER_SECRET,
@@ -125,12 +188,12 @@ fn runner_values(runner: &RunnerSpec) -> Result<Value, GitlabError> {
 /// `pinode-gitlab-runner.yaml` for the server's auto-deploy manifests directory: the
 /// namespace and a `HelmChart` that K3s's Helm controller installs. The token Secret is
 /// written by the node itself from its root-only copy of the token.
-fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
+fn runner_manifest(runner: &RunnerSpec) -> Result<String, CiError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
     // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
     // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
     let version =
-        serde_json::to_string(runner.chart_version()).map_err(|e| GitlabError(e.to_string()))?;
+        serde_json::to_string(runner.chart_version()).map_err(|e| error(e.to_string()))?;
     let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();
     Ok(format!(
         "# Written by pinode: GitLab Runner (Kubernetes executor), installed by K3s's Helm controller.\n\
@@ -144,8 +207,12 @@ fn runner_manifest(runner: &RunnerSpec) -> Result<String, GitlabError> {
 
 /// The runner token, for the node to place in a Secret. Kept apart from every other file,
 /// without a line break: the file is the token, byte for byte.
-fn runner_token_file(runner: &RunnerPlan) -> Vec<u8> {
-    runner.token.expose_secret().as_bytes().to_vec()
+fn runner_token_file(runner: &Runner) -> Result<Vec<u8>, CiError> {
+    Ok(runner
+        .required(SecretSlot::Token)?
+        .expose_secret()
+        .as_bytes()
+        .to_vec())
 }
 
 /// An example `.gitlab-ci.yml` job that builds and pushes an arm64 image on this runner with
@@ -175,10 +242,10 @@ build-image:
       --output type=image,name=$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA,push=true
 "#;
 
-fn to_json(value: &Value, what: &str) -> Result<String, GitlabError> {
+fn to_json(value: &Value, what: &str) -> Result<String, CiError> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
-        .map_err(|e| GitlabError(format!("{what}: {e}")))
+        .map_err(|e| error(format!("{what}: {e}")))
 }
 
 #[cfg(test)]
@@ -188,13 +255,10 @@ mod tests {
 
     fn runner() -> RunnerSpec {
         RunnerSpec {
-            kind: crate::ci::RunnerKind::Gitlab,
-            url: "https://gitlab.example.com".into(),
+            url: Some("https://gitlab.example.com".into()),
             token_env: Some("T".into()),
-            token_file: None,
-            chart_version: None,
-            concurrent: 2,
-            default_image: "alpine:3.20\" x".into(),
+            default_image: Some("alpine:3.20\" x".into()),
+            ..RunnerSpec::new(RunnerKind::Gitlab)
         }
     }
 

@@ -2,9 +2,9 @@
 //! the boot partition, and the function that places them, with the token in a Secret, in
 //! the distribution's auto-applied manifests on the first server.
 
-use super::{RunnerPlan, runner_manifest, runner_token_file};
+use super::{runner_manifest, runner_token_file};
 use crate::bootfs::content::BootFile;
-use crate::ci::{CiError, RunnerGlue};
+use crate::ci::{CiError, Runner, RunnerGlue};
 use crate::engine::stage2::{AutoManifests, StageContext, fill};
 
 /// The runner's manifest, in the distribution's manifest directory on the boot partition.
@@ -41,7 +41,7 @@ data:
 }
 "##;
 
-const RUN_STEPS: &str = r##"	if [ "$HAS_RUNNER" = yes ]; then
+const RUN_STEPS: &str = r##"	if runner_wanted gitlab; then
 		step "runner manifests" place_runner_manifests
 	fi
 "##;
@@ -66,17 +66,17 @@ pub(crate) fn glue(ctx: &StageContext, manifests: &AutoManifests) -> RunnerGlue 
 pub(crate) fn files(
     ctx: &StageContext,
     manifests: &AutoManifests,
-    runner: &RunnerPlan,
+    runner: &Runner,
 ) -> Result<Vec<BootFile>, CiError> {
     Ok(vec![
         BootFile {
             path: format!("{}/{MANIFEST}", manifests.boot_dir),
-            contents: runner_manifest(&runner.spec)?.into_bytes(),
+            contents: runner_manifest(runner.spec())?.into_bytes(),
             secret: false,
         },
         BootFile {
             path: ctx.boot_secret(TOKEN),
-            contents: runner_token_file(runner),
+            contents: runner_token_file(runner)?,
             secret: true,
         },
     ])

@@ -28,9 +28,11 @@ pub(crate) fn strip_unknown(doc: &mut Yaml) -> Vec<UnknownKey> {
     found
 }
 
-/// The schema `s` stands for: `$ref` followed, and of an `anyOf` (how schemars writes an
-/// `Option<Struct>`) the branch that describes a mapping or a list.
-fn resolve<'a>(root: &'a Json, s: &'a Json) -> &'a Json {
+/// The schema `s` stands for when it describes `doc`: `$ref` followed, and of an `anyOf`
+/// (how schemars writes an `Option<Struct>`, and `cluster.runner`'s "one or a list") the
+/// branch that describes a list when `doc` is one, else a mapping.
+fn resolve<'a>(root: &'a Json, s: &'a Json, doc: &Yaml) -> &'a Json {
+    let list = matches!(doc, Yaml::Sequence(_));
     let mut s = s;
     // A bound, not a loop guard against a malformed schema: ours nests two levels at most.
     for _ in 0..8 {
@@ -47,9 +49,17 @@ fn resolve<'a>(root: &'a Json, s: &'a Json) -> &'a Json {
             .get("anyOf")
             .and_then(Json::as_array)
             .and_then(|branches| {
-                branches
-                    .iter()
-                    .find(|b| b.get("type").and_then(Json::as_str) != Some("null"))
+                let usable = || {
+                    branches
+                        .iter()
+                        .filter(|b| b.get("type").and_then(Json::as_str) != Some("null"))
+                };
+                usable()
+                    .find(|b| {
+                        let b = resolve_ref(root, b);
+                        (b.get("type").and_then(Json::as_str) == Some("array")) == list
+                    })
+                    .or_else(|| usable().next())
             })
         {
             s = branch;
@@ -60,8 +70,17 @@ fn resolve<'a>(root: &'a Json, s: &'a Json) -> &'a Json {
     s
 }
 
+/// `s` with one `$ref` followed.
+fn resolve_ref<'a>(root: &'a Json, s: &'a Json) -> &'a Json {
+    s.get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .and_then(|name| root.get("$defs").and_then(|d| d.get(name)))
+        .unwrap_or(s)
+}
+
 fn walk(root: &Json, schema: &Json, doc: &mut Yaml, at: &str, found: &mut Vec<UnknownKey>) {
-    let schema = resolve(root, schema);
+    let schema = resolve(root, schema, doc);
     match doc {
         Yaml::Mapping(map) => {
             let Some(properties) = schema.get("properties").and_then(Json::as_object) else {
@@ -173,5 +192,30 @@ mod tests {
         let again = strip_unknown(&mut doc);
         assert!(again.is_empty(), "the unknown keys are gone");
         assert_eq!(doc["nodes"][0]["hostname"], Yaml::from("a"));
+    }
+
+    /// `cluster.runner` is a mapping or a list: unknown keys are found in either form.
+    #[test]
+    fn a_runner_list_is_walked_like_a_runner() {
+        for (text, field) in [
+            (
+                "cluster:\n  runner:\n    kind: gitlab\n    urll: x\n",
+                "cluster.runner.urll",
+            ),
+            (
+                "cluster:\n  runner:\n    - kind: gitlab\n    - kind: jenkins\n      admin_usr: x\n",
+                "cluster.runner[1].admin_usr",
+            ),
+        ] {
+            let mut doc: Yaml = serde_yaml::from_str(text).unwrap();
+            let found = strip_unknown(&mut doc);
+            let fields: Vec<&str> = found.iter().map(|u| u.field.as_str()).collect();
+            assert_eq!(fields, [field], "{text}");
+            assert!(
+                found[0].message.contains("did you mean"),
+                "{}",
+                found[0].message
+            );
+        }
     }
 }

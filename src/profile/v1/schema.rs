@@ -339,12 +339,13 @@ pub struct ClusterSpec {
     /// kubeadm's and CRI-O's settings (with `distribution: kubeadm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) kubeadm: Option<KubeadmSpec>,
-    /// The CI runner, installed once from the first server.
+    /// The CI runners (one mapping, or a list with at most one per CI system), installed
+    /// once from the first server.
     #[serde(default)]
-    pub runner: Option<RunnerSpec>,
+    pub runner: Option<Runners>,
 }
 
-pub(crate) use crate::ci::RunnerSpec;
+pub(crate) use crate::ci::{RunnerSpec, Runners};
 pub(crate) use crate::engine::Distribution;
 pub(crate) use crate::engine::k3s::K3sSpec;
 pub(crate) use crate::engine::kubeadm::KubeadmSpec;

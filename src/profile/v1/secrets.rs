@@ -2,6 +2,7 @@
 //! one source is given, and translation takes the `SecretRef` it returns.
 
 use super::schema::{ClusterSpec, RunnerSpec, UserSpec, WifiSpec};
+use crate::ci::SecretSlot;
 use crate::profile::secret::{Picked, SecretKeys, SecretKind, SecretRef, pick};
 
 /// The Wi-Fi passphrase of the network at `at` (`defaults.wifi`, `nodes[2].wifi`).
@@ -36,13 +37,29 @@ pub(crate) fn cluster_token(c: &ClusterSpec) -> Picked {
     })
 }
 
-/// The runner's glrt- authentication token.
-pub fn runner_token(r: &RunnerSpec) -> Picked {
+/// A runner's secret `slot`, for the runner mapping at `at` (`cluster.runner`,
+/// `cluster.runner[1]`): `token_env`/`token_file`, `admin_password_*`, `private_key_*`.
+pub fn runner_secret(at: &str, r: &RunnerSpec, slot: SecretSlot) -> Picked {
+    let (env, file, env_key, file_key) = match slot {
+        SecretSlot::Token => (&r.token_env, &r.token_file, "token_env", "token_file"),
+        SecretSlot::AdminPassword => (
+            &r.admin_password_env,
+            &r.admin_password_file,
+            "admin_password_env",
+            "admin_password_file",
+        ),
+        SecretSlot::PrivateKey => (
+            &r.private_key_env,
+            &r.private_key_file,
+            "private_key_env",
+            "private_key_file",
+        ),
+    };
     pick(&SecretKeys {
-        parent: "cluster.runner",
+        parent: at,
         keys: &[
-            ("token_env", SecretKind::Env, r.token_env.as_ref()),
-            ("token_file", SecretKind::File, r.token_file.as_ref()),
+            (env_key, SecretKind::Env, env.as_ref()),
+            (file_key, SecretKind::File, file.as_ref()),
         ],
     })
 }

@@ -369,48 +369,34 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
             );
         }
     }
-    if let Some(runner) = &c.runner {
-        match crate::ci::gitlab::check_url(&runner.url) {
-            Ok(None) => {}
-            Ok(Some(warning)) => r.warn("cluster.runner.url", warning),
-            Err(message) => r.error("cluster.runner.url", message),
+    if let Some(runners) = &c.runner {
+        for problem in crate::ci::check(runners) {
+            if problem.warning {
+                r.warn(&problem.field, problem.message);
+            } else {
+                r.error(&problem.field, problem.message);
+            }
         }
-        match secrets::runner_token(runner) {
-            Picked::Missing => r.error(
-                "cluster.runner.token_env",
-                "the runner needs its glrt- token: give token_env or token_file",
-            ),
-            Picked::Several(message) => r.error("cluster.runner.token_file", message),
-            Picked::One(_) => {
-                if let Some(var) = &runner.token_env {
-                    r.check("cluster.runner.token_env".into(), values::env_var_name(var))
+        for (at, runner) in runners.entries() {
+            for slot in crate::ci::secrets_of(runner) {
+                let stem = slot.stem();
+                match secrets::runner_secret(&at, runner, slot) {
+                    Picked::Missing => r.error(
+                        format!("{at}.{stem}_env"),
+                        format!(
+                            "the {} runner needs its {}: give {stem}_env or {stem}_file",
+                            runner.kind().as_str(),
+                            stem.replace('_', " ")
+                        ),
+                    ),
+                    Picked::Several(message) => r.error(format!("{at}.{stem}_file"), message),
+                    Picked::One(_) => {
+                        if let Some(var) = runner.secret_env(slot) {
+                            r.check(format!("{at}.{stem}_env"), values::env_var_name(var));
+                        }
+                    }
                 }
             }
-        }
-        if runner.concurrent == 0 {
-            r.error("cluster.runner.concurrent", "must be at least 1");
-        }
-        if let Some(version) = &runner.chart_version {
-            let ok = !version.is_empty()
-                && version
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
-            if !ok {
-                r.error(
-                    "cluster.runner.chart_version",
-                    format!(
-                        "{} is not a chart version such as {}",
-                        crate::ui::quoted(version),
-                        crate::ci::gitlab::TESTED_CHART_VERSION
-                    ),
-                );
-            }
-        }
-        if runner.default_image.is_empty() || runner.default_image.contains(char::is_whitespace) {
-            r.error(
-                "cluster.runner.default_image",
-                "must be an image reference such as alpine:3.20",
-            );
         }
     }
     let servers = p
