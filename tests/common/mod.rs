@@ -2,6 +2,7 @@
 //! pinode binary, and independent readers (sfdisk, fsck.fat, mtools) to check its work.
 #![allow(dead_code)]
 
+pub mod ci;
 pub mod http;
 pub mod loopdev;
 pub mod netns;
