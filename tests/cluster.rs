@@ -154,7 +154,7 @@ fn example_profiles_render_every_role_correctly() {
                     );
                     let job =
                         &yaml_documents(&out.join("gitlab-ci-buildkit.yml"))[0]["build-image"];
-                    assert_eq!(job["image"]["name"], "moby/buildkit:rootless");
+                    assert_eq!(job["image"]["name"], "moby/buildkit:v0.32.2-rootless");
                     let job_text =
                         std::fs::read_to_string(out.join("gitlab-ci-buildkit.yml")).unwrap();
                     assert!(

@@ -10,6 +10,8 @@ pub(crate) mod stage2;
 
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 use super::{BuildMode, CiError, Example, Runner, RunnerKind, RunnerSpec, SecretSlot, Workload};
@@ -25,7 +27,8 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 
 /// The build modes a GitLab runner supports.
-pub(crate) const BUILD_MODES: &[BuildMode] = &[BuildMode::Buildkit];
+pub(crate) const BUILD_MODES: &[BuildMode] =
+    &[BuildMode::Buildkit, BuildMode::Kaniko, BuildMode::Dind];
 
 /// The runner manager's Deployment, as the chart (release `gitlab-runner`) names it.
 pub(crate) const WORKLOADS: &[Workload] = &[Workload {
@@ -101,21 +104,33 @@ pub(crate) fn check_secret(_slot: SecretSlot, value: &str) -> Result<(), String>
     check_runner_token(value)
 }
 
-/// Why a build mode is not offered (none is refused today).
+/// Why a build mode is not offered: GitLab's runner offers them all.
 pub(crate) fn unsupported(_mode: BuildMode) -> &'static str {
     "not offered"
 }
 
 /// The example job for the runner's build mode.
 pub(crate) fn examples(spec: &RunnerSpec) -> Vec<Example> {
-    match spec.builds {
-        BuildMode::Buildkit => vec![Example {
-            file_name: "gitlab-ci-buildkit.yml".into(),
-            contents: BUILDKIT_EXAMPLE.into(),
-            about: "example GitLab CI job: arm64 images built rootless on this runner",
-        }],
-        _ => Vec::new(),
-    }
+    let (contents, about) = match spec.builds {
+        BuildMode::Buildkit => (
+            BUILDKIT_EXAMPLE,
+            "example GitLab CI job: arm64 images built rootless on this runner",
+        ),
+        BuildMode::Kaniko => (
+            KANIKO_EXAMPLE,
+            "example GitLab CI job: arm64 images built with Kaniko (maintained fork)",
+        ),
+        BuildMode::Dind => (
+            DIND_EXAMPLE,
+            "example GitLab CI job: arm64 images built with Docker-in-Docker (privileged)",
+        ),
+        BuildMode::HostSocket => return Vec::new(),
+    };
+    vec![Example {
+        file_name: format!("gitlab-ci-{}.yml", spec.builds.as_str()),
+        contents: contents.into(),
+        about,
+    }]
 }
 
 /// Checks a runner token's form. The message explains what to create instead.
@@ -147,27 +162,97 @@ struct RunnerEntry {
     kubernetes: KubernetesExecutor,
 }
 
+/// The helper image, pinned to arm64 and to the runner's own version: the runner picks
+/// `x86_64-v…` by default whatever the node (gitlab-org/gitlab-runner#27768, #38819: "no
+/// match for platform in manifest"), and helper tags are one architecture each. The runner
+/// expands `${CI_RUNNER_VERSION}` itself (GitLab's "Helper image configuration for
+/// Kubernetes on Arm", docs/configuration/advanced-configuration.md at v18.9.0), so the tag
+/// follows the runner when the profile names another chart version.
+const HELPER_IMAGE: &str =
+    "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:arm64-v${CI_RUNNER_VERSION}";
+
+/// The job pod's AppArmor profile for the build container, by the annotation: the runner of
+/// the tested chart (18.9.0) has no `app_armor_profile` field (added in 18.11.0, commit
+/// babc199b of gitlab-runner), and rootless BuildKit cannot mount its filesystems under the
+/// container runtime's default profile. Kubernetes still honours the annotation (deprecated
+/// since 1.30 for `securityContext.appArmorProfile`). Seccomp has no working annotation since
+/// Kubernetes 1.27; pods run Unconfined unless the kubelet's `seccompDefault` is on, which
+/// none of pinode's distributions turns on.
+const APPARMOR_ANNOTATION: &str = "container.apparmor.security.beta.kubernetes.io/build";
+
 #[derive(Serialize)]
 struct KubernetesExecutor {
     namespace: String,
     image: String,
-    /// Job pods (build and helper containers) on arm64 nodes, so the runner picks the arm64
-    /// helper image: it would pick amd64 otherwise.
-    node_selector: std::collections::BTreeMap<String, String>,
+    helper_image: &'static str,
+    /// Also lets the runner pick the helper for the node's architecture when a job
+    /// overrides the node selector.
+    helper_image_autoset_arch_and_os: bool,
+    /// Job pods (build and helper containers) on arm64 nodes.
+    node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pod_annotations: BTreeMap<String, String>,
+    /// dind: only the service containers (the Docker daemon) privileged, not the job's
+    /// own build and helper containers: the per-container setting wins over the global
+    /// one (gitlab-runner v18.9.0 common/config.go,
+    /// `getContainerSecurityContextEffectiveFlagValue`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_container_security_context: Option<Privileged>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volumes: Option<Volumes>,
+}
+
+#[derive(Serialize)]
+struct Privileged {
+    privileged: bool,
+}
+
+#[derive(Serialize)]
+struct Volumes {
+    empty_dir: Vec<EmptyDir>,
+}
+
+/// dind's TLS client certificates, shared by the daemon service and the job (GitLab's
+/// "Docker-in-Docker with TLS enabled in Kubernetes").
+#[derive(Serialize)]
+struct EmptyDir {
+    name: &'static str,
+    mount_path: &'static str,
+    medium: &'static str,
 }
 
 /// The runner's `config.toml` fragment (the chart's `runners.config`).
 fn runner_toml(runner: &RunnerSpec) -> Result<String, CiError> {
+    let dind = runner.builds == BuildMode::Dind;
+    let mut pod_annotations = BTreeMap::new();
+    if runner.builds == BuildMode::Buildkit {
+        pod_annotations.insert(APPARMOR_ANNOTATION.to_string(), "unconfined".to_string());
+    }
     let config = RunnerToml {
         runners: vec![RunnerEntry {
             kubernetes: KubernetesExecutor {
                 namespace: RUNNER_NAMESPACE.into(),
                 image: runner.default_image().to_string(),
-                node_selector: [("kubernetes.io/arch".to_string(), "arm64".to_string())].into(),
+                helper_image: HELPER_IMAGE,
+                helper_image_autoset_arch_and_os: true,
+                node_selector: arm64(),
+                pod_annotations,
+                service_container_security_context: dind.then_some(Privileged { privileged: true }),
+                volumes: dind.then(|| Volumes {
+                    empty_dir: vec![EmptyDir {
+                        name: "docker-certs",
+                        mount_path: "/certs/client",
+                        medium: "Memory",
+                    }],
+                }),
             },
         }],
     };
     toml::to_string(&config).map_err(|e| error(format!("runner config: {e}")))
+}
+
+fn arm64() -> BTreeMap<String, String> {
+    [("kubernetes.io/arch".to_string(), "arm64".to_string())].into()
 }
 
 /// The chart values. Only keys that are valid with a `glrt-` token: no `tags`, `locked`,
@@ -178,6 +263,9 @@ fn runner_values(runner: &RunnerSpec) -> Result<Value, CiError> {
         "gitlabUrl": runner.url.as_deref().unwrap_or_default(),
         "concurrent": runner.concurrent(),
         "rbac": {"create": true},
+        // The runner manager on arm64 too: helper_image_autoset_arch_and_os follows the
+        // manager's own architecture.
+        "nodeSelector": arm64(),
         "runners": {
             "secret": RUNNER_SECRET,
             "config": runner_toml(runner)?,
@@ -216,16 +304,17 @@ fn runner_token_file(runner: &Runner) -> Result<Vec<u8>, CiError> {
 }
 
 /// An example `.gitlab-ci.yml` job that builds and pushes an arm64 image on this runner with
-/// BuildKit in rootless mode: no privileged pod, no Docker socket.
+/// BuildKit in rootless mode: no privileged pod, no Docker socket. `entrypoint: [""]`: the
+/// image's own entrypoint starts a daemon and the job would hang (gitlab-org/gitlab#549941).
 pub const BUILDKIT_EXAMPLE: &str = r#"# Build and push an arm64 image on the cluster's runner with BuildKit, rootless.
 # Why not Docker-in-Docker: it needs privileged pods. Why not the host's Docker or containerd
 # socket: whoever can use it is root on the node. Kaniko, the old answer, was archived in 2025.
-# Rootless BuildKit needs unprivileged user namespaces (on by default in Raspberry Pi OS) and
-# a job pod that is not confined by a seccomp or AppArmor profile (the K3s default).
+# Rootless BuildKit needs unprivileged user namespaces (pinode checks each node at first boot)
+# and a build container without AppArmor confinement (pinode's runner config sets it).
 build-image:
   stage: build
   image:
-    name: moby/buildkit:rootless
+    name: moby/buildkit:v0.32.2-rootless
     entrypoint: [""]
   variables:
     BUILDKITD_FLAGS: --oci-worker-no-process-sandbox
@@ -240,6 +329,58 @@ build-image:
       --local dockerfile=.
       --opt platform=linux/arm64
       --output type=image,name=$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA,push=true
+"#;
+
+/// The Kaniko job: the maintained fork osscontainertools/kaniko (the upstream project was
+/// archived in June 2025), whose images are built for arm64 too (its
+/// .github/workflows/images.yaml at v1.28.3). The debug image has the shell GitLab needs;
+/// its built-in `gitlab` credential helper logs in with `CI_REGISTRY_USER` and
+/// `CI_REGISTRY_PASSWORD` (pkg/creds/creds.go).
+pub const KANIKO_EXAMPLE: &str = r#"# Build and push an arm64 image on the cluster's runner with Kaniko (the maintained fork
+# osscontainertools/kaniko; the original project was archived in June 2025).
+# Kaniko needs no privileged pod, but it runs as root inside its container and unpacks the
+# build into the container's own filesystem: one build per job, no multi-stage cache between
+# jobs unless --cache-repo is given, and Dockerfile features newer than Kaniko's (BuildKit's
+# RUN --mount, heredocs) do not work.
+build-image:
+  stage: build
+  image:
+    name: ghcr.io/osscontainertools/kaniko:v1.28.3-debug
+    entrypoint: [""]
+  script:
+    - >-
+      /kaniko/executor
+      --context "$CI_PROJECT_DIR"
+      --dockerfile "$CI_PROJECT_DIR/Dockerfile"
+      --destination "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
+      --custom-platform linux/arm64
+"#;
+
+/// The Docker-in-Docker job, with TLS between the job and the daemon (GitLab's "Use Docker
+/// to build Docker images", Kubernetes section): the certificates land in the runner's
+/// `docker-certs` emptyDir; the Kubernetes executor runs no entrypoint, so the job sets the
+/// client variables itself and waits for the daemon (gitlab-org/gitlab-runner#27384).
+pub const DIND_EXAMPLE: &str = r#"# Build and push an arm64 image with Docker-in-Docker. The Docker daemon runs as a
+# privileged service container: any job on this runner can take over the node it runs on.
+build-image:
+  stage: build
+  image: docker:27.5.1-cli
+  services:
+    - name: docker:27.5.1-dind
+      alias: docker
+      variables:
+        HEALTHCHECK_TCP_PORT: "2376"
+  variables:
+    DOCKER_HOST: tcp://docker:2376
+    DOCKER_TLS_CERTDIR: "/certs"
+    DOCKER_TLS_VERIFY: 1
+    DOCKER_CERT_PATH: "$DOCKER_TLS_CERTDIR/client"
+  before_script:
+    - until docker info >/dev/null 2>&1; do sleep 1; done
+    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"
+  script:
+    - docker build --platform linux/arm64 -t "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA" .
+    - docker push "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
 "#;
 
 fn to_json(value: &Value, what: &str) -> Result<String, CiError> {
