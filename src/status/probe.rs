@@ -371,6 +371,40 @@ mod tests {
         assert!(!remote_script(None, &[("ns", "deployment", "d")]).contains("kubectl"));
     }
 
+    /// With several runners, the founder is done only when every runner's workload has a
+    /// ready replica (a Deployment or a StatefulSet: both report `readyReplicas`).
+    #[test]
+    fn every_runner_workload_must_be_ready() {
+        let script = remote_script(
+            Some("k3s kubectl"),
+            &[
+                ("gitlab-runner", "deployment", "gitlab-runner"),
+                ("jenkins", "statefulset", "jenkins"),
+            ],
+        );
+        assert!(script.contains("-n gitlab-runner get deployment gitlab-runner -o json"));
+        assert!(script.contains("-n jenkins get statefulset jenkins -o json"));
+        let list: NodeList = serde_json::from_str(
+            r#"{"items":[{"metadata":{"name":"n"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]}"#,
+        )
+        .unwrap();
+        let ready = r#"{"metadata":{"name":"x"},"status":{"replicas":1,"readyReplicas":1}}"#;
+        let starting = r#"{"metadata":{"name":"x"},"status":{"replicas":1}}"#;
+        let a = answer(&[
+            ("status", DONE),
+            ("runner-0", ready),
+            ("runner-1", starting),
+        ]);
+        assert_eq!(NodeState::of("n", &a, &[&list], true), NodeState::Ready);
+        let a = answer(&[("status", DONE), ("runner-0", ready), ("runner-1", "")]);
+        assert_eq!(NodeState::of("n", &a, &[&list], true), NodeState::Ready);
+        let a = answer(&[("status", DONE), ("runner-0", ready), ("runner-1", ready)]);
+        assert_eq!(
+            NodeState::of("n", &a, &[&list], true),
+            NodeState::RunnerRunning
+        );
+    }
+
     /// On the cloud-init route, before status.json: cloud-init's own files, in the shape
     /// cloud-init writes them (cloudinit/cmd/main.py, status_wrapper: per-stage objects in
     /// status.json, the errors of every stage gathered in result.json).
