@@ -512,10 +512,19 @@ pub struct Workload {
     pub name: &'static str,
 }
 
+/// What the cluster gives runners that keep data on a volume: a default StorageClass
+/// (K3s's local-path; MicroK8s' with its hostpath-storage addon; none on kubeadm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClusterStorage {
+    pub(crate) distribution: crate::engine::Distribution,
+    /// MicroK8s with the hostpath-storage addon enabled by the profile.
+    pub(crate) hostpath_addon: bool,
+}
+
 /// The rules every runner shares, and then its system's own: `at` is the runner's path
 /// (`cluster.runner`, `cluster.runner[1]`). Secret sources are checked by the profile (it
 /// knows the `*_env` / `*_file` rules), from [`secrets_of`].
-pub(crate) fn check(runners: &Runners) -> Vec<SpecProblem> {
+pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProblem> {
     let mut out = Vec::new();
     let mut seen: Vec<RunnerKind> = Vec::new();
     for (at, spec) in runners.entries() {
@@ -560,6 +569,12 @@ pub(crate) fn check(runners: &Runners) -> Vec<SpecProblem> {
                     ),
                 ));
             }
+        }
+        if kind == RunnerKind::Jenkins
+            && !storage.hostpath_addon
+            && let Some(note) = jenkins::storage_note(spec, storage.distribution)
+        {
+            out.push(SpecProblem::warning(format!("{at}.storage_class"), note));
         }
         match kind {
             RunnerKind::Gitlab => gitlab::check(spec, &at, &mut out),

@@ -185,9 +185,6 @@ pub(crate) fn unsupported(_mode: BuildMode) -> &'static str {
 /// `storageClassName` out unless `persistence.storageClass` is set (`templates/home-pvc.yaml`),
 /// which means the cluster's default class. (Distribution defaults: general knowledge, not
 /// verified on a cluster here.)
-// Wired into profile validation by the spine (see the module's report); until then only
-// its tests call it.
-#[allow(dead_code)]
 pub(crate) fn storage_note(spec: &RunnerSpec, distribution: Distribution) -> Option<String> {
     if spec.storage_class.is_some() {
         return None;

@@ -370,7 +370,12 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
         }
     }
     if let Some(runners) = &c.runner {
-        for problem in crate::ci::check(runners) {
+        let storage = crate::ci::ClusterStorage {
+            distribution: c.distribution,
+            hostpath_addon: c.distribution == crate::engine::Distribution::Microk8s
+                && c.microk8s().addons.iter().any(|a| a == "hostpath-storage"),
+        };
+        for problem in crate::ci::check(runners, storage) {
             if problem.warning {
                 r.warn(&problem.field, problem.message);
             } else {
