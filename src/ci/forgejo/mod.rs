@@ -149,19 +149,17 @@ pub(crate) fn check(spec: &RunnerSpec, at: &str, out: &mut Vec<SpecProblem>) {
             "must be at least 1 (the number of jobs the runner takes at once)",
         ));
     }
-    if let Some(name) = &spec.name {
-        if name.is_empty()
+    if let Some(name) = &spec.name
+        && (name.is_empty()
             || name.len() > 255
             || name.starts_with(' ')
             || name.ends_with(' ')
-            || name.chars().any(char::is_control)
-        {
-            out.push(SpecProblem::error(
-                format!("{at}.name"),
-                "must be a runner name on one line, without leading or trailing spaces, e.g. \
-                 pinode",
-            ));
-        }
+            || name.chars().any(char::is_control))
+    {
+        out.push(SpecProblem::error(
+            format!("{at}.name"),
+            "must be a runner name on one line, without leading or trailing spaces, e.g. pinode",
+        ));
     }
     if let Some(image) = &spec.default_image {
         if image.is_empty() || image.contains(char::is_whitespace) || image.contains(',') {
@@ -515,6 +513,7 @@ jobs:
           mkdir -p "$HOME/.docker"
           auth=$(printf '%s:%s' "$REGISTRY_USER" "$REGISTRY_TOKEN" | base64 | tr -d '\n')
           printf '{"auths":{"%s":{"auth":"%s"}}}' "$registry" "$auth" >"$HOME/.docker/config.json"
+          export PATH="/opt/buildkit/bin:$PATH"
           buildctl build \
             --frontend dockerfile.v0 \
             --local context=src \
