@@ -162,7 +162,8 @@ pub struct RunnerSpec {
     /// gitlab: jobs at once (default 2); forgejo: the runner's capacity (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) concurrent: Option<u32>,
-    /// gitlab, forgejo: the image of a job that names none (default alpine:3.20).
+    /// gitlab: the image of a job that names none (default alpine:3.20); forgejo: the image
+    /// of `docker://` jobs with builds: dind (default node:22-bookworm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) default_image: Option<String>,
     /// jenkins: the administrator's name (default admin).
@@ -194,7 +195,7 @@ pub struct RunnerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) private_key_file: Option<String>,
     /// github: the runner scale set's name, which workflows use in `runs-on:` (default
-    /// pinode-arm64); forgejo: the runner's name (default the cluster's name).
+    /// pinode-arm64); forgejo: the runner's name (default pinode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
     /// github: runners kept waiting when there is no job (default 0).
