@@ -43,7 +43,8 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 
 /// Rootless BuildKit as a sidecar of the runner (default mode), Kaniko as the job container
-/// (ARC's kubernetes mode), Docker-in-Docker (ARC's dind mode).
+/// (ARC's kubernetes mode), Docker-in-Docker (ARC's dind mode, written out with a pinned
+/// image).
 pub(crate) const BUILD_MODES: &[BuildMode] =
     &[BuildMode::Buildkit, BuildMode::Kaniko, BuildMode::Dind];
 
@@ -92,6 +93,10 @@ pub const BUILDKIT_IMAGE: &str = "moby/buildkit:v0.32.2-rootless";
 pub const BUILDKIT_ADDR: &str = "tcp://127.0.0.1:1234";
 /// Kaniko from the maintained fork (GoogleContainerTools/kaniko was archived in 2025).
 pub const KANIKO_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28.3-debug";
+/// Docker-in-Docker for builds: dind: the official image (docker-library/official-images
+/// `library/docker` at commit 37079fb336f572a88700cf32e5e1f6be54a04e8f: `29.7.2-dind`,
+/// architectures amd64, arm32v6, arm32v7, arm64v8).
+pub const DIND_IMAGE: &str = "docker:29.7.2-dind";
 /// The kubernetes-mode work volume's size (default storage class).
 const WORK_VOLUME_SIZE: &str = "1Gi";
 
@@ -372,9 +377,58 @@ fn runner_template(spec: &RunnerSpec) -> Value {
                 "volumes": [{"name": "buildkitd", "emptyDir": {}}],
             })
         }
-        // kubernetes and dind modes: the chart adds the runner's env, volumes and (dind)
-        // the privileged docker:dind sidecar to this runner container.
-        _ => json!({
+        // The chart's dind mode, written out (values.yaml l.312-366, `_helpers.tpl`
+        // `dind-container` for Kubernetes 1.29+): the chart's own mode hard-codes the
+        // unpinned `docker:dind`, this pins DIND_IMAGE.
+        BuildMode::Dind => {
+            let mut runner = runner;
+            runner["env"] = json!([
+                {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
+                {"name": "RUNNER_WAIT_FOR_DOCKER_IN_SECONDS", "value": "120"},
+            ]);
+            runner["volumeMounts"] = json!([
+                {"name": "work", "mountPath": "/home/runner/_work"},
+                {"name": "dind-sock", "mountPath": "/var/run"},
+            ]);
+            json!({
+                "nodeSelector": arm64(),
+                "initContainers": [
+                    {
+                        "name": "init-dind-externals",
+                        "image": RUNNER_IMAGE,
+                        "command": ["cp", "-r", "/home/runner/externals/.", "/home/runner/tmpDir/"],
+                        "volumeMounts": [{"name": "dind-externals", "mountPath": "/home/runner/tmpDir"}],
+                    },
+                    {
+                        "name": "dind",
+                        "image": DIND_IMAGE,
+                        "args": ["dockerd", "--host=unix:///var/run/docker.sock", "--group=$(DOCKER_GROUP_GID)"],
+                        "env": [{"name": "DOCKER_GROUP_GID", "value": "123"}],
+                        "securityContext": {"privileged": true},
+                        "restartPolicy": "Always",
+                        "startupProbe": {
+                            "exec": {"command": ["docker", "info"]},
+                            "initialDelaySeconds": 0,
+                            "failureThreshold": 24,
+                            "periodSeconds": 5,
+                        },
+                        "volumeMounts": [
+                            {"name": "work", "mountPath": "/home/runner/_work"},
+                            {"name": "dind-sock", "mountPath": "/var/run"},
+                            {"name": "dind-externals", "mountPath": "/home/runner/externals"},
+                        ],
+                    },
+                ],
+                "containers": [runner],
+                "volumes": [
+                    {"name": "work", "emptyDir": {}},
+                    {"name": "dind-sock", "emptyDir": {}},
+                    {"name": "dind-externals", "emptyDir": {}},
+                ],
+            })
+        }
+        // kubernetes mode: the chart adds the container hooks' env and the work volume.
+        BuildMode::Kaniko | BuildMode::HostSocket => json!({
             "nodeSelector": arm64(),
             "containers": [runner],
         }),
@@ -411,8 +465,7 @@ pub(crate) fn scale_set_values(spec: &RunnerSpec) -> Value {
                 },
             });
         }
-        BuildMode::Dind => values["containerMode"] = json!({"type": "dind"}),
-        BuildMode::Buildkit | BuildMode::HostSocket => {}
+        BuildMode::Buildkit | BuildMode::Dind | BuildMode::HostSocket => {}
     }
     values
 }
@@ -598,7 +651,7 @@ jobs:
             --destination "$image"
 "#;
 
-/// Docker-in-Docker: the chart's dind mode (a privileged docker:dind sidecar, DOCKER_HOST set).
+/// Docker-in-Docker: a privileged Docker daemon sidecar (the chart's dind mode), DOCKER_HOST set.
 pub const DIND_EXAMPLE: &str = r#"# Build and push an arm64 image on the cluster's runners (pinode, builds: dind).
 # The runner pod has a privileged Docker daemon (DOCKER_HOST): any job can take over the
 # node it runs on. Use builds: buildkit unless you need Docker itself.
