@@ -319,6 +319,35 @@ fn every_build_mode_renders_checked_charts_on_k3s_and_kubeadm() {
     }
 }
 
+/// Only the founder carries the runner: an agent gets neither the charts nor the token,
+/// and its stage does not place them (`runner_wanted github` is false there).
+#[test]
+fn only_the_founder_carries_the_runner() {
+    let env = UserEnv::new();
+    let text = profile("k3s", &token_runner("buildkit"));
+    let path = write_profile(env.dir.path(), "agent.yaml", &text);
+    let out = env.dir.path().join("render-agent");
+    run(pinode(&env)
+        .args(["render", "--profile"])
+        .arg(&path)
+        .args(["--node", "lab-2", "--generation", "bookworm", "--out-dir"])
+        .arg(&out));
+    assert!(find(&out, "pinode-github-arc.yaml").is_empty());
+    assert!(!out.join("boot/pinode/secrets/github-token").exists());
+    assert_no_secret_outside_secrets(&out, &[GH_TOKEN.as_bytes()]);
+    let stage = std::fs::read_to_string(out.join("boot/pinode/firstboot.sh")).unwrap();
+    assert!(
+        stage.contains("\nRUNNERS=''\n") || stage.contains("\nRUNNERS=\n"),
+        "agent's RUNNERS"
+    );
+    let founder = render(&env, "founder.yaml", &text);
+    let stage = std::fs::read_to_string(founder.join("boot/pinode/firstboot.sh")).unwrap();
+    assert!(stage.contains("\nRUNNERS=github\n"));
+    assert!(stage.contains(
+        "\tif runner_wanted github; then\n\t\tstep \"GitHub runner manifests\" place_github_runner\n\tfi\n"
+    ));
+}
+
 #[test]
 fn settings_reach_the_values_and_chart_version_sets_both_charts() {
     let env = UserEnv::new();
