@@ -571,11 +571,8 @@ pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProbl
                 ));
             }
         }
-        if kind == RunnerKind::Jenkins
-            && !storage.hostpath_addon
-            && let Some(note) = jenkins::storage_note(spec, storage.distribution)
-        {
-            out.push(SpecProblem::warning(format!("{at}.storage_class"), note));
+        if !storage.hostpath_addon {
+            storage_warning(spec, &at, storage.distribution, &mut out);
         }
         match kind {
             RunnerKind::Gitlab => gitlab::check(spec, &at, &mut out),
@@ -585,6 +582,47 @@ pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProbl
         }
     }
     out
+}
+
+/// Runners that keep data on a volume of the default StorageClass, on a distribution that
+/// has none: the volume, and the runner, would stay Pending.
+fn storage_warning(
+    spec: &RunnerSpec,
+    at: &str,
+    distribution: crate::engine::Distribution,
+    out: &mut Vec<SpecProblem>,
+) {
+    let what = match spec.kind {
+        RunnerKind::Jenkins => {
+            if let Some(note) = jenkins::storage_note(spec, distribution) {
+                out.push(SpecProblem::warning(format!("{at}.storage_class"), note));
+            }
+            return;
+        }
+        RunnerKind::Github if spec.builds == BuildMode::Kaniko => {
+            "ARC's kubernetes mode (builds: kaniko) gives each job a work volume"
+        }
+        RunnerKind::Forgejo => "the Forgejo runner keeps its registration on a volume",
+        _ => return,
+    };
+    let fix = match distribution {
+        crate::engine::Distribution::K3s => return,
+        crate::engine::Distribution::Microk8s => {
+            "on MicroK8s add hostpath-storage to cluster.microk8s.addons"
+        }
+        crate::engine::Distribution::Kubeadm => {
+            "kubeadm clusters have none: install a provisioner and make its class the default"
+        }
+    };
+    let key = if spec.kind == RunnerKind::Github {
+        "builds"
+    } else {
+        "kind"
+    };
+    out.push(SpecProblem::warning(
+        format!("{at}.{key}"),
+        format!("{what} of the default StorageClass; {fix}, or it stays Pending"),
+    ));
 }
 
 /// `builds` and `privileged`: Docker-in-Docker only when the profile says so, the host's
