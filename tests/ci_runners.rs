@@ -194,3 +194,153 @@ fn the_stage_names_the_founders_runners_and_every_node_checks_user_namespaces() 
     let stage = std::fs::read_to_string(out.join("boot/pinode/firstboot.sh")).unwrap();
     assert!(stage.contains("ROOTLESS_BUILDS=no\n"));
 }
+
+const JENKINS_PASSWORD: &str = "jenkins-Admin-pass-0123456789";
+const GITHUB_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpQIBAAKCAQEAallfourkeybytesforpinodeonly0123456789\nabcdefghijklmnopqrstuvwxyzABCDEF\n-----END RSA PRIVATE KEY-----\n";
+const FORGEJO_TOKEN: &str = "0123456789abcdef0123456789abcdeffedcba98";
+
+/// The four CI systems on one cluster: each runner's files on the founder, every secret only
+/// in its own secret file (never in a manifest or any other file of the boot partition),
+/// `profile check` naming each runner, and the warnings where a volume would find no default
+/// StorageClass.
+fn all_four(env: &UserEnv, distribution: &str) -> PathBuf {
+    let key = env.dir.path().join("github-app.pem");
+    std::fs::write(&key, GITHUB_KEY).unwrap();
+    let runners = format!(
+        "  distribution: {distribution}
+  runner:
+    - kind: gitlab
+      url: https://gitlab.example.com
+      token_env: GITLAB_RUNNER_TOKEN
+    - kind: jenkins
+      admin_password_env: JENKINS_PASSWORD
+    - kind: github
+      url: https://github.com/example
+      app_id: 123456
+      installation_id: 7890123
+      private_key_file: {}
+    - kind: forgejo
+      url: https://forgejo.example.com
+      token_env: FORGEJO_TOKEN
+      builds: dind
+      privileged: true
+",
+        key.display()
+    );
+    profile(env, &format!("four-{distribution}.yaml"), &runners)
+}
+
+fn with_secrets(env: &UserEnv) -> Command {
+    let mut c = env.pinode();
+    c.env("JENKINS_PASSWORD", JENKINS_PASSWORD)
+        .env("FORGEJO_TOKEN", FORGEJO_TOKEN)
+        .env("KUBEADM_TOKEN", "abcdef.0123456789abcdef");
+    c
+}
+
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(tree(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn four_ci_systems_on_one_cluster_keep_every_secret_in_its_own_file() {
+    let env = UserEnv::new();
+    let path = all_four(&env, "k3s");
+    let said = run(with_secrets(&env).args(["profile", "check"]).arg(&path));
+    for line in [
+        "runner: GitLab Runner for https://gitlab.example.com, builds buildkit, chart gitlab-runner 0.86.0 from lab-1",
+        "runner: Jenkins, builds buildkit, chart jenkins 5.9.53 from lab-1",
+        "runner: GitHub Actions Runner Controller for https://github.com/example, builds buildkit",
+        "runner: Forgejo runner for https://forgejo.example.com, builds dind (privileged), runner image 12.0.1",
+    ] {
+        assert!(said.contains(line), "missing {line:?} in:\n{said}");
+    }
+    let out = env.dir.path().join("four-out");
+    run(with_secrets(&env)
+        .args(["render", "--profile"])
+        .arg(&path)
+        .args(["--node", "lab-1", "--generation", "bookworm", "--out-dir"])
+        .arg(&out));
+    let boot = out.join("boot");
+    let manifests: Vec<String> = std::fs::read_dir(boot.join("pinode/k3s"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pinode-"))
+        .collect();
+    let mut manifests = manifests;
+    manifests.sort();
+    assert_eq!(
+        manifests,
+        [
+            "pinode-forgejo-runner.yaml",
+            "pinode-github-arc.yaml",
+            "pinode-gitlab-runner.yaml",
+            "pinode-jenkins.yaml"
+        ]
+    );
+    for manifest in &manifests {
+        common::ci::validate_manifest(&boot.join("pinode/k3s").join(manifest));
+    }
+    let key_body = "MIIEpQIBAAKCAQEAallfourkeybytesforpinodeonly0123456789";
+    let secrets = [
+        ("runner-token", user_env::RUNNER_TOKEN),
+        ("jenkins-admin-password", JENKINS_PASSWORD),
+        ("github-app-private-key", key_body),
+        ("forgejo-runner-token", FORGEJO_TOKEN),
+    ];
+    for file in tree(&boot) {
+        let bytes = std::fs::read(&file).unwrap();
+        for (name, secret) in secrets {
+            let has = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert_eq!(
+                has,
+                file.ends_with(format!("pinode/secrets/{name}")),
+                "{name} in {}",
+                file.display()
+            );
+        }
+    }
+    // One example pipeline per runner.
+    for example in [
+        "gitlab-ci-buildkit.yml",
+        "Jenkinsfile.buildkit",
+        "github-workflow-buildkit.yml",
+        "forgejo-workflow-dind.yml",
+    ] {
+        assert!(out.join(example).exists(), "{example}");
+    }
+    // The stage knows the founder's four runners.
+    let stage = std::fs::read_to_string(boot.join("pinode/firstboot.sh")).unwrap();
+    assert!(
+        stage.contains("RUNNERS='gitlab jenkins github forgejo'\n"),
+        "RUNNERS"
+    );
+    // On kubeadm, every runner with a volume is warned about: no default StorageClass.
+    let path = all_four(&env, "kubeadm");
+    let said = stderr(&output(
+        with_secrets(&env)
+            .env("K3S_TOKEN", "abcdef.0123456789abcdef")
+            .args(["profile", "check"])
+            .arg(&path),
+    ));
+    assert!(
+        said.contains(
+            "cluster.runner[1].storage_class: kubeadm clusters have no default StorageClass"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("cluster.runner[3].kind: the Forgejo runner keeps its registration on a volume of the default StorageClass"),
+        "{said}"
+    );
+}
