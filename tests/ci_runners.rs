@@ -344,3 +344,44 @@ fn four_ci_systems_on_one_cluster_keep_every_secret_in_its_own_file() {
         "{said}"
     );
 }
+
+/// profiles/ci.yaml, the example with all four CI systems, passes `profile check --strict`
+/// with its secrets given, and its founder renders each runner's manifest and example.
+#[test]
+fn the_ci_example_profile_checks_strictly_and_renders() {
+    let env = UserEnv::new();
+    let pem = env.dir.path().join("home/.config/pinode/github-app.pem");
+    std::fs::create_dir_all(pem.parent().unwrap()).unwrap();
+    std::fs::write(&pem, GITHUB_KEY).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("profiles/ci.yaml");
+    let with = |c: &mut Command| {
+        c.env("JENKINS_ADMIN_PASSWORD", JENKINS_PASSWORD)
+            .env("FORGEJO_RUNNER_TOKEN", FORGEJO_TOKEN);
+    };
+    let mut check = env.pinode();
+    with(&mut check);
+    let out = output(check.args(["profile", "check", "--strict"]).arg(&profile));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rendered = env.dir.path().join("ci-example");
+    let mut render = env.pinode();
+    with(&mut render);
+    run(render
+        .args(["render", "--profile"])
+        .arg(&profile)
+        .args(["--node", "forge-1", "--generation", "bookworm", "--out-dir"])
+        .arg(&rendered));
+    for file in [
+        "boot/pinode/k3s/pinode-gitlab-runner.yaml",
+        "boot/pinode/k3s/pinode-jenkins.yaml",
+        "boot/pinode/k3s/pinode-github-arc.yaml",
+        "boot/pinode/k3s/pinode-forgejo-runner.yaml",
+        "gitlab-ci-buildkit.yml",
+        "Jenkinsfile.kaniko",
+        "github-workflow-buildkit.yml",
+        "forgejo-workflow-buildkit.yml",
+    ] {
+        assert!(rendered.join(file).exists(), "{file}");
+    }
+}

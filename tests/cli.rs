@@ -26,7 +26,8 @@ fn base(extra_defaults: &str, nodes: &str) -> String {
 }
 
 /// The example profiles are valid where what they name exists: the user's key
-/// (`~/.ssh/id_ed25519.pub`) and, for wifi-lab, the image file beside the profile. Where it
+/// (`~/.ssh/id_ed25519.pub`), for ci, the GitHub App's key (`~/.config/pinode/github-app.pem`)
+/// and, for wifi-lab, the image file beside the profile. Where it
 /// does not, `profile check` says so, as `prepare` would.
 #[test]
 fn example_profiles_are_valid() {
@@ -35,6 +36,12 @@ fn example_profiles_are_valid() {
     std::fs::write(
         home.path().join(".ssh/id_ed25519.pub"),
         format!("{KEY_1}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.path().join(".config/pinode")).unwrap();
+    std::fs::write(
+        home.path().join(".config/pinode/github-app.pem"),
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpQIBAAKCAQEAexampleonly\n-----END RSA PRIVATE KEY-----\n",
     )
     .unwrap();
     let copies = tempfile::tempdir().unwrap();

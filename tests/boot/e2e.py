@@ -63,6 +63,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 import engines  # noqa: E402
 import standins  # noqa: E402
+import e2e_common  # noqa: E402
 from e2e_common import PASSWORD_HASH, RUNNER_TOKEN, parse_record  # noqa: E402
 from https_server import HttpsServer  # noqa: E402
 from smoke import TIMINGS, T0, Checks, Phase, run, serial_excerpt  # noqa: E402
@@ -222,6 +223,10 @@ STATE_DIR = "/var/lib/pinode"
 STATUS_JSON = f"{STATE_DIR}/status.json"
 
 
+# The K3s routes' founder serves all four CI systems (GitHub through a GitHub App).
+K3S_RUNNERS = ["gitlab", "jenkins", "github", "forgejo"]
+
+
 def profile(pubkey: Path, init: str) -> dict:
     return {
         "version": 1,
@@ -243,8 +248,8 @@ def profile(pubkey: Path, init: str) -> dict:
             # in the static node's prefix, as pinode requires.
             "vip": VIP,
             "k3s": {"version": K3S_VERSION, "install_url": INSTALL_URL, "server_args": ["--disable=traefik"]},
-            "runner": {"kind": "gitlab", "url": "https://gitlab.example.com", "token_env": "E2E_RUNNER_TOKEN",
-                       "concurrent": 3, "default_image": "alpine:3.20"},
+            # Every CI system (issue 19): each runner's manifests and Secrets on the founder.
+            "runner": e2e_common.ci_runners(pubkey.parent, K3S_RUNNERS, github_app=True),
         },
         "nodes": [
             {"hostname": name, "role": "server",
@@ -559,12 +564,12 @@ class Node:
         r = self.sh("sudo -n ls /var/lib/rancher/k3s/server/manifests 2>/dev/null")
         manifests = r.stdout.split()
         if self.role == "founder":
-            self.check("runner manifests on the first server",
-                       manifests == ["pinode-gitlab-runner-token.yaml", "pinode-gitlab-runner.yaml",
-                                     "pinode-kube-vip.yaml"], r.stdout)
-            r = self.sh("sudo -n grep 'runner-token:' /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner-token.yaml")
-            b64 = r.stdout.split(":", 1)[1].strip() if ":" in r.stdout else ""
-            self.check("runner token byte-exact in its Secret", base64.b64decode(b64 or "") == RUNNER_TOKEN.encode(), r.stdout)
+            e2e_common.check_ci_on_node(self, "/var/lib/rancher/k3s/server/manifests", K3S_RUNNERS, True,
+                                        {"pinode-kube-vip.yaml"})
+            for name, wanted in (("Jenkins", "chart: jenkins"), ("GitHub ARC", "gha-runner-scale-set-controller"),
+                                 ("Forgejo runner", "code.forgejo.org/forgejo/runner:")):
+                r = self.sh(f"sudo -n grep -l -F '{wanted}' /var/lib/rancher/k3s/server/manifests/*.yaml")
+                self.check(f"{name}'s manifest names {wanted}", r.returncode == 0, r.stdout + r.stderr)
             r = self.sh("sudo -n cat /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner.yaml")
             text = r.stdout
             self.check("HelmChart for gitlab-runner with the arm64 node selector",
@@ -585,6 +590,7 @@ class Node:
             return {**engines.secrets(self.engine, self.state), "password hash": PASSWORD_HASH.encode(),
                     "private host key": host_key_slice(host_key)}
         return {
+            **e2e_common.ci_fat_secrets(K3S_RUNNERS, github_app=True),
             "cluster token": K3S_TOKEN.encode(),
             "runner token": RUNNER_TOKEN.encode(),
             "Wi-Fi PSK": psk_hex(SSID, PASSPHRASE).encode(),
@@ -602,7 +608,8 @@ class Node:
         self.check("the raw FAT partition is readable", r.returncode == 0 and int(r.stdout.strip() or 0) > 1 << 20, r.stderr)
         # One pass over the partition for every secret at once, plus a string that is there
         # (cmdline.txt's) to show the search works. Patterns go in on stdin.
-        wanted = {name: value for name, value in secrets.items() if name != "runner token" or self.role == "founder"}
+        runner_secrets = {"runner token", *e2e_common.ci_fat_secrets(K3S_RUNNERS, github_app=True)}
+        wanted = {name: value for name, value in secrets.items() if name not in runner_secrets or self.role == "founder"}
         patterns = [b"cgroup_enable=memory", *wanted.values()]
         r = subprocess.run(self.vm.ssh_argv("alice", self.key, "sudo -n grep -a -o -F -f /dev/stdin /dev/vda1 | sort | uniq -c"),
                            input=b"\n".join(patterns) + b"\n", capture_output=True, timeout=600)
@@ -850,7 +857,7 @@ def main() -> int:
     www_broken.mkdir()
     # SOURCE_DATE_EPOCH: the FAT timestamps of the files pinode writes, so that the card `flash`
     # writes and the image `prepare` wrote minutes earlier can be compared file by file.
-    env = dict(os.environ, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
+    env = dict(os.environ, **e2e_common.CI_ENV, E2E_K3S_TOKEN=K3S_TOKEN, E2E_RUNNER_TOKEN=RUNNER_TOKEN, E2E_WIFI_PSK=PASSPHRASE, CI="true",
                E2E_MICROK8S_TOKEN=engines.MICROK8S_TOKEN, E2E_KUBEADM_TOKEN=engines.KUBEADM_TOKEN,
                SOURCE_DATE_EPOCH=str(int(time.time())))
     # pinode's state directory (host keys, known_hosts) per route, fresh each run: each route's

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 import standins
+import e2e_common
 from e2e_common import PASSWORD_HASH, RUNNER_TOKEN, parse_record
 
 FOUNDER_ADDRESS, GATEWAY, DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"
@@ -44,6 +45,11 @@ REPO = "https://10.0.2.100"
 
 def api(route: str) -> str:
     return f"https://{FOUNDER_ADDRESS}:{16443 if route == 'microk8s' else 6443}"
+
+
+# The CI systems each engine route's founder serves: kubeadm, a distribution without a Helm
+# controller of its own, carries Jenkins and GitHub (a token) beside GitLab (issue 19).
+RUNNERS = {"microk8s": ["gitlab"], "kubeadm": ["gitlab", "jenkins", "github"]}
 
 
 def profile(pubkey: Path, route: str) -> dict:
@@ -75,7 +81,7 @@ def profile(pubkey: Path, route: str) -> dict:
             "distribution": route,
             "token_env": token_env,
             **engine,
-            "runner": {"kind": "gitlab", "url": "https://gitlab.example.com", "token_env": "E2E_RUNNER_TOKEN"},
+            "runner": e2e_common.ci_runners(pubkey.parent, RUNNERS[route], github_app=False),
         },
         "nodes": [
             {"hostname": founder, "role": "server",
@@ -237,12 +243,16 @@ def check_kubeadm(node, agent_image: Path, state: Path) -> None:
     r = node.sh("sudo -n stat -c '%a %U' /etc/kubernetes/pki/ca.key")
     node.check("the CA key is root-only on the node", r.stdout.strip() == "600 root", r.stdout + r.stderr)
     applied = json.dumps(records(node, "kubectl-apply"))
-    node.check("the CNI manifest and pinode's manifests (helm-controller, the runner) applied",
-               "flannel" in applied and "helm-controller" in applied and "gitlab-runner" in applied, applied[:2000])
+    node.check("the CNI manifest and pinode's manifests (helm-controller, the runners) applied",
+               "flannel" in applied and "helm-controller" in applied and "gitlab-runner" in applied
+               and "pinode-jenkins" in applied and "pinode-github" in applied, applied[:2000])
+    e2e_common.check_ci_on_node(node, "/var/lib/pinode/manifests", RUNNERS["kubeadm"], False,
+                                {"00-pinode-helm-controller.yaml"})
 
 
 def secrets(route: str, state: Path) -> dict[str, bytes]:
-    found = {"join token": token(route).encode(), "runner token": RUNNER_TOKEN.encode()}
+    found = {"join token": token(route).encode(), "runner token": RUNNER_TOKEN.encode(),
+             **e2e_common.ci_fat_secrets(RUNNERS[route], github_app=False)}
     if route == "kubeadm":
         keys = sorted(state.glob("clusters/e2e/**/ca.key"))
         if keys:
