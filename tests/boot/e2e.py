@@ -566,7 +566,7 @@ class Node:
         if self.role == "founder":
             e2e_common.check_ci_on_node(self, "/var/lib/rancher/k3s/server/manifests", K3S_RUNNERS, True,
                                         {"pinode-kube-vip.yaml"})
-            for name, wanted in (("Jenkins", "chart: jenkins"), ("GitHub ARC", "gha-runner-scale-set-controller"),
+            for name, wanted in (("Jenkins", "https://charts.jenkins.io"), ("GitHub ARC", "gha-runner-scale-set-controller"),
                                  ("Forgejo runner", "code.forgejo.org/forgejo/runner:")):
                 r = self.sh(f"sudo -n grep -l -F '{wanted}' /var/lib/rancher/k3s/server/manifests/*.yaml")
                 self.check(f"{name}'s manifest names {wanted}", r.returncode == 0, r.stdout + r.stderr)

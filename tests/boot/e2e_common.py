@@ -75,7 +75,8 @@ def ci_secrets(kinds: list[str], github_app: bool) -> dict[str, dict[str, bytes]
         "github": ("pinode-github-secret.yaml",
                    {"pinode-github/github_app_id": str(GITHUB_APP_ID).encode(),
                     "pinode-github/github_app_installation_id": str(GITHUB_INSTALLATION_ID).encode(),
-                    "pinode-github/github_app_private_key": GITHUB_APP_KEY.encode()}
+                    # A secret file is read without its final line break.
+                    "pinode-github/github_app_private_key": GITHUB_APP_KEY.rstrip("\n").encode()}
                    if github_app else {"pinode-github/github_token": GITHUB_TOKEN.encode()}),
         "forgejo": ("pinode-forgejo-runner-token.yaml", {"forgejo-runner-token/token": FORGEJO_TOKEN.encode()}),
     }
