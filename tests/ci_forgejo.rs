@@ -91,26 +91,26 @@ fn function(script: &str, name: &str) -> String {
     script[start..end].to_string()
 }
 
-/// Runs the stage's `place_forgejo_runner` with sh, its paths moved into `root`; returns
-/// the directory it writes the manifests into.
+/// Runs the stage's own step for the Forgejo runner (`place_runner` with the arguments the
+/// stage gives it) with sh, its paths moved into `root`; returns the directory it writes
+/// the manifests into.
 fn place_with_sh(script: &str, root: &Path) -> PathBuf {
-    let place = function(script, "place_forgejo_runner");
-    let dir_line = place
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("dir="))
-        .unwrap()
-        .to_string();
-    let manifests = root.join(dir_line.trim_start_matches('/'));
-    let place = place
-        .replace(
-            &format!("dir={dir_line}"),
-            &format!("dir={}", manifests.display()),
-        )
-        .replace(" /etc/pinode/", &format!(" {}/etc/pinode/", root.display()))
-        .replace("</etc/pinode/", &format!("<{}/etc/pinode/", root.display()));
+    let marker = "step \"forgejo runner manifests\" ";
+    let start = script.find(marker).expect("the Forgejo step") + marker.len();
+    let end = script[start..].find("\n\tfi\n").unwrap() + start;
+    let call = script[start..end].replace("\\\n", " ");
+    let call: Vec<&str> = call.split_whitespace().collect();
+    assert_eq!(call[0], "place_runner", "{call:?}");
+    let manifests = root.join(call[1].trim_start_matches('/'));
+    let mut args = vec![manifests.display().to_string()];
+    for arg in &call[2..] {
+        args.push(arg.replace("/etc/pinode/", &format!("{}/etc/pinode/", root.display())));
+    }
     let program = format!(
-        "set -u\n{}{place}\nplace_forgejo_runner",
-        function(script, "write_file")
+        "set -u\nlog() {{ echo \"$*\" >&2; }}\n{}{}\nplace_runner {}",
+        function(script, "write_file"),
+        function(script, "place_runner"),
+        args.join(" ")
     );
     run(Command::new("sh").arg("-c").arg(program));
     manifests

@@ -344,7 +344,7 @@ fn only_the_founder_carries_the_runner() {
     let stage = std::fs::read_to_string(founder.join("boot/pinode/firstboot.sh")).unwrap();
     assert!(stage.contains("\nRUNNERS=github\n"));
     assert!(stage.contains(
-        "\tif runner_wanted github; then\n\t\tstep \"GitHub runner manifests\" place_github_runner\n\tfi\n"
+        "\tif runner_wanted github; then\n\t\tstep \"github runner manifests\" place_runner "
     ));
 }
 

@@ -239,7 +239,17 @@ fn every_build_mode_renders_a_valid_arm64_jenkins_on_k3s_and_kubeadm() {
                 .filter(|c| c["securityContext"]["privileged"] == true)
                 .collect();
             assert_eq!(privileged.len(), usize::from(mode == "dind"), "{what}");
-            assert!(!pod_text.contains("docker.sock") && !pod_text.contains("hostPath"));
+            // Never the node's socket; dind's daemon only on a socket in a shared emptyDir.
+            assert!(!pod_text.contains("/var/run/docker.sock") && !pod_text.contains("hostPath"));
+            assert!(!pod_text.contains("tcp://"), "{what}: a daemon on TCP");
+            if mode == "dind" {
+                let dind = containers.iter().find(|c| c["name"] == "dind").unwrap();
+                assert_eq!(
+                    dind["args"],
+                    serde_json::json!(["dockerd", "--host=unix:///run/dind/docker.sock"]),
+                    "{what}"
+                );
+            }
             match mode {
                 "buildkit" => {
                     let c = &containers[0];
@@ -396,7 +406,7 @@ fn the_founder_writes_the_admin_secret_from_its_root_only_copy() {
     }
     let status = std::fs::read_to_string(root.boot().join("pinode-status.txt")).unwrap();
     assert!(status.contains("k3s (server): ok"), "{status}");
-    assert!(log.contains("jenkins manifests"), "{log}");
+    assert!(log.contains("jenkins runner manifests"), "{log}");
     for text in [&status, &log] {
         assert!(!text.contains(PASSWORD));
     }

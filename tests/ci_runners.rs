@@ -385,3 +385,64 @@ fn the_ci_example_profile_checks_strictly_and_renders() {
         assert!(rendered.join(file).exists(), "{file}");
     }
 }
+
+/// What would leak or silently do nothing is refused: credentials in a runner's URL (they
+/// would land in a manifest on the boot partition), an empty runner list, a Forgejo version
+/// that is no image tag; and GitLab's rootless BuildKit on kubeadm is warned about (CRI-O
+/// confines pods that name no seccomp profile).
+#[test]
+fn credentials_in_urls_and_empty_lists_are_refused() {
+    let env = UserEnv::new();
+    for (name, runner, line, field, says) in [
+        (
+            "gitlab-userinfo.yaml",
+            "  runner:\n    kind: gitlab\n    url: https://bot:hunter2@gitlab.example.com\n    token_env: GITLAB_RUNNER_TOKEN\n",
+            13,
+            "cluster.runner.url",
+            "the URL carries a user name or password",
+        ),
+        (
+            "forgejo-userinfo.yaml",
+            "  runner:\n    kind: forgejo\n    url: https://bot:hunter2@forgejo.example.com/\n    token_env: GITLAB_RUNNER_TOKEN\n",
+            13,
+            "cluster.runner.url",
+            "the URL carries a user name or password",
+        ),
+        (
+            "empty.yaml",
+            "  runner: []\n",
+            11,
+            "cluster.runner",
+            "an empty list installs no runner",
+        ),
+        (
+            "forgejo-plus.yaml",
+            "  runner:\n    kind: forgejo\n    url: https://forgejo.example.com\n    token_env: GITLAB_RUNNER_TOKEN\n    chart_version: 12.0.1+build\n",
+            15,
+            "cluster.runner.chart_version",
+            "cannot contain `+`",
+        ),
+    ] {
+        let path = profile(&env, name, runner);
+        let (ok, err) = check(&env, &path);
+        assert!(!ok, "{name}");
+        assert!(
+            err.contains(&format!("{name}:{line}:")) && err.contains(field) && err.contains(says),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "{name}: the password is echoed: {err}"
+        );
+    }
+    let path = write_profile(
+        env.dir.path(),
+        "gitlab-kubeadm.yaml",
+        &format!(
+            "{}  distribution: kubeadm\n  runner:\n    kind: gitlab\n    url: https://gitlab.example.com\n    token_env: GITLAB_RUNNER_TOKEN\n{NODES}",
+            HEAD
+        ),
+    );
+    let (_, err) = check(&env, &path);
+    assert!(err.contains("seccomp_use_default_when_empty"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! CI systems whose runners pinode installs on the cluster: GitLab, Jenkins, GitHub Actions
-//! and Forgejo (or Gitea).
+//! and Forgejo.
 //!
 //! A profile's `cluster.runner` is one runner or a list of them ([`Runners`]), at most one per
 //! CI system. Every runner has the same shape ([`RunnerSpec`]): the CI system (`kind`), how
@@ -23,6 +23,7 @@ pub mod forgejo;
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub(crate) mod stage2;
 
 use std::borrow::Cow;
 
@@ -33,6 +34,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::bootfs::content::BootFile;
 use crate::engine::SpecProblem;
 use crate::engine::stage2::{AutoManifests, StageContext};
+
+/// Rootless BuildKit, the default build mode of every CI system (moby/buildkit's newest
+/// release, v0.32.2).
+pub const BUILDKIT_IMAGE: &str = "moby/buildkit:v0.32.2-rootless";
+/// Kaniko from the maintained fork osscontainertools/kaniko (the original was archived in June
+/// 2025), the debug image (with the shell CI jobs need), built for arm64 by the fork's
+/// .github/workflows/images.yaml at v1.28.3.
+pub const KANIKO_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28.3-debug";
+/// Docker-in-Docker and its client, one Docker version for every CI system (arm64v8 listed
+/// for it in docker-library/official-images `library/docker`).
+pub const DIND_IMAGE: &str = "docker:29.7.2-dind";
+pub const DOCKER_CLI_IMAGE: &str = "docker:29.7.2-cli";
 
 /// The profile's `cluster.runner`: one runner (a mapping) or several (a list).
 #[derive(Debug, Clone, Default)]
@@ -135,7 +148,7 @@ impl JsonSchema for Runners {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSpec {
-    /// The CI system: gitlab, jenkins, github or forgejo (also for Gitea).
+    /// The CI system: gitlab, jenkins, github or forgejo.
     pub(crate) kind: RunnerKind,
     /// How jobs build container images: buildkit (rootless, the default), kaniko, or dind
     /// (Docker-in-Docker: privileged pods, with `privileged: true`).
@@ -527,6 +540,12 @@ pub(crate) struct ClusterStorage {
 /// knows the `*_env` / `*_file` rules), from [`secrets_of`].
 pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProblem> {
     let mut out = Vec::new();
+    if runners.items.is_empty() {
+        out.push(SpecProblem::error(
+            "cluster.runner",
+            "an empty list installs no runner: give at least one, or write `runner: null`",
+        ));
+    }
     let mut seen: Vec<RunnerKind> = Vec::new();
     for (at, spec) in runners.entries() {
         let kind = spec.kind;
@@ -555,6 +574,18 @@ pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProbl
             }
         }
         check_builds(spec, &at, &mut out);
+        // (GitHub's own URL rule refuses any `@` already.)
+        if let Some(url) = &spec.url
+            && kind != RunnerKind::Github
+            && has_credentials(url)
+        {
+            out.push(SpecProblem::error(
+                format!("{at}.url"),
+                "the URL carries a user name or password: it would be written into a manifest \
+                 on the boot partition; give the instance URL alone, and the secret through \
+                 token_env or token_file",
+            ));
+        }
         if let Some(version) = &spec.chart_version {
             let ok = !version.is_empty()
                 && version
@@ -573,6 +604,18 @@ pub(crate) fn check(runners: &Runners, storage: ClusterStorage) -> Vec<SpecProbl
         }
         if !storage.hostpath_addon {
             storage_warning(spec, &at, storage.distribution, &mut out);
+        }
+        if kind == RunnerKind::Gitlab
+            && spec.builds == BuildMode::Buildkit
+            && storage.distribution == crate::engine::Distribution::Kubeadm
+        {
+            out.push(SpecProblem::warning(
+                format!("{at}.builds"),
+                "CRI-O gives a pod that names no seccomp profile its default one \
+                 (seccomp_use_default_when_empty), and GitLab Runner 18.9 cannot name \
+                 Unconfined for a job (its seccomp_profile field came in 18.11): rootless \
+                 BuildKit jobs will likely fail there; use builds: kaniko on kubeadm",
+            ));
         }
         match kind {
             RunnerKind::Gitlab => gitlab::check(spec, &at, &mut out),
@@ -623,6 +666,13 @@ fn storage_warning(
         format!("{at}.{key}"),
         format!("{what} of the default StorageClass; {fix}, or it stays Pending"),
     ));
+}
+
+/// Whether `url` names a user or password (`https://user:pass@host`): never written anywhere.
+fn has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 /// `builds` and `privileged`: Docker-in-Docker only when the profile says so, the host's

@@ -337,6 +337,7 @@ fn script(
     .library(fill(REFRESH_HOSTS, &names))
     .library(RUNNERS_WANTED)
     .library(crate::ci::USERNS_CHECK)
+    .library(crate::ci::stage2::PLACE_RUNNER)
     .library(engine.prepare_functions.clone());
     for runner in &runners {
         p.library(runner.functions.clone());

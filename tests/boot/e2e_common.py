@@ -105,10 +105,12 @@ def check_ci_on_node(node, manifests_dir: str, kinds: list[str], github_app: boo
     want = ci_manifests(kinds) | others
     node.check(f"exactly the runners' manifests in {manifests_dir} ({', '.join(kinds)})", found == want,
                f"found {sorted(found)}, want {sorted(want)}")
-    r = node.sh(f"sudo -n stat -c '%a %n' {manifests_dir}/pinode-*.yaml")
-    modes = [line.split(" ", 1) for line in r.stdout.splitlines()]
+    # Listed by name: the directory may be root-only, so no glob in the user's shell.
+    names = " ".join(f"{manifests_dir}/{f}" for f in sorted(ci_manifests(kinds)))
+    r = node.sh(f"sudo -n stat -c '%a %n' {names}")
+    modes = [line.split(" ", 1)[0] for line in r.stdout.splitlines()]
     node.check("the runners' manifests are root-only (600)",
-               bool(modes) and all(m == "600" for m, _ in modes if any(k in _ for k in kinds)), r.stdout)
+               len(modes) == len(ci_manifests(kinds)) and all(m == "600" for m in modes), r.stdout + r.stderr)
     for file, keys in ci_secrets(kinds, github_app).items():
         r = node.sh(f"sudo -n cat {manifests_dir}/{file}")
         try:

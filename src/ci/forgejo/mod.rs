@@ -62,10 +62,10 @@ pub const TESTED_CHART_VERSION: &str = "12.0.1";
 /// The runner image, without its tag.
 pub(crate) const RUNNER_IMAGE: &str = "code.forgejo.org/forgejo/runner";
 /// Rootless BuildKit, for the buildkit sidecar and the `buildctl` it gives jobs.
-pub(crate) const BUILDKIT_IMAGE: &str = "moby/buildkit:v0.32.2-rootless";
-/// The Docker daemon of dind mode. The version is the base of gitea/runner's own dind
-/// image (gitea/runner `Dockerfile`, tag v3.3.0); Forgejo's example pins 28.3.0-dind.
-pub(crate) const DIND_IMAGE: &str = "docker:29.7.2-dind";
+pub use crate::ci::BUILDKIT_IMAGE;
+/// The Docker daemon of dind mode (one Docker version for every CI system; it is also the
+/// base of gitea/runner's own dind image, `Dockerfile` at tag v3.3.0).
+pub use crate::ci::DIND_IMAGE;
 /// The image of `docker://` jobs unless the profile names another: Debian with Node, which
 /// JavaScript actions (checkout and most others) need. The runner's own default for a bare
 /// label is node:22-bookworm (labels.go `ArgDocker`); Node 20 reached its end of life in
@@ -134,6 +134,17 @@ pub fn check_url(url: &str) -> Result<Option<String>, String> {
 
 /// Forgejo's value rules for the runner at `at`.
 pub(crate) fn check(spec: &RunnerSpec, at: &str, out: &mut Vec<SpecProblem>) {
+    // `chart_version` is the runner image's tag here, and a tag has no `+`.
+    if spec
+        .chart_version
+        .as_deref()
+        .is_some_and(|v| v.contains('+'))
+    {
+        out.push(SpecProblem::error(
+            format!("{at}.chart_version"),
+            "the Forgejo runner's version is its image tag (e.g. 12.0.1), which cannot contain `+`",
+        ));
+    }
     match spec.url.as_deref().map(check_url) {
         None => out.push(SpecProblem::error(
             format!("{at}.url"),

@@ -86,17 +86,17 @@ const DEFAULT_MAX_RUNNERS: u32 = 3;
 pub const RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.336.0";
 /// Rootless BuildKit (moby/buildkit tag v0.32.2; `vX.Y.Z-rootless` naming from
 /// `docs/images-readme.md`).
-pub const BUILDKIT_IMAGE: &str = "moby/buildkit:v0.32.2-rootless";
+pub use crate::ci::BUILDKIT_IMAGE;
 /// Where buildkitd listens: pod-local TCP (the pod's containers share one network namespace;
 /// rootless BuildKit's network mode is host, `docs/rootless.md`). A Unix socket would need a
 /// shared directory and group: buildkitd makes its default socket directory 0700.
 pub const BUILDKIT_ADDR: &str = "tcp://127.0.0.1:1234";
-/// Kaniko from the maintained fork (GoogleContainerTools/kaniko was archived in 2025).
-pub const KANIKO_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28.3-debug";
 /// Docker-in-Docker for builds: dind: the official image (docker-library/official-images
 /// `library/docker` at commit 37079fb336f572a88700cf32e5e1f6be54a04e8f: `29.7.2-dind`,
 /// architectures amd64, arm32v6, arm32v7, arm64v8).
-pub const DIND_IMAGE: &str = "docker:29.7.2-dind";
+pub use crate::ci::DIND_IMAGE;
+/// Kaniko from the maintained fork (GoogleContainerTools/kaniko was archived in 2025).
+pub use crate::ci::KANIKO_IMAGE;
 /// The kubernetes-mode work volume's size (default storage class).
 const WORK_VOLUME_SIZE: &str = "1Gi";
 

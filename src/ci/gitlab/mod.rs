@@ -364,9 +364,9 @@ pub const DIND_EXAMPLE: &str = r#"# Build and push an arm64 image with Docker-in
 # privileged service container: any job on this runner can take over the node it runs on.
 build-image:
   stage: build
-  image: docker:27.5.1-cli
+  image: docker:29.7.2-cli
   services:
-    - name: docker:27.5.1-dind
+    - name: docker:29.7.2-dind
       alias: docker
       variables:
         HEALTHCHECK_TCP_PORT: "2376"

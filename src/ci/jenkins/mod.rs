@@ -73,15 +73,20 @@ pub(crate) const WORKLOADS: &[Workload] = &[Workload {
 
 /// Rootless BuildKit (moby/buildkit, newest release tag v0.32.2, commit 991535e0; tag form
 /// from `.github/workflows/buildkit.yml`).
-pub const BUILDKIT_IMAGE: &str = "moby/buildkit:v0.32.2-rootless";
+pub use crate::ci::BUILDKIT_IMAGE;
+/// Docker's daemon and client (one Docker version for every CI system, see `crate::ci`).
+pub use crate::ci::DIND_IMAGE;
+pub use crate::ci::DOCKER_CLI_IMAGE;
 /// Kaniko from the maintained fork (the upstream project is archived); the `-debug` image has
 /// the busybox shell the kubernetes plugin's `sh` steps need.
-pub const KANIKO_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28.3-debug";
-/// Docker's daemon and client (the tag Forgejo's runner example uses, see facts-forgejo).
-pub const DIND_IMAGE: &str = "docker:28.3.0-dind";
-pub const DOCKER_CLI_IMAGE: &str = "docker:28.3.0-cli";
+pub use crate::ci::KANIKO_IMAGE;
 
 const ARM64: &str = "kubernetes.io/arch=arm64";
+
+/// dind's socket, shared by the daemon and the client container only.
+const DIND_SOCKET_DIR: &str = "/run/dind";
+const DIND_SOCKET_URL: &str = "unix:///run/dind/docker.sock";
+const DIND_HOST_FLAG: &str = "--host=unix:///run/dind/docker.sock";
 
 fn error(message: impl Into<String>) -> CiError {
     CiError::new(RunnerKind::Jenkins, message)
@@ -239,21 +244,29 @@ fn agent_pod(mode: BuildMode) -> Result<Value, CiError> {
             "command": ["sleep"],
             "args": ["99d"],
         }]),
-        // kubernetes-plugin examples/dind.groovy: a privileged daemon and a client.
+        // kubernetes-plugin examples/dind.groovy: a privileged daemon and a client. The
+        // daemon listens only on a Unix socket in a volume the two containers share: the
+        // image's entrypoint, given no command, would also listen on tcp://0.0.0.0:2375
+        // without TLS (docker-library's dockerd-entrypoint.sh with DOCKER_TLS_CERTDIR empty),
+        // a root shell on the node for any pod that reaches this one.
         BuildMode::Dind => json!([
             {
                 "name": "docker",
                 "image": DOCKER_CLI_IMAGE,
                 "command": ["sleep"],
                 "args": ["99d"],
-                "env": [{"name": "DOCKER_HOST", "value": "tcp://localhost:2375"}],
+                "env": [{"name": "DOCKER_HOST", "value": DIND_SOCKET_URL}],
+                "volumeMounts": [{"name": "docker-socket", "mountPath": DIND_SOCKET_DIR}],
             },
             {
                 "name": "dind",
                 "image": DIND_IMAGE,
+                "args": ["dockerd", DIND_HOST_FLAG],
                 "securityContext": {"privileged": true},
-                "env": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
-                "volumeMounts": [{"name": "docker", "mountPath": "/var/lib/docker"}],
+                "volumeMounts": [
+                    {"name": "docker", "mountPath": "/var/lib/docker"},
+                    {"name": "docker-socket", "mountPath": DIND_SOCKET_DIR},
+                ],
             },
         ]),
         BuildMode::HostSocket => {
@@ -264,7 +277,10 @@ fn agent_pod(mode: BuildMode) -> Result<Value, CiError> {
     };
     let volumes = match mode {
         BuildMode::Buildkit => json!([{"name": "buildkitd", "emptyDir": {}}]),
-        BuildMode::Dind => json!([{"name": "docker", "emptyDir": {}}]),
+        BuildMode::Dind => json!([
+            {"name": "docker", "emptyDir": {}},
+            {"name": "docker-socket", "emptyDir": {}},
+        ]),
         _ => json!([]),
     };
     let mut spec = json!({
