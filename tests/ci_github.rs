@@ -92,13 +92,6 @@ fn render(env: &UserEnv, name: &str, text: &str) -> PathBuf {
     out
 }
 
-fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == name))
-        .collect()
-}
-
 /// The HelmChart named `name` of the ARC manifest, and its values.
 fn chart(docs: &[Value], name: &str) -> (Value, Value) {
     let doc = docs
@@ -167,13 +160,13 @@ fn every_build_mode_renders_checked_charts_on_k3s_and_kubeadm() {
                 &format!("{distribution}-{builds}.yaml"),
                 &profile(distribution, &token_runner(builds)),
             );
-            let found = find(&rendered, "pinode-github-arc.yaml");
+            let found = files_named(&rendered, "pinode-github-arc.yaml");
             assert_eq!(found.len(), 1, "{what}: {found:?}");
             let manifest = &found[0];
             validate_manifest(manifest);
             if distribution == "kubeadm" {
                 assert_eq!(
-                    find(&rendered, "00-pinode-helm-controller.yaml").len(),
+                    files_named(&rendered, "00-pinode-helm-controller.yaml").len(),
                     1,
                     "{what}: pinode's helm-controller"
                 );
@@ -332,7 +325,7 @@ fn only_the_founder_carries_the_runner() {
         .arg(&path)
         .args(["--node", "lab-2", "--generation", "bookworm", "--out-dir"])
         .arg(&out));
-    assert!(find(&out, "pinode-github-arc.yaml").is_empty());
+    assert!(files_named(&out, "pinode-github-arc.yaml").is_empty());
     assert!(!out.join("boot/pinode/secrets/github-token").exists());
     assert_no_secret_outside_secrets(&out, &[GH_TOKEN.as_bytes()]);
     let stage = std::fs::read_to_string(out.join("boot/pinode/firstboot.sh")).unwrap();
@@ -366,7 +359,7 @@ fn settings_reach_the_values_and_chart_version_sets_both_charts() {
     one_error_line(&out, &[&at, "cluster.runner.name", "45"]);
     let runner = runner.replace("\"pi: arm64\"", "pi-arm64_2");
     let rendered = render(&env, "named-ok.yaml", &profile("k3s", &runner));
-    let docs = yaml_documents(&find(&rendered, "pinode-github-arc.yaml")[0]);
+    let docs = yaml_documents(&files_named(&rendered, "pinode-github-arc.yaml")[0]);
     let (controller, _) = chart(&docs, "arc");
     let (set, values) = chart(&docs, "arc-runner-set");
     assert_eq!(controller["spec"]["version"], "0.14.1");

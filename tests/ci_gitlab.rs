@@ -76,24 +76,8 @@ fn render(env: &UserEnv, profile: &Path) -> PathBuf {
     out
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 fn manifest(boot: &Path) -> PathBuf {
-    let found: Vec<PathBuf> = files(boot)
-        .into_iter()
-        .filter(|p| p.ends_with("pinode-gitlab-runner.yaml"))
-        .collect();
+    let found = files_named(boot, "pinode-gitlab-runner.yaml");
     assert_eq!(found.len(), 1, "{found:?}");
     found[0].clone()
 }
@@ -166,7 +150,7 @@ fn every_build_mode_renders_valid_manifests_with_known_values() {
             assert!(job.contains("linux/arm64"), "{what}");
             assert_eq!(job.contains("dind"), builds == "dind", "{what}");
             // The token: only in its secret file.
-            for file in files(&boot) {
+            for file in walk(&boot) {
                 let bytes = std::fs::read(&file).unwrap();
                 let has = bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
                 assert_eq!(

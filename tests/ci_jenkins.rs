@@ -97,13 +97,6 @@ fn render(env: &UserEnv, profile: &Path, node: &str) -> PathBuf {
     out
 }
 
-fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == name))
-        .collect()
-}
-
 /// The chart values of the HelmChart in `manifest`.
 fn chart_values(manifest: &Path) -> (Value, Value) {
     let docs = yaml_documents(manifest);
@@ -169,12 +162,15 @@ fn every_build_mode_renders_a_valid_arm64_jenkins_on_k3s_and_kubeadm() {
             );
             let out = render(&env, &profile, "lab-1");
             let boot = out.join("boot");
-            let manifest = find(&boot, "pinode-jenkins.yaml");
+            let manifest = files_named(&boot, "pinode-jenkins.yaml");
             assert_eq!(manifest.len(), 1, "{what}: {manifest:?}");
             let manifest = &manifest[0];
             validate_manifest(manifest);
             if distribution == "kubeadm" {
-                assert_eq!(find(&boot, "00-pinode-helm-controller.yaml").len(), 1);
+                assert_eq!(
+                    files_named(&boot, "00-pinode-helm-controller.yaml").len(),
+                    1
+                );
             }
             let (chart, values) = chart_values(manifest);
             assert_eq!(chart["metadata"]["name"], "jenkins");
@@ -327,8 +323,14 @@ fn every_build_mode_renders_a_valid_arm64_jenkins_on_k3s_and_kubeadm() {
 
             // The agent carries neither the chart nor the password.
             let agent = render(&env, &profile, "lab-2");
-            assert!(find(&agent, "pinode-jenkins.yaml").is_empty(), "{what}");
-            assert!(find(&agent, "jenkins-admin-password").is_empty(), "{what}");
+            assert!(
+                files_named(&agent, "pinode-jenkins.yaml").is_empty(),
+                "{what}"
+            );
+            assert!(
+                files_named(&agent, "jenkins-admin-password").is_empty(),
+                "{what}"
+            );
         }
     }
     // The same HelmChart on both distributions.

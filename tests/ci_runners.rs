@@ -238,19 +238,6 @@ fn with_secrets(env: &UserEnv) -> Command {
     c
 }
 
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(tree(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[test]
 fn four_ci_systems_on_one_cluster_keep_every_secret_in_its_own_file() {
     let env = UserEnv::new();
@@ -298,7 +285,7 @@ fn four_ci_systems_on_one_cluster_keep_every_secret_in_its_own_file() {
         ("github-app-private-key", key_body),
         ("forgejo-runner-token", FORGEJO_TOKEN),
     ];
-    for file in tree(&boot) {
+    for file in walk(&boot) {
         let bytes = std::fs::read(&file).unwrap();
         for (name, secret) in secrets {
             let has = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());

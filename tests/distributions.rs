@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::user_env::*;
@@ -269,28 +269,15 @@ fn founder(env: &UserEnv, distribution: &str) -> PathBuf {
     out.join("boot")
 }
 
-fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(find(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[test]
 fn the_runner_is_one_helmchart_with_helm_controller_where_the_distribution_has_none() {
     let env = UserEnv::new();
     let k3s = founder(&env, "k3s");
-    assert!(find(&k3s, "00-pinode-helm-controller.yaml").is_empty());
+    assert!(files_named(&k3s, "00-pinode-helm-controller.yaml").is_empty());
     let mut charts = Vec::new();
     for distribution in ["microk8s", "kubeadm"] {
         let boot = founder(&env, distribution);
-        let controller = find(&boot, "00-pinode-helm-controller.yaml");
+        let controller = files_named(&boot, "00-pinode-helm-controller.yaml");
         assert_eq!(controller.len(), 1, "{distribution}: {controller:?}");
         for version in ["1.33.0", "1.37.0"] {
             run(Command::new("kubernetes-validate")
@@ -307,12 +294,12 @@ fn the_runner_is_one_helmchart_with_helm_controller_where_the_distribution_has_n
             stage.contains("/var/lib/pinode/manifests/00-pinode-helm-controller.yaml"),
             "{distribution}"
         );
-        let chart = find(&boot, "pinode-gitlab-runner.yaml");
+        let chart = files_named(&boot, "pinode-gitlab-runner.yaml");
         assert_eq!(chart.len(), 1, "{distribution}");
         charts.push(std::fs::read(&chart[0]).unwrap());
     }
     // The same HelmChart everywhere, K3s included.
-    let k3s_chart = std::fs::read(&find(&k3s, "pinode-gitlab-runner.yaml")[0]).unwrap();
+    let k3s_chart = std::fs::read(&files_named(&k3s, "pinode-gitlab-runner.yaml")[0]).unwrap();
     assert!(charts.iter().all(|c| *c == k3s_chart));
 }
 

@@ -79,6 +79,14 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Every file below `dir`, depth first, in name order.
+/// Every file under `dir` whose name is `name` (in `walk`'s order).
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
+}
+
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
