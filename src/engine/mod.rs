@@ -375,6 +375,7 @@ mod tests {
         Engine::K3s(k3s::K3sNode {
             member: Membership::for_test(role, api),
             spec: k3s::K3sSpec::default(),
+            ca: Vec::new(),
         })
     }
 

@@ -80,6 +80,11 @@ pub fn check(
     {
         found.push(kind(environment), profile.error_at("cluster", e));
     }
+    if plan.distribution == crate::engine::Distribution::K3s
+        && let Err(e) = super::k3s::probe(profile, &plan, settings)
+    {
+        found.push(ProblemKind::Error, e);
+    }
     if let super::cluster::TokenSource::Given(secret) = &plan.token
         && let Some(warning) = secret.exposed_file(&base)
     {

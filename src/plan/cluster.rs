@@ -224,6 +224,29 @@ impl ClusterPlan {
         Ok(token)
     }
 
+    /// The profile field the token comes from (`cluster` for a generated one).
+    pub(crate) fn token_field(&self) -> &str {
+        match &self.token {
+            TokenSource::Given(secret) => secret.field.as_str(),
+            TokenSource::State { .. } => "cluster",
+        }
+    }
+
+    /// The token as it is now, without generating one: the given one, or the kept one when
+    /// there is one.
+    pub(crate) fn token_value(
+        &self,
+        profile: &LoadedProfile,
+        settings: &Settings,
+    ) -> Result<SecretString, String> {
+        match &self.token {
+            TokenSource::Given(secret) => secret
+                .resolve(settings, &profile.base_dir())
+                .map_err(|e| e.to_string()),
+            TokenSource::State { path } => read_kept_token(path),
+        }
+    }
+
     /// Every problem reading the token would meet, found without generating one: the
     /// variable or file named (and the value K3s would refuse), the kept token when there
     /// is one, and under CI the refusal to generate one. Each problem says whether it is the

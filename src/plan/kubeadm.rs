@@ -3,30 +3,24 @@
 //!
 //! The PKI (the cluster CA, the service account key pair, the front proxy and etcd CAs; see
 //! `crate::engine::kubeadm::pki`) is generated once and kept private in pinode's state
-//! directory, `clusters/NAME/kubeadm-pki/`, like the cluster token: a node prepared next
-//! month must trust the same CA. The directory is made whole in a private temporary
-//! directory and renamed into place, so it either does not exist or holds every file; when
-//! several pinode processes start a cluster at once, one rename wins and the others read
-//! the winner's files. Under sudo it belongs to the invoking user. Under CI pinode never
-//! generates it (see [`CI_REFUSAL`]).
+//! directory, `clusters/NAME/kubeadm-pki/` (a [`KeptPki`], as K3s's CA is): a node prepared
+//! next month must trust the same CA. Under CI pinode never generates it (see
+//! [`CI_REFUSAL`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
 use super::cluster::{ClusterPlan, state_dir};
+use super::kept_pki::KeptPki;
 use crate::edge::Settings;
 use crate::engine::Membership;
 use crate::engine::kubeadm::pki::{self, FILES, PkiFile};
 use crate::engine::kubeadm::{ClusterPki, KubeadmNode};
-use crate::invoker::Invoker;
 use crate::profile::{FieldError, LoadedProfile};
 
 /// The kept PKI's directory name in the cluster's state directory.
 const DIR: &str = "kubeadm-pki";
-/// More than this is not a PEM file pinode wrote.
-const MAX_FILE: u64 = 64 * 1024;
 
 /// Why pinode does not generate the cluster CA under CI, and what to do instead.
 pub(super) const CI_REFUSAL: &str = "CI is set and this kubeadm cluster has no kept PKI yet, so \
@@ -93,105 +87,44 @@ fn kept_or_refused(
     dir: &Path,
     settings: &Settings,
 ) -> Result<(Vec<PkiFile>, Option<String>), String> {
-    if std::fs::symlink_metadata(dir).is_ok() {
-        return read_kept(dir).map(|files| (files, None));
-    }
-    if settings.ci {
+    if !kept_pki(dir).exists() && settings.ci {
         return Err(CI_REFUSAL.to_string());
     }
     kept(dir)
 }
 
+/// The kept PKI directory at `dir` (see [`KeptPki`]).
+fn kept_pki(dir: &Path) -> KeptPki {
+    KeptPki {
+        dir: dir.to_path_buf(),
+        names: FILES.iter().map(|p| p.name).collect(),
+        what: "the kubeadm cluster's CA (with its service account key, front proxy and etcd CAs)",
+        restore: "a server's /etc/kubernetes/pki",
+    }
+}
+
 /// Reads the PKI kept at `dir`, generating it if there is none yet.
 fn kept(dir: &Path) -> Result<(Vec<PkiFile>, Option<String>), String> {
-    if std::fs::symlink_metadata(dir).is_ok() {
-        return read_kept(dir).map(|files| (files, None));
-    }
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let invoker = Invoker::current();
-    invoker
-        .create_dir_all(parent, 0o700)
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let files = pki::generate().map_err(|e| e.to_string())?;
-    let temp = tempfile::Builder::new()
-        .prefix(".kubeadm-pki-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in(parent)
-        .map_err(|e| format!("cannot create a directory in {}: {e}", parent.display()))?;
-    for file in &files {
-        write_private(&temp.path().join(file.path.name), file, invoker).map_err(|e| {
-            format!(
-                "cannot write the cluster's PKI in {}: {e}",
-                parent.display()
-            )
-        })?;
-    }
-    invoker.give_back_tree(temp.path());
-    let staged = temp.keep();
-    match std::fs::rename(&staged, dir) {
-        Ok(()) => {
-            if let Ok(d) = std::fs::File::open(parent) {
-                let _ = d.sync_all();
-            }
-        }
-        Err(_) if std::fs::symlink_metadata(dir).is_ok() => {
-            // Another pinode got there first: use its PKI.
-            let _ = std::fs::remove_dir_all(&staged);
-            return read_kept(dir).map(|files| (files, None));
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staged);
-            return Err(format!("cannot create {}: {e}", dir.display()));
-        }
-    }
-    Ok((
-        files,
-        Some(format!(
-            "note: generated the kubeadm cluster's CA (with its service account key, front \
-             proxy and etcd CAs) and kept it in {} (back it up: nodes prepared later need it, \
-             and whoever has it controls the cluster)",
-            dir.display()
-        )),
-    ))
+    let (contents, notice) = kept_pki(dir).kept(|| {
+        pki::generate()
+            .map(|files| files.into_iter().map(|f| f.contents).collect())
+            .map_err(|e| e.to_string())
+    })?;
+    Ok((with_paths(contents), notice))
 }
 
-/// Writes one file of the PKI, 0600 from its creation, synced.
-fn write_private(path: &Path, file: &PkiFile, invoker: &Invoker) -> std::io::Result<()> {
-    use secrecy::ExposeSecret;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    out.write_all(file.contents.expose_secret().as_bytes())?;
-    out.sync_all()?;
-    invoker.give_back_file(&out)
-}
-
-/// Reads every file of the kept PKI: each private (0600), a regular file, and present.
+/// Reads every file of the kept PKI (see [`KeptPki::read`]).
 fn read_kept(dir: &Path) -> Result<Vec<PkiFile>, String> {
-    use crate::input::InputError;
-    let mut files = Vec::new();
-    for path in FILES {
-        let file = dir.join(path.name);
-        let bytes = crate::input::read_private(&file, MAX_FILE).map_err(|e| match e {
-            InputError::Io { source, .. } => format!(
-                "cannot read {} of the cluster's kept PKI: {source}; do not delete the \
-                 directory, nodes may trust it: run pinode as the user whose state it is, or \
-                 restore the file from a backup or a server's /etc/kubernetes/pki",
-                file.display()
-            ),
-            other => other.to_string(),
-        })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("{} is not a PEM file", file.display()))?;
-        files.push(PkiFile {
-            path,
-            contents: SecretString::from(text),
-        });
-    }
-    Ok(files)
+    kept_pki(dir).read().map(with_paths)
+}
+
+/// The kept files' contents, in [`FILES`]' order, with their paths.
+fn with_paths(contents: Vec<SecretString>) -> Vec<PkiFile> {
+    FILES
+        .into_iter()
+        .zip(contents)
+        .map(|(path, contents)| PkiFile { path, contents })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 pub mod check;
 pub mod cluster;
 pub mod hostkey;
+mod k3s;
+mod kept_pki;
 mod kubeadm;
 mod microk8s;
 pub mod password;
@@ -21,7 +23,6 @@ use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secret, values};
 
 use crate::ci::{Runner, Runners};
-use crate::engine::k3s::K3sNode;
 use crate::engine::{Distribution, Engine, Membership, NodeRole};
 use cluster::ClusterPlan;
 
@@ -257,10 +258,7 @@ fn resolve_cluster(
         kube_vip: role.is_server().then(|| plan.kube_vip.clone()).flatten(),
     };
     let engine = match plan.distribution {
-        Distribution::K3s => Engine::K3s(K3sNode {
-            member,
-            spec: plan.spec.k3s().clone(),
-        }),
+        Distribution::K3s => Engine::K3s(k3s::resolve(profile, plan, member, settings, notes)?),
         Distribution::Microk8s => Engine::Microk8s(microk8s::resolve(plan, member)),
         Distribution::Kubeadm => {
             Engine::Kubeadm(kubeadm::resolve(profile, plan, member, settings, notes)?)

@@ -6,6 +6,7 @@
 //! YAML (JSON is YAML, and every string in it is quoted). Nothing here knows the profile,
 //! the plan or the renderer: profile validation and the renderer both call in here.
 
+pub(crate) mod ca;
 pub(crate) mod channels;
 pub(crate) mod flags;
 pub mod kubevip;
@@ -91,6 +92,9 @@ pub(crate) use channels::{is_channel, is_version};
 pub(crate) struct K3sNode {
     pub(crate) member: Membership,
     pub(crate) spec: K3sSpec,
+    /// The cluster's CA material, on servers only (empty elsewhere, and when no CA is kept
+    /// and pinode may not generate one, see `plan::k3s`); `member.token` pins its hash.
+    pub(crate) ca: Vec<ca::CaFile>,
 }
 
 /// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
@@ -314,6 +318,7 @@ mod tests {
                         tls_san: vec!["api.example".into()],
                         ..K3sSpec::default()
                     },
+                    ca: Vec::new(),
                 };
                 let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
                 let config: Map<String, Value> = serde_json::from_str(&text).unwrap();

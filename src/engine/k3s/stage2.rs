@@ -5,7 +5,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::{K3sError, K3sNode, config_yaml, kubevip};
+use super::{K3sError, K3sNode, ca, config_yaml, kubevip};
 use crate::bootfs::content::BootFile;
 use crate::engine::stage2::{AutoManifests, EngineStage2, MEMORY_CGROUP_CHECK, StageContext, fill};
 use crate::engine::{Distribution, NodeRole};
@@ -16,6 +16,8 @@ const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 const CONFIG: &str = "k3s/config.yaml";
 /// The join token's name among the stage's secrets.
 const TOKEN: &str = "k3s-token";
+/// The CA files' prefix among the stage's secrets.
+const CA_PREFIX: &str = "k3s-ca-";
 
 const INSTALL_LINES: &str = r##"	install -m 600 "$boot/@CONFIG@" @NODE_DIR@/k3s-config.yaml || return 1
 "##;
@@ -123,6 +125,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
     let mut prepare_steps = fill(PREPARE_STEPS, &paths);
     // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
     // program stay as they were.
+    add_ca(ctx, node, &mut files, &mut prepare_steps);
     if let Some(vip) = &node.member.kube_vip {
         files.push(BootFile {
             path: kube_vip_file.clone(),
@@ -152,7 +155,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         ],
         files,
         install_lines,
-        prepare_functions: MEMORY_CGROUP_CHECK.to_string(),
+        prepare_functions: format!("{MEMORY_CGROUP_CHECK}{}", place_ca_function(ctx, node)),
         install_functions: fill(INSTALL_FUNCTIONS, &paths),
         prepare_steps,
         install_steps: INSTALL_STEPS.to_string(),
@@ -163,6 +166,52 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
             helm_controller: true,
         },
     })
+}
+
+/// A server's CA material: secrets on the boot partition (moved off it at first boot with
+/// the other secrets, into the root-only secrets directory), then placed root-only in K3s's
+/// TLS directory before K3s first starts, where the first server uses it instead of
+/// generating its own CAs (see [`ca`]). Agents carry none.
+fn add_ca(
+    ctx: &StageContext,
+    node: &K3sNode,
+    files: &mut Vec<BootFile>,
+    prepare_steps: &mut String,
+) {
+    if node.ca.is_empty() || !node.member.role.is_server() {
+        return;
+    }
+    prepare_steps.push_str("\tstep \"k3s CA\" place_k3s_ca\n");
+    for file in &node.ca {
+        let name = format!("{CA_PREFIX}{}", file.path.name);
+        files.push(BootFile {
+            path: ctx.boot_secret(&name),
+            contents: file.contents.expose_secret().as_bytes().to_vec(),
+            secret: true,
+        });
+    }
+}
+
+/// The shell function that places the CA files (servers with CA material): K3s's TLS
+/// directories root-only (0700), each file 0600, copied from the node's secrets.
+fn place_ca_function(ctx: &StageContext, node: &K3sNode) -> String {
+    if node.ca.is_empty() || !node.member.role.is_server() {
+        return String::new();
+    }
+    let mut lines = format!(
+        "\nplace_k3s_ca() {{\n\tinstall -d -m 700 {dir} {dir}/etcd || return 1\n",
+        dir = ca::TLS_DIR
+    );
+    for file in &node.ca {
+        lines.push_str(&format!(
+            "\tinstall -m 600 {} {}/{} || return 1\n",
+            ctx.node_secret(&format!("{CA_PREFIX}{}", file.path.name)),
+            ca::TLS_DIR,
+            file.path.k3s
+        ));
+    }
+    lines.push_str("}\n");
+    lines
 }
 
 /// The API host, when it is an mDNS name this node must resolve (the founder need not):
@@ -183,6 +232,7 @@ mod tests {
         K3sNode {
             member: crate::engine::Membership::for_test(role, api),
             spec: K3sSpec::default(),
+            ca: Vec::new(),
         }
     }
 

@@ -126,7 +126,7 @@ pub(crate) fn generate() -> Result<Vec<PkiFile>, KubeadmError> {
 /// Valid from 2000-01-01: a Raspberry Pi has no real-time clock, and until NTP answers its
 /// clock may lie behind the day the card was prepared; kubeadm refuses a CA that is "not
 /// valid yet" (`ValidateCertPeriod`).
-fn ca_params(common_name: &str) -> CertificateParams {
+pub(crate) fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, common_name);
