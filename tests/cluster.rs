@@ -129,10 +129,12 @@ fn example_profiles_render_every_role_correctly() {
                             .contains(&json!("ha.example.internal"))
                     );
                 }
-                // Secrets: private files holding exactly the token.
+                // Secrets: private files holding exactly the full token, which pins the
+                // kept CA.
                 let token = std::fs::read(boot.join("pinode/secrets/k3s-token")).unwrap();
                 if file != "single-node.yaml" {
-                    assert_eq!(token, K3S_TOKEN.as_bytes());
+                    let cluster = if file == "ha.yaml" { "ha" } else { "matrix" };
+                    assert_eq!(token, env.k3s_full_token(cluster, K3S_TOKEN).as_bytes());
                 }
                 let mode = std::os::unix::fs::PermissionsExt::mode(
                     &std::fs::metadata(boot.join("pinode/secrets/k3s-token"))
@@ -274,14 +276,15 @@ fn a_generated_token_is_kept_and_shared_by_every_node() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    let full = env.k3s_full_token("solo", token.trim());
     assert_eq!(
         std::fs::read_to_string(first.join("boot/pinode/secrets/k3s-token")).unwrap(),
-        token.trim()
+        full
     );
     let again = env.render(&profile, "solo", "trixie");
     assert_eq!(
         std::fs::read_to_string(again.join("boot/pinode/secrets/k3s-token")).unwrap(),
-        token.trim()
+        full
     );
     let check = run(env.pinode().args(["profile", "check"]).arg(&profile));
     assert!(
@@ -472,7 +475,8 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     );
     assert!(!boot.join("firstrun.sh").exists() && !boot.join("userconf.txt").exists());
     check_host_key(&env, &root, "matrix");
-    for (name, token) in [("k3s-token", K3S_TOKEN), ("runner-token", RUNNER_TOKEN)] {
+    let full = env.k3s_full_token("matrix", K3S_TOKEN);
+    for (name, token) in [("k3s-token", full.as_str()), ("runner-token", RUNNER_TOKEN)] {
         let path = root.path(&format!("etc/pinode/secrets/{name}"));
         assert_eq!(read(&path), token);
         assert_eq!(mode(&path), 0o600);
@@ -490,7 +494,7 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     assert_eq!(runs[0]["args"], "server");
     assert_eq!(runs[0]["INSTALL_K3S_VERSION"], "v1.33.5+k3s1");
     assert_eq!(runs[0]["K3S_TOKEN_FILE"], "/etc/pinode/secrets/k3s-token");
-    assert_eq!(runs[0]["token"], K3S_TOKEN);
+    assert_eq!(runs[0]["token"], full);
     assert!(!runs[0].contains_key("K3S_URL"));
     assert!(root.stub_log().contains("curl") && root.stub_log().contains("https://get.k3s.io"));
     let config = root.path("etc/rancher/k3s/config.yaml");
@@ -537,6 +541,25 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     let (started, finished) = (done.started.unwrap(), done.finished.unwrap());
     assert!(started.ends_with('Z') && started.len() == 20, "{started}");
     assert!(finished >= started, "{started} {finished}");
+    // The cluster's CA, placed root-only in K3s's TLS directory before K3s started, the
+    // very files pinode keeps (the token pins them).
+    let tls = root.path("varlib/rancher/k3s/server/tls");
+    let kept_ca = env.dir.path().join("state/clusters/matrix/k3s-ca");
+    assert_eq!(mode(&tls), 0o700);
+    assert_eq!(mode(&tls.join("etcd")), 0o700);
+    for (on_node, kept) in [
+        ("server-ca.crt", "server-ca.crt"),
+        ("server-ca.key", "server-ca.key"),
+        ("client-ca.key", "client-ca.key"),
+        ("request-header-ca.crt", "request-header-ca.crt"),
+        ("etcd/peer-ca.key", "etcd-peer-ca.key"),
+        ("etcd/server-ca.crt", "etcd-server-ca.crt"),
+        ("service.key", "service.key"),
+    ] {
+        let path = tls.join(on_node);
+        assert_eq!(read(&path), read(&kept_ca.join(kept)), "{on_node}");
+        assert_eq!(mode(&path), 0o600, "{on_node}");
+    }
     // A second boot does nothing.
     let (ok, log) = run_second_stage(&root);
     assert!(ok && log.contains("nothing to do"), "{log}");
@@ -552,6 +575,15 @@ fn the_first_boot_chain_installs_k3s_in_each_role() {
     assert_eq!(runs[0]["K3S_TOKEN_FILE"], "/etc/pinode/secrets/k3s-token");
     assert!(!root.path("varlib/rancher/k3s/server/manifests").exists());
     assert!(!root.path("etc/pinode/secrets/runner-token").exists());
+    // An agent carries no CA material, on the card or the node.
+    assert!(!root.path("varlib/rancher/k3s/server/tls").exists());
+    assert!(
+        !walk(&root.path("etc/pinode/secrets"))
+            .iter()
+            .any(|p| p.to_string_lossy().contains("k3s-ca")),
+        "an agent got CA files"
+    );
+    assert_eq!(runs[0]["token"], full);
     assert!(read(&root.path("etc/hosts")).contains("10.0.0.5\tmatrix.local # pinode-mdns\n"));
     assert!(
         root.stub_log()

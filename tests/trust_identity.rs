@@ -242,8 +242,13 @@ fn sudo_flash_and_plain_prepare_share_the_token_and_the_users_key() {
     };
     let kept = user.home.join(".local/state/pinode/clusters/pair/token");
     let kept_token = std::fs::read_to_string(&kept).expect("the token kept in the user's state");
-    assert_eq!(token_of(&card_boot).trim(), kept_token.trim());
-    assert_eq!(token_of(&image_boot).trim(), kept_token.trim());
+    // The full token: the kept CA's hash, then the kept secret.
+    let ca = user
+        .home
+        .join(".local/state/pinode/clusters/pair/k3s-ca/server-ca.crt");
+    let full = format!("K10{}::server:{}", sha256_file(&ca), kept_token.trim());
+    assert_eq!(token_of(&card_boot).trim(), full);
+    assert_eq!(token_of(&image_boot).trim(), full);
     for boot in [&card_boot, &image_boot] {
         let firstrun = String::from_utf8(mread(boot, "firstrun.sh").unwrap()).unwrap();
         assert!(firstrun.contains(KEY_2), "the user's key is missing");
@@ -479,6 +484,9 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
     }
     let kept = std::fs::read_to_string(state.join("clusters/race/token")).unwrap();
     assert_eq!(kept.trim().len(), 64);
+    // One CA kept by one of them, pinned by every node's token.
+    let ca = state.join("clusters/race/k3s-ca/server-ca.crt");
+    let kept = format!("K10{}::server:{}", sha256_file(&ca), kept.trim());
     for i in 1..=8 {
         let got = std::fs::read_to_string(
             dir.path()
@@ -487,14 +495,14 @@ fn concurrent_first_uses_agree_on_one_kept_token() {
         .unwrap();
         assert_eq!(got.trim(), kept.trim(), "node n{i} got another token");
     }
-    // Nothing but the token, the host keys and known_hosts in its directory (no temporary
-    // left behind).
+    // Nothing but the token, the CA, the host keys and known_hosts in its directory (no
+    // temporary left behind).
     let mut names: Vec<_> = std::fs::read_dir(state.join("clusters/race"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["host-keys", "known_hosts", "token"]);
+    assert_eq!(names, ["host-keys", "k3s-ca", "known_hosts", "token"]);
     // Every node's two lines, none lost to a concurrent rewrite.
     let known = std::fs::read_to_string(state.join("clusters/race/known_hosts")).unwrap();
     for i in 1..=8 {

@@ -77,6 +77,17 @@ impl UserEnv {
         out
     }
 
+    /// The full K3s token pinode gives every node of `cluster` whose secret is `secret`:
+    /// `K10`, the SHA-256 of the kept server CA's file as stored (hashed here, not by
+    /// pinode), `::server:` and the secret.
+    pub fn k3s_full_token(&self, cluster: &str, secret: &str) -> String {
+        let ca = self
+            .dir
+            .path()
+            .join(format!("state/clusters/{cluster}/k3s-ca/server-ca.crt"));
+        format!("K10{}::server:{secret}", super::sha256_file(&ca))
+    }
+
     /// `pinode profile check PROFILE`'s output (it must succeed).
     pub fn check(&self, profile: &Path) -> String {
         run(self.pinode().args(["profile", "check"]).arg(profile))
