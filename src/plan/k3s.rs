@@ -109,12 +109,15 @@ pub(super) fn probe(
     Ok(())
 }
 
+/// The kept CA's files, and the note when they were just generated.
+type KeptCa = (Vec<CaFile>, Option<String>);
+
 /// The kept CA at `dir`, generated when there is none and not under CI; `None` under CI
 /// with none kept.
 fn kept_or_none(
     dir: &Path,
     settings: &Settings,
-) -> Result<Option<(Vec<CaFile>, Option<String>)>, String> {
+) -> Result<Option<KeptCa>, String> {
     let kept = kept_ca(dir);
     if !kept.exists() && settings.ci {
         return Ok(None);
