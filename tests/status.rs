@@ -613,3 +613,32 @@ fn watch_on_a_terminal_redraws_one_table() {
         "{screen}"
     );
 }
+
+/// A node added to the profile later (here kube2, the agent), joining a cluster whose
+/// server is Ready: status lists it from the profile, says where its first boot is, then
+/// that it is installed but not in the cluster yet; not all Ready, exit 3.
+#[test]
+fn a_node_joining_later_is_listed_from_the_profile_until_it_is_ready() {
+    let c = cluster();
+    ready_fixtures(&c, 1);
+    let server_only = nodes_json(&[("kube1", "True")]);
+    c.fixtures("kube1", 1, &[("nodes.json", &server_only)]);
+    let installing = status_json("running", "k3s install", None);
+    c.fixtures("kube2", 1, &[(JSON, &installing), ("unit", "activating\n")]);
+    let out = output(&mut c.status(&[]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kube2: first boot running (firstboot: k3s install)"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let joined = status_json("ok", "k3s install", None);
+    c.fixtures("kube2", 2, &[(JSON, &joined), ("unit", "active\n")]);
+    let out = output(&mut c.status(&[]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kube2: installed, running (node not Ready yet)"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+}

@@ -114,10 +114,7 @@ type KeptCa = (Vec<CaFile>, Option<String>);
 
 /// The kept CA at `dir`, generated when there is none and not under CI; `None` under CI
 /// with none kept.
-fn kept_or_none(
-    dir: &Path,
-    settings: &Settings,
-) -> Result<Option<KeptCa>, String> {
+fn kept_or_none(dir: &Path, settings: &Settings) -> Result<Option<KeptCa>, String> {
     let kept = kept_ca(dir);
     if !kept.exists() && settings.ci {
         return Ok(None);
