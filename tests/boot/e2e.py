@@ -27,6 +27,10 @@ that a second boot does nothing again. On the founders, the real `pinode kubecon
 fetches the stand-in's K3s-shaped kubeconfig into a kubeconfig with two other contexts, read
 back with kubectl. The image's host-key regeneration is Pi OS's (an unconditional unit that
 deletes every key): pinode must keep it from running.
+On the firstrun route the K3s cluster CA is kept (one render outside CI, as for kubeadm): the
+servers hold its files root-only in /var/lib/rancher/k3s/server/tls before the installer runs
+(the stand-in records their hash), the agent holds none, no CA key byte is left on any FAT,
+and every node's token is K10<hashlib over the server's server-ca.crt>::server:<secret>.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
 on the firstrun route, and the first server again on the cloud-init route; and a third server
@@ -91,6 +95,12 @@ record=$( {
 	printf 'args=%s\n' "$*"
 	env | grep -E '^(INSTALL_K3S_|K3S_)' | sort
 	printf 'token_b64=%s\n' "$(base64 -w 0 "$K3S_TOKEN_FILE")"
+	# The custom CA pinode placed before K3s first starts (servers): its hash, as K3s computes
+	# the token's (the SHA-256 of server-ca.crt as stored), and its directory's mode.
+	if [ -f /var/lib/rancher/k3s/server/tls/server-ca.crt ]; then
+		printf 'ca_sha256=%s\n' "$(sha256sum /var/lib/rancher/k3s/server/tls/server-ca.crt | cut -d' ' -f1)"
+		printf 'ca_dir=%s\n' "$(stat -c '%a %U' /var/lib/rancher/k3s/server/tls)"
+	fi
 } )
 printf '%s\n---\n' "$record" >>/var/lib/pinode-e2e/install.log
 printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https://10.0.2.100/installed/$(hostname)" || true
@@ -528,7 +538,10 @@ class Node:
         self.check("installer version", run_.get("INSTALL_K3S_VERSION") == K3S_VERSION, str(run_))
         self.check("installer role", run_.get("args") == ("server" if server else "agent"), str(run_))
         self.check("installer token file", run_.get("K3S_TOKEN_FILE") == "/etc/pinode/secrets/k3s-token", str(run_))
-        self.check("cluster token byte-exact", base64.b64decode(run_.get("token_b64", "")) == K3S_TOKEN.encode(), str(run_))
+        self.check("cluster token byte-exact", base64.b64decode(run_.get("token_b64", "")) == self.k3s_token().encode(),
+                   str(run_))
+        if self.route == "firstrun":
+            self.k3s_ca(run_)
         if server:
             self.check("no K3S_URL for a server", "K3S_URL" not in run_, str(run_))
         else:
@@ -584,6 +597,55 @@ class Node:
             self.check("no runner manifests off the first server; kube-vip on servers only",
                        manifests == (["pinode-kube-vip.yaml"] if server else []), r.stdout)
 
+    def kept_k3s_ca(self) -> Path:
+        return self.cluster_dir / "k3s-ca"
+
+    def k3s_token(self) -> str:
+        """The token the node must have: with a kept CA (the firstrun route keeps one), the
+        full token pinning it, its hash computed here by hashlib over server-ca.crt as stored
+        (k3s-io/docs docs/cli/token.md, "Secure"); else the bare secret."""
+        ca = self.kept_k3s_ca() / "server-ca.crt"
+        if not ca.exists():
+            return K3S_TOKEN
+        return f"K10{hashlib.sha256(ca.read_bytes()).hexdigest()}::server:{K3S_TOKEN}"
+
+    def k3s_ca(self, run_: dict) -> None:
+        """The cluster's CA: on servers, root-only in K3s's TLS directory before K3s started,
+        the very files pinode keeps; on agents, nowhere; the token pins it."""
+        tls = "/var/lib/rancher/k3s/server/tls"
+        kept = self.kept_k3s_ca()
+        token = self.k3s_token()
+        r = self.sh("sudo -n cat /etc/pinode/secrets/k3s-token")
+        self.check("the node's token file pins the kept CA (K10<hashlib over server-ca.crt>::server:...)",
+                   token.startswith("K10") and r.stdout == token, r.stderr)
+        if self.role == "agent":
+            r = self.sh(f"sudo -n ls -d {tls} 2>&1; sudo -n ls /etc/pinode/secrets")
+            self.check("no CA files on the agent (no K3s TLS directory, no k3s-ca secret)",
+                       "No such file" in r.stdout and "k3s-ca" not in r.stdout, r.stdout)
+            return
+        files = ["server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key", "request-header-ca.crt",
+                 "request-header-ca.key", "etcd/peer-ca.crt", "etcd/peer-ca.key", "etcd/server-ca.crt",
+                 "etcd/server-ca.key", "service.key"]
+        r = self.sh(f"sudo -n stat -c '%a %U %n' {tls} {tls}/etcd "
+                    + " ".join(f"{tls}/{f}" for f in files))
+        lines = r.stdout.splitlines()
+        self.check("the CA's directories are root-only (700 root)",
+                   lines[:2] == [f"700 root {tls}", f"700 root {tls}/etcd"], r.stdout + r.stderr)
+        self.check("every CA file is on the server, root-only (600 root)",
+                   len(lines) == 2 + len(files) and all(l.startswith("600 root ") for l in lines[2:]),
+                   r.stdout + r.stderr)
+        r = self.sh(f"sudo -n sha256sum {tls}/server-ca.crt {tls}/etcd/peer-ca.key")
+        got = dict(reversed(line.split()) for line in r.stdout.splitlines())
+        for name, flat in (("server-ca.crt", "server-ca.crt"), ("etcd/peer-ca.key", "etcd-peer-ca.key")):
+            self.check(f"{name} on the server is the kept one",
+                       got.get(f"{tls}/{name}") == hashlib.sha256((kept / flat).read_bytes()).hexdigest(), r.stdout)
+        r = self.sh(f"sudo -n cat {tls}/server-ca.crt")
+        served = hashlib.sha256(r.stdout.encode()).hexdigest()
+        self.check("the token's CA hash is hashlib over the server's server-ca.crt", token[3:67] == served,
+                   f"{token[3:67]} != {served}")
+        self.check("the CA was in place, root-only, when the installer ran (stand-in's record)",
+                   run_.get("ca_sha256") == served and run_.get("ca_dir") == "700 root", str(run_))
+
     def secrets(self) -> dict[str, bytes]:
         host_key = self.cluster_dir / "host-keys" / f"{self.name}_ed25519"
         if self.engine != "k3s":
@@ -596,7 +658,16 @@ class Node:
             "Wi-Fi PSK": psk_hex(SSID, PASSPHRASE).encode(),
             "password hash": PASSWORD_HASH.encode(),
             "private host key": host_key_slice(host_key),
+            **self.k3s_ca_key_slices(),
         }
+
+    def k3s_ca_key_slices(self) -> dict[str, bytes]:
+        """60 characters of every kept K3s CA key (firstrun route), as searched for on the FAT."""
+        found = {}
+        for key in sorted(self.kept_k3s_ca().glob("*.key")):
+            body = "".join(line for line in key.read_text().splitlines() if not line.startswith("-----"))
+            found[f"K3s CA key {key.name}"] = body[8:68].encode()
+        return found
 
     def secrets_gone(self) -> None:
         """Not a byte of any secret on the FAT partition: files, freed clusters, anything."""
@@ -883,16 +954,18 @@ def main() -> int:
         names = [n for n, _ in plan[route]]
         if not names:
             continue
-        if route == "kubeadm":
+        if route in ("kubeadm", "firstrun"):
             # Under CI pinode never generates a cluster CA (a throw-away machine would make a
             # new one every run): it is made once where the state is kept, as pinode's error
             # advises, by a run without CI; the prepare below, under CI, uses the kept one.
+            # (K3s: the firstrun route keeps one, so its nodes pin it; the cloud-init route
+            # keeps none and its nodes get the bare token, as CI without a kept CA does.)
             with Phase(f"{route}: the cluster PKI, made once outside CI (pinode render)"):
                 r = run([args.pinode, "render", "--profile", profile_path, "--node", names[0], "--generation",
                          "bookworm", "--out-dir", rdir / "render"], capture_output=True, text=True,
                         env=dict(envs[route], CI="false"))
                 checks.check(f"{route}: pinode render (not CI) keeps the cluster PKI",
-                             r.returncode == 0 and any((rdir / "state").glob("clusters/e2e/**/ca.key")), r.stderr)
+                             r.returncode == 0 and any((rdir / "state").glob("clusters/e2e/*/*ca.key")), r.stderr)
         with Phase(f"{route}: pinode prepare {' '.join(names)}"):
             prepared = names + [n for n in engines.NODES.get(route, ())[1:] if n not in names]
             argv = [args.pinode, "prepare", "--profile", profile_path, "--image", base / IMAGES[route],
