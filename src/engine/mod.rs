@@ -122,7 +122,9 @@ impl Distribution {
     /// How the nodes join, for `profile check`.
     pub fn join_mechanism(self) -> &'static str {
         match self {
-            Distribution::K3s => "the K3s cluster token",
+            Distribution::K3s => {
+                "the K3s cluster token, in full (K10<CA hash>::server:…): every node pins the cluster CA pinode keeps"
+            }
             Distribution::Microk8s => {
                 "a MicroK8s join token (the founder's persistentClusterToken, in every node's launch configuration)"
             }

@@ -123,9 +123,9 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
     ];
     let mut install_lines = fill(INSTALL_LINES, &paths);
     let mut prepare_steps = fill(PREPARE_STEPS, &paths);
+    add_ca(ctx, node, &mut files, &mut prepare_steps);
     // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
     // program stay as they were.
-    add_ca(ctx, node, &mut files, &mut prepare_steps);
     if let Some(vip) = &node.member.kube_vip {
         files.push(BootFile {
             path: kube_vip_file.clone(),
