@@ -169,6 +169,16 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         os.init,
         dir.display()
     ));
+    // render downloads nothing: it says what prepare and flash would place.
+    if let Some(boot_dir) = &custom.airgap_dir
+        && let Some(release) = pinode::airgap::Release::of_profile(&profile)
+    {
+        let cache = pinode::cache::store::Cache::open(sources.cache_dir.as_deref()).ok();
+        out.say(format!(
+            "  air-gap (placed in {boot_dir}/ by prepare and flash, not by render): {}",
+            pinode::airgap::describe(&release, cache.as_ref())
+        ));
+    }
     if out.verbose > 0 {
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(e)));

@@ -34,7 +34,8 @@ impl PatchedImage {
     ) -> Result<PatchedImage, PipelineError> {
         let mut image = Image::open(target, true)?;
         let os = image.detect_os(None, profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
+        // patch downloads nothing: a profile with cluster.airgap is refused by customise.
+        let (custom, report, notes) = customise(&mut image, profile, node, &os, None)?;
         Ok(PatchedImage {
             custom,
             report,

@@ -21,7 +21,7 @@ use crate::profile::v1::secrets;
 use crate::profile::{FieldError, LoadedProfile, NodeConfig, Password, Role, secret, values};
 
 use crate::ci::{Runner, Runners};
-use crate::engine::k3s::K3sNode;
+use crate::engine::k3s::{K3sNode, K3sSpec};
 use crate::engine::{Distribution, Engine, Membership, NodeRole};
 use cluster::ClusterPlan;
 
@@ -259,7 +259,10 @@ fn resolve_cluster(
     let engine = match plan.distribution {
         Distribution::K3s => Engine::K3s(K3sNode {
             member,
-            spec: plan.spec.k3s().clone(),
+            spec: K3sSpec {
+                airgap: plan.spec.airgap,
+                ..plan.spec.k3s().clone()
+            },
         }),
         Distribution::Microk8s => Engine::Microk8s(microk8s::resolve(plan, member)),
         Distribution::Kubeadm => {
