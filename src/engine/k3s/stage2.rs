@@ -105,6 +105,7 @@ install_k3s() {
 		log "the K3s release files from the boot partition are missing (/usr/local/bin/k3s, $installer, @IMAGES_DIR@/@IMAGES@)"
 		return 1
 	fi
+	log "installing K3s $K3S_VERSION from the files of the boot partition (no download)"
 	export INSTALL_K3S_SKIP_DOWNLOAD=true
 	export K3S_TOKEN_FILE=@TOKEN_FILE@
 	if [ "$K3S_EXEC" = agent ]; then
@@ -215,9 +216,21 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
             ("K3S_EXEC", exec.to_string()),
             ("K3S_API", node.member.api.clone()),
             ("K3S_VERSION", node.spec.version.clone().unwrap_or_default()),
-            ("K3S_CHANNEL", node.spec.channel.clone()),
-            ("K3S_INSTALL_URL", node.spec.install_url.clone()),
-        ],
+        ]
+        .into_iter()
+        // The air-gap installer is on the card: no channel, no URL to fetch it from.
+        .chain(
+            (!node.spec.airgap)
+                .then(|| {
+                    [
+                        ("K3S_CHANNEL", node.spec.channel.clone()),
+                        ("K3S_INSTALL_URL", node.spec.install_url.clone()),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
+        .collect(),
         files,
         install_lines,
         prepare_functions: MEMORY_CGROUP_CHECK.to_string(),
