@@ -39,7 +39,7 @@ impl NodeImage {
     ) -> Result<NodeImage, PipelineError> {
         let (mut image, os) = base.open_for_node(profile.init_override())?;
         let (custom, report, notes) =
-            customise(&mut image, profile, node, &os, base.airgap.as_ref())?;
+            customise_with(&mut image, profile, node, &os, base.airgap.as_ref())?;
         let len = image.len();
         let table = image.table().clone();
         Ok(NodeImage {
@@ -80,9 +80,19 @@ impl NodeImage {
 /// Customises `image` (in its overlay) as `node` of `profile`: resolves the node's plan,
 /// renders it for `os` and applies it. Nothing reaches the image file until the caller
 /// commits the overlay or streams it out. The notes are the plan's, for the user (e.g. that
-/// the cluster token was generated): the caller prints them. With `cluster.airgap`,
-/// `airgap` holds the release files the boot partition gets.
+/// the cluster token was generated): the caller prints them. A profile with
+/// `cluster.airgap` needs [`customise_with`].
 pub fn customise(
+    image: &mut Image,
+    profile: &LoadedProfile,
+    node: &NodeConfig,
+    os: &OsInfo,
+) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
+    customise_with(image, profile, node, os, None)
+}
+
+/// [`customise`] with the K3s release files of `cluster.airgap` for the boot partition.
+pub fn customise_with(
     image: &mut Image,
     profile: &LoadedProfile,
     node: &NodeConfig,

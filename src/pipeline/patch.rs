@@ -35,7 +35,7 @@ impl PatchedImage {
         let mut image = Image::open(target, true)?;
         let os = image.detect_os(None, profile.init_override())?;
         // patch downloads nothing: a profile with cluster.airgap is refused by customise.
-        let (custom, report, notes) = customise(&mut image, profile, node, &os, None)?;
+        let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
         Ok(PatchedImage {
             custom,
             report,
