@@ -562,3 +562,30 @@ fn first_boot_installs_k3s_from_the_card_and_empties_it() {
         stderr(&second)
     );
 }
+
+/// `render` places no release files and downloads nothing, but says what prepare places.
+#[test]
+fn render_downloads_nothing_and_says_what_prepare_places() {
+    let work = tempfile::tempdir().unwrap();
+    let release = Release::new(work.path(), 1 << 20, 1 << 20);
+    let world = World::new(&release);
+    let profile = world.profile("airgap.yaml");
+    let out = world.dir().join("render");
+    let said = run(world
+        .pinode()
+        .args(["render", "--profile"])
+        .arg(&profile)
+        .args(["--generation", "bookworm", "--out-dir"])
+        .arg(&out));
+    assert!(
+        said.contains("air-gap (placed in pinode/k3s/airgap/ by prepare and flash, not by render)")
+            && said.contains("sizes known once prepare or flash downloaded them"),
+        "{said}"
+    );
+    assert!(world.requested().is_empty(), "{:?}", world.requested());
+    assert!(!out.join("boot").join(AIRGAP_DIR).exists());
+    // The stage installs from the card: no installer URL, no curl.
+    let stage = std::fs::read_to_string(out.join("boot/pinode/firstboot.sh")).unwrap();
+    assert!(stage.contains("INSTALL_K3S_SKIP_DOWNLOAD=true"), "{stage}");
+    assert!(!stage.contains("curl --") && !stage.contains("K3S_INSTALL_URL"));
+}

@@ -259,7 +259,7 @@ pub fn describe(release: &Release, cache: Option<&Cache>) -> String {
             "{} on the boot partition",
             crate::ui::size::binary(s.iter().sum())
         ),
-        None => "sizes known once downloaded (prepare, flash)".to_string(),
+        None => "sizes known once prepare or flash downloaded them".to_string(),
     };
     format!(
         "K3s {} from the boot partition: {BINARY}{}, {IMAGES}{}, {INSTALLER}{} ({total}); \

@@ -203,7 +203,7 @@ fn cached_base(
         ..sources.clone()
     };
     let resolver = offline.resolver().ok()?;
-    BaseImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
+    BaseImage::image_for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
 }
 
 /// Where a render records the files it wrote, so that the next render into the same folder

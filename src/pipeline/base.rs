@@ -152,7 +152,9 @@ impl BaseImage {
         Ok(base)
     }
 
-    fn image_for_profile(
+    /// [`BaseImage::for_profile`] without the air-gap files: the base image only (for
+    /// `render`, which places no release files and downloads nothing).
+    pub fn image_for_profile(
         profile: &LoadedProfile,
         explicit: Option<&Path>,
         resolver: &Resolver,
