@@ -656,7 +656,7 @@ class Node:
                    r.stdout + r.stderr)
         self.check("air-gap: the installer is the card's, root-only",
                    sums.get("/etc/pinode/k3s-install.sh") == hashlib.sha256(files["install.sh"]).hexdigest(), r.stdout)
-        r = self.sh(f"ls -A /boot/firmware/pinode/k3s; test -e {AIRGAP_DIR} && echo STILL-THERE")
+        r = self.sh(f"ls -A /boot/firmware/pinode/k3s; if [ -e {AIRGAP_DIR} ]; then echo STILL-THERE; fi")
         self.check("air-gap: the FAT holds none of the release files afterwards",
                    r.returncode == 0 and "STILL-THERE" not in r.stdout and "airgap" not in r.stdout.split(), r.stdout + r.stderr)
         self.check("air-gap: the node asked the host's HTTPS server nothing (no relay)", self.srv.requests() == [],
