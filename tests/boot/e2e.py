@@ -946,6 +946,7 @@ def main() -> int:
     airgap_www = work / "www-airgap"
     shutil.rmtree(airgap_www, ignore_errors=True)
     airgap_files = airgap_release(airgap_www)
+    shutil.rmtree(work / "https-airgap", ignore_errors=True)  # its request log: this run's only
     airgap_srv = HttpsServer(airgap_www, work / "https-airgap", base / "test-ca.pem", base / "test-ca.key").start()
     envs[AIRGAP_ROUTE].update(SSL_CERT_FILE=str(base / "test-ca.pem"), PINODE_CACHE_DIR=str(work / AIRGAP_ROUTE / "cache"))
 
