@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     let result = match &command {
         Command::Wizard => commands::wizard::run(&sources, &out),
         Command::Profile(ProfileCommand::Check { profile, strict }) => {
-            commands::profile::check(profile, *strict, &out)
+            commands::profile::check(profile, *strict, &sources, &out)
         }
         Command::Profile(ProfileCommand::Schema) => commands::profile::schema(&out),
         Command::Inspect(a) => commands::inspect::run(&a.target, &out),

@@ -44,6 +44,8 @@ pub fn apply(fs: &mut BootFs<'_>, c: &BootContent) -> Result<ApplyReport, BootFs
         files_replaced: recorded(|m| &m.files_replaced).unwrap_or_default(),
     };
     let mut report = ApplyReport::default();
+    // Large files first, and their room checked before anything at all is written.
+    check_room(fs, c)?;
 
     // cmdline.txt: take pinode's previous tokens away, then add this node's.
     let text = read_text(fs, "cmdline.txt")?.ok_or(BootFsError::Missing("cmdline.txt"))?;
@@ -121,8 +123,35 @@ pub fn apply(fs: &mut BootFs<'_>, c: &BootContent) -> Result<ApplyReport, BootFs
         let change = fs.write(&file.path, &file.contents)?;
         report.files.push((file.path.clone(), change));
     }
-    let wanted = |path: &String| c.files.iter().any(|f| &f.path == path);
+    for file in &c.bulk {
+        if !previous.files_created.contains(&file.path) && fs.file_len(&file.path)?.is_some() {
+            // Not pinode's: an image file of the same name is not overwritten.
+            return Err(BootFsError::File {
+                path: file.path.clone(),
+                source: std::io::Error::other(
+                    "already on the boot partition, not put there by pinode",
+                ),
+            });
+        }
+        let mut source = crate::input::open_regular(&file.source)
+            .map_err(|e| BootFsError::File {
+                path: file.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .0;
+        fs.write_from(&file.path, &mut source, file.len)?;
+        created.push(file.path.clone());
+        report
+            .files
+            .push((file.path.clone(), super::Change::Created));
+    }
+    let wanted = |path: &String| {
+        c.files.iter().any(|f| &f.path == path) || c.bulk.iter().any(|f| &f.path == path)
+    };
     for old in previous.files_created.iter().filter(|p| !wanted(p)) {
+        if let Some(len) = fs.file_len(old)? {
+            fs.allow(len.saturating_mul(2));
+        }
         fs.scrub(old)?;
         if fs.remove(old)? {
             report.removed.push(old.clone());
@@ -161,6 +190,48 @@ pub fn apply(fs: &mut BootFs<'_>, c: &BootContent) -> Result<ApplyReport, BootFs
     json.push(b'\n');
     fs.write(MANIFEST, &json)?;
     Ok(report)
+}
+
+/// Refuses content whose large files do not fit, naming the sizes, before anything is
+/// written. Room is counted in whole clusters; older copies of the same files (a card
+/// patched again) are counted as free, and so is the room of the small files they replace,
+/// a few KiB, kept as margin instead.
+fn check_room(fs: &BootFs<'_>, c: &BootContent) -> Result<(), BootFsError> {
+    if c.bulk.is_empty() {
+        return Ok(());
+    }
+    let space = fs.space()?;
+    let mut needed = 0u64;
+    let mut freed = 0u64;
+    for file in &c.bulk {
+        needed += space.occupied(file.len);
+        if let Some(old) = fs.file_len(&file.path)? {
+            freed += space.occupied(old);
+        }
+    }
+    // The small files, directories and the manifest: generously, a cluster each, and 1 MiB.
+    let margin = (c.files.len() as u64 + 8) * space.cluster + (1 << 20);
+    let free = space.free + freed;
+    if needed + margin > free {
+        let names: Vec<String> = c
+            .bulk
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f.path.rsplit('/').next().unwrap_or(&f.path),
+                    crate::ui::size::binary(f.len)
+                )
+            })
+            .collect();
+        return Err(BootFsError::NoRoom {
+            what: format!("the air-gap files ({})", names.join(", ")),
+            needed: needed + margin,
+            free,
+            total: space.total,
+        });
+    }
+    Ok(())
 }
 
 /// Copies `from` (whose bytes are `contents`) to `to`, timestamps included.

@@ -17,6 +17,16 @@ pub struct BootFile {
     pub secret: bool,
 }
 
+/// A large file for the boot partition (an air-gap release file), copied from a file on
+/// the host while it is written, never held in memory. The node moves it off at first boot.
+#[derive(Debug, Clone)]
+pub struct BulkFile {
+    /// Path relative to the partition root, `/`-separated.
+    pub path: String,
+    pub source: std::path::PathBuf,
+    pub len: u64,
+}
+
 /// One change to cmdline.txt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmdlineEdit {
@@ -51,4 +61,9 @@ pub struct BootContent {
     pub config_extra: Vec<String>,
     /// The cloud-init instance-id, on that route.
     pub(crate) instance_id: Option<String>,
+    /// With `cluster.airgap`: the directory the first-boot stage takes the K3s release
+    /// files from; the pipeline fills [`BootContent::bulk`] with them.
+    pub airgap_dir: Option<String>,
+    /// Large files copied from the host ([`BulkFile`]).
+    pub bulk: Vec<BulkFile>,
 }

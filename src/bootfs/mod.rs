@@ -43,6 +43,22 @@ pub enum BootFsError {
     Missing(&'static str),
     #[error("{0} on the boot partition is not UTF-8 text")]
     NotText(&'static str),
+    /// Checked before anything is written, so nothing was.
+    #[error(
+        "the boot partition has no room for {what}: {needed} needed, {free} free (of a \
+         {total} partition); nothing was written. A Raspberry Pi OS Bullseye image's boot \
+         partition is 256 MiB; use a Bookworm or later image (512 MiB), or set \
+         cluster.airgap: false",
+        needed = crate::ui::size::binary(*.needed),
+        free = crate::ui::size::binary(*.free),
+        total = crate::ui::size::binary(*.total)
+    )]
+    NoRoom {
+        what: String,
+        needed: u64,
+        free: u64,
+        total: u64,
+    },
 }
 
 /// A FAT directory entry's timestamps.
@@ -61,6 +77,21 @@ pub enum Change {
     Updated,
     #[default]
     Unchanged,
+}
+
+/// Free space on the partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FatSpace {
+    pub(crate) free: u64,
+    pub(crate) total: u64,
+    pub(crate) cluster: u64,
+}
+
+impl FatSpace {
+    /// What a file of `len` bytes occupies: whole clusters.
+    pub(crate) fn occupied(&self, len: u64) -> u64 {
+        len.div_ceil(self.cluster.max(1)) * self.cluster.max(1)
+    }
 }
 
 /// The FAT variant, as the spec decides it: by cluster count, not by what the boot sector says.
@@ -85,6 +116,8 @@ impl std::fmt::Display for FatKind {
 /// An open boot partition.
 pub struct BootFs<'d> {
     fs: Fs<'d>,
+    /// What is left of [`IO_BUDGET`]; [`BootFs::write_from`] adds what a large file needs.
+    budget: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl<'d> BootFs<'d> {
@@ -94,16 +127,17 @@ impl<'d> BootFs<'d> {
             &mut Slice::new(&mut *disk, partition.start, partition.size),
             partition.index,
         )?;
+        let budget = std::rc::Rc::new(std::cell::Cell::new(IO_BUDGET));
         let slice = Watchdog {
             inner: Slice::new(disk, partition.start, partition.size),
-            left: IO_BUDGET,
+            left: budget.clone(),
         };
         let options = fatfs::FsOptions::new().time_provider(Clock::from_env());
         let fs = fatfs::FileSystem::new(slice, options).map_err(|e| BootFsError::NotFat {
             index: partition.index,
             reason: describe(&e),
         })?;
-        Ok(BootFs { fs })
+        Ok(BootFs { fs, budget })
     }
 
     pub(crate) fn fat_kind(&self) -> FatKind {
@@ -273,6 +307,72 @@ impl<'d> BootFs<'d> {
         Ok(())
     }
 
+    /// Free bytes and the cluster size: a file of `n` bytes takes `n` rounded up to whole
+    /// clusters.
+    pub(crate) fn space(&self) -> Result<FatSpace, BootFsError> {
+        let stats = self.fs.stats().map_err(|e| file_error("/", e))?;
+        let cluster = u64::from(stats.cluster_size());
+        Ok(FatSpace {
+            free: u64::from(stats.free_clusters()) * cluster,
+            total: u64::from(stats.total_clusters()) * cluster,
+            cluster,
+        })
+    }
+
+    /// The size of a file; `None` if there is none.
+    pub(crate) fn file_len(&self, path: &str) -> Result<Option<u64>, BootFsError> {
+        let mut file = match self.fs.root_dir().open_file(path) {
+            Ok(file) => file,
+            Err(fatfs::Error::NotFound | fatfs::Error::InvalidInput) => return Ok(None),
+            Err(e) => return Err(file_error(path, e)),
+        };
+        file.seek(io::SeekFrom::End(0))
+            .map(Some)
+            .map_err(|source| BootFsError::File {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// Writes a large file (an air-gap release file) from `source`, `len` bytes, streamed:
+    /// never held in memory here. The I/O budget grows by what the file needs (its bytes,
+    /// plus as much again for scrubbing an older copy), so a looping chain is still caught.
+    pub(crate) fn write_from(
+        &mut self,
+        path: &str,
+        source: &mut dyn Read,
+        len: u64,
+    ) -> Result<(), BootFsError> {
+        self.budget
+            .set(self.budget.get().saturating_add(len.saturating_mul(2)));
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.create_dir_all(parent)?;
+        }
+        let file_err = |source| BootFsError::File {
+            path: path.to_string(),
+            source,
+        };
+        let mut file = self
+            .fs
+            .root_dir()
+            .create_file(path)
+            .map_err(|e| file_error(path, e))?;
+        file.truncate().map_err(|e| file_error(path, e))?;
+        let copied = io::copy(&mut source.take(len), &mut file).map_err(file_err)?;
+        if copied != len {
+            return Err(file_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the source ended after {copied} of {len} bytes"),
+            )));
+        }
+        file.flush().map_err(file_err)
+    }
+
+    /// Grows the I/O budget by `bytes` (scrubbing and removing a large file).
+    pub(crate) fn allow(&mut self, bytes: u64) {
+        self.budget.set(self.budget.get().saturating_add(bytes));
+    }
+
     /// Flushes FSInfo and clears the volume's dirty flag. Must be called after writing.
     pub(crate) fn close(self) -> Result<(), BootFsError> {
         self.fs.unmount().map_err(|e| BootFsError::Close(e.into()))
@@ -416,17 +516,19 @@ fn check_fat_links<T: Read + Seek>(part: &mut T, index: u32) -> Result<(), BootF
 /// Counts the bytes moved through it and fails once [`IO_BUDGET`] is spent.
 struct Watchdog<T> {
     inner: T,
-    left: u64,
+    /// Shared with [`BootFs`], which adds the size of each large file it writes.
+    left: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl<T> Watchdog<T> {
     fn spend(&mut self, n: usize) -> io::Result<()> {
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+        let left = self.left.get().checked_sub(n as u64).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the FAT file system is corrupt (a cluster chain loops back on itself)",
             )
         })?;
+        self.left.set(left);
         Ok(())
     }
 }

@@ -352,7 +352,7 @@ impl Cache {
         };
         for (name, is_dir) in names(&self.root) {
             let known = match name.as_str() {
-                "images" | "catalogs" => is_dir,
+                "images" | "catalogs" | "releases" => is_dir,
                 TAG => !is_dir,
                 _ => false,
             };
@@ -385,6 +385,24 @@ impl Cache {
                 why: format!("no {TAG}, and it holds {name}, which pinode never writes there"),
             }),
         }
+    }
+
+    /// A directory of the cache for files that are not OS images (`releases/…`: the K3s
+    /// release files of `cluster.airgap`), created, the invoking user's under sudo.
+    pub(crate) fn files_dir(&self, rel: &Path) -> Result<PathBuf, CacheError> {
+        let _hand_back = self.prepare_root()?;
+        self.create_root()?;
+        let dir = self.root.join(rel);
+        fs::create_dir_all(&dir).map_err(|source| CacheError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// Under sudo, gives what was written to the cache back to the invoking user.
+    pub(crate) fn give_back(&self) {
+        drop(HandBack(self));
     }
 
     fn images(&self) -> PathBuf {
@@ -784,6 +802,15 @@ impl Cache {
         }
         // Only once empty: anything else in it is not pinode's to delete.
         let _ = fs::remove_dir(&catalogs);
+        // The air-gap release files (see crate::airgap): downloaded again when needed.
+        let releases = self.root.join("releases");
+        if releases.is_dir() {
+            freed += disk_bytes(&releases);
+            fs::remove_dir_all(&releases).map_err(|source| CacheError::Io {
+                path: releases.clone(),
+                source,
+            })?;
+        }
         Ok((freed, busy))
     }
 
@@ -823,6 +850,22 @@ fn is_catalog_name(name: &str, is_dir: bool) -> bool {
         .strip_suffix(".json")
         .is_some_and(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
     !is_dir && (is_copy || name.starts_with(".tmp") || crate::cleanup::is_temp_name(name))
+}
+
+/// Bytes a directory tree takes on disk (not following links).
+fn disk_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for item in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = item.path().symlink_metadata() else {
+            continue;
+        };
+        total += if meta.is_dir() {
+            disk_bytes(&item.path())
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    total
 }
 
 fn merge(old: &[String], new: &[String]) -> Vec<String> {

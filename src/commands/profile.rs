@@ -13,7 +13,12 @@ use pinode::profile::{Checked, LoadedProfile, NodeConfig, ProfileError, sort_by_
 
 /// Checks the profile and what `prepare` would need (files, variables, secrets), listing
 /// every problem of the run at once; with `strict`, what this machine lacks is an error too.
-pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
+pub fn check(
+    path: &Path,
+    strict: bool,
+    sources: &super::Sources,
+    out: &Output,
+) -> Result<(), Error> {
     let Checked {
         profile: loaded,
         mut errors,
@@ -70,6 +75,16 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
         out.say(format!("  token: {}", plan.token));
         let distribution = plan.distribution;
         match distribution {
+            Distribution::K3s if plan.spec.airgap => {
+                if let Some(release) = pinode::airgap::Release::of(plan.spec.k3s()) {
+                    let cache =
+                        pinode::cache::store::Cache::open(sources.cache_dir.as_deref()).ok();
+                    out.say(format!(
+                        "  air-gap: {}",
+                        pinode::airgap::describe(&release, cache.as_ref())
+                    ));
+                }
+            }
             Distribution::K3s => out.say(format!(
                 "  k3s: {}, installer {}",
                 plan.spec.engine_version(),

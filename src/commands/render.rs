@@ -169,6 +169,16 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         os.init,
         dir.display()
     ));
+    // render downloads nothing: it says what prepare and flash would place.
+    if let Some(boot_dir) = &custom.airgap_dir
+        && let Some(release) = pinode::airgap::Release::of_profile(&profile)
+    {
+        let cache = pinode::cache::store::Cache::open(sources.cache_dir.as_deref()).ok();
+        out.say(format!(
+            "  air-gap (placed in {boot_dir}/ by prepare and flash, not by render): {}",
+            pinode::airgap::describe(&release, cache.as_ref())
+        ));
+    }
     if out.verbose > 0 {
         for e in &os.evidence {
             out.say(format!("  because {}", Untrusted(e)));
@@ -193,7 +203,7 @@ fn cached_base(
         ..sources.clone()
     };
     let resolver = offline.resolver().ok()?;
-    BaseImage::for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
+    BaseImage::image_for_profile(profile, None, &resolver, scratch, progress, || {}).ok()
 }
 
 /// Where a render records the files it wrote, so that the next render into the same folder

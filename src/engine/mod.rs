@@ -285,6 +285,15 @@ pub(crate) enum EngineError {
 }
 
 impl Engine {
+    /// Whether the node installs its distribution from the boot partition
+    /// (`cluster.airgap`; K3s only).
+    pub(crate) fn airgap(&self) -> bool {
+        match self {
+            Engine::K3s(node) => node.spec.airgap,
+            _ => false,
+        }
+    }
+
     /// Why this node's distribution cannot work on the OS `os` describes, if it cannot (the
     /// image is known when a node is prepared; `profile check` says what it can without it).
     pub(crate) fn os_refusal(&self, os: &OsInfo) -> Option<String> {

@@ -105,6 +105,8 @@ pub struct BaseImage {
     os: OnceLock<OsInfo>,
     _temp: Option<crate::cleanup::TempFile>,
     _lock: Option<Lock>,
+    /// With `cluster.airgap`: the K3s release files every node's boot partition gets.
+    pub airgap: Option<crate::airgap::AirgapFiles>,
 }
 
 impl BaseImage {
@@ -133,7 +135,26 @@ impl BaseImage {
 
     /// The base image `prepare` uses: `--image`, or the profile's `os.image` (a path, used in
     /// place and checked against `os.sha256` when given; an alias or URL, from the cache).
+    ///
+    /// With `cluster.airgap`, the K3s release files are obtained too (from the cache or
+    /// downloaded and verified), before any node is made.
     pub fn for_profile(
+        profile: &LoadedProfile,
+        explicit: Option<&Path>,
+        resolver: &Resolver,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        on_wait: impl FnOnce(),
+    ) -> Result<BaseImage, PipelineError> {
+        let mut base =
+            Self::image_for_profile(profile, explicit, resolver, scratch_dir, progress, on_wait)?;
+        base.airgap = airgap_files(profile, resolver, progress)?;
+        Ok(base)
+    }
+
+    /// [`BaseImage::for_profile`] without the air-gap files: the base image only (for
+    /// `render`, which places no release files and downloads nothing).
+    pub fn image_for_profile(
         profile: &LoadedProfile,
         explicit: Option<&Path>,
         resolver: &Resolver,
@@ -195,6 +216,7 @@ impl BaseImage {
             os: OnceLock::new(),
             _temp: None,
             _lock: Some(lock),
+            airgap: None,
         })
     }
 
@@ -262,6 +284,7 @@ impl BaseImage {
                 os: OnceLock::new(),
                 _temp: None,
                 _lock: None,
+                airgap: None,
             });
         };
         let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
@@ -280,6 +303,7 @@ impl BaseImage {
             os: OnceLock::new(),
             _temp: Some(temp),
             _lock: None,
+            airgap: None,
         })
     }
 
@@ -311,4 +335,28 @@ impl BaseImage {
             .map(|m| m.len())
             .map_err(|e| PipelineError::path(&self.path, e))
     }
+}
+
+/// The K3s release files of a profile with `cluster.airgap` (`None` without it).
+pub(crate) fn airgap_files(
+    profile: &LoadedProfile,
+    resolver: &Resolver,
+    progress: &dyn Progress,
+) -> Result<Option<crate::airgap::AirgapFiles>, PipelineError> {
+    let Some(cluster) = profile.profile.cluster.as_ref().filter(|c| c.airgap) else {
+        return Ok(None);
+    };
+    let release = crate::airgap::Release::of(cluster.k3s()).ok_or_else(|| {
+        PipelineError::Field(profile.error_at(
+            "cluster.airgap",
+            "needs a pinned release: set cluster.k3s.version",
+        ))
+    })?;
+    let http = resolver.http()?;
+    Ok(Some(crate::airgap::obtain(
+        &resolver.cache,
+        http.as_ref(),
+        &release,
+        progress,
+    )?))
 }

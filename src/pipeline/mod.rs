@@ -49,6 +49,8 @@ pub enum PipelineError {
     Card(#[from] crate::sink::card::CardError),
     #[error("{path}: {message}", path = .path.display())]
     Path { path: PathBuf, message: String },
+    #[error("cluster.airgap: {0}")]
+    Airgap(#[from] crate::airgap::AirgapError),
 }
 
 impl PipelineError {

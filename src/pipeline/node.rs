@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::airgap::AirgapFiles;
 use crate::bootfs::apply::{ApplyReport, apply};
 use crate::bootfs::content::BootContent;
 use crate::disk::{Composed, OverlayDisk, PartitionTable};
@@ -37,7 +38,8 @@ impl NodeImage {
         node: &NodeConfig,
     ) -> Result<NodeImage, PipelineError> {
         let (mut image, os) = base.open_for_node(profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
+        let (custom, report, notes) =
+            customise_with(&mut image, profile, node, &os, base.airgap.as_ref())?;
         let len = image.len();
         let table = image.table().clone();
         Ok(NodeImage {
@@ -78,18 +80,40 @@ impl NodeImage {
 /// Customises `image` (in its overlay) as `node` of `profile`: resolves the node's plan,
 /// renders it for `os` and applies it. Nothing reaches the image file until the caller
 /// commits the overlay or streams it out. The notes are the plan's, for the user (e.g. that
-/// the cluster token was generated): the caller prints them.
+/// the cluster token was generated): the caller prints them. A profile with
+/// `cluster.airgap` needs [`customise_with`].
 pub fn customise(
     image: &mut Image,
     profile: &LoadedProfile,
     node: &NodeConfig,
     os: &OsInfo,
 ) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
+    customise_with(image, profile, node, os, None)
+}
+
+/// [`customise`] with the K3s release files of `cluster.airgap` for the boot partition.
+pub fn customise_with(
+    image: &mut Image,
+    profile: &LoadedProfile,
+    node: &NodeConfig,
+    os: &OsInfo,
+    airgap: Option<&AirgapFiles>,
+) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
     let plan = NodePlan::resolve(profile, node, crate::edge::settings())?;
-    let custom = crate::render::render(&plan, os).map_err(|source| PipelineError::Render {
+    let mut custom = crate::render::render(&plan, os).map_err(|source| PipelineError::Render {
         node: node.hostname.clone(),
         source,
     })?;
+    if let Some(dir) = &custom.airgap_dir {
+        let files = airgap.ok_or_else(|| {
+            PipelineError::Field(profile.error_at(
+                "cluster.airgap",
+                "the K3s release files were not obtained for this command; use prepare or \
+                 flash, which download them into the cache",
+            ))
+        })?;
+        custom.bulk = files.bulk(dir);
+    }
     let report = image.with_boot_fs(|fs| apply(fs, &custom))?;
     Ok((custom, report, plan.notes))
 }

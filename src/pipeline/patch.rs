@@ -34,6 +34,7 @@ impl PatchedImage {
     ) -> Result<PatchedImage, PipelineError> {
         let mut image = Image::open(target, true)?;
         let os = image.detect_os(None, profile.init_override())?;
+        // patch downloads nothing: a profile with cluster.airgap is refused by customise.
         let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
         Ok(PatchedImage {
             custom,

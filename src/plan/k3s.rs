@@ -19,7 +19,7 @@ use super::cluster::{ClusterPlan, state_dir};
 use super::kept_pki::KeptPki;
 use crate::edge::Settings;
 use crate::engine::Membership;
-use crate::engine::k3s::K3sNode;
+use crate::engine::k3s::{K3sNode, K3sSpec};
 use crate::engine::k3s::ca::{self, CaFile, FILES};
 use crate::profile::{FieldError, LoadedProfile};
 
@@ -81,7 +81,10 @@ pub(super) fn resolve(
     }
     Ok(K3sNode {
         member,
-        spec: plan.spec.k3s().clone(),
+        spec: K3sSpec {
+            airgap: plan.spec.airgap,
+            ..plan.spec.k3s().clone()
+        },
         ca: files,
     })
 }

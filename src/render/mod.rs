@@ -151,5 +151,7 @@ pub fn render(plan: &NodePlan, os: &OsInfo) -> Result<BootContent, RenderError> 
         arm_64bit: plan.boot.arm_64bit,
         config_extra: plan.boot.config_extra.clone(),
         instance_id,
+        airgap_dir: stage2::airgap_dir(plan),
+        bulk: Vec::new(),
     })
 }

@@ -26,6 +26,16 @@ pub(crate) const SCRIPT: &str = "pinode/firstboot.sh";
 const UNIT: &str = "pinode/pinode-firstboot.service";
 const HOSTS_UNIT: &str = "pinode/pinode-hosts.service";
 
+/// The boot-partition directory the node installs its distribution from without internet
+/// (`cluster.airgap`), when it does.
+pub(crate) fn airgap_dir(plan: &NodePlan) -> Option<String> {
+    let cluster = plan.cluster.as_ref()?;
+    cluster
+        .engine
+        .airgap()
+        .then(|| format!("{DIR}/{}", crate::engine::k3s::stage2::AIRGAP_DIR))
+}
+
 /// Where the node keeps the stage's files and its secrets (root only).
 const NODE_DIR: &str = "/etc/pinode";
 const NODE_SECRETS: &str = "/etc/pinode/secrets";

@@ -174,6 +174,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             microk8s: None,
             kubeadm: None,
             runner: runner.map(crate::ci::Runners::one),
+            airgap: false,
         }),
         nodes: std::iter::once(node(&a.servers, Role::Server))
             .chain(a.agents.iter().map(|agents| node(agents, Role::Agent)))

@@ -33,7 +33,12 @@ servers hold its files root-only in /var/lib/rancher/k3s/server/tls before the i
 and every node's token is K10<hashlib over the server's server-ca.crt>::server:<secret>.
 
 Roles booted: the first server (HA founder, with the runner), a second HA server and an agent
-on the firstrun route, and the first server again on the cloud-init route; and a third server
+on the firstrun route, and the first server again on the cloud-init route, which installs K3s
+without internet (`cluster.airgap`): stand-ins of the release's files (k3s-arm64 = the stand-in
+k3s command, a zstd images archive of `docker save`'s layout, sha256sum-arm64.txt, install.sh)
+are served from 127.0.0.1 into pinode's cache during `prepare`, and the node boots with no
+relay at all: its first boot must complete from the card, run the installer with
+INSTALL_K3S_SKIP_DOWNLOAD=true, and leave none of the files on the FAT; and a third server
 whose first boot fails on purpose (its install URL answers 404): `pinode status` must say
 "first boot failed" with the reason line from that node's own log, and exit 1. The agent boots from
 a card that `pinode flash` wrote and verified: a loop device larger than the image and filled
@@ -86,11 +91,9 @@ STATIC_NODE = {"firstrun": "e2e-2", "cloud-init": "e2e-1", "microk8s": "e2e-m1",
 STATIC_ADDRESS, STATIC_GATEWAY, STATIC_DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"
 VIP = "10.0.2.9"
 
-# The stand-in for https://get.k3s.io: records how it was called, on the node and (by POSTing)
-# on the host, and leaves what the first-boot program expects from a real install.
-FAKE_INSTALLER = r"""#!/bin/sh
-set -u
-mkdir -p /var/lib/pinode-e2e
+# Pieces of the stand-in installers: the record of how it was run, and the kubeconfig a
+# server's install leaves.
+_RECORD = r"""mkdir -p /var/lib/pinode-e2e
 record=$( {
 	printf 'args=%s\n' "$*"
 	env | grep -E '^(INSTALL_K3S_|K3S_)' | sort
@@ -103,8 +106,10 @@ record=$( {
 	fi
 } )
 printf '%s\n---\n' "$record" >>/var/lib/pinode-e2e/install.log
-printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https://10.0.2.100/installed/$(hostname)" || true
-if [ "${1:-}" = server ]; then
+"""
+_REPORT = r"""printf '%s\n' "$record" | curl -sS --max-time 20 -X POST --data-binary @- "https://10.0.2.100/installed/$(hostname)" || true
+"""
+_KUBECONFIG = r"""if [ "${1:-}" = server ]; then
 	# /etc/rancher/k3s/k3s.yaml in the shape K3s writes it (root-only, the cluster, context
 	# and user all "default", the server https://127.0.0.1:6443), with a CA and an admin
 	# client certificate made here by openssl in place of K3s's own.
@@ -142,8 +147,11 @@ KUBECONFIG
 	chmod 600 /etc/rancher/k3s/k3s.yaml
 	rm -rf "$pki"
 	umask 022
-	cat >/usr/local/bin/k3s <<'STANDIN'
-#!/bin/sh
+"""
+
+# The stand-in `k3s` command: what the stand-in installer leaves on servers, and on the
+# air-gap route the stand-in for the release's k3s-arm64 itself.
+K3S_STANDIN = r"""#!/bin/sh
 # A STAND-IN for k3s, left by the stand-in installer of pinode's e2e boot test (real K3s cannot
 # be downloaded there). It answers only `k3s kubectl get nodes -o json [...]`, as kubectl prints
 # it (a List of core/v1 Nodes in the API's own shape), listing this node with Ready True; every
@@ -193,10 +201,50 @@ EOF
 fi
 echo "k3s stand-in (pinode e2e boot test): only 'kubectl get nodes -o json' is answered" >&2
 exit 1
-STANDIN
-	chmod 755 /usr/local/bin/k3s
-fi
 """
+
+# The stand-in for https://get.k3s.io: records how it was called, on the node and (by POSTing)
+# on the host, and leaves what the first-boot program expects from a real install.
+FAKE_INSTALLER = ("#!/bin/sh\nset -u\n" + _RECORD + _REPORT + _KUBECONFIG
+                  + "\tcat >/usr/local/bin/k3s <<'STANDIN'\n" + K3S_STANDIN
+                  + "STANDIN\n\tchmod 755 /usr/local/bin/k3s\nfi\n")
+
+# The stand-in for the tag's install.sh on the air-gap route (cluster.airgap): run from the
+# card with INSTALL_K3S_SKIP_DOWNLOAD=true, it records how it was run and leaves the
+# kubeconfig, like the other; it reports nothing to the host (the node has no route there)
+# and leaves /usr/local/bin/k3s alone, as the real one does when told to skip the download.
+AIRGAP_INSTALLER = "#!/bin/sh\nset -u\n" + _RECORD + _KUBECONFIG + "fi\n"
+
+# The route whose node installs K3s from its card (cluster.airgap) and boots with no relay to
+# any server; the release's files as K3s publishes them (k3s-io/k3s releases).
+AIRGAP_ROUTE = "cloud-init"
+AIRGAP_DIR = "/boot/firmware/pinode/k3s/airgap"
+AIRGAP_IMAGES = "k3s-airgap-images-arm64.tar.zst"
+
+
+def airgap_release(www: Path) -> dict[str, bytes]:
+    """STAND-INS of a K3s release under www/releases/<tag>/ (k3s-arm64, the zstd images
+    archive, sha256sum-arm64.txt) and www/install.sh; returns the files by name. The binary is
+    the stand-in k3s command; the archive has the layout `docker save` writes (manifest.json,
+    repositories, blobs) around random bytes, so that megabytes travel to the card and off it."""
+    tag = www / "releases" / K3S_VERSION
+    tag.mkdir(parents=True)
+    tree = www.parent / "airgap-archive"
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "blobs").mkdir(parents=True)
+    (tree / "manifest.json").write_text(json.dumps([{"Config": "blobs/config.json", "Layers": ["blobs/layer.tar"],
+                                                     "RepoTags": ["docker.io/rancher/mirrored-pause:3.6"]}]))
+    (tree / "repositories").write_text("{}")
+    (tree / "blobs" / "config.json").write_text("{}")
+    (tree / "blobs" / "layer.tar").write_bytes(os.urandom(8 << 20))
+    run(["tar", "--zstd", "-cf", tag / AIRGAP_IMAGES, "-C", tree, "manifest.json", "repositories", "blobs"], check=True)
+    files = {"k3s-arm64": K3S_STANDIN.encode(), AIRGAP_IMAGES: (tag / AIRGAP_IMAGES).read_bytes(),
+             "install.sh": AIRGAP_INSTALLER.encode()}
+    (tag / "k3s-arm64").write_bytes(files["k3s-arm64"])
+    (www / "install.sh").write_bytes(files["install.sh"])
+    sums = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in ("k3s-arm64", AIRGAP_IMAGES))
+    (tag / "sha256sum-arm64.txt").write_text(sums)
+    return files
 
 # A user's kubeconfig with two other clusters, for `pinode kubeconfig --merge`.
 OTHER_KUBECONFIG = """apiVersion: v1
@@ -333,7 +381,10 @@ class Node:
         # pinode's state directory of this route: the cluster's known_hosts and host keys.
         self.cluster_dir = state / "clusters" / "e2e"
         self.known_hosts = self.cluster_dir / "known_hosts"
-        self.vm = Vm(image, work / "vm", https_port=srv.port, known_hosts=self.known_hosts, host_key_alias=name)
+        # The air-gap node has no relay at all: the guest reaches nothing outside itself.
+        self.airgap = route == AIRGAP_ROUTE
+        self.vm = Vm(image, work / "vm", https_port=None if self.airgap else srv.port, known_hosts=self.known_hosts,
+                     host_key_alias=name)
         self.timeout = timeout
         self.pinode, self.profile, self.env = pinode, profile, env
 
@@ -535,7 +586,10 @@ class Node:
         if not self.check("the K3s installer ran once", len(runs) == 1, r.stdout + r.stderr):
             return
         run_ = runs[0]
-        self.check("installer version", run_.get("INSTALL_K3S_VERSION") == K3S_VERSION, str(run_))
+        if self.airgap:
+            self.airgap_install(run_)
+        else:
+            self.check("installer version", run_.get("INSTALL_K3S_VERSION") == K3S_VERSION, str(run_))
         self.check("installer role", run_.get("args") == ("server" if server else "agent"), str(run_))
         self.check("installer token file", run_.get("K3S_TOKEN_FILE") == "/etc/pinode/secrets/k3s-token", str(run_))
         self.check("cluster token byte-exact", base64.b64decode(run_.get("token_b64", "")) == self.k3s_token().encode(),
@@ -546,8 +600,9 @@ class Node:
             self.check("no K3S_URL for a server", "K3S_URL" not in run_, str(run_))
         else:
             self.check("agent joins the API (K3S_URL)", run_.get("K3S_URL") == API, str(run_))
-        posted = [q for q in self.srv.requests() if q["path"] == f"/installed/{self.name}"]
-        self.check("the installer reported to the host", len(posted) >= 1)
+        if not self.airgap:
+            posted = [q for q in self.srv.requests() if q["path"] == f"/installed/{self.name}"]
+            self.check("the installer reported to the host", len(posted) >= 1)
 
         r = self.sh("sudo -n stat -c %a /etc/rancher/k3s/config.yaml; sudo -n cat /etc/rancher/k3s/config.yaml")
         mode, _, body = r.stdout.partition("\n")
@@ -645,6 +700,29 @@ class Node:
                    f"{token[3:67]} != {served}")
         self.check("the CA was in place, root-only, when the installer ran (stand-in's record)",
                    run_.get("ca_sha256") == served and run_.get("ca_dir") == "700 root", str(run_))
+
+    def airgap_install(self, run_: dict) -> None:
+        """cluster.airgap: K3s installed from the card's files, nothing fetched, the FAT empty of them."""
+        self.check("air-gap: the installer ran with INSTALL_K3S_SKIP_DOWNLOAD=true (no version to fetch)",
+                   run_.get("INSTALL_K3S_SKIP_DOWNLOAD") == "true" and "INSTALL_K3S_VERSION" not in run_, str(run_))
+        files = self.airgap_files
+        r = self.sh(f"sudo -n stat -c '%a %U' /usr/local/bin/k3s; sudo -n sha256sum /usr/local/bin/k3s "
+                    f"/var/lib/rancher/k3s/agent/images/{AIRGAP_IMAGES} /etc/pinode/k3s-install.sh")
+        lines = r.stdout.splitlines()
+        sums = {line.split()[1]: line.split()[0] for line in lines[1:] if len(line.split()) == 2}
+        self.check("air-gap: /usr/local/bin/k3s is the card's binary, 755 root",
+                   lines[:1] == ["755 root"] and sums.get("/usr/local/bin/k3s") == hashlib.sha256(files["k3s-arm64"]).hexdigest(),
+                   r.stdout + r.stderr)
+        self.check("air-gap: the images archive is in K3s's agent/images",
+                   sums.get(f"/var/lib/rancher/k3s/agent/images/{AIRGAP_IMAGES}") == hashlib.sha256(files[AIRGAP_IMAGES]).hexdigest(),
+                   r.stdout + r.stderr)
+        self.check("air-gap: the installer is the card's, root-only",
+                   sums.get("/etc/pinode/k3s-install.sh") == hashlib.sha256(files["install.sh"]).hexdigest(), r.stdout)
+        r = self.sh(f"ls -A /boot/firmware/pinode/k3s; if [ -e {AIRGAP_DIR} ]; then echo STILL-THERE; fi")
+        self.check("air-gap: the FAT holds none of the release files afterwards",
+                   r.returncode == 0 and "STILL-THERE" not in r.stdout and "airgap" not in r.stdout.split(), r.stdout + r.stderr)
+        self.check("air-gap: the node asked the host's HTTPS server nothing (no relay)", self.srv.requests() == [],
+                   str(self.srv.requests())[:300])
 
     def secrets(self) -> dict[str, bytes]:
         host_key = self.cluster_dir / "host-keys" / f"{self.name}_ed25519"
@@ -934,6 +1012,14 @@ def main() -> int:
     # pinode's state directory (host keys, known_hosts) per route, fresh each run: each route's
     # nodes get keys of their own, and nothing of the invoking user's ~/.local/state is used.
     envs = {route: dict(env, PINODE_STATE_DIR=str(work / route / "state")) for route in ROUTES}
+    # The air-gap route's release: served from 127.0.0.1 to `pinode prepare` (into its cache,
+    # through the test CA), never to the node.
+    airgap_www = work / "www-airgap"
+    shutil.rmtree(airgap_www, ignore_errors=True)
+    airgap_files = airgap_release(airgap_www)
+    shutil.rmtree(work / "https-airgap", ignore_errors=True)  # its request log: this run's only
+    airgap_srv = HttpsServer(airgap_www, work / "https-airgap", base / "test-ca.pem", base / "test-ca.key").start()
+    envs[AIRGAP_ROUTE].update(SSL_CERT_FILE=str(base / "test-ca.pem"), PINODE_CACHE_DIR=str(work / AIRGAP_ROUTE / "cache"))
 
     # Longest first, so that two lanes end at about the same time.
     plan = {
@@ -949,6 +1035,10 @@ def main() -> int:
         (rdir / "out").mkdir(parents=True)
         profile_path = rdir / "profile.yaml"
         doc = engines.profile(key.with_suffix(".pub"), route) if route in engines.NODES else profile(key.with_suffix(".pub"), route)
+        if route == AIRGAP_ROUTE:
+            doc["cluster"]["airgap"] = True
+            doc["cluster"]["k3s"].update(release_url=f"https://127.0.0.1:{airgap_srv.port}/releases",
+                                         install_url=f"https://127.0.0.1:{airgap_srv.port}/install.sh")
         profile_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         plan[route] = [(n, r) for n, r in plan[route] if not args.only or n in args.only]
         names = [n for n, _ in plan[route]]
@@ -974,10 +1064,21 @@ def main() -> int:
             print(r.stdout + r.stderr, end="")
             if not checks.check(f"{route}: pinode prepare exits 0", r.returncode == 0, r.stderr):
                 continue
+        if route == AIRGAP_ROUTE:
+            asked = sorted(q["path"] for q in airgap_srv.requests())
+            tag = K3S_VERSION.replace("+", "%2B")
+            checks.check(f"{route}: air-gap: prepare fetched each release file once (tag URL-encoded)",
+                         asked == sorted([f"/releases/{tag}/{n}" for n in ("k3s-arm64", AIRGAP_IMAGES, "sha256sum-arm64.txt")]
+                                         + ["/install.sh"]), str(asked))
+            cached = work / route / "cache" / "releases" / "k3s" / K3S_VERSION
+            checks.check(f"{route}: air-gap: the release files are in pinode's cache, verified",
+                         all((cached / n).is_file() and (cached / n).read_bytes() == b for n, b in airgap_files.items()),
+                         str(sorted(p.name for p in cached.glob("*"))))
         known = known_hosts_entries(rdir / "state" / "clusters" / "e2e" / "known_hosts")
         checks.check(f"{route}: pinode's known_hosts names every node prepared (HOST and HOST.local)",
                      all(n in known and known.get(f"{n}.local") == known[n] for n in names), str(known))
         jobs += [(route, name, role) for name, role in plan[route]]
+    airgap_srv.stop()
     # The broken node spends five minutes in its retries, idle: it starts early.
     jobs.sort(key=lambda job: ["founder", "broken", "agent", "server"].index(job[2]))
 
@@ -1064,6 +1165,7 @@ def main() -> int:
                     work / route / "profile.yaml", work / route / "state", dict(envs[route], SSH_AUTH_SOCK=agent_sock))
         if route in engines.NODES:
             node.agent_image = work / route / "out" / f"{engines.NODES[route][1]}.img"
+        node.airgap_files = airgap_files
         failed_before = checks.failed_for(node.label)
         try:
             if role == "broken" and node.boot():

@@ -59,6 +59,18 @@ pub struct K3sSpec {
     /// address Kubernetes reports as the node's ExternalIP, e.g. for ServiceLB).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) node_external_ip: bool,
+    /// With `cluster.airgap`: where the release files are downloaded from, the tag appended
+    /// URL-encoded (`…/v1.33.5%2Bk3s1/k3s-arm64`).
+    #[serde(
+        default = "default_release_url",
+        skip_serializing_if = "is_default_release_url"
+    )]
+    pub release_url: String,
+    /// Not a key of `cluster.k3s`: the plan copies `cluster.airgap` here, so that the node's
+    /// stage installs from the boot partition.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) airgap: bool,
 }
 
 impl Default for K3sSpec {
@@ -71,8 +83,19 @@ impl Default for K3sSpec {
             agent_args: Vec::new(),
             tls_san: Vec::new(),
             node_external_ip: false,
+            release_url: default_release_url(),
+            airgap: false,
         }
     }
+}
+
+fn is_default_release_url(url: &str) -> bool {
+    url == default_release_url()
+}
+
+/// K3s's GitHub releases (k3s-io/k3s), where every tag's assets are published.
+fn default_release_url() -> String {
+    "https://github.com/k3s-io/k3s/releases/download".to_string()
 }
 
 fn default_channel() -> String {

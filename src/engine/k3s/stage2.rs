@@ -64,7 +64,9 @@ install_k3s() {
 		return 1
 	fi
 }
+"##;
 
+const COPY_KUBECONFIG: &str = r##"
 # The admin kubeconfig, for the login user (K3s writes it root-only).
 copy_kubeconfig() {
 	waited=0
@@ -80,6 +82,57 @@ copy_kubeconfig() {
 		chown -R "$USER_NAME:" "$home/.kube"
 }
 "##;
+
+/// With `cluster.airgap`: the release files leave the boot partition as soon as the first
+/// stage hands over (the binary where the installer expects it, the images archive where
+/// K3s imports archives from at start, the installer root-only), and the FAT copies are
+/// deleted. A copy already made (a stage run again) is not looked for twice.
+const AIRGAP_INSTALL_LINES: &str = r##"	if [ -f "$boot/@AIRGAP@/@BINARY@" ]; then
+		install -D -m 755 "$boot/@AIRGAP@/@BINARY@" /usr/local/bin/k3s || return 1
+		install -D -m 644 "$boot/@AIRGAP@/@IMAGES@" @IMAGES_DIR@/@IMAGES@ || return 1
+		install -m 700 "$boot/@AIRGAP@/@INSTALLER@" @NODE_DIR@/k3s-install.sh || return 1
+		rm -f "$boot/@AIRGAP@/@BINARY@" "$boot/@AIRGAP@/@IMAGES@" "$boot/@AIRGAP@/@INSTALLER@" || return 1
+		rmdir "$boot/@AIRGAP@" 2>/dev/null
+	fi
+"##;
+
+/// With `cluster.airgap`: the installer of the pinned tag, from the files the stage moved off
+/// the boot partition; `INSTALL_K3S_SKIP_DOWNLOAD=true` makes it use /usr/local/bin/k3s and
+/// download nothing (k3s-io/k3s install.sh, `download_and_verify`; docs.k3s.io
+/// installation/airgap, "Install K3s").
+const AIRGAP_INSTALL_FUNCTIONS: &str = r##"
+install_k3s() {
+	installer=@NODE_DIR@/k3s-install.sh
+	if [ ! -x /usr/local/bin/k3s ] || [ ! -f "$installer" ] || [ ! -f @IMAGES_DIR@/@IMAGES@ ]; then
+		log "the K3s release files from the boot partition are missing (/usr/local/bin/k3s, $installer, @IMAGES_DIR@/@IMAGES@)"
+		return 1
+	fi
+	log "installing K3s $K3S_VERSION from the files of the boot partition (no download)"
+	export INSTALL_K3S_SKIP_DOWNLOAD=true
+	export K3S_TOKEN_FILE=@TOKEN_FILE@
+	if [ "$K3S_EXEC" = agent ]; then
+		export K3S_URL="$K3S_API"
+	fi
+	# As on the online path: output to the console, the journal and the log, the exit status
+	# through a file.
+	output=/var/lib/pinode/k3s-install.out
+	{
+		sh "$installer" "$K3S_EXEC" 2>&1
+		echo "$?" >"$output.status"
+	} | tee "$output" >&2
+	status=$(cat "$output.status" 2>/dev/null || echo 1)
+	cat "$output" >>"$PINODE_LOG" 2>/dev/null
+	if [ "$status" -ne 0 ]; then
+		log "the K3s installer failed (exit $status): $(tail -n 1 "$output")"
+		return 1
+	fi
+}
+"##;
+
+/// The directory of the air-gap files on the boot partition, under the stage's own.
+pub(crate) const AIRGAP_DIR: &str = "k3s/airgap";
+/// Where K3s imports image archives from when it starts.
+const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
 
 const PREPARE_STEPS: &str = r##"	step "memory cgroup" check_memory_cgroup
 	step "k3s config" install -D -m 600 @NODE_DIR@/k3s-config.yaml /etc/rancher/k3s/config.yaml
@@ -121,7 +174,23 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         ("@KUBE_VIP_NAME@", kubevip::MANIFEST),
         ("@MANIFESTS_DIR@", MANIFESTS_DIR),
     ];
+    let airgap_dir = format!("{}/{AIRGAP_DIR}", ctx.boot_dir);
+    let airgap_paths = [
+        ("@AIRGAP@", airgap_dir.as_str()),
+        ("@BINARY@", crate::airgap::BINARY),
+        ("@IMAGES@", crate::airgap::IMAGES),
+        ("@INSTALLER@", crate::airgap::INSTALLER),
+        ("@IMAGES_DIR@", IMAGES_DIR),
+        ("@NODE_DIR@", ctx.node_dir),
+        ("@TOKEN_FILE@", token_file.as_str()),
+    ];
     let mut install_lines = fill(INSTALL_LINES, &paths);
+    let install_functions = if node.spec.airgap {
+        install_lines.push_str(&fill(AIRGAP_INSTALL_LINES, &airgap_paths));
+        fill(AIRGAP_INSTALL_FUNCTIONS, &airgap_paths)
+    } else {
+        fill(INSTALL_FUNCTIONS, &paths)
+    } + COPY_KUBECONFIG;
     let mut prepare_steps = fill(PREPARE_STEPS, &paths);
     add_ca(ctx, node, &mut files, &mut prepare_steps);
     // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
@@ -150,13 +219,25 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
             ("K3S_EXEC", exec.to_string()),
             ("K3S_API", node.member.api.clone()),
             ("K3S_VERSION", node.spec.version.clone().unwrap_or_default()),
-            ("K3S_CHANNEL", node.spec.channel.clone()),
-            ("K3S_INSTALL_URL", node.spec.install_url.clone()),
-        ],
+        ]
+        .into_iter()
+        // The air-gap installer is on the card: no channel, no URL to fetch it from.
+        .chain(
+            (!node.spec.airgap)
+                .then(|| {
+                    [
+                        ("K3S_CHANNEL", node.spec.channel.clone()),
+                        ("K3S_INSTALL_URL", node.spec.install_url.clone()),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
+        .collect(),
         files,
         install_lines,
         prepare_functions: format!("{MEMORY_CGROUP_CHECK}{}", place_ca_function(ctx, node)),
-        install_functions: fill(INSTALL_FUNCTIONS, &paths),
+        install_functions,
         prepare_steps,
         install_steps: INSTALL_STEPS.to_string(),
         api_mdns_host: mdns_host(node).map(str::to_string),

@@ -343,6 +343,11 @@ pub struct ClusterSpec {
     /// once from the first server.
     #[serde(default)]
     pub runner: Option<Runners>,
+    /// First boot without internet (K3s only): the pinned release's arm64 binary, its
+    /// air-gap images archive and install.sh are downloaded once into pinode's cache,
+    /// verified, placed on the boot partition and installed from there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub airgap: bool,
 }
 
 pub(crate) use crate::ci::{RunnerSpec, Runners};

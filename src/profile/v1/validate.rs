@@ -233,6 +233,44 @@ fn boot_spec(at: &str, b: &BootSpec, r: &mut Report) {
     }
 }
 
+/// `cluster.airgap`: K3s only for now, a pinned release (a channel names a release only
+/// through update.k3s.io, which the node cannot reach and which would make the cached files
+/// change under the profile), and an https release URL.
+fn airgap(c: &ClusterSpec, r: &mut Report) {
+    let k3s = c.k3s();
+    if !(k3s.release_url.starts_with("https://")
+        && k3s.release_url.len() > "https://".len()
+        && !k3s.release_url.contains(char::is_whitespace))
+    {
+        r.error(
+            "cluster.k3s.release_url",
+            "must be an https:// URL, e.g. https://github.com/k3s-io/k3s/releases/download",
+        );
+    }
+    if !c.airgap {
+        return;
+    }
+    if c.distribution != Distribution::K3s {
+        r.error(
+            "cluster.airgap",
+            format!(
+                "a first boot without internet is only available for K3s for now; remove \
+                 cluster.airgap or use distribution: k3s (this cluster uses {})",
+                c.distribution.title()
+            ),
+        );
+        return;
+    }
+    if k3s.version.is_none() {
+        r.error(
+            "cluster.airgap",
+            "needs a pinned release: set cluster.k3s.version (e.g. v1.33.5+k3s1); a channel \
+             cannot be resolved without internet, and the files on the card must be those of \
+             one release",
+        );
+    }
+}
+
 /// The chosen distribution's settings by its rules; another distribution's key is refused
 /// (it would be ignored, and its author meant something by it).
 fn distribution_keys(c: &ClusterSpec, r: &mut Report) {
@@ -299,6 +337,7 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
     if !k3s.install_url.starts_with("https://") {
         r.error("cluster.k3s.install_url", "must be an https:// URL");
     }
+    airgap(c, r);
     // Every argument is checked against the flags of the K3s command that reads it; all
     // problems are reported, each at its own list item.
     for (name, args, command) in [
