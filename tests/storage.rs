@@ -1,0 +1,209 @@
+//! Storage (issue 20, item 5): USB SSDs and NVMe enclosures as first-class targets, the
+//! SD-card warning for HA clusters, and the first boot's measured write speed.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A made-up machine (for `PINODE_SYSTEM_ROOT`): disks under `sys/devices/<bus>/block/<name>`
+/// linked from `sys/block`, as the kernel lays them out, with the USB device's ids on the
+/// ancestor directory that has them.
+struct Machine {
+    root: PathBuf,
+}
+
+impl Machine {
+    fn new(dir: &Path, mountinfo: &str) -> Machine {
+        let root = dir.join("machine");
+        fs::create_dir_all(root.join("sys/block")).unwrap();
+        fs::create_dir_all(root.join("proc/self")).unwrap();
+        fs::write(root.join("proc/self/mountinfo"), mountinfo).unwrap();
+        fs::write(
+            root.join("proc/swaps"),
+            "Filename Type Size Used Priority\n",
+        )
+        .unwrap();
+        Machine { root }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn disk(
+        &self,
+        name: &str,
+        bus: &str,
+        devno: &str,
+        removable: bool,
+        rotational: bool,
+        model: &str,
+    ) -> PathBuf {
+        let dir = self
+            .root
+            .join("sys/devices")
+            .join(bus)
+            .join("block")
+            .join(name);
+        fs::create_dir_all(dir.join("device")).unwrap();
+        fs::create_dir_all(dir.join("queue")).unwrap();
+        fs::write(dir.join("dev"), format!("{devno}\n")).unwrap();
+        fs::write(dir.join("size"), format!("{}\n", 64u64 << 21)).unwrap();
+        fs::write(dir.join("removable"), if removable { "1\n" } else { "0\n" }).unwrap();
+        fs::write(dir.join("ro"), "0\n").unwrap();
+        let rot = if rotational { "1\n" } else { "0\n" };
+        fs::write(dir.join("queue/rotational"), rot).unwrap();
+        fs::write(dir.join("device/model"), format!("{model}\n")).unwrap();
+        std::os::unix::fs::symlink(&dir, self.root.join("sys/block").join(name)).unwrap();
+        dir
+    }
+
+    fn partition(&self, disk: &Path, name: &str, devno: &str) {
+        let p = disk.join(name);
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join("dev"), format!("{devno}\n")).unwrap();
+        fs::write(p.join("partition"), "1\n").unwrap();
+        fs::write(p.join("size"), "2048\n").unwrap();
+    }
+
+    fn usb_ids(&self, usb_device: &str, vendor: &str, product: &str) {
+        let dir = self.root.join("sys/devices").join(usb_device);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("idVendor"), format!("{vendor}\n")).unwrap();
+        fs::write(dir.join("idProduct"), format!("{product}\n")).unwrap();
+    }
+}
+
+const USB1: &str = "pci0000:00/0000:00:14.0/usb2/2-1";
+const USB2: &str = "pci0000:00/0000:00:14.0/usb2/2-2";
+const USB3: &str = "pci0000:00/0000:00:14.0/usb1/1-3";
+
+/// A laptop: NVMe system disk, a second internal SATA disk, and on USB an SSD, an NVMe
+/// drive in a JMicron JMS583 enclosure and a card reader; plus the built-in SD slot.
+fn laptop(dir: &Path) -> Machine {
+    let m = Machine::new(dir, "22 1 259:2 / / rw - ext4 /dev/nvme0n1p2 rw\n");
+    let nvme = m.disk(
+        "nvme0n1",
+        "pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0",
+        "259:0",
+        false,
+        false,
+        "Samsung SSD 970 EVO",
+    );
+    m.partition(&nvme, "nvme0n1p2", "259:2");
+    m.disk(
+        "sda",
+        "pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0",
+        "8:0",
+        false,
+        false,
+        "CT500MX500SSD1",
+    );
+    m.disk(
+        "sdb",
+        &format!("{USB1}/2-1:1.0/host6/target6:0:0/6:0:0:0"),
+        "8:16",
+        false,
+        false,
+        "Extreme Pro",
+    );
+    m.usb_ids(USB1, "0781", "5583");
+    m.disk(
+        "sdc",
+        &format!("{USB2}/2-2:1.0/host7/target7:0:0/7:0:0:0"),
+        "8:32",
+        false,
+        true,
+        "Generic",
+    );
+    m.usb_ids(USB2, "152d", "0583");
+    m.disk(
+        "sdd",
+        &format!("{USB3}/1-3:1.0/host8/target8:0:0/8:0:0:0"),
+        "8:48",
+        true,
+        true,
+        "SD/MMC",
+    );
+    m.usb_ids(USB3, "05e3", "0749");
+    let sd = m.disk(
+        "mmcblk0",
+        "platform/soc/mmc_host/mmc0/mmc0:aaaa",
+        "179:0",
+        false,
+        false,
+        "SD64G",
+    );
+    fs::write(sd.join("device/type"), "SD\n").unwrap();
+    m
+}
+
+fn devices(m: &Machine, json: bool) -> String {
+    let mut cmd = pinode();
+    cmd.arg("devices").env("PINODE_SYSTEM_ROOT", &m.root);
+    if json {
+        cmd.arg("--json");
+    }
+    run(&mut cmd)
+}
+
+/// USB disks are candidates with their kind shown; internal disks are refused as before.
+#[test]
+fn usb_ssds_and_nvme_enclosures_are_targets_internal_disks_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = laptop(dir.path());
+    let v: serde_json::Value = serde_json::from_str(&devices(&m, true)).unwrap();
+    let by = |name: &str| -> serde_json::Value {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["path"] == format!("/dev/{name}"))
+            .unwrap_or_else(|| panic!("{name} not listed: {v}"))
+            .clone()
+    };
+    let codes = |d: &serde_json::Value| -> Vec<String> {
+        d["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (name, kind, label) in [
+        ("sdb", "usb-ssd", "USB SSD"),
+        ("sdc", "usb-nvme", "NVMe via USB"),
+        ("sdd", "card-reader", "SD card reader"),
+        ("mmcblk0", "sd-card", "SD card"),
+    ] {
+        let d = by(name);
+        assert_eq!(d["kind"], kind, "{d}");
+        assert_eq!(d["kind_label"], label, "{d}");
+        assert_eq!(d["usable"], true, "{name} must be a target: {d}");
+    }
+    let nvme = by("nvme0n1");
+    assert_eq!(nvme["kind"], "internal-nvme");
+    assert_eq!(codes(&nvme), ["system-disk", "not-removable"]);
+    let sata = by("sda");
+    assert_eq!(sata["kind"], "internal-sata");
+    assert_eq!(
+        codes(&sata),
+        ["not-removable"],
+        "an internal disk stays refused"
+    );
+
+    let table = devices(&m, false);
+    let line = |dev: &str| -> String {
+        table
+            .lines()
+            .find(|l| l.starts_with(dev))
+            .unwrap_or_else(|| panic!("{dev} missing:\n{table}"))
+            .to_string()
+    };
+    assert!(table.lines().next().unwrap().contains("KIND"), "{table}");
+    assert!(line("/dev/sdc ").contains("NVMe via USB") && line("/dev/sdc ").contains("usable"));
+    assert!(line("/dev/sdb ").contains("USB SSD"), "{table}");
+    assert!(
+        line("/dev/sda ").contains("internal SATA disk") && line("/dev/sda ").contains("refused")
+    );
+}
