@@ -207,3 +207,145 @@ fn usb_ssds_and_nvme_enclosures_are_targets_internal_disks_are_not() {
         line("/dev/sda ").contains("internal SATA disk") && line("/dev/sda ").contains("refused")
     );
 }
+
+/// `profile check` on `yaml` (written to a fresh directory): its exit status and stderr.
+fn profile_check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_profile(dir.path(), "p.yaml", yaml);
+    let out = output(
+        pinode()
+            .args(["profile", "check"])
+            .arg(&path)
+            .env("PINODE_STATE_DIR", dir.path().join("state")),
+    );
+    (out.status.success(), stderr(&out))
+}
+
+fn cluster(distribution: &str, nodes: &str) -> String {
+    format!("cluster:\n  name: c\n  distribution: {distribution}\nnodes:\n{nodes}")
+}
+
+/// The warning lines of a run (`warning: FILE:LINE: …`).
+fn sd_warnings(err: &str) -> Vec<String> {
+    err.lines()
+        .filter(|l| l.contains("on an SD card"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Three K3s servers on SD cards: one warning per entry at its hostname's line, saying
+/// why (etcd, fsync, the K3s docs) and what to do; it is a warning, not an error.
+#[test]
+fn ha_servers_on_sd_cards_are_warned_about_at_their_lines() {
+    let yaml = profile_yaml(
+        "os:\n  image: raspios-lite-arm64\n",
+        "",
+        &cluster(
+            "k3s",
+            "  - hostname: s-1\n    role: server\n  - hostname: s-[2-3]\n    role: server\n  - hostname: a-1\n    role: agent\n",
+        ),
+    );
+    let (ok, err) = profile_check(&yaml);
+    assert!(ok, "a warning, not an error: {err}");
+    let warnings = sd_warnings(&err);
+    assert_eq!(
+        warnings.len(),
+        2,
+        "one per entry, none for the agent: {err}"
+    );
+    let line_of =
+        |needle: &str| -> usize { yaml.lines().position(|l| l.contains(needle)).unwrap() + 1 };
+    assert!(
+        warnings[0].contains(&format!("p.yaml:{}", line_of("hostname: s-1"))),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains(&format!("p.yaml:{}", line_of("hostname: s-[2-3]"))),
+        "{err}"
+    );
+    assert!(warnings[0].contains("server s-1 "), "{err}");
+    assert!(warnings[1].contains("servers s-2, s-3 "), "{err}");
+    for w in &warnings {
+        assert!(w.starts_with("warning:"), "{w}");
+        for why in [
+            "embedded etcd",
+            "fsync",
+            "leader",
+            "K3s docs",
+            "storage: usb-ssd",
+        ] {
+            assert!(w.contains(why), "{why} missing: {w}");
+        }
+    }
+}
+
+/// `storage` in `defaults` covers every node; a server that sets sd-card itself is warned
+/// about at that key; one server (SQLite, no etcd) and agents on SD cards are not.
+#[test]
+fn storage_from_defaults_and_nodes_decides_the_warning() {
+    let nodes = "  - hostname: s-1\n    role: server\n  - hostname: s-2\n    role: server\n    storage: sd-card\n  - hostname: s-3\n    role: server\n  - hostname: a-[1-5]\n    role: agent\n    storage: sd-card\n";
+    let yaml = profile_yaml(
+        "os:\n  image: raspios-lite-arm64\n",
+        "  storage: usb-ssd\n",
+        &cluster("k3s", nodes),
+    );
+    let (ok, err) = profile_check(&yaml);
+    assert!(ok, "{err}");
+    let warnings = sd_warnings(&err);
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("storage: sd-card"))
+        .unwrap()
+        + 1;
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(&format!("p.yaml:{line}")) && warnings[0].contains("s-2"),
+        "{err}"
+    );
+
+    let single = profile_yaml(
+        "os:\n  image: raspios-lite-arm64\n",
+        "",
+        &cluster(
+            "k3s",
+            "  - hostname: s-1\n    role: server\n  - hostname: a-[1-3]\n    role: agent\n",
+        ),
+    );
+    let (ok, err) = profile_check(&single);
+    assert!(
+        ok && sd_warnings(&err).is_empty(),
+        "one server has no etcd: {err}"
+    );
+
+    let bad = profile_yaml(
+        "os:\n  image: raspios-lite-arm64\n",
+        "  storage: floppy\n",
+        "",
+    );
+    let (ok, err) = profile_check(&bad);
+    assert!(!ok && err.contains("storage"), "{err}");
+}
+
+/// kubeadm's stacked etcd from two control-plane nodes, MicroK8s' dqlite from three.
+#[test]
+fn kubeadm_and_microk8s_ha_are_warned_about_too() {
+    let two = "  - hostname: s-[1-2]\n    role: server\n";
+    let three = "  - hostname: s-[1-3]\n    role: server\n";
+    let os = "os:\n  image: raspios-lite-arm64\n";
+    let count = |distribution: &str, nodes: &str| -> (usize, String) {
+        let (_, err) = profile_check(&profile_yaml(os, "", &cluster(distribution, nodes)));
+        (sd_warnings(&err).len(), err)
+    };
+    let (n, err) = count("kubeadm", two);
+    assert!(
+        n == 1 && err.contains("servers s-1, s-2") && err.contains("stacked etcd"),
+        "{err}"
+    );
+    let (n, err) = count("microk8s", two);
+    assert_eq!(n, 0, "two MicroK8s servers do not replicate dqlite: {err}");
+    let (n, err) = count("microk8s", three);
+    assert!(
+        n == 1 && err.contains("s-3") && err.contains("dqlite"),
+        "{err}"
+    );
+}
