@@ -349,3 +349,115 @@ fn kubeadm_and_microk8s_ha_are_warned_about_too() {
         "{err}"
     );
 }
+
+/// STAND-IN for the K3s install script (the agent's install): records that it ran.
+const K3S_INSTALLER_STAND_IN: &str = "#!/bin/sh\n# STAND-IN for https://get.k3s.io\nmkdir -p /var/lib/pinode-test && echo ran >>/var/lib/pinode-test/install.log\n";
+
+/// An agent of the repository's cluster profile through its whole first boot in a scratch
+/// root (root only), with `dd` replaced by `dd_stand_in` when given; returns the root.
+fn agent_first_boot(dd_stand_in: Option<&str>) -> Option<scratch::ScratchRoot> {
+    if !root_or_skip("the first-boot scripts run in a mount namespace (root only)") {
+        return None;
+    }
+    let env = user_env::UserEnv::new();
+    let profile =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")).join("cluster.yaml");
+    let (root, _) = user_env::first_stage_in_scratch(
+        &env,
+        &profile,
+        "worker-2",
+        K3S_INSTALLER_STAND_IN,
+        |root| {
+            if let Some(body) = dd_stand_in {
+                root.stub("dd", body);
+            }
+        },
+    );
+    let out = root.run("/usr/local/lib/pinode/firstboot.sh run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some(root)
+}
+
+fn first_boot_status(root: &scratch::ScratchRoot) -> pinode::status::FirstBootStatus {
+    let text = fs::read_to_string(root.path("varlib/pinode/status.json")).unwrap();
+    pinode::status::FirstBootStatus::parse(text.as_bytes()).unwrap()
+}
+
+/// The second stage measures the root file system's write speed with the real dd (64 MiB,
+/// O_DIRECT or, where the file system refuses it, fsync alone), keeps it, puts it in
+/// status.json and the FAT's status file, and leaves no probe file; a later run reuses it.
+#[test]
+fn the_first_boot_records_the_root_write_speed() {
+    let Some(root) = agent_first_boot(None) else {
+        return;
+    };
+    let status = first_boot_status(&root);
+    let speed = status
+        .root_write_bytes_per_second
+        .expect("status.json has the speed");
+    assert!(speed > 1_000_000, "64 MiB on this machine: {speed} B/s");
+    let kept = fs::read_to_string(root.path("varlib/pinode/root-write-bps")).unwrap();
+    assert_eq!(kept.trim(), speed.to_string());
+    let names: Vec<String> = fs::read_dir(root.path("varlib/pinode"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("write-speed.")),
+        "{names:?}"
+    );
+    let text = fs::read_to_string(root.boot().join("pinode-status.txt")).unwrap();
+    let shown = pinode::status::FirstBootStatus {
+        root_write_bytes_per_second: Some(speed),
+        ..status.clone()
+    }
+    .root_write()
+    .unwrap()
+    .text();
+    assert!(
+        text.contains(&format!("root file system write speed: {shown}\n")),
+        "the shell's MB/s and pinode's agree: {text}"
+    );
+    let log = fs::read_to_string(root.path("varlog/pinode-firstboot.log")).unwrap();
+    assert!(log.contains("ok: root write speed"), "{log}");
+}
+
+/// A slow device (a dd STAND-IN that takes 4 s for 64 MiB: 16.8 MB/s, under the 20 MB/s
+/// threshold) is flagged as a warning on the FAT; the stage still succeeds.
+#[test]
+fn a_slow_root_device_is_flagged_on_the_boot_partition() {
+    let slow = "of=''; for a in \"$@\"; do case $a in of=*) of=${a#of=} ;; esac; done\nsleep 4\nhead -c 67108864 /dev/zero >\"$of\"";
+    let Some(root) = agent_first_boot(Some(slow)) else {
+        return;
+    };
+    let speed = first_boot_status(&root).root_write().unwrap();
+    assert!(speed.is_slow(), "{}", speed.text());
+    assert!(
+        speed.bytes_per_second > 14_000_000 && speed.bytes_per_second < 17_000_000,
+        "{}",
+        speed.text()
+    );
+    assert!(
+        root.stub_log().contains("dd if=/dev/zero"),
+        "{}",
+        root.stub_log()
+    );
+    assert!(
+        root.stub_log().contains("oflag=direct conv=fsync"),
+        "{}",
+        root.stub_log()
+    );
+    let text = fs::read_to_string(root.boot().join("pinode-status.txt")).unwrap();
+    assert!(
+        text.contains(&format!(
+            "warning: the root file system writes at {}, ",
+            speed.text()
+        )) && text.contains("under 20 MB/s: too slow for a cluster node"),
+        "{text}"
+    );
+    assert!(
+        speed.line().contains("SLOW, under 20.0 MB/s"),
+        "{}",
+        speed.line()
+    );
+}
