@@ -461,3 +461,59 @@ fn a_slow_root_device_is_flagged_on_the_boot_partition() {
         speed.line()
     );
 }
+
+/// pinode with the values that differ by design on every run fixed (as tests/reproducible.rs
+/// does), so that two runs can be compared byte for byte.
+fn fixed_prepare(dir: &Path, profile: &Path, nodes: &[&str], out: &str) -> serde_json::Value {
+    let mut cmd = pinode();
+    cmd.env("CI", "false")
+        .env("HOME", dir)
+        .env("PINODE_STATE_DIR", dir.join("state"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("PINODE_TEST_SEED", "storage")
+        .args(["prepare", "--json", "--profile"])
+        .arg(profile)
+        .arg("--image")
+        .arg(fixture("bookworm"))
+        .arg("--out-dir")
+        .arg(dir.join(out));
+    for node in nodes {
+        cmd.args(["--node", node]);
+    }
+    serde_json::from_str(&run(&mut cmd)).unwrap()
+}
+
+/// Several nodes prepared at once (one per core) give each node the same bytes as preparing
+/// it alone, and `--json` lists them in the profile's order.
+#[test]
+fn nodes_prepared_side_by_side_equal_nodes_prepared_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "fleet.yaml",
+        &profile_yaml(
+            "",
+            "",
+            "cluster:\n  name: fleet\nnodes:\n  - hostname: s-1\n    role: server\n  - hostname: w-[1-4]\n    role: agent\n",
+        ),
+    );
+    let together = fixed_prepare(dir.path(), &profile, &[], "together");
+    let hosts: Vec<&str> = together["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["s-1", "w-1", "w-2", "w-3", "w-4"], "{together}");
+    for (i, host) in hosts.iter().enumerate() {
+        let alone = fixed_prepare(dir.path(), &profile, &[host], &format!("alone-{host}"));
+        let (a, b) = (&together["nodes"][i], &alone["nodes"][0]);
+        assert_eq!(a["status"], "done");
+        assert_eq!(a["sha256"], b["sha256"], "{host}: {a} vs {b}");
+        assert_eq!(
+            sha256_file(&dir.path().join(format!("together/{host}.img"))),
+            a["sha256"].as_str().unwrap(),
+            "{host}: the file is the image reported"
+        );
+    }
+}
