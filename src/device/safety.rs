@@ -162,7 +162,11 @@ pub fn one_line(d: &BlockDevice) -> String {
         "{}  {}  {}  {}",
         d.path.display(),
         size::card(d.size_bytes),
-        d.kind.label(),
+        // A loop device's description already says so ("loop device of FILE").
+        match d.kind {
+            crate::device::discover::DiskKind::Loop => d.transport.as_str(),
+            kind => kind.label(),
+        },
         d.description()
     )
 }
