@@ -7,6 +7,8 @@ with incompressible data), then measures:
 
   patch      pinode patch on the 3 GiB image vs the 300 MiB image (target: < 100 ms, ratio <= 1.2)
   prepare    pinode prepare of one node vs `cp --sparse=always` of the same base (ratio <= 1.2)
+             and vs the SHA-256 floor of its bytes (ratio <= 1.1); N nodes at once on C cores
+             vs one node (N = C and N = 2C: <= ceil(N/C) x one node x 1.1), with peak RSS
   memory     peak RSS of every pinode run (target: < 64 MiB whatever the size)
 
 and the cache (`--only cache`; an image of real files from /usr, 512 MiB, compressed once
@@ -151,6 +153,11 @@ nodes:
 """)
 
 
+def fleet_profile(path, count):
+    """The bench profile with `count` nodes (bench-1 ... bench-COUNT)."""
+    profile(path, f"bench-[1-{count}]")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=os.path.join(REPO, "target/bench"))
@@ -257,6 +264,26 @@ def bench_engine(args, work, pinode):
             sh("sync")
             t, _ = timed(command, env)
             series.append(t)
+    # N nodes at once: one per core, so N = C should cost one node's time and N = 2C two
+    # (the goal: ceil(N/C) x one node x 1.1). Alternated with single-node runs, medians.
+    cores = os.cpu_count() or 1
+    fleets = {}
+    for n in sorted({cores, 2 * cores}):
+        fleet_profile(f"{work}/fleet-{n}.yaml", n)
+        fleets[n] = {"times": [], "single": []}
+    for _ in range(max(3, args.runs // 2)):
+        for n, series in fleets.items():
+            for key, yaml in (("single", f"{work}/a.yaml"), ("times", f"{work}/fleet-{n}.yaml")):
+                shutil.rmtree(out, ignore_errors=True)
+                os.makedirs(out)
+                sh("sync")
+                t, _ = timed([pinode, "prepare", "--profile", yaml, "--image", large, "--out-dir", out], env)
+                series[key].append(t)
+    for n, series in fleets.items():
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        series["rss"] = peak_rss([pinode, "prepare", "--profile", f"{work}/fleet-{n}.yaml", "--image", large,
+                                  "--out-dir", out], env)
     prep_rss = peak_rss([pinode, "prepare", "--profile", f"{work}/a.yaml", "--image", large, "--out-dir", out], env)
     prep_small_rss = peak_rss([pinode, "prepare", "--profile", f"{work}/a.yaml", "--image", small, "--out-dir", out], env)
     shutil.rmtree(out)
@@ -279,16 +306,32 @@ def bench_engine(args, work, pinode):
          f"{r_prep:.2f}x cp; {med(prep) / med(cp_sync):.2f}x cp+sync; {med(prep) / med(cp_sum):.2f}x cp+sync+sha256",
          f"{prep_rss / 1024:.1f} MiB"),
         ("prepare 1 node, 300 MiB", "", "", f"{prep_small_rss / 1024:.1f} MiB"),
+        ("prepare 1 node vs floor", "", f"{med(prep) / hash_floor:.2f}x sha256 floor (target <= 1.1)", ""),
     ]
+    fleet_checks = []
+    for n, series in fleets.items():
+        one = med(series["single"])
+        goal = -(-n // cores) * one * 1.1
+        rows.append((f"prepare {n} nodes at once, 3 GiB", ms(med(series["times"])),
+                     f"{med(series['times']) / one:.2f}x one node ({ms(one)}); goal <= {ms(goal)}",
+                     f"{series['rss'] / 1024:.1f} MiB"))
+        fleet_checks.append((f"prepare {n} nodes on {cores} cores <= ceil({n}/{cores}) x one node x 1.1",
+                             med(series["times"]) <= goal))
+        fleet_checks.append((f"prepare {n} nodes: peak RSS < 64 MiB x {min(n, cores)} nodes at once",
+                             series["rss"] < 64 * 1024 * min(n, cores)))
     print(f"\n{'measurement':<28} {'median time':>12}  {'ratio':<58} {'peak RSS':>9}")
     for name, t, ratio, rss in rows:
         print(f"{name:<28} {t:>12}  {ratio:<58} {rss:>9}")
-    print(f"\nruns: {args.runs} (patch), {len(prep)} (prepare and each baseline); cpus: {os.cpu_count()}")
+    print(f"\nruns: {args.runs} (patch), {len(prep)} (prepare and each baseline); cpus: {os.cpu_count()}; "
+          f"N-node runs alternated with one-node runs; load average now: "
+          f"{' '.join(open('/proc/loadavg').read().split()[:3])} (a loaded machine: medians, compare ratios)")
     checks = [
         ("patch 3 GiB < 100 ms", patch_times["3 GiB"] < 0.1),
         ("patch 3 GiB <= 1.2x 300 MiB", r_patch <= 1.2),
         ("prepare <= 1.2x cp --sparse=always", r_prep <= 1.2),
         ("prepare <= cp + sync + openssl sha256", med(prep) <= med(cp_sum)),
+        ("prepare 1 node <= 1.1x the SHA-256 floor", med(prep) <= 1.1 * hash_floor),
+        *fleet_checks,
         ("peak RSS < 64 MiB", max(prep_rss, prep_small_rss, *patch_rss.values()) < 64 * 1024),
     ]
     return report(checks)

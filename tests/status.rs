@@ -642,3 +642,48 @@ fn a_node_joining_later_is_listed_from_the_profile_until_it_is_ready() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
 }
+
+/// The root device's write speed the first boot measured (status.json's
+/// `root_write_bytes_per_second`, see tests/storage.rs for the shell that writes it): shown
+/// per node, a slow one flagged with the threshold and why; in --json as the node wrote it.
+#[test]
+fn the_measured_write_speed_is_shown_and_a_slow_card_flagged() {
+    let c = cluster();
+    ready_fixtures(&c, 1);
+    let with_speed = |state: &str, step: &str, bps: u64| {
+        status_json(state, step, None).replace(
+            "\"reason\":null}",
+            &format!("\"reason\":null,\"root_write_bytes_per_second\":{bps}}}"),
+        )
+    };
+    c.fixtures(
+        "kube1",
+        1,
+        &[(
+            JSON,
+            &with_speed("ok", "kubeconfig for pinodekube", 87_400_000),
+        )],
+    );
+    c.fixtures(
+        "kube2",
+        1,
+        &[(JSON, &with_speed("ok", "k3s install", 9_800_000))],
+    );
+    let out = output(&mut c.status(&[]));
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kube1: node Ready, runner Running\n  root device writes at 87.4 MB/s\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kube2: node Ready\n  root device writes at 9.8 MB/s: SLOW, under 20.0 MB/s"),
+        "{text}"
+    );
+    let out = output(&mut c.status(&["--json"]));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        value["nodes"][1]["first_boot"]["root_write_bytes_per_second"],
+        9_800_000
+    );
+}

@@ -21,6 +21,7 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
             .map(|d| {
                 let refusals = assess(d, None);
                 let mut value = serde_json::to_value(d).unwrap_or_default();
+                value["kind_label"] = json!(d.kind.label());
                 value["usable"] = json!(refusals.is_empty());
                 value["refusals"] = json!(refusals.iter().map(refusal_json).collect::<Vec<_>>());
                 value
@@ -33,7 +34,7 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
         out.say("no disks found (insert a card, or use --all to include loop devices)");
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = devices
+    let rows: Vec<[String; 6]> = devices
         .iter()
         .map(|d| {
             [
@@ -43,13 +44,14 @@ pub fn run(args: &DevicesArgs, out: &Output) -> Result<(), Error> {
                 } else {
                     pinode::ui::size::card(d.size_bytes)
                 },
+                d.kind.label().to_string(),
                 d.transport.as_str().to_string(),
                 d.description(),
                 verdict(&assess(d, None)),
             ]
         })
         .collect();
-    let header = ["DEVICE", "SIZE", "BUS", "MODEL", "VERDICT"].map(String::from);
+    let header = ["DEVICE", "SIZE", "KIND", "BUS", "MODEL", "VERDICT"].map(String::from);
     for line in super::table(&header, &rows) {
         out.say(line);
     }

@@ -187,7 +187,7 @@ pub fn check_needs(
     let mut errors = Vec::new();
     for problem in check(profile, nodes, pinode::edge::settings(), image) {
         match problem.kind {
-            ProblemKind::Exposed => out.warn(problem.error.to_string()),
+            ProblemKind::Exposed | ProblemKind::Advice => out.warn(problem.error.to_string()),
             ProblemKind::Environment | ProblemKind::Error => errors.push(problem.error),
         }
     }

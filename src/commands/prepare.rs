@@ -133,28 +133,7 @@ fn prepare_nodes(
         compression: args.compression,
         bmap: args.bmap,
     };
-    let mut results = Vec::new();
-    let mut failure = None;
-    for (done, node) in nodes.iter().enumerate() {
-        match prepare_node(node, profile, &base, &files, out) {
-            Ok(result) => results.push(result),
-            Err(e) => {
-                // CI reads the document to see what was made: it lists the nodes done, the
-                // one that failed with its error, and those not attempted.
-                results.push(json!({
-                    "hostname": node.hostname,
-                    "status": "failed",
-                    "error": e.to_string(),
-                }));
-                let rest: Vec<&str> = nodes[done + 1..]
-                    .iter()
-                    .map(|n| n.hostname.as_str())
-                    .collect();
-                failure = Some((e, rest));
-                break;
-            }
-        }
-    }
+    let (results, failure) = prepare_in_parallel(nodes, profile, &base, &files, out);
     if out.verbose > 0
         && let Some(os) = base.os()
     {
@@ -179,6 +158,84 @@ fn prepare_nodes(
         Some((e, _)) => Err(e),
         None => Ok(()),
     }
+}
+
+/// How many nodes are written at once: one per core (each node's SHA-256 keeps one core
+/// busy, its reading and writing a little of another), at most one per node.
+fn workers(nodes: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(nodes)
+        .max(1)
+}
+
+/// Prepares `nodes`, as many at once as [`workers`] says, and returns each attempted node's
+/// entry of the `--json` document in the profile's order, and the first failure (in that
+/// order) with the nodes not attempted.
+///
+/// Memory stays bounded: a node's image (base plus its changes) is made only when a worker
+/// takes it, so at most `workers` overlays and their few chunks in flight exist at once.
+/// Planning a node (which may generate and keep the cluster token the first time) is done
+/// one node at a time, under a lock, as before; only the writing runs side by side. After a
+/// failure no further node is started; those already being written finish, and are listed
+/// as done or failed, as they end. The lines each node prints are its own, as before (they
+/// may interleave with another node's, each prefixed with its hostname).
+fn prepare_in_parallel(
+    nodes: &[&NodeConfig],
+    profile: &LoadedProfile,
+    base: &BaseImage,
+    files: &FileOptions,
+    out: &Output,
+) -> (Vec<serde_json::Value>, Option<(Error, Vec<String>)>) {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let planning = Mutex::new(());
+    let outcomes: Vec<Mutex<Option<Result<serde_json::Value, Error>>>> =
+        nodes.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers(nodes.len()) {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(node) = nodes.get(i) else { break };
+                    let result = prepare_node(node, profile, base, files, out, &planning);
+                    if result.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if let Ok(mut slot) = outcomes[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    let mut results = Vec::new();
+    let mut first_error = None;
+    let mut not_attempted = Vec::new();
+    for (node, outcome) in nodes.iter().zip(outcomes) {
+        match outcome.into_inner().ok().flatten() {
+            Some(Ok(entry)) => results.push(entry),
+            Some(Err(e)) => {
+                // CI reads the document to see what was made: it lists the nodes done, the
+                // ones that failed with their errors, and those not attempted.
+                results.push(json!({
+                    "hostname": node.hostname,
+                    "status": "failed",
+                    "error": e.to_string(),
+                }));
+                if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+            None => not_attempted.push(node.hostname.clone()),
+        }
+    }
+    (results, first_error.map(|e| (e, not_attempted)))
 }
 
 /// With `--json`, prints the document of a run that failed before its first node, and
@@ -209,8 +266,16 @@ fn prepare_node(
     base: &BaseImage,
     files: &FileOptions,
     out: &Output,
+    planning: &std::sync::Mutex<()>,
 ) -> Result<serde_json::Value, Error> {
-    let image = NodeImage::new(base, profile, node)?;
+    let image = {
+        // One node planned at a time: the first may generate the cluster token and keep it.
+        // (A poisoned lock guards nothing: `()` has no state to be left half-changed.)
+        let _one = planning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        NodeImage::new(base, profile, node)?
+    };
     image.notes.iter().for_each(|n| out.note(n));
     let host = &image.custom.hostname;
     let written = write_files(&image, files, &out.progress(), &mut |note| match note {

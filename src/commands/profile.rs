@@ -32,7 +32,7 @@ pub fn check(
         for problem in check::check(loaded, &all, settings, None) {
             match problem.kind {
                 ProblemKind::Environment if strict => errors.push(problem.error),
-                ProblemKind::Environment | ProblemKind::Exposed => {
+                ProblemKind::Environment | ProblemKind::Exposed | ProblemKind::Advice => {
                     out.warn(problem.error.to_string())
                 }
                 ProblemKind::Error => errors.push(problem.error),

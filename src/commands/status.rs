@@ -182,7 +182,17 @@ pub fn run(args: &StatusArgs, out: &Output) -> Result<(), Error> {
     } else if !args.watch {
         for n in &report.nodes {
             out.say(format!("{}: {}", n.host, n.state.line()));
+            if let Some(speed) = n.first_boot.as_ref().and_then(|f| f.root_write()) {
+                out.say(format!("  {}", speed.line()));
+            }
             log_tail(out, &n.state);
+        }
+    } else {
+        // The table showed the states; the speeds measured, after it.
+        for n in &report.nodes {
+            if let Some(speed) = n.first_boot.as_ref().and_then(|f| f.root_write()) {
+                out.say(format!("{}: {}", n.host, speed.line()));
+            }
         }
     }
     let hosts = |pick: fn(&NodeState) -> bool| -> Vec<&str> {

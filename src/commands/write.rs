@@ -97,7 +97,7 @@ fn confirm(disk: &BlockDevice, image: &PreparedImage) -> Result<(), Error> {
         Untrusted(&disk.path.display().to_string()),
         disk.description(),
         size::card(disk.size_bytes),
-        disk.transport.as_str(),
+        disk.kind_and_bus(),
         Untrusted(&target::holds_now(&disk.path)),
     );
     let question = format!(

@@ -156,13 +156,17 @@ pub fn verdict(refusals: &[Refusal]) -> String {
     }
 }
 
-/// A disk in one line: path, size, bus and model.
+/// A disk in one line: path, size, kind and model.
 pub fn one_line(d: &BlockDevice) -> String {
     format!(
         "{}  {}  {}  {}",
         d.path.display(),
         size::card(d.size_bytes),
-        d.transport.as_str(),
+        // A loop device's description already says so ("loop device of FILE").
+        match d.kind {
+            crate::device::discover::DiskKind::Loop => d.transport.as_str(),
+            kind => kind.label(),
+        },
         d.description()
     )
 }
@@ -196,7 +200,7 @@ pub fn explain(disk: &BlockDevice, refusals: &[&Refusal], overrides: &Overrides)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::discover::{PartitionUse, Transport};
+    use crate::device::discover::{DiskKind, PartitionUse, Transport};
     use std::path::PathBuf;
 
     fn card() -> BlockDevice {
@@ -206,6 +210,7 @@ mod tests {
             devno: (8, 16),
             size_bytes: 32_000_000_000,
             transport: Transport::Usb,
+            kind: DiskKind::CardReader,
             removable: true,
             hotplug: true,
             read_only: false,

@@ -33,6 +33,9 @@ pub enum ProblemKind {
     Error,
     /// A secret file that group or others may read: a warning everywhere.
     Exposed,
+    /// A plan that works but is known to fail in use (an HA datastore on SD cards): a
+    /// warning everywhere, never refused.
+    Advice,
 }
 
 /// One problem, located in the profile.
@@ -93,6 +96,7 @@ pub fn check(
             profile.error_at(&secret.field, warning),
         );
     }
+    ha_on_sd_cards(profile, &plan, nodes, &mut found);
     let founder = nodes.iter().any(|n| n.hostname == plan.founder);
     if let (Some(runners), true) = (&plan.spec.runner, founder) {
         for (at, spec) in runners.entries() {
@@ -162,6 +166,75 @@ impl Found {
                 profile.error_at(&secret.field, warning),
             );
         }
+    }
+}
+
+/// Servers of an HA cluster planned for SD cards (`storage: sd-card`, the default).
+///
+/// An HA control plane keeps its datastore in a Raft log that is fsynced on every write:
+/// K3s's embedded etcd (`cluster-init`, two or more servers here), kubeadm's stacked etcd
+/// (two or more control-plane nodes) and MicroK8s' dqlite (replicated from three control-
+/// plane nodes on). An SD card takes long enough to fsync that heartbeats come late, the
+/// members lose their leader and elect again, and the API server restarts in a loop
+/// (platform.md: restart loops on a 10 MB/s card, gone on a 60 MB/s one). The K3s
+/// documentation warns: "Embedded etcd (HA) may have performance issues on slower disks
+/// such as Raspberry Pis running with SD cards" (k3s-io/docs, docs/datastore/ha-embedded.md);
+/// etcd's own hardware guide names disk write latency as the most critical factor
+/// (etcd-io/website, content/en/docs/v3.5/op-guide/hardware.md); dqlite's Raft log is fsynced
+/// the same way (its slowness on slow disks: canonical/microk8s#3227). One warning per
+/// `storage` key (or hostname, when the key is absent) that puts servers on SD cards.
+fn ha_on_sd_cards(
+    profile: &LoadedProfile,
+    plan: &ClusterPlan,
+    nodes: &[&NodeConfig],
+    found: &mut Found,
+) {
+    use crate::engine::Distribution;
+    let (datastore, at_least) = match plan.distribution {
+        Distribution::K3s => ("K3s's embedded etcd", 2),
+        Distribution::Kubeadm => ("kubeadm's stacked etcd", 2),
+        Distribution::Microk8s => ("MicroK8s' replicated dqlite", 3),
+    };
+    if plan.servers.len() < at_least {
+        return;
+    }
+    // Servers sharing the field that says so (a range, or `defaults.storage`): one warning.
+    let mut by_field: Vec<(&str, Vec<&str>)> = Vec::new();
+    for node in nodes {
+        if node.storage.value != crate::profile::Storage::SdCard
+            || !plan.servers.contains(&node.hostname)
+        {
+            continue;
+        }
+        match by_field.iter_mut().find(|(f, _)| *f == node.storage.field) {
+            Some((_, hosts)) => hosts.push(&node.hostname),
+            None => by_field.push((&node.storage.field, vec![&node.hostname])),
+        }
+    }
+    for (field, hosts) in by_field {
+        found.push(
+            ProblemKind::Advice,
+            profile.error_at(
+                field,
+                format!(
+                    "{} {} of an HA cluster ({} servers) {} {datastore} on an SD card \
+                     (storage: sd-card, the default): its Raft log is fsynced on every write, \
+                     and an SD card's fsync latency makes heartbeats late, so the servers lose \
+                     their leader and the API server restarts in a loop (the K3s docs: embedded \
+                     etcd \"may have performance issues on slower disks such as Raspberry Pis \
+                     running with SD cards\"). Boot the servers from a USB SSD or NVMe drive and \
+                     say so with `storage: usb-ssd` or `storage: nvme`",
+                    if hosts.len() == 1 {
+                        "server"
+                    } else {
+                        "servers"
+                    },
+                    hosts.join(", "),
+                    plan.servers.len(),
+                    if hosts.len() == 1 { "keeps" } else { "keep" },
+                ),
+            ),
+        );
     }
 }
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use node::NodeConfig;
 pub(crate) use node::Password;
+pub use schema::Storage;
 pub(crate) use schema::{Profile, Role};
 pub(crate) use secret::SecretRef;
 pub(crate) use spans::{Position, SpanIndex};

@@ -70,4 +70,7 @@ pub struct NodeConfig {
     pub(crate) boot: BootConfig,
     /// Addressing of eth0 and wlan0 (default: DHCP and automatic IPv6).
     pub network: super::network::NetworkConfig,
+    /// What the node boots from, with the field that says so (`nodes[N].storage`,
+    /// `defaults.storage`, or the node's `hostname` for the default, SD card).
+    pub storage: Sourced<super::schema::Storage>,
 }

@@ -170,10 +170,10 @@ write_status() {
 	[ "$1" = running ] || status_finished=$status_now
 	status_tmp="$PINODE_STATUS_DIR/status.json.pinode-new"
 	if ! { mkdir -p "$PINODE_STATUS_DIR" && chmod 700 "$PINODE_STATUS_DIR" &&
-		printf '{"version":1,"stage":%s,"state":%s,"step":%s,"started":%s,"finished":%s,"last_error":%s,"reason":%s}\n' \
+		printf '{"version":1,"stage":%s,"state":%s,"step":%s,"started":%s,"finished":%s,"last_error":%s,"reason":%s,"root_write_bytes_per_second":%s}\n' \
 			"$(json_string "$PINODE_STAGE")" "$(json_string "$1")" "$(json_string "$PINODE_STEP")" \
 			"$(json_string "$PINODE_STARTED")" "$(json_string "$status_finished")" \
-			"$(json_string "$LAST_ERROR")" "$(json_string "$REASON")" >"$status_tmp" &&
+			"$(json_string "$LAST_ERROR")" "$(json_string "$REASON")" "${ROOT_WRITE_BPS:-null}" >"$status_tmp" &&
 		chmod 644 "$status_tmp" && mv -f "$status_tmp" "$PINODE_STATUS_DIR/status.json"; } 2>/dev/null; then
 		printf 'pinode %s: cannot write %s/status.json\n' "$PINODE_STAGE" "$PINODE_STATUS_DIR" >>"$PINODE_LOG" 2>/dev/null
 	fi

@@ -207,6 +207,75 @@ const RUN_STAGE_TAIL: &str = r##"	if [ -n "$FAILED" ]; then
 }
 "##;
 
+/// `measure_root_write`: the root file system's sequential write speed, measured once and
+/// kept, so that `pinode status` can show a card too slow for a cluster (see
+/// `crate::status::SLOW_ROOT_WRITE`). 64 MiB of zeros written with `O_DIRECT` and a final
+/// fsync (the page cache would otherwise measure memory) to a temporary file in the status
+/// directory, on the root file system; the file is removed. Bounded: at most 120 s (`timeout`;
+/// what was written by then counts), and skipped with less than 256 MiB free. A file system
+/// that refuses `O_DIRECT` is measured with the fsync alone. The result, in bytes per second,
+/// goes into `ROOT_WRITE_BPS` (status.json's `root_write_bytes_per_second`), the status
+/// directory (`root-write-bps`: a later boot reuses it rather than write 64 MiB again) and
+/// the boot partition's `pinode-status.txt` (a slow card as a warning). It never fails the
+/// stage: a speed that cannot be measured is logged and left out.
+const ROOT_WRITE_SPEED: &str = r##"
+ROOT_WRITE_BPS=''
+measure_root_write() {
+	speed_kept="$PINODE_STATUS_DIR/root-write-bps"
+	if [ -s "$speed_kept" ]; then
+		ROOT_WRITE_BPS=$(head -c 20 "$speed_kept" | tr -cd '0-9')
+		return 0
+	fi
+	if ! { mkdir -p "$PINODE_STATUS_DIR" && chmod 700 "$PINODE_STATUS_DIR"; }; then
+		log "root write speed not measured: cannot create $PINODE_STATUS_DIR"
+		return 0
+	fi
+	free_kib=$(df -Pk "$PINODE_STATUS_DIR" 2>/dev/null | awk 'NR == 2 { print $4 }')
+	case $free_kib in
+	'' | *[!0-9]*) free_kib=0 ;;
+	esac
+	if [ "$free_kib" -lt 262144 ]; then
+		log "root write speed not measured: ${free_kib} KiB free on the root file system (256 MiB needed)"
+		return 0
+	fi
+	if ! probe=$(mktemp "$PINODE_STATUS_DIR/write-speed.XXXXXX"); then
+		log "root write speed not measured: cannot create a file in $PINODE_STATUS_DIR"
+		return 0
+	fi
+	for flags in oflag=direct ''; do
+		speed_start=$(date +%s%N)
+		# shellcheck disable=SC2086 # $flags: no flag, or one word
+		timeout 120 dd if=/dev/zero of="$probe" bs=1M count=64 $flags conv=fsync 2>/dev/null
+		speed_end=$(date +%s%N)
+		written=$(stat -c %s "$probe" 2>/dev/null)
+		case $written in
+		'' | *[!0-9]*) written=0 ;;
+		esac
+		[ "$written" -gt 0 ] && break
+	done
+	rm -f "$probe"
+	elapsed=$((speed_end - speed_start))
+	if [ "$written" -le 0 ] || [ "$elapsed" -le 0 ]; then
+		log "root write speed not measured: dd wrote nothing"
+		return 0
+	fi
+	ROOT_WRITE_BPS=$((written * 1000000000 / elapsed))
+	printf '%s
+' "$ROOT_WRITE_BPS" >"$speed_kept"
+	speed_text="$((ROOT_WRITE_BPS / 1000000)).$((ROOT_WRITE_BPS / 100000 % 10)) MB/s"
+	log "root file system writes at $speed_text ($written bytes${flags:+, $flags}, conv=fsync)"
+	printf 'root file system write speed: %s
+' "$speed_text" >>"$BOOT_DIR/pinode-status.txt"
+	if [ "$ROOT_WRITE_BPS" -lt "$SLOW_WRITE_BPS" ]; then
+		warn "the root file system writes at $speed_text, under $((SLOW_WRITE_BPS / 1000000)) MB/s: too slow for a cluster node (K3s restarts in a loop on such cards); use a faster card or a USB SSD"
+	fi
+	return 0
+}
+"##;
+
+/// The step that runs it, first: before the distribution writes its own gigabyte.
+const RUN_STAGE_SPEED: &str = "\tstep \"root write speed\" measure_root_write\n";
+
 /// helm-controller's manifest (only on a founder with a runner, on a distribution without a
 /// controller of its own), moved off the boot partition into the manifests the founder
 /// applies.
@@ -316,6 +385,7 @@ fn script(
     .concat();
     let run_stage = [
         RUN_STAGE_HEAD,
+        RUN_STAGE_SPEED,
         RUN_STAGE_USERNS,
         &engine.prepare_steps,
         &join(|r| &r.run_steps),
@@ -346,6 +416,7 @@ fn script(
     .library(install_stage)
     .library(fill(REFRESH_HOSTS, &names))
     .library(RUNNERS_WANTED)
+    .library(ROOT_WRITE_SPEED)
     .library(crate::ci::USERNS_CHECK)
     .library(crate::ci::stage2::PLACE_RUNNER)
     .library(engine.prepare_functions.clone());
@@ -374,7 +445,11 @@ fn script(
             "API_MDNS_HOST",
             engine.api_mdns_host.as_deref().unwrap_or(""),
         )?
-        .var("RETRIES", "6")?;
+        .var("RETRIES", "6")?
+        .var(
+            "SLOW_WRITE_BPS",
+            &crate::status::SLOW_ROOT_WRITE.bytes_per_second.to_string(),
+        )?;
     p.step(r#"case "${1:-run}" in"#)
         .step(r#"install) install_stage "${2:-$BOOT_DIR}" ;;"#)
         .step(r#"run) run_stage ;;"#)

@@ -41,6 +41,54 @@ pub struct FirstBootStatus {
     pub last_error: Option<String>,
     /// The last line that step logged: its own explanation.
     pub reason: Option<String>,
+    /// The root file system's sequential write speed, measured once by the second stage
+    /// (`measure_root_write` in `crate::render::stage2`); absent from older nodes' files and
+    /// from the first stage's.
+    #[serde(default)]
+    pub root_write_bytes_per_second: Option<u64>,
+}
+
+/// Under this sequential write speed a node's root device is flagged as too slow.
+///
+/// Why 20 MB/s: the seed author saw K3s restart in a loop on a 10 MB/s card and not on a
+/// 60 MB/s one (docs: platform.md). 10 MB/s is also the least an SD card of speed class 10 or
+/// UHS U1 promises to sustain, 30 MB/s a U3/V30 card's (SD Association speed classes); the
+/// threshold sits at twice the speed that failed, below what a U3 card measures.
+pub const SLOW_ROOT_WRITE: WriteSpeed = WriteSpeed {
+    bytes_per_second: 20_000_000,
+};
+
+/// A measured sequential write speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSpeed {
+    pub bytes_per_second: u64,
+}
+
+impl WriteSpeed {
+    /// "23.4 MB/s" (decimal megabytes, as card makers count).
+    pub fn text(self) -> String {
+        let tenths = self.bytes_per_second / 100_000;
+        format!("{}.{} MB/s", tenths / 10, tenths % 10)
+    }
+
+    /// Below [`SLOW_ROOT_WRITE`].
+    pub fn is_slow(self) -> bool {
+        self.bytes_per_second < SLOW_ROOT_WRITE.bytes_per_second
+    }
+
+    /// The line `pinode status` shows: the speed, and for a slow device why it matters.
+    pub fn line(self) -> String {
+        if self.is_slow() {
+            format!(
+                "root device writes at {}: SLOW, under {} (K3s was seen restarting in a loop \
+                 on a 10 MB/s card; use a faster card or a USB SSD)",
+                self.text(),
+                SLOW_ROOT_WRITE.text()
+            )
+        } else {
+            format!("root device writes at {}", self.text())
+        }
+    }
 }
 
 /// Where a stage is.
@@ -56,6 +104,12 @@ pub enum StepState {
 pub const SECOND_STAGE: &str = "firstboot";
 
 impl FirstBootStatus {
+    /// The root device's measured write speed, when the node has measured it.
+    pub fn root_write(&self) -> Option<WriteSpeed> {
+        self.root_write_bytes_per_second
+            .map(|bytes_per_second| WriteSpeed { bytes_per_second })
+    }
+
     /// Parses `status.json` (bytes from the node: invalid UTF-8 replaced, never trusted).
     pub fn parse(bytes: &[u8]) -> Result<FirstBootStatus, String> {
         let text = String::from_utf8_lossy(bytes);

@@ -157,6 +157,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             keyboard: Some(a.keyboard.clone()),
             boot: None,
             network: None,
+            storage: None,
         },
         cluster: Some(ClusterSpec {
             name: a.cluster_name.clone(),

@@ -276,7 +276,8 @@ preferences: {}
 
 # The keys of /var/lib/pinode/status.json: the fields of FirstBootStatus (src/status/mod.rs,
 # which refuses unknown ones).
-FIRST_BOOT_KEYS = {"version", "stage", "state", "step", "started", "finished", "last_error", "reason"}
+FIRST_BOOT_KEYS = {"version", "stage", "state", "step", "started", "finished", "last_error", "reason",
+                   "root_write_bytes_per_second"}
 STATE_DIR = "/var/lib/pinode"
 STATUS_JSON = f"{STATE_DIR}/status.json"
 
@@ -800,6 +801,13 @@ class Node:
                    r.stdout)
         found = [name for name, value in self.secrets().items() if value in r.stdout.encode()]
         self.check("status.json holds no secret", bool(r.stdout) and not found, ", ".join(found))
+        # The second stage measures the root device's write speed once (64 MiB, O_DIRECT, fsync).
+        speed = doc.get("root_write_bytes_per_second")
+        self.check("status.json: the root device's measured write speed (bytes/s)",
+                   isinstance(speed, int) and not isinstance(speed, bool) and speed > 0, r.stdout)
+        r = self.sh("cat /boot/firmware/pinode-status.txt; sudo -n ls /var/lib/pinode")
+        self.check("status file: the root write speed; no probe file left in /var/lib/pinode",
+                   "root file system write speed: " in r.stdout and "write-speed." not in r.stdout, r.stdout)
 
     def run_status(self, json_output: bool) -> tuple[subprocess.CompletedProcess, dict, dict]:
         """The real `pinode status` for this node alone, through its forwarded SSH port, with
@@ -847,9 +855,13 @@ class Node:
                    set(first_boot) == FIRST_BOOT_KEYS and first_boot.get("stage") == "firstboot"
                    and first_boot.get("state") == "ok" and first_boot.get("reason") is None
                    and first_boot.get("last_error") is None, json.dumps(first_boot))
+        speed = first_boot.get("root_write_bytes_per_second")
+        self.check("pinode status --json: first_boot has the measured root write speed",
+                   isinstance(speed, int) and not isinstance(speed, bool) and speed > 0, json.dumps(first_boot))
         r, _, _ = self.run_status(json_output=False)
         self.check(f"pinode status: '{self.name}: {want_line}', exit {want_rc}",
                    r.returncode == want_rc and r.stdout.startswith(f"{self.name}: {want_line}"), r.stdout + r.stderr)
+        self.check("pinode status: the root device's write speed", "root device writes at " in r.stdout, r.stdout)
 
     def kubeconfig(self) -> None:
         """The real `pinode kubeconfig --merge` against the founder through its forwarded

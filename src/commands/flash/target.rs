@@ -351,7 +351,7 @@ impl Targets {
             Untrusted(&disk.path.display().to_string()),
             disk.description(),
             pinode::ui::size::card(disk.size_bytes),
-            disk.transport.as_str(),
+            disk.kind_and_bus(),
             Untrusted(&holds),
         );
         let question = format!(

@@ -4,8 +4,11 @@
 //! a [`SystemView`] whose root can be moved (`PINODE_SYSTEM_ROOT`), so that the refusals can be
 //! tested against a made-up machine: a system disk cannot be staged for real on a test host.
 
+mod kind;
 pub(crate) mod mounts;
 mod sysfs;
+
+pub use kind::DiskKind;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,8 +19,9 @@ use crate::ui::Untrusted;
 
 use super::identity::{Identity, backing_identity};
 
+use kind::KindSigns;
 use mounts::{Mount, parse_mountinfo, parse_swaps};
-use sysfs::{SysDisk, attr, read_block_dir};
+use sysfs::{SysDisk, attr, read_block_dir, usb_id};
 
 /// Mount points that make a disk the system disk: the running OS cannot let go of them.
 const SYSTEM_MOUNTS: [&str; 8] = [
@@ -191,6 +195,9 @@ pub struct BlockDevice {
     pub(crate) devno: (u32, u32),
     pub size_bytes: u64,
     pub transport: Transport,
+    /// What the disk is ("SD card reader", "USB SSD", "NVMe via USB"): shown, never what
+    /// decides whether it may be written (`hotplug` does).
+    pub kind: DiskKind,
     /// The kernel's removable-media flag.
     pub(crate) removable: bool,
     /// Removable media, or a disk on a hot-pluggable bus (USB, SD slot): what a card is.
@@ -234,6 +241,21 @@ impl BlockDevice {
         // virtio and some bridges report PCI ids ("0x1af4") rather than names.
         let named = |name: &str| attr(&device, name).filter(|v| !v.starts_with("0x"));
         let model = named("model").or_else(|| named("name"));
+        let vendor = named("vendor");
+        let signs = KindSigns {
+            removable: d.removable,
+            rotational: attr(&d.dir, "queue/rotational").map(|r| r == "1"),
+            mmc_type: mmc_kind.clone(),
+            usb_id: (transport == Transport::Usb)
+                .then(|| usb_id(&d.device_path))
+                .flatten(),
+            names: format!(
+                "{} {}",
+                vendor.as_deref().unwrap_or(""),
+                model.as_deref().unwrap_or("")
+            )
+            .to_lowercase(),
+        };
         let partitions = d
             .partitions
             .iter()
@@ -253,10 +275,11 @@ impl BlockDevice {
             devno: d.devno,
             size_bytes: d.size,
             transport,
+            kind: DiskKind::of(transport, &signs),
             removable: d.removable,
             hotplug,
             read_only: d.read_only,
-            vendor: named("vendor"),
+            vendor,
             model,
             backing_file: attr(&d.dir.join("loop"), "backing_file"),
             partitions,
@@ -274,6 +297,12 @@ impl BlockDevice {
             all.extend(p.mount_points.iter().cloned());
         }
         all
+    }
+
+    /// "USB SSD (usb)", "SD card reader (usb)", "internal NVMe (nvme)": what a confirmation
+    /// shows next to the model.
+    pub fn kind_and_bus(&self) -> String {
+        format!("{} ({})", self.kind.label(), self.transport.as_str())
     }
 
     /// "SanDisk Ultra", "loop → /var/tmp/card.img", or the transport.

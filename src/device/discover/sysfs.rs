@@ -85,6 +85,22 @@ fn read_disk(dir: &Path, name: &str) -> Option<SysDisk> {
     })
 }
 
+/// The `idVendor` and `idProduct` of the USB device a disk hangs off: the nearest ancestor
+/// of its `/sys/devices/…` path that has them (a few levels up: interface, then device).
+/// Bounded: at most 16 levels, and never above `devices/`.
+pub(crate) fn usb_id(device_path: &str) -> Option<(String, String)> {
+    let path = Path::new(device_path);
+    for dir in path.ancestors().take(16) {
+        if dir.file_name().is_none_or(|n| n == "devices") {
+            return None;
+        }
+        if let (Some(v), Some(p)) = (attr(dir, "idVendor"), attr(dir, "idProduct")) {
+            return Some((v, p));
+        }
+    }
+    None
+}
+
 /// A sysfs attribute, trimmed; `None` when absent or unreadable.
 pub(crate) fn attr(dir: &Path, name: &str) -> Option<String> {
     fs::read_to_string(dir.join(name))

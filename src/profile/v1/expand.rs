@@ -396,6 +396,20 @@ fn merge(
         },
         // Filled by the caller from `network:` (see `super::network`).
         network: Default::default(),
+        storage: match (node.storage, defaults.storage) {
+            (Some(value), _) => Sourced {
+                value,
+                field: format!("{at}.storage"),
+            },
+            (None, Some(value)) => Sourced {
+                value,
+                field: "defaults.storage".into(),
+            },
+            (None, None) => Sourced {
+                value: Default::default(),
+                field: format!("{at}.hostname"),
+            },
+        },
     })
 }
 

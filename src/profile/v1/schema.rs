@@ -177,6 +177,9 @@ pub(crate) struct NodeSettings {
     /// Addressing of eth0 and wlan0; a node's `network` overrides these field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<NetworkSpec>,
+    /// What the node boots from: sd-card (the default), usb-ssd or nvme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<Storage>,
 }
 
 /// A node's interfaces. Either may be left out: DHCP and automatic IPv6, as Raspberry Pi
@@ -426,6 +429,9 @@ pub(crate) struct NodeEntry {
     /// This node's addressing; a range node takes address ranges of its own length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<NetworkSpec>,
+    /// What this node boots from: sd-card (the default), usb-ssd or nvme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<Storage>,
 }
 
 impl NodeEntry {
@@ -440,6 +446,32 @@ impl NodeEntry {
             keyboard: self.keyboard.clone(),
             boot: self.boot.clone(),
             network: self.network.clone(),
+            storage: self.storage,
+        }
+    }
+}
+
+/// What a node boots from (`storage:`). pinode writes the same image either way; the value
+/// tells `profile check` which servers run their datastore (etcd, dqlite) on an SD card,
+/// whose fsync latency makes such clusters lose their leader (see `crate::plan::check`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    /// An SD card (or the Compute Module's eMMC: as slow to fsync).
+    #[default]
+    SdCard,
+    /// A USB SSD, or an NVMe drive in a USB enclosure.
+    UsbSsd,
+    /// An NVMe drive on the PCIe bus (Raspberry Pi 5's M.2 HAT).
+    Nvme,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::SdCard => "sd-card",
+            Storage::UsbSsd => "usb-ssd",
+            Storage::Nvme => "nvme",
         }
     }
 }
