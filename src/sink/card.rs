@@ -32,6 +32,11 @@ const IO_SIZE: usize = 4 << 20;
 const HEAD: u64 = 1 << 20;
 /// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
 const BUFFERS: usize = 4;
+/// The most buffer memory one card's write holds at a time, whatever the image size: the
+/// pool of the write ([`BUFFERS`] x [`IO_SIZE`]) or of the read-back (the same, never both
+/// at once), the head kept for last and the zeros written first. `flash` writing N cards at
+/// once holds N times this.
+pub const CARD_BUFFER_BYTES: u64 = (BUFFERS * IO_SIZE) as u64 + 2 * HEAD;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
 const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
@@ -347,14 +352,27 @@ fn first_difference(
 /// interrupted write and a card that changes under the read-back are tested for real.
 ///
 /// `PINODE_TEST_PAUSE=verify@FILE` stops before the read-back, `write:N@FILE` once N bytes
-/// are written. pinode creates FILE (with its process id) and waits until FILE is removed.
+/// are written; `write:N:HOST@FILE` only on the card written for HOST (several cards written
+/// at once: one of them is "pulled out" while the others go on). pinode creates FILE (with
+/// its process id) and waits until FILE is removed.
 #[derive(Debug, Default)]
 pub struct TestHooks {
     pause_after: Option<u64>,
     pause_before_verify: bool,
     file: Option<PathBuf>,
+    /// The one card (by its node's hostname) the pause applies to; every card when `None`.
+    only: Option<String>,
     paused_write: std::sync::atomic::AtomicBool,
 }
+
+/// No pause: what a card other than the one named by `write:N:HOST` gets.
+static NO_HOOKS: TestHooks = TestHooks {
+    pause_after: None,
+    pause_before_verify: false,
+    file: None,
+    only: None,
+    paused_write: std::sync::atomic::AtomicBool::new(false),
+};
 
 impl TestHooks {
     /// The pause of `crate::edge::TestHooks::pause` (none unless `PINODE_TEST_HOOKS=1`).
@@ -365,11 +383,24 @@ impl TestHooks {
         let Some((stage, file)) = spec.split_once('@') else {
             return TestHooks::default();
         };
+        let (stage, only) = match stage.strip_prefix("write:").and_then(|s| s.split_once(':')) {
+            Some((n, host)) => (format!("write:{n}"), Some(host.to_string())),
+            None => (stage.to_string(), None),
+        };
         TestHooks {
             pause_after: stage.strip_prefix("write:").and_then(|n| n.parse().ok()),
             pause_before_verify: stage == "verify",
             file: Some(PathBuf::from(file)),
+            only,
             paused_write: Default::default(),
+        }
+    }
+
+    /// The hooks for the card of node `host`: these, unless they name another card.
+    pub(crate) fn for_card(&self, host: &str) -> &TestHooks {
+        match &self.only {
+            Some(only) if only != host => &NO_HOOKS,
+            _ => self,
         }
     }
 
