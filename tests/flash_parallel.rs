@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::loopdev::Loop;
 use common::*;
@@ -246,6 +247,21 @@ fn a_card_pulled_out_mid_write_fails_alone_and_the_summary_says_how_to_redo_it()
     // shrinks to 8 MiB, so every write after the pause fails as on a card pulled out.
     let cmd = flash(dir.path(), &base, &cards, &["--full"]);
     let (child, pause) = start_paused(cmd, dir.path(), &format!("write:{}:worker-1", 20 * MIB));
+    // The other two are written and read back while worker-1 waits: at once, not in a row.
+    for (host, card) in [(HOSTS[0], &cards[0]), (HOSTS[2], &cards[2])] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v = output(pinode().args(["inspect", "--json"]).arg(&card.dev));
+            if String::from_utf8_lossy(&v.stdout).contains(&format!("\"hostname\": \"{host}\"")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{host} not written while worker-1 waits"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let pulled = &cards[1];
     std::fs::OpenOptions::new()
         .write(true)
