@@ -32,7 +32,19 @@ and card writing (`--only flash`; root: a loop device with direct I/O stands in 
              pinode's `prepare --bmap` map
   memory     peak RSS of pinode flash on the 300 MiB and the 3 GiB image (target: < 64 MiB)
 
-Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache|flash] [--record FILE]
+and several cards at once (`--only parallel`; root: three loop devices with direct I/O):
+
+  parallel   pinode flash of three nodes onto three cards at once (--parallel 3) vs the same
+             three in a row (--serial), from ONE zstd-compressed base (decompressed once per
+             run, shared by the cards): wall time, bytes written, peak RSS; and one node onto
+             one card from the same base, with `zstd -dc > file` alone (the decompression every
+             run pays). On loop devices over one disk the cards share that disk's bandwidth.
+
+The flash goals of issue 20 item 6 are explicit checks of `--only flash`: `flash --full
+--no-verify` <= 1.05x `dd oflag=direct conv=fsync`, and allocation-aware write + verify <=
+0.45x `--full` write + verify.
+
+Usage: bench/bench.py [--workdir DIR] [--runs N] [--only engine|cache|flash|parallel] [--record FILE]
 (needs sfdisk, mkfs.vfat, mtools, mke2fs, xz, curl, bmaptool; flash needs root)
 --record FILE also writes the output, with the machine it ran on, to FILE (the repository
 keeps the latest full run in docs/performance.md).
@@ -162,7 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=os.path.join(REPO, "target/bench"))
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--only", choices=["engine", "cache", "flash"])
+    ap.add_argument("--only", choices=["engine", "cache", "flash", "parallel"])
     ap.add_argument("--record", metavar="FILE", help="also write the output to FILE (Markdown)")
     args = ap.parse_args()
     if args.record:
@@ -178,6 +190,8 @@ def main():
         ok &= bench_cache(args, work, pinode)
     if args.only in (None, "flash"):
         ok &= bench_flash(args, work, pinode)
+    if args.only in (None, "parallel"):
+        ok &= bench_parallel(args, work, pinode)
     if args.record:
         write_record(args.record, sys.stdout.captured.getvalue(), " ".join(sys.argv[1:]))
     return 0 if ok else 1
@@ -647,7 +661,119 @@ def bench_flash(args, work, pinode):
         ("flash --full <= 1.15x dd + dd | sha256sum", med("full") / med("dd_sum") <= 1.15),
         ("allocation-aware flash <= 0.7x flash --full (write + verify)", med("ours") / med("full") <= 0.7),
         ("allocation-aware write <= 0.7x --full write", med("ours_w") / med("full_w") <= 0.7),
+        # Issue 20, item 6: a plain write costs what dd costs; allocation-aware pays off.
+        ("goal: flash --full --no-verify <= 1.05x dd oflag=direct conv=fsync",
+         med("full_w") / med("dd_w") <= 1.05),
+        ("goal: allocation-aware write + verify <= 0.45x --full write + verify",
+         med("ours") / med("full") <= 0.45),
         ("flash peak RSS < 64 MiB", max(rss_large, rss_small, rss_full) < 64 * 1024),
+    ])
+
+
+def fleet_profile(path, hosts):
+    """One profile with several nodes (a server and agents), for the parallel bench."""
+    with open(path, "w") as f:
+        f.write(f"""version: 1
+os:
+  init: auto
+defaults:
+  user:
+    name: bench
+    ssh_authorized_keys: ["{KEY}"]
+nodes:
+""")
+        for i, host in enumerate(hosts):
+            f.write(f"  - hostname: {host}\n    role: {'server' if i == 0 else 'agent'}\n")
+
+
+def bench_parallel(args, work, pinode):
+    """Three cards at once vs three in a row, from one compressed base (issue 20, item 1)."""
+    if os.geteuid() != 0:
+        print("parallel: skipped (needs root for loop devices)")
+        return True
+    large = work + "/pi-3G.img"
+    print("building images (kept in", work, "for the next run)...", flush=True)
+    build_image(large, 3072, 1536, work)
+    base = large + ".zst"
+    if not os.path.exists(base):
+        sh("zstd", "-q", "-T0", "-3", "-o", base + ".part", large)
+        os.rename(base + ".part", base)
+    hosts = ["fleet-1", "fleet-2", "fleet-3"]
+    fleet_profile(f"{work}/fleet.yaml", hosts)
+    fleet_profile(f"{work}/one.yaml", hosts[:1])
+    scratch = work + "/scratch"
+    os.makedirs(scratch, exist_ok=True)
+    # The decompressed base goes to TMPDIR (see `flash`'s scratch_dir), here beside the cards.
+    env = dict(os.environ, CI="true", TMPDIR=scratch, PINODE_STATE_DIR=work + "/fleet-state")
+    size = os.path.getsize(large)
+    devs, backings = [], []
+    try:
+        for i in range(3):
+            backing = f"{work}/fleet-card{i}.bin"
+            with open(backing, "wb") as f:
+                f.truncate(size + 64 * MIB)
+            backings.append(backing)
+            devs.append(subprocess.run(["losetup", "-f", "--show", "--direct-io=on", backing], check=True,
+                                       capture_output=True, text=True).stdout.strip())
+
+        def flash(profile, cards, extra):
+            argv = [pinode, "flash", "--profile", profile, "--image", base, "--yes", "--allow-non-removable"]
+            for d in cards:
+                argv += ["--device", d]
+            return argv + extra
+
+        def discard():
+            # The cards' old blocks go (loop devices punch holes in their files): every run
+            # starts from empty cards, and the disk does not fill up.
+            for d in devs:
+                subprocess.run(["blkdiscard", d], stderr=subprocess.DEVNULL)
+            sh("sync")
+
+        commands = {
+            "parallel": flash(f"{work}/fleet.yaml", devs, ["--parallel", "3"]),
+            "serial": flash(f"{work}/fleet.yaml", devs, ["--serial"]),
+            "one": flash(f"{work}/one.yaml", devs[:1], []),
+            "unzstd": ["sh", "-c", f"zstd -q -dc '{base}' > '{scratch}/plain.img' && sync && rm '{scratch}/plain.img'"],
+        }
+        series = {k: [] for k in commands}
+        rss = {k: [] for k in ("parallel", "serial")}
+        for _ in range(max(2, args.runs // 3)):
+            for key, argv in commands.items():
+                discard()
+                if key in rss:
+                    start = time.perf_counter()
+                    rss[key].append(peak_rss(argv, env))
+                    series[key].append(time.perf_counter() - start)
+                else:
+                    t, _ = timed(argv, env)
+                    series[key].append(t)
+        discard()
+        summary = json.loads(subprocess.run(commands["parallel"] + ["--json"], env=env, check=True,
+                                            capture_output=True, text=True).stdout)
+        written = sum(n["report"]["bytes"] for n in summary["nodes"])
+    finally:
+        for d in devs:
+            subprocess.run(["losetup", "-d", d])
+        for b in backings:
+            os.remove(b)
+    med = lambda key: statistics.median(series[key])
+    gib = lambda n: f"{n / (1 << 30):.2f} GiB"
+    print(f"\n{'three cards, one .img.zst (3 GiB image)':<44} {'median':>8}  {'written':>9}  {'peak RSS':>9}  ratio")
+    rows = [
+        ("zstd -dc > file (the decompression alone)", "unzstd", gib(size), "", ""),
+        ("one node, one card", "one", gib(written / 3), "", ""),
+        ("three nodes, in a row (--serial)", "serial", gib(written), f"{max(rss['serial']) / 1024:.1f} MiB",
+         f"{med('serial') / med('one'):.2f}x one card"),
+        ("three nodes, at once (--parallel 3)", "parallel", gib(written), f"{max(rss['parallel']) / 1024:.1f} MiB",
+         f"{med('parallel') / med('serial'):.2f}x in a row, {med('parallel') / med('one'):.2f}x one card"),
+    ]
+    for name, key, wrote, peak, ratio in rows:
+        print(f"{name:<44} {med(key):>7.2f}s  {wrote:>9}  {peak:>9}  {ratio}")
+    print(f"runs: {len(series['parallel'])} each, alternating; cpus: {os.cpu_count()}; "
+          f"load average now: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    return report([
+        ("three cards at once faster than three in a row", med("parallel") < med("serial")),
+        ("peak RSS of three cards at once < 3 x 18 MiB + 64 MiB", max(rss["parallel"]) < (3 * 18 + 64) * 1024),
     ])
 
 

@@ -178,6 +178,22 @@ pub struct FlashArgs {
     /// per node, in order. Default: ask, and watch for a card to be inserted.
     #[arg(long = "device", value_name = "PATH")]
     pub devices: Vec<PathBuf>,
+    /// Cards written at once (1-16; default 4, also for --parallel alone) when several
+    /// nodes get several cards: one --device per node, or cards inserted one after another
+    /// (each gets the next node as it is confirmed). A failed card does not stop the others;
+    /// the summary names the nodes to redo.
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        default_missing_value = "4",
+        value_parser = clap::value_parser!(u16).range(1..=16),
+        conflicts_with = "serial"
+    )]
+    pub parallel: Option<u16>,
+    /// One card after another (as --parallel 1): a failed card can be retried at once.
+    #[arg(long)]
+    pub serial: bool,
     #[command(flatten)]
     pub card: CardArgs,
     /// The base image (raw, .xz, .gz or .zst); default: the profile's os.image.

@@ -136,6 +136,7 @@ pub(super) fn write_source(
         note(CardNote::NoDirectIo(&card.path));
     }
     let host = source.label;
+    let hooks = hooks.for_card(host);
     let write = progress.task(&format!("{host} write"), to_write);
     let verify = progress.task(&format!("{host} verify"), to_write);
     let report = write_card(

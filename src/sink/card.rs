@@ -7,7 +7,8 @@
 //! backup GPT at the end of the card is zeroed too.
 //!
 //! Reading the base, writing and hashing overlap: one thread composes 4 MiB buffers, the
-//! caller's thread writes them with direct I/O, another hashes them. The read-back pipelines
+//! caller's thread writes them with direct I/O, another hashes them (only when the card is
+//! to be read back: a plain write costs what `dd` costs). The read-back pipelines
 //! the same way. A fixed pool of buffers keeps memory flat whatever the image size.
 
 use std::io;
@@ -32,6 +33,11 @@ const IO_SIZE: usize = 4 << 20;
 const HEAD: u64 = 1 << 20;
 /// Buffers in circulation per pipeline (one being filled, one written, one hashed, spare).
 const BUFFERS: usize = 4;
+/// The most buffer memory one card's write holds at a time, whatever the image size: the
+/// pool of the write ([`BUFFERS`] x [`IO_SIZE`]) or of the read-back (the same, never both
+/// at once), the head kept for last and the zeros written first. `flash` writing N cards at
+/// once holds N times this.
+pub const CARD_BUFFER_BYTES: u64 = (BUFFERS * IO_SIZE) as u64 + 2 * HEAD;
 /// Slower than this, K3s on the card restarts in a loop (its datastore misses fsync
 /// deadlines), so pinode says so.
 const SLOW_CARD_BYTES_PER_SEC: f64 = 10e6;
@@ -96,7 +102,10 @@ pub struct CardReport {
     pub write_seconds: f64,
     /// Sustained write speed, bytes per second, final flush included.
     pub write_bytes_per_sec: f64,
-    pub(crate) sha256: String,
+    /// SHA-256 of the written ranges in order (of the image, for a full write); only when
+    /// the card is read back, which compares it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sha256: Option<String>,
     /// Whether the read-back matched (`None`: not verified).
     pub verified: Option<bool>,
     pub verify_seconds: Option<f64>,
@@ -129,8 +138,8 @@ pub(crate) enum Extent<'a> {
 /// Writes `image` (all of it, or the ranges `extent` names) to `card`, flushes it to the
 /// medium, and (unless `verify` is false) reads the same ranges back and compares SHA-256.
 ///
-/// The digest covers the written ranges in order; for [`Extent::Full`] that is the SHA-256
-/// of the image itself.
+/// The digest (of the written ranges in order; for [`Extent::Full`] the SHA-256 of the image
+/// itself) is computed only when `verify`: the read-back compares it.
 pub(crate) fn write_card(
     card: &Card,
     image: Composed<'_>,
@@ -184,46 +193,28 @@ pub(crate) fn write_card(
     }
     card.file.sync_data().map_err(write_err(0))?;
 
-    // 2. Everything after the head, hashed in order (the head's bytes first).
+    // 2. Everything after the head: hashed in order (the head's bytes first) when it is to
+    // be read back, and then read, written and hashed on three threads; without the
+    // read-back nobody needs the digest, and the bytes are read and written in turn on this
+    // thread, as `dd` does: on a busy machine, handing each buffer to another thread costs a
+    // wake-up per buffer, and a plain write should cost what `dd` costs (issue 20, item 6).
     let mut head = AlignedBuf::zeroed(head_len);
     image.read_at(0, &mut head).map_err(CardError::Source)?;
-    let digest = std::thread::scope(|scope| -> Result<String, CardError> {
-        let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Pooled>>(BUFFERS);
-        let (hash_tx, hash_rx) = sync_channel::<Arc<Pooled>>(BUFFERS);
+    let body = Body {
+        card,
+        image,
+        ranges,
+        from: head_len as u64,
+        bar: bars.write,
+        hooks,
+    };
+    let digest = if verify {
         let head_hash = Sha256::new_with_prefix(&head[..(image.len.min(head_len as u64)) as usize]);
-        let hasher = scope.spawn(move || hash_in_order(head_hash, hash_rx, image.len));
-        scope.spawn(move || {
-            let pool = Pool::new(BUFFERS, IO_SIZE);
-            for piece in ranges.pieces(head_len as u64, IO_SIZE as u64) {
-                let Some(mut buf) = pool.take() else { break };
-                let n = (piece.end - piece.start) as usize;
-                buf.offset = piece.start;
-                buf.filled = n;
-                let filled = image
-                    .read_at(piece.start, &mut buf.space()[..n])
-                    .map(|()| buf);
-                let failed = filled.is_err();
-                if chunk_tx.send(filled).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for chunk in chunk_rx {
-            let chunk = Arc::new(chunk.map_err(CardError::Source)?);
-            hash_tx
-                .send(Arc::clone(&chunk))
-                .map_err(|_| CardError::Internal("the hashing thread stopped"))?;
-            card.file
-                .write_all_at(chunk.bytes(), chunk.offset)
-                .map_err(write_err(chunk.offset))?;
-            bars.write.inc(chunk.bytes().len() as u64);
-            hooks.after_write(chunk.offset + chunk.bytes().len() as u64);
-        }
-        drop(hash_tx);
-        hasher
-            .join()
-            .map_err(|_| CardError::Internal("the hashing thread failed"))
-    })?;
+        Some(body.write_hashed(head_hash)?)
+    } else {
+        body.write_plain()?;
+        None
+    };
 
     // 3. The rest is on the medium: now the head, and flush again.
     card.file.sync_data().map_err(write_err(head_len as u64))?;
@@ -245,9 +236,9 @@ pub(crate) fn write_card(
         verify_seconds: None,
         direct_io: card.direct,
     };
-    if !verify {
+    let Some(digest) = digest else {
         return Ok(report);
-    }
+    };
     hooks.before_verify();
     let started = Instant::now();
     let actual = read_back_hash(card, ranges, image.len, bars.verify)?;
@@ -263,6 +254,93 @@ pub(crate) fn write_card(
     }
     report.verified = Some(true);
     Ok(report)
+}
+
+/// What step 2 of [`write_card`] writes: the ranges after the head.
+struct Body<'a, 'b> {
+    card: &'a Card,
+    image: Composed<'b>,
+    ranges: &'a RangeSet,
+    from: u64,
+    bar: &'a Task,
+    hooks: &'a TestHooks,
+}
+
+impl Body<'_, '_> {
+    fn write_err(&self, offset: u64) -> impl FnOnce(io::Error) -> CardError + use<> {
+        let path = self.card.path.clone();
+        move |source| CardError::Write {
+            path,
+            offset,
+            source,
+        }
+    }
+
+    fn wrote(&self, offset: u64, len: usize) {
+        self.bar.inc(len as u64);
+        self.hooks.after_write(offset + len as u64);
+    }
+
+    /// Reads, writes and hashes on three threads, [`BUFFERS`] buffers in circulation; the
+    /// SHA-256 of the head (already in `hasher`) and the body.
+    fn write_hashed(&self, hasher: Sha256) -> Result<String, CardError> {
+        let image = self.image;
+        let ranges = self.ranges;
+        let from = self.from;
+        std::thread::scope(|scope| {
+            let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Pooled>>(BUFFERS);
+            let (hash_tx, hash_rx) = sync_channel::<Arc<Pooled>>(BUFFERS);
+            let hashing = scope.spawn(move || hash_in_order(hasher, hash_rx, image.len));
+            scope.spawn(move || {
+                let pool = Pool::new(BUFFERS, IO_SIZE);
+                for piece in ranges.pieces(from, IO_SIZE as u64) {
+                    let Some(mut buf) = pool.take() else { break };
+                    let n = (piece.end - piece.start) as usize;
+                    buf.offset = piece.start;
+                    buf.filled = n;
+                    let filled = image
+                        .read_at(piece.start, &mut buf.space()[..n])
+                        .map(|()| buf);
+                    let failed = filled.is_err();
+                    if chunk_tx.send(filled).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for chunk in chunk_rx {
+                let chunk = Arc::new(chunk.map_err(CardError::Source)?);
+                hash_tx
+                    .send(Arc::clone(&chunk))
+                    .map_err(|_| CardError::Internal("the hashing thread stopped"))?;
+                self.card
+                    .file
+                    .write_all_at(chunk.bytes(), chunk.offset)
+                    .map_err(self.write_err(chunk.offset))?;
+                self.wrote(chunk.offset, chunk.bytes().len());
+            }
+            drop(hash_tx);
+            hashing
+                .join()
+                .map_err(|_| CardError::Internal("the hashing thread failed"))
+        })
+    }
+
+    /// Reads and writes in turn on this thread, one buffer.
+    fn write_plain(&self) -> Result<(), CardError> {
+        let mut buf = AlignedBuf::zeroed(IO_SIZE);
+        for piece in self.ranges.pieces(self.from, IO_SIZE as u64) {
+            let n = (piece.end - piece.start) as usize;
+            self.image
+                .read_at(piece.start, &mut buf[..n])
+                .map_err(CardError::Source)?;
+            self.card
+                .file
+                .write_all_at(&buf[..n], piece.start)
+                .map_err(self.write_err(piece.start))?;
+            self.wrote(piece.start, n);
+        }
+        Ok(())
+    }
 }
 
 /// SHA-256 of the card's bytes in `ranges` (counting none past `len`), read past any cache.
@@ -347,14 +425,27 @@ fn first_difference(
 /// interrupted write and a card that changes under the read-back are tested for real.
 ///
 /// `PINODE_TEST_PAUSE=verify@FILE` stops before the read-back, `write:N@FILE` once N bytes
-/// are written. pinode creates FILE (with its process id) and waits until FILE is removed.
+/// are written; `write:N:HOST@FILE` only on the card written for HOST (several cards written
+/// at once: one of them is "pulled out" while the others go on). pinode creates FILE (with
+/// its process id) and waits until FILE is removed.
 #[derive(Debug, Default)]
 pub struct TestHooks {
     pause_after: Option<u64>,
     pause_before_verify: bool,
     file: Option<PathBuf>,
+    /// The one card (by its node's hostname) the pause applies to; every card when `None`.
+    only: Option<String>,
     paused_write: std::sync::atomic::AtomicBool,
 }
+
+/// No pause: what a card other than the one named by `write:N:HOST` gets.
+static NO_HOOKS: TestHooks = TestHooks {
+    pause_after: None,
+    pause_before_verify: false,
+    file: None,
+    only: None,
+    paused_write: std::sync::atomic::AtomicBool::new(false),
+};
 
 impl TestHooks {
     /// The pause of `crate::edge::TestHooks::pause` (none unless `PINODE_TEST_HOOKS=1`).
@@ -365,11 +456,24 @@ impl TestHooks {
         let Some((stage, file)) = spec.split_once('@') else {
             return TestHooks::default();
         };
+        let (stage, only) = match stage.strip_prefix("write:").and_then(|s| s.split_once(':')) {
+            Some((n, host)) => (format!("write:{n}"), Some(host.to_string())),
+            None => (stage.to_string(), None),
+        };
         TestHooks {
             pause_after: stage.strip_prefix("write:").and_then(|n| n.parse().ok()),
             pause_before_verify: stage == "verify",
             file: Some(PathBuf::from(file)),
+            only,
             paused_write: Default::default(),
+        }
+    }
+
+    /// The hooks for the card of node `host`: these, unless they name another card.
+    pub(crate) fn for_card(&self, host: &str) -> &TestHooks {
+        match &self.only {
+            Some(only) if only != host => &NO_HOOKS,
+            _ => self,
         }
     }
 
@@ -415,7 +519,7 @@ mod tests {
             ranges: 1,
             write_seconds: 200.0,
             write_bytes_per_sec: 5e6,
-            sha256: String::new(),
+            sha256: None,
             verified: None,
             verify_seconds: None,
             direct_io: true,

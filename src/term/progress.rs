@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use pinode::progress::{Event, Progress, Task};
 
 /// Progress bars on stderr, or nothing when nobody watches.
@@ -83,6 +83,76 @@ impl Progress for TerminalProgress {
         Task::new(move |event| {
             if event == Event::Finish {
                 spinner.finish_and_clear();
+            }
+        })
+    }
+}
+
+/// Several cards written at once (`flash --parallel`): one bar per task, stacked on stderr
+/// (indicatif's `MultiProgress`), each with its own rate and ETA. Nothing is drawn where
+/// [`TerminalProgress`] would draw nothing.
+#[derive(Debug, Clone)]
+pub struct MultiBars {
+    multi: Option<MultiProgress>,
+}
+
+impl MultiBars {
+    pub fn new(single: TerminalProgress) -> Self {
+        MultiBars {
+            multi: single
+                .enabled
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
+    }
+
+    /// Stops drawing (a question is asked on stderr); the work behind the bars goes on, and
+    /// is never blocked by it (`suspend` would hold the writers' threads on their next tick).
+    pub fn hide(&self) {
+        if let Some(m) = &self.multi {
+            m.set_draw_target(ProgressDrawTarget::hidden());
+        }
+    }
+
+    /// Draws again after [`MultiBars::hide`].
+    pub fn show(&self) {
+        if let Some(m) = &self.multi {
+            m.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
+    /// Runs `f` (a line printed) with the bars out of the way, then redraws them.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.multi {
+            Some(m) => m.suspend(f),
+            None => f(),
+        }
+    }
+}
+
+impl Progress for MultiBars {
+    fn task(&self, label: &str, total: u64) -> Task {
+        let Some(multi) = self.multi.clone() else {
+            return Task::hidden();
+        };
+        // Joins the stack with its first bytes, and leaves it when finished: a card's
+        // read-back bar is made with its write bar and must not hold a line until it starts.
+        let bar = styled(total, label, ProgressDrawTarget::hidden())
+            .with_finish(ProgressFinish::AndClear);
+        let shown = AtomicBool::new(false);
+        Task::new(move |event| {
+            if matches!(event, Event::Position(_) | Event::Advance(_))
+                && !shown.swap(true, Ordering::Relaxed)
+            {
+                multi.add(bar.clone());
+            }
+            match event {
+                Event::Length(n) => bar.set_length(n),
+                Event::Position(n) => bar.set_position(n),
+                Event::Advance(n) => bar.inc(n),
+                Event::Finish => {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
             }
         })
     }

@@ -1,4 +1,5 @@
-//! `pinode flash`: one verified card per node, one after another.
+//! `pinode flash`: one verified card per node, several at once ([`parallel`]) or one after
+//! another.
 //!
 //! The base image is obtained once; each node's changes live in an overlay and are streamed
 //! with the base straight to the card (see `pinode::pipeline::card`). This command checks the
@@ -6,6 +7,7 @@
 //! node is decided in [`target`]: named with `--device` (once per node, or once for a reader
 //! the cards are swapped in), or found by watching for a card to be inserted.
 
+pub(crate) mod parallel;
 pub(crate) mod target;
 pub(crate) mod unattended;
 
@@ -64,7 +66,7 @@ impl From<&FlashArgs> for FlashOptions {
 }
 
 /// What happened to one node's card.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Outcome {
     Written,
@@ -87,10 +89,27 @@ struct NodeResult {
 }
 
 pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
-    run_with(&FlashOptions::from(args), sources, out)
+    let at_once = match (args.serial, args.parallel) {
+        (true, _) => 1,
+        (false, Some(n)) => usize::from(n),
+        (false, None) => parallel::DEFAULT_AT_ONCE,
+    };
+    run_batch(&FlashOptions::from(args), at_once, sources, out)
 }
 
+/// `flash` as the wizard runs it (one reader the cards are swapped in: one at a time).
 pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<(), Error> {
+    run_batch(args, parallel::DEFAULT_AT_ONCE, sources, out)
+}
+
+/// `at_once`: how many cards may be written at the same time (1: one after another, with
+/// the question to retry a failed card; see [`parallel`] for when several are).
+fn run_batch(
+    args: &FlashOptions,
+    at_once: usize,
+    sources: &Sources,
+    out: &Output,
+) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
@@ -170,6 +189,37 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
         verify: args.verify,
         full: args.full,
     };
+    let batch = Batch {
+        base: &base,
+        profile: &profile,
+        card,
+        hooks: &hooks,
+        out,
+    };
+    let mut results = if at_once > 1 && parallel::applies(args.devices.len(), nodes.len()) {
+        parallel::flash_all(&batch, &nodes, &mut targets, &source, at_once)?
+    } else {
+        serial(&batch, &nodes, &mut targets, &source)?
+    };
+    for node in nodes.iter().skip(results.len()) {
+        results.push(result(node, Outcome::NotReached, None, None, None));
+    }
+    // A cluster's cards are written: the next command follows its first boot.
+    let next = pinode::plan::cluster::ClusterPlan::of(&profile, pinode::edge::settings())
+        .map(|_| super::status_next(&args.profile));
+    let redo = unattended::redo_command(args, sources, &results);
+    report(out, &results, nodes.len() > 1, next, redo)
+}
+
+/// One card after another; after a failed card, the question to retry it (unattended: the
+/// next node).
+fn serial(
+    batch: &Batch<'_>,
+    nodes: &[&NodeConfig],
+    targets: &mut Targets,
+    source: &target::Source,
+) -> Result<Vec<NodeResult>, Error> {
+    let out = batch.out;
     let mut results: Vec<NodeResult> = Vec::new();
     'nodes: for (i, node) in nodes.iter().enumerate() {
         loop {
@@ -182,14 +232,8 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
                 Choice::Abort => break 'nodes,
             };
             source.refuse(&disk)?;
-            let written = flash_node(&FlashJob {
-                base: &base,
-                profile: &profile,
-                node,
-                disk: &disk,
-                card,
-                hooks: &hooks,
-                out,
+            let written = customise(batch, node).and_then(|image| {
+                write_node(batch, &image, &disk, &out.progress(), &|n| say_note(out, n))
             });
             match written {
                 Ok(report) => {
@@ -226,13 +270,7 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
             }
         }
     }
-    for node in nodes.iter().skip(results.len()) {
-        results.push(result(node, Outcome::NotReached, None, None, None));
-    }
-    // A cluster's cards are written: the next command follows its first boot.
-    let next = pinode::plan::cluster::ClusterPlan::of(&profile, pinode::edge::settings())
-        .map(|_| super::status_next(&args.profile));
-    report(out, &results, nodes.len() > 1, next)
+    Ok(results)
 }
 
 /// Flags that only make sense together, checked before any work.
@@ -261,29 +299,36 @@ pub(crate) fn scratch_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp"))
 }
 
-struct FlashJob<'a> {
+/// What every card of a run shares: the one base image (decompressed once, before the
+/// first card), the profile, how cards are written and the test hooks.
+pub(crate) struct Batch<'a> {
     base: &'a BaseImage,
     profile: &'a LoadedProfile,
-    node: &'a NodeConfig,
-    disk: &'a BlockDevice,
     card: CardOptions,
     hooks: &'a TestHooks,
     out: &'a Output,
 }
 
-/// Customises the node in memory and writes base + changes to the card.
-fn flash_node(job: &FlashJob<'_>) -> Result<CardReport, Error> {
-    let image = NodeImage::new(job.base, job.profile, job.node)?;
-    image.notes.iter().for_each(|n| job.out.note(n));
-    let out = job.out;
-    let report = write_to_card(
-        &image,
-        job.disk,
-        job.card,
-        job.hooks,
-        &out.progress(),
-        &mut |note| say_note(out, note),
-    )?;
+/// The node's image: the base with the node's changes in memory (its plan resolved, its
+/// notes printed). Run for one node at a time, in node order, even when cards are written
+/// at once: a cluster's token or key made by the first node is then kept for the next.
+fn customise(batch: &Batch<'_>, node: &NodeConfig) -> Result<NodeImage, Error> {
+    let image = NodeImage::new(batch.base, batch.profile, node)?;
+    image.notes.iter().for_each(|n| batch.out.note(n));
+    Ok(image)
+}
+
+/// Writes the node's image to the card (and reads it back), telling `note` what happens.
+fn write_node(
+    batch: &Batch<'_>,
+    image: &NodeImage,
+    disk: &BlockDevice,
+    progress: &dyn pinode::progress::Progress,
+    note: &(dyn Fn(CardNote<'_>) + Sync),
+) -> Result<CardReport, Error> {
+    let report = write_to_card(image, disk, batch.card, batch.hooks, progress, &mut |n| {
+        note(n)
+    })?;
     Ok(report)
 }
 
@@ -379,15 +424,20 @@ fn say_written(out: &Output, node: &NodeConfig, disk: &BlockDevice, r: &CardRepo
 
 /// The summary (a table for batches, JSON with `--json`), and the exit status: success only
 /// when every selected node's card was written (and verified, unless `--no-verify`).
-/// `next` (the command to run after the flash) ends the summary when a card was written.
+/// `next` (the command to run after the flash) ends the summary when a card was written;
+/// `redo` (the command that writes the nodes not written) ends the error when one was not.
 fn report(
     out: &Output,
     results: &[NodeResult],
     batch: bool,
     next: Option<String>,
+    redo: Option<String>,
 ) -> Result<(), Error> {
     if out.json {
-        out.json(&json!({ "nodes": results }));
+        match &redo {
+            Some(redo) => out.json(&json!({ "nodes": results, "redo": redo })),
+            None => out.json(&json!({ "nodes": results })),
+        }
     } else if batch {
         let rows: Vec<[String; 6]> = results
             .iter()
@@ -457,6 +507,9 @@ fn report(
         if !list.is_empty() {
             parts.push(format!("{label}: {}", list.join(", ")));
         }
+    }
+    if let Some(redo) = redo {
+        parts.push(format!("to write them: {redo}"));
     }
     Err(Error::Incomplete(parts.join("; ")))
 }

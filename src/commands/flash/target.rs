@@ -56,6 +56,9 @@ pub struct Targets {
     when_closed: String,
     /// Cards written in this run: (device, hostname).
     written: Vec<(PathBuf, String)>,
+    /// Cards being written now (several at once): never offered for the next node, though
+    /// their partition table is gone until their write ends.
+    busy: Vec<PathBuf>,
 }
 
 /// Checks a device named on the command line (or typed at a prompt): a whole disk, and no
@@ -169,6 +172,7 @@ impl Targets {
             prompter,
             when_closed: naming.when_closed.clone(),
             written: Vec::new(),
+            busy: Vec::new(),
         }
     }
 
@@ -183,6 +187,16 @@ impl Targets {
 
     pub fn remember(&mut self, disk: &BlockDevice, hostname: &str) {
         self.written.push((disk.path.clone(), hostname.to_string()));
+    }
+
+    /// `disk` is being written: not a card for another node until [`Targets::done`].
+    pub fn writing(&mut self, disk: &BlockDevice) {
+        self.busy.push(disk.path.clone());
+    }
+
+    /// The write of `disk` ended (written or failed).
+    pub fn done(&mut self, disk: &BlockDevice) {
+        self.busy.retain(|p| p != &disk.path);
     }
 
     /// The card for node number `i`.
@@ -301,6 +315,13 @@ impl Targets {
                     Reply::Line(l) if l.starts_with('/') => {
                         let typed = Overrides::default();
                         match check_named(&self.view, Path::new(&l), Some(self.image_len), &typed) {
+                            Ok(disk) if self.busy.contains(&disk.path) => {
+                                eprintln!(
+                                    "{} is being written for another node",
+                                    terminal_safe(&disk.path.display().to_string())
+                                );
+                                break;
+                            }
                             Ok(disk) => return Ok(self.confirm(disk, node)),
                             Err(e) => {
                                 eprintln!("{}", terminal_safe(&e.to_string()));
@@ -323,6 +344,7 @@ impl Targets {
             .into_iter()
             .filter(|d| assess(d, Some(self.image_len)).is_empty())
             .filter(|d| self.just_written(d).is_none())
+            .filter(|d| !self.busy.contains(&d.path))
             .collect())
     }
 

@@ -49,6 +49,38 @@ pub fn what_is_missing(args: &FlashOptions, sources: &Sources, hosts: &[String])
     )
 }
 
+/// The command that writes the nodes of `results` that were not written (failed, skipped,
+/// not reached), each on the card it was meant for when it had one (a card pulled out and
+/// put back, or replaced in the same reader, has the same name), `None` when every node was
+/// written. The summary of a batch ends with it, so that redoing two cards of ten is one
+/// line to copy.
+pub(super) fn redo_command(
+    args: &FlashOptions,
+    sources: &Sources,
+    results: &[super::NodeResult],
+) -> Option<String> {
+    let left: Vec<&super::NodeResult> = results
+        .iter()
+        .filter(|r| r.outcome != super::Outcome::Written)
+        .collect();
+    if left.is_empty() {
+        return None;
+    }
+    let hosts: Vec<String> = left.iter().map(|r| r.hostname.clone()).collect();
+    // Named cards only when every node left had one: `--device` is positional.
+    let devices: Option<Vec<_>> = left.iter().map(|r| r.device.clone()).collect();
+    let devices = devices.unwrap_or_default();
+    let redo = FlashOptions {
+        nodes: hosts.clone(),
+        // Flags that apply only to named cards go when none is named.
+        allow_non_removable: args.allow_non_removable && !devices.is_empty(),
+        unmount: args.unmount && !devices.is_empty(),
+        devices,
+        ..args.clone()
+    };
+    Some(command_line(&redo, sources, &hosts))
+}
+
 /// `sudo pinode flash …` with this run's options, a `--device` for every node (the named
 /// one, else a placeholder naming the node) and `--yes`.
 fn command_line(args: &FlashOptions, sources: &Sources, hosts: &[String]) -> String {
