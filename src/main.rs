@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         }
         Command::Profile(ProfileCommand::Schema) => commands::profile::schema(&out),
         Command::Inspect(a) => commands::inspect::run(&a.target, &out),
-        Command::Patch(a) => commands::patch::run(a, &out),
+        Command::Patch(a) => commands::patch::run(a, &sources, &out),
         Command::Prepare(a) => commands::prepare::run(a, &sources, &out),
         Command::Os(OsCommand::List { all, .. }) => commands::os::list(*all, &sources, &out),
         Command::Download(a) => commands::download::run(a, &sources, &out),

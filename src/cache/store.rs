@@ -34,6 +34,8 @@ use crate::progress::Progress;
 
 const ENTRY: &str = "entry.json";
 const IMAGE: &str = "image.img";
+/// Helm chart archives, by the SHA-256 their repository's index publishes.
+const CHARTS: &str = "charts";
 /// The Cache Directory Tagging Specification's file: backup tools skip the directory, and
 /// pinode knows the directory is its own to empty.
 const TAG: &str = "CACHEDIR.TAG";
@@ -77,7 +79,7 @@ pub enum CacheError {
 
 /// Gives the cache's contents back to the invoking user when dropped (under sudo), whichever
 /// way the operation that wrote them ended.
-struct HandBack<'c>(&'c Cache);
+pub(crate) struct HandBack<'c>(&'c Cache);
 
 impl Drop for HandBack<'_> {
     fn drop(&mut self) {
@@ -352,7 +354,7 @@ impl Cache {
         };
         for (name, is_dir) in names(&self.root) {
             let known = match name.as_str() {
-                "images" | "catalogs" => is_dir,
+                "images" | "catalogs" | CHARTS => is_dir,
                 TAG => !is_dir,
                 _ => false,
             };
@@ -385,6 +387,20 @@ impl Cache {
                 why: format!("no {TAG}, and it holds {name}, which pinode never writes there"),
             }),
         }
+    }
+
+    /// The directory of Helm chart archives (see `crate::ci::chart_source`), created in a
+    /// tagged cache; what is written there is handed back to the invoking user (under sudo)
+    /// when the guard drops.
+    pub(crate) fn charts_dir(&self) -> Result<(PathBuf, HandBack<'_>), CacheError> {
+        let hand_back = self.prepare_root()?;
+        self.create_root()?;
+        let dir = self.root.join(CHARTS);
+        fs::create_dir_all(&dir).map_err(|source| CacheError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok((dir, hand_back))
     }
 
     fn images(&self) -> PathBuf {

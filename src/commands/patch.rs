@@ -8,11 +8,13 @@ use pinode::pipeline::patch::PatchedImage;
 use super::{Output, load_profile, single_node};
 use crate::cli::PatchArgs;
 
-pub fn run(args: &PatchArgs, out: &Output) -> Result<(), Error> {
+pub fn run(args: &PatchArgs, sources: &super::Sources, out: &Output) -> Result<(), Error> {
     let profile = load_profile(&args.profile, out)?;
     let node = single_node(&profile, args.node.as_deref())?;
+    // With cluster.airgap, the runners' charts (from the cache, or downloaded through it).
+    let charts = pinode::pipeline::charts_for_profile(&profile, &sources.resolver()?)?;
     // Opening a block device exclusively fails while any of its partitions is mounted.
-    let mut image = PatchedImage::new(&args.target, &profile, node)?;
+    let mut image = PatchedImage::new(&args.target, &profile, node, &charts)?;
     image.notes.iter().for_each(|n| out.note(n));
     let changed_blocks = image.changed_blocks();
     // Only now, when the edits are ready and nothing can fail before they are written: a

@@ -102,6 +102,13 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
                 sources.join(", ")
             ));
         }
+        let (lines, images_note) = pinode::ci::chart_source::check_lines(&plan.spec);
+        lines
+            .iter()
+            .for_each(|l| out.say(format!("  {}", Redacted(l))));
+        if let Some(note) = images_note {
+            out.note(&note);
+        }
     }
     for node in &loaded.nodes {
         let role = match &plan {

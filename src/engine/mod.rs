@@ -29,6 +29,7 @@ pub mod helm_controller;
 pub(crate) mod k3s;
 pub(crate) mod kubeadm;
 pub(crate) mod microk8s;
+pub(crate) mod registry_mirror;
 
 /// kube-vip, which serves an HA cluster's virtual IP, and the release pinode deploys.
 pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};
@@ -375,6 +376,7 @@ mod tests {
         Engine::K3s(k3s::K3sNode {
             member: Membership::for_test(role, api),
             spec: k3s::K3sSpec::default(),
+            registry_mirror: None,
         })
     }
 

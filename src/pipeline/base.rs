@@ -103,6 +103,9 @@ pub struct BaseImage {
     pub notes: Vec<String>,
     /// The OS the image holds, detected by the first node customised.
     os: OnceLock<OsInfo>,
+    /// With `cluster.airgap`: the runners' charts, downloaded with the image, embedded in
+    /// every founder's HelmCharts (see `crate::ci::chart_source`).
+    pub(crate) charts: crate::ci::chart_source::Charts,
     _temp: Option<crate::cleanup::TempFile>,
     _lock: Option<Lock>,
 }
@@ -133,7 +136,23 @@ impl BaseImage {
 
     /// The base image `prepare` uses: `--image`, or the profile's `os.image` (a path, used in
     /// place and checked against `os.sha256` when given; an alias or URL, from the cache).
+    /// With `cluster.airgap`, the runners' charts are obtained too (from the cache, or
+    /// downloaded through it), for [`crate::pipeline::NodeImage`] to embed.
     pub fn for_profile(
+        profile: &LoadedProfile,
+        explicit: Option<&Path>,
+        resolver: &Resolver,
+        scratch_dir: &Path,
+        progress: &dyn Progress,
+        on_wait: impl FnOnce(),
+    ) -> Result<BaseImage, PipelineError> {
+        let mut base =
+            Self::image_for_profile(profile, explicit, resolver, scratch_dir, progress, on_wait)?;
+        base.charts = charts_for_profile(profile, resolver)?;
+        Ok(base)
+    }
+
+    fn image_for_profile(
         profile: &LoadedProfile,
         explicit: Option<&Path>,
         resolver: &Resolver,
@@ -193,6 +212,7 @@ impl BaseImage {
             init_format: wanted.init_format.clone(),
             notes,
             os: OnceLock::new(),
+            charts: Default::default(),
             _temp: None,
             _lock: Some(lock),
         })
@@ -260,6 +280,7 @@ impl BaseImage {
                 init_format: None,
                 notes: Vec::new(),
                 os: OnceLock::new(),
+                charts: Default::default(),
                 _temp: None,
                 _lock: None,
             });
@@ -278,6 +299,7 @@ impl BaseImage {
             init_format: None,
             notes: Vec::new(),
             os: OnceLock::new(),
+            charts: Default::default(),
             _temp: Some(temp),
             _lock: None,
         })
@@ -311,4 +333,24 @@ impl BaseImage {
             .map(|m| m.len())
             .map_err(|e| PipelineError::path(&self.path, e))
     }
+}
+
+/// The runners' charts `profile` needs embedded (none without `cluster.airgap`), from the
+/// resolver's cache, downloaded through it unless offline.
+pub fn charts_for_profile(
+    profile: &LoadedProfile,
+    resolver: &Resolver,
+) -> Result<crate::ci::chart_source::Charts, PipelineError> {
+    let Some(cluster) = &profile.profile.cluster else {
+        return Ok(Default::default());
+    };
+    if !crate::ci::chart_source::wanted(cluster) {
+        return Ok(Default::default());
+    }
+    let http = resolver.http()?;
+    Ok(crate::ci::chart_source::obtain(
+        cluster,
+        &resolver.cache,
+        http.as_ref(),
+    )?)
 }

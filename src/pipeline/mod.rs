@@ -22,7 +22,7 @@ pub mod prepared;
 
 use std::path::PathBuf;
 
-pub use base::{BaseImage, ImageFileKind, check_image_file};
+pub use base::{BaseImage, ImageFileKind, charts_for_profile, check_image_file};
 pub use node::NodeImage;
 
 /// Why the pipeline stopped. The messages are those of the modules that failed.
@@ -49,6 +49,8 @@ pub enum PipelineError {
     Card(#[from] crate::sink::card::CardError),
     #[error("{path}: {message}", path = .path.display())]
     Path { path: PathBuf, message: String },
+    #[error(transparent)]
+    Charts(#[from] crate::ci::chart_source::ChartError),
 }
 
 impl PipelineError {

@@ -37,7 +37,7 @@ impl NodeImage {
         node: &NodeConfig,
     ) -> Result<NodeImage, PipelineError> {
         let (mut image, os) = base.open_for_node(profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
+        let (custom, report, notes) = customise(&mut image, profile, node, &os, &base.charts)?;
         let len = image.len();
         let table = image.table().clone();
         Ok(NodeImage {
@@ -84,8 +84,10 @@ pub fn customise(
     profile: &LoadedProfile,
     node: &NodeConfig,
     os: &OsInfo,
+    charts: &crate::ci::chart_source::Charts,
 ) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
-    let plan = NodePlan::resolve(profile, node, crate::edge::settings())?;
+    let mut plan = NodePlan::resolve(profile, node, crate::edge::settings())?;
+    plan.embed_charts(charts);
     let custom = crate::render::render(&plan, os).map_err(|source| PipelineError::Render {
         node: node.hostname.clone(),
         source,

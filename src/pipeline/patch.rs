@@ -31,10 +31,11 @@ impl PatchedImage {
         target: &Path,
         profile: &LoadedProfile,
         node: &NodeConfig,
+        charts: &crate::ci::chart_source::Charts,
     ) -> Result<PatchedImage, PipelineError> {
         let mut image = Image::open(target, true)?;
         let os = image.detect_os(None, profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os)?;
+        let (custom, report, notes) = customise(&mut image, profile, node, &os, charts)?;
         Ok(PatchedImage {
             custom,
             report,

@@ -101,6 +101,14 @@ impl std::fmt::Debug for NodePlan {
 }
 
 impl NodePlan {
+    /// With `cluster.airgap`: the runners' charts, downloaded at prepare time, embedded in
+    /// their HelmCharts (see `crate::ci::chart_source`).
+    pub fn embed_charts(&mut self, charts: &crate::ci::chart_source::Charts) {
+        for runner in self.cluster.iter_mut().flat_map(|c| c.runners.iter_mut()) {
+            runner.embed_from(charts);
+        }
+    }
+
     /// The node's static IPv4 address, if its profile gives one (`network:`): the address
     /// the cluster knows it by.
     pub fn known_ipv4(&self) -> Option<std::net::Ipv4Addr> {
@@ -237,7 +245,13 @@ fn resolve_cluster(
 ) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(&node.hostname);
     let runners = match (&plan.spec.runner, role) {
-        (Some(runners), NodeRole::Founder) => resolve_runners(profile, runners, settings)?,
+        (Some(runners), NodeRole::Founder) => {
+            let mut runners = resolve_runners(profile, runners, settings)?;
+            if plan.spec.airgap == Some(true) {
+                runners.iter_mut().for_each(Runner::require_embedded);
+            }
+            runners
+        }
         _ => Vec::new(),
     };
     let rootless_builds = plan
@@ -260,6 +274,7 @@ fn resolve_cluster(
         Distribution::K3s => Engine::K3s(K3sNode {
             member,
             spec: plan.spec.k3s().clone(),
+            registry_mirror: plan.spec.registry_mirror.clone(),
         }),
         Distribution::Microk8s => Engine::Microk8s(microk8s::resolve(plan, member)),
         Distribution::Kubeadm => {

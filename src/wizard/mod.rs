@@ -165,6 +165,8 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             api: None,
             vip: None,
             kube_vip: None,
+            airgap: None,
+            registry_mirror: None,
             distribution: Default::default(),
             k3s: Some(K3sSpec {
                 version,

@@ -91,6 +91,8 @@ pub(crate) use channels::{is_channel, is_version};
 pub(crate) struct K3sNode {
     pub(crate) member: Membership,
     pub(crate) spec: K3sSpec,
+    /// `cluster.registry_mirror` (see `crate::engine::registry_mirror`).
+    pub(crate) registry_mirror: Option<String>,
 }
 
 /// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
@@ -314,6 +316,7 @@ mod tests {
                         tls_san: vec!["api.example".into()],
                         ..K3sSpec::default()
                     },
+                    registry_mirror: None,
                 };
                 let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
                 let config: Map<String, Value> = serde_json::from_str(&text).unwrap();

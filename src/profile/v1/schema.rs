@@ -326,6 +326,14 @@ pub struct ClusterSpec {
     /// VIP is in the servers' static Wi-Fi prefix).
     #[serde(default)]
     pub(crate) kube_vip: Option<crate::engine::k3s::kubevip::KubeVipSpec>,
+    /// Install without internet at first boot: what the nodes would download then is put on
+    /// the card at prepare time (the runners' charts embedded in their HelmCharts).
+    #[serde(default)]
+    pub(crate) airgap: Option<bool>,
+    /// A registry mirror (https://host[:port]) every node pulls container images through
+    /// (K3s: /etc/rancher/k3s/registries.yaml). Not secret: a URL with credentials is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) registry_mirror: Option<String>,
     /// The Kubernetes distribution: k3s (the default), microk8s or kubeadm. Its settings are
     /// under the key of the same name; the keys of the others must be absent.
     #[serde(default, skip_serializing_if = "is_k3s")]

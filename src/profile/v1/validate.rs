@@ -403,6 +403,16 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 }
             }
         }
+        // Runner charts without a chart repository (`cluster.airgap`) and `chart_repo`.
+        for problem in crate::ci::chart_source::check(runners, c.airgap == Some(true)) {
+            r.error(&problem.field, problem.message);
+        }
+    }
+    if let Some(mirror) = &c.registry_mirror {
+        r.check(
+            "cluster.registry_mirror".into(),
+            crate::engine::registry_mirror::check(mirror, c.distribution),
+        );
     }
     let servers = p
         .nodes

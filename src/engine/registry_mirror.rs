@@ -1,0 +1,153 @@
+//! `cluster.registry_mirror`: one registry mirror every node pulls container images through.
+//!
+//! `cluster.airgap` puts the distribution and the runners' charts on the card, but the
+//! runners' container images (and the cluster's own) still come from a registry at first
+//! boot. A mirror on the local network (a pull-through cache) is how a cluster without
+//! internet gets them.
+//!
+//! K3s: `/etc/rancher/k3s/registries.yaml`, read by K3s when it starts (so it is placed before
+//! K3s is installed), from the K3s documentation's "Private Registry Configuration"
+//! (docs.k3s.io/installation/private-registry; k3s-io/docs
+//! `docs/installation/private-registry.md`): `mirrors.<REGISTRY>.endpoint` lists the URLs
+//! containerd tries, then the registry's own ("default endpoint fallback"); an `http://`
+//! endpoint is used without TLS. The mirror is named for the registries runner and
+//! distribution images come from (docker.io, ghcr.io, quay.io, registry.k8s.io), which every
+//! K3s release understands, and for `"*"`, which K3s understands from v1.26.15+k3s1,
+//! v1.27.12+k3s1, v1.28.8+k3s1 and v1.29.3+k3s1 on (the March 2024 releases; "the asterisk
+//! MUST be quoted") and an older one ignores as an unknown registry name. See
+//! /work/notes/i20/facts-mirror.md for MicroK8s and CRI-O, which pinode refuses for now.
+//!
+//! Mirrors are not secret, and must stay so: the file is world-readable on the FAT until the
+//! first boot moves it. A URL with a user name or password is refused; credentials belong in
+//! registries.yaml's `configs.<mirror>.auth`, written from a secret file (not supported yet).
+
+use serde_json::{Value, json};
+
+use crate::bootfs::content::BootFile;
+use crate::engine::Distribution;
+use crate::engine::stage2::{StageContext, fill};
+
+/// The registries named explicitly: those of the images K3s and pinode's runners use.
+pub(crate) const REGISTRIES: [&str; 4] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"];
+/// Where K3s reads it.
+pub(crate) const K3S_PATH: &str = "/etc/rancher/k3s/registries.yaml";
+/// Its name on the boot partition (in the stage's directory) and in the node's directory.
+const FILE: &str = "k3s-registries.yaml";
+
+/// The mirror URL's rules: http(s), a host, no credentials, query or fragment.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("not a URL ({e}): give https://HOST[:PORT]"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err("must be an https:// (or http://) URL".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "carries a user name or password: the mirror's URL is written in the \
+                    clear on the boot partition; use a mirror that needs no login (registry \
+                    credentials through registries.yaml's auth are not supported yet)"
+                .into(),
+        );
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must not carry a query or fragment".into());
+    }
+    Ok(())
+}
+
+/// The problems of `cluster.registry_mirror` on `distribution`.
+pub(crate) fn check(url: &str, distribution: Distribution) -> Result<(), String> {
+    check_url(url)?;
+    match distribution {
+        Distribution::K3s => Ok(()),
+        Distribution::Microk8s => Err("only K3s is supported for now: on MicroK8s write \
+             containerd's hosts.toml (/var/snap/microk8s/current/args/certs.d/REGISTRY/\
+             hosts.toml) yourself"
+            .into()),
+        Distribution::Kubeadm => Err("only K3s is supported for now: on kubeadm (CRI-O) write \
+             a file in /etc/containers/registries.conf.d/ yourself"
+            .into()),
+    }
+}
+
+/// K3s's registries.yaml for `mirror`.
+pub(crate) fn k3s_registries_yaml(mirror: &str) -> String {
+    let endpoint = json!({"endpoint": [mirror]});
+    let mut mirrors = serde_json::Map::new();
+    for registry in REGISTRIES.iter().chain(&["*"]) {
+        mirrors.insert(registry.to_string(), endpoint.clone());
+    }
+    let doc = json!({"mirrors": Value::Object(mirrors)});
+    // JSON is YAML: every key quoted, as the wildcard must be.
+    format!(
+        "# Written by pinode (cluster.registry_mirror): every registry through the mirror, \
+         then the registry itself.\n{}\n",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )
+}
+
+/// Moves the file off the boot partition (first stage) into the node's directory.
+const INSTALL_LINES: &str = r##"	install -m 644 "$boot/@FILE@" @NODE_DIR@/@NAME@ || return 1
+"##;
+
+/// Places it where K3s reads it, before K3s is installed (and first started).
+const PREPARE_STEPS: &str = r##"	step "registry mirror" install -D -m 644 @NODE_DIR@/@NAME@ @K3S_PATH@
+"##;
+
+/// The stage's part for a K3s node with a mirror: the file, its install line and its
+/// prepare step, added to what K3s's stage has.
+pub(crate) fn add_k3s(
+    ctx: &StageContext,
+    mirror: &str,
+    files: &mut Vec<BootFile>,
+    install_lines: &mut String,
+    prepare_steps: &mut String,
+) {
+    let boot_file = format!("{}/{FILE}", ctx.boot_dir);
+    let paths = [
+        ("@FILE@", boot_file.as_str()),
+        ("@NODE_DIR@", ctx.node_dir),
+        ("@NAME@", FILE),
+        ("@K3S_PATH@", K3S_PATH),
+    ];
+    files.push(BootFile {
+        path: boot_file.clone(),
+        contents: k3s_registries_yaml(mirror).into_bytes(),
+        secret: false,
+    });
+    install_lines.push_str(&fill(INSTALL_LINES, &paths));
+    prepare_steps.push_str(&fill(PREPARE_STEPS, &paths));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("https://mirror.lan:5000").is_ok());
+        assert!(check_url("http://10.0.0.2:5000").is_ok());
+        assert!(check_url("https://u:p@mirror.lan").is_err());
+        assert!(check_url("https://mirror.lan/?a=b").is_err());
+        assert!(check_url("ftp://mirror.lan").is_err());
+        assert!(check_url("mirror.lan:5000").is_err());
+        assert!(check("https://m.lan", Distribution::Microk8s).is_err());
+        assert!(check("https://m.lan", Distribution::Kubeadm).is_err());
+    }
+
+    #[test]
+    fn registries_yaml_names_every_registry_and_the_wildcard() {
+        let text = k3s_registries_yaml("https://mirror.lan:5000");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        for registry in REGISTRIES.iter().chain(&["*"]) {
+            assert_eq!(
+                doc["mirrors"][*registry]["endpoint"][0].as_str(),
+                Some("https://mirror.lan:5000")
+            );
+        }
+        assert!(text.contains("\"*\""));
+    }
+}
