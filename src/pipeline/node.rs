@@ -37,7 +37,7 @@ impl NodeImage {
         node: &NodeConfig,
     ) -> Result<NodeImage, PipelineError> {
         let (mut image, os) = base.open_for_node(profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os, &base.charts)?;
+        let (custom, report, notes) = customise_with(&mut image, profile, node, &os, &base.charts)?;
         let len = image.len();
         let table = image.table().clone();
         Ok(NodeImage {
@@ -80,6 +80,17 @@ impl NodeImage {
 /// commits the overlay or streams it out. The notes are the plan's, for the user (e.g. that
 /// the cluster token was generated): the caller prints them.
 pub fn customise(
+    image: &mut Image,
+    profile: &LoadedProfile,
+    node: &NodeConfig,
+    os: &OsInfo,
+) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
+    customise_with(image, profile, node, os, &Default::default())
+}
+
+/// [`customise`] with the runners' charts to embed (`cluster.airgap`; see
+/// `crate::ci::chart_source`).
+pub fn customise_with(
     image: &mut Image,
     profile: &LoadedProfile,
     node: &NodeConfig,

@@ -12,7 +12,7 @@ use crate::osinfo::OsInfo;
 use crate::profile::{LoadedProfile, NodeConfig};
 
 use super::PipelineError;
-use super::node::customise;
+use super::node::customise_with;
 
 /// An image or card opened read-write, customised as one node, not yet written.
 pub struct PatchedImage {
@@ -35,7 +35,7 @@ impl PatchedImage {
     ) -> Result<PatchedImage, PipelineError> {
         let mut image = Image::open(target, true)?;
         let os = image.detect_os(None, profile.init_override())?;
-        let (custom, report, notes) = customise(&mut image, profile, node, &os, charts)?;
+        let (custom, report, notes) = customise_with(&mut image, profile, node, &os, charts)?;
         Ok(PatchedImage {
             custom,
             report,
