@@ -183,28 +183,30 @@ pub enum ChartError {
     },
 }
 
-/// Whether the profile asks for embedded charts.
-pub fn wanted(spec: &crate::profile::v1::schema::ClusterSpec) -> bool {
-    spec.airgap == Some(true) && spec.runner.as_ref().is_some_and(|r| !r.is_empty())
+/// Whether a cluster with `runners` and `cluster.airgap` = `airgap` needs embedded charts.
+pub fn wanted(runners: Option<&Runners>, airgap: bool) -> bool {
+    airgap && runners.is_some_and(|r| !r.is_empty())
 }
 
 /// `profile check`'s lines about where the runners' charts and images come from: the
 /// embedded charts (with `cluster.airgap`), the registry mirror, and a note that container
 /// images still come from a registry at first boot (`cluster.airgap` embeds charts only).
 pub fn check_lines(
-    spec: &crate::profile::v1::schema::ClusterSpec,
+    runners: Option<&Runners>,
+    airgap: bool,
+    registry_mirror: Option<&str>,
 ) -> (Vec<String>, Option<String>) {
     let mut lines = Vec::new();
-    if let Some(mirror) = &spec.registry_mirror {
+    if let Some(mirror) = registry_mirror {
         lines.push(format!(
             "registry mirror: {mirror} (for {} and every other registry; K3s registries.yaml)",
             crate::engine::registry_mirror::REGISTRIES.join(", ")
         ));
     }
-    if !wanted(spec) {
+    if !wanted(runners, airgap) {
         return (lines, None);
     }
-    for runner in spec.runner.iter().flat_map(Runners::iter) {
+    for runner in runners.iter().flat_map(|r| r.iter()) {
         if let Some(source) = source_of(runner) {
             lines.push(format!(
                 "chart: {} {} from {}, downloaded at prepare time and embedded (chartContent)",
@@ -212,7 +214,7 @@ pub fn check_lines(
             ));
         }
     }
-    let registries = match &spec.registry_mirror {
+    let registries = match registry_mirror {
         Some(mirror) => format!("through the mirror {mirror}"),
         None => "from docker.io, ghcr.io and the others directly: set cluster.registry_mirror \
                  to a mirror the nodes can reach"
@@ -269,18 +271,11 @@ pub fn check_repo_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The charts of `spec`'s runners (when [`wanted`]), from the cache or downloaded now through
-/// `http` (`None`: offline).
-pub fn obtain(
-    spec: &crate::profile::v1::schema::ClusterSpec,
-    cache: &Cache,
-    http: Option<&Http>,
-) -> Result<Charts, ChartError> {
+/// The charts of `runners` (to embed with `cluster.airgap`), from the cache or downloaded
+/// now through `http` (`None`: offline).
+pub fn obtain(runners: &Runners, cache: &Cache, http: Option<&Http>) -> Result<Charts, ChartError> {
     let mut charts = Charts::default();
-    if !wanted(spec) {
-        return Ok(charts);
-    }
-    for runner in spec.runner.iter().flat_map(Runners::iter) {
+    for runner in runners.iter() {
         if let Some(source) = source_of(runner) {
             let chart = fetch(&source, cache, http)?;
             charts.by_kind.insert(runner.kind, Arc::new(chart));

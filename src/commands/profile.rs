@@ -102,7 +102,7 @@ pub fn check(path: &Path, strict: bool, out: &Output) -> Result<(), Error> {
                 sources.join(", ")
             ));
         }
-        let (lines, images_note) = pinode::ci::chart_source::check_lines(&plan.spec);
+        let (lines, images_note) = plan.spec.chart_and_mirror_lines();
         lines
             .iter()
             .for_each(|l| out.say(format!("  {}", Redacted(l))));

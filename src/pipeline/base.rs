@@ -344,12 +344,12 @@ pub fn charts_for_profile(
     let Some(cluster) = &profile.profile.cluster else {
         return Ok(Default::default());
     };
-    if !crate::ci::chart_source::wanted(cluster) {
+    let (Some(runners), Some(true)) = (&cluster.runner, cluster.airgap) else {
         return Ok(Default::default());
-    }
+    };
     let http = resolver.http()?;
     Ok(crate::ci::chart_source::obtain(
-        cluster,
+        runners,
         &resolver.cache,
         http.as_ref(),
     )?)

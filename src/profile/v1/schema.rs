@@ -370,6 +370,16 @@ static DEFAULT_KUBEADM: std::sync::LazyLock<KubeadmSpec> =
     std::sync::LazyLock::new(KubeadmSpec::default);
 
 impl ClusterSpec {
+    /// `profile check`'s lines about the runners' charts (`airgap`) and the registry mirror,
+    /// and the note that images still come from a registry (see `crate::ci::chart_source`).
+    pub fn chart_and_mirror_lines(&self) -> (Vec<String>, Option<String>) {
+        crate::ci::chart_source::check_lines(
+            self.runner.as_ref(),
+            self.airgap == Some(true),
+            self.registry_mirror.as_deref(),
+        )
+    }
+
     /// K3s's settings, the defaults when `cluster.k3s` is absent.
     pub fn k3s(&self) -> &K3sSpec {
         self.k3s.as_ref().unwrap_or(&DEFAULT_K3S)
