@@ -571,3 +571,40 @@ fn refusals_name_their_line() {
         );
     }
 }
+
+#[test]
+fn prepare_puts_the_embedded_chart_on_the_founders_card() {
+    let repo = StandInRepo::start(|_, sha| sha.to_string());
+    let env = UserEnv::new();
+    let base = copy_fixture("bookworm", env.dir.path());
+    let path = profile(
+        &env,
+        "prepare.yaml",
+        "  airgap: true\n",
+        &runners(&repo.url()),
+    );
+    let out = env.dir.path().join("out");
+    run(pinode_with(&env, &repo)
+        .args(["prepare", "--profile"])
+        .arg(&path)
+        .arg("--image")
+        .arg(&base)
+        .arg("--out-dir")
+        .arg(&out));
+    let fat = extract_boot(&out.join("lab-1.img"), env.dir.path());
+    fsck_fat(&fat).unwrap();
+    let manifest = mread(&fat, "pinode/k3s/pinode-gitlab-runner.yaml").expect("on the FAT");
+    let file = env.dir.path().join("from-fat.yaml");
+    std::fs::write(&file, &manifest).unwrap();
+    let doc = yaml_documents(&file)
+        .into_iter()
+        .find(|d| d["kind"] == "HelmChart")
+        .unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(doc["spec"]["chartContent"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, repo.served("gitlab-runner", "0.86.0"));
+    // The agent's card carries no chart.
+    let agent = extract_boot(&out.join("lab-2.img"), env.dir.path());
+    assert!(mread(&agent, "pinode/k3s/pinode-gitlab-runner.yaml").is_none());
+}
