@@ -47,6 +47,9 @@ use crate::fetch::{FetchError, Http, display_url};
 pub const GITLAB_REPO: &str = "https://charts.gitlab.io";
 /// Jenkins' chart repository (github.com/jenkinsci/helm-charts, README).
 pub const JENKINS_REPO: &str = "https://charts.jenkins.io";
+/// Where ARC's charts are (OCI artifacts; actions/actions-runner-controller, docs
+/// "Deploying runner scale sets with Actions Runner Controller").
+pub const GITHUB_OCI: &str = "oci://ghcr.io/actions/actions-runner-controller-charts";
 
 /// The largest chart archive embedded: its base64 (4/3 of it) plus the key must fit in the
 /// 1 MiB ConfigMap helm-controller makes of it.
@@ -65,23 +68,44 @@ pub struct ChartSource {
     pub version: String,
 }
 
-/// The chart source of `spec`, for the CI systems whose chart is in a Helm repository.
-pub fn source_of(spec: &RunnerSpec) -> Option<ChartSource> {
-    let (default_repo, chart) = match spec.kind {
-        RunnerKind::Gitlab => (GITLAB_REPO, "gitlab-runner"),
-        RunnerKind::Jenkins => (JENKINS_REPO, "jenkins"),
-        RunnerKind::Github | RunnerKind::Forgejo => return None,
+/// The charts of `spec`: one for GitLab and Jenkins (a Helm repository), two for GitHub
+/// (ARC's controller and scale set, OCI artifacts), none for Forgejo.
+pub fn sources_of(spec: &RunnerSpec) -> Vec<ChartSource> {
+    let (default_repo, charts): (&str, &[&'static str]) = match spec.kind {
+        RunnerKind::Gitlab => (GITLAB_REPO, &["gitlab-runner"]),
+        RunnerKind::Jenkins => (JENKINS_REPO, &["jenkins"]),
+        RunnerKind::Github => (
+            GITHUB_OCI,
+            &["gha-runner-scale-set-controller", "gha-runner-scale-set"],
+        ),
+        RunnerKind::Forgejo => return Vec::new(),
     };
-    Some(ChartSource {
-        repo: spec
-            .chart_repo
-            .as_deref()
-            .unwrap_or(default_repo)
-            .trim_end_matches('/')
-            .to_string(),
-        chart,
-        version: spec.chart_version().to_string(),
-    })
+    let repo = spec
+        .chart_repo
+        .as_deref()
+        .unwrap_or(default_repo)
+        .trim_end_matches('/')
+        .to_string();
+    charts
+        .iter()
+        .map(|chart| ChartSource {
+            repo: repo.clone(),
+            chart,
+            version: spec.chart_version().to_string(),
+        })
+        .collect()
+}
+
+/// The one chart of a CI system that has one (GitLab, Jenkins).
+pub fn source_of(spec: &RunnerSpec) -> Option<ChartSource> {
+    sources_of(spec).into_iter().next()
+}
+
+impl ChartSource {
+    /// The chart as an OCI artifact, when its repository is an `oci://` reference.
+    fn oci(&self) -> Option<super::oci_pull::OciChart<'_>> {
+        super::oci_pull::OciChart::parse(&self.repo, self.chart, &self.version)
+    }
 }
 
 /// A chart archive, verified, to embed in a HelmChart.
@@ -114,21 +138,21 @@ impl EmbeddedChart {
 /// `cluster.airgap: true`.
 #[derive(Debug, Clone, Default)]
 pub struct Charts {
-    by_kind: BTreeMap<RunnerKind, Arc<EmbeddedChart>>,
+    by_chart: BTreeMap<&'static str, Arc<EmbeddedChart>>,
 }
 
 impl Charts {
-    pub fn get(&self, kind: RunnerKind) -> Option<&Arc<EmbeddedChart>> {
-        self.by_kind.get(&kind)
+    pub fn get(&self, chart: &str) -> Option<&Arc<EmbeddedChart>> {
+        self.by_chart.get(chart)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_kind.is_empty()
+        self.by_chart.is_empty()
     }
 
-    /// Each chart with its CI system, for the command's notes.
-    pub fn iter(&self) -> impl Iterator<Item = (RunnerKind, &EmbeddedChart)> {
-        self.by_kind.iter().map(|(k, c)| (*k, c.as_ref()))
+    /// Each chart with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &EmbeddedChart)> {
+        self.by_chart.iter().map(|(k, c)| (*k, c.as_ref()))
     }
 }
 
@@ -207,7 +231,7 @@ pub fn check_lines(
         return (lines, None);
     }
     for runner in runners.iter().flat_map(|r| r.iter()) {
-        if let Some(source) = source_of(runner) {
+        for source in sources_of(runner) {
             lines.push(format!(
                 "chart: {} {} from {}, downloaded at prepare time and embedded (chartContent)",
                 source.chart, source.version, source.repo
@@ -227,26 +251,47 @@ pub fn check_lines(
     (lines, Some(note))
 }
 
-/// The rules of `cluster.airgap` for the runners, and of `chart_repo`: at `at` of each.
-pub(crate) fn check(runners: &Runners, airgap: bool) -> Vec<SpecProblem> {
+/// The rules of `chart_repo`, at each runner's path.
+pub(crate) fn check(runners: &Runners) -> Vec<SpecProblem> {
     let mut out = Vec::new();
     for (at, spec) in runners.entries() {
-        if let Some(repo) = &spec.chart_repo
-            && let Err(message) = check_repo_url(repo)
-        {
-            out.push(SpecProblem::error(format!("{at}.chart_repo"), message));
-        }
-        if airgap && spec.kind == RunnerKind::Github {
-            out.push(SpecProblem::error(
-                format!("{at}.kind"),
-                "with cluster.airgap the runner's chart is embedded in its HelmChart, but \
-                 GitHub's ARC charts are OCI artifacts on ghcr.io, which pinode cannot \
-                 download yet: remove cluster.airgap (the node then pulls the charts from \
-                 ghcr.io at first boot), or install ARC yourself once the cluster is up",
-            ));
+        if let Some(repo) = &spec.chart_repo {
+            let checked = if spec.kind == RunnerKind::Github {
+                check_oci_reference(repo)
+            } else {
+                check_repo_url(repo)
+            };
+            if let Err(message) = checked {
+                out.push(SpecProblem::error(format!("{at}.chart_repo"), message));
+            }
         }
     }
     out
+}
+
+/// An OCI chart reference for GitHub's `chart_repo`: `oci://HOST[:PORT]/PATH`, the
+/// directory that holds ARC's two charts.
+pub fn check_oci_reference(reference: &str) -> Result<(), String> {
+    let Some(rest) = reference.strip_prefix("oci://") else {
+        return Err(format!(
+            "ARC's charts are OCI artifacts: give an oci:// reference such as {GITHUB_OCI}"
+        ));
+    };
+    let ok = rest.split_once('/').is_some_and(|(host, path)| {
+        !host.is_empty()
+            && !host.contains('@')
+            && !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+    }) && !rest.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "not an OCI reference such as {GITHUB_OCI} (a host, a path, no user or password)"
+        ))
+    }
 }
 
 /// A chart repository URL: https, a host, no credentials, query or fragment.
@@ -276,9 +321,9 @@ pub fn check_repo_url(url: &str) -> Result<(), String> {
 pub fn obtain(runners: &Runners, cache: &Cache, http: Option<&Http>) -> Result<Charts, ChartError> {
     let mut charts = Charts::default();
     for runner in runners.iter() {
-        if let Some(source) = source_of(runner) {
+        for source in sources_of(runner) {
             let chart = fetch(&source, cache, http)?;
-            charts.by_kind.insert(runner.kind, Arc::new(chart));
+            charts.by_chart.insert(source.chart, Arc::new(chart));
         }
     }
     Ok(charts)
@@ -322,8 +367,14 @@ pub fn fetch(
             repo: source.repo.clone(),
         });
     };
-    let (url, digest) = locate(source, http)?;
-    let bytes = download(source, http, &url)?;
+    let (url, digest, bytes) = match source.oci() {
+        Some(oci) => super::oci_pull::pull(&oci, source.chart, http)?,
+        None => {
+            let (url, digest) = locate(source, http)?;
+            let bytes = download(source, http, &url)?;
+            (url, digest, bytes)
+        }
+    };
     let archive = dir.join(format!("{}.tgz", digest.as_str()));
     let part = dir.join(format!("{}.tgz.part", digest.as_str()));
     let io = |path: &Path| {
@@ -481,20 +532,31 @@ pub(crate) fn helm_chart_keys(
     placement: &ChartPlacement,
 ) -> Result<Vec<(&'static str, String)>, super::CiError> {
     match placement {
+        // Helm takes an OCI chart by its full reference, without a repository.
+        ChartPlacement::Repository if source.oci().is_some() => Ok(vec![
+            ("chart", format!("{}/{}", source.repo, source.chart)),
+            ("version", source.version.clone()),
+        ]),
         ChartPlacement::Repository => Ok(vec![
             ("repo", source.repo.clone()),
             ("chart", source.chart.to_string()),
             ("version", source.version.clone()),
         ]),
-        ChartPlacement::Embedded(chart) => Ok(vec![("chartContent", chart.base64())]),
-        ChartPlacement::Missing => Err(super::CiError {
-            kind: "chart",
-            message: format!(
-                "cluster.airgap: the chart {} {} was not downloaded for embedding (pinode \
-                 render and patch need it in the cache: run pinode prepare or download first)",
-                source.chart, source.version
-            ),
-        }),
+        ChartPlacement::Embedded(charts) => match charts.get(source.chart) {
+            Some(chart) => Ok(vec![("chartContent", chart.base64())]),
+            None => Err(missing(source)),
+        },
+    }
+}
+
+fn missing(source: &ChartSource) -> super::CiError {
+    super::CiError {
+        kind: "chart",
+        message: format!(
+            "cluster.airgap: the chart {} {} was not downloaded for embedding (pinode \
+             render and patch need it in the cache: run pinode prepare or download first)",
+            source.chart, source.version
+        ),
     }
 }
 
@@ -504,10 +566,9 @@ pub(crate) enum ChartPlacement {
     /// From its repository, at first boot (no `cluster.airgap`).
     #[default]
     Repository,
-    /// Embedded (`cluster.airgap`).
-    Embedded(Arc<EmbeddedChart>),
-    /// `cluster.airgap`, but the chart was not obtained: rendering it is an error.
-    Missing,
+    /// Embedded (`cluster.airgap`), from these charts; one that is not there cannot be
+    /// rendered (rather than silently needing the repository).
+    Embedded(Charts),
 }
 
 #[cfg(test)]
@@ -532,7 +593,9 @@ mod tests {
         assert_eq!(source.chart, "gitlab-runner");
         spec.chart_repo = Some("https://example.org/charts/".into());
         assert_eq!(source_of(&spec).unwrap().repo, "https://example.org/charts");
-        assert!(source_of(&RunnerSpec::new(RunnerKind::Github)).is_none());
+        let arc = sources_of(&RunnerSpec::new(RunnerKind::Github));
+        assert_eq!(arc.len(), 2);
+        assert!(arc.iter().all(|s| s.oci().is_some()));
         assert!(source_of(&RunnerSpec::new(RunnerKind::Forgejo)).is_none());
     }
 

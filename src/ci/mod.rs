@@ -24,6 +24,7 @@ pub mod forgejo;
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub(crate) mod oci_pull;
 pub(crate) mod stage2;
 
 use std::borrow::Cow;
@@ -173,9 +174,10 @@ pub struct RunnerSpec {
     /// the repository offers today".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) chart_version: Option<String>,
-    /// gitlab and jenkins: the Helm chart repository the chart is read from (default: the
-    /// project's own, https://charts.gitlab.io or https://charts.jenkins.io). With
-    /// `cluster.airgap` pinode downloads the chart from it at prepare time.
+    /// Where the chart is read from. gitlab and jenkins: a Helm chart repository (default
+    /// https://charts.gitlab.io, https://charts.jenkins.io); github: the OCI directory of
+    /// ARC's two charts (default oci://ghcr.io/actions/actions-runner-controller-charts).
+    /// With `cluster.airgap` pinode downloads the charts from it at prepare time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) chart_repo: Option<String>,
     /// gitlab: jobs at once (default 2); forgejo: the runner's capacity (default 2).
@@ -819,17 +821,15 @@ impl Runner {
     /// With `cluster.airgap`: the chart must be embedded; until [`Runner::embed_from`] gives
     /// it, rendering the runner is an error (rather than silently needing the repository).
     pub(crate) fn require_embedded(&mut self) {
-        if chart_source::source_of(&self.spec).is_some() {
-            self.chart = chart_source::ChartPlacement::Missing;
+        if !chart_source::sources_of(&self.spec).is_empty() {
+            self.chart = chart_source::ChartPlacement::Embedded(Default::default());
         }
     }
 
-    /// The chart from `charts`, for a runner that must embed it.
+    /// The charts to embed, for a runner that must embed them.
     pub(crate) fn embed_from(&mut self, charts: &chart_source::Charts) {
-        if let (chart_source::ChartPlacement::Missing, Some(chart)) =
-            (&self.chart, charts.get(self.kind()))
-        {
-            self.chart = chart_source::ChartPlacement::Embedded(chart.clone());
+        if let chart_source::ChartPlacement::Embedded(_) = self.chart {
+            self.chart = chart_source::ChartPlacement::Embedded(charts.clone());
         }
     }
 

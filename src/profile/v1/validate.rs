@@ -403,8 +403,8 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 }
             }
         }
-        // Runner charts without a chart repository (`cluster.airgap`) and `chart_repo`.
-        for problem in crate::ci::chart_source::check(runners, c.airgap == Some(true)) {
+        // Where the runners' charts come from (`chart_repo`).
+        for problem in crate::ci::chart_source::check(runners) {
             r.error(&problem.field, problem.message);
         }
     }
