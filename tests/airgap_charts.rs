@@ -7,7 +7,8 @@
 //! `urls`, `digest` = SHA-256 of the archive: helm/helm `pkg/repo/index.go`) and two small
 //! stand-in chart archives named like the real ones (gitlab-runner 0.86.0, jenkins 5.9.53).
 //! They are not the real charts: what is checked is that pinode embeds exactly the bytes the
-//! repository serves, verified against the index, and refuses any other.
+//! repository serves, verified against the index, and refuses any other. The same server is
+//! a STAND-IN OCI registry for GitHub's ARC charts (token challenge, manifest, blob).
 
 mod common;
 
@@ -37,13 +38,41 @@ impl Drop for StandInRepo {
     }
 }
 
+/// The server: files under `www` as they are; under `/v2/` a STAND-IN OCI registry that
+/// wants a token (401 with a Bearer challenge, as ghcr.io answers an anonymous pull) and
+/// hands one out at `/token` (the Docker registry token protocol,
+/// distribution/distribution `docs/spec/auth/token.md`). Logs each path, and the
+/// Authorization header of `/v2/` requests.
 const SERVER: &str = r#"
-import http.server, ssl, sys, functools
+import http.server, json, ssl, sys, functools
 root, cert, key, log = sys.argv[1:5]
+TOKEN = "stand-in-token"
 class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt, *args):
+        pass
+    def note(self, line):
         with open(log, "a") as f:
-            f.write(self.path + "\n")
+            f.write(line + "\n")
+    def answer(self, status, body, headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.note(self.path)
+        if self.path.startswith("/token?"):
+            return self.answer(200, json.dumps({"token": TOKEN}).encode(), [("Content-Type", "application/json")])
+        if self.path.startswith("/v2/"):
+            auth = self.headers.get("Authorization")
+            self.note("auth " + str(auth))
+            if auth != "Bearer " + TOKEN:
+                port = self.server.server_address[1]
+                repo = self.path[4:].rsplit("/", 2)[0]
+                challenge = 'Bearer realm="https://127.0.0.1:%d/token",service="stand-in",scope="repository:%s:pull"' % (port, repo)
+                return self.answer(401, b"{}", [("WWW-Authenticate", challenge)])
+        return super().do_GET()
 handler = functools.partial(Handler, directory=root)
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -121,17 +150,60 @@ impl StandInRepo {
         StandInRepo { dir, child, port }
     }
 
+    /// ARC's two charts as STAND-IN OCI artifacts under `oci://127.0.0.1:PORT/arc`:
+    /// manifest (OCI image manifest with Helm's config and chart layer media types,
+    /// helm/helm `pkg/registry/constants.go`) and blobs. `layer_digest` may lie.
+    fn add_oci_charts(&self, version: &str, layer_digest: impl Fn(&str) -> String) {
+        let d = self.dir.path();
+        for chart in ["gha-runner-scale-set-controller", "gha-runner-scale-set"] {
+            let archive = stand_in_chart(d, chart, version);
+            let bytes = std::fs::read(&archive).unwrap();
+            let repo = d.join(format!("www/v2/arc/{chart}"));
+            std::fs::create_dir_all(repo.join("manifests")).unwrap();
+            std::fs::create_dir_all(repo.join("blobs")).unwrap();
+            let sha = sha256(&bytes);
+            // Served under the digest the manifest names (a lying registry: not its own).
+            let named = layer_digest(&sha);
+            std::fs::write(repo.join(format!("blobs/sha256:{named}")), &bytes).unwrap();
+            let config = format!("{{\"name\":\"{chart}\",\"version\":\"{version}\"}}");
+            let config_sha = sha256(config.as_bytes());
+            std::fs::write(repo.join(format!("blobs/sha256:{config_sha}")), &config).unwrap();
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.cncf.helm.config.v1+json",
+                    "digest": format!("sha256:{config_sha}"),
+                    "size": config.len(),
+                },
+                "layers": [{
+                    "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": format!("sha256:{named}"),
+                    "size": bytes.len(),
+                }],
+            });
+            std::fs::write(
+                repo.join(format!("manifests/{version}")),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+            std::fs::copy(&archive, d.join(format!("www/{chart}-{version}.tgz"))).unwrap();
+        }
+    }
+
+    fn oci(&self) -> String {
+        format!("oci://127.0.0.1:{}/arc", self.port)
+    }
+
     fn url(&self) -> String {
         format!("https://127.0.0.1:{}/charts", self.port)
     }
 
     fn served(&self, chart: &str, version: &str) -> Vec<u8> {
-        std::fs::read(
-            self.dir
-                .path()
-                .join(format!("www/charts/{chart}-{version}.tgz")),
-        )
-        .unwrap()
+        let www = self.dir.path().join("www");
+        std::fs::read(www.join(format!("charts/{chart}-{version}.tgz")))
+            .or_else(|_| std::fs::read(www.join(format!("{chart}-{version}.tgz"))))
+            .unwrap()
     }
 
     fn ca(&self) -> PathBuf {
@@ -519,9 +591,9 @@ fn refusals_name_their_line() {
     let cases: [(&str, &str, &str, &[&str]); 4] = [
         (
             "  airgap: true\n",
-            "    - kind: github\n      url: https://github.com/example\n      token_env: GITHUB_TOKEN\n",
-            "kind: github",
-            &["cluster.runner[0].kind", "OCI"],
+            "    - kind: github\n      url: https://github.com/example\n      token_env: GITHUB_TOKEN\n      chart_repo: https://ghcr.io/actions\n",
+            "chart_repo",
+            &["cluster.runner[0].chart_repo", "oci://"],
         ),
         (
             "  registry_mirror: https://user:secret@mirror.lan\n",
@@ -607,4 +679,130 @@ fn prepare_puts_the_embedded_chart_on_the_founders_card() {
     // The agent's card carries no chart.
     let agent = extract_boot(&out.join("lab-2.img"), env.dir.path());
     assert!(mread(&agent, "pinode/k3s/pinode-gitlab-runner.yaml").is_none());
+}
+
+const GH_TOKEN: &str = "github_pat_11ABCDEFG0_test0token0for0pinode0only0123456789";
+
+fn arc_runner(oci: &str) -> String {
+    format!(
+        "    - kind: github
+      url: https://github.com/acme/app
+      token_env: GH_TOKEN
+      chart_repo: {oci}
+"
+    )
+}
+
+#[test]
+fn arc_charts_are_pulled_from_an_oci_registry_with_a_token_and_embedded() {
+    let repo = StandInRepo::start(|_, sha| sha.to_string());
+    repo.add_oci_charts("0.14.2", str::to_string);
+    let env = UserEnv::new();
+    let path = profile(
+        &env,
+        "arc.yaml",
+        "  airgap: true\n",
+        &arc_runner(&repo.oci()),
+    );
+    let out = output(
+        pinode_with(&env, &repo)
+            .env("GH_TOKEN", GH_TOKEN)
+            .args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", "lab-1", "--generation", "bookworm", "--out-dir"])
+            .arg(env.dir.path().join("arc")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = files_named(&env.dir.path().join("arc/boot"), "pinode-github-arc.yaml");
+    validate_manifest(&found[0]);
+    let charts: Vec<_> = yaml_documents(&found[0])
+        .into_iter()
+        .filter(|d| d["kind"] == "HelmChart")
+        .collect();
+    assert_eq!(charts.len(), 2);
+    for (doc, chart) in charts
+        .iter()
+        .zip(["gha-runner-scale-set-controller", "gha-runner-scale-set"])
+    {
+        let spec = doc["spec"].as_object().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(spec["chartContent"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(decoded, repo.served(chart, "0.14.2"), "{chart}");
+        assert!(
+            !spec.contains_key("chart") && !spec.contains_key("version"),
+            "{spec:?}"
+        );
+    }
+    // The protocol: an anonymous try, the token for this repository's pull scope, then the
+    // manifest and the blob with it; the GitHub token never reaches the registry.
+    let log = repo.requests();
+    let scope = "scope=repository%3Aarc%2Fgha-runner-scale-set%3Apull";
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("/token?") && l.contains(scope)),
+        "{log:?}"
+    );
+    assert!(log.contains(&"auth None".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"auth Bearer stand-in-token".to_string()),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l.contains("/blobs/sha256:")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains(GH_TOKEN)), "{log:?}");
+    // Without airgap: the OCI reference, as before.
+    let online = profile(&env, "arc-online.yaml", "", &arc_runner(&repo.oci()));
+    let out = output(
+        pinode_with(&env, &repo)
+            .env("GH_TOKEN", GH_TOKEN)
+            .args(["render", "--profile"])
+            .arg(&online)
+            .args(["--node", "lab-1", "--generation", "bookworm", "--out-dir"])
+            .arg(env.dir.path().join("arc-online")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = files_named(
+        &env.dir.path().join("arc-online/boot"),
+        "pinode-github-arc.yaml",
+    );
+    let doc = &yaml_documents(&found[0])[0];
+    assert_eq!(
+        doc["spec"]["chart"],
+        format!("{}/gha-runner-scale-set-controller", repo.oci()).as_str()
+    );
+}
+
+#[test]
+fn an_oci_layer_that_does_not_match_its_digest_is_refused() {
+    let repo = StandInRepo::start(|_, sha| sha.to_string());
+    repo.add_oci_charts("0.14.2", |sha| {
+        let flipped = if sha.starts_with('0') { "1" } else { "0" };
+        format!("{flipped}{}", &sha[1..])
+    });
+    let env = UserEnv::new();
+    let path = profile(
+        &env,
+        "arc-bad.yaml",
+        "  airgap: true\n",
+        &arc_runner(&repo.oci()),
+    );
+    let out = output(
+        pinode_with(&env, &repo)
+            .env("GH_TOKEN", GH_TOKEN)
+            .args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", "lab-1", "--generation", "bookworm", "--out-dir"])
+            .arg(env.dir.path().join("arc-bad")),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("gha-runner-scale-set-controller 0.14.2") && err.contains("SHA-256 mismatch"),
+        "{err}"
+    );
+    assert!(
+        cached_files(&env)
+            .iter()
+            .all(|f| !f.ends_with(".tgz") && !f.ends_with(".part"))
+    );
 }

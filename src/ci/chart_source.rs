@@ -19,9 +19,9 @@
 //! which repository, chart and version it is, so that the next run (or `--offline`) uses it
 //! without the network. A download that does not match is deleted.
 //!
-//! GitHub's ARC charts are OCI artifacts on ghcr.io: pinode does not pull those (yet), and
-//! refuses `cluster.airgap` with a GitHub runner (see [`check`]). Forgejo's runner is plain
-//! manifests: nothing to embed.
+//! GitHub's ARC charts (two) are OCI artifacts on ghcr.io: pulled anonymously through the
+//! registry v2 API (`super::oci_pull`), the layer verified against the manifest's digest.
+//! Forgejo's runner is plain manifests: nothing to embed.
 //!
 //! Size: helm-controller hands `chartContent` to its job in a ConfigMap
 //! (`chart-content-<name>`, key `<name>.tgz.base64`, `contentConfigMap` in chart.go), and a
