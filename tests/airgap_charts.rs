@@ -806,3 +806,93 @@ fn an_oci_layer_that_does_not_match_its_digest_is_refused() {
             .all(|f| !f.ends_with(".tgz") && !f.ends_with(".part"))
     );
 }
+
+/// The keys containers-registries.conf(5) documents (containers/image
+/// `docs/containers-registries.conf.5.md`, version 2): per `[[registry]]`, and per mirror.
+const CRIO_REGISTRY_KEYS: [&str; 6] = [
+    "prefix",
+    "location",
+    "insecure",
+    "blocked",
+    "mirror",
+    "mirror-by-digest-only",
+];
+const CRIO_MIRROR_KEYS: [&str; 2] = ["location", "insecure"];
+
+#[test]
+fn on_kubeadm_the_mirror_is_a_crio_drop_in_placed_before_cri_o() {
+    let env = UserEnv::new();
+    let path = write_profile(
+        env.dir.path(),
+        "crio.yaml",
+        "version: 1
+os:
+  image: raspios-lite-arm64
+defaults:
+  user:
+    name: alice
+    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub
+cluster:
+  name: lab
+  distribution: kubeadm
+  token_env: KUBEADM_TOKEN
+  registry_mirror: http://10.0.0.2:5000
+nodes:
+  - hostname: lab-1
+    role: server
+  - hostname: lab-2
+    role: agent
+",
+    );
+    for node in ["lab-1", "lab-2"] {
+        let out = env.dir.path().join(format!("crio-{node}"));
+        run(env
+            .pinode()
+            .env("KUBEADM_TOKEN", "abcdef.0123456789abcdef")
+            .args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", node, "--generation", "bookworm", "--out-dir"])
+            .arg(&out));
+        let boot = out.join("boot");
+        // Python's tomllib, as an independent parser.
+        let parsed = run(Command::new("python3")
+            .args([
+                "-c",
+                "import json,sys,tomllib; print(json.dumps(tomllib.load(open(sys.argv[1],'rb'))))",
+            ])
+            .arg(boot.join("pinode/crio-registries.conf")));
+        let doc: serde_json::Value = serde_json::from_str(&parsed).unwrap();
+        let registries = doc["registry"].as_array().unwrap();
+        let prefixes: Vec<_> = registries.iter().map(|r| r["prefix"].clone()).collect();
+        assert_eq!(
+            prefixes,
+            ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"].map(serde_json::Value::from)
+        );
+        for registry in registries {
+            let table = registry.as_object().unwrap();
+            assert!(
+                table
+                    .keys()
+                    .all(|k| CRIO_REGISTRY_KEYS.contains(&k.as_str()))
+            );
+            let mirror = registry["mirror"][0].as_object().unwrap();
+            assert!(
+                mirror
+                    .keys()
+                    .all(|k| CRIO_MIRROR_KEYS.contains(&k.as_str()))
+            );
+            assert_eq!(mirror["location"], "10.0.0.2:5000");
+            assert_eq!(mirror["insecure"], true, "an http:// mirror");
+        }
+        // Placed before CRI-O's packages are installed.
+        let script = std::fs::read_to_string(boot.join("pinode/firstboot.sh")).unwrap();
+        let placed = script
+            .find("step \"registry mirror\" install -D -m 644 /etc/pinode/crio-registries.conf /etc/containers/registries.conf.d/50-pinode-mirror.conf")
+            .expect("the step");
+        let packages = script.find("step \"kubernetes packages\"").unwrap();
+        assert!(placed < packages);
+        run(Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style"])
+            .arg(boot.join("pinode/firstboot.sh")));
+    }
+}

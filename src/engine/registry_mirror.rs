@@ -14,8 +14,19 @@
 //! distribution images come from (docker.io, ghcr.io, quay.io, registry.k8s.io), which every
 //! K3s release understands, and for `"*"`, which K3s understands from v1.26.15+k3s1,
 //! v1.27.12+k3s1, v1.28.8+k3s1 and v1.29.3+k3s1 on (the March 2024 releases; "the asterisk
-//! MUST be quoted") and an older one ignores as an unknown registry name. See
-//! /work/notes/i20/facts-mirror.md for MicroK8s and CRI-O, which pinode refuses for now.
+//! MUST be quoted") and an older one ignores as an unknown registry name.
+//!
+//! kubeadm (CRI-O): a drop-in `/etc/containers/registries.conf.d/50-pinode-mirror.conf`,
+//! placed before CRI-O is installed, in the version-2 format of containers-registries.conf(5)
+//! (containers/image `docs/containers-registries.conf.5.md`; drop-ins must be version 2,
+//! containers-registries.conf.d(5)): one `[[registry]]` per named registry (`prefix` =
+//! `location` = the registry) with one `[[registry.mirror]]` whose `location` is the
+//! mirror's `host[:port][/path]` (no scheme) and `insecure = true` for an `http://` mirror
+//! ("unencrypted HTTP ... allowed"). The mirrors are tried first, then the registry itself.
+//! This format has no wildcard: only the named registries go through the mirror.
+//!
+//! MicroK8s (containerd's `certs.d/<registry>/hosts.toml` under the snap, written after the
+//! snap is installed, then a restart) is refused for now.
 //!
 //! Mirrors are not secret, and must stay so: the file is world-readable on the FAT until the
 //! first boot moves it. A URL with a user name or password is refused; credentials belong in
@@ -62,15 +73,94 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 pub(crate) fn check(url: &str, distribution: Distribution) -> Result<(), String> {
     check_url(url)?;
     match distribution {
-        Distribution::K3s => Ok(()),
-        Distribution::Microk8s => Err("only K3s is supported for now: on MicroK8s write \
-             containerd's hosts.toml (/var/snap/microk8s/current/args/certs.d/REGISTRY/\
-             hosts.toml) yourself"
-            .into()),
-        Distribution::Kubeadm => Err("only K3s is supported for now: on kubeadm (CRI-O) write \
-             a file in /etc/containers/registries.conf.d/ yourself"
+        Distribution::K3s | Distribution::Kubeadm => Ok(()),
+        Distribution::Microk8s => Err("only K3s and kubeadm are supported for now: on \
+             MicroK8s write containerd's hosts.toml \
+             (/var/snap/microk8s/current/args/certs.d/REGISTRY/hosts.toml) yourself"
             .into()),
     }
+}
+
+/// Where CRI-O (containers/image) reads the drop-in.
+pub(crate) const CRIO_PATH: &str = "/etc/containers/registries.conf.d/50-pinode-mirror.conf";
+/// Its name on the boot partition and in the node's directory.
+const CRIO_FILE: &str = "crio-registries.conf";
+
+#[derive(serde::Serialize)]
+struct CrioConf {
+    registry: Vec<CrioRegistry>,
+}
+
+#[derive(serde::Serialize)]
+struct CrioRegistry {
+    prefix: String,
+    location: String,
+    mirror: Vec<CrioMirror>,
+}
+
+#[derive(serde::Serialize)]
+struct CrioMirror {
+    location: String,
+    insecure: bool,
+}
+
+/// The CRI-O drop-in for `mirror` (checked by [`check_url`]).
+pub(crate) fn crio_registries_conf(mirror: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(mirror).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("no host")?;
+    let mut location = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let path = url.path().trim_end_matches('/');
+    location.push_str(path);
+    let conf = CrioConf {
+        registry: REGISTRIES
+            .iter()
+            .map(|registry| CrioRegistry {
+                prefix: registry.to_string(),
+                location: registry.to_string(),
+                mirror: vec![CrioMirror {
+                    location: location.clone(),
+                    insecure: url.scheme() == "http",
+                }],
+            })
+            .collect(),
+    };
+    let text = toml::to_string(&conf).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# Written by pinode (cluster.registry_mirror): these registries through the mirror \
+         first.\n{text}"
+    ))
+}
+
+/// The stage's part for a kubeadm node with a mirror: the drop-in, placed before CRI-O is
+/// installed. A mirror URL that passed [`check_url`] always renders; should it not, the
+/// node keeps pulling from the registries themselves (nothing is added).
+pub(crate) fn add_crio(
+    ctx: &StageContext,
+    mirror: &str,
+    files: &mut Vec<BootFile>,
+    install_lines: &mut String,
+    prepare_steps: &mut String,
+) {
+    let Ok(text) = crio_registries_conf(mirror) else {
+        return;
+    };
+    let boot_file = format!("{}/{CRIO_FILE}", ctx.boot_dir);
+    let paths = [
+        ("@FILE@", boot_file.as_str()),
+        ("@NODE_DIR@", ctx.node_dir),
+        ("@NAME@", CRIO_FILE),
+        ("@TARGET@", CRIO_PATH),
+    ];
+    files.push(BootFile {
+        path: boot_file.clone(),
+        contents: text.into_bytes(),
+        secret: false,
+    });
+    install_lines.push_str(&fill(INSTALL_LINES, &paths));
+    prepare_steps.push_str(&fill(PREPARE_STEPS, &paths));
 }
 
 /// K3s's registries.yaml for `mirror`.
@@ -93,8 +183,9 @@ pub(crate) fn k3s_registries_yaml(mirror: &str) -> String {
 const INSTALL_LINES: &str = r##"	install -m 644 "$boot/@FILE@" @NODE_DIR@/@NAME@ || return 1
 "##;
 
-/// Places it where K3s reads it, before K3s is installed (and first started).
-const PREPARE_STEPS: &str = r##"	step "registry mirror" install -D -m 644 @NODE_DIR@/@NAME@ @K3S_PATH@
+/// Places it where the distribution reads it (`@TARGET@`: K3s's or CRI-O's path), before
+/// the distribution is installed (and first started).
+const PREPARE_STEPS: &str = r##"	step "registry mirror" install -D -m 644 @NODE_DIR@/@NAME@ @TARGET@
 "##;
 
 /// The stage's part for a K3s node with a mirror: the file, its install line and its
@@ -111,7 +202,7 @@ pub(crate) fn add_k3s(
         ("@FILE@", boot_file.as_str()),
         ("@NODE_DIR@", ctx.node_dir),
         ("@NAME@", FILE),
-        ("@K3S_PATH@", K3S_PATH),
+        ("@TARGET@", K3S_PATH),
     ];
     files.push(BootFile {
         path: boot_file.clone(),
@@ -135,7 +226,7 @@ mod tests {
         assert!(check_url("ftp://mirror.lan").is_err());
         assert!(check_url("mirror.lan:5000").is_err());
         assert!(check("https://m.lan", Distribution::Microk8s).is_err());
-        assert!(check("https://m.lan", Distribution::Kubeadm).is_err());
+        assert!(check("https://m.lan", Distribution::Kubeadm).is_ok());
     }
 
     #[test]
@@ -149,5 +240,16 @@ mod tests {
             );
         }
         assert!(text.contains("\"*\""));
+    }
+
+    #[test]
+    fn crio_drop_in() {
+        let text = crio_registries_conf("http://10.0.0.2:5000/cache/").unwrap();
+        let doc: toml::Value = toml::from_str(&text).unwrap();
+        let registries = doc["registry"].as_array().unwrap();
+        assert_eq!(registries.len(), REGISTRIES.len());
+        let mirror = &registries[0]["mirror"][0];
+        assert_eq!(mirror["location"].as_str(), Some("10.0.0.2:5000/cache"));
+        assert_eq!(mirror["insecure"].as_bool(), Some(true));
     }
 }
