@@ -430,6 +430,13 @@ fn airgap_embeds_the_served_chart_once_and_validates() {
         note.contains("not their container images") && note.contains(MIRROR),
         "{note}"
     );
+    // `cache clean` empties the charts too.
+    run(pinode_with(&env, &repo).args(["cache", "clean"]));
+    assert!(
+        !cache(&env).join("charts").exists(),
+        "{:?}",
+        cached_files(&env)
+    );
 }
 
 #[test]

@@ -800,6 +800,16 @@ impl Cache {
         }
         // Only once empty: anything else in it is not pinode's to delete.
         let _ = fs::remove_dir(&catalogs);
+        let charts = self.root.join(CHARTS);
+        for item in fs::read_dir(&charts).into_iter().flatten().flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if is_chart_name(&name, item.file_type().is_ok_and(|t| t.is_dir())) {
+                let path = item.path();
+                freed += item.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+                fs::remove_file(&path).map_err(|source| CacheError::Io { path, source })?;
+            }
+        }
+        let _ = fs::remove_dir(&charts);
         Ok((freed, busy))
     }
 
@@ -834,6 +844,19 @@ fn is_entry_name(name: &str, is_dir: bool) -> bool {
 }
 
 /// `catalogs/<16 hex>.json`, or a temporary file of one being saved.
+/// A file of `charts/` (see `crate::ci::chart_source`): `<sha256>.tgz`, its `.part`, or a
+/// record `<32 hex digits>.json`.
+fn is_chart_name(name: &str, is_dir: bool) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    !is_dir
+        && (name
+            .strip_suffix(".tgz")
+            .or_else(|| name.strip_suffix(".tgz.part"))
+            .is_some_and(|s| hex(s, 64))
+            || name.strip_suffix(".json").is_some_and(|s| hex(s, 32))
+            || crate::cleanup::is_temp_name(name))
+}
+
 fn is_catalog_name(name: &str, is_dir: bool) -> bool {
     let is_copy = name
         .strip_suffix(".json")
