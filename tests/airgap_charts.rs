@@ -903,3 +903,51 @@ nodes:
             .arg(boot.join("pinode/firstboot.sh")));
     }
 }
+
+#[test]
+fn a_damaged_cached_chart_is_deleted_and_downloaded_again() {
+    let repo = StandInRepo::start(|_, sha| sha.to_string());
+    let env = UserEnv::new();
+    let path = profile(
+        &env,
+        "damaged.yaml",
+        "  airgap: true\n",
+        &runners(&repo.url()),
+    );
+    let first = render(&env, &repo, &path, "lab-1", "first");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let served = repo.served("gitlab-runner", "0.86.0");
+    let cached = cache(&env).join(format!("charts/{}.tgz", sha256(&served)));
+    // One byte changed in the cache: that archive is no longer the one the index names.
+    let mut bytes = std::fs::read(&cached).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&cached, &bytes).unwrap();
+    // Offline it cannot be had again: refused, and the damaged file is gone.
+    let offline = output(
+        pinode_with(&env, &repo)
+            .arg("--offline")
+            .args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", "lab-1", "--generation", "bookworm", "--out-dir"])
+            .arg(env.dir.path().join("offline")),
+    );
+    assert!(!offline.status.success());
+    assert!(
+        stderr(&offline).contains("--offline"),
+        "{}",
+        stderr(&offline)
+    );
+    assert!(!cached.exists(), "the damaged archive was kept");
+    // Online it is downloaded again, and embedded as served.
+    let again = render(&env, &repo, &path, "lab-1", "again");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read(&cached).unwrap(), served);
+    let doc = chart_doc(
+        &env.dir.path().join("again/boot"),
+        "pinode-gitlab-runner.yaml",
+    );
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(doc["spec"]["chartContent"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, served);
+}

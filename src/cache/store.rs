@@ -844,15 +844,12 @@ fn is_entry_name(name: &str, is_dir: bool) -> bool {
 }
 
 /// `catalogs/<16 hex>.json`, or a temporary file of one being saved.
-/// A file of `charts/` (see `crate::ci::chart_source`): `<sha256>.tgz`, its `.part`, or a
-/// record `<32 hex digits>.json`.
+/// A file of `charts/` (see `crate::ci::chart_source`): `<sha256>.tgz`, a record
+/// `<32 hex digits>.json`, or a temporary file of an atomic write.
 fn is_chart_name(name: &str, is_dir: bool) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     !is_dir
-        && (name
-            .strip_suffix(".tgz")
-            .or_else(|| name.strip_suffix(".tgz.part"))
-            .is_some_and(|s| hex(s, 64))
+        && (name.strip_suffix(".tgz").is_some_and(|s| hex(s, 64))
             || name.strip_suffix(".json").is_some_and(|s| hex(s, 32))
             || crate::cleanup::is_temp_name(name))
 }

@@ -17,7 +17,8 @@
 //! `helm/helm` `pkg/repo/index.go`, `ChartVersion.Digest`). The archive is downloaded (bounded),
 //! verified against that digest, and kept as `CACHE/charts/<sha256>.tgz`, with a record of
 //! which repository, chart and version it is, so that the next run (or `--offline`) uses it
-//! without the network. A download that does not match is deleted.
+//! without the network. A download that does not match is refused before it reaches the
+//! cache; a cached archive that no longer matches is deleted and downloaded again.
 //!
 //! GitHub's ARC charts (two) are OCI artifacts on ghcr.io: pulled anonymously through the
 //! registry v2 API (`super::oci_pull`), the layer verified against the manifest's digest.
@@ -168,8 +169,8 @@ pub enum ChartError {
         message: String,
     },
     #[error(
-        "chart {chart} {version}: {url}: SHA-256 mismatch (the repository's index says {expected}, \
-         the download is {actual}); the download was deleted from the cache"
+        "chart {chart} {version}: {url}: SHA-256 mismatch (the repository says {expected}, \
+         the download is {actual}); nothing was kept in the cache"
     )]
     Corrupt {
         chart: String,
@@ -343,9 +344,10 @@ struct Record {
 /// hold any character).
 fn record_name(source: &ChartSource) -> String {
     let key = format!("{}\n{}\n{}", source.repo, source.chart, source.version);
+    let digest = Sha256::digest(key.as_bytes());
     format!(
         "{}.json",
-        &hex::encode(Sha256::digest(key.as_bytes()))[..32]
+        hex::encode(digest.iter().take(16).copied().collect::<Vec<u8>>())
     )
 }
 
@@ -376,16 +378,14 @@ pub fn fetch(
         }
     };
     let archive = dir.join(format!("{}.tgz", digest.as_str()));
-    let part = dir.join(format!("{}.tgz.part", digest.as_str()));
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ChartError::Io { path, source }
     };
-    std::fs::write(&part, &bytes).map_err(io(&part))?;
-    let actual = hash_file(&part).map_err(io(&part))?;
+    // Verified in memory (at most MAX_CHART_BYTES): nothing that does not match ever
+    // reaches the cache, and two runs fetching the same chart cannot mix their bytes.
+    let actual = hex::encode(Sha256::digest(&bytes));
     if actual != digest.as_str() {
-        // Nothing of a download that does not match stays in the cache.
-        let _ = std::fs::remove_file(&part);
         return Err(ChartError::Corrupt {
             chart: source.chart.to_string(),
             version: source.version.clone(),
@@ -394,7 +394,7 @@ pub fn fetch(
             actual,
         });
     }
-    std::fs::rename(&part, &archive).map_err(io(&archive))?;
+    crate::cleanup::write_atomic(&archive, &bytes).map_err(io(&archive))?;
     let record = Record {
         repo: source.repo.clone(),
         chart: source.chart.to_string(),
@@ -428,14 +428,6 @@ fn cached(dir: &Path, record_path: &Path) -> Option<EmbeddedChart> {
         bytes,
         sha256: record.sha256,
     })
-}
-
-/// The SHA-256 of the file at `path`, as it is on disk (bounded: the caller wrote at most
-/// [`MAX_CHART_BYTES`] there).
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let bytes = crate::input::read_regular(path, MAX_CHART_BYTES, "a chart archive")
-        .map_err(std::io::Error::other)?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 /// A Helm repository's `index.yaml`, the fields pinode reads.
