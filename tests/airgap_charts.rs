@@ -609,10 +609,10 @@ fn refusals_name_their_line() {
             &["cluster.registry_mirror", "user name or password"],
         ),
         (
-            "  distribution: microk8s\n  registry_mirror: https://mirror.lan\n",
+            "  registry_mirror: mirror.lan:5000\n",
             "    - kind: forgejo\n      url: https://forgejo.example.com\n      token_env: FORGEJO_TOKEN\n",
             "registry_mirror",
-            &["cluster.registry_mirror", "only K3s"],
+            &["cluster.registry_mirror", "https://"],
         ),
         (
             "",
@@ -950,4 +950,94 @@ fn a_damaged_cached_chart_is_deleted_and_downloaded_again() {
         .decode(doc["spec"]["chartContent"].as_str().unwrap())
         .unwrap();
     assert_eq!(decoded, served);
+}
+
+/// The keys containerd documents for a hosts.toml (containerd/containerd `docs/hosts.md`):
+/// top level, and per `[host."URL"]`.
+const HOSTS_TOML_KEYS: [&str; 7] = [
+    "server",
+    "capabilities",
+    "ca",
+    "client",
+    "skip_verify",
+    "override_path",
+    "host",
+];
+
+#[test]
+fn on_microk8s_the_mirror_is_in_the_launch_configuration() {
+    let env = UserEnv::new();
+    let path = write_profile(
+        env.dir.path(),
+        "mk8s.yaml",
+        &format!(
+            "version: 1
+os:
+  image: ubuntu-server-24.04-arm64
+defaults:
+  user:
+    name: alice
+    ssh_authorized_keys_file: ~/.ssh/id_ed25519.pub
+cluster:
+  name: lab
+  distribution: microk8s
+  token_env: MICROK8S_TOKEN
+  registry_mirror: {MIRROR}
+nodes:
+  - hostname: lab-1
+    role: server
+    network:
+      ethernet:
+        ipv4: 192.168.1.10/24
+        gateway: 192.168.1.1
+  - hostname: lab-2
+    role: agent
+"
+        ),
+    );
+    for node in ["lab-1", "lab-2"] {
+        let out = env.dir.path().join(format!("mk8s-{node}"));
+        // Ubuntu Server (MicroK8s is a snap): its OS from the Ubuntu fixture image.
+        let ubuntu = fixture("ubuntu-noble");
+        run(env
+            .pinode()
+            .env("MICROK8S_TOKEN", "0123456789abcdef0123456789abcdef")
+            .args(["render", "--profile"])
+            .arg(&path)
+            .args(["--node", node, "--image"])
+            .arg(&ubuntu)
+            .arg("--out-dir")
+            .arg(&out));
+        let launch = pyyaml(&out.join("boot/pinode/secrets/microk8s-launch.yaml"));
+        let configs = launch["containerdRegistryConfigs"].as_object().unwrap();
+        let names: Vec<_> = configs.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+        );
+        for (registry, text) in configs {
+            // Python's tomllib, as an independent parser.
+            let parsed = run(Command::new("python3")
+                .args([
+                    "-c",
+                    "import json,sys,tomllib; print(json.dumps(tomllib.loads(sys.argv[1])))",
+                ])
+                .arg(text.as_str().unwrap()));
+            let doc: serde_json::Value = serde_json::from_str(&parsed).unwrap();
+            let table = doc.as_object().unwrap();
+            assert!(
+                table.keys().all(|k| HOSTS_TOML_KEYS.contains(&k.as_str())),
+                "{doc}"
+            );
+            let server = if registry == "docker.io" {
+                "https://registry-1.docker.io".to_string()
+            } else {
+                format!("https://{registry}")
+            };
+            assert_eq!(doc["server"], server.as_str());
+            let host = doc["host"][MIRROR].as_object().unwrap();
+            assert!(host.keys().all(|k| HOSTS_TOML_KEYS.contains(&k.as_str())));
+            assert_eq!(host["capabilities"], serde_json::json!(["pull", "resolve"]));
+        }
+    }
 }

@@ -369,6 +369,7 @@ mod tests {
                 ..Membership::for_test(role, "https://mk-1.local:16443")
             },
             spec: microk8s::Microk8sSpec::default(),
+            registry_mirror: None,
         })
     }
 

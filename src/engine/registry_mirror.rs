@@ -25,8 +25,14 @@
 //! ("unencrypted HTTP ... allowed"). The mirrors are tried first, then the registry itself.
 //! This format has no wildcard: only the named registries go through the mirror.
 //!
-//! MicroK8s (containerd's `certs.d/<registry>/hosts.toml` under the snap, written after the
-//! snap is installed, then a restart) is refused for now.
+//! MicroK8s: the launch configuration's `containerdRegistryConfigs` (registry name → the
+//! contents of its containerd `hosts.toml`; canonical/microk8s-cluster-agent
+//! `pkg/k8sinit/schema.go`, file format 0.1.0, MicroK8s 1.27 and later), which the snap's
+//! install hook writes to `$SNAP_DATA/args/certs.d/<registry>/hosts.toml` before containerd
+//! starts. Each file names the registry's own `server` and the mirror as a `[host."URL"]`
+//! with `capabilities = ["pull", "resolve"]` (containerd/containerd `docs/hosts.md`: hosts
+//! are tried in order, then the server). No wildcard (containerd's `_default` directory is
+//! not something the launch configuration documents): the named registries only.
 //!
 //! Mirrors are not secret, and must stay so: the file is world-readable on the FAT until the
 //! first boot moves it. A URL with a user name or password is refused; credentials belong in
@@ -69,16 +75,50 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The problems of `cluster.registry_mirror` on `distribution`.
-pub(crate) fn check(url: &str, distribution: Distribution) -> Result<(), String> {
-    check_url(url)?;
-    match distribution {
-        Distribution::K3s | Distribution::Kubeadm => Ok(()),
-        Distribution::Microk8s => Err("only K3s and kubeadm are supported for now: on \
-             MicroK8s write containerd's hosts.toml \
-             (/var/snap/microk8s/current/args/certs.d/REGISTRY/hosts.toml) yourself"
-            .into()),
+/// The problems of `cluster.registry_mirror` (every distribution takes it).
+pub(crate) fn check(url: &str, _distribution: Distribution) -> Result<(), String> {
+    check_url(url)
+}
+
+/// The registry's own endpoint, containerd's `server` (Docker Hub's is
+/// registry-1.docker.io, as in containerd's docs/hosts.md example).
+fn server_of(registry: &str) -> String {
+    match registry {
+        "docker.io" => "https://registry-1.docker.io".to_string(),
+        other => format!("https://{other}"),
     }
+}
+
+/// MicroK8s' `containerdRegistryConfigs`: each named registry's `hosts.toml`, through
+/// `mirror` first. TOML strings written by the `toml` crate (quoted and escaped).
+pub(crate) fn containerd_hosts(mirror: &str) -> Result<Vec<(&'static str, String)>, String> {
+    #[derive(serde::Serialize)]
+    struct Host {
+        capabilities: [&'static str; 2],
+    }
+    #[derive(serde::Serialize)]
+    struct HostsToml {
+        server: String,
+        host: std::collections::BTreeMap<String, Host>,
+    }
+    REGISTRIES
+        .iter()
+        .map(|registry| {
+            let doc = HostsToml {
+                server: server_of(registry),
+                host: [(
+                    mirror.trim_end_matches('/').to_string(),
+                    Host {
+                        capabilities: ["pull", "resolve"],
+                    },
+                )]
+                .into(),
+            };
+            toml::to_string(&doc)
+                .map(|text| (*registry, text))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// Where CRI-O (containers/image) reads the drop-in.
@@ -225,7 +265,7 @@ mod tests {
         assert!(check_url("https://mirror.lan/?a=b").is_err());
         assert!(check_url("ftp://mirror.lan").is_err());
         assert!(check_url("mirror.lan:5000").is_err());
-        assert!(check("https://m.lan", Distribution::Microk8s).is_err());
+        assert!(check("https://m.lan", Distribution::Microk8s).is_ok());
         assert!(check("https://m.lan", Distribution::Kubeadm).is_ok());
     }
 
@@ -251,5 +291,17 @@ mod tests {
         let mirror = &registries[0]["mirror"][0];
         assert_eq!(mirror["location"].as_str(), Some("10.0.0.2:5000/cache"));
         assert_eq!(mirror["insecure"].as_bool(), Some(true));
+    }
+
+    #[test]
+    fn containerd_hosts_files() {
+        let files = containerd_hosts("https://mirror.lan:5000").unwrap();
+        assert_eq!(files.len(), REGISTRIES.len());
+        let (registry, text) = &files[0];
+        assert_eq!(*registry, "docker.io");
+        let doc: toml::Value = toml::from_str(text).unwrap();
+        assert_eq!(doc["server"].as_str(), Some("https://registry-1.docker.io"));
+        let host = &doc["host"]["https://mirror.lan:5000"];
+        assert_eq!(host["capabilities"].as_array().unwrap().len(), 2);
     }
 }
