@@ -224,7 +224,7 @@ pub fn check_lines(
     let mut lines = Vec::new();
     if let Some(mirror) = registry_mirror {
         lines.push(format!(
-            "registry mirror: {mirror} (for {} and every other registry; K3s registries.yaml)",
+            "registry mirror: {mirror} (for {}; on K3s for every other registry too)",
             crate::engine::registry_mirror::REGISTRIES.join(", ")
         ));
     }
