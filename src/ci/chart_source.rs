@@ -370,7 +370,20 @@ pub fn fetch(
         });
     };
     let (url, digest, bytes) = match source.oci() {
-        Some(oci) => super::oci_pull::pull(&oci, source.chart, http)?,
+        Some(oci) => super::oci_pull::pull(&oci, http, MAX_CHART_BYTES).map_err(|e| match e {
+            super::oci_pull::PullError::Fetch(e) => ChartError::Fetch(e),
+            super::oci_pull::PullError::At { url, message } => ChartError::Index {
+                chart: source.chart.to_string(),
+                version: source.version.clone(),
+                url,
+                message,
+            },
+            super::oci_pull::PullError::TooLarge(size) => ChartError::TooLarge {
+                chart: source.chart.to_string(),
+                version: source.version.clone(),
+                size,
+            },
+        })?,
         None => {
             let (url, digest) = locate(source, http)?;
             let bytes = download(source, http, &url)?;

@@ -20,9 +20,27 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::chart_source::{ChartError, MAX_CHART_BYTES};
 use crate::digest::Sha256Hex;
-use crate::fetch::{Http, display_url};
+use crate::fetch::{FetchError, Http, display_url};
+
+/// Why a pull failed; the caller names the chart.
+#[derive(Debug)]
+pub(crate) enum PullError {
+    Fetch(FetchError),
+    /// What was wrong at `url`.
+    At {
+        url: String,
+        message: String,
+    },
+    /// The chart layer is larger than the caller takes.
+    TooLarge(u64),
+}
+
+impl From<FetchError> for PullError {
+    fn from(e: FetchError) -> PullError {
+        PullError::Fetch(e)
+    }
+}
 
 /// The OCI image manifest, which Helm uses for charts.
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -88,16 +106,15 @@ struct TokenAnswer {
     access_token: Option<String>,
 }
 
-/// Pulls the chart: its blob URL (for the record), the digest the manifest gives, the bytes.
+/// Pulls the chart (at most `max_bytes`): its blob URL (for the record), the digest the
+/// manifest gives, the bytes (not yet checked against it: the caller does).
 pub(crate) fn pull(
     oci: &OciChart,
-    chart: &str,
     http: &Http,
-) -> Result<(String, Sha256Hex, Vec<u8>), ChartError> {
+    max_bytes: u64,
+) -> Result<(String, Sha256Hex, Vec<u8>), PullError> {
     let manifest_url = oci.manifest_url();
-    let problem = |url: &str, message: String| ChartError::Index {
-        chart: chart.to_string(),
-        version: oci.version.to_string(),
+    let problem = |url: &str, message: String| PullError::At {
         url: display_url(url),
         message,
     };
@@ -125,12 +142,8 @@ pub(crate) fn pull(
         .iter()
         .find(|l| l.media_type == CHART_LAYER_TYPE)
         .ok_or_else(|| problem(&manifest_url, "the manifest has no Helm chart layer".into()))?;
-    if layer.size > MAX_CHART_BYTES {
-        return Err(ChartError::TooLarge {
-            chart: chart.to_string(),
-            version: oci.version.to_string(),
-            size: layer.size,
-        });
+    if layer.size > max_bytes {
+        return Err(PullError::TooLarge(layer.size));
     }
     let digest = layer
         .digest
@@ -221,17 +234,17 @@ fn parse_challenge(text: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-fn read_bounded(response: reqwest::blocking::Response, url: &str) -> Result<Vec<u8>, ChartError> {
+fn read_bounded(response: reqwest::blocking::Response, url: &str) -> Result<Vec<u8>, PullError> {
     let mut bytes = Vec::new();
     response
         .take(MAX_DOCUMENT_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| crate::fetch::FetchError::Protocol {
+        .map_err(|e| FetchError::Protocol {
             url: display_url(url),
             message: e.to_string(),
         })?;
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
-        return Err(crate::fetch::FetchError::TooLarge {
+        return Err(FetchError::TooLarge {
             url: display_url(url),
             limit: MAX_DOCUMENT_BYTES,
         }
