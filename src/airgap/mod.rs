@@ -150,6 +150,15 @@ pub struct ReleaseFile {
     pub sha256: String,
 }
 
+/// What `cluster.airgap` puts on cards beyond the base image, obtained once per run with the
+/// base (see `crate::pipeline::BaseImage::for_profile`): the K3s release files every node
+/// installs from, and the runners' charts the founder's HelmCharts embed (`chartContent`).
+#[derive(Debug, Clone, Default)]
+pub struct AirgapPayload {
+    pub release: Option<AirgapFiles>,
+    pub charts: crate::ci::chart_source::Charts,
+}
+
 /// The files a node installs K3s from, verified.
 #[derive(Debug, Clone)]
 pub struct AirgapFiles {

@@ -34,6 +34,8 @@ use crate::progress::Progress;
 
 const ENTRY: &str = "entry.json";
 const IMAGE: &str = "image.img";
+/// Helm chart archives, by the SHA-256 their repository's index publishes.
+const CHARTS: &str = "charts";
 /// The Cache Directory Tagging Specification's file: backup tools skip the directory, and
 /// pinode knows the directory is its own to empty.
 const TAG: &str = "CACHEDIR.TAG";
@@ -77,7 +79,7 @@ pub enum CacheError {
 
 /// Gives the cache's contents back to the invoking user when dropped (under sudo), whichever
 /// way the operation that wrote them ended.
-struct HandBack<'c>(&'c Cache);
+pub(crate) struct HandBack<'c>(&'c Cache);
 
 impl Drop for HandBack<'_> {
     fn drop(&mut self) {
@@ -352,7 +354,7 @@ impl Cache {
         };
         for (name, is_dir) in names(&self.root) {
             let known = match name.as_str() {
-                "images" | "catalogs" | "releases" => is_dir,
+                "images" | "catalogs" | "releases" | CHARTS => is_dir,
                 TAG => !is_dir,
                 _ => false,
             };
@@ -403,6 +405,14 @@ impl Cache {
     /// Under sudo, gives what was written to the cache back to the invoking user.
     pub(crate) fn give_back(&self) {
         drop(HandBack(self));
+    }
+
+    /// The directory of Helm chart archives (see `crate::ci::chart_source`), created in a
+    /// tagged cache; what is written there is handed back to the invoking user (under sudo)
+    /// when the guard drops.
+    pub(crate) fn charts_dir(&self) -> Result<(PathBuf, HandBack<'_>), CacheError> {
+        let hand_back = self.prepare_root()?;
+        Ok((self.files_dir(Path::new(CHARTS))?, hand_back))
     }
 
     fn images(&self) -> PathBuf {
@@ -811,6 +821,16 @@ impl Cache {
                 source,
             })?;
         }
+        let charts = self.root.join(CHARTS);
+        for item in fs::read_dir(&charts).into_iter().flatten().flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if is_chart_name(&name, item.file_type().is_ok_and(|t| t.is_dir())) {
+                let path = item.path();
+                freed += item.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+                fs::remove_file(&path).map_err(|source| CacheError::Io { path, source })?;
+            }
+        }
+        let _ = fs::remove_dir(&charts);
         Ok((freed, busy))
     }
 
@@ -845,6 +865,16 @@ fn is_entry_name(name: &str, is_dir: bool) -> bool {
 }
 
 /// `catalogs/<16 hex>.json`, or a temporary file of one being saved.
+/// A file of `charts/` (see `crate::ci::chart_source`): `<sha256>.tgz`, a record
+/// `<32 hex digits>.json`, or a temporary file of an atomic write.
+fn is_chart_name(name: &str, is_dir: bool) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    !is_dir
+        && (name.strip_suffix(".tgz").is_some_and(|s| hex(s, 64))
+            || name.strip_suffix(".json").is_some_and(|s| hex(s, 32))
+            || crate::cleanup::is_temp_name(name))
+}
+
 fn is_catalog_name(name: &str, is_dir: bool) -> bool {
     let is_copy = name
         .strip_suffix(".json")

@@ -19,10 +19,12 @@
 //!
 //! This layer sits below the profile and the plan: it imports neither.
 
+pub mod chart_source;
 pub mod forgejo;
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub(crate) mod oci_pull;
 pub(crate) mod stage2;
 
 use std::borrow::Cow;
@@ -172,6 +174,12 @@ pub struct RunnerSpec {
     /// the repository offers today".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) chart_version: Option<String>,
+    /// Where the chart is read from. gitlab and jenkins: a Helm chart repository (default
+    /// https://charts.gitlab.io, https://charts.jenkins.io); github: the OCI directory of
+    /// ARC's two charts (default oci://ghcr.io/actions/actions-runner-controller-charts).
+    /// With `cluster.airgap` pinode downloads the charts from it at prepare time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) chart_repo: Option<String>,
     /// gitlab: jobs at once (default 2); forgejo: the runner's capacity (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) concurrent: Option<u32>,
@@ -230,6 +238,7 @@ impl RunnerSpec {
             token_env: None,
             token_file: None,
             chart_version: None,
+            chart_repo: None,
             concurrent: None,
             default_image: None,
             admin_user: None,
@@ -300,11 +309,12 @@ impl RunnerSpec {
     /// The settings this mapping gives, by key (for the rule that a setting belongs to one
     /// CI system).
     fn given_keys(&self) -> Vec<&'static str> {
-        let given: [(&'static str, bool); 18] = [
+        let given: [(&'static str, bool); 19] = [
             ("url", self.url.is_some()),
             ("token_env", self.token_env.is_some()),
             ("token_file", self.token_file.is_some()),
             ("chart_version", self.chart_version.is_some()),
+            ("chart_repo", self.chart_repo.is_some()),
             ("concurrent", self.concurrent.is_some()),
             ("default_image", self.default_image.is_some()),
             ("admin_user", self.admin_user.is_some()),
@@ -795,11 +805,32 @@ impl CiError {
 pub struct Runner {
     pub(crate) spec: RunnerSpec,
     pub(crate) secrets: Vec<(SecretSlot, SecretString)>,
+    /// Where its HelmChart gets the chart: the repository, or embedded (`cluster.airgap`).
+    pub(crate) chart: chart_source::ChartPlacement,
 }
 
 impl Runner {
     pub fn new(spec: RunnerSpec, secrets: Vec<(SecretSlot, SecretString)>) -> Runner {
-        Runner { spec, secrets }
+        Runner {
+            spec,
+            secrets,
+            chart: chart_source::ChartPlacement::Repository,
+        }
+    }
+
+    /// With `cluster.airgap`: the chart must be embedded; until [`Runner::embed_from`] gives
+    /// it, rendering the runner is an error (rather than silently needing the repository).
+    pub(crate) fn require_embedded(&mut self) {
+        if !chart_source::sources_of(&self.spec).is_empty() {
+            self.chart = chart_source::ChartPlacement::Embedded(Default::default());
+        }
+    }
+
+    /// The charts to embed, for a runner that must embed them.
+    pub(crate) fn embed_from(&mut self, charts: &chart_source::Charts) {
+        if let chart_source::ChartPlacement::Embedded(_) = self.chart {
+            self.chart = chart_source::ChartPlacement::Embedded(charts.clone());
+        }
     }
 
     pub fn kind(&self) -> RunnerKind {

@@ -117,6 +117,13 @@ pub fn check(
                 sources.join(", ")
             ));
         }
+        let (lines, images_note) = plan.spec.chart_and_mirror_lines();
+        lines
+            .iter()
+            .for_each(|l| out.say(format!("  {}", Redacted(l))));
+        if let Some(note) = images_note {
+            out.note(&note);
+        }
     }
     for node in &loaded.nodes {
         let role = match &plan {

@@ -74,7 +74,10 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         ));
     };
 
-    let plan = NodePlan::resolve(&profile, node, pinode::edge::settings())?;
+    let mut plan = NodePlan::resolve(&profile, node, pinode::edge::settings())?;
+    // With cluster.airgap, the runners' charts (from the cache, or downloaded through it).
+    let charts = pinode::pipeline::charts_for_profile(&profile, &sources.resolver()?)?;
+    plan.embed_charts(&charts);
     plan.notes.iter().for_each(|n| out.note(n));
     let custom = render::render(&plan, &os).map_err(|source| Error::Render {
         node: node.hostname.clone(),

@@ -29,6 +29,7 @@ pub mod helm_controller;
 pub(crate) mod k3s;
 pub(crate) mod kubeadm;
 pub(crate) mod microk8s;
+pub(crate) mod registry_mirror;
 
 /// kube-vip, which serves an HA cluster's virtual IP, and the release pinode deploys.
 pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};
@@ -379,6 +380,7 @@ mod tests {
                 ..Membership::for_test(role, "https://mk-1.local:16443")
             },
             spec: microk8s::Microk8sSpec::default(),
+            registry_mirror: None,
         })
     }
 
@@ -387,6 +389,7 @@ mod tests {
             member: Membership::for_test(role, api),
             spec: k3s::K3sSpec::default(),
             ca: Vec::new(),
+            registry_mirror: None,
         })
     }
 

@@ -206,6 +206,25 @@ impl Http {
         url: &str,
         headers: &[(&str, String)],
     ) -> Result<reqwest::blocking::Response, FetchError> {
+        self.get_checked(url, headers, false)
+    }
+
+    /// [`Http::get`], but a 401 answer is handed back (not an error): an OCI registry answers
+    /// an anonymous request with 401 and the token challenge in `WWW-Authenticate`.
+    pub(crate) fn get_allowing_401(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::blocking::Response, FetchError> {
+        self.get_checked(url, headers, true)
+    }
+
+    fn get_checked(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        allow_401: bool,
+    ) -> Result<reqwest::blocking::Response, FetchError> {
         let mut failures = 0;
         loop {
             let mut request = self.client.get(url);
@@ -213,6 +232,11 @@ impl Http {
                 request = request.header(*name, value);
             }
             let outcome = match request.send() {
+                Ok(response)
+                    if allow_401 && response.status() == reqwest::StatusCode::UNAUTHORIZED =>
+                {
+                    Ok(response)
+                }
                 Ok(response) => classify(url, response),
                 // Offline: asking again in a few seconds only keeps the user waiting.
                 Err(e) if is_unreachable(&e) => Err(Attempt::Fatal(FetchError::Unreachable {

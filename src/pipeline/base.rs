@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::airgap::AirgapPayload;
 use crate::cache::decompress::{Format, decompress, hash_file};
 use crate::cache::lock::Lock;
 use crate::cache::resolve::{ImageRef, ResolveError, Resolver};
@@ -105,8 +106,8 @@ pub struct BaseImage {
     os: OnceLock<OsInfo>,
     _temp: Option<crate::cleanup::TempFile>,
     _lock: Option<Lock>,
-    /// With `cluster.airgap`: the K3s release files every node's boot partition gets.
-    pub airgap: Option<crate::airgap::AirgapFiles>,
+    /// With `cluster.airgap`: what every node's card gets beyond the image.
+    pub airgap: AirgapPayload,
 }
 
 impl BaseImage {
@@ -136,8 +137,9 @@ impl BaseImage {
     /// The base image `prepare` uses: `--image`, or the profile's `os.image` (a path, used in
     /// place and checked against `os.sha256` when given; an alias or URL, from the cache).
     ///
-    /// With `cluster.airgap`, the K3s release files are obtained too (from the cache or
-    /// downloaded and verified), before any node is made.
+    /// With `cluster.airgap`, what the cards need beyond the image is obtained too (from the
+    /// cache, or downloaded through it and verified) before any node is made: the K3s release
+    /// files and the runners' charts (see [`AirgapPayload`]).
     pub fn for_profile(
         profile: &LoadedProfile,
         explicit: Option<&Path>,
@@ -148,12 +150,15 @@ impl BaseImage {
     ) -> Result<BaseImage, PipelineError> {
         let mut base =
             Self::image_for_profile(profile, explicit, resolver, scratch_dir, progress, on_wait)?;
-        base.airgap = airgap_files(profile, resolver, progress)?;
+        base.airgap = AirgapPayload {
+            release: airgap_files(profile, resolver, progress)?,
+            charts: charts_for_profile(profile, resolver)?,
+        };
         Ok(base)
     }
 
     /// [`BaseImage::for_profile`] without the air-gap files: the base image only (for
-    /// `render`, which places no release files and downloads nothing).
+    /// `render`, which places no release files).
     pub fn image_for_profile(
         profile: &LoadedProfile,
         explicit: Option<&Path>,
@@ -216,7 +221,7 @@ impl BaseImage {
             os: OnceLock::new(),
             _temp: None,
             _lock: Some(lock),
-            airgap: None,
+            airgap: AirgapPayload::default(),
         })
     }
 
@@ -282,9 +287,9 @@ impl BaseImage {
                 init_format: None,
                 notes: Vec::new(),
                 os: OnceLock::new(),
-                _temp: None,
+                    _temp: None,
                 _lock: None,
-                airgap: None,
+                airgap: AirgapPayload::default(),
             });
         };
         let temp = crate::cleanup::TempFile::new_in(scratch_dir, "base")
@@ -303,7 +308,7 @@ impl BaseImage {
             os: OnceLock::new(),
             _temp: Some(temp),
             _lock: None,
-            airgap: None,
+            airgap: AirgapPayload::default(),
         })
     }
 
@@ -359,4 +364,24 @@ pub(crate) fn airgap_files(
         &release,
         progress,
     )?))
+}
+
+/// The runners' charts `profile` needs embedded (none without `cluster.airgap`), from the
+/// resolver's cache, downloaded through it unless offline.
+pub fn charts_for_profile(
+    profile: &LoadedProfile,
+    resolver: &Resolver,
+) -> Result<crate::ci::chart_source::Charts, PipelineError> {
+    let Some(cluster) = &profile.profile.cluster else {
+        return Ok(Default::default());
+    };
+    let (Some(runners), true) = (&cluster.runner, cluster.airgap) else {
+        return Ok(Default::default());
+    };
+    let http = resolver.http()?;
+    Ok(crate::ci::chart_source::obtain(
+        runners,
+        &resolver.cache,
+        http.as_ref(),
+    )?)
 }

@@ -22,7 +22,7 @@ pub mod prepared;
 
 use std::path::PathBuf;
 
-pub use base::{BaseImage, ImageFileKind, check_image_file};
+pub use base::{BaseImage, ImageFileKind, charts_for_profile, check_image_file};
 pub use node::NodeImage;
 
 /// Why the pipeline stopped. The messages are those of the modules that failed.
@@ -51,6 +51,8 @@ pub enum PipelineError {
     Path { path: PathBuf, message: String },
     #[error("cluster.airgap: {0}")]
     Airgap(#[from] crate::airgap::AirgapError),
+    #[error(transparent)]
+    Charts(#[from] crate::ci::chart_source::ChartError),
 }
 
 impl PipelineError {

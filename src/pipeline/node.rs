@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::airgap::AirgapFiles;
+use crate::airgap::AirgapPayload;
 use crate::bootfs::apply::{ApplyReport, apply};
 use crate::bootfs::content::BootContent;
 use crate::disk::{Composed, OverlayDisk, PartitionTable};
@@ -38,8 +38,7 @@ impl NodeImage {
         node: &NodeConfig,
     ) -> Result<NodeImage, PipelineError> {
         let (mut image, os) = base.open_for_node(profile.init_override())?;
-        let (custom, report, notes) =
-            customise_with(&mut image, profile, node, &os, base.airgap.as_ref())?;
+        let (custom, report, notes) = customise_with(&mut image, profile, node, &os, &base.airgap)?;
         let len = image.len();
         let table = image.table().clone();
         Ok(NodeImage {
@@ -88,24 +87,26 @@ pub fn customise(
     node: &NodeConfig,
     os: &OsInfo,
 ) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
-    customise_with(image, profile, node, os, None)
+    customise_with(image, profile, node, os, &AirgapPayload::default())
 }
 
-/// [`customise`] with the K3s release files of `cluster.airgap` for the boot partition.
+/// [`customise`] with what `cluster.airgap` adds: the K3s release files for the boot
+/// partition and the runners' charts to embed (see `crate::ci::chart_source`).
 pub fn customise_with(
     image: &mut Image,
     profile: &LoadedProfile,
     node: &NodeConfig,
     os: &OsInfo,
-    airgap: Option<&AirgapFiles>,
+    airgap: &AirgapPayload,
 ) -> Result<(BootContent, ApplyReport, Vec<String>), PipelineError> {
-    let plan = NodePlan::resolve(profile, node, crate::edge::settings())?;
+    let mut plan = NodePlan::resolve(profile, node, crate::edge::settings())?;
+    plan.embed_charts(&airgap.charts);
     let mut custom = crate::render::render(&plan, os).map_err(|source| PipelineError::Render {
         node: node.hostname.clone(),
         source,
     })?;
     if let Some(dir) = &custom.airgap_dir {
-        let files = airgap.ok_or_else(|| {
+        let files = airgap.release.as_ref().ok_or_else(|| {
             PipelineError::Field(profile.error_at(
                 "cluster.airgap",
                 "the K3s release files were not obtained for this command; use prepare or \

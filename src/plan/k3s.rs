@@ -86,6 +86,7 @@ pub(super) fn resolve(
             ..plan.spec.k3s().clone()
         },
         ca: files,
+        registry_mirror: plan.spec.registry_mirror.clone(),
     })
 }
 

@@ -62,6 +62,7 @@ pub(super) fn resolve(
         member,
         spec: plan.spec.kubeadm().clone(),
         pki: ClusterPki { ca_hash, files },
+        registry_mirror: plan.spec.registry_mirror.clone(),
     })
 }
 

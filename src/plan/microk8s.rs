@@ -9,5 +9,6 @@ pub(super) fn resolve(plan: &ClusterPlan, member: Membership) -> Microk8sNode {
     Microk8sNode {
         member,
         spec: plan.spec.microk8s().clone(),
+        registry_mirror: plan.spec.registry_mirror.clone(),
     }
 }

@@ -102,6 +102,14 @@ impl std::fmt::Debug for NodePlan {
 }
 
 impl NodePlan {
+    /// With `cluster.airgap`: the runners' charts, downloaded at prepare time, embedded in
+    /// their HelmCharts (see `crate::ci::chart_source`).
+    pub fn embed_charts(&mut self, charts: &crate::ci::chart_source::Charts) {
+        for runner in self.cluster.iter_mut().flat_map(|c| c.runners.iter_mut()) {
+            runner.embed_from(charts);
+        }
+    }
+
     /// The node's static IPv4 address, if its profile gives one (`network:`): the address
     /// the cluster knows it by.
     pub fn known_ipv4(&self) -> Option<std::net::Ipv4Addr> {
@@ -238,7 +246,13 @@ fn resolve_cluster(
 ) -> Result<NodeCluster, FieldError> {
     let role = plan.role_of(&node.hostname);
     let runners = match (&plan.spec.runner, role) {
-        (Some(runners), NodeRole::Founder) => resolve_runners(profile, runners, settings)?,
+        (Some(runners), NodeRole::Founder) => {
+            let mut runners = resolve_runners(profile, runners, settings)?;
+            if plan.spec.airgap {
+                runners.iter_mut().for_each(Runner::require_embedded);
+            }
+            runners
+        }
         _ => Vec::new(),
     };
     let rootless_builds = plan

@@ -166,6 +166,7 @@ fn to_profile(a: &Answers) -> Result<Profile, yaml::Error> {
             api: None,
             vip: None,
             kube_vip: None,
+            registry_mirror: None,
             distribution: Default::default(),
             k3s: Some(K3sSpec {
                 version,

@@ -84,9 +84,11 @@ pub fn validate_helmchart(doc: &Value, path: &Path) {
             path.display()
         );
     }
+    // helm-controller manages a chart with `chart` or `chartContent` (pkg/controllers/chart/
+    // chart.go, `shouldManage`, v0.17.7); the embedded archive overrides chart and version.
     assert!(
-        doc["spec"]["chart"].is_string(),
-        "{}: spec.chart",
+        doc["spec"]["chart"].is_string() || doc["spec"]["chartContent"].is_string(),
+        "{}: spec.chart or spec.chartContent",
         path.display()
     );
     let crd = repo().join("../shared/upstream/helm-controller/helm.cattle.io_helmcharts.yaml");

@@ -25,6 +25,7 @@ pub(crate) mod stage2;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use super::chart_source::{self, ChartPlacement};
 use super::{BuildMode, CiError, Example, Runner, RunnerKind, RunnerSpec, SecretSlot, Workload};
 use crate::engine::SpecProblem;
 
@@ -37,6 +38,7 @@ pub(crate) const KEYS: &[&str] = &[
     "installation_id",
     "private_key_env",
     "private_key_file",
+    "chart_repo",
     "name",
     "min_runners",
     "max_runners",
@@ -73,7 +75,6 @@ const SCALE_SET_RELEASE: &str = "arc-runner-set";
 pub(crate) const RUNNERS_NAMESPACE: &str = "arc-runners";
 /// The Secret the node writes in `arc-runners` (`githubConfigSecret`).
 pub(crate) const CONFIG_SECRET: &str = "pinode-github";
-const OCI_CHARTS: &str = "oci://ghcr.io/actions/actions-runner-controller-charts";
 
 /// The scale set's name when the profile gives none.
 pub const DEFAULT_NAME: &str = "pinode-arm64";
@@ -470,46 +471,56 @@ pub(crate) fn scale_set_values(spec: &RunnerSpec) -> Value {
     values
 }
 
+/// One HelmChart: the chart named `chart` among `spec`'s sources, from its OCI repository
+/// or embedded (`placement`).
 fn helm_chart(
     name: &str,
+    spec: &RunnerSpec,
     chart: &str,
-    version: &str,
+    placement: &ChartPlacement,
     namespace: &str,
     values: &Value,
 ) -> Result<Value, CiError> {
     let values = serde_json::to_string_pretty(values).map_err(|e| error(format!("values: {e}")))?;
-    Ok(json!({
+    let source = chart_source::sources_of(spec)
+        .into_iter()
+        .find(|s| s.chart == chart)
+        .ok_or_else(|| error(format!("no chart {chart}")))?;
+    let mut doc = json!({
         "apiVersion": "helm.cattle.io/v1",
         "kind": "HelmChart",
         "metadata": {"name": name, "namespace": "kube-system"},
         "spec": {
-            "chart": format!("{OCI_CHARTS}/{chart}"),
-            "version": version,
             "targetNamespace": namespace,
             "createNamespace": true,
             "valuesContent": values + "\n",
         },
-    }))
+    });
+    for (key, value) in chart_source::helm_chart_keys(&source, placement)? {
+        doc["spec"][key] = Value::String(value);
+    }
+    Ok(doc)
 }
 
 /// `pinode-github-arc.yaml`: the controller's HelmChart, then the scale set's. Both are
 /// installed by helm-controller jobs that run side by side: the scale set's install fails
 /// until the controller's CRDs exist, and its job is retried (helm-controller's backOffLimit
 /// 1000) until it succeeds. No lookup is needed: the controller's service account is given.
-pub(crate) fn manifest(spec: &RunnerSpec) -> Result<String, CiError> {
-    let version = spec.chart_version();
+pub(crate) fn manifest(spec: &RunnerSpec, placement: &ChartPlacement) -> Result<String, CiError> {
     let docs = [
         helm_chart(
             CONTROLLER_RELEASE,
+            spec,
             "gha-runner-scale-set-controller",
-            version,
+            placement,
             CONTROLLER_NAMESPACE,
             &controller_values(),
         )?,
         helm_chart(
             SCALE_SET_RELEASE,
+            spec,
             "gha-runner-scale-set",
-            version,
+            placement,
             RUNNERS_NAMESPACE,
             &scale_set_values(spec),
         )?,

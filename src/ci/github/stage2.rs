@@ -47,7 +47,7 @@ pub(crate) fn files(
     Ok(FILES.files(
         ctx,
         manifests,
-        manifest(runner.spec())?,
+        manifest(runner.spec(), &runner.chart)?,
         secret_files(runner)?,
     ))
 }

@@ -24,6 +24,7 @@ pub(crate) const KEYS: &[&str] = &[
     "token_file",
     "concurrent",
     "default_image",
+    "chart_repo",
 ];
 
 /// The build modes a GitLab runner supports.
@@ -276,19 +277,28 @@ fn runner_values(runner: &RunnerSpec) -> Result<Value, CiError> {
 /// `pinode-gitlab-runner.yaml` for the server's auto-deploy manifests directory: the
 /// namespace and a `HelmChart` that K3s's Helm controller installs. The token Secret is
 /// written by the node itself from its root-only copy of the token.
-fn runner_manifest(runner: &RunnerSpec) -> Result<String, CiError> {
+fn runner_manifest(
+    runner: &RunnerSpec,
+    placement: &crate::ci::chart_source::ChartPlacement,
+) -> Result<String, CiError> {
     let values = to_json(&runner_values(runner)?, "runner values")?;
-    // Plain YAML for the fixed parts; the one user value outside the values is JSON-quoted,
-    // and the values are JSON in a literal block (JSON is YAML, and the block keeps it as is).
-    let version =
-        serde_json::to_string(runner.chart_version()).map_err(|e| error(e.to_string()))?;
+    // Plain YAML for the fixed parts; the user values outside the values (the chart's
+    // repository and version, or its embedded archive) are JSON-quoted, and the values are
+    // JSON in a literal block (JSON is YAML, and the block keeps it as is).
+    let source =
+        crate::ci::chart_source::source_of(runner).ok_or_else(|| error("no chart source"))?;
+    let mut chart = String::new();
+    for (key, value) in crate::ci::chart_source::helm_chart_keys(&source, placement)? {
+        let value = serde_json::to_string(&value).map_err(|e| error(e.to_string()))?;
+        chart.push_str(&format!("  {key}: {value}\n"));
+    }
     let values_block: String = values.lines().map(|l| format!("    {l}\n")).collect();
     Ok(format!(
         "# Written by pinode: GitLab Runner (Kubernetes executor), installed by K3s's Helm controller.\n\
          # The token is in the Secret gitlab-runner-token, written on the node from its root-only copy.\n\
          apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RUNNER_NAMESPACE}\n---\n\
          apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: gitlab-runner\n  namespace: kube-system\n\
-         spec:\n  repo: https://charts.gitlab.io\n  chart: gitlab-runner\n  version: {version}\n\
+         spec:\n{chart}\
          \x20 targetNamespace: {RUNNER_NAMESPACE}\n  createNamespace: true\n  valuesContent: |-\n{values_block}"
     ))
 }
@@ -418,7 +428,7 @@ mod tests {
     #[test]
     fn the_chart_is_pinned_unless_the_profile_names_a_version() {
         let chart = |spec: &RunnerSpec| {
-            let manifest = runner_manifest(spec).unwrap();
+            let manifest = runner_manifest(spec, &Default::default()).unwrap();
             let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
                 .map(|d| serde_yaml::Value::deserialize(d).unwrap())
                 .collect();

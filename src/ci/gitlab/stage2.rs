@@ -36,7 +36,7 @@ pub(crate) fn files(
     Ok(FILES.files(
         ctx,
         manifests,
-        runner_manifest(runner.spec())?,
+        runner_manifest(runner.spec(), &runner.chart)?,
         vec![(TOKEN, runner_token_file(runner)?)],
     ))
 }

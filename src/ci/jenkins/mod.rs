@@ -44,6 +44,7 @@ pub(crate) const KEYS: &[&str] = &[
     "admin_password_file",
     "storage_class",
     "storage_size",
+    "chart_repo",
 ];
 
 /// The build modes a Jenkins runner supports: each is one pod template of the cloud.
@@ -355,7 +356,10 @@ pub(crate) fn values(spec: &RunnerSpec) -> Result<Value, CiError> {
 
 /// `pinode-jenkins.yaml`: the namespace and the HelmChart (kube-system, target namespace
 /// `jenkins`), each document JSON (which is YAML, every string quoted).
-pub(crate) fn manifest(spec: &RunnerSpec) -> Result<String, CiError> {
+pub(crate) fn manifest(
+    spec: &RunnerSpec,
+    placement: &crate::ci::chart_source::ChartPlacement,
+) -> Result<String, CiError> {
     let values = serde_json::to_string_pretty(&values(spec)?)
         .map_err(|e| error(format!("chart values: {e}")))?;
     let namespace = json!({
@@ -363,19 +367,21 @@ pub(crate) fn manifest(spec: &RunnerSpec) -> Result<String, CiError> {
         "kind": "Namespace",
         "metadata": {"name": NAMESPACE},
     });
-    let chart = json!({
+    let mut chart = json!({
         "apiVersion": "helm.cattle.io/v1",
         "kind": "HelmChart",
         "metadata": {"name": "jenkins", "namespace": "kube-system"},
         "spec": {
-            "repo": "https://charts.jenkins.io",
-            "chart": "jenkins",
-            "version": spec.chart_version(),
             "targetNamespace": NAMESPACE,
             "createNamespace": true,
             "valuesContent": values + "\n",
         },
     });
+    let source =
+        crate::ci::chart_source::source_of(spec).ok_or_else(|| error("no chart source"))?;
+    for (key, value) in crate::ci::chart_source::helm_chart_keys(&source, placement)? {
+        chart["spec"][key] = Value::String(value);
+    }
     let docs = crate::engine::stage2::yaml_documents([&namespace, &chart])
         .map_err(|e| error(format!("manifest: {e}")))?;
     Ok(format!(
@@ -617,7 +623,7 @@ mod tests {
             storage_class: Some("x\"\ny: 1".into()),
             ..spec(BuildMode::Kaniko)
         };
-        let text = manifest(&s).unwrap();
+        let text = manifest(&s, &Default::default()).unwrap();
         let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();

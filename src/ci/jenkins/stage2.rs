@@ -40,7 +40,7 @@ pub(crate) fn files(
     Ok(FILES.files(
         ctx,
         manifests,
-        manifest(runner.spec())?,
+        manifest(runner.spec(), &runner.chart)?,
         vec![
             (USER, super::admin_user(runner.spec()).as_bytes().to_vec()),
             (PASSWORD, password_file(runner)?),

@@ -118,6 +118,8 @@ pub(crate) struct K3sNode {
     /// The cluster's CA material, on servers only (empty elsewhere, and when no CA is kept
     /// and pinode may not generate one, see `plan::k3s`); `member.token` pins its hash.
     pub(crate) ca: Vec<ca::CaFile>,
+    /// `cluster.registry_mirror` (see `crate::engine::registry_mirror`).
+    pub(crate) registry_mirror: Option<String>,
 }
 
 /// The host of an API URL when it is an mDNS name (`https://a.local:6443` → `a.local`),
@@ -342,6 +344,7 @@ mod tests {
                         ..K3sSpec::default()
                     },
                     ca: Vec::new(),
+                    registry_mirror: None,
                 };
                 let text = config_yaml("n", &node, "/etc/pinode/secrets/k3s-token").unwrap();
                 let config: Map<String, Value> = serde_json::from_str(&text).unwrap();

@@ -204,6 +204,15 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         install_lines.push_str(&fill(KUBE_VIP_INSTALL_LINES, &paths));
         prepare_steps.push_str(&fill(KUBE_VIP_PREPARE_STEPS, &paths));
     }
+    if let Some(mirror) = &node.registry_mirror {
+        crate::engine::registry_mirror::add_k3s(
+            ctx,
+            mirror,
+            &mut files,
+            &mut install_lines,
+            &mut prepare_steps,
+        );
+    }
     Ok(EngineStage2 {
         title: "K3s",
         status_name: "k3s",
@@ -314,6 +323,7 @@ mod tests {
             member: crate::engine::Membership::for_test(role, api),
             spec: K3sSpec::default(),
             ca: Vec::new(),
+            registry_mirror: None,
         }
     }
 

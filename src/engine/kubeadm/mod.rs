@@ -311,6 +311,8 @@ pub(crate) struct KubeadmNode {
     pub(crate) member: Membership,
     pub(crate) spec: KubeadmSpec,
     pub(crate) pki: ClusterPki,
+    /// `cluster.registry_mirror` (see `crate::engine::registry_mirror`).
+    pub(crate) registry_mirror: Option<String>,
 }
 
 /// Checks that `token` is a kubeadm bootstrap token; never quotes it.

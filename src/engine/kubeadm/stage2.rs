@@ -330,6 +330,16 @@ pub(crate) fn stage2(ctx: &StageContext, node: &KubeadmNode) -> Result<EngineSta
         });
         install_lines.push_str(&fill(KUBE_VIP_INSTALL_LINES, &paths));
     }
+    let mut prepare_steps = PREPARE_STEPS.to_string();
+    if let Some(mirror) = &node.registry_mirror {
+        crate::engine::registry_mirror::add_crio(
+            ctx,
+            mirror,
+            &mut files,
+            &mut install_lines,
+            &mut prepare_steps,
+        );
+    }
     let mut install_functions = fill(INSTALL_FUNCTIONS, &paths);
     install_functions.push_str(APPLY_MANIFESTS);
     let spec = &node.spec;
@@ -370,7 +380,7 @@ pub(crate) fn stage2(ctx: &StageContext, node: &KubeadmNode) -> Result<EngineSta
         ]
         .concat(),
         install_functions,
-        prepare_steps: PREPARE_STEPS.to_string(),
+        prepare_steps,
         install_steps: INSTALL_STEPS.to_string(),
         // Every node, the founder too: kubeadm, the kubelet and kubectl resolve names with
         // Go's resolver, which knows nothing of mDNS, and the founder's own kubeconfigs
@@ -405,6 +415,7 @@ mod tests {
                 ca_hash: pki::hash_of(&files).unwrap(),
                 files: if role.is_server() { files } else { Vec::new() },
             },
+            registry_mirror: None,
         }
     }
 

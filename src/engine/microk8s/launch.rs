@@ -79,6 +79,16 @@ pub(crate) fn config(hostname: &str, node: &Microk8sNode) -> Result<String, Micr
         "extraKubeletArgs".into(),
         Value::Object(kubelet_args(node)?),
     );
+    // `cluster.registry_mirror`: containerd's hosts.toml per registry (every node pulls).
+    if let Some(mirror) = &node.registry_mirror {
+        let hosts = crate::engine::registry_mirror::containerd_hosts(mirror)
+            .map_err(|e| Microk8sError(format!("cluster.registry_mirror: {e}")))?;
+        let hosts: Map<String, Value> = hosts
+            .into_iter()
+            .map(|(registry, text)| (registry.to_string(), Value::String(text)))
+            .collect();
+        config.insert("containerdRegistryConfigs".into(), Value::Object(hosts));
+    }
     let text = serde_json::to_string_pretty(&Value::Object(config))
         .map_err(|e| Microk8sError(format!("MicroK8s launch configuration: {e}")))?;
     Ok(format!(
@@ -148,6 +158,7 @@ mod tests {
                 kubelet_args: vec!["--max-pods=50".into(), "--cluster-dns=10.0.0.10".into()],
                 ..Microk8sSpec::default()
             },
+            registry_mirror: None,
         }
     }
 

@@ -396,6 +396,8 @@ fn check_file_url(url: &str, suffix: &str) -> Result<(), String> {
 pub(crate) struct Microk8sNode {
     pub(crate) member: Membership,
     pub(crate) spec: Microk8sSpec,
+    /// `cluster.registry_mirror` (see `crate::engine::registry_mirror`).
+    pub(crate) registry_mirror: Option<String>,
 }
 
 /// Checks that MicroK8s accepts `token` as a join token; never quotes it.

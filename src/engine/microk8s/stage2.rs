@@ -331,6 +331,7 @@ mod tests {
                 ..Membership::for_test(role, "https://node-1.local:16443")
             },
             spec: Microk8sSpec::default(),
+            registry_mirror: None,
         }
     }
 

@@ -329,6 +329,10 @@ pub struct ClusterSpec {
     /// VIP is in the servers' static Wi-Fi prefix).
     #[serde(default)]
     pub(crate) kube_vip: Option<crate::engine::k3s::kubevip::KubeVipSpec>,
+    /// A registry mirror (https://host[:port]) every node pulls container images through
+    /// (K3s: /etc/rancher/k3s/registries.yaml). Not secret: a URL with credentials is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) registry_mirror: Option<String>,
     /// The Kubernetes distribution: k3s (the default), microk8s or kubeadm. Its settings are
     /// under the key of the same name; the keys of the others must be absent.
     #[serde(default, skip_serializing_if = "is_k3s")]
@@ -348,7 +352,8 @@ pub struct ClusterSpec {
     pub runner: Option<Runners>,
     /// First boot without internet (K3s only): the pinned release's arm64 binary, its
     /// air-gap images archive and install.sh are downloaded once into pinode's cache,
-    /// verified, placed on the boot partition and installed from there.
+    /// verified, placed on the boot partition and installed from there; the runners' charts
+    /// are embedded in their HelmCharts (`chartContent`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub airgap: bool,
 }
@@ -370,6 +375,16 @@ static DEFAULT_KUBEADM: std::sync::LazyLock<KubeadmSpec> =
     std::sync::LazyLock::new(KubeadmSpec::default);
 
 impl ClusterSpec {
+    /// `profile check`'s lines about the runners' charts (`airgap`) and the registry mirror,
+    /// and the note that images still come from a registry (see `crate::ci::chart_source`).
+    pub fn chart_and_mirror_lines(&self) -> (Vec<String>, Option<String>) {
+        crate::ci::chart_source::check_lines(
+            self.runner.as_ref(),
+            self.airgap,
+            self.registry_mirror.as_deref(),
+        )
+    }
+
     /// K3s's settings, the defaults when `cluster.k3s` is absent.
     pub fn k3s(&self) -> &K3sSpec {
         self.k3s.as_ref().unwrap_or(&DEFAULT_K3S)

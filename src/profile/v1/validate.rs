@@ -442,6 +442,16 @@ fn cluster_spec(c: &ClusterSpec, p: &Profile, r: &mut Report) {
                 }
             }
         }
+        // Where the runners' charts come from (`chart_repo`).
+        for problem in crate::ci::chart_source::check(runners) {
+            r.error(&problem.field, problem.message);
+        }
+    }
+    if let Some(mirror) = &c.registry_mirror {
+        r.check(
+            "cluster.registry_mirror".into(),
+            crate::engine::registry_mirror::check(mirror, c.distribution),
+        );
     }
     let servers = p
         .nodes
