@@ -106,6 +106,7 @@ impl StandInRepo {
         ssl(
             "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext.cnf",
         );
+        stand_in_k3s_release(&d.join("www"));
         let charts = d.join("www/charts");
         std::fs::create_dir_all(&charts).unwrap();
         let mut entries = String::new();
@@ -247,6 +248,39 @@ fn stand_in_chart(dir: &Path, chart: &str, version: &str) -> PathBuf {
     out
 }
 
+/// The K3s release air-gap needs (cluster.airgap places it on every card; tests/airgap.rs
+/// tests that part): a STAND-IN of the release's layout, tiny, under `www/releases/TAG/`
+/// with its SHA-256 list, and a stand-in install.sh at `www/install.sh`.
+fn stand_in_k3s_release(www: &Path) {
+    // The server decodes the URL's %2B: the directory is named by the tag itself.
+    let tag = www.join("releases").join("v1.33.5+k3s1");
+    std::fs::create_dir_all(&tag).unwrap();
+    let files: [(&str, &[u8]); 2] = [
+        ("k3s-arm64", b"#!/bin/sh\n# STAND-IN for k3s-arm64 (not K3s)\nexit 0\n"),
+        ("k3s-airgap-images-arm64.tar.zst", b"STAND-IN images archive"),
+    ];
+    let mut sums = String::new();
+    for (name, bytes) in files {
+        std::fs::write(tag.join(name), bytes).unwrap();
+        sums.push_str(&format!("{}  {name}\n", hex_sha256(bytes)));
+    }
+    std::fs::write(tag.join("sha256sum-arm64.txt"), sums).unwrap();
+    std::fs::write(www.join("install.sh"), "#!/bin/sh\n# STAND-IN install.sh\nexit 0\n").unwrap();
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `cluster.airgap` with the pinned K3s release it needs, from the stand-in server.
+fn airgap(repo: &StandInRepo) -> String {
+    format!(
+        "  airgap: true\n  k3s:\n    version: v1.33.5+k3s1\n    release_url: {url}/releases\n    install_url: {url}/install.sh\n",
+        url = repo.url().trim_end_matches("/charts").trim_end_matches('/'),
+    )
+}
+
 fn profile(env: &UserEnv, name: &str, cluster_extra: &str, runners: &str) -> PathBuf {
     write_profile(
         env.dir.path(),
@@ -340,7 +374,7 @@ fn airgap_embeds_the_served_chart_once_and_validates() {
     let path = profile(
         &env,
         "airgap.yaml",
-        &format!("  airgap: true\n  registry_mirror: {MIRROR}\n"),
+        &format!("{}  registry_mirror: {MIRROR}\n", airgap(&repo)),
         &runners(&repo.url()),
     );
     let out = render(&env, &repo, &path, "lab-1", "founder");
@@ -466,7 +500,7 @@ fn a_wrong_digest_is_refused_and_nothing_is_kept() {
         }
     });
     let env = UserEnv::new();
-    let path = profile(&env, "bad.yaml", "  airgap: true\n", &runners(&repo.url()));
+    let path = profile(&env, "bad.yaml", &airgap(&repo), &runners(&repo.url()));
     let out = render(&env, &repo, &path, "lab-1", "bad");
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -597,7 +631,7 @@ fn refusals_name_their_line() {
     let env = UserEnv::new();
     let cases: [(&str, &str, &str, &[&str]); 4] = [
         (
-            "  airgap: true\n",
+            "  airgap: true\n  k3s:\n    version: v1.33.5+k3s1\n",
             "    - kind: github\n      url: https://github.com/example\n      token_env: GITHUB_TOKEN\n      chart_repo: https://ghcr.io/actions\n",
             "chart_repo",
             &["cluster.runner[0].chart_repo", "oci://"],
@@ -659,7 +693,7 @@ fn prepare_puts_the_embedded_chart_on_the_founders_card() {
     let path = profile(
         &env,
         "prepare.yaml",
-        "  airgap: true\n",
+        &airgap(&repo),
         &runners(&repo.url()),
     );
     let out = env.dir.path().join("out");
@@ -708,7 +742,7 @@ fn arc_charts_are_pulled_from_an_oci_registry_with_a_token_and_embedded() {
     let path = profile(
         &env,
         "arc.yaml",
-        "  airgap: true\n",
+        &airgap(&repo),
         &arc_runner(&repo.oci()),
     );
     let out = output(
@@ -790,7 +824,7 @@ fn an_oci_layer_that_does_not_match_its_digest_is_refused() {
     let path = profile(
         &env,
         "arc-bad.yaml",
-        "  airgap: true\n",
+        &airgap(&repo),
         &arc_runner(&repo.oci()),
     );
     let out = output(
@@ -911,7 +945,7 @@ fn a_damaged_cached_chart_is_deleted_and_downloaded_again() {
     let path = profile(
         &env,
         "damaged.yaml",
-        "  airgap: true\n",
+        &airgap(&repo),
         &runners(&repo.url()),
     );
     let first = render(&env, &repo, &path, "lab-1", "first");
