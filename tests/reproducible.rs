@@ -44,6 +44,23 @@ fn fixed(home: &Path) -> Command {
 fn home(dir: &Path) -> PathBuf {
     let home = dir.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    // The K3s clusters' CAs, kept as on a person's machine: ECDSA signatures are not
+    // reproducible, so the CA is a fixed test fixture (tests/reproducible/k3s-ca, made by
+    // pinode once), not generated per run.
+    for cluster in ["matrix", "ha", "solo"] {
+        let kept = home.join(format!("state/clusters/{cluster}/k3s-ca"));
+        std::fs::create_dir_all(&kept).unwrap();
+        let fixture = repo().join(format!("tests/reproducible/k3s-ca/{cluster}"));
+        for entry in std::fs::read_dir(&fixture).unwrap() {
+            let entry = entry.unwrap();
+            let to = kept.join(entry.file_name());
+            std::fs::copy(entry.path(), &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+    }
     std::fs::write(home.join(".ssh/id_ed25519.pub"), format!("{EXAMPLE_KEY}\n")).unwrap();
     home
 }

@@ -16,14 +16,14 @@
 //! (k3s-io/k3s `pkg/clientaccess/token.go`, `hashCA`; docs `docs/cli/token.md`, "Secure"),
 //! where a bundle is hashed by its root's DER only in newer releases. Keys are ECDSA P-256,
 //! the kind that script gives the leaf CAs; certificates as kubeadm's (see
-//! [`crate::engine::kubeadm::pki::ca_params`]: valid from 2000, for a Pi without a clock).
+//! [`crate::engine::offline_ca::ca_params`]: valid from 2000, for a Pi without a clock).
 
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::K3sError;
-use crate::engine::kubeadm::pki::{ca_hash as key_matches, ca_params};
+use crate::engine::offline_ca::{ca_params, pem_body};
 
 /// K3s's server TLS directory, where the files go on a server before K3s first starts.
 pub(crate) const TLS_DIR: &str = "/var/lib/rancher/k3s/server/tls";
@@ -114,12 +114,22 @@ pub(crate) fn hash_of(files: &[CaFile]) -> Result<String, K3sError> {
                 .into(),
         ));
     }
-    key_matches(cert, find(FILES[1])?).map_err(|e| {
-        K3sError(
-            e.0.replace("ca.crt", "server-ca.crt")
-                .replace("ca.key", "server-ca.key"),
-        )
+    let key = KeyPair::from_pem(find(FILES[1])?).map_err(|e| {
+        K3sError(format!(
+            "server-ca.key is not a private key pinode can read: {e}"
+        ))
     })?;
+    let spki = key.subject_public_key_info();
+    let der = pem_body(cert, "CERTIFICATE")
+        .ok_or_else(|| K3sError("server-ca.crt holds no PEM certificate".into()))?;
+    // A certificate embeds its public key's SubjectPublicKeyInfo byte for byte.
+    if !der.windows(spki.len()).any(|w| w == spki.as_slice()) {
+        return Err(K3sError(
+            "server-ca.crt does not carry server-ca.key's public key: the two do not belong \
+             together"
+                .into(),
+        ));
+    }
     Ok(hex::encode(Sha256::digest(cert.as_bytes())))
 }
 

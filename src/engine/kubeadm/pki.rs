@@ -17,14 +17,12 @@
 //! The discovery hash is kubeadm's: `sha256:` and the hex SHA-256 of the CA certificate's
 //! DER-encoded SubjectPublicKeyInfo (v1beta4 `BootstrapTokenDiscovery.caCertHashes`).
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, PublicKeyData,
-};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::KubeadmError;
+use crate::engine::offline_ca::{ca_params, pem_body};
 
 /// One file of the PKI: its path under /etc/kubernetes/pki, the flat name it has among
 /// pinode's kept files and the node's secrets, and whether it is a private key.
@@ -119,31 +117,6 @@ pub(crate) fn generate() -> Result<Vec<PkiFile>, KubeadmError> {
     Ok(files)
 }
 
-/// A CA's certificate as kubeadm makes one (`pkiutil.NewSelfSignedCACert`): the common
-/// name, CA:TRUE, key usages digital signature, key encipherment and certificate signing,
-/// ten years (kubeadm's `caCertificateValidityPeriod` default, 87600h).
-///
-/// Valid from 2000-01-01: a Raspberry Pi has no real-time clock, and until NTP answers its
-/// clock may lie behind the day the card was prepared; kubeadm refuses a CA that is "not
-/// valid yet" (`ValidateCertPeriod`).
-pub(crate) fn ca_params(common_name: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, common_name);
-    params.distinguished_name = name;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyCertSign,
-    ];
-    // 2000-01-01T00:00:00Z.
-    params.not_before = time::OffsetDateTime::from_unix_timestamp(946_684_800)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
-    params
-}
-
 /// kubeadm's discovery hash of the CA whose key is `ca_key` and certificate `ca_cert`
 /// (both PEM): `sha256:` and the hex SHA-256 of the SubjectPublicKeyInfo. The certificate
 /// must carry that public key (a certificate embeds its SPKI byte for byte), so a kept
@@ -161,17 +134,6 @@ pub(crate) fn ca_hash(ca_cert: &str, ca_key: &str) -> Result<String, KubeadmErro
         ));
     }
     Ok(format!("sha256:{}", hex::encode(Sha256::digest(&spki))))
-}
-
-/// The DER bytes of the first PEM block labelled `label`.
-fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 /// The PKI's CA hash, from its files.
