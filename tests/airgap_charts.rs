@@ -256,8 +256,14 @@ fn stand_in_k3s_release(www: &Path) {
     let tag = www.join("releases").join("v1.33.5+k3s1");
     std::fs::create_dir_all(&tag).unwrap();
     let files: [(&str, &[u8]); 2] = [
-        ("k3s-arm64", b"#!/bin/sh\n# STAND-IN for k3s-arm64 (not K3s)\nexit 0\n"),
-        ("k3s-airgap-images-arm64.tar.zst", b"STAND-IN images archive"),
+        (
+            "k3s-arm64",
+            b"#!/bin/sh\n# STAND-IN for k3s-arm64 (not K3s)\nexit 0\n",
+        ),
+        (
+            "k3s-airgap-images-arm64.tar.zst",
+            b"STAND-IN images archive",
+        ),
     ];
     let mut sums = String::new();
     for (name, bytes) in files {
@@ -265,7 +271,11 @@ fn stand_in_k3s_release(www: &Path) {
         sums.push_str(&format!("{}  {name}\n", hex_sha256(bytes)));
     }
     std::fs::write(tag.join("sha256sum-arm64.txt"), sums).unwrap();
-    std::fs::write(www.join("install.sh"), "#!/bin/sh\n# STAND-IN install.sh\nexit 0\n").unwrap();
+    std::fs::write(
+        www.join("install.sh"),
+        "#!/bin/sh\n# STAND-IN install.sh\nexit 0\n",
+    )
+    .unwrap();
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -690,12 +700,7 @@ fn prepare_puts_the_embedded_chart_on_the_founders_card() {
     let repo = StandInRepo::start(|_, sha| sha.to_string());
     let env = UserEnv::new();
     let base = copy_fixture("bookworm", env.dir.path());
-    let path = profile(
-        &env,
-        "prepare.yaml",
-        &airgap(&repo),
-        &runners(&repo.url()),
-    );
+    let path = profile(&env, "prepare.yaml", &airgap(&repo), &runners(&repo.url()));
     let out = env.dir.path().join("out");
     run(pinode_with(&env, &repo)
         .args(["prepare", "--profile"])
@@ -739,12 +744,7 @@ fn arc_charts_are_pulled_from_an_oci_registry_with_a_token_and_embedded() {
     let repo = StandInRepo::start(|_, sha| sha.to_string());
     repo.add_oci_charts("0.14.2", str::to_string);
     let env = UserEnv::new();
-    let path = profile(
-        &env,
-        "arc.yaml",
-        &airgap(&repo),
-        &arc_runner(&repo.oci()),
-    );
+    let path = profile(&env, "arc.yaml", &airgap(&repo), &arc_runner(&repo.oci()));
     let out = output(
         pinode_with(&env, &repo)
             .env("GH_TOKEN", GH_TOKEN)
@@ -942,12 +942,7 @@ nodes:
 fn a_damaged_cached_chart_is_deleted_and_downloaded_again() {
     let repo = StandInRepo::start(|_, sha| sha.to_string());
     let env = UserEnv::new();
-    let path = profile(
-        &env,
-        "damaged.yaml",
-        &airgap(&repo),
-        &runners(&repo.url()),
-    );
+    let path = profile(&env, "damaged.yaml", &airgap(&repo), &runners(&repo.url()));
     let first = render(&env, &repo, &path, "lab-1", "first");
     assert!(first.status.success(), "{}", stderr(&first));
     let served = repo.served("gitlab-runner", "0.86.0");

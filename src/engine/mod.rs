@@ -29,8 +29,8 @@ pub mod helm_controller;
 pub(crate) mod k3s;
 pub(crate) mod kubeadm;
 pub(crate) mod microk8s;
-pub(crate) mod registry_mirror;
 pub(crate) mod offline_ca;
+pub(crate) mod registry_mirror;
 
 /// kube-vip, which serves an HA cluster's virtual IP, and the release pinode deploys.
 pub use k3s::kubevip::{KubeVip, VERSION as KUBE_VIP_VERSION};

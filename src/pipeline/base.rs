@@ -287,7 +287,7 @@ impl BaseImage {
                 init_format: None,
                 notes: Vec::new(),
                 os: OnceLock::new(),
-                    _temp: None,
+                _temp: None,
                 _lock: None,
                 airgap: AirgapPayload::default(),
             });

@@ -19,8 +19,8 @@ use super::cluster::{ClusterPlan, state_dir};
 use super::kept_pki::KeptPki;
 use crate::edge::Settings;
 use crate::engine::Membership;
-use crate::engine::k3s::{K3sNode, K3sSpec};
 use crate::engine::k3s::ca::{self, CaFile, FILES};
+use crate::engine::k3s::{K3sNode, K3sSpec};
 use crate::profile::{FieldError, LoadedProfile};
 
 /// The kept CA's directory name in the cluster's state directory.
