@@ -37,7 +37,6 @@
 //!
 //! `docs/architecture.md` has the module map by layer; `tests/architecture.rs` checks it.
 
-pub mod airgap;
 pub mod bootfs;
 pub mod cache;
 pub mod catalog;

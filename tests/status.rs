@@ -673,11 +673,13 @@ fn the_measured_write_speed_is_shown_and_a_slow_card_flagged() {
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("kube1: node Ready, runner Running\n  root device writes at 87.4 MB/s\n"),
+        text.contains("kube1: node Ready, runner Running\n  root device writes at 83.3 MiB/s\n"),
         "{text}"
     );
     assert!(
-        text.contains("kube2: node Ready\n  root device writes at 9.8 MB/s: SLOW, under 20.0 MB/s"),
+        text.contains(
+            "kube2: node Ready\n  root device writes at 9.3 MiB/s: SLOW, under 20.0 MiB/s"
+        ),
         "{text}"
     );
     let out = output(&mut c.status(&["--json"]));

@@ -416,13 +416,13 @@ fn the_first_boot_records_the_root_write_speed() {
     .text();
     assert!(
         text.contains(&format!("root file system write speed: {shown}\n")),
-        "the shell's MB/s and pinode's agree: {text}"
+        "the shell's MiB/s and pinode's agree: {text}"
     );
     let log = fs::read_to_string(root.path("varlog/pinode-firstboot.log")).unwrap();
     assert!(log.contains("ok: root write speed"), "{log}");
 }
 
-/// A slow device (a dd STAND-IN that takes 4 s for 64 MiB: 16.8 MB/s, under the 20 MB/s
+/// A slow device (a dd STAND-IN that takes 4 s for 64 MiB: 16 MiB/s, under the 20 MiB/s
 /// threshold) is flagged as a warning on the FAT; the stage still succeeds.
 #[test]
 fn a_slow_root_device_is_flagged_on_the_boot_partition() {
@@ -452,11 +452,11 @@ fn a_slow_root_device_is_flagged_on_the_boot_partition() {
         text.contains(&format!(
             "warning: the root file system writes at {}, ",
             speed.text()
-        )) && text.contains("under 20 MB/s: too slow for a cluster node"),
+        )) && text.contains("under 20 MiB/s: too slow for a cluster node"),
         "{text}"
     );
     assert!(
-        speed.line().contains("SLOW, under 20.0 MB/s"),
+        speed.line().contains("SLOW, under 20.0 MiB/s"),
         "{}",
         speed.line()
     );

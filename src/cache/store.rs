@@ -812,7 +812,7 @@ impl Cache {
         }
         // Only once empty: anything else in it is not pinode's to delete.
         let _ = fs::remove_dir(&catalogs);
-        // The air-gap release files (see crate::airgap): downloaded again when needed.
+        // The air-gap release files (see crate::engine::airgap): downloaded again when needed.
         let releases = self.root.join("releases");
         if releases.is_dir() {
             freed += disk_bytes(&releases);

@@ -76,12 +76,12 @@ pub fn check(
         let distribution = plan.distribution;
         match distribution {
             Distribution::K3s if plan.spec.airgap => {
-                if let Some(release) = pinode::airgap::Release::of(plan.spec.k3s()) {
+                if let Some(release) = pinode::engine::airgap::Release::of(plan.spec.k3s()) {
                     let cache =
                         pinode::cache::store::Cache::open(sources.cache_dir.as_deref()).ok();
                     out.say(format!(
                         "  air-gap: {}",
-                        pinode::airgap::describe(&release, cache.as_ref())
+                        pinode::engine::airgap::describe(&release, cache.as_ref())
                     ));
                 }
             }

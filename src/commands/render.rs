@@ -174,12 +174,12 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
     ));
     // render downloads nothing: it says what prepare and flash would place.
     if let Some(boot_dir) = &custom.airgap_dir
-        && let Some(release) = pinode::airgap::Release::of_profile(&profile)
+        && let Some(release) = profile.airgap_release()
     {
         let cache = pinode::cache::store::Cache::open(sources.cache_dir.as_deref()).ok();
         out.say(format!(
             "  air-gap (placed in {boot_dir}/ by prepare and flash, not by render): {}",
-            pinode::airgap::describe(&release, cache.as_ref())
+            pinode::engine::airgap::describe(&release, cache.as_ref())
         ));
     }
     if out.verbose > 0 {

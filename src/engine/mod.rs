@@ -27,6 +27,8 @@
 
 pub mod helm_controller;
 pub(crate) mod k3s;
+/// The K3s release files of `cluster.airgap` (K3s only).
+pub use k3s::airgap;
 pub(crate) mod kubeadm;
 pub(crate) mod microk8s;
 pub(crate) mod offline_ca;

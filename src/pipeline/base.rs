@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::airgap::AirgapPayload;
 use crate::cache::decompress::{Format, decompress, hash_file};
 use crate::cache::lock::Lock;
 use crate::cache::resolve::{ImageRef, ResolveError, Resolver};
@@ -91,6 +90,15 @@ pub fn check_image_file(path: &Path) -> Result<ImageFileKind, PipelineError> {
         ));
     }
     Ok(ImageFileKind::Raw)
+}
+
+/// What `cluster.airgap` puts on cards beyond the base image, obtained once per run with the
+/// base (see [`BaseImage::for_profile`]): the K3s release files every node installs from, and
+/// the runners' charts the founder's HelmCharts embed (`chartContent`).
+#[derive(Debug, Clone, Default)]
+pub struct AirgapPayload {
+    pub release: Option<crate::engine::airgap::AirgapFiles>,
+    pub charts: crate::ci::chart_source::Charts,
 }
 
 /// A raw image on disk, possibly temporary.
@@ -347,18 +355,18 @@ pub(crate) fn airgap_files(
     profile: &LoadedProfile,
     resolver: &Resolver,
     progress: &dyn Progress,
-) -> Result<Option<crate::airgap::AirgapFiles>, PipelineError> {
+) -> Result<Option<crate::engine::airgap::AirgapFiles>, PipelineError> {
     let Some(cluster) = profile.profile.cluster.as_ref().filter(|c| c.airgap) else {
         return Ok(None);
     };
-    let release = crate::airgap::Release::of(cluster.k3s()).ok_or_else(|| {
+    let release = crate::engine::airgap::Release::of(cluster.k3s()).ok_or_else(|| {
         PipelineError::Field(profile.error_at(
             "cluster.airgap",
             "needs a pinned release: set cluster.k3s.version",
         ))
     })?;
     let http = resolver.http()?;
-    Ok(Some(crate::airgap::obtain(
+    Ok(Some(crate::engine::airgap::obtain(
         &resolver.cache,
         http.as_ref(),
         &release,

@@ -22,7 +22,7 @@ pub mod prepared;
 
 use std::path::PathBuf;
 
-pub use base::{BaseImage, ImageFileKind, charts_for_profile, check_image_file};
+pub use base::{AirgapPayload, BaseImage, ImageFileKind, charts_for_profile, check_image_file};
 pub use node::NodeImage;
 
 /// Why the pipeline stopped. The messages are those of the modules that failed.
@@ -50,7 +50,7 @@ pub enum PipelineError {
     #[error("{path}: {message}", path = .path.display())]
     Path { path: PathBuf, message: String },
     #[error("cluster.airgap: {0}")]
-    Airgap(#[from] crate::airgap::AirgapError),
+    Airgap(#[from] crate::engine::airgap::AirgapError),
     #[error(transparent)]
     Charts(#[from] crate::ci::chart_source::ChartError),
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::airgap::AirgapPayload;
+use super::AirgapPayload;
 use crate::bootfs::apply::{ApplyReport, apply};
 use crate::bootfs::content::BootContent;
 use crate::disk::{Composed, OverlayDisk, PartitionTable};

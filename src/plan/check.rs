@@ -176,7 +176,7 @@ impl Found {
 /// (two or more control-plane nodes) and MicroK8s' dqlite (replicated from three control-
 /// plane nodes on). An SD card takes long enough to fsync that heartbeats come late, the
 /// members lose their leader and elect again, and the API server restarts in a loop
-/// (platform.md: restart loops on a 10 MB/s card, gone on a 60 MB/s one). The K3s
+/// (platform.md: restart loops on a card writing 10 MB per second, gone on one writing 60). The K3s
 /// documentation warns: "Embedded etcd (HA) may have performance issues on slower disks
 /// such as Raspberry Pis running with SD cards" (k3s-io/docs, docs/datastore/ha-embedded.md);
 /// etcd's own hardware guide names disk write latency as the most critical factor

@@ -80,6 +80,12 @@ pub struct LoadedProfile {
 }
 
 impl LoadedProfile {
+    /// The K3s release `cluster.airgap` puts on the cards (`None` without air-gap, or
+    /// without a pinned version).
+    pub fn airgap_release(&self) -> Option<crate::engine::airgap::Release> {
+        self.profile.cluster.as_ref()?.airgap_release()
+    }
+
     /// Reads and validates the profile at `path`.
     pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
         let text = crate::input::read_text(path, MAX_PROFILE_BYTES, "a profile")?;

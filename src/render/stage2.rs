@@ -262,12 +262,12 @@ measure_root_write() {
 	ROOT_WRITE_BPS=$((written * 1000000000 / elapsed))
 	printf '%s
 ' "$ROOT_WRITE_BPS" >"$speed_kept"
-	speed_text="$((ROOT_WRITE_BPS / 1000000)).$((ROOT_WRITE_BPS / 100000 % 10)) MB/s"
+	speed_text="$((ROOT_WRITE_BPS / 1048576)).$((ROOT_WRITE_BPS * 10 / 1048576 % 10)) MiB/s"
 	log "root file system writes at $speed_text ($written bytes${flags:+, $flags}, conv=fsync)"
 	printf 'root file system write speed: %s
 ' "$speed_text" >>"$BOOT_DIR/pinode-status.txt"
 	if [ "$ROOT_WRITE_BPS" -lt "$SLOW_WRITE_BPS" ]; then
-		warn "the root file system writes at $speed_text, under $((SLOW_WRITE_BPS / 1000000)) MB/s: too slow for a cluster node (K3s restarts in a loop on such cards); use a faster card or a USB SSD"
+		warn "the root file system writes at $speed_text, under $((SLOW_WRITE_BPS / 1048576)) MiB/s: too slow for a cluster node (K3s restarts in a loop on such cards); use a faster card or a USB SSD"
 	fi
 	return 0
 }

@@ -50,12 +50,13 @@ pub struct FirstBootStatus {
 
 /// Under this sequential write speed a node's root device is flagged as too slow.
 ///
-/// Why 20 MB/s: the seed author saw K3s restart in a loop on a 10 MB/s card and not on a
-/// 60 MB/s one (docs: platform.md). 10 MB/s is also the least an SD card of speed class 10 or
-/// UHS U1 promises to sustain, 30 MB/s a U3/V30 card's (SD Association speed classes); the
-/// threshold sits at twice the speed that failed, below what a U3 card measures.
+/// Why 20 MiB/s: the seed author saw K3s restart in a loop on a card writing 10 MB per
+/// second and not on one writing 60 (docs: platform.md). 10 MB per second is also the least an
+/// SD card of speed class 10 or UHS U1 promises to sustain, 30 a U3/V30 card's (SD Association
+/// speed classes); the threshold sits at about twice the speed that failed, below what a U3
+/// card measures. Shown in MiB/s, pinode's one unit (see `crate::ui::size`).
 pub const SLOW_ROOT_WRITE: WriteSpeed = WriteSpeed {
-    bytes_per_second: 20_000_000,
+    bytes_per_second: 20 * 1024 * 1024,
 };
 
 /// A measured sequential write speed.
@@ -65,10 +66,10 @@ pub struct WriteSpeed {
 }
 
 impl WriteSpeed {
-    /// "23.4 MB/s" (decimal megabytes, as card makers count).
+    /// "23.4 MiB/s".
     pub fn text(self) -> String {
-        let tenths = self.bytes_per_second / 100_000;
-        format!("{}.{} MB/s", tenths / 10, tenths % 10)
+        let tenths = self.bytes_per_second * 10 / (1024 * 1024);
+        format!("{}.{} MiB/s", tenths / 10, tenths % 10)
     }
 
     /// Below [`SLOW_ROOT_WRITE`].
@@ -81,7 +82,7 @@ impl WriteSpeed {
         if self.is_slow() {
             format!(
                 "root device writes at {}: SLOW, under {} (K3s was seen restarting in a loop \
-                 on a 10 MB/s card; use a faster card or a USB SSD)",
+                 on a card writing 10 MB per second; use a faster card or a USB SSD)",
                 self.text(),
                 SLOW_ROOT_WRITE.text()
             )

@@ -6,6 +6,7 @@
 //! YAML (JSON is YAML, and every string in it is quoted). Nothing here knows the profile,
 //! the plan or the renderer: profile validation and the renderer both call in here.
 
+pub mod airgap;
 pub(crate) mod ca;
 pub(crate) mod channels;
 pub(crate) mod flags;

@@ -177,9 +177,9 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
     let airgap_dir = format!("{}/{AIRGAP_DIR}", ctx.boot_dir);
     let airgap_paths = [
         ("@AIRGAP@", airgap_dir.as_str()),
-        ("@BINARY@", crate::airgap::BINARY),
-        ("@IMAGES@", crate::airgap::IMAGES),
-        ("@INSTALLER@", crate::airgap::INSTALLER),
+        ("@BINARY@", crate::engine::airgap::BINARY),
+        ("@IMAGES@", crate::engine::airgap::IMAGES),
+        ("@INSTALLER@", crate::engine::airgap::INSTALLER),
         ("@IMAGES_DIR@", IMAGES_DIR),
         ("@NODE_DIR@", ctx.node_dir),
         ("@TOKEN_FILE@", token_file.as_str()),

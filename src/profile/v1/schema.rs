@@ -385,6 +385,14 @@ impl ClusterSpec {
         )
     }
 
+    /// The K3s release `cluster.airgap` puts on the cards (`None` without air-gap, or
+    /// without a pinned version).
+    pub fn airgap_release(&self) -> Option<crate::engine::airgap::Release> {
+        self.airgap
+            .then(|| crate::engine::airgap::Release::of(self.k3s()))
+            .flatten()
+    }
+
     /// K3s's settings, the defaults when `cluster.k3s` is absent.
     pub fn k3s(&self) -> &K3sSpec {
         self.k3s.as_ref().unwrap_or(&DEFAULT_K3S)

@@ -118,12 +118,6 @@ impl Release {
         })
     }
 
-    /// The release of a profile with `cluster.airgap` (`None` without it, or unpinned).
-    pub fn of_profile(profile: &crate::profile::LoadedProfile) -> Option<Release> {
-        let cluster = profile.profile.cluster.as_ref().filter(|c| c.airgap)?;
-        Release::of(cluster.k3s())
-    }
-
     /// The URL of a release asset.
     pub fn asset_url(&self, name: &str) -> String {
         format!("{}/{}/{name}", self.release_url, encode_tag(&self.version))
@@ -148,15 +142,6 @@ pub struct ReleaseFile {
     pub path: PathBuf,
     pub len: u64,
     pub sha256: String,
-}
-
-/// What `cluster.airgap` puts on cards beyond the base image, obtained once per run with the
-/// base (see `crate::pipeline::BaseImage::for_profile`): the K3s release files every node
-/// installs from, and the runners' charts the founder's HelmCharts embed (`chartContent`).
-#[derive(Debug, Clone, Default)]
-pub struct AirgapPayload {
-    pub release: Option<AirgapFiles>,
-    pub charts: crate::ci::chart_source::Charts,
 }
 
 /// The files a node installs K3s from, verified.
