@@ -236,6 +236,24 @@ fn under_ci_no_ca_is_generated_and_a_kept_one_is_used() {
         read(&env.dir.path().join("ci-1/boot/pinode/secrets/k3s-token")),
         K3S_TOKEN
     );
+    // The CI run kept host keys: outside CI pinode now refuses to found a CA for a cluster
+    // whose nodes may run K3s's own; with no node booted, deleting its state is the way out.
+    let refused = output(
+        env.pinode()
+            .args([
+                "render",
+                "--generation",
+                "bookworm",
+                "--node",
+                "s-1",
+                "--profile",
+            ])
+            .arg(&profile)
+            .arg("--out-dir")
+            .arg(env.dir.path().join("refused")),
+    );
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    std::fs::remove_dir_all(env.dir.path().join("state/clusters/pin")).unwrap();
     // Kept once outside CI, it is used under CI.
     env.render(&profile, "s-1", "bookworm");
     let ci = render("a-1", "ci-2");
@@ -245,6 +263,84 @@ fn under_ci_no_ca_is_generated_and_a_kept_one_is_used() {
         read(&env.dir.path().join("ci-2/boot/pinode/secrets/k3s-token")),
         env.k3s_full_token("pin", K3S_TOKEN)
     );
+}
+
+/// A cluster whose nodes were prepared before pinode kept a CA (its state holds a kept token
+/// or known_hosts, no k3s-ca/): its servers run K3s's own CA, so pinode refuses to make a
+/// new one (a node pinning it would never join), naming the directory and the way out. A
+/// new cluster still gets one, however its nodes are rendered one after the other.
+#[test]
+fn a_cluster_prepared_without_a_kept_ca_gets_no_new_one() {
+    for earlier in ["token", "known_hosts", "host-keys/s-1_ed25519"] {
+        let env = UserEnv::new();
+        let profile = write_profile(env.dir.path(), "pin.yaml", HA);
+        let cluster = env.dir.path().join("state/clusters/pin");
+        let file = cluster.join(earlier);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "left by nodes prepared before\n").unwrap();
+        let render = |node: &str, out: &str| {
+            output(
+                env.pinode()
+                    .args(["render", "--generation", "bookworm", "--node", node])
+                    .arg("--profile")
+                    .arg(&profile)
+                    .arg("--out-dir")
+                    .arg(env.dir.path().join(out)),
+            )
+        };
+        for node in ["s-1", "a-1"] {
+            let refused = render(node, node);
+            assert!(!refused.status.success(), "{earlier}: {}", stderr(&refused));
+            let said = stderr(&refused);
+            let kept = cluster.join("k3s-ca");
+            for part in [
+                "pin.yaml",
+                "cluster",
+                &kept.display().to_string(),
+                // The file, or for a host key its directory.
+                &cluster
+                    .join(earlier.split('/').next().unwrap())
+                    .display()
+                    .to_string(),
+                "/var/lib/rancher/k3s/server/tls",
+                "docs/engines/k3s.md",
+            ] {
+                assert!(said.contains(part), "{earlier}: {part} not in {said}");
+            }
+            assert!(!said.contains("K10"), "{said}");
+            assert!(!kept.exists(), "{earlier}");
+            assert!(
+                !env.dir.path().join(node).join("boot").exists(),
+                "{earlier}"
+            );
+        }
+        // `profile check` says so too, without generating anything.
+        let check = output(env.pinode().args(["profile", "check"]).arg(&profile));
+        assert!(!check.status.success());
+        assert!(
+            stderr(&check).contains("without a kept K3s CA"),
+            "{}",
+            stderr(&check)
+        );
+        assert!(!cluster.join("k3s-ca").exists());
+        // The way out when no node ever booted: delete the cluster's state; then a new
+        // cluster, its nodes rendered one after the other (the first keeps its token and
+        // host key), all pin the one CA generated for it.
+        std::fs::remove_dir_all(&cluster).unwrap();
+        for node in ["s-1", "s-2", "a-1"] {
+            let done = render(node, &format!("new-{node}"));
+            assert!(done.status.success(), "{node}: {}", stderr(&done));
+            assert_eq!(
+                read(
+                    &env.dir
+                        .path()
+                        .join(format!("new-{node}/boot/pinode/secrets/k3s-token"))
+                ),
+                env.k3s_full_token("pin", K3S_TOKEN)
+            );
+        }
+        assert!(cluster.join("known_hosts").exists());
+    }
 }
 
 /// A profile of `distribution` with three nodes (a server and two agents) and the token

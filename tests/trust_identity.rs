@@ -776,6 +776,20 @@ fn an_unreadable_kept_token_is_not_called_damaged() {
     // Private and the runner's, but not readable by them (mode 000).
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o000)).unwrap();
     std::os::unix::fs::chown(&token, Some(uid), Some(uid)).unwrap();
+    // The CA kept beside it (a fixture CA, as tests/reproducible.rs keeps one): without it,
+    // pinode refuses a cluster prepared before without a CA before it reads the token.
+    let ca = dir.path().join("state/clusters/c/k3s-ca");
+    std::fs::create_dir_all(&ca).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&ca, Some(uid), Some(uid)).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reproducible/k3s-ca/solo");
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        let to = ca.join(entry.file_name());
+        std::fs::copy(entry.path(), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&to, Some(uid), Some(uid)).unwrap();
+    }
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::os::unix::fs::chown(&out_dir, Some(uid), Some(uid)).unwrap();

@@ -52,22 +52,45 @@ fn kept_ca(dir: &Path) -> KeptPki {
     }
 }
 
-/// The node's K3s part: the membership with the token pinning the kept CA (the token's
-/// own field is named when it carries another CA's hash), and the CA files on servers.
+/// The cluster's kept CA (generated the first time, see [`kept_or_none`]), `None` under CI
+/// without one (and the warning saying so in `notes`).
+///
+/// Asked before anything else of the cluster is kept for this node (the token, the host
+/// key): whether the CA may be generated depends on the cluster's state as it was before
+/// this run, and the token and host keys of nodes planned in this run come after their CA.
+pub(super) fn kept_ca_of(
+    profile: &LoadedProfile,
+    plan: &ClusterPlan,
+    settings: &Settings,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<CaFile>>, FieldError> {
+    let dir = kept_dir(plan, settings);
+    match kept_or_none(&dir, settings).map_err(|e| profile.error_at("cluster", e))? {
+        Some((kept, notice)) => {
+            notes.extend(notice);
+            Ok(Some(kept))
+        }
+        None => {
+            notes.push(CI_WARNING.to_string());
+            Ok(None)
+        }
+    }
+}
+
+/// The node's K3s part: the membership with the token pinning the kept CA `ca` (from
+/// [`kept_ca_of`]; the token's own field is named when it carries another CA's hash), and
+/// the CA files on servers.
 pub(super) fn resolve(
     profile: &LoadedProfile,
     plan: &ClusterPlan,
     mut member: Membership,
+    ca: Option<Vec<CaFile>>,
     settings: &Settings,
-    notes: &mut Vec<String>,
 ) -> Result<K3sNode, FieldError> {
-    let dir = kept_dir(plan, settings);
     let mut files = Vec::new();
-    if let Some((kept, notice)) =
-        kept_or_none(&dir, settings).map_err(|e| profile.error_at("cluster", e))?
-    {
-        notes.extend(notice);
+    if let Some(kept) = ca {
         let hash = ca::hash_of(&kept).map_err(|e| {
+            let dir = kept_dir(plan, settings);
             profile.error_at("cluster", format!("the kept CA in {}: {e}", dir.display()))
         })?;
         let token = ca::pinned_token(member.token.expose_secret(), &hash)
@@ -76,8 +99,6 @@ pub(super) fn resolve(
         if member.role.is_server() {
             files = kept;
         }
-    } else {
-        notes.push(CI_WARNING.to_string());
     }
     Ok(K3sNode {
         member,
@@ -100,6 +121,11 @@ pub(super) fn probe(
     let dir = kept_dir(plan, settings);
     let kept = kept_ca(&dir);
     if !kept.exists() {
+        if !settings.ci
+            && let Some(earlier) = earlier_state(&dir)
+        {
+            return Err(profile.error_at("cluster", founded_without_ca(&dir, &earlier)));
+        }
         return Ok(());
     }
     let files = read(&kept).map_err(|e| profile.error_at("cluster", e))?;
@@ -118,10 +144,24 @@ type KeptCa = (Vec<CaFile>, Option<String>);
 
 /// The kept CA at `dir`, generated when there is none and not under CI; `None` under CI
 /// with none kept.
+///
+/// Refused (not generated) when the cluster's state directory already holds what nodes
+/// prepared before left there (see [`earlier_state`]): that cluster was founded without a
+/// kept CA (by an older pinode, or under CI), its servers run K3s's own CA, and a new one
+/// pinned into the token would make every new node refuse them forever ("token CA hash does
+/// not match"). The earlier state is looked at before the CA: a run that generates the CA
+/// keeps its token and host keys only after it, so a concurrent run seeing them also sees
+/// the CA.
 fn kept_or_none(dir: &Path, settings: &Settings) -> Result<Option<KeptCa>, String> {
+    let earlier = earlier_state(dir);
     let kept = kept_ca(dir);
-    if !kept.exists() && settings.ci {
-        return Ok(None);
+    if !kept.exists() {
+        if settings.ci {
+            return Ok(None);
+        }
+        if let Some(earlier) = earlier {
+            return Err(founded_without_ca(dir, &earlier));
+        }
     }
     let (contents, notice) = kept.kept(|| {
         ca::generate()
@@ -129,6 +169,38 @@ fn kept_or_none(dir: &Path, settings: &Settings) -> Result<Option<KeptCa>, Strin
             .map_err(|e| e.to_string())
     })?;
     Ok(Some((with_paths(contents), notice)))
+}
+
+/// What the cluster's state directory (the parent of the CA's `dir`) holds of nodes prepared
+/// before: the kept token, the known_hosts file, host keys. `None` for a new cluster.
+fn earlier_state(dir: &Path) -> Option<PathBuf> {
+    let cluster = dir.parent()?;
+    let exists = |name: &str| std::fs::symlink_metadata(cluster.join(name)).is_ok();
+    let found = ["token", "known_hosts"].into_iter().find(|n| exists(n));
+    let found = found.or_else(|| {
+        std::fs::read_dir(cluster.join("host-keys"))
+            .ok()?
+            .next()
+            .is_some()
+            .then_some("host-keys")
+    })?;
+    Some(cluster.join(found))
+}
+
+/// The refusal to generate a CA for a cluster whose nodes were prepared without one.
+fn founded_without_ca(dir: &Path, earlier: &Path) -> String {
+    let cluster = dir.parent().unwrap_or(dir);
+    format!(
+        "this cluster was prepared before without a kept K3s CA ({} exists, {} does not): its \
+         servers run their own CA, and nodes pinning a new one would never join. Copy the CA \
+         files of a server's /var/lib/rancher/k3s/server/tls into {} (flattening etcd/x to \
+         etcd-x, chmod 600; see docs/engines/k3s.md), or, if no node of this cluster ever \
+         booted, delete {}",
+        earlier.display(),
+        dir.display(),
+        dir.display(),
+        cluster.display()
+    )
 }
 
 /// Reads every kept file.

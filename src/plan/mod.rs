@@ -260,6 +260,12 @@ fn resolve_cluster(
         .runner
         .as_ref()
         .is_some_and(|r| r.rootless_builds());
+    // K3s's CA before the token: whether it may be generated depends on the cluster's state
+    // before this run (see `k3s::kept_ca_of`).
+    let k3s_ca = match plan.distribution {
+        Distribution::K3s => k3s::kept_ca_of(profile, plan, settings, notes)?,
+        _ => None,
+    };
     let token = plan.token(profile, settings)?;
     notes.extend(token.notice);
     let member = Membership {
@@ -272,7 +278,7 @@ fn resolve_cluster(
         kube_vip: role.is_server().then(|| plan.kube_vip.clone()).flatten(),
     };
     let engine = match plan.distribution {
-        Distribution::K3s => Engine::K3s(k3s::resolve(profile, plan, member, settings, notes)?),
+        Distribution::K3s => Engine::K3s(k3s::resolve(profile, plan, member, k3s_ca, settings)?),
         Distribution::Microk8s => Engine::Microk8s(microk8s::resolve(plan, member)),
         Distribution::Kubeadm => {
             Engine::Kubeadm(kubeadm::resolve(profile, plan, member, settings, notes)?)
