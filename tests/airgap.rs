@@ -563,6 +563,70 @@ fn first_boot_installs_k3s_from_the_card_and_empties_it() {
     );
 }
 
+/// A copy that fails in the first stage (here the air-gap binary's: its destination is
+/// read-only, as a full or broken root file system would fail it) must not leave the token or
+/// the CA keys on the FAT: the secrets are moved first, and a failure scrubs what is left
+/// (the first stage never runs again).
+#[test]
+fn a_failing_first_stage_copy_leaves_no_secret_on_the_card() {
+    if !root_or_skip("runs the first-boot scripts in a mount namespace") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let release = Release::new(work.path(), 1 << 20, 1 << 20);
+    let world = World::new(&release);
+    let profile = world.profile("airgap.yaml");
+    let out = world.dir().join("out");
+    let result = world.prepare(&profile, &fixture("bookworm"), &out);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let fat = common::extract_boot(&out.join("lab-1.img"), work.path());
+    let root = ScratchRoot::new("/boot/firmware");
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-n", "-i"])
+        .arg(&fat)
+        .arg("::/pinode")
+        .arg("::/firstrun.sh")
+        .arg("::/cmdline.txt")
+        .arg("::/userconf.txt")
+        .arg(root.boot()));
+    let secrets = root.boot().join("pinode/secrets");
+    let names: Vec<String> = std::fs::read_dir(&secrets)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "k3s-token"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "k3s-ca-server-ca.key"),
+        "{names:?}"
+    );
+    root.stub("curl", "exit 7");
+    // The binary's destination is read-only: the real `install` fails there.
+    std::fs::create_dir_all(root.path("usrlocalbin")).unwrap();
+    let bind = format!(
+        "mount --bind '{}' /usr/local/bin; mount -o remount,ro,bind /usr/local/bin; ",
+        root.path("usrlocalbin").display()
+    );
+    let stage = root.run(&format!(
+        "{bind}sh /boot/firmware/pinode/firstboot.sh install /boot/firmware"
+    ));
+    assert!(!stage.status.success(), "the copy did not fail");
+    assert!(
+        stderr(&stage).contains("/usr/local/bin/k3s"),
+        "{}",
+        stderr(&stage)
+    );
+    let left: Vec<_> = std::fs::read_dir(&secrets)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left on the FAT: {left:?}");
+    for name in &names {
+        let kept = root.path(&format!("etc/pinode/secrets/{name}"));
+        assert_eq!(mode(&kept), 0o600, "{name}");
+    }
+    assert_eq!(mode(&root.path("etc/pinode/secrets")), 0o700);
+}
+
 /// `render` places no release files and downloads nothing, but says what prepare places.
 #[test]
 fn render_downloads_nothing_and_says_what_prepare_places() {

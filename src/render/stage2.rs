@@ -83,21 +83,33 @@ WantedBy=multi-user.target
 const INSTALL_STAGE_HEAD: &str = r##"
 # install_stage BOOT_DIR: called by the first stage; moves secrets and enables the unit (without
 # a daemon reload, slow on a small board: the firstrun route reboots, the cloud-init route reloads).
+# The first stage never runs again: whatever fails, no secret stays on the boot partition.
 install_stage() {
+	install_stage_steps "$1" && return 0
+	for secret in "$1"/pinode/secrets/*; do
+		scrub "$secret"
+	done
+	rmdir "$1/pinode/secrets" 2>/dev/null
+	return 1
+}
+
+# install_stage_steps BOOT_DIR: the secrets first (root-only, scrubbed from the boot partition),
+# before any copy that can fail on a full or broken root file system.
+install_stage_steps() {
 	boot=$1
 	mkdir -p /usr/local/lib/pinode /var/lib/pinode /etc/pinode/secrets || return 1
 	chmod 700 /etc/pinode /etc/pinode/secrets || return 1
-	install -m 755 "$boot/pinode/firstboot.sh" /usr/local/lib/pinode/firstboot.sh || return 1
-	install -m 644 "$boot/pinode/pinode-firstboot.service" /etc/systemd/system/pinode-firstboot.service || return 1
-"##;
-
-const INSTALL_STAGE_TAIL: &str = r##"	for secret in "$boot"/pinode/secrets/*; do
+	for secret in "$boot"/pinode/secrets/*; do
 		[ -f "$secret" ] || continue
 		install -m 600 "$secret" "/etc/pinode/secrets/${secret##*/}" || return 1
 		scrub "$secret" || return 1
 	done
 	rmdir "$boot/pinode/secrets" 2>/dev/null
-	if [ -n "$API_MDNS_HOST" ]; then
+	install -m 755 "$boot/pinode/firstboot.sh" /usr/local/lib/pinode/firstboot.sh || return 1
+	install -m 644 "$boot/pinode/pinode-firstboot.service" /etc/systemd/system/pinode-firstboot.service || return 1
+"##;
+
+const INSTALL_STAGE_TAIL: &str = r##"	if [ -n "$API_MDNS_HOST" ]; then
 		install -m 644 "$boot/pinode/pinode-hosts.service" /etc/systemd/system/pinode-hosts.service || return 1
 		systemctl --no-reload enable pinode-hosts.service || return 1
 	fi
