@@ -66,9 +66,10 @@ pub struct WriteSpeed {
 }
 
 impl WriteSpeed {
-    /// "23.4 MiB/s".
+    /// "23.4 MiB/s". The number comes from the node's status.json (untrusted): computed in
+    /// u128, so no value overflows.
     pub fn text(self) -> String {
-        let tenths = self.bytes_per_second * 10 / (1024 * 1024);
+        let tenths = u128::from(self.bytes_per_second) * 10 / (1024 * 1024);
         format!("{}.{} MiB/s", tenths / 10, tenths % 10)
     }
 
@@ -115,5 +116,24 @@ impl FirstBootStatus {
     pub fn parse(bytes: &[u8]) -> Result<FirstBootStatus, String> {
         let text = String::from_utf8_lossy(bytes);
         serde_json::from_str(text.trim()).map_err(|e| format!("status.json: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_speed_from_the_node_is_shown_without_overflow() {
+        let huge = WriteSpeed {
+            bytes_per_second: u64::MAX,
+        };
+        assert_eq!(huge.text(), "17592186044415.9 MiB/s");
+        assert!(!huge.is_slow());
+        assert!(
+            huge.line()
+                .starts_with("root device writes at 17592186044415.9 MiB/s")
+        );
+        assert_eq!(SLOW_ROOT_WRITE.text(), "20.0 MiB/s");
     }
 }
