@@ -172,7 +172,8 @@ pub fn run(args: &RenderArgs, sources: &Sources, out: &Output) -> Result<(), Err
         os.init,
         dir.display()
     ));
-    // render downloads nothing: it says what prepare and flash would place.
+    // render downloads the charts it embeds (above), never the K3s release files: it says
+    // what prepare and flash would place.
     if let Some(boot_dir) = &custom.airgap_dir
         && let Some(release) = profile.airgap_release()
     {
