@@ -47,6 +47,9 @@ pub struct FlashOptions {
     pub unmount: bool,
     /// The base image instead of the profile's `os.image`.
     pub image: Option<PathBuf>,
+    /// How many cards may be written at the same time (1: one after another, with the
+    /// question to retry a failed card; see [`parallel`] for when several are).
+    pub at_once: usize,
 }
 
 impl From<&FlashArgs> for FlashOptions {
@@ -61,6 +64,11 @@ impl From<&FlashArgs> for FlashOptions {
             allow_non_removable: args.card.allow_non_removable,
             unmount: args.card.unmount,
             image: args.image.clone(),
+            at_once: match (args.serial, args.parallel) {
+                (true, _) => 1,
+                (false, Some(n)) => usize::from(n),
+                (false, None) => parallel::DEFAULT_AT_ONCE,
+            },
         }
     }
 }
@@ -89,27 +97,13 @@ struct NodeResult {
 }
 
 pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
-    let at_once = match (args.serial, args.parallel) {
-        (true, _) => 1,
-        (false, Some(n)) => usize::from(n),
-        (false, None) => parallel::DEFAULT_AT_ONCE,
-    };
-    run_batch(&FlashOptions::from(args), at_once, sources, out)
+    run_with(&FlashOptions::from(args), sources, out)
 }
 
-/// `flash` as the wizard runs it (one reader the cards are swapped in: one at a time).
+/// `flash` with the options given (the command line's, or the wizard's: one card at a time,
+/// see `wizard::flash_options`).
 pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<(), Error> {
-    run_batch(args, parallel::DEFAULT_AT_ONCE, sources, out)
-}
-
-/// `at_once`: how many cards may be written at the same time (1: one after another, with
-/// the question to retry a failed card; see [`parallel`] for when several are).
-fn run_batch(
-    args: &FlashOptions,
-    at_once: usize,
-    sources: &Sources,
-    out: &Output,
-) -> Result<(), Error> {
+    let at_once = args.at_once;
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
