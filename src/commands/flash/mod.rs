@@ -190,6 +190,11 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
         hooks: &hooks,
         out,
     };
+    let at_once = if at_once > 1 && parallel::applies(args.devices.len(), nodes.len()) {
+        in_flight(out, at_once.min(nodes.len()), base.airgap.bytes_per_node())
+    } else {
+        at_once
+    };
     let Ran {
         mut results,
         stopped,
@@ -207,6 +212,22 @@ pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<
     let redo = unattended::redo_command(args, sources, &results);
     let reported = report(out, &results, nodes.len() > 1, next, redo);
     stopped_first(reported, stopped, nodes.len() > 1)
+}
+
+/// How many cards are written at once: `wanted`, lowered (and said) when the air-gap files
+/// every card's overlay holds would take more than the memory budget together
+/// ([`pinode::pipeline::memory`]).
+fn in_flight(out: &Output, wanted: usize, airgap_bytes: u64) -> usize {
+    let fits = pinode::pipeline::memory::nodes_in_flight(wanted, airgap_bytes);
+    if fits < wanted {
+        out.note(&format!(
+            "note: writing {fits} card(s) at once, not {wanted}: each holds the air-gap files \
+             ({}) in memory until written, and the cards in flight stay within {}",
+            size(airgap_bytes),
+            size(pinode::pipeline::memory::BUDGET)
+        ));
+    }
+    fits
 }
 
 /// What a batch did: every node's result so far, and the error that stopped it early (a

@@ -25,8 +25,14 @@
 //! [`pinode::sink::card::CARD_BUFFER_BYTES`] (18 MiB) of buffers (the
 //! writer's pool of 4 x 4 MiB, or the read-back's, never both; the 1 MiB head and 1 MiB of
 //! zeros), plus its node's overlay (the changed boot-partition sectors: kilobytes to a few
-//! MiB). At most `N` (1–16, default [`DEFAULT_AT_ONCE`]) cards are in flight; the next node
-//! waits for a free slot. Bound: N x 18 MiB + the overlays, whatever the image size.
+//! MiB; with `cluster.airgap` the overlay holds the release files too, about 190 MiB for
+//! v1.33). At most `N` (1–16, default [`DEFAULT_AT_ONCE`]) cards are in flight, lowered (and
+//! said) to what fits [`pinode::pipeline::memory::BUDGET`] (1 GiB) when air-gap makes the
+//! overlays large; the next node waits for a free slot. Bound: N x (18 MiB + the overlay), at
+//! most about 1 GiB with air-gap, whatever the image size.
+//!
+//! A card's thread that panics (a bug) fails that card only, as an internal error: the
+//! others go on and the summary is printed.
 
 use std::sync::mpsc;
 
