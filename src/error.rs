@@ -73,6 +73,9 @@ pub enum Error {
     /// The wizard cannot run or was stopped.
     #[error("{0}")]
     Wizard(String),
+    /// A bug in pinode (a thread that panicked), said instead of taking down the others.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<CacheError> for Error {

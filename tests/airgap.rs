@@ -653,3 +653,47 @@ fn render_downloads_nothing_and_says_what_prepare_places() {
     assert!(stage.contains("INSTALL_K3S_SKIP_DOWNLOAD=true"), "{stage}");
     assert!(!stage.contains("curl --") && !stage.contains("K3S_INSTALL_URL"));
 }
+
+/// `cache clean` deletes the release files nobody uses, and leaves alone a release a run is
+/// using (its lock held shared, as `prepare` and `flash` hold it until the cards or images
+/// are written), as it leaves busy images alone.
+#[test]
+fn cache_clean_leaves_a_release_in_use_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let releases = cache.join("releases/k3s");
+    for tag in [TAG, "v1.32.9+k3s1"] {
+        std::fs::create_dir_all(releases.join(tag)).unwrap();
+        std::fs::write(releases.join(tag).join(BINARY), b"stand-in binary").unwrap();
+    }
+    std::fs::write(
+        cache.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    let lock = std::fs::File::create(releases.join(format!("{TAG}.lock"))).unwrap();
+    lock.lock_shared().unwrap();
+    let out = output(
+        common::pinode()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["cache", "clean"]),
+    );
+    drop(lock);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        releases.join(TAG).join(BINARY).is_file(),
+        "the release in use stays: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "releases/k3s/{TAG}: in use by another pinode process"
+        )),
+        "{err}"
+    );
+    assert!(
+        !releases.join("v1.32.9+k3s1").exists(),
+        "the release nobody uses is deleted"
+    );
+}

@@ -308,3 +308,58 @@ fn a_card_pulled_out_mid_write_fails_alone_and_the_summary_says_how_to_redo_it()
     // The failed card holds no partition table: nothing mounts or boots a half card.
     assert!(pulled.read(MIB).iter().all(|b| *b == 0));
 }
+
+/// A card refused mid-batch (here: worker-2's card shrank below the image after the checks
+/// up front, as a card swapped for a smaller one) stops the batch after the cards in flight,
+/// and the summary still says what was written, the refusal as worker-2's error, and how to
+/// write the rest; the exit status is the refusal's.
+#[test]
+fn a_card_refused_mid_batch_keeps_the_summary_of_the_cards_written() {
+    if !root_or_skip("loop devices need root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cards) = cards(dir.path()) else {
+        return;
+    };
+    profile(dir.path());
+    let base = compressed_base(dir.path());
+    // Two at once: worker-2's card is chosen (and checked again) once a slot is free, after
+    // cp-1 (paused here) or worker-1 ends.
+    let cmd = flash(dir.path(), &base, &cards, &["--parallel", "2"]);
+    let (child, pause) = start_paused(cmd, dir.path(), &format!("write:{}:cp-1", 4 * MIB));
+    let swapped = &cards[2];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&swapped.backing)
+        .unwrap()
+        .set_len(8 * MIB)
+        .unwrap();
+    run(Command::new("losetup").arg("-c").arg(&swapped.dev));
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+
+    assert!(!out.status.success(), "{}", both(&out));
+    let v = summary(&out);
+    for (i, host) in HOSTS.iter().enumerate() {
+        let node = &v["nodes"][i];
+        assert_eq!(node["hostname"], *host);
+        if i == 2 {
+            assert_eq!(node["outcome"], "failed", "{node}");
+            assert!(
+                node["error"].as_str().is_some_and(|m| !m.is_empty()),
+                "{node}"
+            );
+        } else {
+            assert_eq!(node["outcome"], "written", "{node}");
+            assert_eq!(inspect_json(&cards[i].dev)["boot"]["hostname"], *host);
+        }
+    }
+    let redo = v["redo"].as_str().unwrap();
+    assert!(redo.contains("--node worker-2 "), "{redo}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 of 3 cards written; failed: worker-2; to write them: sudo pinode flash"),
+        "{err}"
+    );
+}

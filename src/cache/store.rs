@@ -812,14 +812,27 @@ impl Cache {
         }
         // Only once empty: anything else in it is not pinode's to delete.
         let _ = fs::remove_dir(&catalogs);
-        // The air-gap release files (see crate::engine::airgap): downloaded again when needed.
-        let releases = self.root.join("releases");
-        if releases.is_dir() {
-            freed += disk_bytes(&releases);
-            fs::remove_dir_all(&releases).map_err(|source| CacheError::Io {
-                path: releases.clone(),
+        // The air-gap release files (see crate::engine::airgap): downloaded again when needed;
+        // a release a run is using (its lock held shared) is left alone, as busy images are.
+        let releases = self.root.join(RELEASES);
+        for item in fs::read_dir(&releases).into_iter().flatten().flatten() {
+            if !item.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = item.file_name().to_string_lossy().into_owned();
+            let lock_path = release_lock(&releases, &name);
+            let lock = Lock::try_acquire(&lock_path).map_err(|source| CacheError::Io {
+                path: lock_path.clone(),
                 source,
             })?;
+            let Some(_lock) = lock else {
+                busy.push(format!("{}/{name}", RELEASES));
+                continue;
+            };
+            let path = item.path();
+            freed += disk_bytes(&path);
+            fs::remove_dir_all(&path).map_err(|source| CacheError::Io { path, source })?;
+            // The lock files stay, as the images' do.
         }
         let charts = self.root.join(CHARTS);
         for item in fs::read_dir(&charts).into_iter().flatten().flatten() {
@@ -926,4 +939,14 @@ fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Where the K3s release files of `cluster.airgap` are kept, one directory per tag (see
+/// `crate::engine::airgap`).
+pub(crate) const RELEASES: &str = "releases/k3s";
+
+/// The lock of the release `version` under `parent` (`CACHE/releases/k3s`): held shared by
+/// a run while it uses the release's files, exclusive by `cache clean` while it deletes them.
+pub(crate) fn release_lock(parent: &Path, version: &str) -> PathBuf {
+    parent.join(format!("{version}.lock"))
 }

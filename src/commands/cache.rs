@@ -51,10 +51,15 @@ pub fn list(sources: &Sources, out: &Output) -> Result<(), Error> {
 pub fn clean(sources: &Sources, out: &Output) -> Result<(), Error> {
     let resolver = sources.resolver()?;
     let (freed, busy) = resolver.cache.clean()?;
-    for sha in &busy {
+    for name in &busy {
+        // An image's SHA-256 cut short, or a release's directory (`releases/k3s/<tag>`).
+        let shown = if name.starts_with("releases/") {
+            Untrusted(name.as_str()).to_string()
+        } else {
+            format!("{}…", Untrusted(short(name)))
+        };
         out.warn(format!(
-            "{}…: in use by another pinode process, left alone",
-            Untrusted(short(sha))
+            "{shown}: in use by another pinode process, left alone"
         ));
     }
     out.say(format!(

@@ -133,7 +133,8 @@ fn prepare_nodes(
         compression: args.compression,
         bmap: args.bmap,
     };
-    let (results, failure) = prepare_in_parallel(nodes, profile, &base, &files, out);
+    let workers = workers(nodes.len(), base.airgap.bytes_per_node(), out);
+    let (results, failure) = prepare_in_parallel(nodes, profile, &base, &files, workers, out);
     if out.verbose > 0
         && let Some(os) = base.os()
     {
@@ -161,15 +162,27 @@ fn prepare_nodes(
 }
 
 /// How many nodes are written at once: one per core (each node's SHA-256 keeps one core
-/// busy, its reading and writing a little of another), at most one per node.
-fn workers(nodes: usize) -> usize {
-    std::thread::available_parallelism()
+/// busy, its reading and writing a little of another), at most one per node, and no more
+/// than the memory budget holds when every node's overlay carries the air-gap files
+/// (`airgap_bytes`, see [`pinode::pipeline::memory`]; lowered, it is said).
+fn workers(nodes: usize, airgap_bytes: u64, out: &Output) -> usize {
+    let cores = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(nodes)
-        .max(1)
+        .max(1);
+    let fits = pinode::pipeline::memory::nodes_in_flight(cores, airgap_bytes);
+    if fits < cores {
+        out.note(&format!(
+            "note: preparing {fits} node(s) at once, not {cores}: each holds the air-gap files \
+             ({}) in memory until written, and the nodes in flight stay within {}",
+            size(airgap_bytes),
+            size(pinode::pipeline::memory::BUDGET)
+        ));
+    }
+    fits
 }
 
-/// Prepares `nodes`, as many at once as [`workers`] says, and returns each attempted node's
+/// Prepares `nodes`, `workers` at once (see [`workers`]), and returns each attempted node's
 /// entry of the `--json` document in the profile's order, and the first failure (in that
 /// order) with the nodes not attempted.
 ///
@@ -185,6 +198,7 @@ fn prepare_in_parallel(
     profile: &LoadedProfile,
     base: &BaseImage,
     files: &FileOptions,
+    workers: usize,
     out: &Output,
 ) -> (Vec<serde_json::Value>, Option<(Error, Vec<String>)>) {
     use std::sync::Mutex;
@@ -195,7 +209,7 @@ fn prepare_in_parallel(
     let outcomes: Vec<Mutex<Option<Result<serde_json::Value, Error>>>> =
         nodes.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
-        for _ in 0..workers(nodes.len()) {
+        for _ in 0..workers {
             scope.spawn(|| {
                 loop {
                     if stop.load(Ordering::SeqCst) {

@@ -126,7 +126,9 @@ fn stopped(e: dialoguer::Error) -> Error {
     Error::Wizard(format!("the wizard stopped ({e}); nothing was saved"))
 }
 
-/// Every node of the new profile to the one card reader picked, verified, asking first.
+/// Every node of the new profile to the one card reader picked, verified, asking first, one
+/// card after another (the cards are swapped in that reader; a failed card gets the question
+/// to retry it).
 fn flash_options(profile: PathBuf, device: PathBuf) -> FlashOptions {
     FlashOptions {
         profile,
@@ -138,6 +140,7 @@ fn flash_options(profile: PathBuf, device: PathBuf) -> FlashOptions {
         allow_non_removable: false,
         unmount: false,
         image: None,
+        at_once: 1,
     }
 }
 
@@ -842,4 +845,18 @@ fn expand_home(text: &str) -> PathBuf {
     pinode::invoker::Invoker::current()
         .expand_tilde(text)
         .unwrap_or_else(|| PathBuf::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wizard_flashes_one_card_after_another() {
+        let options = flash_options(PathBuf::from("lab.yaml"), PathBuf::from("/dev/sdz"));
+        assert_eq!(
+            options.at_once, 1,
+            "serial: the cards are swapped in one reader, a failed card gets the retry question"
+        );
+    }
 }

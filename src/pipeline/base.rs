@@ -101,6 +101,14 @@ pub struct AirgapPayload {
     pub charts: crate::ci::chart_source::Charts,
 }
 
+impl AirgapPayload {
+    /// The bytes every node's overlay holds for air-gap (the release files on its boot
+    /// partition; the charts, kilobytes, on the founder's only): see [`super::memory`].
+    pub fn bytes_per_node(&self) -> u64 {
+        self.release.as_ref().map_or(0, |r| r.total())
+    }
+}
+
 /// A raw image on disk, possibly temporary.
 pub struct BaseImage {
     pub path: PathBuf,

@@ -16,6 +16,7 @@
 pub(crate) mod base;
 pub mod card;
 pub mod file;
+pub mod memory;
 pub mod node;
 pub mod patch;
 pub mod prepared;

@@ -47,6 +47,9 @@ pub struct FlashOptions {
     pub unmount: bool,
     /// The base image instead of the profile's `os.image`.
     pub image: Option<PathBuf>,
+    /// How many cards may be written at the same time (1: one after another, with the
+    /// question to retry a failed card; see [`parallel`] for when several are).
+    pub at_once: usize,
 }
 
 impl From<&FlashArgs> for FlashOptions {
@@ -61,6 +64,11 @@ impl From<&FlashArgs> for FlashOptions {
             allow_non_removable: args.card.allow_non_removable,
             unmount: args.card.unmount,
             image: args.image.clone(),
+            at_once: match (args.serial, args.parallel) {
+                (true, _) => 1,
+                (false, Some(n)) => usize::from(n),
+                (false, None) => parallel::DEFAULT_AT_ONCE,
+            },
         }
     }
 }
@@ -89,27 +97,13 @@ struct NodeResult {
 }
 
 pub fn run(args: &FlashArgs, sources: &Sources, out: &Output) -> Result<(), Error> {
-    let at_once = match (args.serial, args.parallel) {
-        (true, _) => 1,
-        (false, Some(n)) => usize::from(n),
-        (false, None) => parallel::DEFAULT_AT_ONCE,
-    };
-    run_batch(&FlashOptions::from(args), at_once, sources, out)
+    run_with(&FlashOptions::from(args), sources, out)
 }
 
-/// `flash` as the wizard runs it (one reader the cards are swapped in: one at a time).
+/// `flash` with the options given (the command line's, or the wizard's: one card at a time,
+/// see `wizard::flash_options`).
 pub fn run_with(args: &FlashOptions, sources: &Sources, out: &Output) -> Result<(), Error> {
-    run_batch(args, parallel::DEFAULT_AT_ONCE, sources, out)
-}
-
-/// `at_once`: how many cards may be written at the same time (1: one after another, with
-/// the question to retry a failed card; see [`parallel`] for when several are).
-fn run_batch(
-    args: &FlashOptions,
-    at_once: usize,
-    sources: &Sources,
-    out: &Output,
-) -> Result<(), Error> {
+    let at_once = args.at_once;
     let profile = load_profile(&args.profile, out)?;
     let nodes = select_nodes(&profile, &args.nodes)?;
     check_flags(args, nodes.len())?;
@@ -196,10 +190,18 @@ fn run_batch(
         hooks: &hooks,
         out,
     };
-    let mut results = if at_once > 1 && parallel::applies(args.devices.len(), nodes.len()) {
-        parallel::flash_all(&batch, &nodes, &mut targets, &source, at_once)?
+    let at_once = if at_once > 1 && parallel::applies(args.devices.len(), nodes.len()) {
+        in_flight(out, at_once.min(nodes.len()), base.airgap.bytes_per_node())
     } else {
-        serial(&batch, &nodes, &mut targets, &source)?
+        at_once
+    };
+    let Ran {
+        mut results,
+        stopped,
+    } = if at_once > 1 && parallel::applies(args.devices.len(), nodes.len()) {
+        parallel::flash_all(&batch, &nodes, &mut targets, &source, at_once)
+    } else {
+        serial(&batch, &nodes, &mut targets, &source)
     };
     for node in nodes.iter().skip(results.len()) {
         results.push(result(node, Outcome::NotReached, None, None, None));
@@ -208,7 +210,54 @@ fn run_batch(
     let next = pinode::plan::cluster::ClusterPlan::of(&profile, pinode::edge::settings())
         .map(|_| super::status_next(&args.profile));
     let redo = unattended::redo_command(args, sources, &results);
-    report(out, &results, nodes.len() > 1, next, redo)
+    let reported = report(out, &results, nodes.len() > 1, next, redo);
+    stopped_first(reported, stopped, nodes.len() > 1)
+}
+
+/// How many cards are written at once: `wanted`, lowered (and said) when the air-gap files
+/// every card's overlay holds would take more than the memory budget together
+/// ([`pinode::pipeline::memory`]).
+fn in_flight(out: &Output, wanted: usize, airgap_bytes: u64) -> usize {
+    let fits = pinode::pipeline::memory::nodes_in_flight(wanted, airgap_bytes);
+    if fits < wanted {
+        out.note(&format!(
+            "note: writing {fits} card(s) at once, not {wanted}: each holds the air-gap files \
+             ({}) in memory until written, and the cards in flight stay within {}",
+            size(airgap_bytes),
+            size(pinode::pipeline::memory::BUDGET)
+        ));
+    }
+    fits
+}
+
+/// What a batch did: every node's result so far, and the error that stopped it early (a
+/// card refused mid-batch), if one did.
+struct Ran {
+    results: Vec<NodeResult>,
+    stopped: Option<Error>,
+}
+
+/// The run's end once the summary is printed: the error that stopped the batch early wins
+/// (its exit status, as before the summary was kept), the summary's own ending (what was
+/// not written, and the command to redo it) said on stderr first for a batch, so that nothing
+/// is lost (one node: the error says it all).
+fn stopped_first(
+    reported: Result<(), Error>,
+    stopped: Option<Error>,
+    batch: bool,
+) -> Result<(), Error> {
+    match (stopped, reported) {
+        (None, reported) => reported,
+        (Some(stopped), Ok(())) => Err(stopped),
+        (Some(stopped), Err(_)) if !batch => Err(stopped),
+        (Some(stopped), Err(incomplete)) => {
+            eprintln!(
+                "error: {}",
+                pinode::ui::terminal_safe(&incomplete.to_string())
+            );
+            Err(stopped)
+        }
+    }
 }
 
 /// One card after another; after a failed card, the question to retry it (unattended: the
@@ -218,20 +267,39 @@ fn serial(
     nodes: &[&NodeConfig],
     targets: &mut Targets,
     source: &target::Source,
-) -> Result<Vec<NodeResult>, Error> {
+) -> Ran {
     let out = batch.out;
     let mut results: Vec<NodeResult> = Vec::new();
+    // A refusal ends the batch, the node failed with it; the summary still follows.
+    let stop = |results: &mut Vec<NodeResult>, node, disk, e: Error| {
+        results.push(result(
+            node,
+            Outcome::Failed,
+            disk,
+            None,
+            Some(e.to_string()),
+        ));
+        Some(e)
+    };
+    let mut stopped = None;
     'nodes: for (i, node) in nodes.iter().enumerate() {
         loop {
-            let disk = match targets.choose(i, node)? {
-                Choice::Device(disk) => disk,
-                Choice::Skip => {
+            let disk = match targets.choose(i, node) {
+                Ok(Choice::Device(disk)) => disk,
+                Ok(Choice::Skip) => {
                     results.push(result(node, Outcome::Skipped, None, None, None));
                     continue 'nodes;
                 }
-                Choice::Abort => break 'nodes,
+                Ok(Choice::Abort) => break 'nodes,
+                Err(e) => {
+                    stopped = stop(&mut results, node, None, e);
+                    break 'nodes;
+                }
             };
-            source.refuse(&disk)?;
+            if let Err(e) = source.refuse(&disk) {
+                stopped = stop(&mut results, node, Some(&disk), e);
+                break 'nodes;
+            }
             let written = customise(batch, node).and_then(|image| {
                 write_node(batch, &image, &disk, &out.progress(), &|n| say_note(out, n))
             });
@@ -270,7 +338,7 @@ fn serial(
             }
         }
     }
-    Ok(results)
+    Ran { results, stopped }
 }
 
 /// Flags that only make sense together, checked before any work.
@@ -512,4 +580,30 @@ fn report(
         parts.push(format!("to write them: {redo}"));
     }
     Err(Error::Incomplete(parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_stopped_by_a_refusal_still_reports_and_exits_with_the_refusal() {
+        let incomplete = || {
+            Err(Error::Incomplete(
+                "1 of 3 cards written; to write them: x".into(),
+            ))
+        };
+        let refused = || Some(Error::Refused("/dev/sdz is mounted".into()));
+        // The refusal is the run's error (and exit status), whatever the summary said.
+        let end = stopped_first(incomplete(), refused(), true);
+        assert!(matches!(end, Err(Error::Refused(m)) if m == "/dev/sdz is mounted"));
+        let end = stopped_first(Ok(()), refused(), true);
+        assert!(matches!(end, Err(Error::Refused(_))));
+        // Not stopped: the summary's own ending.
+        assert!(matches!(
+            stopped_first(incomplete(), None, true),
+            Err(Error::Incomplete(_))
+        ));
+        assert!(stopped_first(Ok(()), None, true).is_ok());
+    }
 }

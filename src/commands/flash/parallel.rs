@@ -25,8 +25,14 @@
 //! [`pinode::sink::card::CARD_BUFFER_BYTES`] (18 MiB) of buffers (the
 //! writer's pool of 4 x 4 MiB, or the read-back's, never both; the 1 MiB head and 1 MiB of
 //! zeros), plus its node's overlay (the changed boot-partition sectors: kilobytes to a few
-//! MiB). At most `N` (1–16, default [`DEFAULT_AT_ONCE`]) cards are in flight; the next node
-//! waits for a free slot. Bound: N x 18 MiB + the overlays, whatever the image size.
+//! MiB; with `cluster.airgap` the overlay holds the release files too, about 190 MiB for
+//! v1.33). At most `N` (1–16, default [`DEFAULT_AT_ONCE`]) cards are in flight, lowered (and
+//! said) to what fits [`pinode::pipeline::memory::BUDGET`] (1 GiB) when air-gap makes the
+//! overlays large; the next node waits for a free slot. Bound: N x (18 MiB + the overlay), at
+//! most about 1 GiB with air-gap, whatever the image size.
+//!
+//! A card's thread that panics (a bug) fails that card only, as an internal error: the
+//! others go on and the summary is printed.
 
 use std::sync::mpsc;
 
@@ -37,7 +43,9 @@ use pinode::profile::NodeConfig;
 use pinode::sink::card::CardReport;
 
 use super::target::{Choice, Source, Targets};
-use super::{Batch, NodeResult, Outcome, customise, result, say_note, say_written, write_node};
+use super::{
+    Batch, NodeResult, Outcome, Ran, customise, result, say_note, say_written, write_node,
+};
 
 /// Cards written at once unless `--parallel N` says otherwise: a USB hub with four readers,
 /// 72 MiB of buffers.
@@ -54,21 +62,22 @@ type Done = (usize, Box<BlockDevice>, Result<CardReport, Error>);
 
 /// Writes the cards of `nodes`, up to `at_once` at a time; the results in node order.
 /// An error choosing a card (a refusal, the base image named as a card) stops the run after
-/// the cards in flight end, as it does one card at a time.
+/// the cards in flight end, as it does one card at a time: it is the node's error in the
+/// results, and [`Ran::stopped`], so that the summary still tells what was written.
 pub(super) fn flash_all(
     batch: &Batch<'_>,
     nodes: &[&NodeConfig],
     targets: &mut Targets,
     source: &Source,
     at_once: usize,
-) -> Result<Vec<NodeResult>, Error> {
+) -> Ran {
     let out = batch.out;
     let bars = MultiBars::new(out.progress());
     let mut results: Vec<Option<NodeResult>> = vec![None; nodes.len()];
-    let stopped = std::thread::scope(|scope| -> Result<(), Error> {
+    let stopped = std::thread::scope(|scope| -> Option<Error> {
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let mut running = 0usize;
-        let mut stopped = Ok(());
+        let mut stopped = None;
         for (i, node) in nodes.iter().enumerate() {
             // A free slot first, then whatever else ended meanwhile.
             while running >= at_once.max(1) {
@@ -92,12 +101,16 @@ pub(super) fn flash_all(
                 }
                 Ok(Choice::Abort) => break,
                 Err(e) => {
-                    stopped = Err(e);
+                    let message = Some(e.to_string());
+                    results[i] = Some(result(node, Outcome::Failed, None, None, message));
+                    stopped = Some(e);
                     break;
                 }
             };
             if let Err(e) = source.refuse(&disk) {
-                stopped = Err(e);
+                let message = Some(e.to_string());
+                results[i] = Some(result(node, Outcome::Failed, Some(&disk), None, message));
+                stopped = Some(e);
                 break;
             }
             let image = match customise(batch, node) {
@@ -115,7 +128,13 @@ pub(super) fn flash_all(
             scope.spawn(move || {
                 let note =
                     |n: pinode::pipeline::card::CardNote<'_>| bars.suspend(|| say_note(out, n));
-                let written = write_node(batch, &image, &disk, &bars, &note);
+                // A bug in the writer fails this card only: the others go on, and the card
+                // is said failed and freed (a panic would otherwise end the run with the
+                // scope, the summary unprinted).
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_node(batch, &image, &disk, &bars, &note)
+                }))
+                .unwrap_or_else(|_| Err(Error::Internal("the card's writer stopped".into())));
                 // The receiver lives until every thread of the scope has ended.
                 let _ = tx.send((i, disk, written));
             });
@@ -127,12 +146,12 @@ pub(super) fn flash_all(
         }
         stopped
     });
-    stopped?;
-    Ok(nodes
+    let results = nodes
         .iter()
         .zip(results)
         .map(|(node, r)| r.unwrap_or_else(|| result(node, Outcome::NotReached, None, None, None)))
-        .collect())
+        .collect();
+    Ran { results, stopped }
 }
 
 /// A card's write ended: its line, its result, and the card free again.

@@ -155,6 +155,7 @@ mod tests {
             allow_non_removable: true,
             unmount: false,
             image: None,
+            at_once: 1,
         }
     }
 

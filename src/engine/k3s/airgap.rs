@@ -26,12 +26,20 @@
 //!
 //! Nothing unverified is used: a download becomes its final name only once its SHA-256
 //! matched; a mismatch deletes it. A cached file is hashed again before every use.
+//!
+//! Two locks beside the release's directory (`CACHE/releases/k3s/<tag>.lock` and
+//! `<tag>.fetch.lock`, see [`crate::cache::lock`]): a run holds the first shared from before
+//! the files are checked until its cards or images are written (kept in [`AirgapFiles`]), so
+//! that `cache clean`, which needs it exclusive, leaves the directory of a release in use
+//! alone; and the second exclusive while it checks and downloads, so that two runs never
+//! share a `.part` (one's hash mismatch would delete the other's download).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::cache::lock::Lock;
 use crate::cache::store::{Cache, CacheError};
 use crate::engine::k3s::K3sSpec;
 use crate::fetch::{FetchError, Http, display_url};
@@ -151,6 +159,9 @@ pub struct AirgapFiles {
     pub files: Vec<ReleaseFile>,
     /// Downloaded now (not found in the cache).
     pub downloaded: Vec<&'static str>,
+    /// The release directory's shared lock, held while these files may still be read (the
+    /// run's cards or images written): `cache clean` leaves the directory alone meanwhile.
+    _in_use: std::sync::Arc<Lock>,
 }
 
 impl AirgapFiles {
@@ -179,7 +190,14 @@ pub fn obtain(
     release: &Release,
     progress: &dyn Progress,
 ) -> Result<AirgapFiles, AirgapError> {
-    let dir = cache.files_dir(&Path::new("releases/k3s").join(&release.version))?;
+    let parent = cache.files_dir(Path::new(crate::cache::store::RELEASES))?;
+    let lock_io = |path: PathBuf| move |source| AirgapError::Io { path, source };
+    // In use first (before the directory is created or read), then the right to download.
+    let in_use_path = crate::cache::store::release_lock(&parent, &release.version);
+    let in_use = Lock::shared(&in_use_path).map_err(lock_io(in_use_path.clone()))?;
+    let fetch_path = parent.join(format!("{}.fetch.lock", release.version));
+    let _fetching = Lock::acquire(&fetch_path, || {}).map_err(lock_io(fetch_path.clone()))?;
+    let dir = cache.files_dir(&Path::new(crate::cache::store::RELEASES).join(&release.version))?;
     let mut downloaded = Vec::new();
     let sums_path = dir.join(SUMS);
     let sums_url = release.asset_url(SUMS);
@@ -223,6 +241,7 @@ pub fn obtain(
         version: release.version.clone(),
         files,
         downloaded,
+        _in_use: std::sync::Arc::new(in_use),
     })
 }
 
