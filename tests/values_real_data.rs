@@ -21,9 +21,12 @@ fn check(dir: &Path, text: &str) -> std::process::Output {
     let path = write_profile(dir, "p.yaml", text);
     // Not under CI: there a cluster without a token gets a warning (CI must not generate one),
     // which is not what these tests look at.
+    // A state directory of the test's own: never the user's (a cluster of the same name kept
+    // there by another run would change what profile check says).
     output(
         pinode()
             .env_remove("CI")
+            .env("PINODE_STATE_DIR", dir.join("state"))
             .args(["profile", "check"])
             .arg(path),
     )
@@ -97,7 +100,13 @@ fn listed_values_pass_and_unlisted_ones_of_the_right_shape_fail() {
 #[test]
 fn the_example_key_is_flagged_and_a_real_key_is_not() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/example.yaml");
-    let out = output(pinode().args(["profile", "check"]).arg(&example));
+    let state = tempfile::tempdir().unwrap();
+    let out = output(
+        pinode()
+            .env("PINODE_STATE_DIR", state.path())
+            .args(["profile", "check"])
+            .arg(&example),
+    );
     let err = stderr(&out);
     assert!(out.status.success(), "a warning, not an error: {err}");
     let want = format!(
