@@ -65,6 +65,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
@@ -244,6 +246,24 @@ def airgap_release(www: Path) -> dict[str, bytes]:
     (www / "install.sh").write_bytes(files["install.sh"])
     sums = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in ("k3s-arm64", AIRGAP_IMAGES))
     (tag / "sha256sum-arm64.txt").write_text(sums)
+    # A STAND-IN Helm repository (index.yaml in Helm's format: entries.<chart>[].version, urls,
+    # digest = SHA-256 of the archive) of tiny charts, for the runners' chartContent.
+    charts = www / "charts"
+    charts.mkdir()
+    entries = {}
+    for chart, version in AIRGAP_CHARTS.items():
+        src = www.parent / "airgap-chart-src" / chart
+        shutil.rmtree(src.parent, ignore_errors=True)
+        (src / "templates").mkdir(parents=True)
+        (src / "Chart.yaml").write_text(f"apiVersion: v2\nname: {chart}\nversion: {version}\n"
+                                        f"description: STAND-IN chart for pinode's boot test, not the real {chart}\n")
+        (src / "templates" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stand-in\n")
+        archive = charts / f"{chart}-{version}.tgz"
+        run(["tar", "czf", archive, "-C", src.parent, chart], check=True)
+        files[f"chart {chart}"] = archive.read_bytes()
+        entries[chart] = [{"apiVersion": "v2", "name": chart, "version": version,
+                           "digest": hashlib.sha256(archive.read_bytes()).hexdigest(), "urls": [archive.name]}]
+    (charts / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}))
     return files
 
 # A user's kubeconfig with two other clusters, for `pinode kubeconfig --merge`.
@@ -284,6 +304,15 @@ STATUS_JSON = f"{STATE_DIR}/status.json"
 
 # The K3s routes' founder serves all four CI systems (GitHub through a GitHub App).
 K3S_RUNNERS = ["gitlab", "jenkins", "github", "forgejo"]
+# The air-gap route's runners: their charts are embedded from the stand-in Helm repository
+# served with the release files (ARC's OCI pull is tested against a stand-in registry in
+# tests/airgap_charts.rs, not here); Forgejo's runner has no chart.
+AIRGAP_RUNNERS = ["gitlab", "jenkins", "forgejo"]
+AIRGAP_CHARTS = {"gitlab-runner": "0.86.0", "jenkins": "5.9.53"}
+
+
+def runners_of(route: str) -> list[str]:
+    return AIRGAP_RUNNERS if route == AIRGAP_ROUTE else K3S_RUNNERS
 
 
 def profile(pubkey: Path, init: str) -> dict:
@@ -633,16 +662,35 @@ class Node:
         r = self.sh("sudo -n ls /var/lib/rancher/k3s/server/manifests 2>/dev/null")
         manifests = r.stdout.split()
         if self.role == "founder":
-            e2e_common.check_ci_on_node(self, "/var/lib/rancher/k3s/server/manifests", K3S_RUNNERS, True,
+            e2e_common.check_ci_on_node(self, "/var/lib/rancher/k3s/server/manifests", runners_of(self.route), True,
                                         {"pinode-kube-vip.yaml"})
-            for name, wanted in (("Jenkins", "https://charts.jenkins.io"), ("GitHub ARC", "gha-runner-scale-set-controller"),
-                                 ("Forgejo runner", "code.forgejo.org/forgejo/runner:")):
+            wanted_names = [("Forgejo runner", "code.forgejo.org/forgejo/runner:")]
+            if not self.airgap:
+                wanted_names += [("Jenkins", "https://charts.jenkins.io"), ("GitHub ARC", "gha-runner-scale-set-controller")]
+            for name, wanted in wanted_names:
                 r = self.sh(f"sudo -n grep -l -F '{wanted}' /var/lib/rancher/k3s/server/manifests/*.yaml")
                 self.check(f"{name}'s manifest names {wanted}", r.returncode == 0, r.stdout + r.stderr)
             r = self.sh("sudo -n cat /var/lib/rancher/k3s/server/manifests/pinode-gitlab-runner.yaml")
             text = r.stdout
+            try:
+                charts = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind") == "HelmChart"]
+            except yaml.YAMLError:
+                charts = []
+            spec = charts[0]["spec"] if charts else {}
             self.check("HelmChart for gitlab-runner with the arm64 node selector",
-                       "kind: HelmChart" in text and "chart: gitlab-runner" in text and "kubernetes.io/arch" in text, text[:300])
+                       (spec.get("chart") == "gitlab-runner" or "chartContent" in spec)
+                       and "kubernetes.io/arch" in spec.get("valuesContent", ""), text[:300])
+            if self.airgap:
+                for chart, file in (("gitlab-runner", "pinode-gitlab-runner.yaml"), ("jenkins", "pinode-jenkins.yaml")):
+                    r = self.sh(f"sudo -n cat /var/lib/rancher/k3s/server/manifests/{file}")
+                    try:
+                        docs = [d for d in yaml.safe_load_all(r.stdout) if isinstance(d, dict) and d.get("kind") == "HelmChart"]
+                        embedded = base64.b64decode(docs[0]["spec"]["chartContent"])
+                        repo = docs[0]["spec"].get("repo")
+                    except (yaml.YAMLError, IndexError, KeyError, ValueError):
+                        embedded, repo = b"", "?"
+                    self.check(f"air-gap: {chart}'s HelmChart embeds the served chart (chartContent, no repo)",
+                               embedded == self.airgap_files[f"chart {chart}"] and repo is None, r.stdout[:300])
             for deprecated in ("runnerRegistrationToken", "tags", "locked", "runUntagged"):
                 self.check(f"no deprecated runner key {deprecated}", deprecated not in text)
             r = self.sh("cat ~/.kube/config; echo ===; sudo -n cat /etc/rancher/k3s/k3s.yaml")
@@ -731,7 +779,7 @@ class Node:
             return {**engines.secrets(self.engine, self.state), "password hash": PASSWORD_HASH.encode(),
                     "private host key": host_key_slice(host_key)}
         return {
-            **e2e_common.ci_fat_secrets(K3S_RUNNERS, github_app=True),
+            **e2e_common.ci_fat_secrets(runners_of(self.route), github_app=True),
             "cluster token": K3S_TOKEN.encode(),
             "runner token": RUNNER_TOKEN.encode(),
             "Wi-Fi PSK": psk_hex(SSID, PASSPHRASE).encode(),
@@ -758,7 +806,7 @@ class Node:
         self.check("the raw FAT partition is readable", r.returncode == 0 and int(r.stdout.strip() or 0) > 1 << 20, r.stderr)
         # One pass over the partition for every secret at once, plus a string that is there
         # (cmdline.txt's) to show the search works. Patterns go in on stdin.
-        runner_secrets = {"runner token", *e2e_common.ci_fat_secrets(K3S_RUNNERS, github_app=True)}
+        runner_secrets = {"runner token", *e2e_common.ci_fat_secrets(runners_of(self.route), github_app=True)}
         wanted = {name: value for name, value in secrets.items() if name not in runner_secrets or self.role == "founder"}
         patterns = [b"cgroup_enable=memory", *wanted.values()]
         r = subprocess.run(self.vm.ssh_argv("alice", self.key, "sudo -n grep -a -o -F -f /dev/stdin /dev/vda1 | sort | uniq -c"),
@@ -1049,6 +1097,9 @@ def main() -> int:
         doc = engines.profile(key.with_suffix(".pub"), route) if route in engines.NODES else profile(key.with_suffix(".pub"), route)
         if route == AIRGAP_ROUTE:
             doc["cluster"]["airgap"] = True
+            doc["cluster"]["runner"] = [dict(r, **({"chart_repo": f"https://127.0.0.1:{airgap_srv.port}/charts"}
+                                                   if r["kind"] in ("gitlab", "jenkins") else {}))
+                                        for r in e2e_common.ci_runners(key.parent, AIRGAP_RUNNERS, github_app=True)]
             doc["cluster"]["k3s"].update(release_url=f"https://127.0.0.1:{airgap_srv.port}/releases",
                                          install_url=f"https://127.0.0.1:{airgap_srv.port}/install.sh")
         profile_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -1079,12 +1130,20 @@ def main() -> int:
         if route == AIRGAP_ROUTE:
             asked = sorted(q["path"] for q in airgap_srv.requests())
             tag = K3S_VERSION.replace("+", "%2B")
+            releases = sorted(p for p in asked if not p.startswith("/charts/"))
             checks.check(f"{route}: air-gap: prepare fetched each release file once (tag URL-encoded)",
-                         asked == sorted([f"/releases/{tag}/{n}" for n in ("k3s-arm64", AIRGAP_IMAGES, "sha256sum-arm64.txt")]
-                                         + ["/install.sh"]), str(asked))
+                         releases == sorted([f"/releases/{tag}/{n}" for n in ("k3s-arm64", AIRGAP_IMAGES, "sha256sum-arm64.txt")]
+                                            + ["/install.sh"]), str(asked))
+            # The index is read once per runner that names the repository, each archive once.
+            chart_paths = [p for p in asked if p.startswith("/charts/")]
+            checks.check(f"{route}: air-gap: prepare read the chart repository's index and each chart's archive once",
+                         set(chart_paths) == {"/charts/index.yaml", *(f"/charts/{c}-{v}.tgz" for c, v in AIRGAP_CHARTS.items())}
+                         and all(chart_paths.count(f"/charts/{c}-{v}.tgz") == 1 for c, v in AIRGAP_CHARTS.items()),
+                         str(asked))
             cached = work / route / "cache" / "releases" / "k3s" / K3S_VERSION
+            release_files = {n: b for n, b in airgap_files.items() if not n.startswith("chart ")}
             checks.check(f"{route}: air-gap: the release files are in pinode's cache, verified",
-                         all((cached / n).is_file() and (cached / n).read_bytes() == b for n, b in airgap_files.items()),
+                         all((cached / n).is_file() and (cached / n).read_bytes() == b for n, b in release_files.items()),
                          str(sorted(p.name for p in cached.glob("*"))))
         known = known_hosts_entries(rdir / "state" / "clusters" / "e2e" / "known_hosts")
         checks.check(f"{route}: pinode's known_hosts names every node prepared (HOST and HOST.local)",
