@@ -489,13 +489,11 @@ cluster:
     }
 }
 
-/// The first boot in a scratch root, from the prepared image's FAT: the files move off the
-/// card, the installer runs with INSTALL_K3S_SKIP_DOWNLOAD=true and nothing is downloaded.
-#[test]
-fn first_boot_installs_k3s_from_the_card_and_empties_it() {
-    if !root_or_skip("runs the first-boot scripts in a mount namespace") {
-        return;
-    }
+/// An air-gap server prepared from a stand-in release (1 MiB binary, 1 MiB archive), its boot
+/// partition's first-boot files copied into a scratch root, as the first stage finds them.
+/// The work directory and the world (its HTTPS server) live as long as the caller keeps them;
+/// the release is what the card must carry.
+fn first_boot_root() -> (tempfile::TempDir, Release, World, ScratchRoot) {
     let work = tempfile::tempdir().unwrap();
     let release = Release::new(work.path(), 1 << 20, 1 << 20);
     let world = World::new(&release);
@@ -504,7 +502,6 @@ fn first_boot_installs_k3s_from_the_card_and_empties_it() {
     let result = world.prepare(&profile, &fixture("bookworm"), &out);
     assert!(result.status.success(), "{}", stderr(&result));
     let fat = common::extract_boot(&out.join("lab-1.img"), work.path());
-
     let root = ScratchRoot::new("/boot/firmware");
     run(Command::new("mcopy")
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -515,6 +512,17 @@ fn first_boot_installs_k3s_from_the_card_and_empties_it() {
         .arg("::/cmdline.txt")
         .arg("::/userconf.txt")
         .arg(root.boot()));
+    (work, release, world, root)
+}
+
+/// The first boot in a scratch root, from the prepared image's FAT: the files move off the
+/// card, the installer runs with INSTALL_K3S_SKIP_DOWNLOAD=true and nothing is downloaded.
+#[test]
+fn first_boot_installs_k3s_from_the_card_and_empties_it() {
+    if !root_or_skip("runs the first-boot scripts in a mount namespace") {
+        return;
+    }
+    let (_work, release, _world, root) = first_boot_root();
     let script = root.boot().join("pinode/firstboot.sh");
     run(Command::new("shellcheck")
         .args(["--shell=sh", "--severity=style"])
@@ -572,24 +580,7 @@ fn a_failing_first_stage_copy_leaves_no_secret_on_the_card() {
     if !root_or_skip("runs the first-boot scripts in a mount namespace") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let release = Release::new(work.path(), 1 << 20, 1 << 20);
-    let world = World::new(&release);
-    let profile = world.profile("airgap.yaml");
-    let out = world.dir().join("out");
-    let result = world.prepare(&profile, &fixture("bookworm"), &out);
-    assert!(result.status.success(), "{}", stderr(&result));
-    let fat = common::extract_boot(&out.join("lab-1.img"), work.path());
-    let root = ScratchRoot::new("/boot/firmware");
-    run(Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-s", "-n", "-i"])
-        .arg(&fat)
-        .arg("::/pinode")
-        .arg("::/firstrun.sh")
-        .arg("::/cmdline.txt")
-        .arg("::/userconf.txt")
-        .arg(root.boot()));
+    let (_work, _release, _world, root) = first_boot_root();
     let secrets = root.boot().join("pinode/secrets");
     let names: Vec<String> = std::fs::read_dir(&secrets)
         .unwrap()
