@@ -44,6 +44,15 @@ install_k3s() {
 	else
 		export INSTALL_K3S_CHANNEL="$K3S_CHANNEL"
 	fi
+	run_k3s_installer "$installer"
+}
+"##;
+
+/// The installer run both install paths share (online and air-gap): in the node's role, agents
+/// joining the API, its output and exit status kept.
+const RUN_INSTALLER: &str = r##"
+# run_k3s_installer INSTALLER: runs the K3s install script in the node's role (K3S_EXEC).
+run_k3s_installer() {
 	export K3S_TOKEN_FILE=@TOKEN_FILE@
 	if [ "$K3S_EXEC" = agent ]; then
 		export K3S_URL="$K3S_API"
@@ -54,7 +63,7 @@ install_k3s() {
 	# exit status, so it is passed on in a file.
 	output=/var/lib/pinode/k3s-install.out
 	{
-		sh "$installer" "$K3S_EXEC" 2>&1
+		sh "$1" "$K3S_EXEC" 2>&1
 		echo "$?" >"$output.status"
 	} | tee "$output" >&2
 	status=$(cat "$output.status" 2>/dev/null || echo 1)
@@ -109,23 +118,7 @@ install_k3s() {
 	fi
 	log "installing K3s $K3S_VERSION from the files of the boot partition (no download)"
 	export INSTALL_K3S_SKIP_DOWNLOAD=true
-	export K3S_TOKEN_FILE=@TOKEN_FILE@
-	if [ "$K3S_EXEC" = agent ]; then
-		export K3S_URL="$K3S_API"
-	fi
-	# As on the online path: output to the console, the journal and the log, the exit status
-	# through a file.
-	output=/var/lib/pinode/k3s-install.out
-	{
-		sh "$installer" "$K3S_EXEC" 2>&1
-		echo "$?" >"$output.status"
-	} | tee "$output" >&2
-	status=$(cat "$output.status" 2>/dev/null || echo 1)
-	cat "$output" >>"$PINODE_LOG" 2>/dev/null
-	if [ "$status" -ne 0 ]; then
-		log "the K3s installer failed (exit $status): $(tail -n 1 "$output")"
-		return 1
-	fi
+	run_k3s_installer "$installer"
 }
 "##;
 
@@ -190,7 +183,8 @@ pub(crate) fn stage2(ctx: &StageContext, node: &K3sNode) -> Result<EngineStage2,
         fill(AIRGAP_INSTALL_FUNCTIONS, &airgap_paths)
     } else {
         fill(INSTALL_FUNCTIONS, &paths)
-    } + COPY_KUBECONFIG;
+    } + &fill(RUN_INSTALLER, &paths)
+        + COPY_KUBECONFIG;
     let mut prepare_steps = fill(PREPARE_STEPS, &paths);
     add_ca(ctx, node, &mut files, &mut prepare_steps);
     // Only servers carry kube-vip (the plan gives it to no agent): agents' files and
